@@ -1,0 +1,94 @@
+"""Structured-config schemas: a bad key fails when Hydra composes the config.
+
+The dataclasses are registered with Hydra's ConfigStore as the schema of
+``conf/config.yaml``; each YAML group file only fills values in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class ModelConf:
+    path: str = "checkpoints/ee-24x128"  # Hub id, local dir, or random:<arch>
+    dtype: str = "float32"
+    device: str = "cpu"  # cpu | cuda | auto
+    backend: str = "hf"  # hf | native
+    num_layers: Optional[int] = None  # random:<arch> only
+    seed: int = 0  # random:<arch> only
+    max_context: Optional[int] = None
+
+
+@dataclass
+class DraftConf:
+    path: Optional[str] = None
+
+
+@dataclass
+class MethodConf:
+    name: str = "autoregressive"
+    exit: Any = "${exit}"  # int, or [E_d, E_v] for hispec; null = a depth-based default
+    draft_len: int = 4
+    period: int = 4
+    flush_on_mismatch: bool = False
+    draft: DraftConf = field(default_factory=DraftConf)
+    levels: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConf:
+    name: str = "humaneval"
+    path: Optional[str] = None  # local JSONL instead of the Hub / bundled source
+    split: Optional[str] = None
+    limit: Optional[int] = None
+    seed: int = 0
+    ids: Optional[list[str]] = None
+    num_fewshot: Optional[int] = None
+    max_new_tokens: Optional[int] = None
+
+
+@dataclass
+class DecodingConf:
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class WandbConf:
+    mode: str = "disabled"  # online | offline | disabled
+    project: str = "hsd-bench"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    dir: Optional[str] = None
+
+
+@dataclass
+class RunConf:
+    method: MethodConf = field(default_factory=MethodConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    dataset: DatasetConf = field(default_factory=DatasetConf)
+    decoding: DecodingConf = field(default_factory=DecodingConf)
+    wandb: WandbConf = field(default_factory=WandbConf)
+    exit: Any = None  # shorthand for method.exit: `exit=4`, `exit=8,16`
+    verifier: str = "tokenwise"
+    max_new_tokens: Optional[int] = None  # null = the dataset's default
+    results_dir: str = "runs"
+    baseline: bool = True  # also run autoregressive decoding on the same samples
+    warmup_tokens: int = 16
+    progress: bool = True
+
+
+# Keys that name where/how results are shown, not what is measured: they do
+# not enter the run directory's hash.
+NON_IDENTITY_KEYS = ("results_dir", "progress", "wandb")
+
+
+def register_schemas() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConf)

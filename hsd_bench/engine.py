@@ -1,0 +1,382 @@
+"""The one engine every method runs on: a recursive stack of levels.
+
+Level 0 drafts; each level above verifies a batch from the level below in one
+forward pass; the top level is the target (DESIGN.md §2). A method is only a
+list of :class:`Level` objects (see ``methods.py``), so autoregressive
+decoding, vanilla SD, LayerSkip, HiSpec and Mohri-style hierarchies share this
+code, its caches and its counters.
+
+All levels write into one token buffer: a lower level's context always extends
+the context of the level above it, so position ``t`` means the same thing for
+every level, and a rejection at ``t`` is a truncation of every model state to
+``t``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from hsd_bench.models.base import LayeredModel
+from hsd_bench.sampling import DecodingConfig, sample, warp
+from hsd_bench.verify import VerificationRule, greedy_verify
+
+__all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
+
+
+class ModelState:
+    """Frontiers, caches and boundary hidden states of one model shared by its views.
+
+    The model's layers are cut into segments at the exit layers its views
+    use. Each segment has a *frontier* (how many positions it has processed);
+    shallower frontiers are at or ahead of deeper ones. ``pending[b]`` holds
+    the hidden states at depth ``b`` for positions the segment starting at
+    ``b`` has not processed yet, so a deeper view continues from them instead
+    of re-running the shallow layers (LayerSkip's exit query cache, HiSpec's
+    hidden-state reuse).
+    """
+
+    def __init__(self, model: LayeredModel, exits: list[int]):
+        self.model = model
+        self.bounds = sorted(set(exits))
+        if self.bounds[-1] > model.num_layers or self.bounds[0] < 1:
+            raise ValueError(f"{model.name}: exits {self.bounds} outside 1..{model.num_layers}")
+        self.starts = [0] + self.bounds[:-1]
+        self.reset()
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.frontier = [0] * len(self.bounds)
+        self.pending: dict[int, tuple[int, torch.Tensor | None]] = {b: (0, None) for b in self.bounds}
+        self.layer_evals = 0
+        self.head_evals = 0
+
+    def hidden(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """Hidden states at depth ``exit_layer`` for positions ``[need_from, upto)``,
+        running only the layer segments that have not seen those positions."""
+        last = self.bounds.index(exit_layer)
+        for j in range(last + 1):
+            start, end, first = self.starts[j], self.bounds[j], self.frontier[j]
+            if first >= upto:
+                continue
+            if j == 0:
+                inp = self.model.embed(tokens[first:upto])
+            else:
+                pend_start, pend = self.pending[start]
+                assert pend_start == first and pend is not None and pend.shape[1] >= upto - first
+                inp = pend[:, : upto - first]
+                self.pending[start] = (upto, pend[:, upto - first :])
+            out = self.model.run_layers(inp, start, end, first)
+            self.layer_evals += (end - start) * (upto - first)
+            self.frontier[j] = upto
+            out_start, have = self.pending[end]
+            if have is None or have.shape[1] == 0:
+                self.pending[end] = (first, out)
+            else:
+                assert out_start + have.shape[1] == first
+                self.pending[end] = (out_start, torch.cat([have, out], dim=1))
+        pend_start, pend = self.pending[exit_layer]
+        if pend is None or pend_start > need_from or pend_start + pend.shape[1] < upto:
+            raise RuntimeError(
+                f"{self.model.name}: no hidden state at depth {exit_layer} for positions "
+                f"[{need_from}, {upto}) (pending from {pend_start}); frontier bookkeeping is broken"
+            )
+        if exit_layer == self.bounds[-1]:
+            # Nothing deeper consumes the top boundary: keep only what is still needed.
+            self.pending[exit_layer] = (need_from, pend[:, need_from - pend_start :])
+            pend_start, pend = self.pending[exit_layer]
+        return pend[:, need_from - pend_start : upto - pend_start]
+
+    def logits(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """``[upto - need_from, V]`` logits of the view exiting at ``exit_layer``."""
+        h = self.hidden(tokens, exit_layer, upto, need_from)
+        self.head_evals += h.shape[1]
+        return self.model.logits(h)
+
+    def truncate(self, length: int) -> None:
+        """Forget every position ``>= length`` (a rejection at ``length``)."""
+        for j, f in enumerate(self.frontier):
+            if f > length:
+                self.model.truncate(self.starts[j], self.bounds[j], length)
+                self.frontier[j] = length
+        for b, (start, pend) in self.pending.items():
+            if pend is not None and start + pend.shape[1] > length:
+                keep = max(0, length - start)
+                self.pending[b] = (min(start, length), pend[:, :keep])
+
+
+@dataclass
+class Level:
+    """One rung of the stack: a view ``(model state, exit layer)`` and its batch.
+
+    ``batch`` is the draft length for level 0 and, for a middle level, how
+    many tokens it must hold before handing them up (HiSpec's N_i, a
+    Mohri-style T_i). The top level's batch is one round.
+    """
+
+    state: ModelState
+    exit_layer: int
+    batch: int = 1
+    rule: VerificationRule | None = None
+    name: str = ""
+    # HiSpec's "flush on mismatch": hand tokens up as soon as a round rejects.
+    flush_on_reject: bool = False
+
+
+@dataclass
+class GenerationStats:
+    n_prompt: int = 0
+    n_generated: int = 0
+    wall_s: float = 0.0
+    prefill_s: float = 0.0
+    drafted: list[int] = field(default_factory=list)  # per verifying level
+    accepted: list[int] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)  # forwards of each level (level 0: drafted tokens)
+    position_reached: list[int] = field(default_factory=list)  # top level, per draft position
+    position_accepted: list[int] = field(default_factory=list)
+    level_time_s: list[float] = field(default_factory=list)
+    layer_evals: dict[str, int] = field(default_factory=dict)
+    head_evals: dict[str, int] = field(default_factory=dict)
+    level_names: list[str] = field(default_factory=list)
+
+    @property
+    def decode_s(self) -> float:
+        return self.wall_s - self.prefill_s
+
+    @property
+    def target_forwards(self) -> int:
+        return self.rounds[-1] if self.rounds else 0
+
+    def as_row(self) -> dict:
+        """Flat per-sample metrics (DESIGN.md §5)."""
+        top = len(self.rounds) - 1
+        drafted = self.drafted[top] if top > 0 else 0
+        accepted = self.accepted[top] if top > 0 else 0
+        n = max(self.n_generated, 1)
+        return {
+            "n_prompt": self.n_prompt,
+            "n_generated": self.n_generated,
+            "wall_s": self.wall_s,
+            "prefill_s": self.prefill_s,
+            "decode_s": self.decode_s,
+            "tokens_per_s": self.n_generated / self.wall_s if self.wall_s > 0 else 0.0,
+            "decode_tokens_per_s": self.n_generated / self.decode_s if self.decode_s > 0 else 0.0,
+            "target_forwards": self.target_forwards,
+            "target_forwards_per_token": self.target_forwards / n,
+            "mean_accepted_len": self.n_generated / max(self.target_forwards, 1),
+            "drafted": drafted,
+            "accepted": accepted,
+            "acceptance_rate": accepted / drafted if drafted else None,
+            "acceptance_per_level": {
+                self.level_names[i]: (self.accepted[i] / self.drafted[i] if self.drafted[i] else None)
+                for i in range(1, len(self.rounds))
+            },
+            "drafted_per_level": dict(zip(self.level_names[1:], self.drafted[1:])),
+            "accepted_per_level": dict(zip(self.level_names[1:], self.accepted[1:])),
+            "position_reached": list(self.position_reached),
+            "position_accepted": list(self.position_accepted),
+            "layer_evals": dict(self.layer_evals),
+            "layer_evals_per_token": sum(self.layer_evals.values()) / n,
+            "layer_evals_per_token_by_model": {k: v / n for k, v in self.layer_evals.items()},
+            "head_evals_per_token": sum(self.head_evals.values()) / n,
+            "time_split_s": {
+                **{f"level:{name}": t for name, t in zip(self.level_names, self.level_time_s)},
+                "other": max(0.0, self.decode_s - sum(self.level_time_s)),
+            },
+        }
+
+
+@dataclass
+class Generation:
+    output_ids: list[int]
+    stats: GenerationStats
+    stop_reason: str = ""
+
+
+class Engine:
+    """Runs a stack of levels (bottom -> top) to generate from a prompt."""
+
+    def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = True):
+        if not levels:
+            raise ValueError("a method needs at least one level")
+        self.levels = levels
+        self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
+        self.sync_timing = sync_timing
+        self.states: list[ModelState] = list({id(lv.state): lv.state for lv in levels}.values())
+        self.top = levels[-1]
+        self.max_context = min(s.model.max_context for s in self.states)
+        self.device = self.top.state.model.device
+        for i, level in enumerate(levels):
+            level.name = level.name or f"L{i}"
+
+    # -- public -----------------------------------------------------------
+    def generate(
+        self,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        decoding: DecodingConfig | None = None,
+        stop_sequences: list[str] | tuple[str, ...] = (),
+        tokenizer=None,
+    ) -> Generation:
+        decoding = decoding or DecodingConfig()
+        n = len(prompt_ids)
+        if n == 0:
+            raise ValueError("empty prompt: at least one token (e.g. BOS) is needed")
+        if n >= self.max_context:
+            raise ValueError(
+                f"prompt of {n} tokens does not fit the context: it must be shorter than {self.max_context} tokens"
+            )
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        if stop_sequences and tokenizer is None:
+            raise ValueError("stop sequences need a tokenizer to decode the output")
+        limit = min(n + max_new_tokens, self.max_context)
+
+        self._decoding = decoding
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(decoding.seed)
+        self._tokens = torch.zeros(limit + 1, dtype=torch.long, device=self.device)
+        self._tokens[:n] = torch.as_tensor(prompt_ids, dtype=torch.long)
+        depth = len(self.levels)
+        stats = GenerationStats(
+            n_prompt=n, drafted=[0] * depth, accepted=[0] * depth, rounds=[0] * depth,
+            level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels],
+        )
+        self._stats = stats
+        for state in self.states:
+            state.reset()
+
+        self._sync()
+        t0 = time.perf_counter()
+        # Prefill: every view's layers see the prompt except its last token,
+        # which each level processes in its first round.
+        for state in self.states:
+            if n > 1:
+                state.hidden(self._tokens, state.bounds[-1], n - 1, n - 2)
+        self._sync()
+        stats.prefill_s = time.perf_counter() - t0
+
+        committed, stop_reason = n, "max_new_tokens"
+        while committed < limit:
+            count = self._produce(depth - 1, committed, limit)[0]
+            new = self._tokens[committed : committed + count].tolist()
+            cut = self._stop_index(new, prompt_ids, committed, stop_sequences, tokenizer)
+            if cut is not None:
+                committed += cut
+                stop_reason = "stop"
+                break
+            committed += count
+            for state in self.states:
+                state.truncate(committed - 1)
+        if committed >= self.max_context and stop_reason == "max_new_tokens" and n + max_new_tokens > self.max_context:
+            stop_reason = "context"
+        self._sync()
+        stats.wall_s = time.perf_counter() - t0
+        stats.n_generated = committed - n
+        for state in self.states:
+            stats.layer_evals[state.model.name] = state.layer_evals
+            stats.head_evals[state.model.name] = state.head_evals
+        return Generation(self._tokens[n:committed].tolist(), stats, stop_reason)
+
+    # -- the recursion ------------------------------------------------------
+    def _produce(self, i: int, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
+        """Write level ``i``'s next tokens at ``tokens[n:]`` and return how many,
+        with level i's probabilities for each (``None`` when greedy)."""
+        level = self.levels[i]
+        if i == 0:
+            return self._draft(level, n, limit)
+        rule = level.rule
+        lower = self.levels[i - 1]
+        out, probs = 0, []
+        while out < level.batch and n + out < limit:
+            m = n + out
+            k, q = self._produce(i - 1, m, limit)
+            if rule is not None and rule.fixed_length and k > lower.batch:
+                k = lower.batch  # joint rules are proven for a draft of exactly the batch length
+                q = q[:k] if q is not None else None
+                for state in self.states:
+                    state.truncate(m + k)
+            t0 = self._clock()
+            logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
+            draft = self._tokens[m : m + k]
+            if self._decoding.greedy:
+                verdict = greedy_verify(draft, logits.argmax(dim=-1))
+                p = None
+            else:
+                p = warp(logits, self._decoding)
+                verdict = rule(draft, q, p, self._generator)
+            a = verdict.accepted
+            self._tokens[m + a] = verdict.token
+            self._account(i, k, a)
+            if p is not None:
+                probs.append(p[: a + 1])
+            out += a + 1
+            for state in self.states:
+                state.truncate(n + out - 1)
+            self._stats.level_time_s[i] += self._clock() - t0
+            if level.flush_on_reject and a < k:
+                break
+        out = min(out, limit - n)
+        merged = torch.cat(probs)[:out] if probs else None
+        return out, merged
+
+    def _draft(self, level: Level, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
+        """Level 0: sample ``batch`` tokens autoregressively from its view."""
+        count = min(level.batch, limit - n)
+        probs = []
+        t0 = self._clock()
+        for t in range(n, n + count):
+            logits = level.state.logits(self._tokens, level.exit_layer, t, t - 1)
+            if self._decoding.greedy:
+                self._tokens[t] = logits[-1].argmax()
+            else:
+                p = warp(logits, self._decoding)
+                self._tokens[t] = sample(p[-1], self._generator)
+                probs.append(p)
+        self._stats.rounds[0] += count
+        self._stats.level_time_s[0] += self._clock() - t0
+        return count, (torch.cat(probs) if probs else None)
+
+    # -- bookkeeping ----------------------------------------------------------
+    def _account(self, i: int, drafted: int, accepted: int) -> None:
+        s = self._stats
+        s.drafted[i] += drafted
+        s.accepted[i] += accepted
+        s.rounds[i] += 1
+        if i == len(self.levels) - 1:
+            reached = min(accepted + 1, drafted)
+            while len(s.position_reached) < drafted:
+                s.position_reached.append(0)
+                s.position_accepted.append(0)
+            for j in range(reached):
+                s.position_reached[j] += 1
+            for j in range(accepted):
+                s.position_accepted[j] += 1
+
+    def _stop_index(self, new: list[int], prompt_ids, committed, stop_sequences, tokenizer) -> int | None:
+        """How many of the newly committed tokens to keep if generation stops in them."""
+        for j, tok in enumerate(new):
+            if tok in self.eos_token_ids:
+                return j + 1
+        if stop_sequences:
+            n = len(prompt_ids)
+            generated = self._tokens[n : committed + len(new)].tolist()
+            already = committed - n
+            text = tokenizer.decode(generated)
+            if any(s in text for s in stop_sequences):
+                # the first new token whose prefix text contains a stop sequence
+                for j in range(len(new)):
+                    if any(s in tokenizer.decode(generated[: already + j + 1]) for s in stop_sequences):
+                        return j + 1
+        return None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _clock(self) -> float:
+        if self.sync_timing:
+            self._sync()
+        return time.perf_counter()

@@ -1,0 +1,203 @@
+"""Methods are configurations of the one engine: each builds a stack of levels.
+
+| method           | stack (bottom -> top)                                           |
+| ---------------- | --------------------------------------------------------------- |
+| autoregressive   | target                                                          |
+| vanilla_sd       | draft model (gamma) -> target                                   |
+| layerskip        | target[:E] (gamma) -> target                                    |
+| hispec           | target[:E_d] (N_d) -> target[:E_v] (until N_i) -> target        |
+| hierarchy        | M_0 (T_0) -> M_1 (T_1) -> ... -> target; any M_i may be an exit |
+
+A method registers a function that turns a :class:`MethodSpec` into a list
+of :class:`ViewSpec`; this module validates the views against the models and
+assembles :class:`~hsd_bench.engine.Level` objects sharing one
+:class:`~hsd_bench.engine.ModelState` per model. Adding a method is one
+function + one YAML file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hsd_bench.engine import Engine, Level, ModelState
+from hsd_bench.verify import get_rule
+
+TARGET = "target"
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    exit: Any = None  # int, or [E_d, E_v] for hispec
+    draft_len: int = 4  # gamma / N_d: tokens drafted per round by level 0
+    period: int = 4  # HiSpec's N_i: tokens past the intermediate verifier before full verification
+    flush_on_mismatch: bool = False
+    draft_path: str | None = None  # vanilla_sd's draft model
+    levels: list[dict] = field(default_factory=list)  # hierarchy: bottom -> below the target
+    verifier: str = "tokenwise"
+
+
+@dataclass
+class ViewSpec:
+    """A level before models are attached: which model, which exit, what batch."""
+
+    model: str  # TARGET or a model path
+    exit: int | None  # None = the model's last layer
+    batch: int = 1
+    flush_on_reject: bool = False
+    label: str = ""
+
+
+_METHODS: dict[str, Callable[[MethodSpec, int], list[ViewSpec]]] = {}
+
+
+def register_method(name: str):
+    def wrap(fn):
+        _METHODS[name] = fn
+        return fn
+
+    return wrap
+
+
+def available_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def _positive(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    return value
+
+
+def _exit_range_error(name: str, value: Any, depth: int) -> ValueError:
+    return ValueError(
+        f"{name}={value!r} is outside the model's depth: an early exit must be in 1..{depth - 1} "
+        f"(the target model has {depth} layers)"
+    )
+
+
+def _exit(name: str, value: Any, depth: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < depth:
+        raise _exit_range_error(name, value, depth)
+    return value
+
+
+@register_method("autoregressive")
+def _autoregressive(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    return [ViewSpec(TARGET, None, 1, label="target")]
+
+
+@register_method("vanilla_sd")
+def _vanilla_sd(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    if not spec.draft_path:
+        raise ValueError("method=vanilla_sd needs a draft model: set method.draft.path=<Hub id or local dir>")
+    gamma = _positive("method.draft_len", spec.draft_len)
+    return [ViewSpec(spec.draft_path, None, gamma, label="draft"), ViewSpec(TARGET, None, label="target")]
+
+
+@register_method("layerskip")
+def _layerskip(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    exit_ = spec.exit
+    if isinstance(exit_, (list, tuple)):
+        if len(exit_) != 1:
+            raise ValueError(f"method=layerskip takes one exit layer, got exit={list(exit_)}")
+        exit_ = exit_[0]
+    if exit_ is None:
+        exit_ = max(1, depth // 4)
+    e = _exit("exit", exit_, depth)
+    gamma = _positive("method.draft_len", spec.draft_len)
+    return [ViewSpec(TARGET, e, gamma, label=f"exit{e}"), ViewSpec(TARGET, None, label="target")]
+
+
+@register_method("hispec")
+def _hispec(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    exits = spec.exit
+    if exits is None:
+        e_d = max(1, depth // 8)
+        exits = [e_d, max(e_d + 1, depth // 4)]
+    if not isinstance(exits, (list, tuple)) or len(exits) != 2:
+        raise ValueError(f"method=hispec needs two exits E_d,E_v (e.g. exit=8,16), got exit={exits!r}")
+    e_d, e_v = (_exit("exit[0] (E_d)", exits[0], depth), _exit("exit[1] (E_v)", exits[1], depth))
+    if e_d >= e_v:
+        raise ValueError(f"method=hispec needs E_d < E_v, got exit={list(exits)}")
+    n_d = _positive("method.draft_len", spec.draft_len)
+    n_i = _positive("method.period", spec.period)
+    return [
+        ViewSpec(TARGET, e_d, n_d, label=f"exit{e_d}"),
+        ViewSpec(TARGET, e_v, n_i, flush_on_reject=spec.flush_on_mismatch, label=f"exit{e_v}"),
+        ViewSpec(TARGET, None, label="target"),
+    ]
+
+
+@register_method("hierarchy")
+def _hierarchy(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    if not spec.levels:
+        raise ValueError(
+            "method=hierarchy needs method.levels: a list of {path, exit, batch} from the smallest drafter up"
+        )
+    views = []
+    for i, lv in enumerate(spec.levels):
+        lv = dict(lv)
+        unknown = set(lv) - {"path", "exit", "batch"}
+        if unknown:
+            raise ValueError(f"method.levels[{i}] has unknown keys {sorted(unknown)}; valid: path, exit, batch")
+        path = lv.get("path") or TARGET
+        batch = _positive(f"method.levels[{i}].batch", lv.get("batch", spec.draft_len))
+        views.append(ViewSpec(path, lv.get("exit"), batch, label=f"L{i}:{path}" + (f"@{lv['exit']}" if lv.get("exit") else "")))
+    views.append(ViewSpec(TARGET, None, label="target"))
+    return views
+
+
+def method_views(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    if spec.name not in _METHODS:
+        raise ValueError(f"unknown method {spec.name!r}; valid methods: {', '.join(available_methods())}")
+    get_rule(spec.verifier)  # fail early on an unknown verifier
+    return _METHODS[spec.name](spec, depth)
+
+
+def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], target_codec=None) -> Engine:
+    """Assemble the engine for ``spec`` on the loaded ``target`` model.
+
+    ``load_other(path)`` loads a separate model (same dtype/device) and returns
+    ``(LayeredModel, TextCodec)``; it is called once per distinct path.
+    """
+    views = method_views(spec, target.num_layers)
+    models = {TARGET: target}
+    codecs = {TARGET: target_codec}
+    for view in views:
+        if view.model not in models:
+            model, codec = load_other(view.model)
+            _check_compatible(view.model, model, codec, target, target_codec)
+            models[view.model], codecs[view.model] = model, codec
+    exits: dict[str, list[int]] = {}
+    for i, view in enumerate(views):
+        model = models[view.model]
+        e = model.num_layers if view.exit is None else view.exit
+        if not isinstance(e, int) or not 1 <= e <= model.num_layers:
+            raise ValueError(
+                f"level {i} ({view.label}): exit={view.exit!r} outside 1..{model.num_layers} for model {view.model!r}"
+            )
+        view.exit = e
+        exits.setdefault(view.model, []).append(e)
+    states = {key: ModelState(models[key], ex) for key, ex in exits.items()}
+    rule = get_rule(spec.verifier)
+    levels = [
+        Level(states[v.model], v.exit, v.batch, rule=rule if i > 0 else None, name=v.label, flush_on_reject=v.flush_on_reject)
+        for i, v in enumerate(views)
+    ]
+    eos = [target_codec.eos_token_id] if target_codec is not None else []
+    return Engine(levels, eos_token_ids=eos)
+
+
+def _check_compatible(path: str, model, codec, target, target_codec) -> None:
+    if model.vocab_size != target.vocab_size:
+        raise ValueError(
+            f"draft model {path!r} has a vocabulary of {model.vocab_size} tokens but the target has "
+            f"{target.vocab_size}: every level must share the target's tokenizer"
+        )
+    if codec is not None and target_codec is not None and codec.vocab_fingerprint() != target_codec.vocab_fingerprint():
+        raise ValueError(
+            f"draft model {path!r} uses a different tokenizer from the target: every level must share the "
+            "target's tokenizer (same vocabulary, same ids)"
+        )

@@ -1,0 +1,120 @@
+"""The one module that touches transformers' internals.
+
+It drives a Hugging Face Llama-family model (Llama, Qwen2/3, Mistral) layer
+range by layer range, so that early-exit views share one KV cache. Everything
+version-dependent lives here (STYLE.md: LayerSkip's copy of HF forward bodies
+broke on every release): the decoder-layer call signature, how a layer
+returns its output, where the rotary embedding and final norm sit.
+
+The causal mask is built per call from absolute positions -- transformers'
+mask helpers assume one cache length for all layers, but here every layer
+range has its own frontier.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from hsd_bench.models.kv_cache import LayerKVCache
+
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
+
+
+class HFLayeredModel:
+    """A ``LayeredModel`` (see ``base.py``) over a transformers causal LM."""
+
+    def __init__(self, hf_model: torch.nn.Module, name: str = "model", max_context: int | None = None):
+        config = hf_model.config
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"model {name!r} has model_type {config.model_type!r}; supported Llama-family types: "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        self.hf_model = hf_model.eval()
+        decoder = hf_model.get_decoder() if hasattr(hf_model, "get_decoder") else hf_model.model
+        self._layers = decoder.layers
+        self._embed_tokens = decoder.embed_tokens
+        self._norm = decoder.norm
+        self._rotary = decoder.rotary_emb
+        self._lm_head = hf_model.get_output_embeddings()
+        self.name = name
+        self.config = config
+        self.num_layers = len(self._layers)
+        self.vocab_size = self._lm_head.weight.shape[0]
+        self.max_context = int(max_context or getattr(config, "max_position_embeddings", 2048))
+        param = next(hf_model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.cache = LayerKVCache(self.num_layers)
+        self._windows = [self._sliding_window(i) for i in range(self.num_layers)]
+        params = inspect.signature(type(self._layers[0]).forward).parameters
+        self._cache_kwarg = "past_key_values" if "past_key_values" in params else "past_key_value"
+
+    def _sliding_window(self, layer: int) -> int | None:
+        attn = self._layers[layer].self_attn
+        window = getattr(attn, "sliding_window", None)
+        if window is None and self.config.model_type == "mistral":
+            window = getattr(self.config, "sliding_window", None)
+        return int(window) if window else None
+
+    # -- LayeredModel -----------------------------------------------------
+    def reset(self) -> None:
+        self.cache.reset()
+
+    def cache_len(self, layer: int) -> int:
+        return self.cache.lengths[layer]
+
+    def truncate(self, start: int, end: int, length: int) -> None:
+        self.cache.truncate(start, end, length)
+
+    @torch.inference_mode()
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._embed_tokens(ids.view(1, -1))
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._lm_head(self._norm(hidden))[0].float()
+
+    @torch.inference_mode()
+    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+        length = hidden.shape[1]
+        positions = torch.arange(first_pos, first_pos + length, device=hidden.device).view(1, -1)
+        rope = self._rotary(hidden, positions)
+        masks: dict[int | None, torch.Tensor | None] = {}
+        for layer in range(start, end):
+            if self.cache.lengths[layer] != first_pos:
+                raise RuntimeError(
+                    f"{self.name}: layer {layer} holds {self.cache.lengths[layer]} positions, "
+                    f"asked to continue at {first_pos}"
+                )
+            window = self._windows[layer]
+            if window not in masks:
+                masks[window] = _causal_mask(first_pos, length, window, hidden.dtype, hidden.device)
+            out = self._layers[layer](
+                hidden,
+                attention_mask=masks[window],
+                position_ids=positions,
+                use_cache=True,
+                position_embeddings=rope,
+                **{self._cache_kwarg: self.cache},
+            )
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+
+def _causal_mask(first_pos: int, length: int, window: int | None, dtype, device) -> torch.Tensor | None:
+    """Additive mask ``[1, 1, length, first_pos + length]`` for queries at
+    positions ``first_pos..`` over keys ``0..first_pos+length``; ``None`` when
+    a single query may see every key (SDPA then needs no mask)."""
+    total = first_pos + length
+    if length == 1 and (window is None or total <= window):
+        return None
+    q_pos = torch.arange(first_pos, total, device=device).view(-1, 1)
+    k_pos = torch.arange(total, device=device).view(1, -1)
+    allowed = k_pos <= q_pos
+    if window is not None:
+        allowed &= (q_pos - k_pos) < window
+    mask = torch.zeros(length, total, dtype=dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.view(1, 1, length, total)

@@ -1,0 +1,140 @@
+"""Load a model by Hub id, local directory, or ``random:<arch>`` spec.
+
+The same path serves a Hub id on a cluster and a checkpoint shipped in the
+repository, so the code users run on real models is the code the tests run.
+``random:llama`` / ``random:qwen2`` / ``random:mistral`` build tiny randomly
+initialised models from configs (tests, and examples that need no weights).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hsd_bench.models.hf_backend import SUPPORTED_MODEL_TYPES, HFLayeredModel
+from hsd_bench.models.tokenizer import TextCodec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+BACKENDS = ("hf", "native")
+
+# Tiny architectures for tests: GQA Llama, Qwen2 with q/k/v bias, Mistral with
+# a sliding window shorter than test sequences.
+RANDOM_ARCHS = {
+    "llama": dict(
+        model_type="llama", hidden_size=64, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=2, num_hidden_layers=4,
+    ),
+    "qwen2": dict(
+        model_type="qwen2", hidden_size=64, intermediate_size=96, num_attention_heads=4,
+        num_key_value_heads=4, num_hidden_layers=3,
+    ),
+    "mistral": dict(
+        model_type="mistral", hidden_size=48, intermediate_size=96, num_attention_heads=4,
+        num_key_value_heads=1, num_hidden_layers=5, sliding_window=12,
+    ),
+}
+
+
+@dataclass
+class ModelSpec:
+    path: str
+    dtype: str = "float32"
+    device: str = "cpu"
+    backend: str = "hf"
+    num_layers: int | None = None  # random:* only
+    seed: int = 0  # random:* only
+    max_context: int | None = None
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_local_path(path: str) -> Path | None:
+    """A local checkpoint: as given, relative to the cwd, or to the repo root."""
+    for candidate in (Path(path).expanduser(), REPO_ROOT / path):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def build_random_model(arch: str, num_layers: int | None = None, seed: int = 0, vocab_size: int = 258):
+    """A tiny randomly initialised transformers model (no files, no Hub)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if arch not in RANDOM_ARCHS:
+        raise ValueError(f"unknown random architecture {arch!r}; valid: {', '.join(RANDOM_ARCHS)}")
+    kwargs = dict(RANDOM_ARCHS[arch])
+    model_type = kwargs.pop("model_type")
+    if num_layers is not None:
+        kwargs["num_hidden_layers"] = num_layers
+    if model_type == "qwen2":
+        kwargs["use_sliding_window"] = False
+    config = AutoConfig.for_model(
+        model_type, vocab_size=vocab_size, max_position_embeddings=512, bos_token_id=256,
+        eos_token_id=257, tie_word_embeddings=False, attn_implementation="sdpa", **kwargs,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    # Random init gives near-uniform logits; a larger scale makes the
+    # distributions peaked enough that drafts are sometimes accepted.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(4.0)
+    return model.eval()
+
+
+def load_hf_model(spec: ModelSpec):
+    """(transformers model, codec) for a spec; clear errors when offline."""
+    dtype = DTYPES.get(spec.dtype)
+    if dtype is None:
+        raise ValueError(f"model.dtype={spec.dtype!r} is not one of {', '.join(DTYPES)}")
+    if spec.path.startswith("random:"):
+        model = build_random_model(spec.path.split(":", 1)[1], spec.num_layers, spec.seed)
+        return model.to(dtype=dtype), TextCodec(vocab_size=model.config.vocab_size)
+
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    local = resolve_local_path(spec.path)
+    source = str(local) if local else spec.path
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as err:
+        hint = "" if local else (
+            " It is not a local directory, so it was looked up on the Hugging Face Hub, which is not"
+            " reachable from this machine (or the id is wrong). Pass model.path=<local checkpoint dir>."
+        )
+        raise ValueError(f"cannot load model.path={spec.path!r}.{hint} ({err.__class__.__name__}: {err})") from None
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"model.path={spec.path!r} is a {config.model_type!r} model; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return model.eval(), TextCodec(tokenizer)
+
+
+def load_model(spec: ModelSpec, name: str = "model"):
+    """A ``LayeredModel`` and its ``TextCodec``, on the requested device."""
+    if spec.backend not in BACKENDS:
+        raise ValueError(f"model.backend={spec.backend!r} is not one of {', '.join(BACKENDS)}")
+    device = resolve_device(spec.device)
+    hf_model, codec = load_hf_model(spec)
+    hf_model = hf_model.to(device)
+    if spec.backend == "native":
+        from hsd_bench.models.native import from_hf_model  # the static-cache backend
+
+        return from_hf_model(hf_model, name=name, max_context=spec.max_context), codec
+    return HFLayeredModel(hf_model, name=name, max_context=spec.max_context), codec
+
+
+def offline_by_default() -> None:
+    """Never wait on the Hub from machines that cannot reach it (override by setting the vars)."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,256 @@
+"""One job: a method and the autoregressive baseline on the same samples.
+
+Everything is validated (models, exits, draft lengths, dataset) before the
+first token is generated; rows are written as samples finish, so a killed
+job resumes where it stopped, and a finished job is skipped outright.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hsd_bench.api import ModelPool, truncate_at_stop
+from hsd_bench.config import NON_IDENTITY_KEYS
+from hsd_bench.engine import Engine
+from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.metrics import format_table, summarize
+from hsd_bench.models.loading import REPO_ROOT, ModelSpec
+from hsd_bench.results import RunDir
+from hsd_bench.sampling import DecodingConfig
+from hsd_bench.tasks.base import get_task
+from hsd_bench.verify import get_rule
+
+BASELINE = "autoregressive"
+
+# AR rows already measured in this process, keyed by everything that decides
+# them: a multirun that sweeps methods on one launcher process measures the
+# baseline once and reuses it.
+_AR_MEMO: dict[str, dict] = {}
+
+# How many generations this process ran (tests assert a relaunch runs none).
+GENERATIONS_RUN = 0
+
+
+@dataclass
+class JobResult:
+    run_dir: Path
+    summary: dict
+    skipped: bool  # the run was already finished
+
+
+def _as_container(cfg: Any) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+
+
+def method_spec(cfg: dict) -> MethodSpec:
+    m = cfg["method"]
+    exit_ = m.get("exit")
+    return MethodSpec(
+        name=m["name"],
+        exit=list(exit_) if isinstance(exit_, (list, tuple)) else exit_,
+        draft_len=m.get("draft_len", 4),
+        period=m.get("period", 4),
+        flush_on_mismatch=bool(m.get("flush_on_mismatch", False)),
+        draft_path=(m.get("draft") or {}).get("path"),
+        levels=list(m.get("levels") or []),
+        verifier=cfg.get("verifier", "tokenwise"),
+    )
+
+
+def model_spec(cfg: dict) -> ModelSpec:
+    return ModelSpec(**cfg["model"])
+
+
+def identity(cfg: dict) -> dict:
+    """The part of the resolved config that decides the results."""
+    ident = {k: v for k, v in cfg.items() if k not in NON_IDENTITY_KEYS}
+    if ident["method"]["name"] != "vanilla_sd":
+        ident["method"] = {k: v for k, v in ident["method"].items() if k != "draft"}
+    return ident
+
+
+def run_job(cfg: Any, log=print) -> JobResult:
+    cfg = _as_container(cfg)
+    run_dir = RunDir(Path(cfg["results_dir"]), identity(cfg))
+    if run_dir.done:
+        log(f"[hsd-bench] already finished, nothing to do: {run_dir.path}")
+        return JobResult(run_dir.path, json.loads(run_dir.summary_path.read_text()), skipped=True)
+
+    # -- validate and build everything before generating --------------------
+    task = get_task(cfg["dataset"]["name"])
+    samples = task.load(_Attr(cfg["dataset"]))
+    if not samples:
+        raise ValueError(f"dataset {cfg['dataset']['name']!r} selected no samples (limit={cfg['dataset'].get('limit')})")
+    decoding = DecodingConfig(**cfg["decoding"])
+    max_new = cfg.get("max_new_tokens") or cfg["dataset"].get("max_new_tokens") or task.max_new_tokens
+    if max_new < 1:
+        raise ValueError(f"max_new_tokens={max_new} must be >= 1")
+    spec = method_spec(cfg)
+    pool = ModelPool(model_spec(cfg))
+    target, codec = pool.get(spec_path(cfg))
+    engines: dict[str, Engine] = {spec.name: build_engine(spec, target, pool.get, codec)}
+    if cfg.get("baseline", True) and spec.name != BASELINE:
+        engines[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
+    rule = get_rule(spec.verifier)
+
+    existing = run_dir.open()
+    finished = {(r["sample_id"], r["method"]) for r in existing}
+    rows = list(existing)
+    stop = list(task.stop_sequences)
+    log(
+        f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers), "
+        f"{len(samples)} {cfg['dataset']['name']} samples, max_new_tokens={max_new} -> {run_dir.path}"
+        + (f" (resuming: {len(existing)} rows already written)" if existing else "")
+    )
+    _warm_up(engines, codec.encode(samples[0].prompt), cfg.get("warmup_tokens", 16), decoding)
+
+    ar_key_base = json.dumps([cfg["model"], cfg["decoding"], max_new, stop, cfg["dataset"]], sort_keys=True, default=str)
+    progress = _progress(len(samples), cfg.get("progress", True))
+    for sample in samples:
+        prompt_ids = codec.encode(sample.prompt)
+        if len(prompt_ids) >= target.max_context:
+            if (sample.sample_id, "*") not in finished:
+                row = {"sample_id": sample.sample_id, "method": "*", "skipped": True,
+                       "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
+                run_dir.append(row)
+                rows.append(row)
+            progress.update(1)
+            continue
+        ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
+        for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
+            if (sample.sample_id, name) in finished:
+                continue
+            memo_key = ar_key_base + sample.sample_id if name == BASELINE else None
+            if memo_key and memo_key in _AR_MEMO:
+                row = dict(_AR_MEMO[memo_key])
+            else:
+                row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
+                if memo_key:
+                    _AR_MEMO[memo_key] = row
+            if name == BASELINE:
+                ar_row = row
+            elif ar_row is not None and decoding.greedy:
+                row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
+            run_dir.append(row)
+            rows.append(row)
+            if name != BASELINE:
+                progress.set_postfix(tok_s=f"{row['tokens_per_s']:.0f}", accept=_fmt_rate(row["acceptance_rate"]))
+        progress.update(1)
+    progress.close()
+
+    summary = {
+        "config": cfg,
+        "run_hash": run_dir.hash,
+        "method": spec.name,
+        "lossless": bool(rule.lossless) if spec.name != BASELINE else True,
+        "verifier": spec.verifier,
+        "provenance": provenance(cfg),
+        "peak_memory_mb": _peak_memory_mb(target.device),
+        "skipped_samples": [r["sample_id"] for r in rows if r.get("skipped")],
+        "methods": summarize(rows, BASELINE),
+    }
+    run_dir.finish(summary)
+    _log_wandb(cfg, summary, rows, run_dir.path)
+    log(format_table(summary["methods"]))
+    log(f"run directory: {run_dir.path}")
+    return JobResult(run_dir.path, summary, skipped=False)
+
+
+def spec_path(cfg: dict) -> str:
+    return cfg["model"]["path"]
+
+
+def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:
+    global GENERATIONS_RUN
+    GENERATIONS_RUN += 1
+    gen = engine.generate(prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+    text = truncate_at_stop(codec.decode(gen.output_ids), stop)
+    row = {"sample_id": sample.sample_id, "method": name, "output_ids": gen.output_ids, "output_text": text,
+           "stop_reason": gen.stop_reason, **gen.stats.as_row()}
+    row["parity_exact"] = True if name == BASELINE else None
+    row["scores"] = task.score(sample, text)
+    return row
+
+
+def _warm_up(engines: dict[str, Engine], prompt_ids: list[int], tokens: int, decoding: DecodingConfig) -> None:
+    """One short generation per engine, excluded from timing (allocations, kernels, caches)."""
+    if tokens > 0:
+        for engine in engines.values():
+            engine.generate(prompt_ids[: max(1, engine.max_context - tokens - 1)], tokens, decoding)
+
+
+class _Attr(dict):
+    """A dict whose keys are also attributes, like the OmegaConf node tasks expect."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+class _NoProgress:
+    def update(self, n=1): ...
+    def set_postfix(self, **kw): ...
+    def close(self): ...
+
+
+def _progress(total: int, enabled: bool):
+    import os
+
+    if not enabled or os.environ.get("CI") or not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="samples", unit="sample", leave=False)
+
+
+def _fmt_rate(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _peak_memory_mb(device) -> float:
+    if getattr(device, "type", "cpu") == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def provenance(cfg: dict) -> dict:
+    import transformers
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "git_commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "host": platform.node(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv,
+    }
+
+
+def _log_wandb(cfg: dict, summary: dict, rows: list[dict], run_dir: Path) -> None:
+    if (cfg.get("wandb") or {}).get("mode", "disabled") == "disabled":
+        return
+    from hsd_bench import wandb_logging
+
+    wandb_logging.log_run(cfg, summary, rows, run_dir)

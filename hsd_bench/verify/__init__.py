@@ -1,0 +1,103 @@
+"""Verification rules: how a level decides which drafted tokens to keep.
+
+A rule is a small pure function over probability tensors, testable without a
+model (DESIGN.md §4). Every rule sees the same inputs:
+
+* ``draft``  -- ``LongTensor[k]``, the tokens proposed by the level below;
+* ``q``      -- ``FloatTensor[k, V]``, the distribution each draft token was
+  drawn from (the lower level's, after temperature/top-k/top-p);
+* ``p``      -- ``FloatTensor[k + 1, V]``, this level's distribution at each
+  draft position plus the bonus position;
+
+and returns a :class:`Verdict`: how many draft tokens are kept, and the one
+token that follows them (a correction drawn from a residual, or the bonus).
+
+Rules register themselves by name (``@register_rule("tokenwise")``) so a
+config says ``verifier=block`` and nothing else changes. Each rule also
+exposes ``outcome_distribution``, the exact probability of every
+``(accepted, token)`` outcome, which is what the exhaustive fidelity test
+(:mod:`hsd_bench.fidelity`) enumerates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: int
+    token: int
+
+
+class VerificationRule(Protocol):
+    name: str
+    # Declared losslessness; the exact fidelity test checks the claim and
+    # every run records it in its metadata.
+    lossless: bool
+    # Joint (sequence-level) rules are only proven for a draft of exactly
+    # the requested length drawn autoregressively from q; the engine then
+    # trims a lower level's output to that length.
+    fixed_length: bool
+
+    def __call__(
+        self, draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor, generator: torch.Generator | None
+    ) -> Verdict: ...
+
+    def outcome_distribution(
+        self, draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor
+    ) -> dict[tuple[int, int], float]: ...
+
+
+_RULES: dict[str, Callable[[], VerificationRule]] = {}
+
+
+def register_rule(name: str):
+    """Class decorator: make a rule constructible by name from configs."""
+
+    def wrap(cls):
+        cls.name = name
+        _RULES[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_rules() -> list[str]:
+    _load_builtin_rules()
+    return sorted(_RULES)
+
+
+def get_rule(name: str) -> VerificationRule:
+    _load_builtin_rules()
+    if name not in _RULES:
+        raise ValueError(f"unknown verifier {name!r}; valid verifiers: {', '.join(sorted(_RULES))}")
+    return _RULES[name]()
+
+
+def _load_builtin_rules() -> None:
+    # Imported lazily so that a rule module may import this one.
+    from hsd_bench.verify import tokenwise  # noqa: F401
+
+    for optional in ("block", "hsd"):
+        try:
+            __import__(f"hsd_bench.verify.{optional}")
+        except ModuleNotFoundError as err:  # a rule still being written
+            if err.name != f"hsd_bench.verify.{optional}":
+                raise
+
+
+def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:
+    """Greedy decoding: keep the longest prefix equal to the argmax, then the argmax.
+
+    ``p_argmax`` is ``LongTensor[k + 1]``. Every lossless rule reduces to this
+    when p and q are one-hot, and it is what makes greedy output equal to
+    autoregressive greedy output token for token.
+    """
+    k = draft.shape[0]
+    mismatch = (draft != p_argmax[:k]).nonzero()
+    accepted = int(mismatch[0, 0]) if mismatch.numel() else k
+    return Verdict(accepted, int(p_argmax[accepted]))
