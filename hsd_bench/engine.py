@@ -257,6 +257,8 @@ class Engine:
                 state.hidden(self._tokens, state.bounds[-1], n - 1, n - 2)
         self._sync()
         stats.prefill_s = time.perf_counter() - t0
+        # Costs are reported for decoding only: the prefill is the same for every method.
+        prefill_evals = {id(s): (s.layer_evals, s.head_evals) for s in self.states}
 
         committed, stop_reason = n, "max_new_tokens"
         while committed < limit:
@@ -276,8 +278,9 @@ class Engine:
         stats.wall_s = time.perf_counter() - t0
         stats.n_generated = committed - n
         for state in self.states:
-            stats.layer_evals[state.model.name] = state.layer_evals
-            stats.head_evals[state.model.name] = state.head_evals
+            layers, heads = prefill_evals[id(state)]
+            stats.layer_evals[state.model.name] = state.layer_evals - layers
+            stats.head_evals[state.model.name] = state.head_evals - heads
         return Generation(self._tokens[n:committed].tolist(), stats, stop_reason)
 
     # -- the recursion ------------------------------------------------------

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny random models of several architectures.
+
+``early_exit_friendly`` shrinks the residual contributions of deeper layers
+so that shallow exits mostly agree with the last layer -- random weights
+otherwise reject almost every draft, and the accept paths (multi-token
+acceptance, bonus tokens, rollback inside a batch) would go untested.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The Hub is unreachable here: fail fast instead of waiting on network timeouts.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from hsd_bench.models.hf_backend import HFLayeredModel
+from hsd_bench.models.loading import build_random_model
+from hsd_bench.models.tokenizer import TextCodec
+
+# Tiny models gain nothing from intra-op threads; on 2 cores they only contend.
+torch.set_num_threads(1)
+
+ARCHS = ("llama", "qwen2", "mistral")
+
+
+def make_model(arch: str, num_layers: int = 6, seed: int = 0, vocab_size: int = 258, deep_scale: float = 1.0,
+               name: str = "target") -> HFLayeredModel:
+    hf = build_random_model(arch, num_layers=num_layers, seed=seed, vocab_size=vocab_size)
+    if deep_scale != 1.0:
+        with torch.no_grad():
+            for layer in hf.model.layers[1:]:
+                layer.self_attn.o_proj.weight.mul_(deep_scale)
+                layer.mlp.down_proj.weight.mul_(deep_scale)
+    return HFLayeredModel(hf, name=name)
+
+
+@pytest.fixture(scope="session")
+def codec() -> TextCodec:
+    return TextCodec()
