@@ -47,6 +47,12 @@ class DatasetConf:
     ids: Optional[list[str]] = None
     num_fewshot: Optional[int] = None
     max_new_tokens: Optional[int] = None
+    source: Optional[str] = None  # humaneval: bundled (default) | hub
+    stop_sequences: Optional[list[str]] = None  # null = the task's
+    fewshot_source: Optional[str] = None  # builtin (default) | train
+    fewshot_path: Optional[str] = None
+    fewshot_seed: Optional[int] = None
+    exec_timeout_s: Optional[float] = None  # humaneval test execution
 
 
 @dataclass

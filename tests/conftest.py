@@ -1,6 +1,6 @@
 """Shared fixtures: tiny random models of several architectures.
 
-``early_exit_friendly`` shrinks the residual contributions of deeper layers
+``deep_scale`` < 1 shrinks the residual contributions of deeper layers
 so that shallow exits mostly agree with the last layer -- random weights
 otherwise reject almost every draft, and the accept paths (multi-token
 acceptance, bonus tokens, rollback inside a batch) would go untested.

@@ -1,0 +1,257 @@
+"""Dataset records from a local JSONL file or the Hub, and deterministic selection.
+
+Every task loads the same way: a local JSONL file when ``dataset.path`` is
+set (clusters without Hub access, and the tests), otherwise the Hub dataset
+through ``datasets.load_dataset`` (imported lazily, so nothing here needs
+``datasets`` or the network unless it is actually used). Errors name the file
+and line, or -- when the Hub is unreachable -- the ``dataset.path=...``
+override that avoids it.
+
+Selection (``limit``, ``seed``, ``ids``) must pick the *same* samples for
+every method of a sweep and on every machine, so it depends only on the
+sample ids and the seed: each id is ranked by a SHA-256 hash of
+``"{seed}:{id}"`` and the ``limit`` smallest are kept. That is stable across
+Python versions (unlike ``random.sample``), independent of the order of the
+file, and a larger ``limit`` keeps every sample of a smaller one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+
+class DatasetError(ValueError):
+    """A dataset file or config value is unusable; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a dataset lives on the Hugging Face Hub, and what its rows hold."""
+
+    path: str  # e.g. "openai/gsm8k"
+    name: str | None  # config name, e.g. "main"
+    fields: tuple[str, ...]  # columns every row must have (also the local JSONL schema)
+
+
+def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    """``cfg.key`` for a DictConfig, dict or plain object; ``default`` when absent or null."""
+    if cfg is None:
+        return default
+    if hasattr(cfg, "get") and callable(cfg.get):
+        value = cfg.get(key, default)
+    else:
+        value = getattr(cfg, key, default)
+    return default if value is None else value
+
+
+def read_jsonl(path: str | Path, required_fields: Sequence[str] = ()) -> list[dict]:
+    """Every JSON object of a ``.jsonl`` (or ``.jsonl.gz``) file, in file order.
+
+    Blank lines are skipped. A line that is not a JSON object, or lacks one of
+    ``required_fields``, raises :class:`DatasetError` naming ``path:line``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DatasetError(
+            f"dataset file {str(path)!r} does not exist (set dataset.path to an existing JSONL file, "
+            f"one JSON object per line{_fields_hint(required_fields)})"
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DatasetError(f"{path}:{lineno}: malformed JSON line ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            missing = [k for k in required_fields if k not in record]
+            if missing:
+                raise DatasetError(
+                    f"{path}:{lineno}: missing field(s) {', '.join(missing)}{_fields_hint(required_fields)}"
+                )
+            records.append(record)
+    if not records:
+        raise DatasetError(f"dataset file {str(path)!r} holds no records")
+    return records
+
+
+def _fields_hint(fields: Sequence[str]) -> str:
+    return f" with fields {', '.join(fields)}" if fields else ""
+
+
+def load_hub_split(source: HubSource, split: str) -> list[dict]:
+    """Rows of a Hub dataset split, or an error that names the local-JSONL override.
+
+    Without Hub access ``datasets`` retries for ~25 s before failing unless
+    ``HF_HUB_OFFLINE=1`` is set; either way the error below is what the user sees.
+    """
+    try:
+        import datasets  # lazy: the Hub path is the only one that needs it
+
+        rows = datasets.load_dataset(source.path, source.name, split=split)
+    except Exception as err:  # noqa: BLE001 -- any failure here means "no Hub copy"
+        config = f" (config {source.name!r})" if source.name else ""
+        raise DatasetError(
+            f"cannot load {source.path!r}{config}, split {split!r}, from the Hugging Face Hub "
+            f"({type(err).__name__}: {err}). Without Hub access, give a local JSONL file instead: "
+            f"dataset.path=/path/to/file.jsonl (one JSON object per line with fields "
+            f"{', '.join(source.fields)}); docs/datasets.md shows how to export one."
+        ) from None
+    records = [dict(row) for row in rows]
+    missing = [k for k in source.fields if records and k not in records[0]]
+    if missing:
+        raise DatasetError(f"{source.path!r} split {split!r} lacks field(s) {', '.join(missing)}")
+    return records
+
+
+def load_records(cfg: Any, source: HubSource, split: str | None = None) -> list[dict]:
+    """The records for ``cfg`` (the ``dataset`` config node): ``cfg.path`` if set, else the Hub."""
+    path = cfg_get(cfg, "path")
+    if path:
+        return read_jsonl(path, source.fields)
+    return load_hub_split(source, split or cfg_get(cfg, "split", "test"))
+
+
+def selection_rank(seed: int, sample_id: str) -> str:
+    """The sort key that orders samples for ``seed`` (see the module docstring)."""
+    return hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()
+
+
+def select(
+    records: Sequence[dict],
+    id_of: Callable[[int, dict], str],
+    *,
+    limit: int | None = None,
+    seed: int | None = None,
+    ids: Iterable[Any] | None = None,
+) -> list[tuple[str, dict]]:
+    """``(sample_id, record)`` pairs picked deterministically.
+
+    * ``ids`` set: exactly those samples, in the order given (``limit`` still
+      caps them); an unknown id is an error.
+    * ``seed`` null: the first ``limit`` records in file order.
+    * otherwise: the ``limit`` records with the smallest ``selection_rank``,
+      returned in file order.
+    """
+    keyed = [(id_of(i, r), r) for i, r in enumerate(records)]
+    by_id: dict[str, dict] = {}
+    for sample_id, record in keyed:
+        if sample_id in by_id:
+            raise DatasetError(f"duplicate sample id {sample_id!r} in the dataset; sample ids must be unique")
+        by_id[sample_id] = record
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise DatasetError(f"dataset.limit={limit!r} must be a non-negative integer or null (all samples)")
+    if ids is not None:
+        wanted = [str(x) for x in ids]
+        unknown = [x for x in wanted if x not in by_id]
+        if unknown:
+            known = ", ".join(list(by_id)[:5])
+            raise DatasetError(
+                f"dataset.ids has {len(unknown)} unknown id(s): {', '.join(unknown[:5])}; ids look like: {known}, ..."
+            )
+        chosen = [(x, by_id[x]) for x in dict.fromkeys(wanted)]
+        return chosen[:limit] if limit is not None else chosen
+    if limit is None or limit >= len(keyed):
+        return keyed
+    if seed is None:
+        return keyed[:limit]
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DatasetError(f"dataset.seed={seed!r} must be an integer or null (first samples in file order)")
+    keep = set(sorted(range(len(keyed)), key=lambda i: selection_rank(seed, keyed[i][0]))[:limit])
+    return [keyed[i] for i in sorted(keep)]
+
+
+def select_from_cfg(records: Sequence[dict], id_of: Callable[[int, dict], str], cfg: Any) -> list[tuple[str, dict]]:
+    """:func:`select` with ``limit``, ``seed`` and ``ids`` read from the ``dataset`` config node."""
+    ids = cfg_get(cfg, "ids")
+    return select(
+        records,
+        id_of,
+        limit=_as_int(cfg_get(cfg, "limit"), "limit"),
+        seed=_as_int(cfg_get(cfg, "seed"), "seed"),
+        ids=list(ids) if ids is not None else None,
+    )
+
+
+def _as_int(value: Any, key: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise DatasetError(f"dataset.{key}={value!r} must be an integer or null")
+
+
+def optional_int(cfg: Any, key: str, default: int, low: int, high: int | None = None) -> int:
+    """An integer config value in ``[low, high]``, ``default`` when null; else a clear error."""
+    value = _as_int(cfg_get(cfg, key), key)
+    if value is None:
+        return default
+    if value < low or (high is not None and value > high):
+        valid = f"{low}..{high}" if high is not None else f">= {low}"
+        raise DatasetError(f"dataset.{key}={value} is out of range; valid: {valid}")
+    return value
+
+
+def stop_sequences_from_cfg(cfg: Any, default: Sequence[str]) -> list[str]:
+    """``dataset.stop_sequences`` if set (``[]`` disables stopping), else the task's default."""
+    value = cfg.get("stop_sequences") if hasattr(cfg, "get") else getattr(cfg, "stop_sequences", None)
+    if value is None:
+        return list(default)
+    if isinstance(value, str) or not all(isinstance(s, str) and s for s in value):
+        raise DatasetError(f"dataset.stop_sequences={value!r} must be a list of non-empty strings or null")
+    return list(value)
+
+
+FEWSHOT_SOURCES = ("builtin", "train")
+
+
+def fewshot_records(cfg: Any, source: HubSource, builtin: Sequence[dict], n: int) -> list[dict]:
+    """The ``n`` few-shot exemplars, never drawn from the evaluated split.
+
+    ``dataset.fewshot_path`` (a local JSONL in the train split's schema) wins;
+    else ``dataset.fewshot_source``: ``builtin`` (default; the task's fixed,
+    offline exemplars) or ``train`` (the Hub train split). From a file or the
+    train split the exemplars are the ``n`` smallest by ``selection_rank``
+    under ``dataset.fewshot_seed`` (default 1234), the same for every sample.
+    """
+    if n == 0:
+        return []
+    path = cfg_get(cfg, "fewshot_path")
+    kind = cfg_get(cfg, "fewshot_source", "builtin")
+    if not path and kind not in FEWSHOT_SOURCES:
+        raise DatasetError(f"dataset.fewshot_source={kind!r} is not one of {', '.join(FEWSHOT_SOURCES)}")
+    if not path and kind == "builtin":
+        if n > len(builtin):
+            raise DatasetError(
+                f"dataset.num_fewshot={n} but only {len(builtin)} builtin exemplars exist; valid: 0..{len(builtin)}, "
+                f"or set dataset.fewshot_source=train / dataset.fewshot_path=<train JSONL> for more"
+            )
+        return list(builtin[:n])
+    if not path and cfg_get(cfg, "split", "test") == "train" and not cfg_get(cfg, "path"):
+        raise DatasetError("dataset.split=train with dataset.fewshot_source=train would draw exemplars from the evaluated split")
+    records = read_jsonl(path, source.fields) if path else load_hub_split(source, "train")
+    if n > len(records):
+        raise DatasetError(f"dataset.num_fewshot={n} but the few-shot source has only {len(records)} records")
+    seed = _as_int(cfg_get(cfg, "fewshot_seed", 1234), "fewshot_seed")
+    order = sorted(range(len(records)), key=lambda i: selection_rank(seed, str(i)))
+    return [records[i] for i in order[:n]]
+
+
+def check_disjoint(exemplars: Sequence[dict], samples: Sequence[dict], key: str) -> None:
+    """Refuse a prompt whose few-shot exemplars include an evaluated sample (it would leak the answer)."""
+    shown = {e[key] for e in exemplars}
+    leaked = [s[key] for s in samples if s[key] in shown]
+    if leaked:
+        raise DatasetError(
+            f"{len(leaked)} evaluated sample(s) also appear as few-shot exemplars (e.g. {leaked[0][:60]!r}); "
+            f"take exemplars from another split (dataset.fewshot_source / dataset.fewshot_path)"
+        )
