@@ -28,6 +28,7 @@ from hsd_bench.models.loading import REPO_ROOT, ModelSpec
 from hsd_bench.results import RunDir
 from hsd_bench.sampling import DecodingConfig
 from hsd_bench.tasks.base import get_task
+from hsd_bench.validate import validate_run_config
 from hsd_bench.verify import get_rule
 
 BASELINE = "autoregressive"
@@ -89,6 +90,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         return JobResult(run_dir.path, json.loads(run_dir.summary_path.read_text()), skipped=True)
 
     # -- validate and build everything before generating --------------------
+    validate_run_config(cfg)
     task = get_task(cfg["dataset"]["name"])
     samples = task.load(_Attr(cfg["dataset"]))
     if not samples:

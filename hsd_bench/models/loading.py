@@ -77,8 +77,9 @@ def build_random_model(arch: str, num_layers: int | None = None, seed: int = 0, 
     if model_type == "qwen2":
         kwargs["use_sliding_window"] = False
     config = AutoConfig.for_model(
-        model_type, vocab_size=vocab_size, max_position_embeddings=512, bos_token_id=256,
-        eos_token_id=257, tie_word_embeddings=False, attn_implementation="sdpa", **kwargs,
+        model_type, vocab_size=vocab_size, max_position_embeddings=512,
+        bos_token_id=256 if vocab_size > 257 else None, eos_token_id=257 if vocab_size > 257 else None,
+        tie_word_embeddings=False, attn_implementation="sdpa", **kwargs,
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
