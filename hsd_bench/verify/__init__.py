@@ -38,9 +38,10 @@ class VerificationRule(Protocol):
     # Declared losslessness; the exact fidelity test checks the claim and
     # every run records it in its metadata.
     lossless: bool
-    # Joint (sequence-level) rules are only proven for a draft of exactly
-    # the requested length drawn autoregressively from q; the engine then
-    # trims a lower level's output to that length.
+    # True for a rule that is lossless only on a draft of exactly the
+    # requested length; the engine then trims a lower level's surplus
+    # output. No built-in rule needs it: all are lossless when the draft's
+    # length is decided by a stopping rule on its prefix (docs/methods.md).
     fixed_length: bool
 
     def __call__(

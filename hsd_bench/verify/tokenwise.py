@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from hsd_bench.verify import Verdict, register_rule
+from hsd_bench.verify.backscan import check_inputs
 
 
 def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -27,6 +28,7 @@ class TokenwiseRule:
     fixed_length = False
 
     def __call__(self, draft, q, p, generator=None) -> Verdict:
+        check_inputs(draft, q, p)
         k = draft.shape[0]
         if k:
             idx = torch.arange(k, device=draft.device)
