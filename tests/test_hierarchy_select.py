@@ -246,3 +246,20 @@ def test_cli_prints_the_selection(tmp_path, capsys):
 
     assert cli.main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_speedup_baseline_is_the_full_target_even_after_a_target_exit():
+    """Reused layers make the target's verification after its own exit cheaper,
+    but the AR baseline is always one full target forward."""
+    from hsd_bench.hierarchy.profile_format import CostFit, MemberProfile, PoolProfile
+    from hsd_bench.hierarchy.select import evaluate
+
+    members = {
+        "target": MemberProfile("target", "target", None, 24, CostFit(0.012, 0.0)),
+        "target@6": MemberProfile("target@6", "target", 6, 24, CostFit(0.003, 0.0)),
+        "small": MemberProfile("small", "small", None, 2, CostFit(0.001, 0.0)),
+    }
+    pool = PoolProfile("target", members, {"target@6": {"target": 0.8}, "small": {"target": 0.8}})
+    a = evaluate(pool, ("target@6", "target"), (2,))
+    b = evaluate(pool, ("small", "target"), (2,))
+    assert a.ar_latency == b.ar_latency == 0.012

@@ -86,6 +86,10 @@ class StackSpec:
     variant: str = "overshoot"
     flush_on_reject: tuple[bool, ...] = ()
     names: tuple[str, ...] = ()
+    # The target's own full forward (the AR baseline). ``costs[K]`` can be
+    # cheaper when the level below is an exit of the target whose layers
+    # are reused, so it must not serve as the baseline. None = costs[K].
+    ar_cost: Cost | None = None
 
     def __post_init__(self):
         depth = len(self.costs)
@@ -336,7 +340,7 @@ def expected_latency(spec: StackSpec, method: str = "auto") -> LatencyBreakdown:
     if method not in ("auto", "general", "label_free"):
         raise ValueError(f"method={method!r}; valid: auto, general, label_free")
     K = spec.top
-    ar = float(spec.costs[K](1))
+    ar = float((spec.ar_cost or spec.costs[K])(1))
     if K == 0:  # autoregressive: the target drafts one token per cycle
         return LatencyBreakdown(ar, ar, ar, 1.0, [1.0], [0.0], [0.0], [ar], [1.0], [1.0], spec.names)
     if method == "label_free" and not spec.label_free():

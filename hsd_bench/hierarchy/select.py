@@ -167,7 +167,8 @@ def build_stack(
         acc = [[pool.alpha(names[j - 1], names[j]) if l < j else 1.0 for j in range(d)] for l in range(d)]
     else:
         acc = [[pool.alpha(names[l], names[j]) if l < j else 1.0 for j in range(d)] for l in range(d)]
-    return StackSpec(tuple(int(t) for t in batches), tuple(costs), tuple(map(tuple, acc)), variant, names=names)
+    return StackSpec(tuple(int(t) for t in batches), tuple(costs), tuple(map(tuple, acc)), variant, names=names,
+                     ar_cost=pool.draft_cost(names[-1]))
 
 
 def evaluate(pool: PoolProfile, names, batches, acceptance: str = "adjacent", variant: str = "overshoot") -> Candidate:
