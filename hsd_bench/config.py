@@ -86,11 +86,15 @@ class RunConf:
     baseline: bool = True  # also run autoregressive decoding on the same samples
     warmup_tokens: int = 16
     progress: bool = True
+    # Intra-op CPU threads. Small models are overhead-bound: on a 2-core
+    # machine extra threads only contend (measured 5x slower under load).
+    # null = torch's default.
+    cpu_threads: Optional[int] = 1
 
 
 # Keys that name where/how results are shown, not what is measured: they do
 # not enter the run directory's hash.
-NON_IDENTITY_KEYS = ("results_dir", "progress", "wandb")
+NON_IDENTITY_KEYS = ("results_dir", "progress", "wandb", "cpu_threads")
 
 
 def register_schemas() -> None:

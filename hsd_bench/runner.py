@@ -91,6 +91,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
 
     # -- validate and build everything before generating --------------------
     validate_run_config(cfg)
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg["cpu_threads"])
     task = get_task(cfg["dataset"]["name"])
     samples = task.load(_Attr(cfg["dataset"]))
     if not samples:

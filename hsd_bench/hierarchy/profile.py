@@ -1,0 +1,122 @@
+"""Measure a pool of candidate drafters on real prompts, for the selector.
+
+For every member (a separate model, or an early exit of one) this measures
+the wall time of one forward from layer 0 over 1..16 new positions, and for
+every pair the greedy agreement rate of their argmaxes along the target's own
+greedy continuations -- the token-wise rule's acceptance under greedy
+decoding. It writes :class:`PoolProfile` (``profile_format.py``), which
+``select.py`` turns into the latency-optimal stack; ``compare_prediction``
+then runs that stack through the engine and reports predicted vs measured
+speedup.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from hsd_bench.api import ModelPool
+from hsd_bench.engine import ModelState
+from hsd_bench.hierarchy.profile_format import MemberProfile, PoolProfile, fit_cost
+from hsd_bench.methods import MethodSpec, build_engine
+
+COST_POSITIONS = (1, 2, 4, 8, 16)
+TARGET = "target"
+
+
+@dataclass
+class Member:
+    name: str
+    path: str  # "target" or a model path
+    exit: int | None = None
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _forward_cost(state: ModelState, exit_layer: int, tokens: torch.Tensor, prompt_len: int, repeats: int) -> list:
+    """(positions, seconds) samples of one forward of the view from layer 0."""
+    samples = []
+    state.reset()
+    state.logits(tokens, exit_layer, prompt_len, prompt_len - 1)  # prefill
+    for n in COST_POSITIONS:
+        for _ in range(repeats):
+            _sync(state.model.device)
+            t0 = time.perf_counter()
+            state.logits(tokens, exit_layer, prompt_len + n, prompt_len)
+            _sync(state.model.device)
+            samples.append((n, time.perf_counter() - t0))
+            state.truncate(prompt_len)
+    return samples
+
+
+def profile_pool(
+    pool: ModelPool, target_path: str, members: list[Member], prompts: list[list[int]], new_tokens: int = 64,
+    repeats: int = 5,
+) -> PoolProfile:
+    target, codec = pool.get(target_path)
+    members = [Member(TARGET, TARGET, None), *members]
+    models = {m.name: (target if m.path == TARGET else pool.get(m.path)[0]) for m in members}
+    ar = build_engine(MethodSpec("autoregressive"), target, pool.get, codec)
+    agree = {(a.name, b.name): [] for a in members for b in members if a.name != b.name}
+    costs: dict[str, list] = {m.name: [] for m in members}
+    for ids in prompts:
+        continuation = ar.generate(ids, new_tokens).output_ids
+        seq = torch.tensor(ids + continuation, device=target.device)
+        argmax = {}
+        for m in members:
+            model = models[m.name]
+            exit_layer = m.exit or model.num_layers
+            state = ModelState(model, [exit_layer])
+            state.reset()
+            argmax[m.name] = state.logits(seq, exit_layer, len(seq) - 1, len(ids) - 1).argmax(-1)
+            costs[m.name] += _forward_cost(state, exit_layer, seq, len(ids), repeats)
+        for a, b in agree:
+            agree[(a, b)].append(float((argmax[a] == argmax[b]).float().mean()))
+    profiles = {
+        m.name: MemberProfile(
+            name=m.name, path=m.path, exit=m.exit, num_layers=models[m.name].num_layers,
+            cost=fit_cost([(n, statistics.median(s for k, s in costs[m.name] if k == n)) for n in COST_POSITIONS]),
+        )
+        for m in members
+    }
+    acceptance: dict[str, dict[str, float]] = {}
+    for (a, b), rates in agree.items():
+        acceptance.setdefault(a, {})[b] = statistics.fmean(rates)
+    return PoolProfile(
+        target=TARGET, members=profiles, acceptance=acceptance,
+        provenance={"target_path": target_path, "device": str(target.device), "dtype": str(target.dtype),
+                    "decoding": {"temperature": 0.0}, "n_prompts": len(prompts), "new_tokens": new_tokens,
+                    "acceptance_estimator": "greedy argmax agreement along target continuations"},
+    )
+
+
+def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts: list[list[int]], new_tokens: int):
+    """Measured tokens/s of AR and of the hierarchy on the same prompts, interleaved."""
+    target, codec = pool.get(target_path)
+    engines = {
+        "autoregressive": build_engine(MethodSpec("autoregressive"), target, pool.get, codec),
+        "hierarchy": build_engine(MethodSpec("hierarchy", levels=levels), target, pool.get, codec),
+    }
+    totals = {k: [0, 0.0] for k in engines}
+    outputs = {}
+    for engine in engines.values():  # warm-up
+        engine.generate(prompts[0], 8)
+    for ids in prompts:
+        for name, engine in engines.items():
+            gen = engine.generate(ids, new_tokens)
+            totals[name][0] += gen.stats.n_generated
+            totals[name][1] += gen.stats.decode_s
+            outputs.setdefault(name, []).append(gen.output_ids)
+    tps = {k: n / s for k, (n, s) in totals.items()}
+    return {
+        "ar_decode_tokens_per_s": tps["autoregressive"],
+        "hierarchy_decode_tokens_per_s": tps["hierarchy"],
+        "measured_speedup": tps["hierarchy"] / tps["autoregressive"],
+        "parity_exact": outputs["hierarchy"] == outputs["autoregressive"],
+    }
