@@ -62,6 +62,8 @@ class ModelState:
             if first >= upto:
                 continue
             if j == 0:
+                if tokens.shape[0] < upto:
+                    raise ValueError(f"{self.model.name}: asked for position {upto - 1} of a {tokens.shape[0]}-token sequence")
                 inp = self.model.embed(tokens[first:upto])
             else:
                 pend_start, pend = self.pending[start]

@@ -25,6 +25,7 @@ from hsd_bench.engine import Engine
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.metrics import format_table, summarize
 from hsd_bench.models.loading import REPO_ROOT, ModelSpec
+from hsd_bench.progress import RunProgress, summary_line
 from hsd_bench.results import RunDir
 from hsd_bench.sampling import DecodingConfig
 from hsd_bench.tasks.base import get_task
@@ -121,8 +122,10 @@ def run_job(cfg: Any, log=print) -> JobResult:
     _warm_up(engines, codec.encode(samples[0].prompt), cfg.get("warmup_tokens", 16), decoding)
 
     ar_key_base = json.dumps([cfg["model"], cfg["decoding"], max_new, stop, cfg["dataset"]], sort_keys=True, default=str)
-    progress = _progress(len(samples), cfg.get("progress", True))
+    progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
+                           enabled=cfg.get("progress", True), done_rows=existing)
     for sample in samples:
+        new_rows: list[dict] = []
         prompt_ids = codec.encode(sample.prompt)
         if len(prompt_ids) >= target.max_context:
             if (sample.sample_id, "*") not in finished:
@@ -130,7 +133,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
                        "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
                 run_dir.append(row)
                 rows.append(row)
-            progress.update(1)
+            progress.update([row])
             continue
         ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
         for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
@@ -149,9 +152,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
                 row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
             run_dir.append(row)
             rows.append(row)
-            if name != BASELINE:
-                progress.set_postfix(tok_s=f"{row['tokens_per_s']:.0f}", accept=_fmt_rate(row["acceptance_rate"]))
-        progress.update(1)
+            new_rows.append(row)
+        progress.update(new_rows)
     progress.close()
 
     summary = {
@@ -168,6 +170,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
     run_dir.finish(summary)
     _log_wandb(cfg, summary, rows, run_dir.path)
     log(format_table(summary["methods"]))
+    log(summary_line(summary, run_dir.path))
     log(f"run directory: {run_dir.path}")
     return JobResult(run_dir.path, summary, skipped=False)
 
@@ -203,26 +206,6 @@ class _Attr(dict):
             return self[key]
         except KeyError:
             raise AttributeError(key) from None
-
-
-class _NoProgress:
-    def update(self, n=1): ...
-    def set_postfix(self, **kw): ...
-    def close(self): ...
-
-
-def _progress(total: int, enabled: bool):
-    import os
-
-    if not enabled or os.environ.get("CI") or not sys.stderr.isatty():
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="samples", unit="sample", leave=False)
-
-
-def _fmt_rate(v):
-    return "-" if v is None else f"{v:.2f}"
 
 
 def _peak_memory_mb(device) -> float:

@@ -80,6 +80,13 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    # the table scripts/make_figures.py draws the hierarchy_prediction figure from
+    with open(out / "table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["method", "levels", "predicted_speedup", "speedup_vs_ar"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({"method": "selected" if r["selected"] else "hierarchy", "levels": r["stack"],
+                             "predicted_speedup": r["predicted_speedup"], "speedup_vs_ar": r["measured_speedup"]})
     (out / "selection.json").write_text(json.dumps(
         {"best": sel.best.describe(), "levels": sel.method_levels(profile), "predicted_speedup": sel.best.speedup,
          "exact": sel.exact, "variant": sel.variant}, indent=2))

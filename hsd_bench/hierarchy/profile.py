@@ -75,7 +75,9 @@ def profile_pool(
             state = ModelState(model, [exit_layer])
             state.reset()
             argmax[m.name] = state.logits(seq, exit_layer, len(seq) - 1, len(ids) - 1).argmax(-1)
-            costs[m.name] += _forward_cost(state, exit_layer, seq, len(ids), repeats)
+            # cost does not depend on token values: pad a continuation that stopped early (EOS)
+            filler = torch.zeros(max(0, len(ids) + max(COST_POSITIONS) - len(seq)), dtype=seq.dtype, device=seq.device)
+            costs[m.name] += _forward_cost(state, exit_layer, torch.cat([seq, filler]), len(ids), repeats)
         for a, b in agree:
             agree[(a, b)].append(float((argmax[a] == argmax[b]).float().mean()))
     profiles = {
