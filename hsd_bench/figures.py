@@ -1,0 +1,298 @@
+"""Paper figures, each rebuilt from one small committed table under ``results/<figure>/``.
+
+Why tables, not run directories: run directories are large, machine-local and
+not committed; ``results/<figure>/table.csv`` (made by
+``scripts/collect.py --figure <figure>``) is small, reviewed in the diff, and
+enough to redraw the figure anywhere. Every figure uses one style (``STYLE``)
+and is written as PNG (for the README and notebooks) and PDF (for the paper).
+Figures are drawn on ``matplotlib.figure.Figure`` objects without pyplot, so
+building them needs no display and leaves the caller's backend alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+STYLE = {
+    "figure.dpi": 150,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "legend.frameon": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4.5,
+    # Okabe-Ito: distinguishable in colour-blind vision and in greyscale print.
+    "axes.prop_cycle": matplotlib.cycler(color=["#0072B2", "#E69F00", "#009E73", "#D55E00",
+                                                "#CC79A7", "#56B4E9", "#F0E442", "#000000"]),
+    "pdf.fonttype": 42,  # TrueType in PDFs, so text stays editable / searchable
+}
+SINGLE = (4.2, 3.0)
+DOUBLE = (7.6, 3.0)
+AR_LINE = {"color": "0.4", "linestyle": "--", "linewidth": 1.0}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str
+    title: str
+    draw: Callable[[pd.DataFrame], Figure]
+    produced_by: str  # shell command(s) that make results/<name>/table.csv
+    needs: tuple[str, ...]  # table columns the figure reads (scripts/collect.py writes them all)
+
+
+def _numeric_exit(v) -> float | None:
+    """``4`` -> 4; HiSpec's ``8,16`` -> 8 (the draft exit); missing -> None."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    head = str(v).strip("[]() ").split(",")[0].strip()
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+_BARE = ("method", "rule", "policy", "dataset", "model")  # legend shows these as the value alone
+
+
+def _series_label(keys: tuple, names: list[str]) -> str:
+    """``("hispec", "3,6")`` over ``["method", "exit"]`` -> ``hispec, exit=3,6``."""
+    return ", ".join(str(k) if n in _BARE else f"{n}={k}"
+                     for k, n in zip(keys, names, strict=True) if k is not None and str(k) != "nan")
+
+
+def _varying(df: pd.DataFrame, cols: list[str]) -> list[str]:
+    """The columns among ``cols`` that take more than one value (the ones worth a legend entry)."""
+    return [c for c in cols if c in df and df[c].astype(str).nunique() > 1]
+
+
+def _lines(ax, df: pd.DataFrame, x: str, y: str, by: list[str]) -> None:
+    """One line per group of ``by`` (mean over repeated x), markers at the points."""
+    groups = df.groupby(by, dropna=False, sort=True) if by else [((), df)]
+    for keys, g in groups:
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        pts = g.groupby(x, sort=True)[y].mean().dropna()
+        if pts.empty:
+            continue
+        ax.plot(pts.index, pts.values, marker="o", label=_series_label(keys, by) or None)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers, lengths, periods are whole numbers
+
+
+def _finish(fig: Figure, axes, legend: bool) -> Figure:
+    if legend:
+        handles, labels = axes[0].get_legend_handles_labels()
+        if labels:
+            axes[0].legend(handles, labels)
+    fig.tight_layout()
+    return fig
+
+
+def draw_exit_layer(t: pd.DataFrame) -> Figure:
+    t = t.assign(exit_num=t["exit"].map(_numeric_exit)).dropna(subset=["exit_num"])
+    by = _varying(t, ["model", "dataset", "method", "draft_len"])
+    fig = Figure(figsize=DOUBLE)
+    a1, a2 = fig.subplots(1, 2)
+    _lines(a1, t, "exit_num", "speedup_vs_ar", by)
+    a1.axhline(1.0, **AR_LINE)
+    a1.set(xlabel="exit layer E (draft = first E layers)", ylabel="speedup over AR", title="Speedup vs exit layer")
+    _lines(a2, t, "exit_num", "acceptance_rate", by)
+    a2.set(xlabel="exit layer E", ylabel="acceptance rate", title="Acceptance vs exit layer", ylim=(0, 1.02))
+    return _finish(fig, [a1, a2], bool(by))
+
+
+def draw_draft_length(t: pd.DataFrame) -> Figure:
+    by = _varying(t, ["model", "dataset", "method", "exit"]) or ["method"]
+    fig = Figure(figsize=DOUBLE)
+    a1, a2 = fig.subplots(1, 2)
+    _lines(a1, t, "draft_len", "speedup_vs_ar", by)
+    a1.axhline(1.0, **AR_LINE)
+    a1.set(xlabel=r"draft length $\gamma$ / $N_d$", ylabel="speedup over AR", title="Speedup vs draft length")
+    _lines(a2, t, "draft_len", "acceptance_rate", by)
+    a2.set(xlabel=r"draft length $\gamma$ / $N_d$", ylabel="acceptance rate", title="Acceptance vs draft length",
+           ylim=(0, 1.02))
+    return _finish(fig, [a1, a2], True)
+
+
+def draw_verification_period(t: pd.DataFrame) -> Figure:
+    t = t.assign(policy=t["flush_on_mismatch"].map(
+        lambda v: "flush on mismatch" if str(v).lower() in ("true", "1") else "wait for $N_i$"))
+    by = _varying(t, ["model", "dataset", "exit", "draft_len"]) + ["policy"]
+    fig = Figure(figsize=SINGLE)
+    ax = fig.subplots()
+    _lines(ax, t, "period", "tokens_per_s", by)
+    if "ar_tokens_per_s" in t and t["ar_tokens_per_s"].notna().any():
+        ax.axhline(float(t["ar_tokens_per_s"].mean()), label="autoregressive", **AR_LINE)
+    ax.set(xlabel=r"verification period $N_i$ (tokens before full verification)", ylabel="tokens / s",
+           title="HiSpec throughput vs verification period")
+    ax.set_ylim(bottom=0)
+    return _finish(fig, [ax], True)
+
+
+def draw_method_comparison(t: pd.DataFrame) -> Figure:
+    t = t[t["method"] != "autoregressive"]
+    pivot = t.groupby(["dataset", "method"])["speedup_vs_ar"].mean().unstack("method")
+    fig = Figure(figsize=(max(4.2, 1.6 + 1.3 * len(pivot)), 3.0))
+    ax = fig.subplots()
+    n = max(len(pivot.columns), 1)
+    width = 0.8 / n
+    for i, method in enumerate(pivot.columns):
+        xs = [j + (i - (n - 1) / 2) * width for j in range(len(pivot))]
+        bars = ax.bar(xs, pivot[method].values, width=width * 0.95, label=method)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax.axhline(1.0, label="autoregressive", **AR_LINE)
+    ax.set_xticks(range(len(pivot)), list(pivot.index))
+    top = float(pivot.max().max()) if pivot.size else 1.0
+    ax.set(ylabel="speedup over AR (same samples)", title="Methods across datasets", ylim=(0, 1.3 * max(top, 1.0)))
+    ax.grid(axis="x", visible=False)
+    ax.legend(ncol=n + 1, loc="upper center", columnspacing=1.0, handlelength=1.5)
+    return _finish(fig, [ax], False)
+
+
+def draw_verifier_rules(t: pd.DataFrame) -> Figure:
+    t = t.assign(rule=[f"{v}{'' if str(l).lower() not in ('false', '0') else ' (lossy)'}"
+                       for v, l in zip(t["verifier"], t["lossless"], strict=True)])
+    fig = Figure(figsize=DOUBLE)
+    a1, a2 = fig.subplots(1, 2)
+    extra = _varying(t, ["model", "dataset", "method", "temperature"])
+    if t["draft_len"].nunique() > 1:
+        _lines(a1, t, "draft_len", "mean_accepted_len", ["rule", *extra])
+        _lines(a2, t, "draft_len", "speedup_vs_ar", ["rule", *extra])
+        a1.set(xlabel=r"draft length $\gamma$")
+        a2.set(xlabel=r"draft length $\gamma$")
+    else:
+        means = t.groupby("rule")[["mean_accepted_len", "speedup_vs_ar"]].mean()
+        for ax, col in ((a1, "mean_accepted_len"), (a2, "speedup_vs_ar")):
+            colors = [STYLE["axes.prop_cycle"].by_key()["color"][i % 8] for i in range(len(means))]
+            bars = ax.bar(means.index, means[col], color=colors)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+            ax.grid(axis="x", visible=False)
+    a1.set(ylabel=r"accepted length $\tau$ (tokens / target forward)", title="Verification rules (sampling)")
+    a2.axhline(1.0, **AR_LINE)
+    a2.set(ylabel="speedup over AR", title="Speedup by rule")
+    return _finish(fig, [a1, a2], t["draft_len"].nunique() > 1)
+
+
+def draw_hierarchy_prediction(t: pd.DataFrame) -> Figure:
+    t = t.dropna(subset=["predicted_speedup", "speedup_vs_ar"])
+    fig = Figure(figsize=(3.6, 3.4))
+    ax = fig.subplots()
+    for name, g in t.groupby(t["method"]):
+        ax.scatter(g["predicted_speedup"], g["speedup_vs_ar"], label=name, zorder=3)
+        for _, r in g.iterrows():
+            label = r["levels"] if isinstance(r.get("levels"), str) else ""
+            if label:
+                ax.annotate(label, (r["predicted_speedup"], r["speedup_vs_ar"]), fontsize=5.5,
+                            xytext=(3, 3), textcoords="offset points")
+    lo = min(1.0, float(t[["predicted_speedup", "speedup_vs_ar"]].min().min()) * 0.95) if len(t) else 0.5
+    hi = max(1.5, float(t[["predicted_speedup", "speedup_vs_ar"]].max().max()) * 1.05) if len(t) else 2.0
+    ax.plot([lo, hi], [lo, hi], label="measured = predicted", **AR_LINE)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted speedup (latency model)",
+           ylabel="measured speedup over AR", title="Hierarchies: predicted vs measured")
+    ax.set_aspect("equal")
+    return _finish(fig, [ax], True)
+
+
+def _produced_by(name: str) -> str:
+    return f"python run.py -m +experiment={name} && python scripts/collect.py runs/{name} --figure {name}"
+
+
+_LINE = ("model", "dataset", "method", "exit", "draft_len", "speedup_vs_ar", "acceptance_rate")
+
+FIGURES: dict[str, FigureSpec] = {
+    spec.name: spec
+    for spec in [
+        FigureSpec("exit_layer", "Speedup and acceptance vs exit layer (LayerSkip)", draw_exit_layer,
+                   _produced_by("exit_layer"), _LINE),
+        FigureSpec("draft_length", "Speedup and acceptance vs draft length", draw_draft_length,
+                   _produced_by("draft_length"), _LINE),
+        FigureSpec("verification_period", "HiSpec throughput vs verification period", draw_verification_period,
+                   _produced_by("verification_period"),
+                   ("model", "dataset", "exit", "draft_len", "period", "flush_on_mismatch", "tokens_per_s",
+                    "ar_tokens_per_s")),
+        FigureSpec("method_comparison", "AR-normalized speedup per method and dataset", draw_method_comparison,
+                   _produced_by("method_comparison"), ("dataset", "method", "speedup_vs_ar")),
+        FigureSpec("verifier_rules", "Accepted length per verification rule under sampling", draw_verifier_rules,
+                   _produced_by("verifier_rules"),
+                   ("model", "dataset", "method", "verifier", "lossless", "temperature", "draft_len",
+                    "mean_accepted_len", "speedup_vs_ar")),
+        FigureSpec("hierarchy_prediction", "Predicted vs measured speedup of hierarchies",
+                   draw_hierarchy_prediction,
+                   _produced_by("hierarchy_prediction") + " (needs predicted_speedup in the runs' summary.json)",
+                   ("method", "levels", "predicted_speedup", "speedup_vs_ar")),
+    ]
+}
+
+
+def table_path(results_dir: Path | str, name: str) -> Path:
+    return Path(results_dir) / name / "table.csv"
+
+
+def build_figure(name: str, results_dir: Path | str = "results", out_dir: Path | str | None = None) -> list[Path] | None:
+    """Draw one figure from ``results/<name>/table.csv`` into ``out_dir`` (default: beside the table).
+
+    Returns the PNG and PDF paths, or None when the table does not exist yet.
+    """
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; figures: {', '.join(FIGURES)}")
+    table = table_path(results_dir, name)
+    if not table.exists():
+        return None
+    df = pd.read_csv(table)
+    missing = [c for c in FIGURES[name].needs if c not in df.columns]
+    if df.empty or missing:
+        problem = "has no rows" if df.empty else f"lacks column(s) {', '.join(missing)}"
+        raise ValueError(f"{table} {problem}; rebuild it with: {FIGURES[name].produced_by}")
+    out = Path(out_dir) if out_dir is not None else table.parent
+    out.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(STYLE):
+        fig = FIGURES[name].draw(df)
+        paths = [out / f"{name}.png", out / f"{name}.pdf"]
+        for p in paths:
+            fig.savefig(p)
+    return paths
+
+
+def build_all(results_dir: Path | str = "results", out_dir: Path | str | None = None,
+              only: list[str] | None = None, log: Callable[[str], None] = print) -> dict[str, list[Path] | None]:
+    """Every figure (or ``only`` these); one printed line per figure: written, or skipped and why."""
+    built: dict[str, list[Path] | None] = {}
+    for name in only or list(FIGURES):
+        target = None if out_dir is None else Path(out_dir) / name
+        paths = build_figure(name, results_dir, target)
+        built[name] = paths
+        if paths is None:
+            log(f"skip {name}: {table_path(results_dir, name)} does not exist yet; "
+                f"produce it with: {FIGURES[name].produced_by}")
+        else:
+            log(f"wrote {name}: " + ", ".join(str(p) for p in paths))
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="scripts/make_figures.py",
+                                 description="Rebuild every paper figure (PNG + PDF) from results/<figure>/table.csv.")
+    ap.add_argument("names", nargs="*",
+                    help=f"figures to build (default: all): {', '.join(FIGURES)}")
+    ap.add_argument("--results", default="results", help="folder holding <figure>/table.csv (default: results)")
+    ap.add_argument("--out", help="write figures to OUT/<figure>/ instead of beside their tables")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.names if n not in FIGURES]
+    if unknown:
+        ap.error(f"unknown figure(s) {', '.join(unknown)}; figures: {', '.join(FIGURES)}")
+    build_all(args.results, args.out, args.names or None)
+    return 0

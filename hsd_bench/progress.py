@@ -1,0 +1,136 @@
+"""Progress of one run: a bar with throughput and acceptance so far, and a closing line.
+
+Why: a sweep job on a cluster runs for hours and its log is all one sees.
+The bar (tqdm, on a terminal only) shows tokens/s and acceptance of the method
+as samples finish, so a bad exit layer is visible after a few samples; the
+one-line summary is what remains in a SLURM log or CI output, where the bar is
+switched off (CI=true or stderr not a terminal) so logs stay clean.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO, Iterable, Mapping
+
+BASELINE = "autoregressive"
+
+
+def bar_enabled(requested: bool = True, stream: IO | None = None) -> bool:
+    """A bar only when asked for, on a terminal, and not in CI."""
+    stream = sys.stderr if stream is None else stream
+    if not requested or os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class RunProgress:
+    """One bar per run: samples done, method tok/s, speedup over AR, acceptance.
+
+    Call ``update(rows)`` once per sample of the run, in the sample loop, with
+    the rows newly written for it (the method's and the baseline's, in any
+    order; an empty list for a sample finished before a resume); ``close()``
+    at the end. Rows already on disk when a run resumes are passed as
+    ``done_rows`` so the running figures include them.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        desc: str = "samples",
+        enabled: bool = True,
+        done_rows: Iterable[Mapping] = (),
+        stream: IO | None = None,
+    ) -> None:
+        if total < 0:
+            raise ValueError(f"total={total} must be >= 0 (number of samples in the run)")
+        self.total = total
+        self._tokens: dict[str, float] = {}
+        self._wall: dict[str, float] = {}
+        self._drafted = 0
+        self._accepted = 0
+        self._ingest(done_rows)
+        self._bar = None
+        if bar_enabled(enabled, stream):
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="sample",
+                             leave=False, file=stream if stream is not None else sys.stderr, dynamic_ncols=True)
+            self._refresh()
+
+    def _ingest(self, rows: Iterable[Mapping]) -> None:
+        for r in rows:
+            if r.get("skipped"):
+                continue
+            m = str(r.get("method"))
+            self._tokens[m] = self._tokens.get(m, 0.0) + float(r.get("n_generated") or 0)
+            self._wall[m] = self._wall.get(m, 0.0) + float(r.get("wall_s") or 0.0)
+            if m != BASELINE:
+                self._drafted += int(r.get("drafted") or 0)
+                self._accepted += int(r.get("accepted") or 0)
+
+    def tokens_per_s(self, method: str) -> float | None:
+        wall = self._wall.get(method, 0.0)
+        return self._tokens.get(method, 0.0) / wall if wall > 0 else None
+
+    def stats(self) -> dict[str, float | None]:
+        """Running figures over the rows seen so far (also what the bar shows)."""
+        methods = [m for m in self._tokens if m != BASELINE]
+        method = methods[0] if methods else BASELINE
+        tps, ar = self.tokens_per_s(method), self.tokens_per_s(BASELINE)
+        return {
+            "tok_s": tps,
+            "speedup": tps / ar if (tps and ar and method != BASELINE) else None,
+            "accept": self._accepted / self._drafted if self._drafted else None,
+        }
+
+    def _refresh(self) -> None:
+        if self._bar is not None:
+            fmt = {"tok_s": "{:.1f}", "speedup": "{:.2f}x", "accept": "{:.2f}"}
+            self._bar.set_postfix({k: ("-" if v is None else fmt[k].format(v)) for k, v in self.stats().items()},
+                                  refresh=False)
+
+    def update(self, rows: Iterable[Mapping] = (), samples: int = 1) -> None:
+        self._ingest(rows)
+        if self._bar is not None:
+            self._refresh()
+            self._bar.update(samples)
+            self._bar.refresh()  # samples take seconds: show every one, not only after tqdm's mininterval
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> "RunProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _num(v, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
+    """One line per finished job, for logs: method, dataset, samples, tok/s, speedup, acceptance, tau."""
+    methods: Mapping = summary.get("methods") or {}
+    name = summary.get("method") or next((m for m in methods if m != BASELINE), BASELINE)
+    s = methods.get(name) or {}
+    cfg = summary.get("config") or {}
+    dataset = (cfg.get("dataset") or {}).get("name", "?")
+    parts = [
+        f"[hsd-bench] done {name} on {dataset}:",
+        f"{s.get('n_samples', 0)} samples,",
+        f"{_num(s.get('tokens_per_s'), '.1f')} tok/s",
+        f"({_num(s.get('speedup_vs_ar'), '.2f', 'x')} vs AR),",
+        f"accept {_num(s.get('acceptance_rate'), '.2f')},",
+        f"tau {_num(s.get('mean_accepted_len'), '.2f')},",
+        f"parity {_num(s.get('parity_exact'), '.2f')}",
+    ]
+    if run_dir is not None:
+        parts.append(f"-> {run_dir}")
+    return " ".join(parts)

@@ -1,0 +1,222 @@
+"""Collecting run directories into frames (with the parquet cache) and building every figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+from synthetic_runs import base_config, make_all_sweeps, make_run  # noqa: E402
+
+from hsd_bench import collect, figures  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> tuple[Path, dict[str, list[Path]]]:
+    root = tmp_path_factory.mktemp("runs")
+    return root, make_all_sweeps(root)
+
+
+def test_find_run_dirs_recurses_and_dedupes(sweeps):
+    root, runs = sweeps
+    every = sorted(p.resolve() for ps in runs.values() for p in ps)
+    assert collect.find_run_dirs([root]) == every
+    one = runs["exit_layer"][0]
+    assert collect.find_run_dirs([one, root / "exit_layer"]) == sorted(p.resolve() for p in runs["exit_layer"])
+    with pytest.raises(FileNotFoundError, match="no such results path"):
+        collect.find_run_dirs([root / "missing"])
+
+
+def test_rows_frame_has_every_row_with_its_config(sweeps):
+    root, runs = sweeps
+    df = collect.collect_rows([root / "exit_layer"])
+    n_expected = sum(len((d / "rows.jsonl").read_text().splitlines()) for d in runs["exit_layer"])
+    assert len(df) == n_expected == 5 * 3 * 2
+    assert {"run_hash", "run_dir", "done", "sample_id", "method", "tokens_per_s", "cfg.method.exit",
+            "cfg.dataset.name", "scores.pass@1"} <= set(df.columns)
+    assert set(df["method"]) == {"layerskip", "autoregressive"}
+    assert sorted(df["cfg.method.exit"].unique()) == [2, 4, 6, 8, 12]
+    assert df["done"].all()
+
+
+def test_summaries_frame_matches_summary_json(sweeps):
+    root, runs = sweeps
+    df = collect.collect_summaries([root / "method_comparison"])
+    assert len(df) == 9 * 2  # each run: its method and the AR baseline
+    d = runs["method_comparison"][4]
+    summary = json.loads((d / "summary.json").read_text())
+    got = df[(df["run_hash"] == d.name) & (df["method"] == summary["method"])].iloc[0]
+    want = summary["methods"][summary["method"]]
+    assert got["speedup_vs_ar"] == pytest.approx(want["speedup_vs_ar"])
+    assert got["acceptance_rate"] == pytest.approx(want["acceptance_rate"])
+    assert got["cfg.dataset.name"] == summary["config"]["dataset"]["name"]
+
+
+def test_unfinished_and_torn_runs(tmp_path):
+    d = make_run(tmp_path, base_config(), finished=False)
+    with open(d / "rows.jsonl", "a") as f:
+        f.write('{"sample_id": "torn", "meth')  # a job killed mid-write
+    rows = collect.collect_rows([tmp_path])
+    assert len(rows) == 6 and not rows["done"].any() and "torn" not in set(rows["sample_id"])
+    assert collect.collect_summaries([tmp_path]).empty
+
+
+def test_mixed_exit_types_survive_parquet(tmp_path):
+    make_run(tmp_path, base_config(**{"method.exit": 4}))
+    make_run(tmp_path, base_config(**{"method.name": "hispec", "method.exit": [2, 4]}))
+    cache = tmp_path / "cache"
+    fresh = collect.collect_summaries([tmp_path], cache_dir=cache)
+    cached = collect.collect_summaries([tmp_path], cache_dir=cache)
+    pd.testing.assert_frame_equal(fresh, cached)
+    assert set(fresh["cfg.method.exit"]) == {"4", "[2, 4]"}
+    table = collect.summary_table(fresh)
+    assert set(table["exit"]) == {"4", "2,4"}
+
+
+def test_cache_is_used_until_a_run_file_changes(tmp_path, monkeypatch):
+    a = make_run(tmp_path / "runs", base_config(**{"method.exit": 4}))
+    cache = tmp_path / "cache"
+    first = collect.collect_rows([tmp_path / "runs"], cache_dir=cache)
+    (cached_file,) = cache.glob("rows-*.parquet")
+
+    calls = []
+    real = collect.load_rows
+    monkeypatch.setattr(collect, "load_rows", lambda dirs: calls.append(dirs) or real(dirs))
+    again = collect.collect_rows([tmp_path / "runs"], cache_dir=cache)
+    assert calls == [], "an unchanged set of runs must be read from the cache"
+    pd.testing.assert_frame_equal(first, again)
+
+    # A running job appends a row: the key changes, the frame is rebuilt, the stale cache file goes.
+    row = json.loads((a / "rows.jsonl").read_text().splitlines()[0])
+    row["sample_id"] = "HumanEval/99"
+    with open(a / "rows.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    os.utime(a / "rows.jsonl", ns=(os.stat(a / "rows.jsonl").st_atime_ns, os.stat(a / "rows.jsonl").st_mtime_ns + 10**9))
+    grown = collect.collect_rows([tmp_path / "runs"], cache_dir=cache)
+    assert len(calls) == 1 and len(grown) == len(first) + 1
+    assert not cached_file.exists() and len(list(cache.glob("rows-*.parquet"))) == 1
+
+    # A new run appears: rebuilt again.
+    make_run(tmp_path / "runs", base_config(**{"method.exit": 8}))
+    assert collect.collect_rows([tmp_path / "runs"], cache_dir=cache)["run_hash"].nunique() == 2
+    assert len(calls) == 2
+
+
+def test_summary_table_one_row_per_run_with_ar_throughput(sweeps):
+    root, runs = sweeps
+    summaries = collect.collect_summaries([root / "draft_length"])
+    table = collect.summary_table(summaries)
+    assert list(table.columns) == collect.TABLE_COLUMNS
+    assert len(table) == len(runs["draft_length"]) == 8
+    assert set(table["method"]) == {"layerskip", "hispec"}
+    recomputed = table["tokens_per_s"] / table["ar_tokens_per_s"]
+    assert recomputed.to_numpy() == pytest.approx(table["speedup_vs_ar"].to_numpy())
+    assert str(table["draft_len"].dtype) == "Int64"
+
+
+def _build_tables(root: Path, results: Path) -> None:
+    for name in figures.FIGURES:
+        assert collect.main([str(root / name), "--figure", name, "--results", str(results), "--no-cache"]) == 0
+        assert (results / name / "table.csv").exists()
+
+
+def test_every_figure_builds_png_and_pdf(sweeps, tmp_path):
+    root, _ = sweeps
+    results = tmp_path / "results"
+    _build_tables(root, results)
+    out = tmp_path / "figs"
+    lines: list[str] = []
+    built = figures.build_all(results, out, log=lines.append)
+    assert set(built) == set(figures.FIGURES)
+    for name, paths in built.items():
+        assert paths is not None, f"{name} was skipped"
+        png, pdf = paths
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000, png
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, pdf
+    assert len(lines) == len(figures.FIGURES) and all(line.startswith("wrote ") for line in lines)
+
+
+def test_missing_tables_are_skipped_with_the_command_that_makes_them(tmp_path):
+    lines: list[str] = []
+    built = figures.build_all(tmp_path / "results", tmp_path / "figs", log=lines.append)
+    assert all(v is None for v in built.values())
+    for name, line in zip(figures.FIGURES, lines, strict=True):
+        assert line.startswith(f"skip {name}:")
+        assert f"+experiment={name}" in line and f"scripts/collect.py runs/{name} --figure {name}" in line
+    assert not (tmp_path / "figs").exists()
+
+
+def test_scripts_collect_and_make_figures(sweeps, tmp_path):
+    root, _ = sweeps
+    results = tmp_path / "results"
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "collect.py"), str(root / "exit_layer"),
+                          "--figure", "exit_layer", "--results", str(results), "--cache-dir", str(tmp_path / "c")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"wrote {results / 'exit_layer' / 'table.csv'}: 5 rows from 5 runs" in out.stdout
+    assert list((tmp_path / "c").glob("summaries-*.parquet"))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "make_figures.py"), "--results", str(results)],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "wrote exit_layer:" in out.stdout and "skip hierarchy_prediction:" in out.stdout
+    assert (results / "exit_layer" / "exit_layer.png").stat().st_size > 10_000
+    assert (results / "exit_layer" / "exit_layer.pdf").exists()
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "make_figures.py"), "no_such_fig"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown figure(s) no_such_fig" in bad.stderr
+
+
+def test_committed_tables_are_drawable(tmp_path):
+    """Whatever is committed under results/<figure>/table.csv has the figure's columns and draws."""
+    for name, spec in figures.FIGURES.items():
+        assert set(spec.needs) <= set(collect.TABLE_COLUMNS), f"{name} needs a column collect.py does not write"
+        if figures.table_path(REPO / "results", name).exists():
+            assert figures.build_figure(name, REPO / "results", tmp_path / name) is not None
+
+
+def test_a_table_without_the_needed_columns_is_a_clear_error(tmp_path):
+    (tmp_path / "exit_layer").mkdir()
+    pd.DataFrame({"exit": [1, 2]}).to_csv(tmp_path / "exit_layer" / "table.csv", index=False)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) model, dataset, method.*scripts/collect.py"):
+        figures.build_figure("exit_layer", tmp_path)
+
+
+def test_notebook_draws_every_committed_table(sweeps, tmp_path, monkeypatch):
+    """The notebook is valid JSON (nbformat 4, no outputs) and its code, run top to bottom, shows each figure."""
+    import types
+
+    nb = json.loads((REPO / "notebooks" / "results.ipynb").read_text())
+    assert nb["nbformat"] == 4 and nb["cells"]
+    assert all(c.get("outputs", []) == [] for c in nb["cells"] if c["cell_type"] == "code")
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert 'RESULTS = REPO / "results"' in code
+
+    root, _ = sweeps
+    results = tmp_path / "results"
+    _build_tables(root, results)
+    shown: list = []
+    display_mod = types.ModuleType("IPython.display")
+    display_mod.display = shown.append
+    display_mod.Image = lambda filename: ("image", Path(filename))
+    display_mod.Markdown = lambda text: ("md", text)
+    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    monkeypatch.setitem(sys.modules, "IPython.display", display_mod)
+    monkeypatch.chdir(REPO / "notebooks")
+    code = code.replace("%matplotlib inline", "").replace('RESULTS = REPO / "results"', f"RESULTS = Path({str(results)!r})")
+    exec(compile(code, "results.ipynb", "exec"), {})
+    images = [x[1] for x in shown if isinstance(x, tuple) and x[0] == "image"]
+    assert sorted(p.stem for p in images) == sorted(figures.FIGURES)
+    assert all(p.stat().st_size > 10_000 for p in images)
