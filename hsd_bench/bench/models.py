@@ -1,0 +1,107 @@
+"""The models a benchmark part runs on: random shapes or trained checkpoints.
+
+Decode cost at batch 1 does not depend on the weight values, so a random
+model of a real shape gives real speed numbers (not acceptance rates):
+``random:llama-1b`` is Llama-3.2-1B's shape (DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+SHAPES: dict[str, dict] = {
+    # Llama-3.2-1B: 16 x 2048, GQA 32/8, 128k vocabulary, tied embeddings, llama3 RoPE.
+    "llama-1b": dict(
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
+        max_position_embeddings=131072, tie_word_embeddings=True, rope_theta=500000.0,
+        rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=8192),
+    ),
+    # Llama-3.1-8B: 32 x 4096, GQA 32/8, untied embeddings.
+    "llama-8b": dict(
+        vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5,
+        max_position_embeddings=131072, tie_word_embeddings=False, rope_theta=500000.0,
+        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=8192),
+    ),
+    # CPU smoke tests of the script itself.
+    "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024),
+    "tiny-draft": dict(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024),
+}
+
+
+def quiet_generation_config(model) -> None:
+    """No EOS, so every method generates exactly the same number of tokens."""
+    gc = model.generation_config
+    gc.eos_token_id = None
+    gc.pad_token_id = 0
+    gc.bos_token_id = None
+
+
+def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0):
+    """``random:<shape>`` or a checkpoint directory -> (transformers model, tokenizer or None)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if spec.startswith("random:"):
+        shape = spec.split(":", 1)[1]
+        if shape not in SHAPES:
+            raise ValueError(f"unknown random shape {shape!r}; valid: {', '.join(SHAPES)}")
+        config = AutoConfig.for_model("llama", attn_implementation="sdpa", **SHAPES[shape])
+        torch.manual_seed(seed)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        tokenizer = None
+    else:
+        path = Path(spec)
+        if not path.is_dir():
+            raise ValueError(f"checkpoint directory {spec!r} does not exist")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").to(device)
+        tokenizer = load_tokenizer(path)
+    model.eval()
+    quiet_generation_config(model)
+    return model, tokenizer
+
+
+def load_tokenizer(path: Path):
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(path)
+    except Exception:  # noqa: BLE001 -- fall back to the raw tokenizers file
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(path / "tokenizer.json"))
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    if hasattr(tokenizer, "encode") and not hasattr(tokenizer, "get_vocab_size"):
+        return list(tokenizer(text)["input_ids"])
+    return tokenizer.encode(text).ids
+
+
+# Code-completion prompts written for this benchmark (HumanEval-style, not
+# HumanEval problems: the shipped models never saw the benchmark).
+CODE_PROMPTS = [
+    'def moving_average(values: list[float], window: int) -> list[float]:\n    """Return the averages of every run of `window` consecutive values."""\n',
+    'import os\n\n\ndef find_files(root: str, suffix: str) -> list[str]:\n    """Walk `root` and return the paths of files ending in `suffix`, sorted."""\n',
+    'class Stack:\n    """A last-in, first-out container."""\n\n    def __init__(self):\n        self._items = []\n\n    def push(self, item):\n',
+    'def parse_key_values(text: str) -> dict[str, str]:\n    """Parse lines of the form `key = value` into a dict, skipping comments."""\n    result = {}\n    for line in text.splitlines():\n',
+    'def is_prime(n: int) -> bool:\n    """Return True if n is a prime number."""\n    if n < 2:\n        return False\n',
+    'def merge_sorted(a: list[int], b: list[int]) -> list[int]:\n    """Merge two sorted lists into one sorted list."""\n    i = j = 0\n',
+    'import json\n\n\ndef load_config(path):\n    """Read a JSON file and return its contents, or an empty dict if missing."""\n',
+    'def word_counts(text: str) -> dict[str, int]:\n    """Count how often each lower-cased word occurs in text."""\n',
+]
+
+
+def prompts_for(tokenizer, vocab_size: int, n: int, length: int, seed: int = 0) -> list[list[int]]:
+    """Token prompts: the code prompts through the tokenizer, or random ids of ``length``."""
+    if tokenizer is not None:
+        return [encode(tokenizer, CODE_PROMPTS[i % len(CODE_PROMPTS)]) for i in range(n)]
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, vocab_size, (length,), generator=g).tolist() for _ in range(n)]

@@ -1,0 +1,66 @@
+"""Tables: one markdown table and one JSON document per benchmark part."""
+
+from __future__ import annotations
+
+from hsd_bench.bench.runs import RunResult
+
+
+def parity(a: list[list[int]], b: list[list[int]]) -> float | None:
+    if not a or not b:
+        return None
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
+def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResult | None,
+              bytes_per_token: dict[str, float] | None = None, copy_bw: float | None = None) -> list[dict]:
+    rows = []
+    for r in results:
+        base = ar.get(r.backend)
+        row = {
+            "name": r.name,
+            "backend": r.backend,
+            "method": r.method,
+            "tokens_per_rep": r.tokens,
+            "reps": len(r.wall_s),
+            "wall_s": r.wall_s,
+            "tokens_per_s": r.tokens_per_s,
+            "decode_tokens_per_s": r.decode_tokens_per_s,
+            "speedup_vs_same_backend_ar": (r.tokens_per_s / base.tokens_per_s) if base else None,
+            "mean_accepted_len": r.mean_accepted_len,
+            "parity_vs_same_backend_ar": parity(r.outputs, base.outputs) if base else None,
+            "parity_vs_hf_ar": parity(r.outputs, hf_ar.outputs) if hf_ar else None,
+            **r.extra,
+        }
+        if bytes_per_token and r.name in bytes_per_token and copy_bw:
+            rate = r.decode_tokens_per_s or r.tokens_per_s
+            row["bytes_per_token"] = bytes_per_token[r.name]
+            row["achieved_bw_GBps"] = bytes_per_token[r.name] * rate / 1e9
+            row["bw_fraction"] = bytes_per_token[r.name] * rate / copy_bw
+        rows.append(row)
+    return rows
+
+
+def _fmt(v, spec: str = ".1f") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| run | backend | tok/s | decode tok/s | speedup vs same-backend AR | τ (tokens/target fwd) "
+            "| acceptance | = AR | overhead | BW fraction |")
+    lines = [head, "|" + " --- |" * 10]
+    for r in rows:
+        acc = r.get("acceptance_per_level") or {}
+        acc_s = ", ".join(f"{k}: {v:.2f}" for k, v in acc.items() if v is not None) or "–"
+        split = r.get("time_split") or {}
+        lines.append(
+            f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
+            f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
+            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')} "
+            f"| {_fmt(100 * split['overhead_frac'] if split.get('overhead_frac') is not None else None)}% "
+            f"| {_fmt(100 * r['bw_fraction'] if 'bw_fraction' in r else None)}% |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Clocks that mean something on an asynchronous device."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for queued device work, so a host clock read covers it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device) -> tuple[object, float]:
+    """``fn()``'s result and its wall time, synchronised on both sides."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def copy_bandwidth(device, nbytes: int = 1 << 30, reps: int = 20) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus written.
+
+    The ceiling a batch-1 decoder can approach: every weight byte is read
+    once per token and nothing is reused from cache (METHOD.md).
+    """
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device).random_(0, 255)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    if not torch.equal(dst[:4096], src[:4096]):
+        raise RuntimeError("copy bandwidth probe: destination does not match source")
+    del src, dst
+    return 2 * nbytes / median(times)

@@ -1,0 +1,90 @@
+"""Fixed-shape steps: padded token counts, bucketed attention spans, CUDA graphs.
+
+At batch 1 a decoder step is a few hundred small kernels; launched one by
+one from Python, their launch cost exceeds the time the GPU needs to read
+the weights. gpt-fast's remedy, used here: make every step a fixed shape,
+fuse it with ``torch.compile``, and replay it as one captured CUDA graph.
+
+* A step's token count ``T`` is padded up to a power of two (1, 2, 4, ...,
+  ``max_tokens``). Padding rows sit at positions after the real ones, so
+  causally they cannot affect real rows; the keys they write land in stale
+  slots that real tokens overwrite before anyone attends to them.
+* Attention reads slots ``[0, kv_len)`` with ``kv_len`` a power-of-two bucket
+  (>= 128) covering the positions in use, so a long ``max_context`` costs
+  memory, not bandwidth.
+* Positions come from a one-element device tensor filled before each replay
+  (``fill_`` is an asynchronous kernel): no host sync inside a draft round.
+
+One graph is captured per ``(layer range, padded T, kv_len)`` and replayed
+afterwards; ``torch.compile`` compiles one graph per layer *shape*, which all
+layers share (weights are inputs, not constants).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def configure_compile() -> None:
+    """Raise dynamo's recompile limits: one compiled graph per (T, kv_len) shape is by design."""
+    cfg = torch._dynamo.config
+    for key, value in (("recompile_limit", 256), ("cache_size_limit", 256),
+                       ("accumulated_recompile_limit", 4096), ("accumulated_cache_size_limit", 4096)):
+        if hasattr(cfg, key):
+            setattr(cfg, key, max(getattr(cfg, key), value))
+
+
+def compile_fn(fn: Callable) -> Callable:
+    configure_compile()
+    # Default inductor mode: the CUDA graphs are captured here, around whole
+    # layer ranges, rather than per compiled function by "reduce-overhead".
+    return torch.compile(fn, dynamic=False, fullgraph=True)
+
+
+class GraphCache:
+    """Captures and replays CUDA graphs of fixed-shape steps.
+
+    ``step(key)`` returns a zero-argument function that reads its inputs from
+    static buffers and returns a static output; the first call for a key warms
+    it up (compiling it), captures it, and every later call replays it. Inputs
+    and outputs live in buffers the caller fills and copies out: a replay
+    overwrites its output, so callers must clone what they keep.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.pool = torch.cuda.graph_pool_handle()
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def run(self, key: tuple, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self._capture(fn)
+            self.graphs[key] = entry
+        graph, out = entry
+        graph.replay()
+        return out
+
+    def _capture(self, fn: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        # Warm up on a side stream (compilation, cuBLAS workspaces) as the
+        # PyTorch CUDA graph docs require. Every step is idempotent -- it
+        # rewrites the same cache slots with the same values -- so running it
+        # here and again on replay is harmless.
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = fn()
+        return graph, out

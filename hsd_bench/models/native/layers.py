@@ -1,0 +1,137 @@
+"""The decoder math as plain functions over tensors (gpt-fast style).
+
+No modules, no config objects: a layer is a :class:`LayerWeights` tuple and a
+few integers, so ``torch.compile`` traces one small graph per input shape and
+reuses it for every layer (all layers have the same shapes). Every operation
+follows the Hugging Face Llama/Qwen2/Qwen3/Mistral code in the same order and
+dtype, which is what makes float32 logits match it to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class LayerWeights(NamedTuple):
+    ln_attn: torch.Tensor  # [D]
+    wqkv: torch.Tensor  # [(H + 2 KV) * hd, D]: q, k, v projections stacked (one matmul)
+    bqkv: torch.Tensor | None  # Qwen2's q/k/v bias
+    q_norm: torch.Tensor | None  # Qwen3's per-head RMSNorm on q and k
+    k_norm: torch.Tensor | None
+    wo: torch.Tensor  # [D, H * hd]
+    bo: torch.Tensor | None
+    ln_mlp: torch.Tensor  # [D]
+    w_gate_up: torch.Tensor  # [2 I, D]: gate and up projections stacked
+    b_gate_up: torch.Tensor | None
+    w_down: torch.Tensor  # [D, I]
+    b_down: torch.Tensor | None
+
+
+class Dims(NamedTuple):
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    eps: float
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """HF's LlamaRMSNorm: normalise in float32, cast back, then scale."""
+    dtype = x.dtype
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def step_inputs(
+    pos: torch.Tensor, cos_table: torch.Tensor, sin_table: torch.Tensor, kv_len: int, window: int, groups: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What every layer of a step shares, computed once per step: the RoPE rows
+    ``[T, hd]`` of the positions and the additive attention mask.
+
+    The mask ``[1, 1, groups * T, kv_len]`` lets a query at absolute position
+    ``pos[t]`` see key slot ``s`` iff ``s <= pos[t]`` (and ``s > pos[t] - window``).
+    It is built from positions alone, so stale cache slots past the frontier
+    (left there by a rollback) are never seen: rollback only resets a length.
+    Rows are repeated per query group (see ``layer_forward``).
+    """
+    slots = torch.arange(kv_len, device=pos.device)
+    allowed = slots[None, :] <= pos[:, None]
+    if window:
+        allowed = allowed & (slots[None, :] > pos[:, None] - window)
+    zero = torch.zeros((), dtype=cos_table.dtype, device=pos.device)
+    mask = torch.where(allowed, zero, torch.finfo(cos_table.dtype).min)
+    return cos_table[pos], sin_table[pos], mask.repeat(groups, 1)[None, None]
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float, impl: str):
+    """``softmax(q k^T * scale + mask) v``; ``impl`` = ``sdpa`` (PyTorch's fused
+    kernels) or ``math`` (plain ops that ``torch.compile`` can fuse itself)."""
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale + mask.float()
+    return torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
+
+
+def layer_forward(
+    x: torch.Tensor,
+    pos: torch.Tensor,
+    w: LayerWeights,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    mask: torch.Tensor,
+    dims: Dims,
+    attn_impl: str = "sdpa",
+) -> torch.Tensor:
+    """One decoder layer on ``x`` ``[1, T, D]`` at positions ``pos`` ``[T]``.
+
+    ``cos``/``sin``/``mask`` come from :func:`step_inputs`. Writes this layer's
+    keys/values at slots ``pos`` of the static caches ``[1, KV, S, hd]`` and
+    attends over slots ``[0, kv_len)``, ``kv_len = mask.shape[-1]``.
+    """
+    heads, kv_heads, hd, eps = dims
+    t = x.shape[1]
+    kv_len = mask.shape[-1]
+    h = rms_norm(x, w.ln_attn, eps)
+    qkv = F.linear(h, w.wqkv, w.bqkv)
+    q, k, v = qkv.split([heads * hd, kv_heads * hd, kv_heads * hd], dim=-1)
+    q = q.view(1, t, heads, hd)
+    k = k.view(1, t, kv_heads, hd)
+    if w.q_norm is not None:
+        q = rms_norm(q, w.q_norm, eps)
+        k = rms_norm(k, w.k_norm, eps)
+    q = q.transpose(1, 2)
+    k = k.transpose(1, 2)
+    v = v.view(1, t, kv_heads, hd).transpose(1, 2)
+    cos, sin = cos[None, None], sin[None, None]
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+
+    k_cache[:, :, pos] = k
+    v_cache[:, :, pos] = v
+
+    # Grouped-query attention without copying the cache per query head: the
+    # G query heads sharing a KV head become G * T query rows of that head.
+    groups = heads // kv_heads
+    qg = q.reshape(1, kv_heads, groups * t, hd)
+    o = attention(qg, k_cache[:, :, :kv_len], v_cache[:, :, :kv_len], mask, hd**-0.5, attn_impl)
+    o = o.reshape(1, heads, t, hd).transpose(1, 2).reshape(1, t, heads * hd)
+    x = x + F.linear(o, w.wo, w.bo)
+
+    h = rms_norm(x, w.ln_mlp, eps)
+    gate, up = F.linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, w.w_down, w.b_down)
+
+
+def head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
+    """Final norm + LM head: ``[1, T, D] -> [T, V]`` float32."""
+    return F.linear(rms_norm(hidden, norm, eps), lm_head)[0].float()

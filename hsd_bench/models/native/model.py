@@ -1,0 +1,200 @@
+"""``NativeLlama``: the static-cache backend behind the ``LayeredModel`` protocol.
+
+Two paths compute the same function:
+
+* **eager** (CPU default, and any step with more than ``max_graph_tokens``
+  positions, e.g. a prefill): exact shapes, attention over exactly the
+  cached positions.
+* **fixed-shape** (CUDA default): padded token counts and bucketed attention
+  spans (``graphs.py``), compiled with ``torch.compile`` and replayed as
+  CUDA graphs. On CPU it can be switched on with ``compile=True`` (no graphs).
+
+Both write the KV cache by position, so rollback is a length change.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hsd_bench.models.native.args import NativeArgs, rope_tables
+from hsd_bench.models.native.cache import StaticKVCache
+from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
+from hsd_bench.models.native.layers import Dims, LayerWeights, head_forward, layer_forward, step_inputs
+
+MIN_KV_BUCKET = 128
+
+
+class NativeLlama:
+    """A Llama / Qwen2 / Qwen3 / Mistral decoder with static KV caches (batch 1)."""
+
+    def __init__(
+        self,
+        args: NativeArgs,
+        layers: list[LayerWeights],
+        embed: torch.Tensor,
+        norm: torch.Tensor,
+        lm_head: torch.Tensor,
+        *,
+        name: str = "model",
+        max_context: int = 2048,
+        compile: bool | None = None,
+        cuda_graphs: bool | None = None,
+        fixed_shapes: bool | None = None,
+        max_graph_tokens: int = 16,
+        min_kv_bucket: int = MIN_KV_BUCKET,
+        attention: str = "math",
+    ):
+        if len(layers) != args.num_layers:
+            raise ValueError(f"got {len(layers)} layer weights for a {args.num_layers}-layer config")
+        if max_context < 2:
+            raise ValueError(f"max_context={max_context} must be >= 2")
+        if max_graph_tokens < 1 or max_graph_tokens & (max_graph_tokens - 1):
+            raise ValueError(f"max_graph_tokens={max_graph_tokens} must be a power of two >= 1")
+        if attention not in ("sdpa", "math"):
+            raise ValueError(f"attention={attention!r} must be 'sdpa' or 'math'")
+        # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
+        # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
+        # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
+        self.attention = attention
+        self.args = args
+        self.name = name
+        self.num_layers = args.num_layers
+        self.vocab_size = lm_head.shape[0]
+        self.max_context = int(max_context)
+        self.device = embed.device
+        self.dtype = embed.dtype
+        on_cuda = self.device.type == "cuda"
+        self.compiled = on_cuda if compile is None else bool(compile)
+        self.use_graphs = on_cuda if cuda_graphs is None else bool(cuda_graphs)
+        if self.use_graphs and not on_cuda:
+            raise ValueError(f"cuda_graphs=True needs a CUDA device, the model is on {self.device}")
+        # Padded, bucketed steps; implied by compile or graphs, and testable on CPU without either.
+        self.fixed_shapes = self.compiled or self.use_graphs or bool(fixed_shapes)
+        self.max_graph_tokens = max_graph_tokens if self.fixed_shapes else 0
+        # Attention spans are powers of two >= min_kv_bucket (capped at the cache size): fewer
+        # buckets = fewer compiled shapes; a span past the occupied slots costs bandwidth.
+        self.min_kv_bucket = int(min_kv_bucket)
+
+        self.layers = layers
+        self.embed_weight, self.norm_weight, self.lm_head = embed, norm, lm_head
+        self.dims = Dims(args.num_heads, args.num_kv_heads, args.head_dim, args.rms_eps)
+        self.windows = [w if w < self.max_context else 0 for w in args.sliding_windows] or [0] * args.num_layers
+        # Padding rows of a fixed-shape step write up to max_graph_tokens - 1 slots past the context.
+        slots = self.max_context + self.max_graph_tokens
+        self.cache = StaticKVCache(args.num_layers, args.num_kv_heads, args.head_dim, slots, self.dtype, self.device)
+        self.cos, self.sin = rope_tables(args, slots, self.dtype, self.device)
+
+        self._layer_fn = compile_fn(layer_forward) if self.compiled else layer_forward
+        self._head_fn = compile_fn(head_forward) if self.compiled else head_forward
+        self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
+        self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
+        self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
+        self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
+        self._graphs = GraphCache(self.device) if self.use_graphs else None
+
+    # -- LayeredModel ---------------------------------------------------------
+    def reset(self) -> None:
+        self.cache.reset()
+
+    def cache_len(self, layer: int) -> int:
+        return self.cache.lengths[layer]
+
+    def truncate(self, start: int, end: int, length: int) -> None:
+        self._check_range(start, end)
+        self.cache.truncate(start, end, length)
+
+    @torch.no_grad()
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids.to(self.device, non_blocking=True).view(-1)
+        return F.embedding(ids, self.embed_weight)[None]
+
+    @torch.no_grad()
+    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+        self._check_range(start, end)
+        if hidden.dim() != 3 or hidden.shape[0] != 1 or hidden.shape[2] != self.args.hidden_size:
+            raise ValueError(f"hidden must be [1, T, {self.args.hidden_size}], got {tuple(hidden.shape)}")
+        t = hidden.shape[1]
+        if t < 1 or first_pos < 0 or first_pos + t > self.max_context:
+            raise ValueError(
+                f"positions [{first_pos}, {first_pos + t}) must lie in [0, max_context={self.max_context})"
+            )
+        self.cache.check_frontier(start, end, first_pos)
+        if t <= self.max_graph_tokens:
+            out = self._run_fixed(hidden, start, end, first_pos)
+        else:
+            out = self._run_eager(hidden, start, end, first_pos)
+        self.cache.advance(start, end, first_pos + t)
+        return out
+
+    @torch.no_grad()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        t = hidden.shape[1]
+        if t > self.max_graph_tokens:
+            return head_forward(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
+        tb = next_pow2(t)
+        h_in = self._static(self._h_in, tb)
+        h_in[:, :t].copy_(hidden)
+
+        def step() -> torch.Tensor:
+            return self._head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
+
+        out = self._graphs.run(("head", tb), step) if self._graphs is not None else step()
+        return out[:t].clone()
+
+    # -- the two paths ----------------------------------------------------------
+    def _run_eager(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+        t = hidden.shape[1]
+        pos = torch.arange(first_pos, first_pos + t, device=self.device)
+        return self._layers(hidden, pos, start, end, first_pos + t, layer_forward, step_inputs, "sdpa")
+
+    def _layers(self, x, pos, start: int, end: int, kv_len: int, layer_fn, prep_fn, attention: str) -> torch.Tensor:
+        """Layers ``[start, end)``; RoPE rows and masks computed once per step (per window size)."""
+        shared: dict[int, tuple] = {}
+        for layer in range(start, end):
+            window = self.windows[layer]
+            if window not in shared:
+                shared[window] = prep_fn(pos, self.cos, self.sin, kv_len, window, self.args.groups)
+            cos, sin, mask = shared[window]
+            x = layer_fn(
+                x, pos, self.layers[layer], self.cache.k[layer], self.cache.v[layer], cos, sin, mask,
+                self.dims, attention,
+            )
+        return x
+
+    def _run_fixed(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+        t = hidden.shape[1]
+        tb = next_pow2(t)
+        kv_len = min(self.cache.slots, max(self.min_kv_bucket, next_pow2(first_pos + t)))
+        x_in = self._static(self._x_in, tb)
+        x_in[:, :t].copy_(hidden)
+        self._pos_base.fill_(first_pos)
+
+        def step() -> torch.Tensor:
+            pos = self._pos_base + self._arange[:tb]
+            return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+
+        out = self._graphs.run(("layers", start, end, tb, kv_len), step) if self._graphs is not None else step()
+        return out[:, :t].clone()
+
+    # -- helpers ----------------------------------------------------------------
+    def _static(self, buffers: dict[int, torch.Tensor], tb: int) -> torch.Tensor:
+        buf = buffers.get(tb)
+        if buf is None:
+            buf = torch.zeros(1, tb, self.args.hidden_size, dtype=self.dtype, device=self.device)
+            buffers[tb] = buf
+        return buf
+
+    def _check_range(self, start: int, end: int) -> None:
+        if not 0 <= start < end <= self.num_layers:
+            raise ValueError(f"layer range [{start}, {end}) must satisfy 0 <= start < end <= {self.num_layers}")
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights one full forward reads (embedding row excluded, LM head included)."""
+        total = sum(t.numel() * t.element_size() for lw in self.layers for t in lw if t is not None)
+        head = [self.norm_weight, self.lm_head]
+        return total + sum(t.numel() * t.element_size() for t in head)
+
+    def num_graphs(self) -> int:
+        return len(self._graphs) if self._graphs is not None else 0
