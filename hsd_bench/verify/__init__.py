@@ -99,6 +99,8 @@ def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:
     autoregressive greedy output token for token.
     """
     k = draft.shape[0]
-    mismatch = (draft != p_argmax[:k]).nonzero()
-    accepted = int(mismatch[0, 0]) if mismatch.numel() else k
-    return Verdict(accepted, int(p_argmax[accepted]))
+    # computed on the tensors' device and read back once (one host sync per round)
+    accepted = (draft == p_argmax[:k]).long().cumprod(0).sum() if k else p_argmax.new_zeros(())
+    token = p_argmax.gather(0, accepted.view(1))[0]
+    a, t = torch.stack([accepted, token]).tolist()
+    return Verdict(int(a), int(t))
