@@ -104,7 +104,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         raise ValueError(f"max_new_tokens={max_new} must be >= 1")
     spec = method_spec(cfg)
     pool = ModelPool(model_spec(cfg))
-    target, codec = pool.get(spec_path(cfg))
+    target, codec = pool.get(cfg["model"]["path"])
     engines: dict[str, Engine] = {spec.name: build_engine(spec, target, pool.get, codec)}
     if cfg.get("baseline", True) and spec.name != BASELINE:
         engines[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
@@ -173,10 +173,6 @@ def run_job(cfg: Any, log=print) -> JobResult:
     log(summary_line(summary, run_dir.path))
     log(f"run directory: {run_dir.path}")
     return JobResult(run_dir.path, summary, skipped=False)
-
-
-def spec_path(cfg: dict) -> str:
-    return cfg["model"]["path"]
 
 
 def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:

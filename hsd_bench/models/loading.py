@@ -8,7 +8,6 @@ initialised models from configs (tests, and examples that need no weights).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +134,3 @@ def load_model(spec: ModelSpec, name: str = "model"):
         return from_hf_model(hf_model, name=name, max_context=spec.max_context), codec
     return HFLayeredModel(hf_model, name=name, max_context=spec.max_context), codec
 
-
-def offline_by_default() -> None:
-    """Never wait on the Hub from machines that cannot reach it (override by setting the vars)."""
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
