@@ -34,11 +34,6 @@ from hsd_bench.verify import get_rule
 
 BASELINE = "autoregressive"
 
-# AR rows already measured in this process, keyed by everything that decides
-# them: a multirun that sweeps methods on one launcher process measures the
-# baseline once and reuses it.
-_AR_MEMO: dict[str, dict] = {}
-
 # How many generations this process ran (tests assert a relaunch runs none).
 GENERATIONS_RUN = 0
 
@@ -121,7 +116,6 @@ def run_job(cfg: Any, log=print) -> JobResult:
     )
     _warm_up(engines, codec.encode(samples[0].prompt), cfg.get("warmup_tokens", 16), decoding)
 
-    ar_key_base = json.dumps([cfg["model"], cfg["decoding"], max_new, stop, cfg["dataset"]], sort_keys=True, default=str)
     progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
                            enabled=cfg.get("progress", True), done_rows=existing)
     for sample in samples:
@@ -139,13 +133,9 @@ def run_job(cfg: Any, log=print) -> JobResult:
         for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
             if (sample.sample_id, name) in finished:
                 continue
-            memo_key = ar_key_base + sample.sample_id if name == BASELINE else None
-            if memo_key and memo_key in _AR_MEMO:
-                row = dict(_AR_MEMO[memo_key])
-            else:
-                row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
-                if memo_key:
-                    _AR_MEMO[memo_key] = row
+            # AR and the method are timed back to back on each sample in this
+            # job, so their ratio is not skewed by load that changes between jobs.
+            row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
             if name == BASELINE:
                 ar_row = row
             elif ar_row is not None and decoding.greedy:
