@@ -101,6 +101,8 @@ def format_table(summary: dict[str, dict]) -> str:
             f"{score_key}={s['scores'][score_key]:.3f}" if score_key else "-",
             _fmt(delta, "+.3f"),
         ])
+    if not lines:
+        return "(no sample was generated: every prompt was skipped, see rows.jsonl)"
     widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(header)]
     fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths))
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])

@@ -127,7 +127,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
                        "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
                 run_dir.append(row)
                 rows.append(row)
-            progress.update([row])
+                new_rows.append(row)
+            progress.update(new_rows)
             continue
         ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
         for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):

@@ -128,3 +128,24 @@ def test_bad_sweep_fails_before_any_job(tmp_path):
     assert res.returncode != 0
     assert "exit=42 is outside the model's depth" in res.stderr
     assert not list(tmp_path.glob("*/rows.jsonl"))  # no job ran, not even the valid one
+
+
+def test_resume_after_a_recorded_skip(tmp_path):
+    """A prompt too long for the context is a recorded skip; a resumed run keeps it and moves on."""
+    cfg = _cfg(tmp_path, "method=layerskip", "exit=2", "model.max_context=400")
+    first = runner.run_job(cfg)
+    rows = [json.loads(l) for l in (first.run_dir / "rows.jsonl").read_text().splitlines()]
+    skipped = [r for r in rows if r.get("skipped")]
+    assert skipped and "does not fit the context of 400" in skipped[0]["reason"]
+    assert json.loads((first.run_dir / "summary.json").read_text())["skipped_samples"]
+    (first.run_dir / "DONE").unlink()
+    before = runner.GENERATIONS_RUN
+    second = runner.run_job(cfg)
+    assert not second.skipped and runner.GENERATIONS_RUN == before  # nothing left to generate
+    assert len((second.run_dir / "rows.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_summary_table_when_every_prompt_was_skipped():
+    from hsd_bench.metrics import format_table
+
+    assert "every prompt was skipped" in format_table({})
