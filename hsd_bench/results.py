@@ -9,6 +9,7 @@ rerun of a finished config does nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -33,6 +34,28 @@ class RunDir:
     @property
     def done(self) -> bool:
         return self.done_path.exists()
+
+    def try_lock(self) -> bool:
+        """Take this run directory for this process; False if another job holds it.
+
+        A relaunched sweep can overlap a task that is still running (submitit
+        returns at the first failed task); without the lock both would append
+        the same rows. The lock is released when the process exits.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.path / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            return False
+        return True
+
+    def unlock(self) -> None:
+        lock = getattr(self, "_lock_file", None)
+        if lock is not None and not lock.closed:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
 
     def open(self) -> list[dict]:
         """Create the directory (or reopen it) and return the rows already written."""

@@ -105,65 +105,71 @@ def run_job(cfg: Any, log=print) -> JobResult:
         engines[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
     rule = get_rule(spec.verifier)
 
-    existing = run_dir.open()
-    finished = {(r["sample_id"], r["method"]) for r in existing}
-    rows = list(existing)
-    stop = list(task.stop_sequences)
-    log(
-        f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers), "
-        f"{len(samples)} {cfg['dataset']['name']} samples, max_new_tokens={max_new} -> {run_dir.path}"
-        + (f" (resuming: {len(existing)} rows already written)" if existing else "")
-    )
-    _warm_up(engines, codec.encode(samples[0].prompt), cfg.get("warmup_tokens", 16), decoding)
+    if not run_dir.try_lock():
+        log(f"[hsd-bench] another job is writing this run, leaving it to that job: {run_dir.path}")
+        return JobResult(run_dir.path, {}, skipped=True)
+    try:
+        existing = run_dir.open()
+        finished = {(r["sample_id"], r["method"]) for r in existing}
+        rows = list(existing)
+        stop = list(task.stop_sequences)
+        log(
+            f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers), "
+            f"{len(samples)} {cfg['dataset']['name']} samples, max_new_tokens={max_new} -> {run_dir.path}"
+            + (f" (resuming: {len(existing)} rows already written)" if existing else "")
+        )
+        _warm_up(engines, codec.encode(samples[0].prompt), cfg.get("warmup_tokens", 16), decoding)
 
-    progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
-                           enabled=cfg.get("progress", True), done_rows=existing)
-    for sample in samples:
-        new_rows: list[dict] = []
-        prompt_ids = codec.encode(sample.prompt)
-        if len(prompt_ids) >= target.max_context:
-            if (sample.sample_id, "*") not in finished:
-                row = {"sample_id": sample.sample_id, "method": "*", "skipped": True,
-                       "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
+        progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
+                               enabled=cfg.get("progress", True), done_rows=existing)
+        for sample in samples:
+            new_rows: list[dict] = []
+            prompt_ids = codec.encode(sample.prompt)
+            if len(prompt_ids) >= target.max_context:
+                if (sample.sample_id, "*") not in finished:
+                    row = {"sample_id": sample.sample_id, "method": "*", "skipped": True,
+                           "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
+                    run_dir.append(row)
+                    rows.append(row)
+                    new_rows.append(row)
+                progress.update(new_rows)
+                continue
+            ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
+            for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
+                if (sample.sample_id, name) in finished:
+                    continue
+                # AR and the method are timed back to back on each sample in this
+                # job, so their ratio is not skewed by load that changes between jobs.
+                row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
+                if name == BASELINE:
+                    ar_row = row
+                elif ar_row is not None and decoding.greedy:
+                    row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
                 run_dir.append(row)
                 rows.append(row)
                 new_rows.append(row)
             progress.update(new_rows)
-            continue
-        ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
-        for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
-            if (sample.sample_id, name) in finished:
-                continue
-            # AR and the method are timed back to back on each sample in this
-            # job, so their ratio is not skewed by load that changes between jobs.
-            row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
-            if name == BASELINE:
-                ar_row = row
-            elif ar_row is not None and decoding.greedy:
-                row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
-            run_dir.append(row)
-            rows.append(row)
-            new_rows.append(row)
-        progress.update(new_rows)
-    progress.close()
+        progress.close()
 
-    summary = {
-        "config": cfg,
-        "run_hash": run_dir.hash,
-        "method": spec.name,
-        "lossless": bool(rule.lossless) if spec.name != BASELINE else True,
-        "verifier": spec.verifier,
-        "provenance": provenance(cfg),
-        "peak_memory_mb": _peak_memory_mb(target.device),
-        "skipped_samples": [r["sample_id"] for r in rows if r.get("skipped")],
-        "methods": summarize(rows, BASELINE),
-    }
-    run_dir.finish(summary)
-    _log_wandb(cfg, summary, rows, run_dir.path)
-    log(format_table(summary["methods"]))
-    log(summary_line(summary, run_dir.path))
-    log(f"run directory: {run_dir.path}")
-    return JobResult(run_dir.path, summary, skipped=False)
+        summary = {
+            "config": cfg,
+            "run_hash": run_dir.hash,
+            "method": spec.name,
+            "lossless": bool(rule.lossless) if spec.name != BASELINE else True,
+            "verifier": spec.verifier,
+            "provenance": provenance(cfg),
+            "peak_memory_mb": _peak_memory_mb(target.device),
+            "skipped_samples": [r["sample_id"] for r in rows if r.get("skipped")],
+            "methods": summarize(rows, BASELINE),
+        }
+        run_dir.finish(summary)
+        _log_wandb(cfg, summary, rows, run_dir.path)
+        log(format_table(summary["methods"]))
+        log(summary_line(summary, run_dir.path))
+        log(f"run directory: {run_dir.path}")
+        return JobResult(run_dir.path, summary, skipped=False)
+    finally:
+        run_dir.unlock()
 
 
 def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:

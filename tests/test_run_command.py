@@ -149,3 +149,18 @@ def test_summary_table_when_every_prompt_was_skipped():
     from hsd_bench.metrics import format_table
 
     assert "every prompt was skipped" in format_table({})
+
+
+def test_a_run_held_by_another_job_is_left_alone(tmp_path):
+    """An overlapping relaunch must not append the same rows twice."""
+    cfg = _cfg(tmp_path, "method=layerskip", "exit=2")
+    holder = runner.RunDir(tmp_path, runner.identity(runner._as_container(cfg)))
+    assert holder.try_lock()
+    try:
+        before = runner.GENERATIONS_RUN
+        result = runner.run_job(cfg)
+        assert result.skipped and runner.GENERATIONS_RUN == before
+        assert not (holder.path / "rows.jsonl").exists()
+    finally:
+        holder.unlock()
+    assert not runner.run_job(cfg).skipped  # free again: the run proceeds
