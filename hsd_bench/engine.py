@@ -274,8 +274,8 @@ class Engine:
             committed += count
             for state in self.states:
                 state.truncate(committed - 1)
-        if committed >= self.max_context and stop_reason == "max_new_tokens" and n + max_new_tokens > self.max_context:
-            stop_reason = "context"
+        if stop_reason == "max_new_tokens" and limit < n + max_new_tokens:
+            stop_reason = "context"  # the context ended before max_new_tokens
         self._sync()
         stats.wall_s = time.perf_counter() - t0
         stats.n_generated = committed - n

@@ -97,18 +97,20 @@ def run_job(cfg: Any, log=print) -> JobResult:
     max_new = cfg.get("max_new_tokens") or cfg["dataset"].get("max_new_tokens") or task.max_new_tokens
     if max_new < 1:
         raise ValueError(f"max_new_tokens={max_new} must be >= 1")
-    spec = method_spec(cfg)
-    pool = ModelPool(model_spec(cfg))
-    target, codec = pool.get(cfg["model"]["path"])
-    engines: dict[str, Engine] = {spec.name: build_engine(spec, target, pool.get, codec)}
-    if cfg.get("baseline", True) and spec.name != BASELINE:
-        engines[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
-    rule = get_rule(spec.verifier)
-
+    # Take the run before loading any weights: a job that finds it held
+    # by another (an overlapping relaunch) leaves at once.
     if not run_dir.try_lock():
         log(f"[hsd-bench] another job is writing this run, leaving it to that job: {run_dir.path}")
         return JobResult(run_dir.path, {}, skipped=True)
     try:
+        spec = method_spec(cfg)
+        pool = ModelPool(model_spec(cfg))
+        target, codec = pool.get(cfg["model"]["path"])
+        engines: dict[str, Engine] = {spec.name: build_engine(spec, target, pool.get, codec)}
+        if cfg.get("baseline", True) and spec.name != BASELINE:
+            engines[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
+        rule = get_rule(spec.verifier)
+
         existing = run_dir.open()
         finished = {(r["sample_id"], r["method"]) for r in existing}
         rows = list(existing)

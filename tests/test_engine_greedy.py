@@ -101,3 +101,12 @@ def test_max_new_tokens_is_exact_for_every_method(codec):
                  MethodSpec("hispec", exit=[1, 2], draft_len=3, period=5)]:
         for n in (1, 2, 9):
             assert len(build_engine(spec, target, None, codec).generate(ids, n).output_ids) == n
+
+
+def test_generation_stops_at_the_context_length(codec):
+    target = make_model("llama", num_layers=2, seed=1)  # max_position_embeddings = 512
+    engine = build_engine(MethodSpec("layerskip", exit=1, draft_len=4), target, None, codec)
+    engine.eos_token_ids = set()
+    gen = engine.generate([1] * 505, 20)
+    assert len(gen.output_ids) == 512 - 505 and gen.stop_reason == "context"
+    assert engine.generate([1] * 5, 3).stop_reason == "max_new_tokens"
