@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.sampling import DecodingConfig, sample, warp
-from hsd_bench.verify import VerificationRule, greedy_verify
+from hsd_bench.verify import VerificationRule, greedy_accept
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
 
@@ -73,12 +74,7 @@ class ModelState:
             out = self.model.run_layers(inp, start, end, first)
             self.layer_evals += (end - start) * (upto - first)
             self.frontier[j] = upto
-            out_start, have = self.pending[end]
-            if have is None or have.shape[1] == 0:
-                self.pending[end] = (first, out)
-            else:
-                assert out_start + have.shape[1] == first
-                self.pending[end] = (out_start, torch.cat([have, out], dim=1))
+            self._append_pending(end, first, out)
         pend_start, pend = self.pending[exit_layer]
         if pend is None or pend_start > need_from or pend_start + pend.shape[1] < upto:
             raise RuntimeError(
@@ -96,6 +92,58 @@ class ModelState:
         h = self.hidden(tokens, exit_layer, upto, need_from)
         self.head_evals += h.shape[1]
         return self.model.logits(h)
+
+    def greedy_tokens(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """``LongTensor[upto - need_from]``: the argmax token of the view at each position.
+
+        A backend may fuse head and argmax (``model.greedy_tokens``), which
+        skips materialising ``[T, V]`` float32 logits; otherwise argmax of
+        :meth:`logits`.
+        """
+        h = self.hidden(tokens, exit_layer, upto, need_from)
+        self.head_evals += h.shape[1]
+        fused = getattr(self.model, "greedy_tokens", None)
+        return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
+
+    def greedy_draft(self, tokens: torch.Tensor, exit_layer: int, n: int, count: int) -> None:
+        """Write ``count`` greedy tokens of the view exiting at ``exit_layer`` at ``tokens[n : n + count]``.
+
+        Each token is the argmax at the previous position, so the round is a
+        chain of single-position steps. A backend that implements
+        ``model.greedy_draft`` runs the whole chain without returning to
+        Python between steps (the native backend replays one CUDA graph per
+        step, the tokens never leave the device); that needs the view to be
+        the model's first segment, which every drafting level is. Otherwise
+        the steps go through :meth:`greedy_tokens` one by one. Both leave the
+        same frontiers, pending hidden states and counters.
+        """
+        first = self.frontier[0]
+        fused = getattr(self.model, "greedy_draft", None)
+        if fused is None or exit_layer != self.bounds[0] or first >= n:
+            for t in range(n, n + count):
+                tokens[t] = self.greedy_tokens(tokens, exit_layer, t, t - 1)[-1]
+            return
+        upto = n + count - 1  # the last drafted token is not processed: the level above does that
+        if tokens.shape[0] < n + count:
+            raise ValueError(f"{self.model.name}: drafting positions up to {n + count - 1} of a {tokens.shape[0]}-token buffer")
+        out = fused(tokens, first, n, exit_layer, count)
+        self.layer_evals += exit_layer * (upto - first)
+        self.head_evals += count
+        self.frontier[0] = upto
+        self._append_pending(exit_layer, first, out)
+        if exit_layer == self.bounds[-1]:
+            # Nothing deeper consumes it: keep only the last position, as hidden() would.
+            start, pend = self.pending[exit_layer]
+            self.pending[exit_layer] = (upto - 1, pend[:, upto - 1 - start :])
+
+    def _append_pending(self, bound: int, first: int, out: torch.Tensor) -> None:
+        """Hidden states ``out`` at depth ``bound`` for positions from ``first`` on join what is pending there."""
+        out_start, have = self.pending[bound]
+        if have is None or have.shape[1] == 0:
+            self.pending[bound] = (first, out)
+        else:
+            assert out_start + have.shape[1] == first
+            self.pending[bound] = (out_start, torch.cat([have, out], dim=1))
 
     def truncate(self, length: int) -> None:
         """Forget every position ``>= length`` (a rejection at ``length``)."""
@@ -206,6 +254,10 @@ class Engine:
         self.levels = levels
         self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
         self.sync_timing = sync_timing
+        # Optional observer told "prefill", "decode" and "done" as generate() moves
+        # between phases, so a profiler can attribute model calls to the decode
+        # phase without synchronising the device (hsd_bench/bench/instrument.py).
+        self.on_phase: Callable[[str], None] | None = None
         self.states: list[ModelState] = list({id(lv.state): lv.state for lv in levels}.values())
         self.top = levels[-1]
         self.max_context = min(s.model.max_context for s in self.states)
@@ -251,6 +303,7 @@ class Engine:
             state.reset()
 
         self._sync()
+        self._phase("prefill")
         t0 = time.perf_counter()
         # Prefill: every view's layers see the prompt except its last token,
         # which each level processes in its first round.
@@ -261,11 +314,14 @@ class Engine:
         stats.prefill_s = time.perf_counter() - t0
         # Costs are reported for decoding only: the prefill is the same for every method.
         prefill_evals = {id(s): (s.layer_evals, s.head_evals) for s in self.states}
+        self._phase("decode")
 
         committed, stop_reason = n, "max_new_tokens"
         while committed < limit:
-            count = self._produce(depth - 1, committed, limit)[0]
-            new = self._tokens[committed : committed + count].tolist()
+            count, _, known = self._produce(depth - 1, committed, limit)
+            # The top level's verification already brought its tokens to the host;
+            # only an unverified level (autoregressive) needs them read back here.
+            new = known if known is not None else self._tokens[committed : committed + count].tolist()
             cut = self._stop_index(new, prompt_ids, committed, stop_sequences, tokenizer)
             if cut is not None:
                 committed += cut
@@ -278,6 +334,7 @@ class Engine:
             stop_reason = "context"  # the context ended before max_new_tokens
         self._sync()
         stats.wall_s = time.perf_counter() - t0
+        self._phase("done")
         stats.n_generated = committed - n
         for state in self.states:
             layers, heads = prefill_evals[id(state)]
@@ -286,34 +343,40 @@ class Engine:
         return Generation(self._tokens[n:committed].tolist(), stats, stop_reason)
 
     # -- the recursion ------------------------------------------------------
-    def _produce(self, i: int, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
+    def _produce(self, i: int, n: int, limit: int) -> tuple[int, torch.Tensor | None, list[int] | None]:
         """Write level ``i``'s next tokens at ``tokens[n:]`` and return how many,
-        with level i's probabilities for each (``None`` when greedy)."""
+        with level i's probabilities for each (``None`` when greedy) and the
+        tokens as host values where verification already read them (else ``None``)."""
         level = self.levels[i]
         if i == 0:
-            return self._draft(level, n, limit)
+            count, q = self._draft(level, n, limit)
+            return count, q, None
         rule = level.rule
         lower = self.levels[i - 1]
+        greedy = self._decoding.greedy
         out, probs = 0, []
+        known: list[int] | None = []
         while out < level.batch and n + out < limit:
             m = n + out
-            k, q = self._produce(i - 1, m, limit)
+            k, q, _ = self._produce(i - 1, m, limit)
             if rule is not None and rule.fixed_length and k > lower.batch:
                 k = lower.batch  # joint rules are proven for a draft of exactly the batch length
                 q = q[:k] if q is not None else None
                 for state in self.states:
                     state.truncate(m + k)
             t0 = self._clock()
-            logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
             draft = self._tokens[m : m + k]
-            if self._decoding.greedy:
-                verdict = greedy_verify(draft, logits.argmax(dim=-1))
-                p = None
+            if greedy:
+                target = level.state.greedy_tokens(self._tokens, level.exit_layer, m + k, m - 1)
+                a, committed = greedy_accept(draft, target)
+                token, p = committed[-1], None
+                known.extend(committed)
             else:
+                logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
                 p = warp(logits, self._decoding)
                 verdict = rule(draft, q, p, self._generator)
-            a = verdict.accepted
-            self._tokens[m + a] = verdict.token
+                a, token, known = verdict.accepted, verdict.token, None
+            self._tokens[m + a] = token
             self._account(i, k, a)
             if p is not None:
                 probs.append(p[: a + 1])
@@ -325,18 +388,18 @@ class Engine:
                 break
         out = min(out, limit - n)
         merged = torch.cat(probs)[:out] if probs else None
-        return out, merged
+        return out, merged, (known[:out] if known is not None else None)
 
     def _draft(self, level: Level, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
         """Level 0: sample ``batch`` tokens autoregressively from its view."""
         count = min(level.batch, limit - n)
         probs = []
         t0 = self._clock()
-        for t in range(n, n + count):
-            logits = level.state.logits(self._tokens, level.exit_layer, t, t - 1)
-            if self._decoding.greedy:
-                self._tokens[t] = logits[-1].argmax()
-            else:
+        if self._decoding.greedy:
+            level.state.greedy_draft(self._tokens, level.exit_layer, n, count)
+        else:
+            for t in range(n, n + count):
+                logits = level.state.logits(self._tokens, level.exit_layer, t, t - 1)
                 p = warp(logits, self._decoding)
                 self._tokens[t] = sample(p[-1], self._generator)
                 probs.append(p)
@@ -376,6 +439,10 @@ class Engine:
                     if any(s in tokenizer.decode(generated[: already + j + 1]) for s in stop_sequences):
                         return j + 1
         return None
+
+    def _phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -91,16 +91,30 @@ def _load_builtin_rules() -> None:
                 raise
 
 
-def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:
-    """Greedy decoding: keep the longest prefix equal to the argmax, then the argmax.
+def greedy_accept(draft: torch.Tensor, p_argmax: torch.Tensor) -> tuple[int, list[int]]:
+    """Greedy decoding: keep the longest prefix of ``draft`` equal to the argmax,
+    then the argmax; returns ``(accepted, committed tokens)`` as host values.
 
     ``p_argmax`` is ``LongTensor[k + 1]``. Every lossless rule reduces to this
     when p and q are one-hot, and it is what makes greedy output equal to
-    autoregressive greedy output token for token.
+    autoregressive greedy output token for token. Both tensors come back to
+    the host in one copy (the round's one host sync) and are compared there:
+    a handful of integers, cheaper than the five small device kernels a
+    device-side prefix match launches, and the engine gets the committed
+    tokens for its stop checks without a second sync.
     """
     k = draft.shape[0]
-    # computed on the tensors' device and read back once (one host sync per round)
-    accepted = (draft == p_argmax[:k]).long().cumprod(0).sum() if k else p_argmax.new_zeros(())
-    token = p_argmax.gather(0, accepted.view(1))[0]
-    a, t = torch.stack([accepted, token]).tolist()
-    return Verdict(int(a), int(t))
+    if p_argmax.shape[0] != k + 1:
+        raise ValueError(f"greedy verification of {k} draft tokens needs {k + 1} target tokens, got {p_argmax.shape[0]}")
+    values = torch.cat([draft.view(-1), p_argmax.view(-1).to(draft.dtype)]).tolist() if k else p_argmax.tolist()
+    drafted, target = values[:k], values[k:]
+    accepted = 0
+    while accepted < k and drafted[accepted] == target[accepted]:
+        accepted += 1
+    return accepted, drafted[:accepted] + [target[accepted]]
+
+
+def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:
+    """:func:`greedy_accept` as a :class:`Verdict` (accepted count, next token)."""
+    accepted, committed = greedy_accept(draft, p_argmax)
+    return Verdict(accepted, committed[-1])

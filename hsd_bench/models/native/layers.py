@@ -135,3 +135,13 @@ def layer_forward(
 def head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
     """Final norm + LM head: ``[1, T, D] -> [T, V]`` float32."""
     return F.linear(rms_norm(hidden, norm, eps), lm_head)[0].float()
+
+
+def greedy_head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
+    """Final norm + LM head + argmax: ``[1, T, D] -> [T]`` token ids.
+
+    The same float32 logits as :func:`head_forward` (so the same argmax, ties
+    to the lowest id), but compiled as one graph the ``[T, V]`` logits never
+    leave the kernel that reduces them.
+    """
+    return head_forward(hidden, norm, lm_head, eps).argmax(dim=-1)

@@ -20,9 +20,18 @@ import torch.nn.functional as F
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
-from hsd_bench.models.native.layers import Dims, LayerWeights, head_forward, layer_forward, step_inputs
+from hsd_bench.models.native.layers import (
+    Dims,
+    LayerWeights,
+    greedy_head_forward,
+    head_forward,
+    layer_forward,
+    step_inputs,
+)
 
 MIN_KV_BUCKET = 128
+# Longest draft round greedy_draft chains on the device; longer ones go step by step.
+MAX_FUSED_DRAFT = 64
 
 
 class NativeLlama:
@@ -87,12 +96,20 @@ class NativeLlama:
 
         self._layer_fn = compile_fn(layer_forward) if self.compiled else layer_forward
         self._head_fn = compile_fn(head_forward) if self.compiled else head_forward
+        self._greedy_head_fn = compile_fn(greedy_head_forward) if self.compiled else greedy_head_forward
         self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
         self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
+        # Static buffers of a fused greedy draft round (greedy_draft): the first step's
+        # token ids, every step's argmax, every processed position's hidden state.
+        self._draft_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
+        self._draft_tok = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.long, device=self.device)
+        self._draft_hidden = torch.zeros(
+            1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
+        )
 
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
@@ -143,6 +160,110 @@ class NativeLlama:
         out = self._graphs.run(("head", tb), step) if self._graphs is not None else step()
         return out[:t].clone()
 
+    @torch.no_grad()
+    def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
+        t = hidden.shape[1]
+        if t > self.max_graph_tokens:
+            return self.logits(hidden).argmax(dim=-1)
+        tb = next_pow2(t)
+        h_in = self._static(self._h_in, tb)
+        h_in[:, :t].copy_(hidden)
+
+        def step() -> torch.Tensor:
+            return self._greedy_head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
+
+        out = self._graphs.run(("greedy-head", tb), step) if self._graphs is not None else step()
+        return out[:t].clone()
+
+    @torch.no_grad()
+    def greedy_draft(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int) -> torch.Tensor:
+        """A greedy draft round on layers ``[0, end)``, chained on the device.
+
+        Processes positions ``[first, upto)`` (ids ``tokens[first:upto]``),
+        then ``count`` times: argmax of the head on the last processed
+        position, written at the next position and, except for the last,
+        processed in turn. Writes ``tokens[upto : upto + count]`` and returns
+        the hidden states at depth ``end`` of the processed positions
+        ``[first, upto + count - 1)``, ``[1, upto + count - 1 - first, D]``.
+
+        With CUDA graphs every step is one replay that reads its input token
+        from the previous step's output on the device, so the host neither
+        waits nor copies between steps: a round costs ``count`` replays plus
+        three small copies, where the step-by-step protocol (embed,
+        run_layers, head, argmax, token write) costs about a dozen launches
+        per token.
+        """
+        self._check_range(0, end)
+        t0 = upto - first
+        last = upto + count - 1
+        if t0 < 1 or count < 1:
+            raise ValueError(f"greedy_draft needs first < upto and count >= 1, got first={first} upto={upto} count={count}")
+        if first < 0 or last > self.max_context or tokens.shape[0] < upto + count:
+            raise ValueError(
+                f"greedy_draft of positions [{first}, {last}) with {count} tokens: positions must lie in "
+                f"[0, max_context={self.max_context}) and the {tokens.shape[0]}-token buffer must reach {upto + count}"
+            )
+        self.cache.check_frontier(0, end, first)
+        if not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
+            return self._greedy_draft_stepwise(tokens, first, upto, end, count)
+        self._draft_ids[:t0].copy_(tokens[first:upto])
+        self._pos_base.fill_(first)
+        for i in range(count):
+            if i == 0:
+                kv_len = self._kv_bucket(upto)
+                key = ("draft-first", end, t0, kv_len)
+                step = self._draft_first_step(end, t0, kv_len)
+            else:
+                kv_len = self._kv_bucket(upto + i)
+                key = ("draft-next", end, t0, i, kv_len)
+                step = self._draft_next_step(end, t0, i, kv_len)
+            if self._graphs is not None:
+                self._graphs.run(key, step)
+            else:
+                step()
+        tokens[upto : upto + count].copy_(self._draft_tok[:count])
+        self.cache.advance(0, end, last)
+        return self._draft_hidden[:, : last - first].clone()
+
+    def _draft_first_step(self, end: int, t0: int, kv_len: int):
+        tb = next_pow2(t0)
+
+        def step() -> torch.Tensor:
+            x = F.embedding(self._draft_ids[:tb], self.embed_weight)[None]
+            pos = self._pos_base + self._arange[:tb]
+            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            self._draft_hidden[:, :t0].copy_(out[:, :t0])
+            tok = self._greedy_head_fn(out[:, t0 - 1 : t0], self.norm_weight, self.lm_head, self.args.rms_eps)
+            self._draft_tok[:1].copy_(tok)
+            return tok
+
+        return step
+
+    def _draft_next_step(self, end: int, t0: int, i: int, kv_len: int):
+        row = t0 + i - 1  # this step's position is first + row
+
+        def step() -> torch.Tensor:
+            x = F.embedding(self._draft_tok[i - 1 : i], self.embed_weight)[None]
+            pos = self._pos_base + row
+            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            self._draft_hidden[:, row : row + 1].copy_(out)
+            tok = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
+            self._draft_tok[i : i + 1].copy_(tok)
+            return tok
+
+        return step
+
+    def _greedy_draft_stepwise(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int) -> torch.Tensor:
+        """The same round through run_layers / greedy_tokens (exact shapes on the eager path)."""
+        outs, pos = [], first
+        for t in range(upto, upto + count):
+            h = self.run_layers(self.embed(tokens[pos:t]), 0, end, pos)
+            outs.append(h)
+            tokens[t] = self.greedy_tokens(h[:, -1:])[0]
+            pos = t
+        return torch.cat(outs, dim=1)[:, : upto + count - 1 - first]
+
     # -- the two paths ----------------------------------------------------------
     def _run_eager(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
         t = hidden.shape[1]
@@ -166,7 +287,7 @@ class NativeLlama:
     def _run_fixed(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
         t = hidden.shape[1]
         tb = next_pow2(t)
-        kv_len = min(self.cache.slots, max(self.min_kv_bucket, next_pow2(first_pos + t)))
+        kv_len = self._kv_bucket(first_pos + t)
         x_in = self._static(self._x_in, tb)
         x_in[:, :t].copy_(hidden)
         self._pos_base.fill_(first_pos)
@@ -179,6 +300,10 @@ class NativeLlama:
         return out[:, :t].clone()
 
     # -- helpers ----------------------------------------------------------------
+    def _kv_bucket(self, kv_len: int) -> int:
+        """The attention span a step covering positions ``[0, kv_len)`` reads."""
+        return min(self.cache.slots, max(self.min_kv_bucket, next_pow2(kv_len)))
+
     def _static(self, buffers: dict[int, torch.Tensor], tb: int) -> torch.Tensor:
         buf = buffers.get(tb)
         if buf is None:

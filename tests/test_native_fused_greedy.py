@@ -1,0 +1,128 @@
+"""The native backend's fused greedy paths equal the step-by-step protocol.
+
+``greedy_draft`` chains a whole draft round on the device (one CUDA graph
+replay per token on a GPU) and ``greedy_tokens`` fuses head and argmax. On
+CPU the same fixed-shape code runs without graphs, so these tests pin down
+what the GPU replays: tokens, hidden states, cache frontiers and the
+engine's counters must equal the generic path's, and every method must still
+reproduce Hugging Face ``generate`` token for token, across attention-span
+buckets, long first steps (past ``max_graph_tokens``) and draft rounds longer
+than the fused limit.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hsd_bench.engine import DecodingConfig
+from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.models.native import from_hf_model
+from hsd_bench.models.native.model import MAX_FUSED_DRAFT
+from tests.test_native_backend import VOCAB, make_hf_model
+
+
+class Stepwise:
+    """The same model without the optional fused methods: the engine's generic path."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        if name in ("greedy_draft", "greedy_tokens"):
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+def native(model, **kw):
+    opts = dict(max_context=160, fixed_shapes=True, max_graph_tokens=4, min_kv_bucket=16)
+    opts.update(kw)
+    return from_hf_model(model, **opts)
+
+
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window", "qwen2_bias"])
+def test_greedy_draft_equals_step_by_step(arch):
+    model = make_hf_model(arch, num_layers=3, seed=11)
+    fused, plain = native(model), native(model)
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(1))
+    for m in (fused, plain):
+        m.reset()
+        m.run_layers(m.embed(ids[:20]), 0, 2, 0)  # frontier 20 on layers [0, 2)
+    # first steps of 1, 3 (padded to 4) and 6 (> max_graph_tokens: stepwise fallback) positions
+    for first, upto, count in ((20, 21, 5), (21, 24, 3), (24, 30, 2)):
+        a, b = ids.clone(), ids.clone()
+        h_fused = fused.greedy_draft(a, first, upto, 2, count)
+        outs, pos = [], first
+        for t in range(upto, upto + count):
+            h = plain.run_layers(plain.embed(b[pos:t]), 0, 2, pos)
+            outs.append(h)
+            b[t] = plain.logits(h[:, -1:])[-1].argmax()
+            pos = t
+        assert a.tolist() == b.tolist()
+        torch.testing.assert_close(h_fused, torch.cat(outs, dim=1), atol=1e-5, rtol=1e-5)
+        assert fused.cache_len(0) == fused.cache_len(1) == upto + count - 1 == plain.cache_len(1)
+        for m in (fused, plain):  # roll back as a rejection would, then continue from there
+            m.truncate(0, 2, upto)
+        ids = a
+
+
+def test_greedy_tokens_is_argmax_of_logits():
+    model = make_hf_model("qwen3_qknorm", num_layers=2, seed=4)
+    m = native(model)
+    h = m.run_layers(m.embed(torch.arange(7)), 0, 2, 0)
+    for rows in (h[:, -1:], h[:, -3:], h):  # 1, 3 (padded) and 7 (> max_graph_tokens) rows
+        assert m.greedy_tokens(rows).tolist() == m.logits(rows).argmax(-1).tolist()
+
+
+def test_greedy_draft_refuses_bad_rounds():
+    m = native(make_hf_model("llama_gqa", num_layers=2))
+    ids = torch.arange(30)
+    m.run_layers(m.embed(ids[:5]), 0, 2, 0)
+    with pytest.raises(ValueError, match="first_pos=4"):
+        m.greedy_draft(ids, 4, 6, 2, 2)  # layers hold 5 positions, not 4
+    with pytest.raises(ValueError, match="count >= 1"):
+        m.greedy_draft(ids, 5, 6, 2, 0)
+    with pytest.raises(ValueError, match="max_context=160"):
+        m.greedy_draft(torch.zeros(400, dtype=torch.long), 5, 6, 2, 200)
+
+
+METHODS = [
+    MethodSpec("autoregressive"),
+    MethodSpec("layerskip", exit=1, draft_len=3),
+    MethodSpec("layerskip", exit=2, draft_len=MAX_FUSED_DRAFT + 2),  # longer than one fused round
+    MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3),
+    MethodSpec("hispec", exit=[1, 3], draft_len=3, period=4, flush_on_mismatch=True),
+]
+
+
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window"])
+def test_engine_with_fused_paths_equals_generate_and_counts_the_same(arch):
+    model = make_hf_model(arch, num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    max_new = 70  # positions cross the 16/32/64 attention buckets
+    ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
+    fused = native(model)
+    plain = Stepwise(native(model))
+    rounds = []
+    real_draft = fused.greedy_draft
+    fused.greedy_draft = lambda *a: rounds.append(a[-1]) or real_draft(*a)  # spy: the fused path is taken
+    for spec in METHODS:
+        g_fused = build_engine(spec, fused, load_other=None).generate(prompt, max_new, DecodingConfig())
+        g_plain = build_engine(spec, plain, load_other=None).generate(prompt, max_new, DecodingConfig())
+        assert g_fused.output_ids == ref, spec
+        assert rounds and sum(rounds) >= g_fused.stats.rounds[0], spec
+        rounds.clear()
+        assert g_plain.output_ids == ref, spec
+        a, b = g_fused.stats.as_row(), g_plain.stats.as_row()
+        for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level"):
+            assert a[key] == b[key], (spec, key)
+
+
+def test_vanilla_sd_with_a_fused_draft_model_equals_generate():
+    target = make_hf_model("llama_gqa", num_layers=3, seed=21)
+    draft = make_hf_model("llama_gqa", num_layers=1, seed=22)
+    prompt = torch.randint(0, VOCAB, (5,), generator=torch.Generator().manual_seed(2)).tolist()
+    ref = target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=30)[0, len(prompt):].tolist()
+    spec = MethodSpec("vanilla_sd", draft_len=4, draft_path="draft")
+    engine = build_engine(spec, native(target), load_other=lambda _p: (native(draft), None))
+    assert engine.generate(prompt, 30, DecodingConfig()).output_ids == ref
