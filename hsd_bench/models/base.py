@@ -51,3 +51,20 @@ class LayeredModel(Protocol):
 
     def truncate(self, start: int, end: int, length: int) -> None:
         """Drop cached positions ``>= length`` in layers ``[start, end)``."""
+
+
+# Optional, for speed; the engine uses them where a backend defines them and
+# falls back to the protocol above otherwise (ModelState.greedy_tokens /
+# greedy_draft in engine.py), with the same results and counters:
+#
+#   greedy_tokens(hidden [1, T, D]) -> LongTensor[T]
+#       argmax of logits(hidden), head and argmax fused.
+#   greedy_draft(tokens LongTensor[N], first, upto, end, count) -> [1, upto + count - 1 - first, D]
+#       a greedy draft round on layers [0, end): process positions [first, upto)
+#       (ids tokens[first:upto]), then `count` times take the head's argmax at the
+#       last processed position, write it at the next position of `tokens` and
+#       (except the last) process it; returns the hidden states at depth `end`
+#       of every processed position. Layers [0, end) must hold `first` positions.
+#
+# The native backend implements both (hsd_bench/models/native/model.py).
+
