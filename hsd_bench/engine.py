@@ -266,6 +266,7 @@ class Engine:
             level.name = level.name or f"L{i}"
 
     # -- public -----------------------------------------------------------
+    @torch.no_grad()
     def generate(
         self,
         prompt_ids: list[int],

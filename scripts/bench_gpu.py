@@ -14,10 +14,24 @@ Parts:
 * ``methods``  -- a trained early-exit checkpoint and a draft model: HF AR,
   HF ``assistant_early_exit``, HF ``assistant_model`` against the engine's
   autoregressive, layerskip, hispec and vanilla_sd on the native backend.
+* ``overhead`` -- random-weight models of real shapes (default Llama-3.2-1B's
+  and Llama-3.1-8B's): the engine's autoregressive, layerskip (E = L/4, γ)
+  and hispec (E_d, E_v = L/8, L/4, N_d, N_i) on the native backend. Random
+  weights accept ~nothing, so this is the cost structure of the rounds, not
+  a speedup.
+
+For every engine method (methods and overhead parts) two overhead figures
+(``hsd_bench/bench/runs.py``): *outside forwards (async)* -- the share of
+decode wall time the device spends outside model calls, timed with CUDA
+events and no added syncs: the engine overhead of issue 7 -- and the
+*host-serial overhead*, the same with the device synchronised around every
+call (an upper bound: all of the engine's host time).
 
 Greedy, same prompts and token budget everywhere (EOS off), warm-up
 excluded, device synchronised before every clock read, medians over
-repetitions. Writes ``bench.json`` and ``bench.md`` to ``--out``.
+repetitions. Writes ``bench.json`` and ``bench.md`` to ``--out`` after every
+part (and every engine method / overhead model), so a run cut off by a time
+limit keeps what it measured.
 Imports only torch / transformers / tokenizers (the GPU machines have no
 Hydra).
 """
@@ -37,9 +51,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hsd_bench.bench.models import load_hf, prompts_for  # noqa: E402
+from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
+from hsd_bench.bench.models import load_hf, prompts_for, same_vocabulary  # noqa: E402
 from hsd_bench.bench.report import markdown, summarize  # noqa: E402
-from hsd_bench.bench.runs import engine_run, engine_time_split, hf_generate, native_loop  # noqa: E402
+from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
@@ -216,77 +231,200 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
             "rows": rows}
 
 
-def part_methods(args, device, dtype) -> dict:
+def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int, draft: bool) -> dict:
+    specs = {
+        "autoregressive": MethodSpec("autoregressive"),
+        "layerskip": MethodSpec("layerskip", exit=e, draft_len=g),
+        "hispec": MethodSpec("hispec", exit=[e_d, e_v], draft_len=nd, period=ni),
+    }
+    if draft:
+        specs["vanilla_sd"] = MethodSpec("vanilla_sd", draft_len=g, draft_path="draft")
+    return specs
+
+
+def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int) -> str:
+    return {"autoregressive": "ours AR", "layerskip": f"ours layerskip E={e} γ={g}",
+            "hispec": f"ours hispec E={e_d},{e_v} N_d={nd} N_i={ni}", "vanilla_sd": f"ours vanilla_sd γ={g}"}[name]
+
+
+def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int):
+    """Throughput (clean passes), then both overhead measures (one instrumented pass each)."""
+    r = engine_run(label, build(name), name, prompts, max_new, reps)
+    r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new))
+    async_ = r.extra["outside_forwards_async"]
+    # the events' own host cost, visible as a slower instrumented pass (instrument.py's caveat)
+    inst = async_["decode_tokens_per_s"]
+    async_["instrumented_slowdown"] = r.decode_tokens_per_s / inst - 1 if inst and r.decode_tokens_per_s else None
+    idle, serial = async_["gpu_idle_frac"], r.extra["host_serial"]["overhead_frac"]
+    slow = async_["instrumented_slowdown"]
+    log(f"{label}: {r.tokens_per_s:.1f} tok/s (decode {r.decode_tokens_per_s:.1f}), τ={r.mean_accepted_len:.2f}, "
+        f"outside forwards (async) {100 * idle:.1f}% (instrumented pass {100 * (slow or 0):+.1f}% decode time), "
+        f"host-serial overhead {100 * serial:.1f}%")
+    return r
+
+
+def part_methods(args, device, dtype, publish=lambda _doc: None) -> dict:
     hf_t, tok = load_hf(args.target, device, dtype)
-    hf_d, _ = load_hf(args.draft, device, dtype)
+    hf_d, tok_d = load_hf(args.draft, device, dtype)
+    same_vocab = same_vocabulary(tok, tok_d)
+    if same_vocab is False:
+        log(f"WARNING: draft {args.draft} does not share the tokenizer of target {args.target} (different ids): "
+            "vanilla_sd and HF assistant_model are skipped (their acceptance would be meaningless)")
     prompts = prompts_for(tok, hf_t.config.vocab_size, args.prompts, args.prompt_len, seed=1)
     n_max = max(len(p) for p in prompts)
     depth = hf_t.config.num_hidden_layers
     e = args.exit or max(1, depth // 4)
     e_d, e_v = args.hispec_exits or (max(1, depth // 8), max(2, depth // 4))
-    g = args.gamma
+    g, nd, ni = args.gamma, args.nd, args.ni
     ctx = context_for(n_max, args.methods_max_new or args.max_new)
     variant = BACKEND_OPTIONS["variant"]
     nat_t = make_native(hf_t, "target", ctx, variant)
     nat_d = from_hf_model(hf_d, name="draft", max_context=ctx, min_kv_bucket=ONE_SPAN, attention=nat_t.attention)
     log(f"methods: target {args.target} ({depth} layers), draft {args.draft}; E={e} γ={g} hispec={e_d},{e_v} "
-        f"N_d={args.nd} N_i={args.ni}; {len(prompts)} prompts of {min(map(len, prompts))}-{n_max} tokens; "
+        f"N_d={nd} N_i={ni}; {len(prompts)} prompts of {min(map(len, prompts))}-{n_max} tokens; "
         f"native variant {variant}")
-    specs = {
-        "autoregressive": MethodSpec("autoregressive"),
-        "layerskip": MethodSpec("layerskip", exit=e, draft_len=g),
-        "hispec": MethodSpec("hispec", exit=[e_d, e_v], draft_len=args.nd, period=args.ni),
-        "vanilla_sd": MethodSpec("vanilla_sd", draft_len=g, draft_path="draft"),
-    }
+    specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=same_vocab is not False)
 
     def build(name, wrap=lambda m: m):
         return build_engine(specs[name], wrap(nat_t), load_other=lambda _p: (wrap(nat_d), None))
 
     reps, max_new = args.reps, args.methods_max_new or args.max_new
     hf_reps = args.hf_reps or reps
-    results = [hf_generate("HF eager AR", hf_t, prompts, max_new, hf_reps)]
-    set_assistant(hf_t, g)
-    set_assistant(hf_d, g)
-    results.append(hf_generate(f"HF assistant_early_exit={e} γ={g}", hf_t, prompts, max_new, hf_reps,
-                               assistant_early_exit=e))
-    results.append(hf_generate(f"HF assistant_model=draft γ={g}", hf_t, prompts, max_new, hf_reps,
-                               assistant_model=hf_d))
-    for r in results:
-        log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}")
+    doc = {"target": args.target, "draft": args.draft, "draft_same_tokenizer": same_vocab, "variant": variant,
+           "exit": e, "gamma": g, "hispec_exits": [e_d, e_v], "nd": nd, "ni": ni, "prompts": len(prompts),
+           "max_new": max_new, "rows": []}
+    results = []
+    hf_ar = None
+    if not args.no_hf:
+        hf_ar = hf_generate("HF eager AR", hf_t, prompts, max_new, hf_reps)
+        results.append(hf_ar)
+        set_assistant(hf_t, g)
+        set_assistant(hf_d, g)
+        results.append(hf_generate(f"HF assistant_early_exit={e} γ={g}", hf_t, prompts, max_new, hf_reps,
+                                   assistant_early_exit=e))
+        if same_vocab is not False:
+            results.append(hf_generate(f"HF assistant_model=draft γ={g}", hf_t, prompts, max_new, hf_reps,
+                                       assistant_model=hf_d))
+        for r in results:
+            log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}")
     results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps))
-    labels = {"autoregressive": "ours AR", "layerskip": f"ours layerskip E={e} γ={g}",
-              "hispec": f"ours hispec E={e_d},{e_v} N_d={args.nd} N_i={args.ni}",
-              "vanilla_sd": f"ours vanilla_sd γ={g}"}
     eng_results = {}
     for name in specs:
-        r = engine_run(labels[name], build(name), name, prompts, max_new, reps)
-        r.extra["time_split"] = engine_time_split(lambda wrap, n=name: build(n, wrap), prompts, max_new)
+        r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps)
         eng_results[name] = r
         results.append(r)
-        log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}, "
-            f"overhead {100 * r.extra['time_split']['overhead_frac']:.1f}%")
-    rows = summarize(results, {"hf": results[0], "native": eng_results["autoregressive"]}, results[0])
-    by = {r["name"]: r for r in rows}
-    comparisons = {
-        "layerskip_ours_over_hf": by[labels["layerskip"]]["tokens_per_s"] / by[results[1].name]["tokens_per_s"],
-        "vanilla_sd_ours_over_hf": by[labels["vanilla_sd"]]["tokens_per_s"] / by[results[2].name]["tokens_per_s"],
-        "ar_ours_over_hf": by[labels["autoregressive"]]["tokens_per_s"] / by[results[0].name]["tokens_per_s"],
-        "hispec_engine_overhead_frac": eng_results["hispec"].extra["time_split"]["overhead_frac"],
+        doc["rows"] = summarize(results, {"hf": hf_ar, "native": eng_results["autoregressive"]} if hf_ar else
+                                {"native": eng_results["autoregressive"]}, hf_ar)
+        publish(doc)
+    by = {r["name"]: r for r in doc["rows"]}
+
+    def ratio(ours: str, theirs: str | None):
+        if theirs is None or ours not in eng_results:
+            return None
+        return eng_results[ours].tokens_per_s / by[theirs]["tokens_per_s"] if theirs in by else None
+
+    hf_names = [r.name for r in results if r.backend == "hf"]
+    doc["comparisons"] = {
+        "layerskip_ours_over_hf": ratio("layerskip", next((n for n in hf_names if "early_exit" in n), None)),
+        "vanilla_sd_ours_over_hf": ratio("vanilla_sd", next((n for n in hf_names if "assistant_model" in n), None)),
+        "ar_ours_over_hf": ratio("autoregressive", hf_ar.name if hf_ar else None),
+        "hispec_outside_forwards_async_frac": eng_results["hispec"].extra["outside_forwards_async"]["gpu_idle_frac"],
+        "hispec_host_serial_overhead_frac": eng_results["hispec"].extra["host_serial"]["overhead_frac"],
     }
-    log(f"comparisons: {comparisons}")
-    return {"target": args.target, "draft": args.draft, "variant": variant, "exit": e, "gamma": g,
-            "hispec_exits": [e_d, e_v],
-            "nd": args.nd, "ni": args.ni, "prompts": len(prompts), "max_new": max_new,
-            "rows": rows, "comparisons": comparisons}
+    log(f"comparisons: {doc['comparisons']}")
+    return doc
+
+
+OVERHEAD_NOTE = (
+    "Random weights accept almost nothing (τ ≈ 1): these rows measure the cost structure of one "
+    "draft-and-verify round on a model of this shape -- tokens/s and the share of decode time outside "
+    "model forwards -- not a speedup."
+)
+
+
+def part_overhead(args, device, dtype, publish=lambda _doc: None, deadline: float | None = None) -> dict:
+    """Engine overhead on random models of real shapes: AR, layerskip and hispec per model."""
+    doc = {"note": OVERHEAD_NOTE, "event_pair_host_s": event_pair_host_s(device), "models": {}, "rows": []}
+    log(f"overhead: {OVERHEAD_NOTE}")
+    if doc["event_pair_host_s"] is not None:
+        log(f"overhead: one CUDA event pair costs {1e6 * doc['event_pair_host_s']:.2f} µs of host time")
+    for spec in [s for s in args.overhead_models.split(",") if s]:
+        if deadline is not None and time.perf_counter() > deadline:
+            doc["models"][spec] = {"skipped": "time limit reached (--time-limit-s)"}
+            log(f"overhead [{spec}] skipped: time limit reached")
+            continue
+        def partial(model_doc: dict, spec=spec) -> None:  # keep finished methods if the run is cut off
+            doc["models"][spec] = model_doc
+            doc["rows"] = [r for m in doc["models"].values() for r in m.get("rows", [])]
+            publish(doc)
+
+        try:
+            doc["models"][spec] = overhead_one(args, spec, device, dtype, partial)
+        except Exception as err:  # noqa: BLE001 -- keep the other models' numbers
+            import traceback
+
+            traceback.print_exc()
+            doc["models"][spec] = {"error": f"{type(err).__name__}: {err}"}
+        doc["rows"] = [r for m in doc["models"].values() for r in m.get("rows", [])]
+        publish(doc)
+        free_device_memory(device)
+    return doc
+
+
+def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> dict:
+    hf, _ = load_hf(spec, device, dtype)
+    prompts = prompts_for(None, hf.config.vocab_size, args.overhead_prompts, args.prompt_len, seed=2)
+    depth = hf.config.num_hidden_layers
+    e = max(1, depth // 4)
+    e_d, e_v = max(1, depth // 8), max(2, depth // 4)
+    g, nd, ni, max_new = args.gamma, args.nd, args.ni, args.overhead_max_new
+    ctx = context_for(max(len(p) for p in prompts), max_new)
+    nparams = sum(p.numel() for p in hf.parameters())
+    native = make_native(hf, "target", ctx, BACKEND_OPTIONS["variant"])
+    del hf  # the native model keeps the weights it uses
+    gc.collect()
+    tag = spec.split(":")[-1]
+    log(f"overhead [{tag}]: {nparams / 1e9:.3f}B params, {depth} layers; E={e} γ={g}, hispec E={e_d},{e_v} "
+        f"N_d={nd} N_i={ni}; {len(prompts)} random prompts of {args.prompt_len} tokens, {max_new} new")
+    specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=False)
+
+    def build(name, wrap=lambda m: m):
+        return build_engine(specs[name], wrap(native), load_other=None)
+
+    doc = {"params": nparams, "layers": depth, "exit": e, "hispec_exits": [e_d, e_v], "gamma": g, "nd": nd,
+           "ni": ni, "prompts": len(prompts), "prompt_len": args.prompt_len, "max_new": max_new,
+           "variant": BACKEND_OPTIONS["variant"], "rows": []}
+    results = [native_loop(f"[{tag}] native AR (loop, no engine)", native, prompts, max_new, args.reps)]
+    eng = {}
+    for name in specs:
+        label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
+        eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps)
+        results.append(eng[name])
+        doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
+        partial(doc)
+    del native
+    return doc
+
+
+def free_device_memory(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 # -- main ------------------------------------------------------------------------
+PARTS = ("smoke", "roofline", "methods", "overhead")
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--parts", default="smoke,roofline,methods")
+    ap.add_argument("--parts", default="smoke,roofline,methods", help=f"comma-separated, in order: {', '.join(PARTS)}")
     ap.add_argument("--device", default=None, help="default: cuda if available")
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     ap.add_argument("--out", default=os.environ.get("OUT", "runs/bench"))
+    ap.add_argument("--time-limit-s", type=float, default=None,
+                    help="start no part (and no overhead model) after this many seconds; results so far are "
+                         "saved after every part, model and engine method anyway")
     ap.add_argument("--max-new", type=int, default=256)
     ap.add_argument("--prompt-len", type=int, default=128, help="random-weight prompts only")
     ap.add_argument("--reps", type=int, default=3)
@@ -303,16 +441,32 @@ def parse_args(argv=None):
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--methods-max-new", type=int, default=None, help="methods part (default --max-new)")
     ap.add_argument("--hf-reps", type=int, default=None, help="methods part, HF runs (default --reps)")
+    ap.add_argument("--no-hf", action="store_true", help="methods part: skip the HF generate runs (device time)")
     ap.add_argument("--exit", type=int, default=None, help="layerskip E (default depth/4)")
     ap.add_argument("--gamma", type=int, default=4)
     ap.add_argument("--hispec-exits", type=lambda s: [int(x) for x in s.split(",")], default=None)
     ap.add_argument("--nd", type=int, default=2)
     ap.add_argument("--ni", type=int, default=4)
-    return ap.parse_args(argv)
+    ap.add_argument("--overhead-models", default="random:llama-1b,random:llama-8b",
+                    help="overhead part: comma-separated random:<shape> specs (or checkpoint directories)")
+    ap.add_argument("--overhead-prompts", type=int, default=2, help="overhead part: random prompts per model")
+    ap.add_argument("--overhead-max-new", type=int, default=128, help="overhead part: new tokens per prompt")
+    args = ap.parse_args(argv)
+    for name in ("reps", "prompts", "overhead_prompts", "overhead_max_new", "max_new", "prompt_len", "gamma", "nd",
+                 "ni"):
+        if getattr(args, name) < (0 if name == "reps" else 1):
+            ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= {0 if name == 'reps' else 1}")
+    return args
 
 
 def main(argv=None) -> int:
+    t_start = time.perf_counter()
     args = parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown --parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
+    deadline = t_start + args.time_limit_s if args.time_limit_s else None
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = DTYPES[args.dtype]
     out = Path(args.out)
@@ -320,7 +474,8 @@ def main(argv=None) -> int:
     import transformers
 
     info = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv is None else
+        " ".join(["bench_gpu.py", *argv]),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -332,10 +487,6 @@ def main(argv=None) -> int:
     if copy_bw:
         log(f"device-to-device copy bandwidth: {copy_bw / 1e12:.3f} TB/s (read + write)")
     doc = {"info": info, "copy_bandwidth_Bps": copy_bw, "parts": {}}
-    parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - {"smoke", "roofline", "methods"}
-    if unknown:
-        raise SystemExit(f"unknown --parts {sorted(unknown)}; valid: smoke, roofline, methods")
 
     def save():
         (out / "bench.json").write_text(json.dumps(doc, indent=1, default=str))
@@ -344,35 +495,59 @@ def main(argv=None) -> int:
               f"copy bandwidth {copy_bw / 1e12:.3f} TB/s" if copy_bw else "no CUDA device"]
         for name, part in doc["parts"].items():
             if isinstance(part, dict) and "rows" in part:
-                md += ["", f"## {name}", "", markdown(part["rows"])]
+                md += ["", f"## {name}", ""]
+                if part.get("note"):
+                    md += [part["note"], ""]
+                md += [markdown(part["rows"])]
                 if "comparisons" in part:
                     md += ["", "```", json.dumps(part["comparisons"], indent=1), "```"]
+            elif isinstance(part, dict) and ("error" in part or "skipped" in part):
+                md += ["", f"## {name}"]
+            for key in ("error", "skipped"):
+                if isinstance(part, dict) and key in part:
+                    md += ["", f"{key}: {part[key]}"]
+            for model, sub in (part.get("models") or {}).items() if isinstance(part, dict) else ():
+                for key in ("error", "skipped"):
+                    if isinstance(sub, dict) and key in sub:
+                        md += ["", f"{model} {key}: {sub[key]}"]
+        md += ["", "*outside forwards (async)*: share of decode wall time the device spends outside model calls, "
+               "timed with CUDA events and no added syncs (the engine overhead as decoding runs). "
+               "*host-serial overhead*: the same with the device synchronised around every call "
+               "(all of the engine's host time; an upper bound). See hsd_bench/bench/instrument.py."]
         (out / "bench.md").write_text("\n".join(md) + "\n")
         return "\n".join(md)
 
+    def publish(name):
+        def _publish(partial: dict) -> None:
+            doc["parts"][name] = partial
+            save()
+        return _publish
+
     for part in parts:
+        if deadline is not None and time.perf_counter() > deadline:
+            doc["parts"][part] = {"skipped": f"time limit reached (--time-limit-s {args.time_limit_s:g})"}
+            log(f"part {part} skipped: time limit reached")
+            save()
+            continue
         t0 = time.perf_counter()
         try:
             if part == "smoke":
                 doc["parts"]["smoke"] = part_smoke(args, device)
             elif part == "roofline":
                 doc["parts"]["roofline"] = part_roofline(args, device, dtype, copy_bw, out)
+            elif part == "methods":
+                doc["parts"]["methods"] = part_methods(args, device, dtype, publish(part))
             else:
-                doc["parts"]["methods"] = part_methods(args, device, dtype)
-        except SystemExit:
-            save()
-            raise
+                doc["parts"]["overhead"] = part_overhead(args, device, dtype, publish(part), deadline)
         except Exception as err:  # noqa: BLE001 -- keep the other parts' numbers
             import traceback
 
             traceback.print_exc()
-            doc["parts"][part] = {"error": f"{type(err).__name__}: {err}"}
+            doc["parts"][part] = {**(doc["parts"].get(part) or {}), "error": f"{type(err).__name__}: {err}"}
         doc.setdefault("part_seconds", {})[part] = time.perf_counter() - t0
         log(f"part {part} took {doc['part_seconds'][part]:.1f} s")
         save()
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        free_device_memory(device)
     print(save())
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -43,17 +44,233 @@ def test_bench_script_methods_part_on_cpu(tmp_path):
     for r in ours:
         assert r["parity_vs_same_backend_ar"] == 1.0, r["name"]
         assert r["parity_vs_hf_ar"] == 1.0, r["name"]
-        split = r["time_split"]
-        assert 0.0 <= split["overhead_frac"] <= 1.0
+        _check_overheads(r)
     for name in ("HF assistant_early_exit", "HF assistant_model"):
         (row,) = [r for n, r in rows.items() if n.startswith(name)]
         assert row["parity_vs_same_backend_ar"] == 1.0
-    assert set(part["comparisons"]) >= {"layerskip_ours_over_hf", "vanilla_sd_ours_over_hf", "hispec_engine_overhead_frac"}
+    comp = part["comparisons"]
+    assert set(comp) >= {"layerskip_ours_over_hf", "vanilla_sd_ours_over_hf", "hispec_outside_forwards_async_frac",
+                         "hispec_host_serial_overhead_frac"}
+    assert all(v is not None for v in comp.values()), comp
+    assert part["draft_same_tokenizer"] is None  # random models have no tokenizer
     md = (tmp_path / "bench.md").read_text()
     assert "ours hispec" in md and "HF eager AR" in md
+    assert "outside forwards (async)" in md and "host-serial overhead" in md
+
+
+def _check_overheads(row: dict) -> None:
+    """Both overhead measures of one engine row are present and consistent (CPU: host clocks)."""
+    async_ = row["outside_forwards_async"]
+    serial = row["host_serial"]
+    for m in (async_, serial):
+        assert m["decode_s"] > 0 and m["model_calls"] > 0, row["name"]
+    assert 0.0 < async_["model_busy_s"] <= async_["decode_s"], row["name"]
+    assert 0.0 <= async_["gpu_idle_frac"] < 1.0, row["name"]
+    assert async_["gpu_idle_frac"] == pytest.approx(1 - async_["model_busy_s"] / async_["decode_s"])
+    assert 0.0 <= serial["overhead_frac"] < 1.0, row["name"]
+    # the two passes make the same calls: both see every decode-phase model call
+    assert async_["model_calls"] == serial["model_calls"], row["name"]
 
 
 def test_bench_script_rejects_unknown_part(tmp_path):
     bench = load_script()
     with pytest.raises(SystemExit, match="unknown --parts"):
         bench.main(["--device", "cpu", "--parts", "nope", "--out", str(tmp_path)])
+
+
+def test_bench_script_overhead_part_on_cpu(tmp_path):
+    bench = load_script()
+    rc = bench.main([
+        "--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models", "random:tiny",
+        "--overhead-prompts", "2", "--overhead-max-new", "12", "--prompt-len", "8", "--reps", "1",
+        "--out", str(tmp_path),
+    ])
+    assert rc == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    part = doc["parts"]["overhead"]
+    assert "error" not in part and "random:tiny" in part["models"], part
+    model = part["models"]["random:tiny"]
+    assert "error" not in model, model
+    assert (model["layers"], model["exit"], model["hispec_exits"]) == (8, 2, [1, 2])  # L/4; L/8, L/4
+    rows = {r["method"]: r for r in part["rows"]}
+    assert set(rows) == {"autoregressive(loop)", "autoregressive", "layerskip", "hispec"}
+    for method in ("autoregressive", "layerskip", "hispec"):
+        r = rows[method]
+        assert r["tokens_per_rep"] == 2 * 12 and r["tokens_per_s"] > 0
+        assert r["parity_vs_same_backend_ar"] == 1.0, method  # float32: every method reproduces AR
+        _check_overheads(r)
+    # speculative rounds make more model calls per token than AR (drafts + verifies)
+    per_token = {m: rows[m]["outside_forwards_async"]["model_calls_per_token"] for m in ("autoregressive", "hispec")}
+    assert per_token["hispec"] > per_token["autoregressive"], per_token
+    md = (tmp_path / "bench.md").read_text()
+    assert "accept almost nothing" in md and "[tiny] ours hispec" in md
+
+
+def test_overhead_part_time_limit_skips_models(tmp_path):
+    bench = load_script()
+    rc = bench.main(["--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models",
+                     "random:tiny,random:tiny-draft", "--time-limit-s", "1e-9", "--out", str(tmp_path)])
+    assert rc == 0
+    part = json.loads((tmp_path / "bench.json").read_text())["parts"]["overhead"]
+    assert "skipped" in part and "time limit" in part["skipped"]
+    assert "skipped: time limit" in (tmp_path / "bench.md").read_text()
+    # inside the part: models that would start after the deadline are skipped, one by one
+    args = bench.parse_args(["--overhead-models", "random:tiny,random:tiny-draft"])
+    import torch
+
+    doc = bench.part_overhead(args, torch.device("cpu"), torch.float32, deadline=time.perf_counter() - 1)
+    assert set(doc["models"]) == {"random:tiny", "random:tiny-draft"}
+    assert all("time limit" in m["skipped"] for m in doc["models"].values()) and doc["rows"] == []
+
+
+# -- the timers ------------------------------------------------------------------
+def _tiny_native():
+    import torch
+
+    from hsd_bench.bench.models import load_hf
+    from hsd_bench.models.native import from_hf_model
+
+    hf, _ = load_hf("random:tiny", "cpu", torch.float32, seed=0)
+    return from_hf_model(hf, max_context=64)
+
+
+class _SlowBookkeeping:
+    """Adds host time *outside* model calls: a sleep in every truncate (the engine truncates every round)."""
+
+    def __init__(self, model, delay_s: float):
+        self._model, self._delay = model, delay_s
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def embed(self, ids):
+        return self._model.embed(ids)
+
+    def run_layers(self, hidden, start, end, first_pos):
+        return self._model.run_layers(hidden, start, end, first_pos)
+
+    def logits(self, hidden):
+        return self._model.logits(hidden)
+
+    def reset(self):
+        return self._model.reset()
+
+    def cache_len(self, layer):
+        return self._model.cache_len(layer)
+
+    def truncate(self, start, end, length):
+        time.sleep(self._delay)
+        return self._model.truncate(start, end, length)
+
+
+def test_event_timer_cpu_fallback_sees_engine_time_outside_calls():
+    from hsd_bench.bench.instrument import EventTimer
+    from hsd_bench.bench.runs import engine_outside_forwards
+    from hsd_bench.methods import MethodSpec, build_engine
+
+    native = _tiny_native()
+    spec = MethodSpec("hispec", exit=[1, 2], draft_len=2, period=4)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+
+    def build(wrap, delay=0.0):
+        model = wrap(native)
+        return build_engine(spec, _SlowBookkeeping(model, delay) if delay else model, load_other=None)
+
+    fast = engine_outside_forwards(build, prompts, 10)
+    slow = engine_outside_forwards(lambda wrap: build(wrap, delay=0.002), prompts, 10)
+    for m in (fast, slow):
+        assert 0.0 < m["model_busy_s"] <= m["decode_s"]
+    assert slow["model_calls"] == fast["model_calls"]  # same rounds, same calls
+    # the sleeps are host time outside model calls: more idle, not more busy
+    assert slow["outside_s"] - fast["outside_s"] > 0.5 * 0.002 * 10
+    assert slow["gpu_idle_frac"] > fast["gpu_idle_frac"]
+    assert isinstance(EventTimer(native), EventTimer)
+
+
+def test_timers_count_only_the_decode_phase():
+    from hsd_bench.bench.instrument import EventTimer, PhaseGate
+    from hsd_bench.engine import DecodingConfig
+    from hsd_bench.methods import MethodSpec, build_engine
+
+    native = _tiny_native()
+    gated, ungated = EventTimer(native, PhaseGate()), EventTimer(native)
+    calls = {}
+    for name, timer in (("gated", gated), ("ungated", ungated)):
+        engine = build_engine(MethodSpec("autoregressive"), timer, load_other=None)
+        engine.on_phase = timer._gate
+        g = engine.generate(list(range(1, 9)), 6, DecodingConfig())
+        calls[name] = timer.calls
+        if name == "gated":
+            assert timer._gate.phase == "done"
+            assert 0.0 < timer.collect() <= g.stats.decode_s
+    assert 0 < calls["gated"] < calls["ungated"], calls  # the prefill's calls are not counted
+
+
+class _PlainBackend:
+    """A fake LayeredModel without optional fast paths, to check the wrappers' attribute handling."""
+
+    name, num_layers, vocab_size, max_context = "fake", 2, 8, 16
+    device = "cpu"
+
+    def __init__(self):
+        self.seen = []
+
+    def embed(self, ids):
+        return ids
+
+    def run_layers(self, hidden, start, end, first_pos):
+        return hidden
+
+    def logits(self, hidden):
+        return hidden
+
+
+class _Backend(_PlainBackend):
+    """... and one with a fast path (a sleep, so its time is visible)."""
+
+    def greedy_draft(self, *args, **kwargs):
+        self.seen.append((args, kwargs))
+        time.sleep(0.001)
+        return "drafted"
+
+
+@pytest.mark.parametrize("timer_name", ["EventTimer", "CallTimer"])
+def test_wrappers_time_optional_fast_paths_only_when_present(timer_name):
+    from hsd_bench.bench import instrument
+
+    timer_cls = getattr(instrument, timer_name)
+    fast = timer_cls(_Backend())
+    assert hasattr(fast, "greedy_draft") and not hasattr(fast, "greedy_tokens")
+    assert fast.greedy_draft(1, k=2) == "drafted"
+    assert fast._model.seen == [((1,), {"k": 2})]
+    assert fast.calls == 1 and fast.collect() >= 0.001  # the fast path is a model call
+    assert fast.num_layers == 2 and fast.name == "fake"  # plain attributes pass through
+
+    plain = timer_cls(_PlainBackend())
+    assert not hasattr(plain, "greedy_draft")  # the engine probes with hasattr: no phantom fast path
+    assert plain.logits("h") == "h" and plain.calls == 1
+
+
+def test_same_vocabulary_compares_ids_not_sizes():
+    from hsd_bench.bench.models import same_vocabulary
+
+    class Tok:
+        def __init__(self, vocab):
+            self.vocab = vocab
+
+        def get_vocab(self):
+            return dict(self.vocab)
+
+    a = Tok({"a": 0, "b": 1})
+    assert same_vocabulary(a, Tok({"b": 1, "a": 0})) is True
+    assert same_vocabulary(a, Tok({"a": 1, "b": 0})) is False  # same size, different ids
+    assert same_vocabulary(a, None) is None
+
+
+def test_session_script_parses():
+    import subprocess
+
+    script = ROOT / "scripts" / "gpu_bench_session.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "set -euo pipefail" in text and "--parts" in text and "TORCHINDUCTOR_CACHE_DIR" in text

@@ -79,6 +79,18 @@ def load_tokenizer(path: Path):
         return Tokenizer.from_file(str(path / "tokenizer.json"))
 
 
+def same_vocabulary(a, b) -> bool | None:
+    """Whether two tokenizers map the same token strings to the same ids (``None``: one is missing).
+
+    A separate draft must share the target's ids; the engine's own check
+    (``methods._check_compatible``) only sees vocabulary *sizes* here because
+    the benchmark passes no codecs (a codec would switch EOS back on).
+    """
+    if a is None or b is None:
+        return None
+    return a.get_vocab() == b.get_vocab()
+
+
 def encode(tokenizer, text: str) -> list[int]:
     if hasattr(tokenizer, "encode") and not hasattr(tokenizer, "get_vocab_size"):
         return list(tokenizer(text)["input_ids"])

@@ -14,6 +14,8 @@ Both write the KV cache by position, so rollback is a length change.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -32,6 +34,24 @@ from hsd_bench.models.native.layers import (
 MIN_KV_BUCKET = 128
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
 MAX_FUSED_DRAFT = 64
+
+
+def _no_grad(fn):
+    """``torch.no_grad()`` that costs one check when grad is already off.
+
+    The decorator form enters and leaves a context manager on every call,
+    several microseconds of host time per call; a draft round makes a few
+    such calls per token, and the engine already runs with grad off.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class NativeLlama:
@@ -122,12 +142,12 @@ class NativeLlama:
         self._check_range(start, end)
         self.cache.truncate(start, end, length)
 
-    @torch.no_grad()
+    @_no_grad
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids.to(self.device, non_blocking=True).view(-1)
         return F.embedding(ids, self.embed_weight)[None]
 
-    @torch.no_grad()
+    @_no_grad
     def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
         self._check_range(start, end)
         if hidden.dim() != 3 or hidden.shape[0] != 1 or hidden.shape[2] != self.args.hidden_size:
@@ -145,7 +165,7 @@ class NativeLlama:
         self.cache.advance(start, end, first_pos + t)
         return out
 
-    @torch.no_grad()
+    @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         t = hidden.shape[1]
         if t > self.max_graph_tokens:
@@ -160,7 +180,7 @@ class NativeLlama:
         out = self._graphs.run(("head", tb), step) if self._graphs is not None else step()
         return out[:t].clone()
 
-    @torch.no_grad()
+    @_no_grad
     def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
         t = hidden.shape[1]
@@ -176,7 +196,7 @@ class NativeLlama:
         out = self._graphs.run(("greedy-head", tb), step) if self._graphs is not None else step()
         return out[:t].clone()
 
-    @torch.no_grad()
+    @_no_grad
     def greedy_draft(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int) -> torch.Tensor:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
