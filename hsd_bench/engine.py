@@ -123,10 +123,14 @@ class ModelState:
             for t in range(n, n + count):
                 tokens[t] = self.greedy_tokens(tokens, exit_layer, t, t - 1)[-1]
             return
-        upto = n + count - 1  # the last drafted token is not processed: the level above does that
+        # A deeper view of this model verifies next and needs the last drafted token's
+        # hidden state too: the chain processes it (layers only) instead of the verifier's
+        # first segment. A model with one view leaves it to the next round, which may reject it.
+        process_last = len(self.bounds) > 1
+        upto = n + count - (0 if process_last else 1)
         if tokens.shape[0] < n + count:
             raise ValueError(f"{self.model.name}: drafting positions up to {n + count - 1} of a {tokens.shape[0]}-token buffer")
-        out = fused(tokens, first, n, exit_layer, count)
+        out = fused(tokens, first, n, exit_layer, count, process_last)
         self.layer_evals += exit_layer * (upto - first)
         self.head_evals += count
         self.frontier[0] = upto

@@ -112,7 +112,27 @@ def part_smoke(args, device) -> dict:
     hf_out = hf.generate(ids, do_sample=False, max_new_tokens=32)[0, 40:].tolist()
     loop = native_loop("smoke", native, [prompt], 32, reps=1).outputs[0]
     res = {"logits_rel_err": rel, "greedy_equal": hf_out == loop, "graphs": native.num_graphs()}
-    res["passed"] = rel <= 1e-4 and hf_out == loop
+    # Every engine method on the compiled, graph-replayed path (fused greedy draft rounds,
+    # fused head+argmax) must reproduce HF's greedy output in float32.
+    hf_d, _ = load_hf("random:tiny-draft", device, torch.float32, seed=2)
+    draft = from_hf_model(hf_d, name="draft", max_context=256)
+    depth = native.num_layers
+    specs = {
+        "autoregressive": MethodSpec("autoregressive"),
+        "layerskip": MethodSpec("layerskip", exit=max(1, depth // 2), draft_len=3),
+        "hispec": MethodSpec("hispec", exit=[1, max(2, depth // 2)], draft_len=2, period=3),
+        "vanilla_sd": MethodSpec("vanilla_sd", draft_len=3, draft_path="draft"),
+        "hierarchy": MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"exit": max(1, depth // 2), "batch": 3}]),
+    }
+    from hsd_bench.engine import DecodingConfig
+
+    engine_equal = {}
+    for name, spec in specs.items():
+        engine = build_engine(spec, native, load_other=lambda _p: (draft, None))
+        engine_equal[name] = engine.generate(prompt, 32, DecodingConfig()).output_ids == hf_out
+    res["engine_equal"] = engine_equal
+    res["graphs"] = native.num_graphs()
+    res["passed"] = rel <= 1e-4 and hf_out == loop and all(engine_equal.values())
     log(f"smoke {'passed' if res['passed'] else 'FAILED (speed numbers below are suspect)'}: {res}")
     return res
 
@@ -231,7 +251,8 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
             "rows": rows}
 
 
-def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int, draft: bool) -> dict:
+def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int, draft: bool,
+                 mid: bool = False) -> dict:
     specs = {
         "autoregressive": MethodSpec("autoregressive"),
         "layerskip": MethodSpec("layerskip", exit=e, draft_len=g),
@@ -239,12 +260,16 @@ def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: in
     }
     if draft:
         specs["vanilla_sd"] = MethodSpec("vanilla_sd", draft_len=g, draft_path="draft")
+    if draft and mid:
+        # Mohri-style family hierarchy: the small draft feeds a middle model, which feeds the target.
+        specs["hierarchy"] = MethodSpec("hierarchy", levels=[{"path": "draft", "batch": g}, {"path": "mid", "batch": g}])
     return specs
 
 
 def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int) -> str:
     return {"autoregressive": "ours AR", "layerskip": f"ours layerskip E={e} γ={g}",
-            "hispec": f"ours hispec E={e_d},{e_v} N_d={nd} N_i={ni}", "vanilla_sd": f"ours vanilla_sd γ={g}"}[name]
+            "hispec": f"ours hispec E={e_d},{e_v} N_d={nd} N_i={ni}", "vanilla_sd": f"ours vanilla_sd γ={g}",
+            "hierarchy": f"ours hierarchy draft→mid→target γ={g},{g}"}[name]
 
 
 def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int):
@@ -280,13 +305,22 @@ def part_methods(args, device, dtype, publish=lambda _doc: None) -> dict:
     variant = BACKEND_OPTIONS["variant"]
     nat_t = make_native(hf_t, "target", ctx, variant)
     nat_d = from_hf_model(hf_d, name="draft", max_context=ctx, min_kv_bucket=ONE_SPAN, attention=nat_t.attention)
-    log(f"methods: target {args.target} ({depth} layers), draft {args.draft}; E={e} γ={g} hispec={e_d},{e_v} "
-        f"N_d={nd} N_i={ni}; {len(prompts)} prompts of {min(map(len, prompts))}-{n_max} tokens; "
-        f"native variant {variant}")
-    specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=same_vocab is not False)
+    others = {"draft": nat_d}
+    if args.mid_draft and same_vocab is not False:
+        hf_m, tok_m = load_hf(args.mid_draft, device, dtype)
+        if same_vocabulary(tok, tok_m) is False:
+            log(f"WARNING: mid draft {args.mid_draft} has other token ids than the target: hierarchy skipped")
+        else:
+            others["mid"] = from_hf_model(hf_m, name="mid", max_context=ctx, min_kv_bucket=ONE_SPAN,
+                                          attention=nat_t.attention)
+    log(f"methods: target {args.target} ({depth} layers), draft {args.draft}, mid draft {args.mid_draft}; "
+        f"E={e} γ={g} hispec={e_d},{e_v} N_d={nd} N_i={ni}; {len(prompts)} prompts of "
+        f"{min(map(len, prompts))}-{n_max} tokens; native variant {variant}")
+    specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=same_vocab is not False, mid="mid" in others)
 
     def build(name, wrap=lambda m: m):
-        return build_engine(specs[name], wrap(nat_t), load_other=lambda _p: (wrap(nat_d), None))
+        wrapped = {key: wrap(m) for key, m in others.items()}
+        return build_engine(specs[name], wrap(nat_t), load_other=lambda path: (wrapped[path], None))
 
     reps, max_new = args.reps, args.methods_max_new or args.max_new
     hf_reps = args.hf_reps or reps
@@ -438,6 +472,8 @@ def parse_args(argv=None):
     ap.add_argument("--roofline-exit", type=int, default=4)
     ap.add_argument("--target", default="checkpoints/ee-24x128")
     ap.add_argument("--draft", default="checkpoints/family-2x128")
+    ap.add_argument("--mid-draft", default="checkpoints/family-6x128",
+                    help="middle model of the hierarchy row (draft -> mid -> target); '' to skip it")
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--methods-max-new", type=int, default=None, help="methods part (default --max-new)")
     ap.add_argument("--hf-reps", type=int, default=None, help="methods part, HF runs (default --reps)")

@@ -28,8 +28,8 @@ def test_bench_script_methods_part_on_cpu(tmp_path):
     bench = load_script()
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "methods", "--target", "random:tiny",
-        "--draft", "random:tiny-draft", "--prompts", "2", "--prompt-len", "8", "--max-new", "12", "--reps", "1",
-        "--out", str(tmp_path),
+        "--draft", "random:tiny-draft", "--mid-draft", "random:tiny-draft", "--prompts", "2", "--prompt-len", "8",
+        "--max-new", "12", "--reps", "1", "--out", str(tmp_path),
     ])
     assert rc == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
@@ -37,7 +37,7 @@ def test_bench_script_methods_part_on_cpu(tmp_path):
     assert "error" not in part, part
     rows = {r["name"]: r for r in part["rows"]}
     ours = [r for r in rows.values() if r["name"].startswith("ours")]
-    assert {r["method"] for r in ours} == {"autoregressive", "layerskip", "hispec", "vanilla_sd"}
+    assert {r["method"] for r in ours} == {"autoregressive", "layerskip", "hispec", "vanilla_sd", "hierarchy"}
     for r in rows.values():
         assert r["tokens_per_rep"] == 2 * 12, r["name"]  # EOS off: every run makes the full budget
         assert r["tokens_per_s"] > 0 and r["mean_accepted_len"] >= 1.0

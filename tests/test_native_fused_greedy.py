@@ -40,8 +40,9 @@ def native(model, **kw):
     return from_hf_model(model, **opts)
 
 
+@pytest.mark.parametrize("process_last", [False, True])
 @pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window", "qwen2_bias"])
-def test_greedy_draft_equals_step_by_step(arch):
+def test_greedy_draft_equals_step_by_step(arch, process_last):
     model = make_hf_model(arch, num_layers=3, seed=11)
     fused, plain = native(model), native(model)
     ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(1))
@@ -51,16 +52,19 @@ def test_greedy_draft_equals_step_by_step(arch):
     # first steps of 1, 3 (padded to 4) and 6 (> max_graph_tokens: stepwise fallback) positions
     for first, upto, count in ((20, 21, 5), (21, 24, 3), (24, 30, 2)):
         a, b = ids.clone(), ids.clone()
-        h_fused = fused.greedy_draft(a, first, upto, 2, count)
+        h_fused = fused.greedy_draft(a, first, upto, 2, count, process_last)
         outs, pos = [], first
         for t in range(upto, upto + count):
             h = plain.run_layers(plain.embed(b[pos:t]), 0, 2, pos)
             outs.append(h)
             b[t] = plain.logits(h[:, -1:])[-1].argmax()
             pos = t
+        if process_last:
+            outs.append(plain.run_layers(plain.embed(b[pos : pos + 1]), 0, 2, pos))
         assert a.tolist() == b.tolist()
         torch.testing.assert_close(h_fused, torch.cat(outs, dim=1), atol=1e-5, rtol=1e-5)
-        assert fused.cache_len(0) == fused.cache_len(1) == upto + count - 1 == plain.cache_len(1)
+        done = upto + count - (0 if process_last else 1)
+        assert fused.cache_len(0) == fused.cache_len(1) == done == plain.cache_len(1)
         for m in (fused, plain):  # roll back as a rejection would, then continue from there
             m.truncate(0, 2, upto)
         ids = a
@@ -105,7 +109,7 @@ def test_engine_with_fused_paths_equals_generate_and_counts_the_same(arch):
     plain = Stepwise(native(model))
     rounds = []
     real_draft = fused.greedy_draft
-    fused.greedy_draft = lambda *a: rounds.append(a[-1]) or real_draft(*a)  # spy: the fused path is taken
+    fused.greedy_draft = lambda *a: rounds.append(a[4]) or real_draft(*a)  # spy: the fused path is taken
     for spec in METHODS:
         g_fused = build_engine(spec, fused, load_other=None).generate(prompt, max_new, DecodingConfig())
         g_plain = build_engine(spec, plain, load_other=None).generate(prompt, max_new, DecodingConfig())

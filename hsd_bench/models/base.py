@@ -59,12 +59,14 @@ class LayeredModel(Protocol):
 #
 #   greedy_tokens(hidden [1, T, D]) -> LongTensor[T]
 #       argmax of logits(hidden), head and argmax fused.
-#   greedy_draft(tokens LongTensor[N], first, upto, end, count) -> [1, upto + count - 1 - first, D]
+#   greedy_draft(tokens LongTensor[N], first, upto, end, count, process_last=False)
+#       -> [1, upto + count - 1 - first (+1 with process_last), D]
 #       a greedy draft round on layers [0, end): process positions [first, upto)
 #       (ids tokens[first:upto]), then `count` times take the head's argmax at the
 #       last processed position, write it at the next position of `tokens` and
-#       (except the last) process it; returns the hidden states at depth `end`
-#       of every processed position. Layers [0, end) must hold `first` positions.
+#       (except the last, unless process_last) process it; returns the hidden
+#       states at depth `end` of every processed position. Layers [0, end) must
+#       hold `first` positions.
 #
 # The native backend implements both (hsd_bench/models/native/model.py).
 

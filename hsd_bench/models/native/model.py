@@ -197,7 +197,9 @@ class NativeLlama:
         return out[:t].clone()
 
     @_no_grad
-    def greedy_draft(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int) -> torch.Tensor:
+    def greedy_draft(
+        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False
+    ) -> torch.Tensor:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
         Processes positions ``[first, upto)`` (ids ``tokens[first:upto]``),
@@ -206,6 +208,10 @@ class NativeLlama:
         processed in turn. Writes ``tokens[upto : upto + count]`` and returns
         the hidden states at depth ``end`` of the processed positions
         ``[first, upto + count - 1)``, ``[1, upto + count - 1 - first, D]``.
+        ``process_last`` also runs the layers (not the head) on the last
+        drafted token, position ``upto + count - 1``: a deeper view of the
+        same model needs it next, and inside the chain it costs one more
+        replay instead of a separate embed + run_layers call.
 
         With CUDA graphs every step is one replay that reads its input token
         from the previous step's output on the device, so the host neither
@@ -216,7 +222,7 @@ class NativeLlama:
         """
         self._check_range(0, end)
         t0 = upto - first
-        last = upto + count - 1
+        last = upto + count - (0 if process_last else 1)
         if t0 < 1 or count < 1:
             raise ValueError(f"greedy_draft needs first < upto and count >= 1, got first={first} upto={upto} count={count}")
         if first < 0 or last > self.max_context or tokens.shape[0] < upto + count:
@@ -226,7 +232,7 @@ class NativeLlama:
             )
         self.cache.check_frontier(0, end, first)
         if not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
-            return self._greedy_draft_stepwise(tokens, first, upto, end, count)
+            return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last)
         self._draft_ids[:t0].copy_(tokens[first:upto])
         self._pos_base.fill_(first)
         for i in range(count):
@@ -240,6 +246,13 @@ class NativeLlama:
                 step = self._draft_next_step(end, t0, i, kv_len)
             if self._graphs is not None:
                 self._graphs.run(key, step)
+            else:
+                step()
+        if process_last:
+            kv_len = self._kv_bucket(upto + count)
+            step = self._draft_tail_step(end, t0, count, kv_len)
+            if self._graphs is not None:
+                self._graphs.run(("draft-tail", end, t0, count, kv_len), step)
             else:
                 step()
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
@@ -274,7 +287,21 @@ class NativeLlama:
 
         return step
 
-    def _greedy_draft_stepwise(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int) -> torch.Tensor:
+    def _draft_tail_step(self, end: int, t0: int, count: int, kv_len: int):
+        row = t0 + count - 1  # the last drafted token's position is first + row
+
+        def step() -> torch.Tensor:
+            x = F.embedding(self._draft_tok[count - 1 : count], self.embed_weight)[None]
+            pos = self._pos_base + row
+            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            self._draft_hidden[:, row : row + 1].copy_(out)
+            return out
+
+        return step
+
+    def _greedy_draft_stepwise(
+        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool
+    ) -> torch.Tensor:
         """The same round through run_layers / greedy_tokens (exact shapes on the eager path)."""
         outs, pos = [], first
         for t in range(upto, upto + count):
@@ -282,7 +309,9 @@ class NativeLlama:
             outs.append(h)
             tokens[t] = self.greedy_tokens(h[:, -1:])[0]
             pos = t
-        return torch.cat(outs, dim=1)[:, : upto + count - 1 - first]
+        if process_last:
+            outs.append(self.run_layers(self.embed(tokens[pos : pos + 1]), 0, end, pos))
+        return torch.cat(outs, dim=1)
 
     # -- the two paths ----------------------------------------------------------
     def _run_eager(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
