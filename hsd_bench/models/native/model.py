@@ -167,33 +167,28 @@ class NativeLlama:
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        t = hidden.shape[1]
-        if t > self.max_graph_tokens:
+        if hidden.shape[1] > self.max_graph_tokens:
             return head_forward(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
-        tb = next_pow2(t)
-        h_in = self._static(self._h_in, tb)
-        h_in[:, :t].copy_(hidden)
-
-        def step() -> torch.Tensor:
-            return self._head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
-
-        out = self._graphs.run(("head", tb), step) if self._graphs is not None else step()
-        return out[:t].clone()
+        return self._run_head("head", self._head_fn, hidden)
 
     @_no_grad
     def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
-        t = hidden.shape[1]
-        if t > self.max_graph_tokens:
+        if hidden.shape[1] > self.max_graph_tokens:
             return self.logits(hidden).argmax(dim=-1)
+        return self._run_head("greedy-head", self._greedy_head_fn, hidden)
+
+    def _run_head(self, kind: str, head_fn, hidden: torch.Tensor) -> torch.Tensor:
+        """A fixed-shape head step (``head_fn`` over padded rows), replayed as a graph where there are graphs."""
+        t = hidden.shape[1]
         tb = next_pow2(t)
         h_in = self._static(self._h_in, tb)
         h_in[:, :t].copy_(hidden)
 
         def step() -> torch.Tensor:
-            return self._greedy_head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
+            return head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
 
-        out = self._graphs.run(("greedy-head", tb), step) if self._graphs is not None else step()
+        out = self._graphs.run((kind, tb), step) if self._graphs is not None else step()
         return out[:t].clone()
 
     @_no_grad
