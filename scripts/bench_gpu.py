@@ -241,14 +241,20 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
             log(f"profile failed: {type(err).__name__}: {err}")
     hf_ar = results[0]
     engine_ar = next(r for r in results if "AR engine" in r.name)
-    avg_ctx = sum(len(p) for p in prompts) / len(prompts) + args.max_new / 2
-    kv = native.cache.nbytes_per_position() * avg_ctx
-    bpt = {r.name: weight_bytes + kv for r in results if r.method.startswith("autoregressive")}
+    bpt, kv = ar_bytes_per_token(native, prompts, args.max_new, results)
     rows = summarize(results, {"hf": hf_ar, "native": engine_ar}, hf_ar, bpt, copy_bw)
     del native, hf, eng
     return {"params": nparams, "weight_bytes_per_token": weight_bytes, "kv_bytes_per_token_avg": kv,
             "variant": variant, "prompts": len(prompts), "prompt_len": args.prompt_len, "max_new": args.max_new,
             "rows": rows}
+
+
+def ar_bytes_per_token(native, prompts: list[list[int]], max_new: int, results) -> tuple[dict[str, float], float]:
+    """Bytes an AR step reads (all weights + the KV of the average context) for every AR row,
+    and that KV share: the numerator of the bandwidth fraction."""
+    avg_ctx = sum(len(p) for p in prompts) / len(prompts) + max_new / 2
+    kv = native.cache.nbytes_per_position() * avg_ctx
+    return {r.name: native.weight_bytes() + kv for r in results if r.method.startswith("autoregressive")}, kv
 
 
 def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int, draft: bool,
@@ -288,7 +294,7 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     return r
 
 
-def part_methods(args, device, dtype, publish=lambda _doc: None) -> dict:
+def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float | None = None) -> dict:
     hf_t, tok = load_hf(args.target, device, dtype)
     hf_d, tok_d = load_hf(args.draft, device, dtype)
     same_vocab = same_vocabulary(tok, tok_d)
@@ -347,8 +353,9 @@ def part_methods(args, device, dtype, publish=lambda _doc: None) -> dict:
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps)
         eng_results[name] = r
         results.append(r)
+        bpt, _ = ar_bytes_per_token(nat_t, prompts, max_new, results)
         doc["rows"] = summarize(results, {"hf": hf_ar, "native": eng_results["autoregressive"]} if hf_ar else
-                                {"native": eng_results["autoregressive"]}, hf_ar)
+                                {"native": eng_results["autoregressive"]}, hf_ar, bpt, copy_bw)
         publish(doc)
     by = {r["name"]: r for r in doc["rows"]}
 
@@ -572,7 +579,7 @@ def main(argv=None) -> int:
             elif part == "roofline":
                 doc["parts"]["roofline"] = part_roofline(args, device, dtype, copy_bw, out)
             elif part == "methods":
-                doc["parts"]["methods"] = part_methods(args, device, dtype, publish(part))
+                doc["parts"]["methods"] = part_methods(args, device, dtype, publish(part), copy_bw)
             else:
                 doc["parts"]["overhead"] = part_overhead(args, device, dtype, publish(part), deadline)
         except Exception as err:  # noqa: BLE001 -- keep the other parts' numbers
