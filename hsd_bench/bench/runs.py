@@ -110,13 +110,13 @@ def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps:
         t0 = time.perf_counter()
         native.reset()
         h = native.run_layers(native.embed(torch.tensor(p, device=device)), 0, depth, 0)
-        tok = native.logits(h[:, -1:]).argmax(-1)
+        tok = native.greedy_tokens(h[:, -1:])  # fused head + argmax
         sync(device)
         t1 = time.perf_counter()
         toks = [tok]
         for pos in range(len(p), len(p) + max_new - 1):
             h = native.run_layers(native.embed(tok), 0, depth, pos)
-            tok = native.logits(h).argmax(-1)
+            tok = native.greedy_tokens(h)
             toks.append(tok)
         out = torch.cat(toks).tolist()  # the one sync
         t2 = time.perf_counter()
