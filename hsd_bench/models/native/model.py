@@ -188,8 +188,7 @@ class NativeLlama:
         def step() -> torch.Tensor:
             return head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
 
-        out = self._graphs.run((kind, tb), step) if self._graphs is not None else step()
-        return out[:t].clone()
+        return self._replay((kind, tb), step)[:t].clone()
 
     @_no_grad
     def greedy_draft(
@@ -230,26 +229,12 @@ class NativeLlama:
             return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last)
         self._draft_ids[:t0].copy_(tokens[first:upto])
         self._pos_base.fill_(first)
-        for i in range(count):
-            if i == 0:
-                kv_len = self._kv_bucket(upto)
-                key = ("draft-first", end, t0, kv_len)
-                step = self._draft_first_step(end, t0, kv_len)
-            else:
-                kv_len = self._kv_bucket(upto + i)
-                key = ("draft-next", end, t0, i, kv_len)
-                step = self._draft_next_step(end, t0, i, kv_len)
-            if self._graphs is not None:
-                self._graphs.run(key, step)
-            else:
-                step()
-        if process_last:
-            kv_len = self._kv_bucket(upto + count)
-            step = self._draft_tail_step(end, t0, count, kv_len)
-            if self._graphs is not None:
-                self._graphs.run(("draft-tail", end, t0, count, kv_len), step)
-            else:
-                step()
+        kv_len = self._kv_bucket(upto)
+        self._replay(("draft-first", end, t0, kv_len), self._draft_first_step(end, t0, kv_len))
+        for i in range(1, count + (1 if process_last else 0)):
+            head = i < count  # the tail step (process_last) only runs the layers
+            kv_len = self._kv_bucket(upto + i)
+            self._replay(("draft-next", end, t0, i, head, kv_len), self._draft_next_step(end, t0, i, head, kv_len))
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
         return self._draft_hidden[:, : last - first].clone()
@@ -268,7 +253,9 @@ class NativeLlama:
 
         return step
 
-    def _draft_next_step(self, end: int, t0: int, i: int, kv_len: int):
+    def _draft_next_step(self, end: int, t0: int, i: int, head: bool, kv_len: int):
+        """Step ``i`` of a chain: the token drafted by step ``i - 1`` through the layers, then
+        (``head``) the argmax that becomes drafted token ``i``."""
         row = t0 + i - 1  # this step's position is first + row
 
         def step() -> torch.Tensor:
@@ -276,21 +263,11 @@ class NativeLlama:
             pos = self._pos_base + row
             out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
             self._draft_hidden[:, row : row + 1].copy_(out)
+            if not head:
+                return out
             tok = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
             self._draft_tok[i : i + 1].copy_(tok)
             return tok
-
-        return step
-
-    def _draft_tail_step(self, end: int, t0: int, count: int, kv_len: int):
-        row = t0 + count - 1  # the last drafted token's position is first + row
-
-        def step() -> torch.Tensor:
-            x = F.embedding(self._draft_tok[count - 1 : count], self.embed_weight)[None]
-            pos = self._pos_base + row
-            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
-            self._draft_hidden[:, row : row + 1].copy_(out)
-            return out
 
         return step
 
@@ -340,10 +317,14 @@ class NativeLlama:
             pos = self._pos_base + self._arange[:tb]
             return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
 
-        out = self._graphs.run(("layers", start, end, tb, kv_len), step) if self._graphs is not None else step()
+        out = self._replay(("layers", start, end, tb, kv_len), step)
         return out[:, :t].clone()
 
     # -- helpers ----------------------------------------------------------------
+    def _replay(self, key: tuple, step) -> torch.Tensor:
+        """Run a fixed-shape step: as its captured CUDA graph where there are graphs, else directly."""
+        return self._graphs.run(key, step) if self._graphs is not None else step()
+
     def _kv_bucket(self, kv_len: int) -> int:
         """The attention span a step covering positions ``[0, kv_len)`` reads."""
         return min(self.cache.slots, max(self.min_kv_bucket, next_pow2(kv_len)))
