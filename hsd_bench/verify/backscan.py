@@ -79,6 +79,16 @@ def work_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.promote_types(t.dtype, torch.float32)
 
 
+def draft_ratios(draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``p`` and ``q`` in the working dtype, and ``p_i(X_i) / q_i(X_i)`` at every draft
+    position (``[k]``, empty for an empty draft): the per-token likelihood ratio the
+    joint rules build their tests from. ``q > 0`` on a draft sampled from ``q``."""
+    dtype = work_dtype(p)
+    p, q = p.to(dtype), q.to(dtype)
+    col = draft[:, None]
+    return p, q, p[: draft.shape[0]].gather(1, col)[:, 0] / q.gather(1, col)[:, 0]
+
+
 def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """min(1, num / den), and 0 where den == 0 (then num == 0 too).
 

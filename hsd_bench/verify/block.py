@@ -36,9 +36,9 @@ from hsd_bench.verify.backscan import (
     backscan_outcomes,
     check_inputs,
     check_values,
+    draft_ratios,
     safe_ratio,
     sample_backscan,
-    work_dtype,
 )
 
 
@@ -49,14 +49,10 @@ def block_tables(draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor) -> tuple
     max(p_i M_b(. | X^i) - M_s(. | X^i), 0) and ``rows[k]`` the bonus row.
     """
     k = draft.shape[0]
-    dtype = work_dtype(p)
-    p = p.to(dtype)
-    q = q.to(dtype)
+    p, q, ratio = draft_ratios(draft, q, p)
     if k == 0:  # nothing to verify: the bonus token
-        return torch.ones(1, dtype=dtype, device=p.device), p.clone()
-    col = draft[:, None]
-    ratio = p[:k].gather(1, col)[:, 0] / q.gather(1, col)[:, 0]  # q > 0 on a draft sampled from q
-    weights = [torch.ones((), dtype=dtype, device=p.device)]
+        return torch.ones(1, dtype=p.dtype, device=p.device), p.clone()
+    weights = [torch.ones((), dtype=p.dtype, device=p.device)]
     for i in range(k):  # p_i = min(1, p_{i-1} * M_b(X_i | X^{i-1}) / M_s(X_i | X^{i-1}))
         weights.append((weights[-1] * ratio[i]).clamp_max(1))
     w = torch.stack(weights)  # [k + 1]

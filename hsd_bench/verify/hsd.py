@@ -50,9 +50,9 @@ from hsd_bench.verify.backscan import (
     backscan_outcomes,
     check_inputs,
     check_values,
+    draft_ratios,
     safe_ratio,
     sample_backscan,
-    work_dtype,
 )
 
 
@@ -67,13 +67,9 @@ def hsd_tables(
     paper (h_gamma uses r*); ``False`` is the official code (raw r).
     """
     k = draft.shape[0]
-    dtype = work_dtype(p)
-    p = p.to(dtype)
-    q = q.to(dtype)
+    p, q, token_ratio = draft_ratios(draft, q, p)
     if k == 0:  # nothing to verify: the bonus token
-        return torch.ones(1, dtype=dtype, device=p.device), p.clone()
-    col = draft[:, None]
-    token_ratio = p[:k].gather(1, col)[:, 0] / q.gather(1, col)[:, 0]  # q > 0 on a draft sampled from q
+        return torch.ones(1, dtype=p.dtype, device=p.device), p.clone()
     # log r(X_{1:t}) for t = 0..k; the empty prefix has r = 1.
     log_r = torch.nn.functional.pad(token_ratio.log().cumsum(0), (1, 0))
     # log max(1, max_{i <= t} r(X_{1:i})); the empty prefix supplies the 1.
