@@ -155,14 +155,20 @@ def _fail_with_logs(msg: str, launcher_log: Path, sweep_dir: Path) -> None:
     pytest.fail(f"{msg}\nlauncher log:\n{_tail(launcher_log)}\njob logs:\n{jobs}")
 
 
+def _sweep_or_fail(tmp: Path, sweep_name: str, job_name: str, overrides: list[str], what: str) -> float:
+    """Launch a sweep into ``tmp/sweep_name`` and wait; its wall time, or a failure with the logs."""
+    log = tmp / f"{sweep_name}.log"
+    t0 = time.monotonic()
+    rc = _launch(_launch_cmd(tmp, sweep_name, job_name, *overrides), log)
+    seconds = time.monotonic() - t0
+    if rc != 0:
+        _fail_with_logs(f"{what} failed (rc={rc})", log, tmp / sweep_name)
+    return seconds
+
+
 def test_sweep_runs_as_a_job_array_and_a_relaunch_does_nothing(tmp_path, job_name):
     sweep = ["dataset.limit=1", "max_new_tokens=8", "method=layerskip,hispec", "method.draft_len=2,3"]
-    log = tmp_path / "launch1.log"
-    t0 = time.monotonic()
-    rc = _launch(_launch_cmd(tmp_path, "sweep1", job_name, *sweep), log)
-    first_s = time.monotonic() - t0
-    if rc != 0:
-        _fail_with_logs(f"sweep failed (rc={rc})", log, tmp_path / "sweep1")
+    first_s = _sweep_or_fail(tmp_path, "sweep1", job_name, sweep, "sweep")
 
     # One array of four tasks went through sbatch.
     tasks = sorted(_job_logs(tmp_path / "sweep1"))
@@ -185,12 +191,7 @@ def test_sweep_runs_as_a_job_array_and_a_relaunch_does_nothing(tmp_path, job_nam
 
     # Relaunching the finished sweep: four tasks run, none generates or writes anything.
     before = {d: _stamp(d) for d in runs}
-    log2 = tmp_path / "launch2.log"
-    t0 = time.monotonic()
-    rc = _launch(_launch_cmd(tmp_path, "sweep2", job_name, *sweep), log2)
-    relaunch_s = time.monotonic() - t0
-    if rc != 0:
-        _fail_with_logs(f"relaunch failed (rc={rc})", log2, tmp_path / "sweep2")
+    relaunch_s = _sweep_or_fail(tmp_path, "sweep2", job_name, sweep, "relaunch")
     assert {d: _stamp(d) for d in _run_dirs(tmp_path)} == before, "a finished run was touched by the relaunch"
     logs = _job_logs(tmp_path / "sweep2")
     assert len(logs) == 4
@@ -245,12 +246,7 @@ def test_scancel_mid_run_then_relaunch_resumes_only_the_cancelled_job(tmp_path, 
     before = {d: _stamp(d) for d in others}
 
     # Relaunch the same sweep: only the cancelled job does work, from where it stopped.
-    log2 = tmp_path / "launch2.log"
-    t0 = time.monotonic()
-    rc = _launch(_launch_cmd(tmp_path, "sweep2", job_name, *sweep), log2)
-    relaunch_s = time.monotonic() - t0
-    if rc != 0:
-        _fail_with_logs(f"relaunch failed (rc={rc})", log2, tmp_path / "sweep2")
+    relaunch_s = _sweep_or_fail(tmp_path, "sweep2", job_name, sweep, "relaunch")
     assert (victim / "DONE").exists()
     assert {d: _stamp(d) for d in others} == before, "a finished job was redone by the relaunch"
     after = (victim / "rows.jsonl").read_bytes()
