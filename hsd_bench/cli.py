@@ -37,11 +37,12 @@ def main() -> None:
 
     @hydra.main(config_path=conf_dir, config_name="config", version_base="1.3")
     def _app(cfg) -> None:
+        from hsd_bench.models.hf_compat import TransformersDriftError
         from hsd_bench.runner import run_job
 
         try:
             run_job(cfg)
-        except ValueError as err:
+        except (ValueError, TransformersDriftError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
 

@@ -2,9 +2,10 @@
 
 It drives a Hugging Face Llama-family model (Llama, Qwen2/3, Mistral) layer
 range by layer range, so that early-exit views share one KV cache. Everything
-version-dependent lives here (STYLE.md: LayerSkip's copy of HF forward bodies
-broke on every release): the decoder-layer call signature, how a layer
-returns its output, where the rotary embedding and final norm sit.
+version-dependent is named in ``hf_compat.py`` (STYLE.md: LayerSkip's copy
+of HF forward bodies broke on every release) and probed when a model loads:
+the decoder-layer cache keyword, how a layer returns its output, the rotary
+call, the mask format, where the rotary embedding and final norm sit.
 
 The causal mask is built per call from absolute positions -- transformers'
 mask helpers assume one cache length for all layers, but here every layer
@@ -13,10 +14,9 @@ range has its own frontier.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
+from hsd_bench.models import hf_compat
 from hsd_bench.models.kv_cache import LayerKVCache
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
@@ -33,12 +33,12 @@ class HFLayeredModel:
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         self.hf_model = hf_model.eval()
-        decoder = hf_model.get_decoder() if hasattr(hf_model, "get_decoder") else hf_model.model
-        self._layers = decoder.layers
-        self._embed_tokens = decoder.embed_tokens
-        self._norm = decoder.norm
-        self._rotary = decoder.rotary_emb
-        self._lm_head = hf_model.get_output_embeddings()
+        parts = hf_compat.decoder_parts(hf_model)
+        self._layers = parts["layers"]
+        self._embed_tokens = parts["embed_tokens"]
+        self._norm = parts["norm"]
+        self._rotary = parts["rotary_emb"]
+        self._lm_head = parts["lm_head"]
         self.name = name
         self.config = config
         self.num_layers = len(self._layers)
@@ -48,8 +48,9 @@ class HFLayeredModel:
         self.device, self.dtype = param.device, param.dtype
         self.cache = LayerKVCache(self.num_layers)
         self._windows = [self._sliding_window(i) for i in range(self.num_layers)]
-        params = inspect.signature(type(self._layers[0]).forward).parameters
-        self._cache_kwarg = "past_key_values" if "past_key_values" in params else "past_key_value"
+        self._cache_kwarg = hf_compat.cache_kwarg(self._layers[0])
+        # Fail here, not on sample 1, if this transformers release drives layers differently.
+        hf_compat.probe_layer_protocol(self)
 
     def _sliding_window(self, layer: int) -> int | None:
         attn = self._layers[layer].self_attn
@@ -99,7 +100,7 @@ class HFLayeredModel:
                 position_embeddings=rope,
                 **{self._cache_kwarg: self.cache},
             )
-            hidden = out[0] if isinstance(out, tuple) else out
+            hidden = hf_compat.layer_output(out)
         return hidden
 
 
