@@ -61,6 +61,7 @@ class GraphCache:
         self.device = device
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.captures = 0  # how many graphs were captured (compiled, warmed up, recorded)
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -70,6 +71,7 @@ class GraphCache:
         if entry is None:
             entry = self._capture(fn)
             self.graphs[key] = entry
+            self.captures += 1
         graph, out = entry
         graph.replay()
         return out

@@ -57,6 +57,8 @@ def _no_grad(fn):
 class NativeLlama:
     """A Llama / Qwen2 / Qwen3 / Mistral decoder with static KV caches (batch 1)."""
 
+    backend = "native"
+
     def __init__(
         self,
         args: NativeArgs,
@@ -119,6 +121,12 @@ class NativeLlama:
         self._greedy_head_fn = compile_fn(greedy_head_forward) if self.compiled else greedy_head_forward
         self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
+        # Row of the last position a draft chain's first step processes (t0 - 1), on the
+        # device, so a chain step's graph does not depend on how many positions came first.
+        self._draft_last = torch.zeros(1, dtype=torch.long, device=self.device)
+        # One attention span for every fixed-shape step, set by prepare() for a run's longest
+        # sequence: the whole shape set is then known, small, and captured before timing.
+        self.fixed_span: int | None = None
         self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
         self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
@@ -169,26 +177,31 @@ class NativeLlama:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.shape[1] > self.max_graph_tokens:
             return head_forward(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
-        return self._run_head("head", self._head_fn, hidden)
+        return self._run_head("head", hidden)
 
     @_no_grad
     def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
         if hidden.shape[1] > self.max_graph_tokens:
             return self.logits(hidden).argmax(dim=-1)
-        return self._run_head("greedy-head", self._greedy_head_fn, hidden)
+        return self._run_head("greedy-head", hidden)
 
-    def _run_head(self, kind: str, head_fn, hidden: torch.Tensor) -> torch.Tensor:
-        """A fixed-shape head step (``head_fn`` over padded rows), replayed as a graph where there are graphs."""
+    def _run_head(self, kind: str, hidden: torch.Tensor) -> torch.Tensor:
+        """A fixed-shape head step over padded rows, replayed as a graph where there are graphs."""
         t = hidden.shape[1]
         tb = next_pow2(t)
+        self._static(self._h_in, tb)[:, :t].copy_(hidden)
+        return self._replay(*self._head_step(kind, tb))[:t].clone()
+
+    def _head_step(self, kind: str, tb: int):
+        """``kind``: "head" (float32 logits) or "greedy-head" (head + argmax fused)."""
         h_in = self._static(self._h_in, tb)
-        h_in[:, :t].copy_(hidden)
+        head_fn = self._head_fn if kind == "head" else self._greedy_head_fn
 
         def step() -> torch.Tensor:
             return head_fn(h_in, self.norm_weight, self.lm_head, self.args.rms_eps)
 
-        return self._replay((kind, tb), step)[:t].clone()
+        return (kind, tb), step
 
     @_no_grad
     def greedy_draft(
@@ -229,47 +242,48 @@ class NativeLlama:
             return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last)
         self._draft_ids[:t0].copy_(tokens[first:upto])
         self._pos_base.fill_(first)
-        kv_len = self._kv_bucket(upto)
-        self._replay(("draft-first", end, t0, kv_len), self._draft_first_step(end, t0, kv_len))
+        self._draft_last.fill_(t0 - 1)
+        self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto)))
         for i in range(1, count + (1 if process_last else 0)):
             head = i < count  # the tail step (process_last) only runs the layers
-            kv_len = self._kv_bucket(upto + i)
-            self._replay(("draft-next", end, t0, i, head, kv_len), self._draft_next_step(end, t0, i, head, kv_len))
+            self._replay(*self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
         return self._draft_hidden[:, : last - first].clone()
 
-    def _draft_first_step(self, end: int, t0: int, kv_len: int):
-        tb = next_pow2(t0)
+    def _draft_first_step(self, end: int, tb: int, kv_len: int):
+        """The first step of a chain over ``tb`` (padded) positions from ``_pos_base``; its head
+        reads row ``_draft_last``, so one graph serves every real count up to ``tb``."""
 
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_ids[:tb], self.embed_weight)[None]
             pos = self._pos_base + self._arange[:tb]
             out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
-            self._draft_hidden[:, :t0].copy_(out[:, :t0])
-            tok = self._greedy_head_fn(out[:, t0 - 1 : t0], self.norm_weight, self.lm_head, self.args.rms_eps)
+            self._draft_hidden[:, :tb].copy_(out)  # rows past the real ones are overwritten by later steps
+            last = out.index_select(1, self._draft_last)
+            tok = self._greedy_head_fn(last, self.norm_weight, self.lm_head, self.args.rms_eps)
             self._draft_tok[:1].copy_(tok)
             return tok
 
-        return step
+        return ("draft-first", end, tb, kv_len), step
 
-    def _draft_next_step(self, end: int, t0: int, i: int, head: bool, kv_len: int):
+    def _draft_next_step(self, end: int, i: int, head: bool, kv_len: int):
         """Step ``i`` of a chain: the token drafted by step ``i - 1`` through the layers, then
-        (``head``) the argmax that becomes drafted token ``i``."""
-        row = t0 + i - 1  # this step's position is first + row
+        (``head``) the argmax that becomes drafted token ``i``. Its row is ``_draft_last + i``
+        and its position ``_pos_base`` + that row, both read on the device."""
 
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_tok[i - 1 : i], self.embed_weight)[None]
-            pos = self._pos_base + row
-            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
-            self._draft_hidden[:, row : row + 1].copy_(out)
+            row = self._draft_last + i
+            out = self._layers(x, self._pos_base + row, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            self._draft_hidden.index_copy_(1, row, out)
             if not head:
                 return out
             tok = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
             self._draft_tok[i : i + 1].copy_(tok)
             return tok
 
-        return step
+        return ("draft-next", end, i, head, kv_len), step
 
     def _greedy_draft_stepwise(
         self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool
@@ -308,17 +322,19 @@ class NativeLlama:
     def _run_fixed(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
         t = hidden.shape[1]
         tb = next_pow2(t)
-        kv_len = self._kv_bucket(first_pos + t)
-        x_in = self._static(self._x_in, tb)
-        x_in[:, :t].copy_(hidden)
+        self._static(self._x_in, tb)[:, :t].copy_(hidden)
         self._pos_base.fill_(first_pos)
+        out = self._replay(*self._layers_step(start, end, tb, self._kv_bucket(first_pos + t)))
+        return out[:, :t].clone()
+
+    def _layers_step(self, start: int, end: int, tb: int, kv_len: int):
+        x_in = self._static(self._x_in, tb)
 
         def step() -> torch.Tensor:
             pos = self._pos_base + self._arange[:tb]
             return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
 
-        out = self._replay(("layers", start, end, tb, kv_len), step)
-        return out[:, :t].clone()
+        return ("layers", start, end, tb, kv_len), step
 
     # -- helpers ----------------------------------------------------------------
     def _replay(self, key: tuple, step) -> torch.Tensor:
@@ -327,7 +343,62 @@ class NativeLlama:
 
     def _kv_bucket(self, kv_len: int) -> int:
         """The attention span a step covering positions ``[0, kv_len)`` reads."""
+        if self.fixed_span is not None and kv_len <= self.fixed_span:
+            return self.fixed_span
         return min(self.cache.slots, max(self.min_kv_bucket, next_pow2(kv_len)))
+
+    # -- before timing --------------------------------------------------------------
+    @_no_grad
+    def prepare(
+        self,
+        max_len: int,
+        ranges: list[tuple[int, int]],
+        heads: tuple[str, ...] = ("head", "greedy-head"),
+        chains: list[tuple[int, int, bool]] = (),
+    ) -> int:
+        """Compile and capture every fixed-shape step a run can reach, before it is timed.
+
+        A run whose sequences never exceed ``max_len`` positions gets one
+        attention span (``max_len`` rounded up to 64 slots) for every step, so
+        its whole shape set is: each layer range in ``ranges`` (``(start, end)``,
+        the engine's segments) and each head ``kind`` at every padded token
+        count, plus the steps of greedy draft chains ``(end, count,
+        process_last)`` (``greedy_draft``). Each is compiled and captured here
+        (inputs are zeros at position 0: every slot a capture writes is
+        rewritten by its real token before any query reads it). Returns how
+        many graphs this captured; :attr:`graph_captures` counts all of them,
+        so a caller can check that none happens while it times.
+        """
+        if not self.fixed_shapes:
+            return 0
+        if max_len < 1:
+            raise ValueError(f"prepare: max_len={max_len} must be >= 1")
+        self.fixed_span = min(self.cache.slots, -(-max_len // 64) * 64)
+        before = self.graph_captures
+        self._pos_base.zero_()
+        self._draft_last.zero_()
+        self._draft_ids.zero_()
+        self._draft_tok.zero_()
+        span = self.fixed_span
+        sizes = [1 << k for k in range(self.max_graph_tokens.bit_length())]
+        steps = [self._layers_step(a, b, tb, span) for a, b in sorted(set(ranges)) for tb in sizes]
+        steps += [self._head_step(kind, tb) for kind in heads for tb in sizes]
+        for end, count, process_last in sorted(set(chains)):
+            if count > MAX_FUSED_DRAFT:
+                continue  # such rounds go step by step (the layer and head steps above)
+            steps += [self._draft_first_step(end, tb, span) for tb in sizes]
+            steps += [self._draft_next_step(end, i, True, span) for i in range(1, count)]
+            if process_last:
+                steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
+        for key, step in steps:
+            self._replay(key, step)
+        self.reset()
+        return self.graph_captures - before
+
+    @property
+    def graph_captures(self) -> int:
+        """CUDA graphs captured so far (0 without graphs)."""
+        return self._graphs.captures if self._graphs is not None else 0
 
     def _static(self, buffers: dict[int, torch.Tensor], tb: int) -> torch.Tensor:
         buf = buffers.get(tb)
