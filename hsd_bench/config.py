@@ -15,7 +15,7 @@ class ModelConf:
     path: str = "checkpoints/ee-24x128"  # Hub id, local dir, or random:<arch>
     dtype: str = "float32"
     device: str = "cpu"  # cpu | cuda | auto
-    backend: str = "hf"  # hf | native
+    backend: str = "auto"  # auto (native on CUDA, hf on CPU) | hf | native
     num_layers: Optional[int] = None  # random:<arch> only
     seed: int = 0  # random:<arch> only
     max_context: Optional[int] = None
@@ -84,7 +84,9 @@ class RunConf:
     max_new_tokens: Optional[int] = None  # null = the dataset's default
     results_dir: str = "runs"
     baseline: bool = True  # also run autoregressive decoding on the same samples
-    warmup_tokens: int = 16
+    # Untimed full-length generation per method before timing, after every fixed shape is
+    # captured (hsd_bench/measure.py). null = max_new_tokens; a smaller value only saves time.
+    warmup_tokens: Optional[int] = None
     progress: bool = True
     # Intra-op CPU threads. Small models are overhead-bound: on a 2-core
     # machine extra threads only contend (measured 5x slower under load).

@@ -230,7 +230,7 @@ class GenerationStats:
             "position_reached": list(self.position_reached),
             "position_accepted": list(self.position_accepted),
             "layer_evals": dict(self.layer_evals),
-            "layer_evals_per_token": sum(self.layer_evals.values()) / n,
+            "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
             "layer_evals_per_token_by_model": {k: v / n for k, v in self.layer_evals.items()},
             "head_evals_per_token": sum(self.head_evals.values()) / n,
             "time_split_s": {
@@ -247,14 +247,69 @@ class Generation:
     stop_reason: str = ""
 
 
+class LevelClock:
+    """Each level's share of decode time, without making the device wait.
+
+    Decoding on a GPU is asynchronous: the host queues a level's work and
+    moves on. Synchronising around every level to read a host clock would
+    serialise host and device and slow the very run being measured (one
+    wait per level per round). So on CUDA each interval is a pair of CUDA
+    events recorded on the current stream, read once after the generation's
+    final sync; an interval is the device-stream time from where the level's
+    work starts to where it ends (stalls waiting for the host included). On
+    CPU, and with ``synchronous=True`` (host-serial profiling), it is the
+    host clock, synchronised on CUDA.
+    """
+
+    def __init__(self, device: torch.device, synchronous: bool = False):
+        self.device = device
+        self.events = device.type == "cuda" and not synchronous
+        self.synchronous = synchronous and device.type == "cuda"
+        self._pool: list[tuple] = []  # reused event pairs
+        self._open: list[tuple[int, tuple]] = []
+        self._host = [0.0]
+
+    def begin(self, levels: int) -> None:
+        self._open.clear()
+        self._host = [0.0] * levels
+
+    def start(self):
+        if self.events:
+            if len(self._open) == len(self._pool):
+                self._pool.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            pair = self._pool[len(self._open)]
+            pair[0].record()
+            return pair
+        if self.synchronous:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def stop(self, level: int, mark) -> None:
+        if self.events:
+            mark[1].record()
+            self._open.append((level, mark))
+            return
+        if self.synchronous:
+            torch.cuda.synchronize(self.device)
+        self._host[level] += time.perf_counter() - mark
+
+    def totals(self) -> list[float]:
+        """Seconds per level; call after the device has finished the generation."""
+        out = list(self._host)
+        for level, (start, end) in self._open:
+            out[level] += start.elapsed_time(end) / 1e3
+        return out
+
+
 class Engine:
     """Runs a stack of levels (bottom -> top) to generate from a prompt."""
 
-    def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = True):
+    def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = False):
         if not levels:
             raise ValueError("a method needs at least one level")
         self.levels = levels
         self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
+        # True only to profile host-serially (the device waits around every level).
         self.sync_timing = sync_timing
         # Optional observer told "prefill", "decode" and "done" as generate() moves
         # between phases, so a profiler can attribute model calls to the decode
@@ -266,6 +321,31 @@ class Engine:
         self.device = self.top.state.model.device
         for i, level in enumerate(levels):
             level.name = level.name or f"L{i}"
+        self._level_clock: LevelClock | None = None
+
+    @property
+    def models(self) -> list[LayeredModel]:
+        return [s.model for s in self.states]
+
+    def prepare(self, max_len: int, greedy: bool) -> None:
+        """Compile and capture every fixed shape this method can reach in sequences of up to
+        ``max_len`` positions, for backends that have such shapes (``model.prepare``).
+
+        The plan comes from the stack: each model state's layer segments, the
+        head each decoding mode calls, and level 0's greedy draft chain. The
+        runner calls this before the first timed sample, so that no timed
+        generation compiles or captures anything (docs/performance.md).
+        """
+        for state in self.states:
+            prepare = getattr(state.model, "prepare", None)
+            if prepare is None:
+                continue
+            chains = []
+            bottom = self.levels[0]
+            if greedy and bottom.state is state:
+                chains.append((bottom.exit_layer, bottom.batch, len(state.bounds) > 1))
+            prepare(min(max_len, state.model.max_context), list(zip(state.starts, state.bounds)),
+                    heads=("greedy-head",) if greedy else ("head",), chains=chains)
 
     # -- public -----------------------------------------------------------
     @torch.no_grad()
@@ -302,6 +382,9 @@ class Engine:
             level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels],
         )
         self._stats = stats
+        if self._level_clock is None or self._level_clock.synchronous != (self.sync_timing and self.device.type == "cuda"):
+            self._level_clock = LevelClock(self.device, synchronous=self.sync_timing)
+        self._level_clock.begin(depth)
         for state in self.states:
             state.reset()
 
@@ -337,6 +420,7 @@ class Engine:
             stop_reason = "context"  # the context ended before max_new_tokens
         self._sync()
         stats.wall_s = time.perf_counter() - t0
+        stats.level_time_s = self._level_clock.totals()
         self._phase("done")
         stats.n_generated = committed - n
         for state in self.states:
@@ -367,7 +451,7 @@ class Engine:
                 q = q[:k] if q is not None else None
                 for state in self.states:
                     state.truncate(m + k)
-            t0 = self._clock()
+            mark = self._level_clock.start()
             draft = self._tokens[m : m + k]
             if greedy:
                 target = level.state.greedy_tokens(self._tokens, level.exit_layer, m + k, m - 1)
@@ -386,7 +470,7 @@ class Engine:
             out += a + 1
             for state in self.states:
                 state.truncate(n + out - 1)
-            self._stats.level_time_s[i] += self._clock() - t0
+            self._level_clock.stop(i, mark)
             if level.flush_on_reject and a < k:
                 break
         out = min(out, limit - n)
@@ -397,7 +481,7 @@ class Engine:
         """Level 0: sample ``batch`` tokens autoregressively from its view."""
         count = min(level.batch, limit - n)
         probs = []
-        t0 = self._clock()
+        mark = self._level_clock.start()
         if self._decoding.greedy:
             level.state.greedy_draft(self._tokens, level.exit_layer, n, count)
         else:
@@ -407,7 +491,7 @@ class Engine:
                 self._tokens[t] = sample(p[-1], self._generator)
                 probs.append(p)
         self._stats.rounds[0] += count
-        self._stats.level_time_s[0] += self._clock() - t0
+        self._level_clock.stop(0, mark)
         return count, (torch.cat(probs) if probs else None)
 
     # -- bookkeeping ----------------------------------------------------------
@@ -450,8 +534,3 @@ class Engine:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-
-    def _clock(self) -> float:
-        if self.sync_timing:
-            self._sync()
-        return time.perf_counter()

@@ -130,6 +130,13 @@ def _hispec(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     ]
 
 
+# transformers' own generate() as reference methods (hf_reference.py): registered here so that
+# their exits, γ and draft are validated exactly like those of the methods they stand beside.
+register_method("hf_generate")(_autoregressive)
+register_method("hf_early_exit")(_layerskip)
+register_method("hf_assisted")(_vanilla_sd)
+
+
 @register_method("hierarchy")
 def _hierarchy(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     if not spec.levels:
@@ -162,6 +169,9 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
     ``load_other(path)`` loads a separate model (same dtype/device) and returns
     ``(LayeredModel, TextCodec)``; it is called once per distinct path.
     """
+    if spec.name.startswith("hf_"):
+        raise ValueError(f"method={spec.name} is transformers' own generate(), not an engine stack: "
+                         "build it with hsd_bench.hf_reference.build")
     views = method_views(spec, target.num_layers)
     models = {TARGET: target}
     codecs = {TARGET: target_codec}

@@ -45,6 +45,7 @@ def summarize_method(rows: list[dict]) -> dict:
             if v is not None:
                 scores[k].append(v)
     parity = [r["parity_exact"] for r in rows if r.get("parity_exact") is not None]
+    diverged = [r["divergence"]["class"] for r in rows if r.get("parity_exact") is False and r.get("divergence")]
     return {
         "n_samples": len(rows),
         "n_generated": tokens,
@@ -55,10 +56,17 @@ def summarize_method(rows: list[dict]) -> dict:
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],
         "mean_accepted_len": _ratio(tokens, forwards),
         "target_forwards_per_token": _ratio(forwards, tokens),
-        "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens),
+        # None where a decoder cannot count them (transformers' own generate(), hf_reference.py)
+        "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens) if layer_evals else None,
         "layer_evals_per_token_by_model": {k: _ratio(v, tokens) for k, v in layer_evals.items()},
         "time_split_s": dict(time_split),
         "parity_exact": (sum(parity) / len(parity)) if parity else None,
+        # divergences from AR explained by a near-tie of the target's logits, and the rest (parity.py);
+        # a lossless method must have parity_unexplained == 0
+        "parity_near_tie": diverged.count("near_tie") if parity else None,
+        "parity_unexplained": (len([p for p in parity if not p]) - diverged.count("near_tie")) if parity else None,
+        "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows),
+        "retimed_samples": sum(bool(r.get("retimed")) for r in rows),
         "scores": {k: sum(v) / len(v) for k, v in scores.items()},
     }
 
@@ -84,7 +92,8 @@ def summarize(rows: list[dict], baseline: str = "autoregressive") -> dict[str, d
 
 def format_table(summary: dict[str, dict]) -> str:
     """The summary table printed at the end of a run."""
-    header = ["method", "samples", "tok/s", "speedup", "accept", "tau", "layer-evals/tok", "parity", "score", "d-score"]
+    header = ["method", "samples", "tok/s", "speedup", "accept", "tau", "layer-evals/tok", "parity", "unexplained",
+              "score", "d-score"]
     lines = []
     for m, s in summary.items():
         score_key = next(iter(s["scores"]), None)
@@ -98,6 +107,7 @@ def format_table(summary: dict[str, dict]) -> str:
             _fmt(s["mean_accepted_len"], ".2f"),
             _fmt(s["layer_evals_per_token"], ".1f"),
             _fmt(s["parity_exact"], ".2f"),
+            _fmt(s.get("parity_unexplained"), "d"),
             f"{score_key}={s['scores'][score_key]:.3f}" if score_key else "-",
             _fmt(delta, "+.3f"),
         ])

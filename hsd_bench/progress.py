@@ -129,7 +129,9 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
         f"({_num(s.get('speedup_vs_ar'), '.2f', 'x')} vs AR),",
         f"accept {_num(s.get('acceptance_rate'), '.2f')},",
         f"tau {_num(s.get('mean_accepted_len'), '.2f')},",
-        f"parity {_num(s.get('parity_exact'), '.2f')}",
+        f"parity {_num(s.get('parity_exact'), '.2f')} ({_num(s.get('parity_unexplained'), 'd')} unexplained),",
+        f"{summary.get('backend', '?')} backend, compile {_num(summary.get('compile_s'), '.1f')} s,",
+        f"{_num(summary.get('graph_captures_timed'), 'd')} captures timed",
     ]
     if run_dir is not None:
         parts.append(f"-> {run_dir}")

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
+from hsd_bench import hf_reference, measure, parity
 from hsd_bench.api import ModelPool, truncate_at_stop
 from hsd_bench.config import NON_IDENTITY_KEYS
-from hsd_bench.engine import Engine
+from hsd_bench.hf_reference import REFERENCE_METHODS
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.metrics import format_table, summarize
 from hsd_bench.models.loading import REPO_ROOT, ModelSpec
@@ -73,7 +74,7 @@ def model_spec(cfg: dict) -> ModelSpec:
 def identity(cfg: dict) -> dict:
     """The part of the resolved config that decides the results."""
     ident = {k: v for k, v in cfg.items() if k not in NON_IDENTITY_KEYS}
-    if ident["method"]["name"] != "vanilla_sd":
+    if ident["method"]["name"] not in ("vanilla_sd", "hf_assisted"):  # the only methods with a separate draft
         ident["method"] = {k: v for k, v in ident["method"].items() if k != "draft"}
     return ident
 
@@ -106,47 +107,59 @@ def run_job(cfg: Any, log=print) -> JobResult:
         spec = method_spec(cfg)
         pool = ModelPool(model_spec(cfg))
         target, codec = pool.get(cfg["model"]["path"])
-        engines: dict[str, Engine] = {spec.name: build_engine(spec, target, pool.get, codec)}
+        decoders = {spec.name: build_decoder(spec, cfg, target, pool, codec)}
         if cfg.get("baseline", True) and spec.name != BASELINE:
-            engines[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
+            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
         rule = get_rule(spec.verifier)
 
         existing = run_dir.open()
         finished = {(r["sample_id"], r["method"]) for r in existing}
         rows = list(existing)
         stop = list(task.stop_sequences)
+        prompt_ids = {s.sample_id: codec.encode(s.prompt) for s in samples}
+        fitting = [ids for ids in prompt_ids.values() if len(ids) < target.max_context]
+        backend = getattr(target, "backend", "hf")
+        dtype = str(target.dtype).replace("torch.", "")
         log(
-            f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers), "
-            f"{len(samples)} {cfg['dataset']['name']} samples, max_new_tokens={max_new} -> {run_dir.path}"
+            f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers, {backend} backend, "
+            f"{dtype}, {target.device}), {len(samples)} {cfg['dataset']['name']} samples, "
+            f"max_new_tokens={max_new} -> {run_dir.path}"
             + (f" (resuming: {len(existing)} rows already written)" if existing else "")
         )
-        _warm_up(engines, codec.encode(samples[0].prompt), cfg.get("warmup_tokens", 16), decoding)
+        # Compilation, graph capture and first-touch allocation happen here, untimed (measure.py).
+        warm_new = cfg.get("warmup_tokens") or max_new
+        compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding)
+        log(f"[hsd-bench] compiled, captured and warmed up in {compile_s:.1f} s (compile_s; not in any timing)")
+        captures_at_start = measure.graph_captures(m for d in decoders.values() for m in d.models)
 
         progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
                                enabled=cfg.get("progress", True), done_rows=existing)
+        retimed = 0
         for sample in samples:
             new_rows: list[dict] = []
-            prompt_ids = codec.encode(sample.prompt)
-            if len(prompt_ids) >= target.max_context:
+            ids = prompt_ids[sample.sample_id]
+            if len(ids) >= target.max_context:
                 if (sample.sample_id, "*") not in finished:
                     row = {"sample_id": sample.sample_id, "method": "*", "skipped": True,
-                           "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
+                           "reason": f"prompt of {len(ids)} tokens does not fit the context of {target.max_context}"}
                     run_dir.append(row)
                     rows.append(row)
                     new_rows.append(row)
                 progress.update(new_rows)
                 continue
             ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
-            for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
+            for name, decoder in sorted(decoders.items(), key=lambda kv: kv[0] != BASELINE):
                 if (sample.sample_id, name) in finished:
                     continue
                 # AR and the method are timed back to back on each sample in this
                 # job, so their ratio is not skewed by load that changes between jobs.
-                row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
+                row = _generate_row(decoder, codec, sample, ids, max_new, decoding, stop, task, name)
+                retimed += row["retimed"]
                 if name == BASELINE:
                     ar_row = row
                 elif ar_row is not None and decoding.greedy:
                     row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
+                    row["divergence"] = parity.explain(target, ids, ar_row["output_ids"], row["output_ids"])
                 run_dir.append(row)
                 rows.append(row)
                 new_rows.append(row)
@@ -159,6 +172,14 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "method": spec.name,
             "lossless": bool(rule.lossless) if spec.name != BASELINE else True,
             "verifier": spec.verifier,
+            "backend": backend,
+            "dtype": dtype,
+            "compile_s": compile_s,
+            # measured around every kept timing of this process (measure.timed_generate): must be 0
+            "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
+            "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
+            "graph_captures_before_timing": captures_at_start,
+            "retimed_samples": retimed,
             "provenance": provenance(cfg),
             "peak_memory_mb": _peak_memory_mb(target.device),
             "skipped_samples": [r["sample_id"] for r in rows if r.get("skipped")],
@@ -174,23 +195,25 @@ def run_job(cfg: Any, log=print) -> JobResult:
         run_dir.unlock()
 
 
-def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:
+def build_decoder(spec: MethodSpec, cfg: dict, target, pool: ModelPool, codec):
+    """The method's decoder: an engine stack, or transformers' own generate() (``hf_reference.py``)."""
+    if spec.name in REFERENCE_METHODS:
+        return hf_reference.build(spec, model_spec(cfg), target, codec)
+    return build_engine(spec, target, pool.get, codec)
+
+
+def _generate_row(decoder, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:
     global GENERATIONS_RUN
     GENERATIONS_RUN += 1
-    gen = engine.generate(prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+    timed = measure.timed_generate(decoder, prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+    gen = timed.generation
     text = truncate_at_stop(codec.decode(gen.output_ids), stop)
     row = {"sample_id": sample.sample_id, "method": name, "output_ids": gen.output_ids, "output_text": text,
-           "stop_reason": gen.stop_reason, **gen.stats.as_row()}
+           "stop_reason": gen.stop_reason, **gen.stats.as_row(),
+           "graph_captures": timed.graph_captures, "retimed": timed.retimed}
     row["parity_exact"] = True if name == BASELINE else None
     row["scores"] = task.score(sample, text)
     return row
-
-
-def _warm_up(engines: dict[str, Engine], prompt_ids: list[int], tokens: int, decoding: DecodingConfig) -> None:
-    """One short generation per engine, excluded from timing (allocations, kernels, caches)."""
-    if tokens > 0:
-        for engine in engines.values():
-            engine.generate(prompt_ids[: max(1, engine.max_context - tokens - 1)], tokens, decoding)
 
 
 class _Attr(dict):

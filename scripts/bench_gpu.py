@@ -74,16 +74,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def set_assistant(gen_model, gamma: int) -> None:
-    """HF reads the draft length from the *assistant's* generation config:
-    fixed γ, no dynamic schedule, no confidence-based early stop -- the same
-    policy as our methods, so the comparison is at the same E and γ."""
-    gc_ = gen_model.generation_config
-    gc_.num_assistant_tokens = gamma
-    gc_.num_assistant_tokens_schedule = "constant"
-    gc_.assistant_confidence_threshold = 0.0
-
-
 # -- parts ---------------------------------------------------------------------
 def part_smoke(args, device) -> dict:
     hf, _ = load_hf("random:tiny", device, torch.float32, seed=1)
@@ -226,9 +216,8 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
     log(f"[{tag}] native engine AR: {results[-1].tokens_per_s:.1f} tok/s")
     if first and args.roofline_layerskip:
         e, g = args.roofline_exit, args.gamma
-        set_assistant(hf, g)
         results.append(hf_generate(f"[{tag}] HF assistant_early_exit={e} γ={g}", hf, prompts, args.max_new, 1,
-                                   assistant_early_exit=e))
+                                   gamma=g, assistant_early_exit=e))
         log(f"[{tag}] HF early exit: {results[-1].tokens_per_s:.1f} tok/s")
         eng = build_engine(MethodSpec("layerskip", exit=e, draft_len=g), native, load_other=None)
         results.append(engine_run(f"[{tag}] ours layerskip E={e} γ={g}", eng, "layerskip", prompts,
@@ -257,6 +246,21 @@ def ar_bytes_per_token(native, prompts: list[list[int]], max_new: int, results) 
     return {r.name: native.weight_bytes() + kv for r in results if r.method.startswith("autoregressive")}, kv
 
 
+def dataset_workload(name: str, limit: int, tokenizer):
+    """(prompt ids, stop sequences, codec) of ``run.py dataset=<name> dataset.limit=<limit>``."""
+    from dataclasses import asdict
+
+    from hsd_bench.config import DatasetConf
+    from hsd_bench.models.tokenizer import TextCodec
+    from hsd_bench.runner import _Attr
+    from hsd_bench.tasks.base import get_task
+
+    task = get_task(name)
+    samples = task.load(_Attr({**asdict(DatasetConf()), "name": name, "limit": limit}))
+    codec = TextCodec(tokenizer)
+    return [codec.encode(s.prompt) for s in samples], tuple(task.stop_sequences), codec
+
+
 def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int, draft: bool,
                  mid: bool = False) -> dict:
     specs = {
@@ -278,9 +282,9 @@ def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int
             "hierarchy": f"ours hierarchy draft→mid→target γ={g},{g}"}[name]
 
 
-def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int):
+def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None):
     """Throughput (clean passes), then both overhead measures (one instrumented pass each)."""
-    r = engine_run(label, build(name), name, prompts, max_new, reps)
+    r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec)
     r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new))
     async_ = r.extra["outside_forwards_async"]
     # the events' own host cost, visible as a slower instrumented pass (instrument.py's caveat)
@@ -301,7 +305,13 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     if same_vocab is False:
         log(f"WARNING: draft {args.draft} does not share the tokenizer of target {args.target} (different ids): "
             "vanilla_sd and HF assistant_model are skipped (their acceptance would be meaningless)")
-    prompts = prompts_for(tok, hf_t.config.vocab_size, args.prompts, args.prompt_len, seed=1)
+    stop, codec = (), None
+    if args.dataset:
+        # run.py's workload: the same samples, prompts, stop sequences and EOS (--dataset humaneval --limit N
+        # selects what `run.py dataset=humaneval dataset.limit=N` selects), for the run.py-vs-bench check.
+        prompts, stop, codec = dataset_workload(args.dataset, args.prompts, tok)
+    else:
+        prompts = prompts_for(tok, hf_t.config.vocab_size, args.prompts, args.prompt_len, seed=1)
     n_max = max(len(p) for p in prompts)
     depth = hf_t.config.num_hidden_layers
     e = args.exit or max(1, depth // 4)
@@ -326,7 +336,8 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
 
     def build(name, wrap=lambda m: m):
         wrapped = {key: wrap(m) for key, m in others.items()}
-        return build_engine(specs[name], wrap(nat_t), load_other=lambda path: (wrapped[path], None))
+        return build_engine(specs[name], wrap(nat_t), load_other=lambda path: (wrapped[path], None),
+                            target_codec=codec)
 
     reps, max_new = args.reps, args.methods_max_new or args.max_new
     hf_reps = args.hf_reps or reps
@@ -336,21 +347,20 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     results = []
     hf_ar = None
     if not args.no_hf:
-        hf_ar = hf_generate("HF eager AR", hf_t, prompts, max_new, hf_reps)
+        hf_ar = hf_generate("HF eager AR", hf_t, prompts, max_new, hf_reps, codec=codec, stop=stop)
         results.append(hf_ar)
-        set_assistant(hf_t, g)
-        set_assistant(hf_d, g)
         results.append(hf_generate(f"HF assistant_early_exit={e} γ={g}", hf_t, prompts, max_new, hf_reps,
-                                   assistant_early_exit=e))
+                                   gamma=g, codec=codec, stop=stop, assistant_early_exit=e))
         if same_vocab is not False:
             results.append(hf_generate(f"HF assistant_model=draft γ={g}", hf_t, prompts, max_new, hf_reps,
-                                       assistant_model=hf_d))
+                                       gamma=g, codec=codec, stop=stop, assistant_model=hf_d))
         for r in results:
             log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}")
     results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps))
     eng_results = {}
     for name in specs:
-        r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps)
+        r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
+                           stop, codec)
         eng_results[name] = r
         results.append(r)
         bpt, _ = ar_bytes_per_token(nat_t, prompts, max_new, results)
@@ -481,7 +491,10 @@ def parse_args(argv=None):
     ap.add_argument("--draft", default="checkpoints/family-2x128")
     ap.add_argument("--mid-draft", default="checkpoints/family-6x128",
                     help="middle model of the hierarchy row (draft -> mid -> target); '' to skip it")
-    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=4, help="methods part: prompts (with --dataset: dataset.limit)")
+    ap.add_argument("--dataset", default=None, choices=["humaneval", "gsm8k"],
+                    help="methods part: run.py's workload for this dataset (its samples, stops and EOS) instead of "
+                         "the built-in code prompts with EOS off")
     ap.add_argument("--methods-max-new", type=int, default=None, help="methods part (default --max-new)")
     ap.add_argument("--hf-reps", type=int, default=None, help="methods part, HF runs (default --reps)")
     ap.add_argument("--no-hf", action="store_true", help="methods part: skip the HF generate runs (device time)")

@@ -81,12 +81,15 @@ def test_skipped_rows_and_baseline_only_runs():
 
 def test_summary_line():
     summary = {"method": "hispec", "config": {"dataset": {"name": "gsm8k"}},
+               "backend": "native", "compile_s": 12.34, "graph_captures_timed": 0,
                "methods": {"hispec": {"n_samples": 5, "tokens_per_s": 123.456, "speedup_vs_ar": 1.5,
-                                      "acceptance_rate": 0.7, "mean_accepted_len": 2.25, "parity_exact": 1.0},
+                                      "acceptance_rate": 0.7, "mean_accepted_len": 2.25, "parity_exact": 1.0,
+                                      "parity_unexplained": 0},
                            "autoregressive": {"n_samples": 5, "tokens_per_s": 82.3}}}
     line = summary_line(summary, "runs/abc")
     assert line == ("[hsd-bench] done hispec on gsm8k: 5 samples, 123.5 tok/s (1.50x vs AR), accept 0.70, "
-                    "tau 2.25, parity 1.00 -> runs/abc")
+                    "tau 2.25, parity 1.00 (0 unexplained), native backend, compile 12.3 s, 0 captures timed "
+                    "-> runs/abc")
     assert "\n" not in line
     bare = summary_line({"methods": {"autoregressive": {"n_samples": 1, "tokens_per_s": 3.0}}})
     assert bare.startswith("[hsd-bench] done autoregressive on ?: 1 samples, 3.0 tok/s (- vs AR)")

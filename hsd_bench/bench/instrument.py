@@ -228,23 +228,3 @@ def event_pair_host_s(device: torch.device | str, n: int = 2000) -> float | None
     dt = time.perf_counter() - t0
     torch.cuda.synchronize(device)
     return dt / n
-
-
-class ForwardCounter:
-    """Counts full-depth forwards of a transformers model (a hook on its last decoder layer).
-
-    An early-exit draft never reaches the last layer, so the count is the
-    number of target forwards (prefill included): HF's mean accepted length
-    is ``generated / count``.
-    """
-
-    def __init__(self, hf_model):
-        layers = hf_model.get_decoder().layers
-        self.count = 0
-        self._handle = layers[-1].register_forward_hook(self._hook)
-
-    def _hook(self, *_):
-        self.count += 1
-
-    def close(self) -> None:
-        self._handle.remove()

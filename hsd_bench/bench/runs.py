@@ -31,8 +31,8 @@ from typing import Callable
 
 import torch
 
-from hsd_bench.bench.instrument import CallTimer, EventTimer, ForwardCounter, PhaseGate
-from hsd_bench.bench.timing import median, sync, timed
+from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate
+from hsd_bench.bench.timing import median, sync
 
 
 @dataclass
@@ -60,8 +60,10 @@ class RunResult:
         return self.tokens / max(self.target_forwards, 1)
 
 
-def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, int]], reps: int, result: RunResult):
-    run_all()  # warm-up over every prompt: every shape the timed runs hit gets compiled here
+def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, int]], reps: int, result: RunResult,
+            warm_up: bool = True):
+    if warm_up:
+        run_all()  # every shape the timed runs hit gets compiled here
     for _ in range(reps):
         outputs, wall, decode, forwards = run_all()
         result.wall_s.append(wall)
@@ -72,32 +74,61 @@ def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, in
     return result
 
 
-def hf_generate(name: str, model, prompts: list[list[int]], max_new: int, reps: int, **gen_kwargs) -> RunResult:
-    """``model.generate`` (eager transformers, dynamic cache) with extra kwargs (assistants)."""
-    device = model.device
-    counter = ForwardCounter(model)
+def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[list[int]], max_new: int,
+                reps: int, stop: tuple[str, ...] = (), codec=None) -> RunResult:
+    """A decoder (an engine, or transformers' generate() as ``HFReference``) timed exactly as
+    ``run.py`` times it: ``measure.prepare`` before, ``measure.timed_generate`` for every
+    generation (with ``run.py``'s stop sequences and tokenizer where given). ``extra`` gets
+    ``compile_s``, ``retimed`` and ``graph_captures_timed``."""
+    from hsd_bench import measure
+    from hsd_bench.engine import DecodingConfig
+
+    decoding = DecodingConfig()
+    result = RunResult(name, backend, method)
+    result.extra["compile_s"] = measure.prepare([decoder], prompts, max_new, decoding)
+    result.extra["retimed"] = result.extra["graph_captures_timed"] = 0
+    stats_box: dict = {}
 
     def run_all():
-        outs, total = [], 0.0
-        counter.count = 0
+        outs, wall, dec, fwd, rows = [], 0.0, 0.0, 0, []
         for p in prompts:
-            ids = torch.tensor([p], device=device)
-            out, dt = timed(
-                lambda: model.generate(
-                    ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new,
-                    **gen_kwargs,
-                ),
-                device,
-            )
-            outs.append(out[0, len(p):].tolist())
-            total += dt
-        return outs, total, None, counter.count
+            timed = measure.timed_generate(decoder, p, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+            g = timed.generation
+            result.extra["retimed"] += timed.retimed
+            result.extra["graph_captures_timed"] += timed.graph_captures
+            outs.append(g.output_ids)
+            wall += g.stats.wall_s
+            dec += g.stats.decode_s
+            fwd += g.stats.target_forwards
+            rows.append(g.stats.as_row())
+        stats_box["rows"] = rows
+        return outs, wall, (dec if backend != "hf" else None), fwd
 
+    _repeat(run_all, reps, result, warm_up=False)
+    rows = stats_box.get("rows", [])
+    if backend != "hf":
+        result.extra["acceptance_per_level"] = _merge_acceptance(rows)
+        result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
+            sum(r["n_generated"] for r in rows), 1
+        )
+    return result
+
+
+def hf_generate(name: str, model, prompts: list[list[int]], max_new: int, reps: int, gamma: int = 4,
+                codec=None, stop: tuple[str, ...] = (), **gen_kwargs) -> RunResult:
+    """transformers' ``model.generate`` (eager, dynamic cache), plain or with an assistant
+    (``assistant_early_exit=E`` or ``assistant_model=draft``, drafting exactly ``gamma``
+    tokens per round): the same ``HFReference`` decoder ``run.py`` runs as ``method=hf_*``."""
+    from hsd_bench.hf_reference import HFReference
+
+    if "assistant_early_exit" in gen_kwargs:
+        ref = HFReference("hf_early_exit", model, codec, draft_len=gamma, exit_layer=gen_kwargs["assistant_early_exit"])
+    elif "assistant_model" in gen_kwargs:
+        ref = HFReference("hf_assisted", model, codec, draft_len=gamma, assistant=gen_kwargs["assistant_model"])
+    else:
+        ref = HFReference("hf_generate", model, codec)
     method = "autoregressive" if not gen_kwargs else ",".join(sorted(gen_kwargs))
-    try:
-        return _repeat(run_all, reps, RunResult(name, "hf", method))
-    finally:
-        counter.close()
+    return decoder_run(name, ref, "hf", method, prompts, max_new, reps, stop, codec)
 
 
 def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps: int) -> RunResult:
@@ -134,34 +165,11 @@ def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps:
     return _repeat(run_all, reps, RunResult(name, "native", "autoregressive(loop)"))
 
 
-def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new: int, reps: int) -> RunResult:
-    """The harness engine (``hsd_bench.engine``), timing syncs off."""
-    from hsd_bench.engine import DecodingConfig
-
-    engine.sync_timing = False
-    backend = "native" if type(engine.top.state.model).__name__ == "NativeLlama" else "hf"
-    stats_box: dict = {}
-
-    def run_all():
-        outs, wall, dec, fwd = [], 0.0, 0.0, 0
-        rows = []
-        for p in prompts:
-            g = engine.generate(p, max_new, DecodingConfig())
-            outs.append(g.output_ids)
-            wall += g.stats.wall_s
-            dec += g.stats.decode_s
-            fwd += g.stats.target_forwards
-            rows.append(g.stats.as_row())
-        stats_box["rows"] = rows
-        return outs, wall, dec, fwd
-
-    result = _repeat(run_all, reps, RunResult(name, backend, method))
-    rows = stats_box["rows"]
-    result.extra["acceptance_per_level"] = _merge_acceptance(rows)
-    result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
-        sum(r["n_generated"] for r in rows), 1
-    )
-    return result
+def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new: int, reps: int,
+               stop: tuple[str, ...] = (), codec=None) -> RunResult:
+    """The harness engine (``hsd_bench.engine``), timed as ``run.py`` times it (``decoder_run``)."""
+    backend = getattr(engine.top.state.model, "backend", "hf")
+    return decoder_run(name, engine, backend, method, prompts, max_new, reps, stop, codec)
 
 
 def _merge_acceptance(rows: list[dict]) -> dict:

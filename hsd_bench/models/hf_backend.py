@@ -25,6 +25,8 @@ SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 class HFLayeredModel:
     """A ``LayeredModel`` (see ``base.py``) over a transformers causal LM."""
 
+    backend = "hf"
+
     def __init__(self, hf_model: torch.nn.Module, name: str = "model", max_context: int | None = None):
         config = hf_model.config
         if config.model_type not in SUPPORTED_MODEL_TYPES:
@@ -65,6 +67,16 @@ class HFLayeredModel:
 
     def cache_len(self, layer: int) -> int:
         return self.cache.lengths[layer]
+
+    def prepare(self, max_len: int, ranges=(), heads=(), chains=()) -> int:
+        """Size the KV cache for sequences of ``max_len`` positions, so no timed step grows it.
+
+        Eager transformers has no fixed shapes to capture; the buffers are
+        allocated at the first write, which ``measure.prepare``'s untimed
+        generation makes. Returns 0 (graphs captured).
+        """
+        self.cache.reserve(max_len)
+        return 0
 
     def truncate(self, start: int, end: int, length: int) -> None:
         self.cache.truncate(start, end, length)

@@ -23,6 +23,10 @@ class LayerKVCache:
     def reset(self) -> None:
         self.lengths = [0] * self.num_layers
 
+    def reserve(self, positions: int) -> None:
+        """Allocate at least ``positions`` slots per layer at the next write (grown buffers are kept)."""
+        self._initial_capacity = max(self._initial_capacity, int(positions))
+
     def _ensure(self, layer: int, like: torch.Tensor, needed: int) -> None:
         buf = self._k[layer]
         if buf is not None and buf.shape[2] >= needed and buf.dtype == like.dtype and buf.device == like.device:

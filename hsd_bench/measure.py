@@ -1,0 +1,98 @@
+"""How a generation is timed -- the one implementation ``run.py`` and the benchmark share.
+
+A tokens/s figure means something only if it measures steady-state decoding.
+The rules (docs/performance.md, "How a run is timed"):
+
+1. **Nothing is compiled, captured or first allocated inside a timed
+   generation.** :func:`prepare` runs before the first timed sample: every
+   engine captures the fixed shapes its method can reach up to the run's
+   longest sequence (``Engine.prepare``; the native backend then has one
+   attention span and a small, known shape set), then generates once, untimed,
+   at full length, which touches the caches, allocator pools and library
+   handles the timed samples will use. Its wall time is ``compile_s``,
+   reported apart and never mixed into tokens/s.
+2. **Clocks are read with the device synchronised** (``Engine.generate``
+   synchronises before the prefill, after it, and at the end) **and nothing
+   else waits**: no per-level syncs -- the level split comes from CUDA events
+   (``engine.LevelClock``).
+3. **Zero captures in a kept timing.** :func:`timed_generate` counts graph
+   captures around each generation; one that captured a shape ``prepare`` did
+   not foresee is generated again (the same shapes, replays only) and only the
+   second timing is kept, flagged ``retimed``. Kept timings therefore contain
+   no capture, and the count in them is reported (``graph_captures_timed``,
+   always 0 by this rule and measured, not assumed).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+import torch
+
+from hsd_bench.engine import Generation
+from hsd_bench.sampling import DecodingConfig
+
+
+class Decoder(Protocol):
+    """What is timed: an ``Engine`` or a reference decoder (``hf_reference.py``)."""
+
+    models: list
+    max_context: int
+
+    def generate(self, prompt_ids, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None) -> Generation: ...
+
+
+@dataclass
+class Timed:
+    """A generation and how its timing was obtained."""
+
+    generation: Generation
+    graph_captures: int  # captures inside the kept timing (0 unless capture could not be avoided)
+    retimed: bool  # the first attempt captured a new shape and was discarded
+
+
+def graph_captures(models: Iterable) -> int:
+    """Graphs captured so far by these models (backends without graphs count 0)."""
+    return sum(int(getattr(m, "graph_captures", 0) or 0) for m in {id(m): m for m in models}.values())
+
+
+def sync_all(models: Iterable) -> None:
+    for device in {str(m.device) for m in models}:
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int, decoding: DecodingConfig) -> float:
+    """Rule 1: capture every reachable shape, then one untimed full-length generation per
+    decoder on the longest prompt; returns the seconds this took (``compile_s``)."""
+    decoders = list(decoders)
+    if not decoders or not prompts:
+        return 0.0
+    models = [m for d in decoders for m in d.models]
+    sync_all(models)
+    t0 = time.perf_counter()
+    longest = max(prompts, key=len)
+    for d in decoders:
+        max_len = min(d.max_context, max(len(p) for p in prompts) + max_new)
+        if hasattr(d, "prepare"):
+            d.prepare(max_len, decoding.greedy)
+        prompt = longest[: max(1, d.max_context - 2)]
+        d.generate(prompt, max(1, min(max_new, d.max_context - len(prompt) - 1)), decoding)
+    sync_all(models)
+    return time.perf_counter() - t0
+
+
+def timed_generate(decoder: Decoder, prompt_ids: list[int], max_new: int, decoding: DecodingConfig,
+                   stop_sequences=(), tokenizer=None) -> Timed:
+    """Rules 2 and 3: one generation whose timing contains no graph capture."""
+    models = decoder.models
+    before = graph_captures(models)
+    gen = decoder.generate(prompt_ids, max_new, decoding, stop_sequences=stop_sequences, tokenizer=tokenizer)
+    captured = graph_captures(models) - before
+    if not captured:
+        return Timed(gen, 0, False)
+    before = graph_captures(models)
+    gen = decoder.generate(prompt_ids, max_new, decoding, stop_sequences=stop_sequences, tokenizer=tokenizer)
+    return Timed(gen, graph_captures(models) - before, True)

@@ -1,0 +1,64 @@
+"""transformers' own generate() runs as reference methods in the same job as ours."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hsd_bench import runner
+from hsd_bench.models.loading import resolve_backend
+from test_run_command import _cfg
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("hf_generate", []),
+        ("hf_early_exit", ["exit=2", "method.draft_len=3"]),
+        ("hf_assisted", ["method.draft.path=random:llama", "method.draft_len=3"]),
+    ],
+)
+def test_reference_methods_run_beside_ar_and_match_it(tmp_path, method, extra):
+    result = runner.run_job(_cfg(tmp_path, f"method={method}", *extra))
+    rows = [json.loads(l) for l in (result.run_dir / "rows.jsonl").read_text().splitlines()]
+    ref = [r for r in rows if r["method"] == method]
+    ar = {r["sample_id"]: r for r in rows if r["method"] == "autoregressive"}
+    assert len(ref) == 3 and len(ar) == 3
+    for r in ref:
+        # float32 on CPU: transformers' greedy decoding equals ours token for token
+        assert r["output_ids"] == ar[r["sample_id"]]["output_ids"]
+        assert r["target_forwards"] >= 1 and r["layer_evals_per_token"] is None
+    s = result.summary["methods"][method]
+    assert s["parity_exact"] == 1.0 and s["parity_unexplained"] == 0
+    assert s["speedup_vs_ar"] is not None and s["layer_evals_per_token"] is None
+    if method == "hf_generate":
+        assert s["mean_accepted_len"] == pytest.approx(1.0)  # one full forward per token, prefill's included
+    if method == "hf_assisted":
+        # the assistant is the same random model as the target: every draft token is accepted
+        assert s["mean_accepted_len"] > 2.0
+
+
+def test_reference_methods_are_validated_like_ours(tmp_path):
+    with pytest.raises(ValueError, match=r"exit=9 .*1\.\.7"):
+        runner.run_job(_cfg(tmp_path, "method=hf_early_exit", "exit=9"))
+    with pytest.raises(ValueError, match="method.draft_len=0"):
+        runner.run_job(_cfg(tmp_path, "method=hf_assisted", "method.draft_len=0"))
+
+
+def test_auto_backend_is_native_on_cuda_for_supported_models():
+    assert resolve_backend("auto", "cuda", "llama") == "native"
+    assert resolve_backend("auto", "cuda:1", "qwen3") == "native"
+    assert resolve_backend("auto", "cpu", "llama") == "hf"
+    assert resolve_backend("auto", "cuda", "gpt2") == "hf"
+    assert resolve_backend("hf", "cuda", "llama") == "hf"
+    with pytest.raises(ValueError, match="model.backend='tpu'"):
+        resolve_backend("tpu", "cpu", "llama")
+
+
+def test_the_summary_names_the_backend_and_timing_discipline(tmp_path):
+    result = runner.run_job(_cfg(tmp_path, "method=layerskip", "exit=2", "model.backend=native"))
+    s = result.summary
+    assert s["backend"] == "native" and s["dtype"] == "float32"
+    assert s["compile_s"] >= 0 and s["graph_captures_timed"] == 0 and s["retimed_samples"] == 0
+    assert runner.run_job(_cfg(tmp_path / "b", "method=layerskip", "exit=2")).summary["backend"] == "hf"

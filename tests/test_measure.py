@@ -1,0 +1,127 @@
+"""The one timing discipline (hsd_bench/measure.py) and the shape plan behind it.
+
+On a GPU the native backend captures one CUDA graph per fixed step shape; a
+capture inside a timed sample would be timed as decoding. On CPU the same
+fixed-shape code runs with a recorder in place of the graph cache, so these
+tests check the *plan*: after ``Engine.prepare`` every method, greedy and
+sampled, over prompts of several lengths up to the planned length, reaches no
+step shape that was not captured -- and still decodes exactly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hsd_bench import measure
+from hsd_bench.engine import DecodingConfig, Generation, GenerationStats
+from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.models.native import from_hf_model
+from tests.test_native_backend import VOCAB, make_hf_model
+
+
+class ShapeRecorder:
+    """Stands in for ``GraphCache`` on CPU: runs each step and records its key."""
+
+    def __init__(self):
+        self.keys: set[tuple] = set()
+
+    @property
+    def captures(self) -> int:
+        return len(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def run(self, key, fn):
+        self.keys.add(key)
+        return fn()
+
+
+def recorded_native(hf, name="target"):
+    model = from_hf_model(hf, name=name, max_context=256, fixed_shapes=True, max_graph_tokens=8, min_kv_bucket=16)
+    model._graphs = ShapeRecorder()
+    return model
+
+
+SPECS = [
+    MethodSpec("autoregressive"),
+    MethodSpec("layerskip", exit=1, draft_len=3),
+    MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3),
+    MethodSpec("hispec", exit=[1, 3], draft_len=3, period=2, flush_on_mismatch=True),
+    MethodSpec("vanilla_sd", draft_len=4, draft_path="draft"),
+    MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"exit": 2, "batch": 3}]),
+]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.name}-{s.exit}-{s.flush_on_mismatch}")
+def test_prepare_captures_every_shape_a_run_reaches(spec, temperature):
+    hf_target = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    hf_draft = make_hf_model("llama_gqa", num_layers=1, seed=8)
+    target, draft = recorded_native(hf_target), recorded_native(hf_draft, "draft")
+    engine = build_engine(spec, target, load_other=lambda _p: (draft, None))
+    decoding = DecodingConfig(temperature=temperature, seed=3)
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (3, 9, 20)]
+    max_new = 40
+    engine.prepare(max(len(p) for p in prompts) + max_new, decoding.greedy)
+    planned = measure.graph_captures(engine.models)
+    assert planned > 0
+    for prompt in prompts:
+        out = engine.generate(prompt, max_new, decoding)
+        assert len(out.output_ids) == max_new
+        if decoding.greedy:
+            ref = hf_target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)
+            assert out.output_ids == ref[0, len(prompt):].tolist()
+    new = {m.name: m._graphs.keys for m in engine.models}
+    assert measure.graph_captures(engine.models) == planned, f"shapes reached but not prepared: {new}"
+
+
+def test_one_attention_span_after_prepare():
+    model = recorded_native(make_hf_model("llama_gqa", num_layers=2))
+    model.prepare(100, [(0, 2)], heads=("greedy-head",))
+    assert model.fixed_span == 128  # rounded up to 64 slots
+    assert {key[-1] for key in model._graphs.keys if key[0] == "layers"} == {128}
+    assert model.cache_len(0) == 0  # prepare leaves the cache empty
+
+
+class FakeDecoder:
+    """Captures a graph in its first generation only (a shape prepare() did not plan)."""
+
+    def __init__(self, capture_on_call: int):
+        self.graph_captures = 0
+        self.calls = 0
+        self.capture_on_call = capture_on_call
+        self.max_context = 100
+        self.device = torch.device("cpu")
+        self.prepared = None
+
+    @property
+    def models(self):
+        return [self]
+
+    def prepare(self, max_len, greedy):
+        self.prepared = (max_len, greedy)
+
+    def generate(self, prompt_ids, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None):
+        self.calls += 1
+        if self.calls == self.capture_on_call:
+            self.graph_captures += 1
+        return Generation([1] * max_new_tokens, GenerationStats(n_generated=max_new_tokens, wall_s=float(self.calls)))
+
+
+def test_a_generation_that_captured_is_timed_again():
+    decoder = FakeDecoder(capture_on_call=1)
+    timed = measure.timed_generate(decoder, [1, 2], 5, DecodingConfig())
+    assert timed.retimed and timed.graph_captures == 0 and decoder.calls == 2
+    assert timed.generation.stats.wall_s == 2.0  # the second, capture-free timing is kept
+    clean = measure.timed_generate(decoder, [1, 2], 5, DecodingConfig())
+    assert not clean.retimed and decoder.calls == 3
+
+
+def test_prepare_plans_the_longest_sequence_and_warms_up_untimed():
+    decoder = FakeDecoder(capture_on_call=0)
+    seconds = measure.prepare([decoder], [[1] * 5, [1] * 30], 40, DecodingConfig())
+    assert decoder.prepared == (70, True)
+    assert decoder.calls == 1 and seconds >= 0.0

@@ -1,0 +1,90 @@
+"""Parity that explains itself: a divergence from AR is a near-tie or a bug.
+
+The run-level test plants a real bug -- a greedy verifier that keeps every
+drafted token, right or wrong -- and checks that the run reports it as
+``mismatch`` and ``parity_unexplained > 0``, never as a tie of the arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hsd_bench import parity, runner
+from test_run_command import _cfg
+
+
+def test_first_difference():
+    assert parity.first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert parity.first_difference([1, 2, 3], [1, 5, 3]) == 1
+    assert parity.first_difference([1, 2], [1, 2, 7]) == 2
+
+
+class FixedLogits:
+    """A 'model' whose logits at the divergence point are given."""
+
+    def __init__(self, logits, dtype=torch.bfloat16):
+        self.logits_ = torch.tensor(logits)
+        self.dtype = dtype
+
+
+@pytest.mark.parametrize(
+    ("logits", "dtype", "expected"),
+    [
+        ([20.0, 19.99, 3.0], torch.bfloat16, "near_tie"),  # 0.01 apart at |20|: within 4 bf16 ulps
+        ([20.0, 18.0, 3.0], torch.bfloat16, "mismatch"),  # the target clearly preferred token 0
+        ([20.0, 19.99, 3.0], torch.float32, "mismatch"),  # no such rounding in float32
+        ([20.0, 20.0, 19.99], torch.bfloat16, "near_tie"),
+    ],
+)
+def test_classification_by_the_targets_margin(monkeypatch, logits, dtype, expected):
+    model = FixedLogits(logits, dtype)
+    monkeypatch.setattr(parity, "target_logits", lambda m, ids: m.logits_)
+    out = parity.explain(model, [5, 6], ar_ids=[9, 0, 4], method_ids=[9, 1, 4])
+    assert out["position"] == 1 and out["ar_token"] == 0 and out["method_token"] == 1
+    assert out["class"] == expected
+    assert out["margin"] == pytest.approx(logits[0] - max(logits[1:]), abs=1e-5)
+
+
+def test_a_token_far_below_the_top_is_a_mismatch_even_when_the_top_two_tie(monkeypatch):
+    monkeypatch.setattr(parity, "target_logits", lambda m, ids: m.logits_)
+    out = parity.explain(FixedLogits([20.0, 20.0, 5.0]), [1], ar_ids=[0], method_ids=[2])
+    assert out["class"] == "mismatch"
+
+
+def test_target_logits_is_the_full_models_next_token_distribution():
+    from conftest import make_model
+
+    model = make_model("llama", num_layers=3, seed=1)
+    ids = [256, 10, 20, 30]
+    with torch.no_grad():
+        ref = model.hf_model(torch.tensor([ids])).logits[0, -1].float()
+    torch.testing.assert_close(parity.target_logits(model, ids), ref, atol=1e-5, rtol=1e-5)
+    assert model.cache_len(0) == 0
+
+
+def test_a_lossy_verifier_lands_in_mismatch(tmp_path, monkeypatch):
+    import hsd_bench.engine as engine_mod
+
+    def keep_every_draft(draft, target):  # the bug: accept whatever was drafted
+        k = draft.shape[0]
+        return k, draft.tolist() + [int(target[-1])]
+
+    monkeypatch.setattr(engine_mod, "greedy_accept", keep_every_draft)
+    result = runner.run_job(_cfg(tmp_path, "method=layerskip", "exit=1", "method.draft_len=3", "max_new_tokens=12"))
+    rows = [json.loads(l) for l in (result.run_dir / "rows.jsonl").read_text().splitlines()]
+    bad = [r for r in rows if r["method"] == "layerskip" and not r["parity_exact"]]
+    assert bad, "the planted bug changed no output"
+    assert all(r["divergence"]["class"] == "mismatch" for r in bad)
+    s = result.summary["methods"]["layerskip"]
+    assert s["parity_unexplained"] == len(bad) > 0 and s["parity_near_tie"] == 0
+    assert s["parity_exact"] < 1.0
+
+
+def test_a_lossless_run_reports_zero_unexplained(tmp_path):
+    result = runner.run_job(_cfg(tmp_path, "method=hispec", "exit=[1,2]"))
+    s = result.summary["methods"]["hispec"]
+    assert s["parity_exact"] == 1.0 and s["parity_unexplained"] == 0
+    assert result.summary["methods"]["autoregressive"]["parity_unexplained"] == 0
