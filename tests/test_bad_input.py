@@ -231,9 +231,10 @@ CASES = [
     ("malformed_line", ["dataset.path=<malformed>"], r"dataset\.path: .*malformed\.jsonl:2: malformed JSON"),
     ("line_not_an_object", ["dataset.path=<not_object>"], r"dataset\.path: .*not_object\.jsonl:1: expected a JSON object"),
     ("missing_field", ["dataset.path=<missing_field>"], r"missing_field\.jsonl:1: missing field\(s\) test"),
-    ("prompt_not_a_string", ["dataset.path=<prompt_int>"], r"prompt_int\.jsonl:1: field 'prompt' is int 12345; valid: a string"),
+    ("prompt_not_a_string", ["dataset.path=<prompt_int>"],
+     r"prompt_int\.jsonl:1: field 'prompt' is a number \(12345\); valid: a string"),
     ("prompt_empty", ["dataset.path=<prompt_empty>"], r"prompt_empty\.jsonl:1: field 'prompt' is empty"),
-    ("test_null", ["dataset.path=<test_null>"], r"test_null\.jsonl:1: field 'test' is NoneType"),
+    ("test_null", ["dataset.path=<test_null>"], r"test_null\.jsonl:1: field 'test' is null \(null\); valid: a string"),
     ("not_utf8", ["dataset.path=<non_utf8>"], r"non_utf8\.jsonl:2: not UTF-8 text \(byte 0xff"),
     ("empty_file", ["dataset.path=<empty>"], r"dataset\.path=.*empty\.jsonl' holds no records"),
     ("duplicate_ids", ["dataset.path=<duplicate_ids>"], r"duplicate sample id 'Fixture/0'"),
@@ -314,8 +315,10 @@ def test_bad_input_exits_2_before_generating_or_writing(case_id, overrides, mess
     assert written == [], written  # no run directory, no .lock, no hydra folder
 
 
-def test_table_covers_at_least_40_bad_inputs():
+def test_table_covers_at_least_40_bad_inputs_and_the_docs_list_them():
     assert len({c[0] for c in CASES}) == len(CASES) >= 40
+    documented = set(re.findall(r"^\| `(\w+)` \|", (REPO / "docs" / "errors.md").read_text(), flags=re.M))
+    assert documented == {c[0] for c in CASES}
 
 
 def test_a_disk_that_fills_up_mid_run_names_results_dir(tmp_path, capsys, monkeypatch):

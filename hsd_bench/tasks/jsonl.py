@@ -55,12 +55,21 @@ def check_record(record: Any, where: str, fields: Sequence[str], nonblank: Seque
     for k in fields:
         value = record[k]
         if not isinstance(value, str):
-            raise DatasetError(
-                f"{where}: field {k!r} is {type(value).__name__} {_short(value)}; valid: a string"
-            )
+            raise DatasetError(f"{where}: field {k!r} is {_json_kind(value)} ({_short(value)}); valid: a string")
         if k in nonblank and not value.strip():
             raise DatasetError(f"{where}: field {k!r} is empty ({value!r}); valid: a non-empty prompt text")
     return record
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words (``12345`` is a number, not an ``int``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def _short(value: Any) -> str:
