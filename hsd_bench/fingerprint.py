@@ -148,8 +148,9 @@ def _git(*args: str) -> str | None:
     return res.stdout.strip() if res.returncode == 0 else None
 
 
-def source_sha256(root: Path = CODE_DIR) -> str:
+def source_sha256(root: Path | None = None) -> str:
     """Hash of every source file of the package: what the code *is*, with or without git."""
+    root = CODE_DIR if root is None else root
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"):
@@ -169,7 +170,9 @@ def code_version() -> dict[str, Any]:
     package version) say where that code came from, for people.
     """
     version: dict[str, Any] = {"source": source_sha256()[:16]}
-    commit = _git("rev-parse", "HEAD")
+    top = _git("rev-parse", "--show-toplevel")
+    # only our own checkout: an installed copy may sit inside some other repository (a venv in a project)
+    commit = _git("rev-parse", "HEAD") if top and Path(top).resolve() == CODE_DIR.parent else None
     if commit:
         status = _git("status", "--porcelain", "--untracked-files=normal", "--", str(CODE_DIR))
         version.update(commit=commit, dirty=bool(status))

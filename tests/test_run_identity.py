@@ -191,3 +191,18 @@ def test_a_load_error_leaves_no_run_directory(tmp_path):
     with pytest.raises(ValueError, match=r"cannot load model.path='nobody/no-such-model-xyz'"):
         runner.run_job(cfg)
     assert list((tmp_path / "runs").iterdir()) == []  # no folder holding only .lock
+
+
+def test_code_version_outside_a_git_checkout_falls_back_to_the_package(tmp_path, monkeypatch):
+    """An installed copy (here: inside an unrelated git repository) records its package version, not that repo's commit."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    copy = tmp_path / "site-packages" / "hsd_bench"
+    shutil.copytree(fingerprint.CODE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "CODE_DIR", copy)
+    version = fingerprint.code_version.__wrapped__()
+    assert "commit" not in version and version["package"].startswith("hsd-bench")
+    assert version["source"] == fingerprint.code_version()["source"]  # the same files, the same source hash
+    (copy / "engine.py").write_text((copy / "engine.py").read_text() + "\n# edited\n")
+    assert fingerprint.code_version.__wrapped__()["source"] != version["source"]
