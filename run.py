@@ -10,10 +10,7 @@ See README.md and docs/ for every option.
 
 from __future__ import annotations
 
-import sys
-
-from hsd_bench.cli import main, rewrite_exit_lists
+from hsd_bench.cli import main
 
 if __name__ == "__main__":
-    sys.argv = rewrite_exit_lists(sys.argv)
     main()

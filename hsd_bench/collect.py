@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from hsd_bench.results import scan_rows
+
 RUN_FILES = ("rows.jsonl", "summary.json", "DONE", "config.json")
 BASELINE = "autoregressive"
 
@@ -78,19 +80,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_rows(path: Path) -> list[dict]:
-    """Rows of rows.jsonl; a torn last line (a job killed mid-write) is ignored, as the runner does."""
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return rows
+    """The valid rows of rows.jsonl, read as the runner reads them (a torn last line and corrupt lines skipped)."""
+    return scan_rows(path).rows
 
 
 def run_config(run_dir: Path) -> dict:

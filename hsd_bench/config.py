@@ -43,7 +43,7 @@ class DatasetConf:
     path: Optional[str] = None  # local JSONL instead of the Hub / bundled source
     split: Optional[str] = None
     limit: Optional[int] = None
-    seed: int = 0
+    seed: Optional[int] = 0  # null = the first `limit` rows in file order
     ids: Optional[list[str]] = None
     num_fewshot: Optional[int] = None
     max_new_tokens: Optional[int] = None
@@ -85,18 +85,21 @@ class RunConf:
     results_dir: str = "runs"
     baseline: bool = True  # also run autoregressive decoding on the same samples
     # Untimed full-length generation per method before timing, after every fixed shape is
-    # captured (hsd_bench/measure.py). null = max_new_tokens; a smaller value only saves time.
+    # captured (hsd_bench/measure.py). null (or 0) = max_new_tokens; a smaller value only saves time.
     warmup_tokens: Optional[int] = None
     progress: bool = True
     # Intra-op CPU threads. Small models are overhead-bound: on a 2-core
     # machine extra threads only contend (measured 5x slower under load).
-    # null = torch's default.
+    # null = torch's default. Part of the run identity: it changes timings.
     cpu_threads: Optional[int] = 1
+    # A run's rows must come from one version of the code; set true to append
+    # to a run whose rows another code version wrote (each row records its own).
+    resume_across_code_change: bool = False
 
 
-# Keys that name where/how results are shown, not what is measured: they do
-# not enter the run directory's hash.
-NON_IDENTITY_KEYS = ("results_dir", "progress", "wandb", "cpu_threads")
+# Keys that name where/how results are shown or how a launch behaves, not what
+# is measured: they do not enter the run directory's hash.
+NON_IDENTITY_KEYS = ("results_dir", "progress", "wandb", "resume_across_code_change")
 
 
 def register_schemas() -> None:

@@ -1,8 +1,12 @@
 """One job: a method and the autoregressive baseline on the same samples.
 
-Everything is validated (models, exits, draft lengths, dataset) before the
-first token is generated; rows are written as samples finish, so a killed
-job resumes where it stopped, and a finished job is skipped outright.
+Everything is validated (models, exits, draft lengths, dataset, the results
+directory) before a run directory is created or a token generated; rows are
+written as samples finish, so a killed job resumes where it stopped, and a
+finished job is skipped outright. A run is identified by its config *and*
+the content of its local input files (see ``hsd_bench.fingerprint``), and
+every row records the code version that wrote it: a resume never mixes two
+versions unless ``resume_across_code_change=true``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,15 +25,16 @@ import torch
 from hsd_bench import hf_reference, measure, parity
 from hsd_bench.api import ModelPool, truncate_at_stop
 from hsd_bench.config import NON_IDENTITY_KEYS
+from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.metrics import format_table, summarize
-from hsd_bench.models.loading import REPO_ROOT, ModelSpec
+from hsd_bench.models.loading import ModelSpec, resolve_local_path
 from hsd_bench.progress import RunProgress, summary_line
-from hsd_bench.results import RunDir
+from hsd_bench.results import CORRUPT_NAME, RunDir, check_results_dir
 from hsd_bench.sampling import DecodingConfig
 from hsd_bench.tasks.base import get_task
-from hsd_bench.validate import validate_run_config
+from hsd_bench.validate import model_paths, validate_run_config
 from hsd_bench.verify import get_rule
 
 BASELINE = "autoregressive"
@@ -72,47 +76,77 @@ def model_spec(cfg: dict) -> ModelSpec:
 
 
 def identity(cfg: dict) -> dict:
-    """The part of the resolved config that decides the results."""
+    """What decides the results: the resolved config, and the content of its local input files.
+
+    ``input_hashes`` holds a SHA-256 of each local dataset file and model
+    checkpoint the config names, so editing one gives a new run directory
+    instead of the old run's rows.
+    """
     ident = {k: v for k, v in cfg.items() if k not in NON_IDENTITY_KEYS}
     if ident["method"]["name"] not in ("vanilla_sd", "hf_assisted"):  # the only methods with a separate draft
         ident["method"] = {k: v for k, v in ident["method"].items() if k != "draft"}
+    ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
+
+
+def input_paths(cfg: dict) -> dict[str, Path | None]:
+    """``{config key: local path}`` of every file or checkpoint the run reads (None: not local)."""
+    paths: dict[str, Path | None] = {
+        key: (None if path.startswith("random:") else resolve_local_path(path))
+        for key, path in model_paths(cfg).items()
+    }
+    for key in ("path", "fewshot_path"):
+        value = cfg["dataset"].get(key)
+        if value:
+            paths[f"dataset.{key}"] = Path(value).expanduser()
+    return paths
 
 
 def run_job(cfg: Any, log=print) -> JobResult:
     cfg = _as_container(cfg)
+    # -- validate and build everything before writing or generating ---------
+    validate_run_config(cfg)
     run_dir = RunDir(Path(cfg["results_dir"]), identity(cfg))
     if run_dir.done:
-        log(f"[hsd-bench] already finished, nothing to do: {run_dir.path}")
-        return JobResult(run_dir.path, json.loads(run_dir.summary_path.read_text()), skipped=True)
-
-    # -- validate and build everything before generating --------------------
-    validate_run_config(cfg)
-    if cfg.get("cpu_threads"):
-        torch.set_num_threads(cfg["cpu_threads"])
+        return _already_finished(run_dir, log)
     task = get_task(cfg["dataset"]["name"])
     samples = task.load(_Attr(cfg["dataset"]))
     if not samples:
         raise ValueError(f"dataset {cfg['dataset']['name']!r} selected no samples (limit={cfg['dataset'].get('limit')})")
+    blank = [s.sample_id for s in samples if not s.prompt.strip()]
+    if blank:
+        raise ValueError(f"dataset.name={cfg['dataset']['name']!r}: sample(s) {', '.join(blank[:5])} have an empty "
+                         f"prompt; valid: a non-empty prompt text (fix or drop them: dataset.ids=[...])")
     decoding = DecodingConfig(**cfg["decoding"])
     max_new = cfg.get("max_new_tokens") or cfg["dataset"].get("max_new_tokens") or task.max_new_tokens
     if max_new < 1:
         raise ValueError(f"max_new_tokens={max_new} must be >= 1")
+    check_results_dir(cfg["results_dir"])
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(cfg["cpu_threads"])
     # Take the run before loading any weights: a job that finds it held
     # by another (an overlapping relaunch) leaves at once.
     if not run_dir.try_lock():
         log(f"[hsd-bench] another job is writing this run, leaving it to that job: {run_dir.path}")
         return JobResult(run_dir.path, {}, skipped=True)
     try:
+        if run_dir.done:  # the other job finished it between our first look and the lock
+            return _already_finished(run_dir, log)
+        existing = run_dir.open()
+        _report_repairs(run_dir, existing, log)
+        version = code_version()
+        check_code_version(existing, version, run_dir.path, cfg.get("resume_across_code_change", False))
+
         spec = method_spec(cfg)
         pool = ModelPool(model_spec(cfg))
         target, codec = pool.get(cfg["model"]["path"])
-        decoders = {spec.name: build_decoder(spec, cfg, target, pool, codec)}
+        keys = {path: key for key, path in model_paths(cfg).items()}
+        load_other = lambda path: pool.get(path, config_key=keys.get(path, "model.path"))  # noqa: E731
+        decoders = {spec.name: build_decoder(spec, cfg, target, load_other, codec)}
         if cfg.get("baseline", True) and spec.name != BASELINE:
-            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, pool.get, codec)
+            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, load_other, codec)
         rule = get_rule(spec.verifier)
 
-        existing = run_dir.open()
         finished = {(r["sample_id"], r["method"]) for r in existing}
         rows = list(existing)
         stop = list(task.stop_sequences)
@@ -140,8 +174,10 @@ def run_job(cfg: Any, log=print) -> JobResult:
             ids = prompt_ids[sample.sample_id]
             if len(ids) >= target.max_context:
                 if (sample.sample_id, "*") not in finished:
-                    row = {"sample_id": sample.sample_id, "method": "*", "skipped": True,
-                           "reason": f"prompt of {len(ids)} tokens does not fit the context of {target.max_context}"}
+                    reason = f"prompt of {len(ids)} tokens does not fit the context of {target.max_context}"
+                    log(f"[hsd-bench] skipping sample {sample.sample_id}: {reason} (model.max_context); recorded in rows.jsonl")
+                    row = {"sample_id": sample.sample_id, "method": "*", "skipped": True, "reason": reason,
+                           "code_version": version}
                     run_dir.append(row)
                     rows.append(row)
                     new_rows.append(row)
@@ -160,6 +196,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
                 elif ar_row is not None and decoding.greedy:
                     row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
                     row["divergence"] = parity.explain(target, ids, ar_row["output_ids"], row["output_ids"])
+                row["code_version"] = version
                 run_dir.append(row)
                 rows.append(row)
                 new_rows.append(row)
@@ -181,6 +218,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "graph_captures_before_timing": captures_at_start,
             "retimed_samples": retimed,
             "provenance": provenance(cfg),
+            "code_versions": code_versions(rows),
             "peak_memory_mb": _peak_memory_mb(target.device),
             "skipped_samples": [r["sample_id"] for r in rows if r.get("skipped")],
             "methods": summarize(rows, BASELINE),
@@ -195,11 +233,51 @@ def run_job(cfg: Any, log=print) -> JobResult:
         run_dir.unlock()
 
 
-def build_decoder(spec: MethodSpec, cfg: dict, target, pool: ModelPool, codec):
+def build_decoder(spec: MethodSpec, cfg: dict, target, load_other, codec):
     """The method's decoder: an engine stack, or transformers' own generate() (``hf_reference.py``)."""
     if spec.name in REFERENCE_METHODS:
         return hf_reference.build(spec, model_spec(cfg), target, codec)
-    return build_engine(spec, target, pool.get, codec)
+    return build_engine(spec, target, load_other, codec)
+
+
+def _already_finished(run_dir: RunDir, log) -> JobResult:
+    log(f"[hsd-bench] already finished, nothing to do: {run_dir.path}")
+    return JobResult(run_dir.path, json.loads(run_dir.summary_path.read_text()), skipped=True)
+
+
+def _report_repairs(run_dir: RunDir, rows: list[dict], log) -> None:
+    """Say what reopening rows.jsonl set aside: nothing is dropped silently."""
+    if run_dir.set_aside:
+        lines = ", ".join(map(str, run_dir.set_aside[:10])) + (", ..." if len(run_dir.set_aside) > 10 else "")
+        log(f"[hsd-bench] {run_dir.rows_path}: line(s) {lines} are not valid rows; moved them to "
+            f"{CORRUPT_NAME} and kept the {len(rows)} valid row(s); their samples run again")
+    if run_dir.dropped_torn_tail:
+        log(f"[hsd-bench] {run_dir.rows_path}: dropped a torn last line (a write cut short); its sample runs again")
+
+
+def check_code_version(rows: list[dict], version: dict, path: Path, allow: bool) -> None:
+    """Refuse to append to rows that another version of the code wrote, unless ``allow``."""
+    others = [r.get("code_version") for r in rows if (r.get("code_version") or {}).get("source") != version["source"]]
+    if not others or allow:
+        return
+    labels = sorted({describe(v) for v in others})
+    raise ValueError(
+        f"resume_across_code_change=false: {path} holds {len(others)} row(s) written by code "
+        f"{'; '.join(labels)}, but this is code {describe(version)}; resuming would mix two code versions "
+        f"in one run. Valid: resume with the code that wrote them, start afresh (another results_dir=<dir>, "
+        f"or delete that run directory), or pass resume_across_code_change=true to append anyway "
+        f"(every row records its code version)"
+    )
+
+
+def code_versions(rows: list[dict]) -> list[dict]:
+    """Each distinct code version among the rows, with how many rows it wrote (more than one only when asked)."""
+    counts: dict[str, dict] = {}
+    for r in rows:
+        v = r.get("code_version") or {}
+        entry = counts.setdefault(json.dumps(v, sort_keys=True), {**v, "rows": 0})
+        entry["rows"] += 1
+    return list(counts.values())
 
 
 def _generate_row(decoder, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:
@@ -235,14 +313,10 @@ def _peak_memory_mb(device) -> float:
 def provenance(cfg: dict) -> dict:
     import transformers
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    version = code_version()
     return {
-        "git_commit": commit,
+        "git_commit": version.get("commit", ""),
+        "code_version": version,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

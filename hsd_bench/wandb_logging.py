@@ -30,7 +30,8 @@ _TABLE_SKIP = {"output_ids", "position_reached", "position_accepted", "time_spli
                "drafted_per_level", "accepted_per_level", "layer_evals_per_token_by_model", "acceptance_per_level"}
 
 
-def _mode(wcfg: Mapping) -> str:
+def wandb_mode(wcfg: Mapping) -> str:
+    """The `wandb.mode` of a config, lower-cased; a ValueError naming the valid modes otherwise."""
     mode = str(wcfg.get("mode") or "disabled").lower()
     if mode not in MODES:
         raise ValueError(f"wandb.mode={mode!r} is not one of {', '.join(MODES)}")
@@ -129,7 +130,7 @@ def log_run(cfg: Mapping, summary: Mapping, rows: list[Mapping], run_dir: Path |
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     wcfg: Mapping = cfg.get("wandb") or {}
-    mode = _mode(wcfg)
+    mode = wandb_mode(wcfg)
     if mode == "disabled":
         return None
 

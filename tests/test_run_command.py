@@ -118,14 +118,15 @@ def test_cli_hispec_exit_list_as_typed_and_too_shallow_model(tmp_path):
     assert "run directory:" in ok.stdout
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
     assert summary["config"]["method"]["exit"] == [8, 16]
+    assert [p.name for p in tmp_path.iterdir()] == [summary["run_hash"]]  # no hydra/<timestamp>/ beside it
     bad = _run_cli(["method=hispec", "exit=8,16", *TINY], tmp_path / "bad")
-    assert bad.returncode != 0
+    assert bad.returncode == 2
     assert "exit[0] (E_d)=8 is outside the model's depth" in bad.stderr and "1..7" in bad.stderr
 
 
 def test_bad_sweep_fails_before_any_job(tmp_path):
     res = _run_cli(["-m", "method=layerskip", "exit=2,42", *TINY], tmp_path)
-    assert res.returncode != 0
+    assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "exit=42 is outside the model's depth" in res.stderr
     assert not list(tmp_path.glob("*/rows.jsonl"))  # no job ran, not even the valid one
 

@@ -47,6 +47,7 @@ class ModelSpec:
     num_layers: int | None = None  # random:* only
     seed: int = 0  # random:* only
     max_context: int | None = None
+    config_key: str = "model.path"  # the config key that named this path, for error messages
 
 
 def resolve_device(device: str) -> str:
@@ -102,22 +103,44 @@ def load_hf_model(spec: ModelSpec):
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    key = spec.config_key
     local = resolve_local_path(spec.path)
     source = str(local) if local else spec.path
     try:
         config = AutoConfig.from_pretrained(source)
-    except OSError as err:
+    except (OSError, ValueError, KeyError) as err:
         hint = "" if local else (
             " It is not a local directory, so it was looked up on the Hugging Face Hub, which is not"
-            " reachable from this machine (or the id is wrong). Pass model.path=<local checkpoint dir>."
+            f" reachable from this machine (or the id is wrong). Pass {key}=<local checkpoint dir>."
         )
-        raise ValueError(f"cannot load model.path={spec.path!r}.{hint} ({err.__class__.__name__}: {err})") from None
+        raise ValueError(f"cannot load {key}={spec.path!r}.{hint} ({err.__class__.__name__}: {_first_line(err)})") from None
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
-            f"model.path={spec.path!r} is a {config.model_type!r} model; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"{key}={spec.path!r} is a {config.model_type!r} model; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, attn_implementation="sdpa")
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    with _quiet_transformers():
+        try:
+            model, info = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, attn_implementation="sdpa", output_loading_info=True
+            )
+        except (OSError, RuntimeError, ValueError) as err:
+            cause = "tensor shapes differ from the ones it describes" if "mismatched_sizes" in str(err) else (
+                f"{err.__class__.__name__}: {_first_line(err)}")
+            raise ValueError(
+                f"cannot load the weights of {key}={spec.path!r}: they do not fit its config.json "
+                f"({cause}); valid: weights saved with that config"
+            ) from None
+    bad = [f"missing {k}" for k in info.get("missing_keys") or []]
+    bad += [f"size mismatch {k[0] if isinstance(k, tuple) else k}" for k in info.get("mismatched_keys") or []]
+    if bad:
+        raise ValueError(
+            f"the weights of {key}={spec.path!r} do not match its config.json: {len(bad)} tensor(s) differ "
+            f"({'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''}); valid: weights saved with that config"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"cannot load the tokenizer of {key}={spec.path!r} ({err.__class__.__name__}: {_first_line(err)})") from None
     return model.eval(), TextCodec(tokenizer)
 
 
@@ -137,6 +160,25 @@ def resolve_backend(backend: str, device: str, model_type: str) -> str:
     from hsd_bench.models.native import SUPPORTED_MODEL_TYPES as NATIVE_TYPES
 
     return "native" if torch.device(device).type == "cuda" and model_type in NATIVE_TYPES else "hf"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class _quiet_transformers:
+    """transformers prints a multi-line load report for bad weights; our error says it in one line."""
+
+    def __enter__(self):
+        from transformers.utils import logging as tf_logging
+
+        self._logging = tf_logging
+        self._level = tf_logging.get_verbosity()
+        tf_logging.set_verbosity_error()
+
+    def __exit__(self, *exc):
+        self._logging.set_verbosity(self._level)
 
 
 def load_model(spec: ModelSpec, name: str = "model"):

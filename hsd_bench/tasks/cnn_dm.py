@@ -26,7 +26,7 @@ from hsd_bench.tasks.jsonl import (
 from hsd_bench.tasks.scoring.rouge import score_rouge
 from hsd_bench.tasks.scoring.stop import truncate_at_stop
 
-SOURCE = HubSource(path="abisee/cnn_dailymail", name="3.0.0", fields=("article", "highlights"))
+SOURCE = HubSource(path="abisee/cnn_dailymail", name="3.0.0", fields=("article", "highlights"), prompt_field="article")
 
 BUILTIN_EXEMPLARS = [
     {

@@ -29,7 +29,7 @@ from hsd_bench.tasks.jsonl import (
 from hsd_bench.tasks.scoring.gsm8k_answer import score_gsm8k
 from hsd_bench.tasks.scoring.stop import truncate_at_stop
 
-SOURCE = HubSource(path="openai/gsm8k", name="main", fields=("question", "answer"))
+SOURCE = HubSource(path="openai/gsm8k", name="main", fields=("question", "answer"), prompt_field="question")
 DEFAULT_NUM_FEWSHOT = 5  # lm-eval's gsm8k default
 
 BUILTIN_EXEMPLARS = [

@@ -19,7 +19,7 @@ from hsd_bench.tasks.jsonl import (
     cfg_get,
     load_hub_split,
     optional_int,
-    read_jsonl,
+    read_source_jsonl,
     select_from_cfg,
     stop_sequences_from_cfg,
 )
@@ -27,7 +27,8 @@ from hsd_bench.tasks.scoring.pass_at_1 import score_pass_at_1
 from hsd_bench.tasks.scoring.stop import truncate_at_stop
 
 SOURCE = HubSource(
-    path="openai/openai_humaneval", name=None, fields=("task_id", "prompt", "test", "entry_point")
+    path="openai/openai_humaneval", name=None, fields=("task_id", "prompt", "test", "entry_point"),
+    prompt_field="prompt",
 )
 SOURCES = ("bundled", "hub")
 DEFAULT_TIMEOUT_S = 10.0
@@ -75,13 +76,13 @@ class HumanEval:
     def _records(self, cfg: Any) -> list[dict]:
         path = cfg_get(cfg, "path")
         if path:
-            return read_jsonl(path, SOURCE.fields)
+            return read_source_jsonl(path, SOURCE)
         source = cfg_get(cfg, "source", "bundled")
         if source not in SOURCES:
             raise DatasetError(f"dataset.source={source!r} is not one of {', '.join(SOURCES)}")
         if source == "hub":
             return load_hub_split(SOURCE, "test")
-        return read_jsonl(bundled_path(), SOURCE.fields)
+        return read_source_jsonl(bundled_path(), SOURCE, "dataset.source=bundled")
 
     def score(self, sample: Sample, output_text: str) -> dict[str, float]:
         completion = truncate_at_stop(output_text, self.stop_sequences)

@@ -35,7 +35,46 @@ class HubSource:
 
     path: str  # e.g. "openai/gsm8k"
     name: str | None  # config name, e.g. "main"
-    fields: tuple[str, ...]  # columns every row must have (also the local JSONL schema)
+    fields: tuple[str, ...]  # string columns every row must have (also the local JSONL schema)
+    prompt_field: str | None = None  # the column the prompt is built from: blank in a local file is an error
+
+
+def read_source_jsonl(path: str | Path, source: HubSource, key: str = "dataset.path") -> list[dict]:
+    """A local JSONL in ``source``'s schema (its fields strings, its prompt field not blank)."""
+    return read_jsonl(path, source.fields, (source.prompt_field,) if source.prompt_field else (), key=key)
+
+
+def check_record(record: Any, where: str, fields: Sequence[str], nonblank: Sequence[str] = ()) -> dict:
+    """``record`` if it is an object whose ``fields`` are strings (``nonblank`` ones not blank), else a
+    :class:`DatasetError` naming ``where`` (``file:line`` or ``split row``) and the field."""
+    if not isinstance(record, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in fields if k not in record]
+    if missing:
+        raise DatasetError(f"{where}: missing field(s) {', '.join(missing)}{_fields_hint(fields)}")
+    for k in fields:
+        value = record[k]
+        if not isinstance(value, str):
+            raise DatasetError(f"{where}: field {k!r} is {_json_kind(value)} ({_short(value)}); valid: a string")
+        if k in nonblank and not value.strip():
+            raise DatasetError(f"{where}: field {k!r} is empty ({value!r}); valid: a non-empty prompt text")
+    return record
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words (``12345`` is a number, not an ``int``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -49,38 +88,45 @@ def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def read_jsonl(path: str | Path, required_fields: Sequence[str] = ()) -> list[dict]:
+def read_jsonl(
+    path: str | Path, required_fields: Sequence[str] = (), nonblank: Sequence[str] = (), key: str = "dataset.path"
+) -> list[dict]:
     """Every JSON object of a ``.jsonl`` (or ``.jsonl.gz``) file, in file order.
 
-    Blank lines are skipped. A line that is not a JSON object, or lacks one of
-    ``required_fields``, raises :class:`DatasetError` naming ``path:line``.
+    Blank lines are skipped. A line that is not UTF-8 or not a JSON object, or
+    whose ``required_fields`` are missing or not strings (``nonblank`` ones
+    empty), raises :class:`DatasetError` naming ``key`` (the config key that
+    gave the file) and ``path:line``.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise DatasetError(
-            f"dataset file {str(path)!r} does not exist (set dataset.path to an existing JSONL file, "
+            f"dataset file {str(path)!r} does not exist (set {key} to an existing JSONL file, "
             f"one JSON object per line{_fields_hint(required_fields)})"
         )
     opener = gzip.open if path.suffix == ".gz" else open
     records = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}:{lineno}: malformed JSON line ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            missing = [k for k in required_fields if k not in record]
-            if missing:
-                raise DatasetError(
-                    f"{path}:{lineno}: missing field(s) {', '.join(missing)}{_fields_hint(required_fields)}"
-                )
-            records.append(record)
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DatasetError(
+                        f"{key}: {path}:{lineno}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+                        f"valid: a UTF-8 JSONL file"
+                    ) from None
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DatasetError(f"{key}: {path}:{lineno}: malformed JSON line ({err.msg} at column {err.colno})") from None
+                records.append(check_record(record, f"{key}: {path}:{lineno}", required_fields, nonblank))
+    except (OSError, EOFError) as err:  # unreadable, or a .gz that is not gzip / is cut short
+        raise DatasetError(f"{key}={str(path)!r}: cannot be read ({type(err).__name__}: {err})") from None
     if not records:
-        raise DatasetError(f"dataset file {str(path)!r} holds no records")
+        raise DatasetError(f"{key}={str(path)!r} holds no records; valid: one JSON object per line")
     return records
 
 
@@ -106,18 +152,14 @@ def load_hub_split(source: HubSource, split: str) -> list[dict]:
             f"dataset.path=/path/to/file.jsonl (one JSON object per line with fields "
             f"{', '.join(source.fields)}); docs/datasets.md shows how to export one."
         ) from None
-    records = [dict(row) for row in rows]
-    missing = [k for k in source.fields if records and k not in records[0]]
-    if missing:
-        raise DatasetError(f"{source.path!r} split {split!r} lacks field(s) {', '.join(missing)}")
-    return records
+    return [check_record(dict(row), f"{source.path!r} split {split!r} row {i}", source.fields) for i, row in enumerate(rows)]
 
 
 def load_records(cfg: Any, source: HubSource, split: str | None = None) -> list[dict]:
     """The records for ``cfg`` (the ``dataset`` config node): ``cfg.path`` if set, else the Hub."""
     path = cfg_get(cfg, "path")
     if path:
-        return read_jsonl(path, source.fields)
+        return read_source_jsonl(path, source)
     return load_hub_split(source, split or cfg_get(cfg, "split", "test"))
 
 
@@ -238,7 +280,7 @@ def fewshot_records(cfg: Any, source: HubSource, builtin: Sequence[dict], n: int
         return list(builtin[:n])
     if not path and cfg_get(cfg, "split", "test") == "train" and not cfg_get(cfg, "path"):
         raise DatasetError("dataset.split=train with dataset.fewshot_source=train would draw exemplars from the evaluated split")
-    records = read_jsonl(path, source.fields) if path else load_hub_split(source, "train")
+    records = read_source_jsonl(path, source, "dataset.fewshot_path") if path else load_hub_split(source, "train")
     if n > len(records):
         raise DatasetError(f"dataset.num_fewshot={n} but the few-shot source has only {len(records)} records")
     seed = _as_int(cfg_get(cfg, "fewshot_seed", 1234), "fewshot_seed")

@@ -1,28 +1,53 @@
 """(A Hydra plugin: it must live in the hydra_plugins namespace.) Hydra's basic sweeper, plus hsd-bench's config check on every job.
 
-Hydra already composes every job of a sweep before launching any (unknown
-keys fail there); this adds the semantic check (exits within the model's
-depth and in order, draft lengths >= 1, known methods, rules and datasets),
-so a bad sweep fails before anything reaches SLURM.
+Before anything is written (Hydra's sweep directory included) and before the
+first job is launched, every job of the sweep is composed (unknown keys and
+wrong types fail there) and checked by ``hsd_bench.validate`` (exits within
+the model's depth and in order, draft lengths >= 1, known methods, rules and
+datasets, dtype, backend and device), and every results directory is checked
+for writing -- so a bad sweep fails in seconds, before anything reaches SLURM.
+Whether ``model.device`` exists is checked only when the jobs run on this
+machine (the basic and the submitit-local launchers), not for SLURM, whose
+jobs run on other nodes.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import open_dict
 
 
 class ValidatingSweeper(BasicSweeper):
+    def sweep(self, arguments: list[str]) -> Any:
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        for batch in self.split_arguments(overrides, None):
+            self._check_jobs(batch)
+        return super().sweep(arguments)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Already done for every job by :meth:`sweep`, before the sweep directory was created."""
+
+    def _check_jobs(self, batch: Sequence[Sequence[str]]) -> None:
+        from hsd_bench.results import check_results_dir
         from hsd_bench.validate import validate_any
 
+        launcher = str(self.config.hydra.launcher.get("_target_", ""))
+        on_this_machine = "Slurm" not in launcher
+        dirs: dict[str, str] = {}  # path -> the key that names it
         for overrides in batch:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            dirs.setdefault(str(cfg.results_dir), "results_dir")
             with open_dict(cfg):
+                dirs.setdefault(str(Path(str(cfg.hydra.sweep.dir)).parent), "hydra.sweep.dir")
                 cfg.pop("hydra", None)
             try:
-                validate_any(cfg)
+                validate_any(cfg, hardware=on_this_machine)
             except ValueError as err:
                 raise ValueError(f"sweep job {' '.join(overrides)}: {err}") from None
+        for path, key in dirs.items():  # only once every job is valid: a rejected sweep creates nothing
+            check_results_dir(path, key=key)

@@ -1,0 +1,208 @@
+"""Run identity and resume: a relaunch never returns rows that no longer describe its inputs.
+
+What is checked: editing a dataset file (or a checkpoint) gives a new run
+instead of the finished run's rows; ``cpu_threads`` is part of the identity;
+the file-hash cache cannot be fooled by a rewrite that keeps size and mtime;
+every row records its code version and a resume across a code change is
+refused unless asked for; a launch that takes the lock after another job
+finished the run does nothing; a corrupt row in the middle of rows.jsonl is
+set aside (and said) while every valid row around it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from hsd_bench import fingerprint, runner
+from hsd_bench.config import register_schemas
+from hsd_bench.results import CORRUPT_NAME, RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "fixtures" / "datasets"
+TINY = ["model=tiny_random", "max_new_tokens=4", "warmup_tokens=0", "progress=false", "method=layerskip", "exit=2"]
+
+
+@pytest.fixture(autouse=True)
+def hash_cache(tmp_path, monkeypatch) -> Path:
+    """A private file-hash cache per test (never the user's ~/.cache)."""
+    path = tmp_path / "hash-cache.json"
+    monkeypatch.setenv(fingerprint.CACHE_ENV, str(path))
+    return path
+
+
+def _cfg(results: Path, *overrides: str) -> dict:
+    register_schemas()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, f"results_dir={results}", *overrides])
+    return runner._as_container(cfg)
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines()]
+
+
+def _humaneval_file(path: Path, n: int = 2) -> Path:
+    lines = (DATA / "humaneval_test.jsonl").read_text().splitlines()[:n]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_editing_the_dataset_file_reruns_instead_of_returning_stale_rows(tmp_path, capsys):
+    data = _humaneval_file(tmp_path / "he.jsonl")
+    cfg = _cfg(tmp_path / "runs", f"dataset.path={data}", "baseline=false")
+    first = runner.run_job(cfg)
+    old = {r["sample_id"]: r for r in _rows(first.run_dir)}
+    assert runner.run_job(cfg).skipped  # unchanged file: finished, nothing to do
+
+    # the same path, new content: a problem replaced in place
+    records = [json.loads(line) for line in data.read_text().splitlines()]
+    records[0].update(task_id="Edited/0", prompt="def totally_new_function(x):\n    ")
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = runner.GENERATIONS_RUN
+    second = runner.run_job(cfg)
+    assert not second.skipped and second.run_dir != first.run_dir
+    assert runner.GENERATIONS_RUN - before == len(records)
+    assert {r["sample_id"] for r in _rows(second.run_dir)} == {r["task_id"] for r in records}
+    assert "Edited/0" not in old and (first.run_dir / "DONE").exists()  # the old run is kept as it was
+
+
+def test_inputs_and_cpu_threads_enter_the_identity(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(ROOT / "checkpoints" / "family-2x128", ckpt)
+    data = _humaneval_file(tmp_path / "he.jsonl")
+    base = _cfg(tmp_path, f"model.path={ckpt}", f"dataset.path={data}")
+    ident = runner.identity(base)
+    assert set(ident["input_hashes"]) == {"model.path", "dataset.path"}
+    assert runner.identity(_cfg(tmp_path, f"model.path={ckpt}", f"dataset.path={data}", "cpu_threads=2")) != ident
+
+    # weights rewritten in place, same size and mtime restored: a new identity all the same
+    weights = ckpt / "model.safetensors"
+    st = weights.stat()
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_size == st.st_size and weights.stat().st_mtime_ns == st.st_mtime_ns
+    edited = runner.identity(base)
+    assert edited["input_hashes"]["model.path"] != ident["input_hashes"]["model.path"]
+    assert edited["input_hashes"]["dataset.path"] == ident["input_hashes"]["dataset.path"]
+    # a file outside the checkpoint's weights/config/tokenizer (notes) does not change it
+    (ckpt / "NOTES.md").write_text("trained on a Tuesday\n")
+    assert runner.identity(base) == edited
+
+
+def test_file_hashes_are_cached_but_never_stale(tmp_path, monkeypatch, hash_cache):
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"a" * 4096)
+    calls = []
+    real = fingerprint._sha256
+    monkeypatch.setattr(fingerprint, "_sha256", lambda p: calls.append(p) or real(p))
+    first = fingerprint.file_sha256(f)
+    assert fingerprint.file_sha256(f) == first and len(calls) == 1  # second look: from the cache
+    assert str(f.resolve()) in json.loads(hash_cache.read_text())
+    st = f.stat()
+    f.write_bytes(b"b" * 4096)  # same size, mtime put back: only ctime tells
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fingerprint.file_sha256(f) != first and len(calls) == 2
+    hash_cache.write_text("{not json")  # a broken cache costs a rehash, never an error
+    assert fingerprint.file_sha256(f) == fingerprint._sha256(f)
+
+
+def test_rows_record_their_code_version_and_a_resume_across_versions_is_refused(tmp_path, monkeypatch, capsys):
+    cfg = _cfg(tmp_path, "dataset.limit=2", "baseline=false")
+    first = runner.run_job(cfg)
+    rows = _rows(first.run_dir)
+    here = fingerprint.code_version()
+    assert all(r["code_version"] == here for r in rows)
+    assert first.summary["code_versions"] == [{**here, "rows": len(rows)}]
+    # a killed run: the last row is gone, then the code changes
+    (first.run_dir / "DONE").unlink()
+    lines = (first.run_dir / "rows.jsonl").read_text().splitlines(keepends=True)
+    (first.run_dir / "rows.jsonl").write_text(lines[0])
+    other = {**here, "source": "0123456789abcdef", "commit": "f" * 40, "dirty": False}
+    monkeypatch.setattr(runner, "code_version", lambda: other)
+    before = runner.GENERATIONS_RUN
+    with pytest.raises(ValueError, match=r"resume_across_code_change=false: .* 1 row\(s\) written by code "
+                                         r".*\[source " + here["source"] + r"\].*this is code ffffffffffff"):
+        runner.run_job(cfg)
+    assert runner.GENERATIONS_RUN == before
+    assert (first.run_dir / "rows.jsonl").read_text() == lines[0]  # untouched
+
+    resumed = runner.run_job({**cfg, "resume_across_code_change": True})
+    assert runner.GENERATIONS_RUN - before == 1 and resumed.run_dir == first.run_dir  # not part of the identity
+    assert [r["code_version"]["source"] for r in _rows(first.run_dir)] == [here["source"], other["source"]]
+    assert sorted(v["source"] for v in resumed.summary["code_versions"]) == sorted([here["source"], other["source"]])
+
+
+def test_a_run_finished_while_waiting_for_the_lock_is_not_redone(tmp_path, monkeypatch):
+    """Two launches pass the first DONE check; the second takes the lock after the first finished."""
+    cfg = _cfg(tmp_path, "dataset.limit=1", "baseline=false")
+    finished = runner.run_job(cfg)
+    summary = (finished.run_dir / "summary.json").read_bytes()
+    done = finished.run_dir / "DONE"
+    done.unlink()
+    real_lock = RunDir.try_lock
+
+    def lock_after_the_other_job_finished(self):
+        done.write_text("")  # the other job writes DONE just before we get the lock
+        return real_lock(self)
+
+    monkeypatch.setattr(RunDir, "try_lock", lock_after_the_other_job_finished)
+    monkeypatch.setattr(runner, "ModelPool", lambda *a, **k: pytest.fail("loaded a model for a finished run"))
+    monkeypatch.setattr(runner, "_log_wandb", lambda *a, **k: pytest.fail("logged a finished run again"))
+    before = runner.GENERATIONS_RUN
+    again = runner.run_job(cfg)
+    assert again.skipped and runner.GENERATIONS_RUN == before
+    assert (finished.run_dir / "summary.json").read_bytes() == summary
+
+
+def test_a_corrupt_row_mid_file_is_set_aside_and_the_rows_after_it_kept(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "dataset.limit=4", "baseline=false")
+    first = runner.run_job(cfg)
+    rows_file = first.run_dir / "rows.jsonl"
+    lines = rows_file.read_text().splitlines(keepends=True)
+    assert len(lines) == 4
+    (first.run_dir / "DONE").unlink()
+    garbage = '{"sample_id": "HumanEval/x", "method": "lay\x00\n'
+    rows_file.write_text(lines[0] + garbage + lines[2] + lines[3][:10])  # row 2 corrupt, row 4 torn
+    capsys.readouterr()
+    before = runner.GENERATIONS_RUN
+    second = runner.run_job(cfg)
+    out = capsys.readouterr().out
+    assert runner.GENERATIONS_RUN - before == 2  # the corrupt row's sample and the torn one's
+    assert f"line(s) 2 are not valid rows; moved them to {CORRUPT_NAME}" in out
+    assert "dropped a torn last line" in out
+    assert (first.run_dir / CORRUPT_NAME).read_text() == garbage
+    now = rows_file.read_text().splitlines(keepends=True)
+    assert now[:2] == [lines[0], lines[2]]  # the valid rows, byte for byte, in place
+    ids = [json.loads(line)["sample_id"] for line in now]
+    assert sorted(ids) == sorted(json.loads(line)["sample_id"] for line in lines)
+    assert second.summary["methods"]["layerskip"]["n_samples"] == first.summary["methods"]["layerskip"]["n_samples"]
+
+
+def test_a_load_error_leaves_no_run_directory(tmp_path):
+    cfg = _cfg(tmp_path / "runs", "model.path=nobody/no-such-model-xyz")
+    with pytest.raises(ValueError, match=r"cannot load model.path='nobody/no-such-model-xyz'"):
+        runner.run_job(cfg)
+    assert list((tmp_path / "runs").iterdir()) == []  # no folder holding only .lock
+
+
+def test_code_version_outside_a_git_checkout_falls_back_to_the_package(tmp_path, monkeypatch):
+    """An installed copy (here: inside an unrelated git repository) records its package version, not that repo's commit."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    copy = tmp_path / "site-packages" / "hsd_bench"
+    shutil.copytree(fingerprint.CODE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprint, "CODE_DIR", copy)
+    version = fingerprint.code_version.__wrapped__()
+    assert "commit" not in version and version["package"].startswith("hsd-bench")
+    assert version["source"] == fingerprint.code_version()["source"]  # the same files, the same source hash
+    (copy / "engine.py").write_text((copy / "engine.py").read_text() + "\n# edited\n")
+    assert fingerprint.code_version.__wrapped__()["source"] != version["source"]
