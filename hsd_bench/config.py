@@ -35,6 +35,10 @@ class MethodConf:
     flush_on_mismatch: bool = False
     draft: DraftConf = field(default_factory=DraftConf)
     levels: list[Any] = field(default_factory=list)
+    # Adaptive draft length (hsd_bench/draft_stop.py): null = fixed draft_len; a threshold in
+    # (0, 1), or {threshold: t}: level 0 stops after its first token whose top probability is
+    # below t (draft_len is then the maximum). Hierarchy levels take their own draft_stop key.
+    draft_stop: Any = None
 
 
 @dataclass

@@ -21,6 +21,8 @@ def summarize_method(rows: list[dict]) -> dict:
     drafted = sum(r["drafted"] for r in rows)
     accepted = sum(r["accepted"] for r in rows)
     forwards = sum(r["target_forwards"] for r in rows)
+    draft_tokens = sum(r.get("draft_tokens", 0) for r in rows)
+    draft_rounds = sum(r.get("draft_rounds", 0) for r in rows)
     per_level_d, per_level_a = defaultdict(int), defaultdict(int)
     layer_evals, time_split = defaultdict(float), defaultdict(float)
     reached, acc_pos = [], []
@@ -54,6 +56,8 @@ def summarize_method(rows: list[dict]) -> dict:
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],
         "mean_accepted_len": _ratio(tokens, forwards),
+        # tokens level 0 drafted per draft round: draft_len, or less under method.draft_stop
+        "mean_draft_len": _ratio(draft_tokens, draft_rounds),
         "target_forwards_per_token": _ratio(forwards, tokens),
         "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens),
         "layer_evals_per_token_by_model": {k: _ratio(v, tokens) for k, v in layer_evals.items()},

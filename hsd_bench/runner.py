@@ -63,6 +63,7 @@ def method_spec(cfg: dict) -> MethodSpec:
         draft_path=(m.get("draft") or {}).get("path"),
         levels=list(m.get("levels") or []),
         verifier=cfg.get("verifier", "tokenwise"),
+        draft_stop=m.get("draft_stop"),
     )
 
 

@@ -19,12 +19,14 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from hsd_bench.draft_stop import HostValue, stops_after, top_probability
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
+    greedy_head_confidence,
     greedy_head_forward,
     head_forward,
     layer_forward,
@@ -117,6 +119,7 @@ class NativeLlama:
         self._layer_fn = compile_fn(layer_forward) if self.compiled else layer_forward
         self._head_fn = compile_fn(head_forward) if self.compiled else head_forward
         self._greedy_head_fn = compile_fn(greedy_head_forward) if self.compiled else greedy_head_forward
+        self._greedy_conf_fn = compile_fn(greedy_head_confidence) if self.compiled else greedy_head_confidence
         self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
@@ -124,9 +127,11 @@ class NativeLlama:
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
         # Static buffers of a fused greedy draft round (greedy_draft): the first step's
-        # token ids, every step's argmax, every processed position's hidden state.
+        # token ids, every step's argmax (and its top probability, for a stopping rule),
+        # every processed position's hidden state.
         self._draft_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
         self._draft_tok = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.long, device=self.device)
+        self._draft_conf = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.float32, device=self.device)
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
@@ -192,7 +197,8 @@ class NativeLlama:
 
     @_no_grad
     def greedy_draft(
-        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False
+        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False,
+        stop_below: float | None = None,
     ) -> torch.Tensor:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
@@ -213,6 +219,16 @@ class NativeLlama:
         three small copies, where the step-by-step protocol (embed,
         run_layers, head, argmax, token write) costs about a dozen launches
         per token.
+
+        ``stop_below`` (a draft_stop threshold): the round ends after the
+        first token whose top probability (softmax at temperature 1) is below
+        it, and every drafted token is processed (the last one too), so the
+        returned hidden states cover ``[first, upto + drafted)`` and the
+        number drafted is ``returned.shape[1] - (upto - first)``. Each step is
+        then two replays, the head (token s and its top probability) and the
+        layers on token s: the host reads token s's probability while the
+        device runs those layers, so the device never waits for the decision
+        and no step past the stop is computed (docs/engine.md).
         """
         self._check_range(0, end)
         t0 = upto - first
@@ -226,20 +242,37 @@ class NativeLlama:
             )
         self.cache.check_frontier(0, end, first)
         if not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
-            return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last)
+            return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
         self._draft_ids[:t0].copy_(tokens[first:upto])
         self._pos_base.fill_(first)
+        stopping = stop_below is not None
         kv_len = self._kv_bucket(upto)
-        self._replay(("draft-first", end, t0, kv_len), self._draft_first_step(end, t0, kv_len))
-        for i in range(1, count + (1 if process_last else 0)):
-            head = i < count  # the tail step (process_last) only runs the layers
-            kv_len = self._kv_bucket(upto + i)
-            self._replay(("draft-next", end, t0, i, head, kv_len), self._draft_next_step(end, t0, i, head, kv_len))
+        self._replay(("draft-first", end, t0, kv_len, stopping), self._draft_first_step(end, t0, kv_len, stopping))
+        if stopping:
+            count = self._chain_until_unconfident(end, t0, upto, count, stop_below)
+            last = upto + count
+        else:
+            for i in range(1, count + (1 if process_last else 0)):
+                head = i < count  # the tail step (process_last) only runs the layers
+                kv_len = self._kv_bucket(upto + i)
+                self._replay(("draft-next", end, t0, i, head, kv_len), self._draft_next_step(end, t0, i, head, kv_len))
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
         return self._draft_hidden[:, : last - first].clone()
 
-    def _draft_first_step(self, end: int, t0: int, kv_len: int):
+    def _chain_until_unconfident(self, end: int, t0: int, upto: int, count: int, stop_below: float) -> int:
+        """Steps 1.. of a stopping round (token 0 is drafted): per token s, the layers on it,
+        then -- unless s ends the draft -- the head that drafts token s + 1. Returns how many."""
+        for s in range(count):
+            confidence = HostValue(self._draft_conf[s : s + 1]) if s + 1 < count else None
+            kv_len = self._kv_bucket(upto + s + 1)
+            self._replay(("draft-next", end, t0, s + 1, False, kv_len), self._draft_next_step(end, t0, s + 1, False, kv_len))
+            if confidence is None or stops_after(confidence.get()[0], stop_below):
+                return s + 1
+            self._replay(("draft-head", t0, s + 1), self._draft_head_step(t0 + s, s + 1))
+        return count
+
+    def _draft_first_step(self, end: int, t0: int, kv_len: int, confidence: bool = False):
         tb = next_pow2(t0)
 
         def step() -> torch.Tensor:
@@ -247,9 +280,7 @@ class NativeLlama:
             pos = self._pos_base + self._arange[:tb]
             out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
             self._draft_hidden[:, :t0].copy_(out[:, :t0])
-            tok = self._greedy_head_fn(out[:, t0 - 1 : t0], self.norm_weight, self.lm_head, self.args.rms_eps)
-            self._draft_tok[:1].copy_(tok)
-            return tok
+            return self._draft_head(out[:, t0 - 1 : t0], 0, confidence)
 
         return step
 
@@ -263,26 +294,48 @@ class NativeLlama:
             pos = self._pos_base + row
             out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
             self._draft_hidden[:, row : row + 1].copy_(out)
-            if not head:
-                return out
-            tok = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
-            self._draft_tok[i : i + 1].copy_(tok)
-            return tok
+            return self._draft_head(out, i, False) if head else out
 
         return step
 
+    def _draft_head_step(self, row: int, i: int):
+        """The head alone on the hidden state at ``row``: drafted token ``i`` and its top probability."""
+
+        def step() -> torch.Tensor:
+            return self._draft_head(self._draft_hidden[:, row : row + 1], i, True)
+
+        return step
+
+    def _draft_head(self, hidden: torch.Tensor, i: int, confidence: bool) -> torch.Tensor:
+        """Drafted token ``i`` from one hidden state (and, with ``confidence``, its top probability)."""
+        if confidence:
+            tok, conf = self._greedy_conf_fn(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
+            self._draft_conf[i : i + 1].copy_(conf)
+        else:
+            tok = self._greedy_head_fn(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
+        self._draft_tok[i : i + 1].copy_(tok)
+        return tok
+
     def _greedy_draft_stepwise(
-        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool
+        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool,
+        stop_below: float | None = None,
     ) -> torch.Tensor:
-        """The same round through run_layers / greedy_tokens (exact shapes on the eager path)."""
-        outs, pos = [], first
+        """The same round through run_layers / logits (exact shapes on the eager path)."""
+        outs = [self.run_layers(self.embed(tokens[first:upto]), 0, end, first)]
         for t in range(upto, upto + count):
-            h = self.run_layers(self.embed(tokens[pos:t]), 0, end, pos)
-            outs.append(h)
-            tokens[t] = self.greedy_tokens(h[:, -1:])[0]
-            pos = t
-        if process_last:
-            outs.append(self.run_layers(self.embed(tokens[pos : pos + 1]), 0, end, pos))
+            head_in = outs[-1][:, -1:]
+            confidence = None
+            if stop_below is None:
+                tokens[t] = self.greedy_tokens(head_in)[0]
+            else:
+                logits = self.logits(head_in)
+                tokens[t] = logits[0].argmax()
+                confidence = HostValue(top_probability(logits[0], logits=True))
+            done = t + 1 == upto + count
+            if not done or process_last or confidence is not None:
+                outs.append(self.run_layers(self.embed(tokens[t : t + 1]), 0, end, t))
+            if done or (confidence is not None and stops_after(confidence.get()[0], stop_below)):
+                break
         return torch.cat(outs, dim=1)
 
     # -- the two paths ----------------------------------------------------------
