@@ -240,8 +240,15 @@ TABLE_SOURCES = {
     "parity_exact": "parity_exact",
     "lossless": "lossless",
     "predicted_speedup": "predicted_speedup",
+    "mean_draft_len": "mean_draft_len",
+    "speedup_lo": "speedup_vs_ar_lo",  # 95% bootstrap interval over samples (metrics.bootstrap_intervals)
+    "speedup_hi": "speedup_vs_ar_hi",
+    "tau_lo": "mean_accepted_len_lo",
+    "tau_hi": "mean_accepted_len_hi",
+    "hardware": "provenance.device",
 }
-TABLE_COLUMNS = [*TABLE_SOURCES, "ar_tokens_per_s"]
+# draft_stop is {threshold: t} or the shorthand t in a config: one column either way
+TABLE_COLUMNS = [*TABLE_SOURCES, "draft_stop", "ar_tokens_per_s"]
 
 
 def _compact(v: Any) -> Any:
@@ -277,11 +284,60 @@ def summary_table(summaries: pd.DataFrame) -> pd.DataFrame:
     if "cfg.method.name" in df:
         df = df[df["method"] == df["cfg.method.name"]]
     out = pd.DataFrame({col: (df[src].map(_compact) if src in df else None) for col, src in TABLE_SOURCES.items()})
+    out["draft_stop"] = _draft_stop_column(df)
     out["ar_tokens_per_s"] = out["run_hash"].map(ar) if len(ar) else None
     for col in ("exit", "draft_len", "period", "n_samples", "n_generated"):
         out[col] = _as_int_if_integral(out[col])
     sort = [c for c in ("dataset", "method", "exit", "draft_len", "period", "verifier") if out[c].notna().any()]
     return out.sort_values(sort, kind="stable").reset_index(drop=True) if sort else out.reset_index(drop=True)
+
+
+def _draft_stop_column(df: pd.DataFrame) -> pd.Series:
+    """Level 0's draft_stop threshold per row (``method.draft_stop`` as ``{threshold: t}`` or ``t``)."""
+    out = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for col in ("cfg.method.draft_stop", "cfg.method.draft_stop.threshold"):
+        if col in df:
+            vals = pd.to_numeric(df[col], errors="coerce")
+            out = out.where(vals.isna(), vals)
+    return out
+
+
+CATEGORY_METRICS = ("n_samples", "n_generated", "tokens_per_s", "speedup_vs_ar", "acceptance_rate",
+                    "mean_accepted_len", "mean_draft_len", "parity_exact")
+
+
+def category_table(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Spec-Bench's report: one row per (run, method, category) from summary.json's ``by_category``.
+
+    Columns: the run's config columns of :func:`summary_table` that say what ran, ``category``,
+    and ``CATEGORY_METRICS``. Empty when no run has categories.
+    """
+    ident = ["run_hash", "model", "dataset", "method", "exit", "draft_len", "draft_stop", "verifier", "temperature",
+             "hardware"]
+    records = []
+    for _, row in summaries.iterrows():
+        per: dict[str, dict] = {}
+        for key, value in row.items():
+            if not key.startswith("by_category.") or value is None or (isinstance(value, float) and value != value):
+                continue
+            category, metric = key[len("by_category."):].rsplit(".", 1)
+            if metric in CATEGORY_METRICS:
+                per.setdefault(category, {})[metric] = value
+        if not per:
+            continue
+        one = summaries.loc[[row.name]]
+        base = {c: summary_table_row(one, c) for c in ident}
+        for category, metrics in sorted(per.items()):
+            records.append({**base, "category": category, **{m: metrics.get(m) for m in CATEGORY_METRICS}})
+    return pd.DataFrame.from_records(records, columns=[*ident, "category", *CATEGORY_METRICS])
+
+
+def summary_table_row(one: pd.DataFrame, column: str):
+    """One config column of :func:`summary_table` for a one-row summaries frame (any method)."""
+    if column == "draft_stop":
+        return _draft_stop_column(one).iloc[0]
+    src = TABLE_SOURCES[column]
+    return _compact(one[src].iloc[0]) if src in one else None
 
 
 def _as_int_if_integral(col: pd.Series) -> pd.Series:
@@ -315,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", choices=sorted(FIGURES), help="write results/<figure>/table.csv")
     ap.add_argument("--results", default="results", help="where figure tables go (default: results)")
     ap.add_argument("--rows", action="store_true", help="per-sample rows instead of per-run summaries")
+    ap.add_argument("--by-category", action="store_true",
+                    help="one row per run, method and category (Spec-Bench's per-category report)")
     ap.add_argument("--out", help="write the frame here (.csv or .parquet) instead of printing it")
     ap.add_argument("--cache-dir", help="parquet cache folder (default: ~/.cache/hsd-bench/collect/<key>)")
     ap.add_argument("--no-cache", action="store_true", help="read every run file, write no cache")
@@ -326,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             df = collect_rows(args.paths, cache)
         else:
             summaries = collect_summaries(args.paths, cache)
-            df = summary_table(summaries) if args.figure else summaries
+            if args.by_category:
+                df = category_table(summaries)
+            else:
+                df = summary_table(summaries) if args.figure else summaries
     except FileNotFoundError as err:
         ap.error(str(err))
     n_runs = df["run_hash"].nunique() if "run_hash" in df else 0

@@ -57,6 +57,8 @@ class DatasetConf:
     fewshot_path: Optional[str] = None
     fewshot_seed: Optional[int] = None
     exec_timeout_s: Optional[float] = None  # humaneval test execution
+    categories: Optional[list[str]] = None  # spec_bench: keep only these categories
+    per_category: Optional[int] = None  # spec_bench: at most this many prompts per category
 
 
 @dataclass

@@ -180,7 +180,9 @@ def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, ta
     GENERATIONS_RUN += 1
     gen = engine.generate(prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
     text = truncate_at_stop(codec.decode(gen.output_ids), stop)
-    row = {"sample_id": sample.sample_id, "method": name, "output_ids": gen.output_ids, "output_text": text,
+    row = {"sample_id": sample.sample_id, "method": name,
+           **({"category": sample.meta["category"]} if "category" in sample.meta else {}),  # per-category summaries
+           "output_ids": gen.output_ids, "output_text": text,
            "stop_reason": gen.stop_reason, **gen.stats.as_row()}
     row["parity_exact"] = True if name == BASELINE else None
     row["scores"] = task.score(sample, text)
