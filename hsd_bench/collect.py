@@ -161,13 +161,30 @@ def load_rows(run_dirs: Iterable[Path]) -> pd.DataFrame:
     return _frame(records, ["run_hash", "run_dir", "done", "sample_id", "method"])
 
 
+def config_key(cfg: Mapping) -> str:
+    """What a run's method does, as text: the key that joins predicted speedups
+    (``scripts/plan_grid.py``'s plan.csv) to measured runs. Model and dataset are left out."""
+    m = cfg.get("method") or {}
+    stop = m.get("draft_stop")
+    stop = stop.get("threshold") if isinstance(stop, Mapping) else stop
+    exit_ = m.get("exit")
+    key = {"name": m.get("name"), "exit": list(exit_) if isinstance(exit_, (list, tuple)) else exit_,
+           "draft_len": m.get("draft_len"), "period": m.get("period"), "flush": bool(m.get("flush_on_mismatch")),
+           "draft": (m.get("draft") or {}).get("path") if m.get("name") == "vanilla_sd" else None,
+           "levels": list(m.get("levels") or []), "draft_stop": None if stop is None else float(stop),
+           "verifier": cfg.get("verifier"), "temperature": float((cfg.get("decoding") or {}).get("temperature", 0.0))}
+    return json.dumps(key, sort_keys=True, default=str)
+
+
 def load_summaries(run_dirs: Iterable[Path]) -> pd.DataFrame:
     records = []
     for d in run_dirs:
         summary = _read_json(d / "summary.json")
         if not summary:
             continue
-        cfg = {f"cfg.{k}": v for k, v in flatten(summary.get("config") or run_config(d)).items()}
+        config = summary.get("config") or run_config(d)
+        cfg = {f"cfg.{k}": v for k, v in flatten(config).items()}
+        cfg["config_key"] = config_key(config)
         run_level = {k: v for k, v in summary.items()
                      if k not in ("config", "methods", "provenance", "method") and not isinstance(v, (dict, list))}
         prov = {f"provenance.{k}": v for k, v in flatten(summary.get("provenance") or {}).items()
@@ -271,11 +288,13 @@ def _compact(v: Any) -> Any:
     return v
 
 
-def summary_table(summaries: pd.DataFrame) -> pd.DataFrame:
+def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
     """The figure table: one row per run (its evaluated method), fixed columns ``TABLE_COLUMNS``.
 
     ``ar_tokens_per_s`` is the baseline's throughput in the same run, so
-    speedups can be recomputed from the table alone.
+    speedups can be recomputed from the table alone. ``predictions`` (a frame
+    with ``config_key`` and ``predicted_speedup``, e.g. plan_grid.py's plan.csv)
+    fills ``predicted_speedup`` of the runs that did not record one.
     """
     if summaries.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
@@ -285,6 +304,10 @@ def summary_table(summaries: pd.DataFrame) -> pd.DataFrame:
         df = df[df["method"] == df["cfg.method.name"]]
     out = pd.DataFrame({col: (df[src].map(_compact) if src in df else None) for col, src in TABLE_SOURCES.items()})
     out["draft_stop"] = _draft_stop_column(df)
+    if predictions is not None and "config_key" in df:
+        predicted = predictions.dropna(subset=["predicted_speedup"]).drop_duplicates("config_key")
+        joined = df["config_key"].map(predicted.set_index("config_key")["predicted_speedup"])
+        out["predicted_speedup"] = pd.to_numeric(out["predicted_speedup"], errors="coerce").fillna(joined)
     out["ar_tokens_per_s"] = out["run_hash"].map(ar) if len(ar) else None
     for col in ("exit", "draft_len", "period", "n_samples", "n_generated"):
         out[col] = _as_int_if_integral(out[col])
@@ -371,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", choices=sorted(FIGURES), help="write results/<figure>/table.csv")
     ap.add_argument("--results", default="results", help="where figure tables go (default: results)")
     ap.add_argument("--rows", action="store_true", help="per-sample rows instead of per-run summaries")
+    ap.add_argument("--predictions", help="a CSV with config_key and predicted_speedup (plan_grid.py's plan.csv) "
+                                          "to fill the table's predicted_speedup")
     ap.add_argument("--by-category", action="store_true",
                     help="one row per run, method and category (Spec-Bench's per-category report)")
     ap.add_argument("--out", help="write the frame here (.csv or .parquet) instead of printing it")
@@ -387,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.by_category:
                 df = category_table(summaries)
             else:
-                df = summary_table(summaries) if args.figure else summaries
+                predictions = pd.read_csv(args.predictions) if args.predictions else None
+                df = summary_table(summaries, predictions) if args.figure else summaries
     except FileNotFoundError as err:
         ap.error(str(err))
     n_runs = df["run_hash"].nunique() if "run_hash" in df else 0
