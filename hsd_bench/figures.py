@@ -155,9 +155,20 @@ def draw_method_comparison(t: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     n = max(len(pivot.columns), 1)
     width = 0.8 / n
+    ci = None
+    if {"speedup_lo", "speedup_hi"} <= set(t.columns) and t["speedup_lo"].notna().any():  # bootstrap intervals
+        ci = t.groupby(["dataset", "method"])[["speedup_lo", "speedup_hi"]].mean()
     for i, method in enumerate(pivot.columns):
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(pivot))]
-        bars = ax.bar(xs, pivot[method].values, width=width * 0.95, label=method)
+        yerr = None
+        if ci is not None:
+            lo = [ci["speedup_lo"].get((d, method), float("nan")) for d in pivot.index]
+            hi = [ci["speedup_hi"].get((d, method), float("nan")) for d in pivot.index]
+            vals = pivot[method].values
+            yerr = [[max(0.0, v - x) if x == x else 0.0 for v, x in zip(vals, lo)],
+                    [max(0.0, x - v) if x == x else 0.0 for v, x in zip(vals, hi)]]
+        bars = ax.bar(xs, pivot[method].values, width=width * 0.95, label=method, yerr=yerr, capsize=2,
+                      error_kw={"elinewidth": 0.8})
         ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     ax.axhline(1.0, label="autoregressive", **AR_LINE)
     ax.set_xticks(range(len(pivot)), list(pivot.index))
