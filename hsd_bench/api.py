@@ -49,6 +49,7 @@ class Decoder:
         draft_path: str | None = None,
         levels: list[dict] | None = None,
         verifier: str = "tokenwise",
+        draft_stop: Any = None,
         device: str = "cpu",
         dtype: str = "float32",
         backend: str = "hf",
@@ -58,7 +59,7 @@ class Decoder:
         target, codec = pool.get(model_path)
         spec = MethodSpec(
             name=method, exit=exit, draft_len=draft_len, period=period, flush_on_mismatch=flush_on_mismatch,
-            draft_path=draft_path, levels=list(levels or []), verifier=verifier,
+            draft_path=draft_path, levels=list(levels or []), verifier=verifier, draft_stop=draft_stop,
         )
         engine = build_engine(spec, target, pool.get, codec)
         return cls(engine, codec, spec)

@@ -152,13 +152,30 @@ def load_rows(run_dirs: Iterable[Path]) -> pd.DataFrame:
     return _frame(records, ["run_hash", "run_dir", "done", "sample_id", "method"])
 
 
+def config_key(cfg: Mapping) -> str:
+    """What a run's method does, as text: the key that joins predicted speedups
+    (``scripts/plan_grid.py``'s plan.csv) to measured runs. Model and dataset are left out."""
+    m = cfg.get("method") or {}
+    stop = m.get("draft_stop")
+    stop = stop.get("threshold") if isinstance(stop, Mapping) else stop
+    exit_ = m.get("exit")
+    key = {"name": m.get("name"), "exit": list(exit_) if isinstance(exit_, (list, tuple)) else exit_,
+           "draft_len": m.get("draft_len"), "period": m.get("period"), "flush": bool(m.get("flush_on_mismatch")),
+           "draft": (m.get("draft") or {}).get("path") if m.get("name") == "vanilla_sd" else None,
+           "levels": list(m.get("levels") or []), "draft_stop": None if stop is None else float(stop),
+           "verifier": cfg.get("verifier"), "temperature": float((cfg.get("decoding") or {}).get("temperature", 0.0))}
+    return json.dumps(key, sort_keys=True, default=str)
+
+
 def load_summaries(run_dirs: Iterable[Path]) -> pd.DataFrame:
     records = []
     for d in run_dirs:
         summary = _read_json(d / "summary.json")
         if not summary:
             continue
-        cfg = {f"cfg.{k}": v for k, v in flatten(summary.get("config") or run_config(d)).items()}
+        config = summary.get("config") or run_config(d)
+        cfg = {f"cfg.{k}": v for k, v in flatten(config).items()}
+        cfg["config_key"] = config_key(config)
         run_level = {k: v for k, v in summary.items()
                      if k not in ("config", "methods", "provenance", "method") and not isinstance(v, (dict, list))}
         prov = {f"provenance.{k}": v for k, v in flatten(summary.get("provenance") or {}).items()
@@ -231,8 +248,15 @@ TABLE_SOURCES = {
     "parity_exact": "parity_exact",
     "lossless": "lossless",
     "predicted_speedup": "predicted_speedup",
+    "mean_draft_len": "mean_draft_len",
+    "speedup_lo": "speedup_vs_ar_lo",  # 95% bootstrap interval over samples (metrics.bootstrap_intervals)
+    "speedup_hi": "speedup_vs_ar_hi",
+    "tau_lo": "mean_accepted_len_lo",
+    "tau_hi": "mean_accepted_len_hi",
+    "hardware": "provenance.device",
 }
-TABLE_COLUMNS = [*TABLE_SOURCES, "ar_tokens_per_s"]
+# draft_stop is {threshold: t} or the shorthand t in a config: one column either way
+TABLE_COLUMNS = [*TABLE_SOURCES, "draft_stop", "ar_tokens_per_s"]
 
 
 def _compact(v: Any) -> Any:
@@ -255,11 +279,13 @@ def _compact(v: Any) -> Any:
     return v
 
 
-def summary_table(summaries: pd.DataFrame) -> pd.DataFrame:
+def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
     """The figure table: one row per run (its evaluated method), fixed columns ``TABLE_COLUMNS``.
 
     ``ar_tokens_per_s`` is the baseline's throughput in the same run, so
-    speedups can be recomputed from the table alone.
+    speedups can be recomputed from the table alone. ``predictions`` (a frame
+    with ``config_key`` and ``predicted_speedup``, e.g. plan_grid.py's plan.csv)
+    fills ``predicted_speedup`` of the runs that did not record one.
     """
     if summaries.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
@@ -268,11 +294,64 @@ def summary_table(summaries: pd.DataFrame) -> pd.DataFrame:
     if "cfg.method.name" in df:
         df = df[df["method"] == df["cfg.method.name"]]
     out = pd.DataFrame({col: (df[src].map(_compact) if src in df else None) for col, src in TABLE_SOURCES.items()})
+    out["draft_stop"] = _draft_stop_column(df)
+    if predictions is not None and "config_key" in df:
+        predicted = predictions.dropna(subset=["predicted_speedup"]).drop_duplicates("config_key")
+        joined = df["config_key"].map(predicted.set_index("config_key")["predicted_speedup"])
+        out["predicted_speedup"] = pd.to_numeric(out["predicted_speedup"], errors="coerce").fillna(joined)
     out["ar_tokens_per_s"] = out["run_hash"].map(ar) if len(ar) else None
     for col in ("exit", "draft_len", "period", "n_samples", "n_generated"):
         out[col] = _as_int_if_integral(out[col])
     sort = [c for c in ("dataset", "method", "exit", "draft_len", "period", "verifier") if out[c].notna().any()]
     return out.sort_values(sort, kind="stable").reset_index(drop=True) if sort else out.reset_index(drop=True)
+
+
+def _draft_stop_column(df: pd.DataFrame) -> pd.Series:
+    """Level 0's draft_stop threshold per row (``method.draft_stop`` as ``{threshold: t}`` or ``t``)."""
+    out = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for col in ("cfg.method.draft_stop", "cfg.method.draft_stop.threshold"):
+        if col in df:
+            vals = pd.to_numeric(df[col], errors="coerce")
+            out = out.where(vals.isna(), vals)
+    return out
+
+
+CATEGORY_METRICS = ("n_samples", "n_generated", "tokens_per_s", "speedup_vs_ar", "acceptance_rate",
+                    "mean_accepted_len", "mean_draft_len", "parity_exact")
+
+
+def category_table(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Spec-Bench's report: one row per (run, method, category) from summary.json's ``by_category``.
+
+    Columns: the run's config columns of :func:`summary_table` that say what ran, ``category``,
+    and ``CATEGORY_METRICS``. Empty when no run has categories.
+    """
+    ident = ["run_hash", "model", "dataset", "method", "exit", "draft_len", "draft_stop", "verifier", "temperature",
+             "hardware"]
+    records = []
+    for _, row in summaries.iterrows():
+        per: dict[str, dict] = {}
+        for key, value in row.items():
+            if not key.startswith("by_category.") or value is None or (isinstance(value, float) and value != value):
+                continue
+            category, metric = key[len("by_category."):].rsplit(".", 1)
+            if metric in CATEGORY_METRICS:
+                per.setdefault(category, {})[metric] = value
+        if not per:
+            continue
+        one = summaries.loc[[row.name]]
+        base = {c: summary_table_row(one, c) for c in ident}
+        for category, metrics in sorted(per.items()):
+            records.append({**base, "category": category, **{m: metrics.get(m) for m in CATEGORY_METRICS}})
+    return pd.DataFrame.from_records(records, columns=[*ident, "category", *CATEGORY_METRICS])
+
+
+def summary_table_row(one: pd.DataFrame, column: str):
+    """One config column of :func:`summary_table` for a one-row summaries frame (any method)."""
+    if column == "draft_stop":
+        return _draft_stop_column(one).iloc[0]
+    src = TABLE_SOURCES[column]
+    return _compact(one[src].iloc[0]) if src in one else None
 
 
 def _as_int_if_integral(col: pd.Series) -> pd.Series:
@@ -306,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", choices=sorted(FIGURES), help="write results/<figure>/table.csv")
     ap.add_argument("--results", default="results", help="where figure tables go (default: results)")
     ap.add_argument("--rows", action="store_true", help="per-sample rows instead of per-run summaries")
+    ap.add_argument("--predictions", help="a CSV with config_key and predicted_speedup (plan_grid.py's plan.csv) "
+                                          "to fill the table's predicted_speedup")
+    ap.add_argument("--by-category", action="store_true",
+                    help="one row per run, method and category (Spec-Bench's per-category report)")
     ap.add_argument("--out", help="write the frame here (.csv or .parquet) instead of printing it")
     ap.add_argument("--cache-dir", help="parquet cache folder (default: ~/.cache/hsd-bench/collect/<key>)")
     ap.add_argument("--no-cache", action="store_true", help="read every run file, write no cache")
@@ -317,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
             df = collect_rows(args.paths, cache)
         else:
             summaries = collect_summaries(args.paths, cache)
-            df = summary_table(summaries) if args.figure else summaries
+            if args.by_category:
+                df = category_table(summaries)
+            else:
+                predictions = pd.read_csv(args.predictions) if args.predictions else None
+                df = summary_table(summaries, predictions) if args.figure else summaries
     except FileNotFoundError as err:
         ap.error(str(err))
     n_runs = df["run_hash"].nunique() if "run_hash" in df else 0

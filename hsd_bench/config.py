@@ -35,6 +35,10 @@ class MethodConf:
     flush_on_mismatch: bool = False
     draft: DraftConf = field(default_factory=DraftConf)
     levels: list[Any] = field(default_factory=list)
+    # Adaptive draft length (hsd_bench/draft_stop.py): null = fixed draft_len; a threshold in
+    # (0, 1), or {threshold: t}: level 0 stops after its first token whose top probability is
+    # below t (draft_len is then the maximum). Hierarchy levels take their own draft_stop key.
+    draft_stop: Any = None
 
 
 @dataclass
@@ -53,6 +57,8 @@ class DatasetConf:
     fewshot_path: Optional[str] = None
     fewshot_seed: Optional[int] = None
     exec_timeout_s: Optional[float] = None  # humaneval test execution
+    categories: Optional[list[str]] = None  # spec_bench: keep only these categories
+    per_category: Optional[int] = None  # spec_bench: at most this many prompts per category
 
 
 @dataclass

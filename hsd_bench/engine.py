@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from hsd_bench.draft_stop import HostValue, first_stop, stops_after, top_probability
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.sampling import DecodingConfig, sample, warp
 from hsd_bench.verify import VerificationRule, greedy_accept
@@ -105,8 +106,11 @@ class ModelState:
         fused = getattr(self.model, "greedy_tokens", None)
         return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
 
-    def greedy_draft(self, tokens: torch.Tensor, exit_layer: int, n: int, count: int) -> None:
-        """Write ``count`` greedy tokens of the view exiting at ``exit_layer`` at ``tokens[n : n + count]``.
+    def greedy_draft(
+        self, tokens: torch.Tensor, exit_layer: int, n: int, count: int, stop_below: float | None = None
+    ) -> int:
+        """Write up to ``count`` greedy tokens of the view exiting at ``exit_layer`` at
+        ``tokens[n:]``; return how many were drafted.
 
         Each token is the argmax at the previous position, so the round is a
         chain of single-position steps. A backend that implements
@@ -114,21 +118,29 @@ class ModelState:
         Python between steps (the native backend replays one CUDA graph per
         step, the tokens never leave the device); that needs the view to be
         the model's first segment, which every drafting level is. Otherwise
-        the steps go through :meth:`greedy_tokens` one by one. Both leave the
-        same frontiers, pending hidden states and counters.
+        the steps go through :meth:`logits` / :meth:`greedy_tokens` one by
+        one. Both leave the same frontiers, pending hidden states and counters.
+
+        ``stop_below`` (``draft_stop``): the round ends after the first token
+        whose top probability (softmax at temperature 1) is below it. Then
+        every drafted token is also run through the layers as soon as it is
+        drafted -- the last one too -- because that work is what the device
+        does while the host reads the token's confidence (docs/engine.md).
         """
         first = self.frontier[0]
         fused = getattr(self.model, "greedy_draft", None)
         if fused is None or exit_layer != self.bounds[0] or first >= n:
-            for t in range(n, n + count):
-                tokens[t] = self.greedy_tokens(tokens, exit_layer, t, t - 1)[-1]
-            return
+            return self._greedy_draft_steps(tokens, exit_layer, n, count, stop_below)
         # A deeper view of this model verifies next and needs the last drafted token's
         # hidden state too: the chain processes it (layers only) instead of the verifier's
         # first segment. A model with one view leaves it to the next round, which may reject it.
-        process_last = len(self.bounds) > 1
+        process_last = len(self.bounds) > 1 or stop_below is not None
+        if stop_below is None:
+            out = fused(tokens, first, n, exit_layer, count, process_last)
+        else:
+            out = fused(tokens, first, n, exit_layer, count, process_last, stop_below=stop_below)
+            count = out.shape[1] - (n - first)  # with a stopping rule every drafted token is processed
         upto = n + count - (0 if process_last else 1)
-        out = fused(tokens, first, n, exit_layer, count, process_last)
         self.layer_evals += exit_layer * (upto - first)
         self.head_evals += count
         self.frontier[0] = upto
@@ -137,6 +149,31 @@ class ModelState:
             # Nothing deeper consumes it: keep only the last position, as hidden() would.
             start, pend = self.pending[exit_layer]
             self.pending[exit_layer] = (upto - 1, pend[:, upto - 1 - start :])
+        return count
+
+    def _greedy_draft_steps(
+        self, tokens: torch.Tensor, exit_layer: int, n: int, count: int, stop_below: float | None
+    ) -> int:
+        """:meth:`greedy_draft` one step at a time through the protocol."""
+        if stop_below is None:
+            for t in range(n, n + count):
+                tokens[t] = self.greedy_tokens(tokens, exit_layer, t, t - 1)[-1]
+            return count
+        for t in range(n, n + count):
+            logits = self.logits(tokens, exit_layer, t, t - 1)[-1]
+            tokens[t] = logits.argmax()
+            if self.layers_then_stop(tokens, exit_layer, t, top_probability(logits, logits=True), stop_below):
+                return t + 1 - n
+        return count
+
+    def layers_then_stop(
+        self, tokens: torch.Tensor, exit_layer: int, t: int, confidence: torch.Tensor, stop_below: float
+    ) -> bool:
+        """Run the layers on the token just drafted at ``t`` while its ``confidence`` comes to the
+        host; True when the draft stops after it (:func:`~hsd_bench.draft_stop.stops_after`)."""
+        pending = HostValue(confidence)
+        self.hidden(tokens, exit_layer, t + 1, t)
+        return stops_after(pending.get()[0], stop_below)
 
     def _append_pending(self, bound: int, first: int, out: torch.Tensor) -> None:
         """Hidden states ``out`` at depth ``bound`` for positions from ``first`` on join what is pending there."""
@@ -166,6 +203,10 @@ class Level:
     ``batch`` is the draft length for level 0 and, for a middle level, how
     many tokens it must hold before handing them up (HiSpec's N_i, a
     Mohri-style T_i). The top level's batch is one round.
+
+    ``draft_stop`` (a threshold in (0, 1), or None) makes ``batch`` a
+    maximum: the level's output ends after its first token whose top
+    probability is below the threshold (``hsd_bench/draft_stop.py``).
     """
 
     state: ModelState
@@ -175,6 +216,7 @@ class Level:
     name: str = ""
     # HiSpec's "flush on mismatch": hand tokens up as soon as a round rejects.
     flush_on_reject: bool = False
+    draft_stop: float | None = None
 
 
 @dataclass
@@ -186,6 +228,7 @@ class GenerationStats:
     drafted: list[int] = field(default_factory=list)  # per verifying level
     accepted: list[int] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # forwards of each level (level 0: drafted tokens)
+    draft_calls: int = 0  # level-0 draft rounds: rounds[0] / draft_calls is the mean draft length
     position_reached: list[int] = field(default_factory=list)  # top level, per draft position
     position_accepted: list[int] = field(default_factory=list)
     level_time_s: list[float] = field(default_factory=list)
@@ -220,6 +263,9 @@ class GenerationStats:
             "mean_accepted_len": self.n_generated / max(self.target_forwards, 1),
             "drafted": drafted,
             "accepted": accepted,
+            "draft_tokens": self.rounds[0] if top > 0 else 0,
+            "draft_rounds": self.draft_calls if top > 0 else 0,
+            "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "acceptance_rate": accepted / drafted if drafted else None,
             "acceptance_per_level": {
                 self.level_names[i]: (self.accepted[i] / self.drafted[i] if self.drafted[i] else None)
@@ -343,9 +389,12 @@ class Engine:
             chains = []
             bottom = self.levels[0]
             if greedy and bottom.state is state:
-                chains.append((bottom.exit_layer, bottom.batch, len(state.bounds) > 1))
+                chains.append((bottom.exit_layer, bottom.batch, len(state.bounds) > 1, bottom.draft_stop is not None))
+            heads = ("greedy-head",) if greedy else ("head",)
+            if greedy and any(lv.draft_stop is not None for lv in self.levels[1:]):
+                heads += ("head",)  # a verifying level that also drafts reads its confidences from logits
             prepare(min(max_len, state.model.max_context), list(zip(state.starts, state.bounds)),
-                    heads=("greedy-head",) if greedy else ("head",), chains=chains)
+                    heads=heads, chains=chains)
 
     # -- public -----------------------------------------------------------
     @torch.no_grad()
@@ -453,44 +502,63 @@ class Engine:
                     state.truncate(m + k)
             mark = self._level_clock.start()
             draft = self._tokens[m : m + k]
+            confidence = None  # this level's top probability at each position, for its draft_stop
             if greedy:
-                target = level.state.greedy_tokens(self._tokens, level.exit_layer, m + k, m - 1)
+                if level.draft_stop is None:
+                    target = level.state.greedy_tokens(self._tokens, level.exit_layer, m + k, m - 1)
+                else:
+                    logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
+                    target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
                 a, committed = greedy_accept(draft, target)
                 token, p = committed[-1], None
-                known.extend(committed)
             else:
                 logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
                 p = warp(logits, self._decoding)
                 verdict = rule(draft, q, p, self._generator)
                 a, token, known = verdict.accepted, verdict.token, None
+                if level.draft_stop is not None:
+                    confidence = top_probability(p, logits=False)
+            # A drafting middle level with draft_stop hands up its round's tokens only
+            # through the first unconfident one, and stops there.
+            cut = None if confidence is None else first_stop(confidence[: a + 1].tolist(), level.draft_stop)
+            kept = a + 1 if cut is None else cut + 1
             self._tokens[m + a] = token
             self._account(i, k, a)
             if p is not None:
-                probs.append(p[: a + 1])
-            out += a + 1
+                probs.append(p[:kept])
+            if greedy:
+                known.extend(committed[:kept])
+            out += kept
             for state in self.states:
                 state.truncate(n + out - 1)
             self._level_clock.stop(i, mark)
-            if level.flush_on_reject and a < k:
+            if (level.flush_on_reject and a < k) or cut is not None:
                 break
         out = min(out, limit - n)
         merged = torch.cat(probs)[:out] if probs else None
         return out, merged, (known[:out] if known is not None else None)
 
     def _draft(self, level: Level, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
-        """Level 0: sample ``batch`` tokens autoregressively from its view."""
+        """Level 0: sample up to ``batch`` tokens autoregressively from its view
+        (fewer when its ``draft_stop`` rule ends the draft)."""
         count = min(level.batch, limit - n)
         probs = []
         mark = self._level_clock.start()
         if self._decoding.greedy:
-            level.state.greedy_draft(self._tokens, level.exit_layer, n, count)
+            count = level.state.greedy_draft(self._tokens, level.exit_layer, n, count, level.draft_stop)
         else:
             for t in range(n, n + count):
                 logits = level.state.logits(self._tokens, level.exit_layer, t, t - 1)
                 p = warp(logits, self._decoding)
                 self._tokens[t] = sample(p[-1], self._generator)
                 probs.append(p)
+                if level.draft_stop is not None and level.state.layers_then_stop(
+                    self._tokens, level.exit_layer, t, top_probability(p[-1], logits=False), level.draft_stop
+                ):
+                    break
+            count = len(probs)
         self._stats.rounds[0] += count
+        self._stats.draft_calls += 1
         self._level_clock.stop(0, mark)
         return count, (torch.cat(probs) if probs else None)
 

@@ -52,6 +52,13 @@ class FigureSpec:
     draw: Callable[[pd.DataFrame], Figure]
     produced_by: str  # shell command(s) that make results/<name>/table.csv
     needs: tuple[str, ...]  # table columns the figure reads (scripts/collect.py writes them all)
+    # the sweeps whose runs the table collects (conf/experiment/<name>.yaml, runs/<name>/);
+    # empty = the figure's own name
+    experiments: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.experiments or (self.name,)
 
 
 def _numeric_exit(v) -> float | None:
@@ -148,9 +155,20 @@ def draw_method_comparison(t: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     n = max(len(pivot.columns), 1)
     width = 0.8 / n
+    ci = None
+    if {"speedup_lo", "speedup_hi"} <= set(t.columns) and t["speedup_lo"].notna().any():  # bootstrap intervals
+        ci = t.groupby(["dataset", "method"])[["speedup_lo", "speedup_hi"]].mean()
     for i, method in enumerate(pivot.columns):
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(pivot))]
-        bars = ax.bar(xs, pivot[method].values, width=width * 0.95, label=method)
+        yerr = None
+        if ci is not None:
+            lo = [ci["speedup_lo"].get((d, method), float("nan")) for d in pivot.index]
+            hi = [ci["speedup_hi"].get((d, method), float("nan")) for d in pivot.index]
+            vals = pivot[method].values
+            yerr = [[max(0.0, v - x) if x == x else 0.0 for v, x in zip(vals, lo)],
+                    [max(0.0, x - v) if x == x else 0.0 for v, x in zip(vals, hi)]]
+        bars = ax.bar(xs, pivot[method].values, width=width * 0.95, label=method, yerr=yerr, capsize=2,
+                      error_kw={"elinewidth": 0.8})
         ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     ax.axhline(1.0, label="autoregressive", **AR_LINE)
     ax.set_xticks(range(len(pivot)), list(pivot.index))
@@ -205,11 +223,220 @@ def draw_hierarchy_prediction(t: pd.DataFrame) -> Figure:
     return _finish(fig, [ax], True)
 
 
-def _produced_by(name: str) -> str:
-    return f"python run.py -m +experiment={name} && python scripts/collect.py runs/{name} --figure {name}"
+# -- the GPU grid (issue 13): every figure says what ran where, with intervals over samples ------------
+
+CI_NOTE = "error bars: 95% bootstrap interval over samples"
+
+
+def _values(t: pd.DataFrame, col: str) -> list[str]:
+    if col not in t:
+        return []
+    vals = [v for v in t[col].dropna().astype(str).unique() if v]
+    return sorted(Path(v).name if col == "model" else v for v in vals)
+
+
+def _caption(fig: Figure, t: pd.DataFrame, extra: str = "") -> None:
+    """Hardware, model, dataset and sample count, under the axes (every grid figure carries them)."""
+    n = pd.to_numeric(t["n_samples"], errors="coerce").dropna() if "n_samples" in t else pd.Series(dtype=float)
+    samples = "?" if n.empty else (f"{int(n.min())}" if n.min() == n.max() else f"{int(n.min())}-{int(n.max())}")
+    parts = [f"hardware: {', '.join(_values(t, 'hardware')) or 'not recorded'}",
+             f"model: {', '.join(_values(t, 'model')) or '?'}",
+             f"dataset: {', '.join(_values(t, 'dataset')) or '?'}",
+             f"{samples} samples per configuration"] + ([extra] if extra else [])
+    fig.text(0.01, -0.02, " | ".join(parts), fontsize=6.5, color="0.3", ha="left", va="top", wrap=True)
+
+
+def _legend_outside(ax, title: str | None = None) -> None:
+    """Legend to the right of the axes: it never covers data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if labels:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, title=title,
+                  title_fontsize=7.5)
+
+
+def _with_ci(ax, x, y, lo=None, hi=None, **kw) -> None:
+    """A line with markers and, where the table has them, bootstrap interval error bars."""
+    x, y = pd.Series(x).reset_index(drop=True), pd.Series(y).reset_index(drop=True)
+    err = None
+    if lo is not None and hi is not None:
+        lo, hi = pd.Series(lo).reset_index(drop=True), pd.Series(hi).reset_index(drop=True)
+        if lo.notna().any():
+            err = [(y - lo.fillna(y)).clip(lower=0).values, (hi.fillna(y) - y).clip(lower=0).values]
+    ax.errorbar(x.values, y.values, yerr=err, marker="o", capsize=2, elinewidth=0.8, **kw)
+
+
+def _per_dataset(t: pd.DataFrame, ncols_extra: float = 0, height: float = 3.0, layout: str | None = None):
+    datasets = _values(t, "dataset") or ["?"]
+    fig = Figure(figsize=(0.6 + 3.4 * len(datasets) + ncols_extra, height), layout=layout)
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    groups = [(d, t[t["dataset"].astype(str) == d] if "dataset" in t else t) for d in datasets]
+    return fig, axes, groups
+
+
+def _ci_cols(t: pd.DataFrame, lo: str, hi: str):
+    return (t[lo] if lo in t else None), (t[hi] if hi in t else None)
+
+
+def draw_grid_layerskip(t: pd.DataFrame) -> Figure:
+    t = t.assign(exit_num=t["exit"].map(_numeric_exit)).dropna(subset=["exit_num", "speedup_vs_ar"])
+    fig, axes, groups = _per_dataset(t, 1.2)
+    for ax, (dataset, g) in zip(axes, groups):
+        for gamma, gg in g.groupby("draft_len", sort=True):
+            gg = gg.sort_values("exit_num")
+            _with_ci(ax, gg["exit_num"], gg["speedup_vs_ar"], *_ci_cols(gg, "speedup_lo", "speedup_hi"),
+                     label=f"γ={gamma}")
+        ax.axhline(1.0, **AR_LINE)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="draft exit layer E", ylabel="speedup over AR", title=f"LayerSkip, {dataset}")
+    _legend_outside(axes[-1], "draft length")
+    fig.tight_layout()
+    _caption(fig, t, CI_NOTE)
+    return fig
+
+
+def _hispec_cells(g: pd.DataFrame) -> pd.DataFrame:
+    """Best run per (E_d, E_v), with its N_d, N_i and flush policy."""
+    pairs = g["exit"].astype(str).str.strip("[]() ").str.split(",")
+    g = g.assign(e_d=pairs.str[0].astype(float).astype(int), e_v=pairs.str[1].astype(float).astype(int))
+    best = g.loc[g.groupby(["e_d", "e_v"])["speedup_vs_ar"].idxmax()]
+    return best
+
+
+def draw_grid_hispec(t: pd.DataFrame) -> Figure:
+    t = t.dropna(subset=["speedup_vs_ar"])
+    fig, axes, groups = _per_dataset(t, 1.0, 3.4, layout="constrained")
+    vmin, vmax = float(t["speedup_vs_ar"].min()), float(t["speedup_vs_ar"].max())
+    image = None
+    for ax, (dataset, g) in zip(axes, groups):
+        best = _hispec_cells(g)
+        e_ds, e_vs = sorted(best["e_d"].unique()), sorted(best["e_v"].unique())
+        grid = pd.DataFrame(float("nan"), index=e_ds, columns=e_vs)
+        for _, r in best.iterrows():
+            grid.loc[r["e_d"], r["e_v"]] = r["speedup_vs_ar"]
+        image = ax.imshow(grid.values, origin="lower", cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+        for _, r in best.iterrows():
+            i, j = e_ds.index(r["e_d"]), e_vs.index(r["e_v"])
+            flush = "f" if str(r["flush_on_mismatch"]).lower() in ("true", "1") else ""
+            ax.text(j, i, f"{r['speedup_vs_ar']:.2f}\n{r['draft_len']},{r['period']}{flush}", ha="center",
+                    va="center", fontsize=5.5, color="white" if r["speedup_vs_ar"] < (vmin + vmax) / 2 else "black")
+        ax.set_xticks(range(len(e_vs)), [str(e) for e in e_vs])
+        ax.set_yticks(range(len(e_ds)), [str(e) for e in e_ds])
+        ax.grid(False)
+        ax.set(xlabel="intermediate verifier exit $E_v$", ylabel="draft exit $E_d$", title=f"HiSpec, {dataset}")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), label="speedup over AR (best cell config)", shrink=0.9)
+    _caption(fig, t, "cell: best speedup, and its N_d,N_i (f = flush on mismatch)")
+    return fig
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The points no other point beats on both axes (lower ``x``, higher ``y``), by ``x``."""
+    pts = points.dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
+    front, best = [], float("-inf")
+    for idx, r in pts.iterrows():
+        if r[y] > best:
+            front.append(idx)
+            best = r[y]
+    return pts.loc[front]
+
+
+def draw_grid_pareto(t: pd.DataFrame) -> Figure:
+    t = t.dropna(subset=["speedup_vs_ar", "layer_evals_per_token"])
+    t = t[t["method"] != "autoregressive"]
+    fig, axes, groups = _per_dataset(t, 1.4)
+    for ax, (dataset, g) in zip(axes, groups):
+        for method, gm in g.groupby("method", sort=True):
+            lo, hi = _ci_cols(gm, "speedup_lo", "speedup_hi")
+            _with_ci(ax, gm["layer_evals_per_token"], gm["speedup_vs_ar"], lo, hi, label=method, linestyle="none",
+                     alpha=0.8)
+        front = pareto_front(g, "layer_evals_per_token", "speedup_vs_ar")
+        ax.step(front["layer_evals_per_token"], front["speedup_vs_ar"], where="post", color="0.2",
+                linewidth=1.0, label="Pareto front")
+        ax.axhline(1.0, **AR_LINE)
+        ax.set(xlabel="decoder-layer evaluations per token", ylabel="speedup over AR", title=f"All configurations, {dataset}")
+    _legend_outside(axes[-1])
+    fig.tight_layout()
+    _caption(fig, t, CI_NOTE + "; AR costs one target depth per token")
+    return fig
+
+
+def draw_grid_prediction(t: pd.DataFrame) -> Figure:
+    t = t.dropna(subset=["predicted_speedup", "speedup_vs_ar"])
+    fig, axes, groups = _per_dataset(t, 1.4, 3.4)
+    lo = min(1.0, float(t[["predicted_speedup", "speedup_vs_ar"]].min().min()) * 0.95) if len(t) else 0.5
+    hi = max(1.5, float(t[["predicted_speedup", "speedup_vs_ar"]].max().max()) * 1.05) if len(t) else 2.0
+    for ax, (dataset, g) in zip(axes, groups):
+        for method, gm in g.groupby("method", sort=True):
+            gm = gm.sort_values("predicted_speedup")
+            _with_ci(ax, gm["predicted_speedup"], gm["speedup_vs_ar"], *_ci_cols(gm, "speedup_lo", "speedup_hi"),
+                     label=method, linestyle="none")
+        ax.plot([lo, hi], [lo, hi], label="measured = predicted", **AR_LINE)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted speedup (latency model)",
+               ylabel="measured speedup over AR", title=f"Predicted vs measured, {dataset}")
+        ax.set_aspect("equal")
+    _legend_outside(axes[-1])
+    fig.tight_layout()
+    _caption(fig, t, CI_NOTE)
+    return fig
+
+
+def draw_grid_rules(t: pd.DataFrame) -> Figure:
+    t = t.dropna(subset=["mean_accepted_len"]).assign(temperature=lambda d: d["temperature"].astype(float))
+    # Greedy verification ignores the rule, so the plan runs T = 0 once (tokenwise): draw it for every rule.
+    greedy = t[(t["temperature"] == 0) & (t["verifier"] == "tokenwise")]
+    t = pd.concat([t] + [greedy.assign(verifier=r) for r in t["verifier"].unique()
+                         if r != "tokenwise" and not ((t["verifier"] == r) & (t["temperature"] == 0)).any()])
+    extra = _varying(t, ["method", "exit", "draft_len"])
+    fig, axes, groups = _per_dataset(t, 1.2)
+    for ax, (dataset, g) in zip(axes, groups):
+        for keys, gr in g.groupby(["verifier", *extra], sort=True):
+            keys = keys if isinstance(keys, tuple) else (keys,)
+            gr = gr.sort_values("temperature")
+            _with_ci(ax, gr["temperature"], gr["mean_accepted_len"], *_ci_cols(gr, "tau_lo", "tau_hi"),
+                     label=_series_label(keys, ["rule", *extra]))
+        ax.set(xlabel="temperature T", ylabel=r"accepted length $\tau$ (tokens / target forward)",
+               title=f"Verification rules, {dataset}")
+    _legend_outside(axes[-1], "rule")
+    fig.tight_layout()
+    _caption(fig, t, CI_NOTE + "; at T = 0 every rule is greedy prefix matching (one run, drawn for each rule)")
+    return fig
+
+
+def draw_grid_draft_stop(t: pd.DataFrame) -> Figure:
+    t = t.dropna(subset=["speedup_vs_ar"])
+    t = t.assign(policy=t["draft_stop"].map(lambda v: "fixed γ" if pd.isna(v) else f"stop < {float(v):g}"))
+    panels = [(m, d) for m in _values(t, "method") for d in _values(t, "dataset")]
+    fig = Figure(figsize=(1.6 + 3.3 * len(panels), 5.4))
+    axes = fig.subplots(2, len(panels), squeeze=False)
+    for col, (method, dataset) in enumerate(panels):
+        g = t[(t["method"] == method) & (t["dataset"].astype(str) == dataset)]
+        for policy, gp in sorted(g.groupby("policy"), key=lambda kv: (kv[0] != "fixed γ", kv[0])):
+            gp = gp.sort_values("draft_len")
+            style = {"color": "0.2", "linestyle": "--"} if policy == "fixed γ" else {}
+            _with_ci(axes[0, col], gp["draft_len"], gp["speedup_vs_ar"],
+                     *_ci_cols(gp, "speedup_lo", "speedup_hi"), label=policy, **style)
+            axes[1, col].plot(gp["draft_len"], gp["mean_draft_len"], marker="o", label=policy, **style)
+        axes[0, col].axhline(1.0, **AR_LINE)
+        axes[0, col].set(ylabel="speedup over AR", title=f"{method}, {dataset}")
+        axes[1, col].set(xlabel=r"draft length $\gamma$ (the maximum when adaptive)",
+                         ylabel="mean tokens drafted per round")
+        for ax in axes[:, col]:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_outside(axes[0, -1], "draft length")
+    fig.tight_layout()
+    _caption(fig, t, CI_NOTE)
+    return fig
+
+
+def _produced_by(name: str, experiments: tuple[str, ...] = (), extra: str = "") -> str:
+    runs = experiments or (name,)
+    sweeps = " && ".join(f"python run.py -m +experiment={e}" for e in runs)
+    return f"{sweeps} && python scripts/collect.py {' '.join(f'runs/{e}' for e in runs)} --figure {name}{extra}"
 
 
 _LINE = ("model", "dataset", "method", "exit", "draft_len", "speedup_vs_ar", "acceptance_rate")
+_GRID = ("hardware", "model", "dataset", "n_samples", "speedup_vs_ar", "speedup_lo", "speedup_hi")
+GRID_SWEEPS = ("grid_layerskip", "grid_hispec", "grid_vanilla_sd", "grid_draft_stop")
 
 FIGURES: dict[str, FigureSpec] = {
     spec.name: spec
@@ -232,6 +459,24 @@ FIGURES: dict[str, FigureSpec] = {
                    draw_hierarchy_prediction,
                    _produced_by("hierarchy_prediction") + " (needs predicted_speedup in the runs' summary.json)",
                    ("method", "levels", "predicted_speedup", "speedup_vs_ar")),
+        FigureSpec("grid_layerskip", "LayerSkip speedup vs exit layer for each draft length (GPU grid)",
+                   draw_grid_layerskip, _produced_by("grid_layerskip"), _GRID + ("exit", "draft_len")),
+        FigureSpec("grid_hispec", "HiSpec speedup over (E_d, E_v), best N_d, N_i, flush per cell (GPU grid)",
+                   draw_grid_hispec, _produced_by("grid_hispec"),
+                   _GRID + ("exit", "draft_len", "period", "flush_on_mismatch")),
+        FigureSpec("grid_pareto", "Speedup vs layer evaluations per token, every configuration, Pareto front",
+                   draw_grid_pareto, _produced_by("grid_pareto", GRID_SWEEPS),
+                   _GRID + ("method", "layer_evals_per_token"), GRID_SWEEPS),
+        FigureSpec("grid_prediction", "Predicted (latency model) vs measured speedup of every grid stack",
+                   draw_grid_prediction,
+                   _produced_by("grid_prediction", GRID_SWEEPS, " --predictions results/grid_plan/plan.csv"),
+                   _GRID + ("method", "predicted_speedup"), GRID_SWEEPS),
+        FigureSpec("grid_rules", "Accepted length vs temperature for each verification rule (GPU grid)",
+                   draw_grid_rules, _produced_by("grid_rules"),
+                   _GRID + ("verifier", "temperature", "mean_accepted_len", "tau_lo", "tau_hi")),
+        FigureSpec("grid_draft_stop", "Speedup with and without adaptive draft length (GPU grid)",
+                   draw_grid_draft_stop, _produced_by("grid_draft_stop"),
+                   _GRID + ("method", "draft_len", "draft_stop", "mean_draft_len")),
     ]
 }
 

@@ -12,9 +12,10 @@ them, ``parity.py`` explains their divergences):
 | `hf_early_exit` | ``assistant_early_exit=E``: LayerSkip self-speculation           |
 | `hf_assisted`   | ``assistant_model=<draft>``: vanilla speculative decoding        |
 
-The assisted ones draft exactly γ = ``method.draft_len`` tokens per round
-(constant schedule, no confidence-based early stop), the policy of our own
-methods, so the comparison is at the same E and γ. They need the HF
+The assisted ones draft γ = ``method.draft_len`` tokens per round (constant
+schedule), the policy of our own methods, so the comparison is at the same E
+and γ; with ``method.draft_stop=t`` they stop drafting below confidence t
+(transformers' ``assistant_confidence_threshold``), as ours do. They need the HF
 model, so they always run eagerly through transformers whatever
 ``model.backend`` says; our autoregressive baseline in the same job runs on
 the chosen backend.
@@ -49,7 +50,7 @@ class HFReference:
     """``model.generate()`` in one of the modes of :data:`REFERENCE_METHODS`."""
 
     def __init__(self, method: str, hf_model, codec, draft_len: int = 4, exit_layer: int | None = None,
-                 assistant=None, max_context: int | None = None):
+                 assistant=None, max_context: int | None = None, draft_stop: float | None = None):
         if method not in REFERENCE_METHODS:
             raise ValueError(f"unknown reference method {method!r}; valid: {', '.join(REFERENCE_METHODS)}")
         self.method = method
@@ -66,7 +67,9 @@ class HFReference:
                 cfg = model.generation_config
                 cfg.num_assistant_tokens = draft_len
                 cfg.num_assistant_tokens_schedule = "constant"
-                cfg.assistant_confidence_threshold = 0.0
+                # method.draft_stop maps to transformers' own adaptive drafting: stop when the
+                # assistant's top probability falls below the threshold (0 = fixed γ)
+                cfg.assistant_confidence_threshold = draft_stop or 0.0
         self.device = next(hf_model.parameters()).device
         self.max_context = int(max_context or getattr(hf_model.config, "max_position_embeddings", 2048))
         self._last_layer = hf_model.get_decoder().layers[-1]
@@ -158,5 +161,5 @@ def build(spec, model_spec, target, codec) -> HFReference:
         assistant = assistant.to(device)
     return HFReference(
         spec.name, hf_model.to(device), codec, draft_len=views[0].batch, exit_layer=views[0].exit,
-        assistant=assistant, max_context=target.max_context,
+        assistant=assistant, max_context=target.max_context, draft_stop=views[0].draft_stop,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hsd_bench.draft_stop import parse_draft_stop
 from hsd_bench.engine import Engine, Level, ModelState
 from hsd_bench.verify import get_rule
 
@@ -36,6 +37,9 @@ class MethodSpec:
     draft_path: str | None = None  # vanilla_sd's draft model
     levels: list[dict] = field(default_factory=list)  # hierarchy: bottom -> below the target
     verifier: str = "tokenwise"
+    # Adaptive draft length of level 0 (hsd_bench/draft_stop.py): null, a threshold in (0, 1)
+    # or {threshold: t}; draft_len is then the maximum. Hierarchy levels may set their own.
+    draft_stop: Any = None
 
 
 @dataclass
@@ -47,6 +51,7 @@ class ViewSpec:
     batch: int = 1
     flush_on_reject: bool = False
     label: str = ""
+    draft_stop: float | None = None  # threshold of the level's adaptive draft length (None = fixed)
 
 
 _METHODS: dict[str, Callable[[MethodSpec, int], list[ViewSpec]]] = {}
@@ -85,6 +90,9 @@ def _exit(name: str, value: Any, depth: int) -> int:
 
 @register_method("autoregressive")
 def _autoregressive(spec: MethodSpec, depth: int) -> list[ViewSpec]:
+    if _draft_stop(spec) is not None:
+        raise ValueError(f"method.draft_stop={spec.draft_stop!r}: autoregressive decoding drafts nothing to stop; "
+                         "set it with a speculative method, or null")
     return [ViewSpec(TARGET, None, 1, label="target")]
 
 
@@ -93,7 +101,8 @@ def _vanilla_sd(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     if not spec.draft_path:
         raise ValueError("method=vanilla_sd needs a draft model: set method.draft.path=<Hub id or local dir>")
     gamma = _positive("method.draft_len", spec.draft_len)
-    return [ViewSpec(spec.draft_path, None, gamma, label="draft"), ViewSpec(TARGET, None, label="target")]
+    return [ViewSpec(spec.draft_path, None, gamma, label="draft", draft_stop=_draft_stop(spec)),
+            ViewSpec(TARGET, None, label="target")]
 
 
 @register_method("layerskip")
@@ -107,7 +116,8 @@ def _layerskip(spec: MethodSpec, depth: int) -> list[ViewSpec]:
         exit_ = max(1, depth // 4)
     e = _exit("exit", exit_, depth)
     gamma = _positive("method.draft_len", spec.draft_len)
-    return [ViewSpec(TARGET, e, gamma, label=f"exit{e}"), ViewSpec(TARGET, None, label="target")]
+    return [ViewSpec(TARGET, e, gamma, label=f"exit{e}", draft_stop=_draft_stop(spec)),
+            ViewSpec(TARGET, None, label="target")]
 
 
 @register_method("hispec")
@@ -124,7 +134,7 @@ def _hispec(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     n_d = _positive("method.draft_len", spec.draft_len)
     n_i = _positive("method.period", spec.period)
     return [
-        ViewSpec(TARGET, e_d, n_d, label=f"exit{e_d}"),
+        ViewSpec(TARGET, e_d, n_d, label=f"exit{e_d}", draft_stop=_draft_stop(spec)),
         ViewSpec(TARGET, e_v, n_i, flush_on_reject=spec.flush_on_mismatch, label=f"exit{e_v}"),
         ViewSpec(TARGET, None, label="target"),
     ]
@@ -144,16 +154,27 @@ def _hierarchy(spec: MethodSpec, depth: int) -> list[ViewSpec]:
             "method=hierarchy needs method.levels: a list of {path, exit, batch} from the smallest drafter up"
         )
     views = []
+    level0_stop = _draft_stop(spec)
     for i, lv in enumerate(spec.levels):
         lv = dict(lv)
-        unknown = set(lv) - {"path", "exit", "batch"}
+        unknown = set(lv) - {"path", "exit", "batch", "draft_stop"}
         if unknown:
-            raise ValueError(f"method.levels[{i}] has unknown keys {sorted(unknown)}; valid: path, exit, batch")
+            raise ValueError(
+                f"method.levels[{i}] has unknown keys {sorted(unknown)}; valid: path, exit, batch, draft_stop"
+            )
         path = lv.get("path") or TARGET
         batch = _positive(f"method.levels[{i}].batch", lv.get("batch", spec.draft_len))
-        views.append(ViewSpec(path, lv.get("exit"), batch, label=f"L{i}:{path}" + (f"@{lv['exit']}" if lv.get("exit") else "")))
+        stop = parse_draft_stop(lv.get("draft_stop"), f"method.levels[{i}].draft_stop")
+        if stop is None and i == 0:
+            stop = level0_stop  # method.draft_stop is level 0's default, as draft_len is every batch's
+        views.append(ViewSpec(path, lv.get("exit"), batch, draft_stop=stop,
+                              label=f"L{i}:{path}" + (f"@{lv['exit']}" if lv.get("exit") else "")))
     views.append(ViewSpec(TARGET, None, label="target"))
     return views
+
+
+def _draft_stop(spec: MethodSpec) -> float | None:
+    return parse_draft_stop(spec.draft_stop, "method.draft_stop")
 
 
 def method_views(spec: MethodSpec, depth: int) -> list[ViewSpec]:
@@ -193,7 +214,8 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
     states = {key: ModelState(models[key], ex) for key, ex in exits.items()}
     rule = get_rule(spec.verifier)
     levels = [
-        Level(states[v.model], v.exit, v.batch, rule=rule if i > 0 else None, name=v.label, flush_on_reject=v.flush_on_reject)
+        Level(states[v.model], v.exit, v.batch, rule=rule if i > 0 else None, name=v.label,
+              flush_on_reject=v.flush_on_reject, draft_stop=v.draft_stop)
         for i, v in enumerate(views)
     ]
     eos = [target_codec.eos_token_id] if target_codec is not None else []

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 2000
+
 
 def _ratio(num: float, den: float):
     return num / den if den else None
@@ -21,6 +25,8 @@ def summarize_method(rows: list[dict]) -> dict:
     drafted = sum(r["drafted"] for r in rows)
     accepted = sum(r["accepted"] for r in rows)
     forwards = sum(r["target_forwards"] for r in rows)
+    draft_tokens = sum(r.get("draft_tokens", 0) for r in rows)
+    draft_rounds = sum(r.get("draft_rounds", 0) for r in rows)
     per_level_d, per_level_a = defaultdict(int), defaultdict(int)
     layer_evals, time_split = defaultdict(float), defaultdict(float)
     reached, acc_pos = [], []
@@ -55,6 +61,8 @@ def summarize_method(rows: list[dict]) -> dict:
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],
         "mean_accepted_len": _ratio(tokens, forwards),
+        # tokens level 0 drafted per draft round: draft_len, or less under method.draft_stop
+        "mean_draft_len": _ratio(draft_tokens, draft_rounds),
         "target_forwards_per_token": _ratio(forwards, tokens),
         # None where a decoder cannot count them (transformers' own generate(), hf_reference.py)
         "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens) if layer_evals else None,
@@ -72,6 +80,9 @@ def summarize_method(rows: list[dict]) -> dict:
 
 
 def summarize(rows: list[dict], baseline: str = "autoregressive") -> dict[str, dict]:
+    """Per method: the aggregates of :func:`summarize_method`, the speedup over ``baseline`` on
+    the same samples and, when rows carry a ``category`` (Spec-Bench), the same per category
+    under ``by_category`` (each against the baseline's rows of that category)."""
     by_method: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         if not r.get("skipped"):
@@ -79,15 +90,69 @@ def summarize(rows: list[dict], baseline: str = "autoregressive") -> dict[str, d
     out = {m: summarize_method(rs) for m, rs in by_method.items()}
     base = out.get(baseline)
     for m, s in out.items():
-        if base and base["tokens_per_s"] and s["tokens_per_s"]:
-            s["speedup_vs_ar"] = s["tokens_per_s"] / base["tokens_per_s"]
-            s["decode_speedup_vs_ar"] = _ratio(s["decode_tokens_per_s"], base["decode_tokens_per_s"])
-            s["score_delta_vs_ar"] = {
-                k: v - base["scores"][k] for k, v in s["scores"].items() if k in base["scores"]
-            }
-        else:
-            s["speedup_vs_ar"] = None
+        _compare(s, base)
+        s.update(bootstrap_intervals(by_method[m], by_method.get(baseline, [])))
+    categories = sorted({r["category"] for rs in by_method.values() for r in rs if r.get("category") is not None})
+    for m, rs in by_method.items():
+        if not categories:
+            break
+        per = {}
+        for c in categories:
+            mine = [r for r in rs if r.get("category") == c]
+            if mine:
+                ref = [r for r in by_method.get(baseline, []) if r.get("category") == c]
+                per[c] = _compare(summarize_method(mine), summarize_method(ref) if ref else None)
+        out[m]["by_category"] = per
     return out
+
+
+def bootstrap_intervals(rows: list[dict], base_rows: list[dict], level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals over samples: ``speedup_vs_ar_lo/_hi`` (paired: each
+    resample draws the same samples for the method and the baseline) and
+    ``mean_accepted_len_lo/_hi``. Empty with fewer than two samples.
+
+    Why over samples: a run's samples are its unit of replication (prompts differ in
+    how predictable they are), so a method comparison needs this spread, not only the mean.
+    """
+    base = {r["sample_id"]: r for r in base_rows}
+    paired = [(r, base[r["sample_id"]]) for r in rows if r["sample_id"] in base]
+    if len(rows) < 2:
+        return {}
+    rng = np.random.default_rng(seed)
+    alpha = (1 - level) / 2
+    out = {}
+    tok = np.array([r["n_generated"] for r in rows], dtype=float)
+    fwd = np.array([r["target_forwards"] for r in rows], dtype=float)
+    idx = rng.integers(0, len(rows), size=(BOOTSTRAP_RESAMPLES, len(rows)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = tok[idx].sum(1) / fwd[idx].sum(1)
+    out["mean_accepted_len_lo"], out["mean_accepted_len_hi"] = _quantiles(tau, alpha)
+    if len(paired) >= 2:
+        m = np.array([[r["n_generated"], r["wall_s"], b["n_generated"], b["wall_s"]] for r, b in paired], dtype=float)
+        idx = rng.integers(0, len(paired), size=(BOOTSTRAP_RESAMPLES, len(paired)))
+        t = m[idx].sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speedup = (t[:, 0] / t[:, 1]) / (t[:, 2] / t[:, 3])
+        out["speedup_vs_ar_lo"], out["speedup_vs_ar_hi"] = _quantiles(speedup, alpha)
+    return out
+
+
+def _quantiles(values: np.ndarray, alpha: float) -> tuple[float | None, float | None]:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None, None
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def _compare(s: dict, base: dict | None) -> dict:
+    """Add the speedup and score difference of summary ``s`` over the baseline summary ``base``."""
+    if base and base["tokens_per_s"] and s["tokens_per_s"]:
+        s["speedup_vs_ar"] = s["tokens_per_s"] / base["tokens_per_s"]
+        s["decode_speedup_vs_ar"] = _ratio(s["decode_tokens_per_s"], base["decode_tokens_per_s"])
+        s["score_delta_vs_ar"] = {k: v - base["scores"][k] for k, v in s["scores"].items() if k in base["scores"]}
+    else:
+        s["speedup_vs_ar"] = None
+    return s
 
 
 def format_table(summary: dict[str, dict]) -> str:

@@ -68,6 +68,7 @@ def method_spec(cfg: dict) -> MethodSpec:
         draft_path=(m.get("draft") or {}).get("path"),
         levels=list(m.get("levels") or []),
         verifier=cfg.get("verifier", "tokenwise"),
+        draft_stop=m.get("draft_stop"),
     )
 
 
@@ -286,7 +287,9 @@ def _generate_row(decoder, codec, sample, prompt_ids, max_new, decoding, stop, t
     timed = measure.timed_generate(decoder, prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
     gen = timed.generation
     text = truncate_at_stop(codec.decode(gen.output_ids), stop)
-    row = {"sample_id": sample.sample_id, "method": name, "output_ids": gen.output_ids, "output_text": text,
+    row = {"sample_id": sample.sample_id, "method": name,
+           **({"category": sample.meta["category"]} if "category" in sample.meta else {}),  # per-category summaries
+           "output_ids": gen.output_ids, "output_text": text,
            "stop_reason": gen.stop_reason, **gen.stats.as_row(),
            "graph_captures": timed.graph_captures, "retimed": timed.retimed}
     row["parity_exact"] = True if name == BASELINE else None

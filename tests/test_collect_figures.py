@@ -128,8 +128,9 @@ def test_summary_table_one_row_per_run_with_ar_throughput(sweeps):
 
 
 def _build_tables(root: Path, results: Path) -> None:
-    for name in figures.FIGURES:
-        assert collect.main([str(root / name), "--figure", name, "--results", str(results), "--no-cache"]) == 0
+    for name, spec in figures.FIGURES.items():
+        sources = [str(root / e) for e in spec.sources]
+        assert collect.main([*sources, "--figure", name, "--results", str(results), "--no-cache"]) == 0
         assert (results / name / "table.csv").exists()
 
 
@@ -153,9 +154,12 @@ def test_missing_tables_are_skipped_with_the_command_that_makes_them(tmp_path):
     lines: list[str] = []
     built = figures.build_all(tmp_path / "results", tmp_path / "figs", log=lines.append)
     assert all(v is None for v in built.values())
-    for name, line in zip(figures.FIGURES, lines, strict=True):
+    for (name, spec), line in zip(figures.FIGURES.items(), lines, strict=True):
         assert line.startswith(f"skip {name}:")
-        assert f"+experiment={name}" in line and f"scripts/collect.py runs/{name} --figure {name}" in line
+        # every sweep whose runs the table collects (the figure's own name unless it combines sweeps)
+        assert all(f"+experiment={e}" in line for e in spec.sources)
+        runs = " ".join(f"runs/{e}" for e in spec.sources)
+        assert f"scripts/collect.py {runs} --figure {name}" in line
     assert not (tmp_path / "figs").exists()
 
 

@@ -44,10 +44,11 @@ class AcceptAll:
         raise NotImplementedError
 
 
-def _exact_target(target) -> dict[tuple, float]:
+def _exact_target(target, k: int = K) -> dict[tuple, float]:
+    """The target's exact probability of every sequence of ``k`` tokens after PROMPT."""
     dec = DecodingConfig(**DECODING)
     out = {}
-    for seq in itertools.product(range(VOCAB), repeat=K):
+    for seq in itertools.product(range(VOCAB), repeat=k):
         prob, ctx = 1.0, list(PROMPT)
         for tok in seq:
             logits = target.hf_model(torch.tensor([ctx])).logits[0, -1:]

@@ -51,11 +51,14 @@ SPECS = [
     MethodSpec("hispec", exit=[1, 3], draft_len=3, period=2, flush_on_mismatch=True),
     MethodSpec("vanilla_sd", draft_len=4, draft_path="draft"),
     MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"exit": 2, "batch": 3}]),
+    MethodSpec("layerskip", exit=1, draft_len=4, draft_stop=0.6),
+    MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 3}, {"exit": 2, "batch": 3, "draft_stop": 0.5}],
+               draft_stop=0.7),
 ]
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.name}-{s.exit}-{s.flush_on_mismatch}")
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.name}-{s.exit}-{s.flush_on_mismatch}-{s.draft_stop}")
 def test_prepare_captures_every_shape_a_run_reaches(spec, temperature):
     hf_target = make_hf_model("llama_gqa", num_layers=4, seed=7)
     hf_draft = make_hf_model("llama_gqa", num_layers=1, seed=8)

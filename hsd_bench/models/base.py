@@ -67,6 +67,10 @@ class LayeredModel(Protocol):
 #       (except the last, unless process_last) process it; returns the hidden
 #       states at depth `end` of every processed position. Layers [0, end) must
 #       hold `first` positions.
+#       With `stop_below=t` (a draft_stop threshold; passed only when set) the round
+#       ends after the first token whose top probability (softmax at temperature 1)
+#       is below t, and every drafted token is processed, the last one too: the
+#       returned states cover [first, upto + drafted).
 #
 # The native backend implements both (hsd_bench/models/native/model.py).
 

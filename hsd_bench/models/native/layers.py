@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from hsd_bench.draft_stop import top_probability
+
 
 class LayerWeights(NamedTuple):
     ln_attn: torch.Tensor  # [D]
@@ -145,3 +147,12 @@ def greedy_head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch
     leave the kernel that reduces them.
     """
     return head_forward(hidden, norm, lm_head, eps).argmax(dim=-1)
+
+
+def greedy_head_confidence(
+    hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`greedy_head_forward` plus each row's top probability (softmax at temperature 1),
+    the confidence a draft_stop rule reads: ``[1, T, D] -> ([T] ids, [T] float32)``."""
+    logits = head_forward(hidden, norm, lm_head, eps)
+    return logits.argmax(dim=-1), top_probability(logits, logits=True)

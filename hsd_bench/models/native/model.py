@@ -19,12 +19,14 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from hsd_bench.draft_stop import HostValue, stops_after, top_probability
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
+    greedy_head_confidence,
     greedy_head_forward,
     head_forward,
     layer_forward,
@@ -119,6 +121,7 @@ class NativeLlama:
         self._layer_fn = compile_fn(layer_forward) if self.compiled else layer_forward
         self._head_fn = compile_fn(head_forward) if self.compiled else head_forward
         self._greedy_head_fn = compile_fn(greedy_head_forward) if self.compiled else greedy_head_forward
+        self._greedy_conf_fn = compile_fn(greedy_head_confidence) if self.compiled else greedy_head_confidence
         self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         # Row of the last position a draft chain's first step processes (t0 - 1), on the
@@ -132,9 +135,11 @@ class NativeLlama:
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
         # Static buffers of a fused greedy draft round (greedy_draft): the first step's
-        # token ids, every step's argmax, every processed position's hidden state.
+        # token ids, every step's argmax (and its top probability, for a stopping rule),
+        # every processed position's hidden state.
         self._draft_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
         self._draft_tok = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.long, device=self.device)
+        self._draft_conf = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.float32, device=self.device)
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
@@ -205,7 +210,8 @@ class NativeLlama:
 
     @_no_grad
     def greedy_draft(
-        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False
+        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False,
+        stop_below: float | None = None,
     ) -> torch.Tensor:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
@@ -226,6 +232,16 @@ class NativeLlama:
         three small copies, where the step-by-step protocol (embed,
         run_layers, head, argmax, token write) costs about a dozen launches
         per token.
+
+        ``stop_below`` (a draft_stop threshold): the round ends after the
+        first token whose top probability (softmax at temperature 1) is below
+        it, and every drafted token is processed (the last one too), so the
+        returned hidden states cover ``[first, upto + drafted)`` and the
+        number drafted is ``returned.shape[1] - (upto - first)``. Each step is
+        then two replays, the head (token s and its top probability) and the
+        layers on token s: the host reads token s's probability while the
+        device runs those layers, so the device never waits for the decision
+        and no step past the stop is computed (docs/engine.md).
         """
         self._check_range(0, end)
         t0 = upto - first
@@ -239,19 +255,35 @@ class NativeLlama:
             )
         self.cache.check_frontier(0, end, first)
         if not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
-            return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last)
+            return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
         self._draft_ids[:t0].copy_(tokens[first:upto])
         self._pos_base.fill_(first)
         self._draft_last.fill_(t0 - 1)
-        self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto)))
-        for i in range(1, count + (1 if process_last else 0)):
-            head = i < count  # the tail step (process_last) only runs the layers
-            self._replay(*self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
+        stopping = stop_below is not None
+        self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto), stopping))
+        if stopping:
+            count = self._chain_until_unconfident(end, upto, count, stop_below)
+            last = upto + count
+        else:
+            for i in range(1, count + (1 if process_last else 0)):
+                head = i < count  # the tail step (process_last) only runs the layers
+                self._replay(*self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
         return self._draft_hidden[:, : last - first].clone()
 
-    def _draft_first_step(self, end: int, tb: int, kv_len: int):
+    def _chain_until_unconfident(self, end: int, upto: int, count: int, stop_below: float) -> int:
+        """Steps 1.. of a stopping round (token 0 is drafted): per token s, the layers on it,
+        then -- unless s ends the draft -- the head that drafts token s + 1. Returns how many."""
+        for s in range(count):
+            confidence = HostValue(self._draft_conf[s : s + 1]) if s + 1 < count else None
+            self._replay(*self._draft_next_step(end, s + 1, False, self._kv_bucket(upto + s + 1)))
+            if confidence is None or stops_after(confidence.get()[0], stop_below):
+                return s + 1
+            self._replay(*self._draft_head_step(s + 1))
+        return count
+
+    def _draft_first_step(self, end: int, tb: int, kv_len: int, confidence: bool = False):
         """The first step of a chain over ``tb`` (padded) positions from ``_pos_base``; its head
         reads row ``_draft_last``, so one graph serves every real count up to ``tb``."""
 
@@ -260,12 +292,9 @@ class NativeLlama:
             pos = self._pos_base + self._arange[:tb]
             out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
             self._draft_hidden[:, :tb].copy_(out)  # rows past the real ones are overwritten by later steps
-            last = out.index_select(1, self._draft_last)
-            tok = self._greedy_head_fn(last, self.norm_weight, self.lm_head, self.args.rms_eps)
-            self._draft_tok[:1].copy_(tok)
-            return tok
+            return self._draft_head(out.index_select(1, self._draft_last), 0, confidence)
 
-        return ("draft-first", end, tb, kv_len), step
+        return ("draft-first", end, tb, kv_len, confidence), step
 
     def _draft_next_step(self, end: int, i: int, head: bool, kv_len: int):
         """Step ``i`` of a chain: the token drafted by step ``i - 1`` through the layers, then
@@ -277,26 +306,49 @@ class NativeLlama:
             row = self._draft_last + i
             out = self._layers(x, self._pos_base + row, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
             self._draft_hidden.index_copy_(1, row, out)
-            if not head:
-                return out
-            tok = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
-            self._draft_tok[i : i + 1].copy_(tok)
-            return tok
+            return self._draft_head(out, i, False) if head else out
 
         return ("draft-next", end, i, head, kv_len), step
 
+    def _draft_head_step(self, i: int):
+        """The head alone on the hidden state of chain step ``i - 1`` (row ``_draft_last + i``):
+        drafted token ``i`` and its top probability."""
+
+        def step() -> torch.Tensor:
+            return self._draft_head(self._draft_hidden.index_select(1, self._draft_last + i), i, True)
+
+        return ("draft-head", i), step
+
+    def _draft_head(self, hidden: torch.Tensor, i: int, confidence: bool) -> torch.Tensor:
+        """Drafted token ``i`` from one hidden state (and, with ``confidence``, its top probability)."""
+        if confidence:
+            tok, conf = self._greedy_conf_fn(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
+            self._draft_conf[i : i + 1].copy_(conf)
+        else:
+            tok = self._greedy_head_fn(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
+        self._draft_tok[i : i + 1].copy_(tok)
+        return tok
+
     def _greedy_draft_stepwise(
-        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool
+        self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool,
+        stop_below: float | None = None,
     ) -> torch.Tensor:
-        """The same round through run_layers / greedy_tokens (exact shapes on the eager path)."""
-        outs, pos = [], first
+        """The same round through run_layers / logits (exact shapes on the eager path)."""
+        outs = [self.run_layers(self.embed(tokens[first:upto]), 0, end, first)]
         for t in range(upto, upto + count):
-            h = self.run_layers(self.embed(tokens[pos:t]), 0, end, pos)
-            outs.append(h)
-            tokens[t] = self.greedy_tokens(h[:, -1:])[0]
-            pos = t
-        if process_last:
-            outs.append(self.run_layers(self.embed(tokens[pos : pos + 1]), 0, end, pos))
+            head_in = outs[-1][:, -1:]
+            confidence = None
+            if stop_below is None:
+                tokens[t] = self.greedy_tokens(head_in)[0]
+            else:
+                logits = self.logits(head_in)
+                tokens[t] = logits[0].argmax()
+                confidence = HostValue(top_probability(logits[0], logits=True))
+            done = t + 1 == upto + count
+            if not done or process_last or confidence is not None:
+                outs.append(self.run_layers(self.embed(tokens[t : t + 1]), 0, end, t))
+            if done or (confidence is not None and stops_after(confidence.get()[0], stop_below)):
+                break
         return torch.cat(outs, dim=1)
 
     # -- the two paths ----------------------------------------------------------
@@ -354,7 +406,7 @@ class NativeLlama:
         max_len: int,
         ranges: list[tuple[int, int]],
         heads: tuple[str, ...] = ("head", "greedy-head"),
-        chains: list[tuple[int, int, bool]] = (),
+        chains: list[tuple[int, int, bool, bool]] = (),
     ) -> int:
         """Compile and capture every fixed-shape step a run can reach, before it is timed.
 
@@ -363,7 +415,8 @@ class NativeLlama:
         its whole shape set is: each layer range in ``ranges`` (``(start, end)``,
         the engine's segments) and each head ``kind`` at every padded token
         count, plus the steps of greedy draft chains ``(end, count,
-        process_last)`` (``greedy_draft``). Each is compiled and captured here
+        process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
+        round, whose steps split into layers and a confidence head). Each is compiled and captured here
         (inputs are zeros at position 0: every slot a capture writes is
         rewritten by its real token before any query reads it). Returns how
         many graphs this captured; :attr:`graph_captures` counts all of them,
@@ -383,10 +436,14 @@ class NativeLlama:
         sizes = [1 << k for k in range(self.max_graph_tokens.bit_length())]
         steps = [self._layers_step(a, b, tb, span) for a, b in sorted(set(ranges)) for tb in sizes]
         steps += [self._head_step(kind, tb) for kind in heads for tb in sizes]
-        for end, count, process_last in sorted(set(chains)):
+        for end, count, process_last, stopping in sorted(set(chains)):
             if count > MAX_FUSED_DRAFT:
                 continue  # such rounds go step by step (the layer and head steps above)
-            steps += [self._draft_first_step(end, tb, span) for tb in sizes]
+            steps += [self._draft_first_step(end, tb, span, stopping) for tb in sizes]
+            if stopping:  # per token: the layers on it, then the confidence head for the next
+                steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
+                steps += [self._draft_head_step(i) for i in range(1, count)]
+                continue
             steps += [self._draft_next_step(end, i, True, span) for i in range(1, count)]
             if process_last:
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
