@@ -61,6 +61,7 @@ must pass the same criterion against the top's target.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -462,6 +463,16 @@ def random_stack(
     drafter, middle, target = (truncate_rows(rows, top_k, top_p) for rows in raw)
     lower = ToyTree(vocab, depth, drafter, middle, draft_rows=raw[0] if broken_drafter else None)
     return lower, ToyTree(vocab, depth, middle, target)
+
+
+def hashed_stop(salt: int) -> StopRule:
+    """A fixed pseudo-random prefix-dependent stopping rule: after each prefix 0, 1, 1/2 or a value in [0, 1)."""
+
+    def stop(prefix: Prefix) -> float:
+        h = int(hashlib.sha256(f"{salt}:{prefix}".encode()).hexdigest(), 16)
+        return [0.0, 1.0, 0.5, (h >> 8) % 1000 / 1000][h % 4]
+
+    return stop
 
 
 def _name(rule) -> str:

@@ -12,8 +12,6 @@ finding, and this test keeps the finding reproducible.
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import torch
 
@@ -24,6 +22,7 @@ from hsd_bench.fidelity import (
     compare_with_target,
     context_free_tree,
     draft_law,
+    hashed_stop,
     middle_law,
     random_stack,
     random_tree,
@@ -237,16 +236,6 @@ def test_tokenwise_never_beats_block(gamma):
         assert e_token <= e_block + 1e-12
 
 
-def _hashed_stop(salt: int):
-    """A fixed pseudo-random stopping rule on prefixes: 0, 1, 1/2 or a value in [0, 1)."""
-
-    def stop(prefix):
-        h = int(hashlib.sha256(f"{salt}:{prefix}".encode()).hexdigest(), 16)
-        return [0.0, 1.0, 0.5, (h >> 8) % 1000 / 1000][h % 4]
-
-    return stop
-
-
 @pytest.mark.parametrize("gamma", [2, 3])
 @pytest.mark.parametrize("name", LOSSLESS)
 def test_variable_length_drafts(name, gamma):
@@ -257,7 +246,7 @@ def test_variable_length_drafts(name, gamma):
     assert rule.fixed_length is False
     for seed in SEEDS:
         for salt in range(2):
-            result = check(rule, random_tree(3, gamma, seed), gamma, stop=_hashed_stop(salt))
+            result = check(rule, random_tree(3, gamma, seed), gamma, stop=hashed_stop(salt))
             assert result.lossless, f"{name} loses {result.max_abs_error:.2e} with a stopping drafter"
 
 
@@ -271,11 +260,11 @@ def check_stack(middle, top, lower, upper, gamma, **kwargs):
 @pytest.mark.parametrize("middle", LOSSLESS)
 def test_three_level_stack(middle, top):
     """The middle's output, verified by the top against the middle's rows, commits exactly the top's
-    law; every level's rows are cut by top-k, so every level sees zeros (q(x) = 0 for tokens the
-    level below never proposes, p(x) = 0 for tokens it must never accept)."""
+    law: on uncut rows, and on rows all cut by top-k, where every level sees zeros (q(x) = 0 for
+    tokens the level below never proposes, p(x) = 0 for tokens it must never accept)."""
     results = []
-    for seed in (4, 8):
-        lower, upper = random_stack(3, 3, seed=seed, top_k=2)
+    for seed, top_k in ((4, 0), (8, 2)):
+        lower, upper = random_stack(3, 3, seed=seed, top_k=top_k)
         results.append(check_stack(get_rule(middle), get_rule(top), lower, upper, 2))
     assert all(r.zero_mass_leak == 0.0 for r in results)
     if top == "hsd_official":  # still caught, three levels up
@@ -291,7 +280,7 @@ def test_three_level_stack_with_a_batched_middle(name, flush_on_reject):
     under a stopping drafter; the surplus it hands up is kept, and the top stays exact."""
     lower, upper = random_stack(2, 4, seed=5, top_k=0)
     rule = get_rule(name)
-    result = check_stack(rule, rule, lower, upper, 2, batch=2, flush_on_reject=flush_on_reject, stop=_hashed_stop(3))
+    result = check_stack(rule, rule, lower, upper, 2, batch=2, flush_on_reject=flush_on_reject, stop=hashed_stop(3))
     assert result.lossless, f"{name} lost {result.max_abs_error:.2e}"
 
 
