@@ -112,13 +112,23 @@ def execution_law(
             raise IntegrationError(f"no exact law after {max_runs} runs: the outcome is not a threshold function of its uniforms")
         source.point, source.pos = point, 0
         outcome = fn(generator)
+        if not torch.equal(generator.get_state(), own_state) or not torch.equal(
+            torch.default_generator.get_state(), global_state
+        ):
+            raise IntegrationError(
+                "the function drew random numbers other than torch.rand (e.g. torch.multinomial): "
+                "its law cannot be integrated"
+            )
         if source.pos > len(point):
             raise _MoreCoordinates
         return outcome
 
     hint_list = sorted({float(t) for t in hints if 0.0 <= float(t) <= 1.0})
     with mock.patch.object(torch, "rand", source):
-        fn(generator)  # learn how many uniforms a run draws, and their grids
+        try:
+            run([])  # learn how many uniforms a run draws, and their grids
+        except _MoreCoordinates:
+            pass
         while True:
             sizes = [1 << b for b in source.bits]
             try:
@@ -126,10 +136,6 @@ def execution_law(
                 break
             except _MoreCoordinates:  # a path drew more uniforms than the first: add coordinates
                 continue
-    if not torch.equal(generator.get_state(), own_state) or not torch.equal(torch.default_generator.get_state(), global_state):
-        raise IntegrationError(
-            "the function drew random numbers other than torch.rand (e.g. torch.multinomial): its law cannot be integrated"
-        )
     total = math.prod(sizes)
     return {outcome: volume / total for outcome, volume in volumes.items()}
 
