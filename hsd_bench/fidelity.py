@@ -289,10 +289,12 @@ def call_law(rule, draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor) -> Law
 
 
 def _cached_call_law(rule, draft: Prefix, q: torch.Tensor, p: torch.Tensor, cache: dict | None) -> Law:
-    """:func:`call_law`, memoised in ``cache`` by rule class and input values (a rule is a pure function of them)."""
+    """:func:`call_law`, memoised in ``cache`` by the rule (class and attributes) and the input
+    values: a rule is a pure function of them."""
     if cache is None:
         return call_law(rule, torch.tensor(draft, dtype=torch.long), q, p)
-    key = (type(rule), draft, q.dtype, q.numpy().tobytes(), p.numpy().tobytes())
+    settings = tuple(sorted((k, repr(v)) for k, v in vars(rule).items()))
+    key = (type(rule), settings, draft, q.dtype, q.numpy().tobytes(), p.numpy().tobytes())
     if key not in cache:
         cache[key] = call_law(rule, torch.tensor(draft, dtype=torch.long), q, p)
     return cache[key]
