@@ -49,6 +49,36 @@ def warp(logits: torch.Tensor, decoding: DecodingConfig) -> torch.Tensor:
     return logits.softmax(dim=-1)
 
 
+def uniforms(n: int, generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """``n`` float64 uniforms in [0, 1), drawn on the generator's device and moved to ``device``.
+
+    Every random decision of decoding (acceptance tests, token draws) reads
+    these and nothing else, so its law can be integrated exactly
+    (hsd_bench/fidelity.py). float64, because a test ``u < a`` passes with
+    probability ``a`` rounded up to the uniform's grid: CPU float32 uniforms
+    are k * 2^-24 (0 with probability 2^-24), float64 ones k * 2^-53.
+    """
+    rand_device = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=rand_device, dtype=torch.float64).to(device)
+
+
+def draw(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index ``i`` with probability ``weights[i] / weights.sum()``: inverse CDF at a uniform.
+
+    ``weights`` is ``[V]``, non-negative with a positive sum (unnormalised is
+    fine); ``u`` is a float64 uniform in [0, 1) of shape ``[1]``; returns
+    ``LongTensor[1]``, without a host sync. The CDF is summed in float64 and
+    the index is the first with ``cdf[i] > u * cdf[-1]``: an index of zero
+    weight has ``cdf[i] == cdf[i - 1]`` and is never returned, and
+    ``u * cdf[-1] < cdf[-1]`` for every float64 ``u < 1``, so the index is
+    always in range. ``torch.multinomial`` gives neither guarantee (it is
+    ``argmax(w / Exp(1))``; an exponential draw of 0 makes a zero weight NaN,
+    which argmax picks), and its law cannot be integrated exactly.
+    """
+    cdf = weights.double().cumsum(-1)
+    return torch.searchsorted(cdf, u * cdf[-1:], right=True)
+
+
 def sample(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token id from a ``[V]`` distribution."""
-    return torch.multinomial(probs, 1, generator=generator)[0]
+    """One token id from a ``[V]`` distribution (0-dim LongTensor)."""
+    return draw(probs, uniforms(1, generator, probs.device))[0]

@@ -278,11 +278,11 @@ MC_K = 3  # committed tokens compared: a draft of 3 can stop after its 2nd token
 
 @pytest.fixture(scope="module")
 def mc_models():
-    from tests.test_engine_sampling import VOCAB, _exact_target
+    from tests.test_engine_sampling import DECODING, VOCAB, _exact_target
 
     target = make_model("llama", num_layers=4, seed=11, vocab_size=VOCAB, deep_scale=0.5)
     small = make_model("llama", num_layers=1, seed=12, vocab_size=VOCAB, name="small")
-    return target, small, _exact_target(target, MC_K)
+    return target, small, _exact_target(target, DECODING, MC_K)
 
 
 def _random_split(model, exit_layer: int) -> float:

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+# lm-eval is a required dependency: imported plainly, so a broken install fails these tests instead of skipping them.
+import lm_eval
 import pytest
 
-pytest.importorskip("lm_eval")
-
-from hsd_bench.lm_eval_backend import HSDLM, parse_exit, prompt_seed, request_settings  # noqa: E402
-from hsd_bench.sampling import DecodingConfig  # noqa: E402
-from hsd_bench.tasks.scoring.gsm8k_answer import score_gsm8k  # noqa: E402
+from hsd_bench.lm_eval_backend import HSDLM, parse_exit, prompt_seed, request_settings
+from hsd_bench.sampling import DecodingConfig
+from hsd_bench.tasks.scoring.gsm8k_answer import score_gsm8k
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "tests" / "fixtures" / "lm_eval_tasks"
@@ -44,7 +44,6 @@ class ScriptedDecoder:
 
 
 def evaluate(lm, **kwargs):
-    import lm_eval
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(TASKS), include_defaults=False)

@@ -1,9 +1,11 @@
-"""Verification rules: sampler vs exact law, greedy reduction, input checks.
+"""Verification rules: exact law of ``__call__``, sampler vs that law, greedy reduction, zero mass, input checks.
 
-The exhaustive losslessness test lives in tests/test_fidelity.py; this file
-checks that each rule's ``__call__`` really samples from the law its
-``outcome_distribution`` reports, so the fidelity verdicts apply to the code
-the engine runs.
+The exhaustive losslessness test lives in tests/test_fidelity.py and runs
+each rule's ``__call__`` with its uniforms integrated exactly
+(hsd_bench/exact_law.py). This file checks each rule on single drafts: that
+its ``outcome_distribution`` formula agrees with that exact law, that samples
+drawn with a real generator follow it, and the edge cases (q(x) = 0,
+p(x) = 0, one-hot rows, empty drafts, low precision).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 import pytest
 import torch
 
+from hsd_bench.fidelity import call_law
 from hsd_bench.verify import Verdict, available_rules, get_rule, greedy_verify
 from hsd_bench.verify.block import block_tables
 from hsd_bench.verify.hsd import hsd_tables
@@ -33,6 +36,31 @@ def random_case(seed: int, k: int, vocab: int, dtype=torch.float64):
     return draft, q.to(dtype), p.to(dtype)
 
 
+def spread_case():
+    """A draft whose tests are all far from 0 and 1: token ratios p/q = 0.83, 0.86, 0.38 and block
+    tests h = 0.58, 0.52, 0.27 (test_spread_case_is_spread), with a zero in every p row (a cut target).
+    A sampler that accepts too often, or too rarely, moves every outcome's probability."""
+    draft = torch.tensor([0, 1, 2])
+    q = torch.tensor(
+        [[0.30, 0.25, 0.15, 0.30], [0.30, 0.35, 0.25, 0.10], [0.20, 0.30, 0.40, 0.10]], dtype=torch.float64
+    )
+    p = torch.tensor(
+        [[0.25, 0.60, 0.15, 0.00], [0.00, 0.30, 0.40, 0.30], [0.50, 0.00, 0.15, 0.35], [0.15, 0.55, 0.00, 0.30]],
+        dtype=torch.float64,
+    )
+    return draft, q, p
+
+
+def toy_case():
+    """Sun et al.'s toy distributions, draft (b, a): hsd keeps it all w.p. 1/2, hsd_official w.p. 1."""
+    q = torch.tensor([[2 / 3, 1 / 3]] * 2, dtype=torch.float64)
+    p = torch.tensor([[1 / 3, 2 / 3]] * 3, dtype=torch.float64)
+    return torch.tensor([1, 0]), q, p
+
+
+CASES = {"spread": spread_case, "toy": toy_case}
+
+
 def test_registry_flags():
     assert set(ALL_RULES) <= set(available_rules())
     assert get_rule("block").lossless and get_rule("hsd").lossless
@@ -43,12 +71,36 @@ def test_registry_flags():
         assert isinstance(rule.fixed_length, bool)
 
 
+# -- the formula agrees with the code -------------------------------------------------
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_outcome_distribution_is_the_law_of_call(name):
+    """outcome_distribution (the formula) against the exact law of __call__ (the code), on many drafts."""
+    rule = get_rule(name)
+    cases = [random_case(seed, k=1 + seed % 4, vocab=2 + seed % 3) for seed in range(12)]
+    cases = [c for c in cases if bool((c[1][torch.arange(c[0].shape[0]), c[0]] > 0).all())]
+    for draft, q, p in cases + [spread_case(), toy_case()]:
+        exact, formula = call_law(rule, draft, q, p), rule.outcome_distribution(draft, q, p)
+        assert law_tv(exact, formula) < 1e-12, (name, draft.tolist())
+
+
+def test_spread_case_is_spread():
+    """The Monte-Carlo case below tests acceptance where it can go wrong both ways."""
+    draft, q, p = spread_case()
+    ratios = p[torch.arange(3), draft] / q[torch.arange(3), draft]
+    h, _ = block_tables(draft, q, p)
+    assert bool(((ratios > 0.3) & (ratios < 0.9)).all()) and float(ratios.max() - ratios.min()) > 0.4
+    assert bool(((h[1:] > 0.25) & (h[1:] < 0.6)).all())
+
+
 # -- the sampler agrees with the exact law ------------------------------------
 # Weissman et al. (2003): for the empirical law of N draws over K outcomes,
 # P(||emp - law||_1 >= eps) <= (2^K - 2) exp(-N eps^2 / 2). With TV = L1 / 2,
 # P(TV >= t) <= 2^K exp(-2 N t^2); t below makes the false-alarm rate <= 1e-6
 # per check (the seeds are fixed, so the test is also deterministic). K is the
-# support of the exact law; a draw outside it fails the test outright.
+# support of the law; a draw outside it fails the test outright. The law is the
+# rule's formula (outcome_distribution), independent of the sampler's code; the
+# test above equates it with the integrator's exact law of __call__, so the
+# draws of a real torch.Generator also check the integrator's model of it.
 N_DRAWS = 4000
 FALSE_ALARM = 1e-6
 
@@ -57,22 +109,15 @@ def tv_bound(n_outcomes: int, n: int = N_DRAWS, delta: float = FALSE_ALARM) -> f
     return math.sqrt((n_outcomes * math.log(2) + math.log(1 / delta)) / (2 * n))
 
 
-def toy_case():
-    """Sun et al.'s toy distributions, draft (b, a): hsd keeps it all w.p. 1/2, hsd_official w.p. 1."""
-    q = torch.tensor([[2 / 3, 1 / 3]] * 2, dtype=torch.float64)
-    p = torch.tensor([[1 / 3, 2 / 3]] * 3, dtype=torch.float64)
-    return torch.tensor([1, 0]), q, p
-
-
 def law_tv(a: dict, b: dict) -> float:
     return 0.5 * sum(abs(a.get(o, 0.0) - b.get(o, 0.0)) for o in set(a) | set(b))
 
 
 @pytest.mark.parametrize(
-    "name, case", [(name, "random") for name in ALL_RULES] + [(name, "toy") for name in JOINT_RULES]
+    "name, case", [(name, "spread") for name in ALL_RULES] + [(name, "toy") for name in JOINT_RULES]
 )
 def test_samples_match_outcome_distribution(name, case):
-    draft, q, p = random_case(seed=3, k=3, vocab=3) if case == "random" else toy_case()
+    draft, q, p = CASES[case]()
     rule = get_rule(name)
     law = rule.outcome_distribution(draft, q, p)
     assert abs(sum(law.values()) - 1) < 1e-12
@@ -89,10 +134,33 @@ def test_samples_match_outcome_distribution(name, case):
 
 def test_monte_carlo_can_tell_hsd_from_hsd_official():
     """The sampler test above has the power to see the one-line difference."""
-    a = get_rule("hsd").outcome_distribution(*toy_case())
-    b = get_rule("hsd_official").outcome_distribution(*toy_case())
+    a = call_law(get_rule("hsd"), *toy_case())
+    b = call_law(get_rule("hsd_official"), *toy_case())
     assert law_tv(a, b) == pytest.approx(0.5, abs=1e-12)
     assert law_tv(a, b) > 2 * tv_bound(max(len(a), len(b)))
+
+
+# -- zero mass: p(x) = 0 and q(x) = 0 -------------------------------------------------
+@pytest.mark.parametrize("name", ALL_RULES)
+def test_a_token_the_target_forbids_is_never_accepted(name):
+    """The issue's reproducer: draft (1), q = (1/2, 1/2), p = (1, 0). The old token-wise test
+    (float32 u, u * q <= p) accepted it with probability 2^-24; exactly never now."""
+    law = call_law(get_rule(name), torch.tensor([1]), torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    assert law == {(0, 0): 1.0}
+
+
+@pytest.mark.parametrize("name", ALL_RULES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_draft_token_with_q_zero(name, dtype):
+    """q(x) = 0 (a draft its own q rules out: a broken lower level): p(x) = 0 -> never kept, whatever
+    follows; p(x) > 0 -> the ratio is +infinity, kept as surely as a token with p >= q."""
+    q = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]], dtype=dtype)
+    p_forbids = torch.tensor([[0.5, 0.0, 0.5], [0.3, 0.3, 0.4], [0.1, 0.2, 0.7]], dtype=dtype)
+    law = call_law(get_rule(name), torch.tensor([1, 2]), q, p_forbids)
+    assert all(accepted == 0 and token != 1 for accepted, token in law)
+    p_allows = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [0.1, 0.2, 0.7]], dtype=dtype)
+    law = call_law(get_rule(name), torch.tensor([1, 2]), q, p_allows)
+    assert sum(prob for (accepted, _), prob in law.items() if accepted == 2) == 1.0
 
 
 # -- greedy reduction -------------------------------------------------------------
@@ -109,11 +177,7 @@ def test_one_hot_distributions_give_the_greedy_verdict(name, matches):
     expected = greedy_verify(draft, target)
     assert expected == Verdict(matches, int(target[matches]))
     rule = get_rule(name)
-    law = rule.outcome_distribution(draft, q, p)
-    assert law.keys() == {(expected.accepted, expected.token)}
-    assert abs(law[(expected.accepted, expected.token)] - 1) < 1e-12
-    g = torch.Generator().manual_seed(0)
-    assert all(rule(draft, q, p, g) == expected for _ in range(20))
+    assert call_law(rule, draft, q, p) == {(expected.accepted, expected.token): 1.0}
 
 
 # -- edge cases ---------------------------------------------------------------------
@@ -122,10 +186,8 @@ def test_empty_draft_draws_the_bonus_from_p(name):
     p = torch.tensor([[0.25, 0.0, 0.75]], dtype=torch.float64)
     q = torch.zeros(0, 3, dtype=torch.float64)
     draft = torch.zeros(0, dtype=torch.long)
-    rule = get_rule(name)
-    law = rule.outcome_distribution(draft, q, p)
-    assert law.keys() == {(0, 0), (0, 2)} and abs(law[(0, 2)] - 0.75) < 1e-12
-    assert rule(draft, q, p, torch.Generator().manual_seed(0)).token in (0, 2)
+    law = call_law(get_rule(name), draft, q, p)
+    assert law.keys() == {(0, 0), (0, 2)} and abs(law[(0, 2)] - 0.75) < 1e-15
 
 
 @pytest.mark.parametrize("name", JOINT_RULES)
@@ -133,8 +195,8 @@ def test_identical_p_and_q_accept_everything(name):
     """p == q: the degenerate 0/0 branches must not swallow the draft."""
     draft, q, _ = random_case(seed=5, k=4, vocab=4)
     p = torch.cat([q, q[-1:]])
-    law = get_rule(name).outcome_distribution(draft, q, p)
-    assert sum(prob for (a, _), prob in law.items() if a == 4) == pytest.approx(1.0, abs=1e-12)
+    law = call_law(get_rule(name), draft, q, p)
+    assert sum(prob for (a, _), prob in law.items() if a == 4) == 1.0
 
 
 @pytest.mark.parametrize("tables", [block_tables, hsd_tables])

@@ -13,10 +13,12 @@ and returns a :class:`Verdict`: how many draft tokens are kept, and the one
 token that follows them (a correction drawn from a residual, or the bonus).
 
 Rules register themselves by name (``@register_rule("tokenwise")``) so a
-config says ``verifier=block`` and nothing else changes. Each rule also
-exposes ``outcome_distribution``, the exact probability of every
-``(accepted, token)`` outcome, which is what the exhaustive fidelity test
-(:mod:`hsd_bench.fidelity`) enumerates.
+config says ``verifier=block`` and nothing else changes. A rule draws its
+randomness only as float64 uniforms (``sampling.uniforms``; tokens through
+``sampling.draw``), so the exhaustive fidelity test (:mod:`hsd_bench.fidelity`)
+can integrate the law of ``__call__`` itself exactly. Each rule also exposes
+``outcome_distribution``, the probability of every ``(accepted, token)``
+outcome by formula, which the tests cross-check against that law.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from hsd_bench.sampling import draw, uniforms
 from hsd_bench.verify import Verdict
 
 
@@ -82,11 +83,19 @@ def work_dtype(t: torch.Tensor) -> torch.dtype:
 def draft_ratios(draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``p`` and ``q`` in the working dtype, and ``p_i(X_i) / q_i(X_i)`` at every draft
     position (``[k]``, empty for an empty draft): the per-token likelihood ratio the
-    joint rules build their tests from. ``q > 0`` on a draft sampled from ``q``."""
+    joint rules build their tests from.
+
+    ``q > 0`` on a draft sampled from ``q``; a draft token with q(x) = 0 (sent by a
+    broken lower level) gets ``p(x) / tiny``: 0 where p(x) = 0, so a prefix holding a
+    token the verifier forbids has weight 0 and is never kept, and a huge finite
+    ratio (the +infinity of ``tokenwise``'s ``u * q < p``) where p(x) > 0. Finite on
+    purpose: 0 * inf and inf - inf would make NaN tests downstream.
+    """
     dtype = work_dtype(p)
     p, q = p.to(dtype), q.to(dtype)
     col = draft[:, None]
-    return p, q, p[: draft.shape[0]].gather(1, col)[:, 0] / q.gather(1, col)[:, 0]
+    q_x = q.gather(1, col)[:, 0].clamp_min(torch.finfo(dtype).tiny)
+    return p, q, p[: draft.shape[0]].gather(1, col)[:, 0] / q_x
 
 
 def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -110,18 +119,14 @@ def sample_backscan(
     the default when every other test fails.
     """
     k1 = h.shape[0]
-    rand_device = generator.device if generator is not None else h.device
-    u = torch.rand(k1 + 1, generator=generator, device=rand_device, dtype=torch.float64)
-    if u.device != h.device:
-        u = u.to(h.device)
-    passed = u[:k1] < h
+    u = uniforms(k1 + 1, generator, h.device)  # k1 tests (u[0] unused), then the token draw
+    passed = u[:k1] < h  # strict: a test with h = 0 never passes
     tau = (passed * torch.arange(k1, device=h.device)).max()
     row = rows[tau]
     # A row that rounded to all zeros (a degenerate branch reached through
     # rounding) falls back to the target's row, as tokenwise.residual does.
     row = torch.where(row.sum() > 0, row, p[tau].to(row.dtype))
-    cdf = row.cumsum(0)
-    token = torch.searchsorted(cdf, u[k1:] * cdf[-1], right=True)[0].clamp_max(row.shape[0] - 1)
+    token = draw(row, u[k1:])[0]
     accepted, tok = torch.stack([tau, token]).tolist()
     return Verdict(accepted, tok)
 
