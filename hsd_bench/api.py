@@ -52,7 +52,7 @@ class Decoder:
         draft_stop: Any = None,
         device: str = "cpu",
         dtype: str = "float32",
-        backend: str = "hf",
+        backend: str = "auto",
         pool: ModelPool | None = None,
     ) -> "Decoder":
         pool = pool or ModelPool(ModelSpec(model_path, dtype=dtype, device=device, backend=backend))

@@ -15,7 +15,7 @@ class ModelConf:
     path: str = "checkpoints/ee-24x128"  # Hub id, local dir, or random:<arch>
     dtype: str = "float32"
     device: str = "cpu"  # cpu | cuda | auto
-    backend: str = "auto"  # auto (native on CUDA, hf on CPU) | hf | native
+    backend: str = "auto"  # auto (native where supported: measured faster on GPU and CPU) | hf | native
     num_layers: Optional[int] = None  # random:<arch> only
     seed: int = 0  # random:<arch> only
     max_context: Optional[int] = None
