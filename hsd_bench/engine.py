@@ -10,33 +10,117 @@ All levels write into one token buffer: a lower level's context always extends
 the context of the level above it, so position ``t`` means the same thing for
 every level, and a rejection at ``t`` is a truncation of every model state to
 ``t``.
+
+Several sequences can decode together (``generate_many(..., batch_size=B)``):
+each *row* of the buffer is one sequence in one cache row of every model, with
+its own committed length, its own accepted length per round (ragged), its own
+rollback, generator and stop. The recursion runs over a set of rows at once,
+so every forward serves every row that needs it; a row whose level already
+holds enough tokens waits for its batch-mates instead of running ahead. A
+finished row leaves and the next prompt takes its cache row. One row is the
+special case ``B = 1``, driven through the same code (``generate``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.sampling import DecodingConfig, sample, warp
-from hsd_bench.verify import VerificationRule, greedy_accept
+from hsd_bench.verify import VerificationRule, greedy_accept_rows
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
+
+
+class _Pending:
+    """Hidden states at one boundary depth, per row, for positions the next segment has not processed.
+
+    Kept as views of the forward outputs that produced them (chunks), so that
+    appending, consuming and rolling back are list operations on the host:
+    no device work per row. Reading a span that crosses chunks concatenates.
+    """
+
+    def __init__(self, rows: int):
+        self.start = [0] * rows
+        self.length = [0] * rows
+        self.chunks: list[list[torch.Tensor]] = [[] for _ in range(rows)]  # each [T, D]
+
+    def append(self, r: int, first: int, h: torch.Tensor) -> None:
+        if not self.length[r]:
+            self.start[r], self.chunks[r] = first, [h]
+        else:
+            if self.start[r] + self.length[r] != first:
+                raise RuntimeError(f"pending hidden states end at {self.start[r] + self.length[r]}, appended at {first}")
+            self.chunks[r].append(h)
+        self.length[r] += h.shape[0]
+
+    def covers(self, r: int, a: int, b: int) -> bool:
+        return self.start[r] <= a and b <= self.start[r] + self.length[r] and (self.length[r] > 0 or a == b)
+
+    def take(self, r: int, a: int, b: int, out: list[torch.Tensor]) -> None:
+        """Append views covering positions ``[a, b)`` of row ``r`` to ``out``."""
+        pos = self.start[r]
+        for h in self.chunks[r]:
+            end = pos + h.shape[0]
+            if end > a and pos < b:
+                out.append(h[max(a, pos) - pos : min(b, end) - pos])
+            pos = end
+
+    def drop_before(self, r: int, p: int) -> None:
+        """Forget positions ``< p`` (consumed, or never needed again)."""
+        cut = p - self.start[r]
+        if cut <= 0:
+            return
+        if cut >= self.length[r]:
+            self.start[r], self.length[r], self.chunks[r] = p, 0, []
+            return
+        while cut >= self.chunks[r][0].shape[0]:
+            cut -= self.chunks[r].pop(0).shape[0]
+        if cut:
+            self.chunks[r][0] = self.chunks[r][0][cut:]
+        self.length[r] -= p - self.start[r]
+        self.start[r] = p
+
+    def truncate(self, r: int, length: int) -> None:
+        """Forget positions ``>= length`` (a rejection)."""
+        keep = length - self.start[r]
+        if keep >= self.length[r]:
+            return
+        if keep <= 0:
+            self.start[r], self.length[r], self.chunks[r] = min(self.start[r], length), 0, []
+            return
+        chunks, pos = [], 0
+        for h in self.chunks[r]:
+            if pos >= keep:
+                break
+            chunks.append(h[: keep - pos])
+            pos += h.shape[0]
+        self.chunks[r], self.length[r] = chunks, keep
+
+    def reset(self, r: int) -> None:
+        self.start[r], self.length[r], self.chunks[r] = 0, 0, []
 
 
 class ModelState:
     """Frontiers, caches and boundary hidden states of one model shared by its views.
 
     The model's layers are cut into segments at the exit layers its views
-    use. Each segment has a *frontier* (how many positions it has processed);
-    shallower frontiers are at or ahead of deeper ones. ``pending[b]`` holds
-    the hidden states at depth ``b`` for positions the segment starting at
-    ``b`` has not processed yet, so a deeper view continues from them instead
-    of re-running the shallow layers (LayerSkip's exit query cache, HiSpec's
-    hidden-state reuse).
+    use. Each segment has a *frontier* per row (how many positions of that
+    row it has processed); shallower frontiers are at or ahead of deeper
+    ones. ``pending[b]`` holds the hidden states at depth ``b`` for positions
+    the segment starting at ``b`` has not processed yet, so a deeper view
+    continues from them instead of re-running the shallow layers (LayerSkip's
+    exit query cache, HiSpec's hidden-state reuse).
+
+    The ``*_rows`` methods serve several rows in one forward per segment
+    (the model's ragged ``run_layers``): ``tokens`` is then the engine's
+    ``[rows, L]`` buffer and ``upto``/``need_from`` are per row. The
+    single-sequence methods (``hidden``, ``logits``, ...) are row 0 of a
+    one-row state.
     """
 
     def __init__(self, model: LayeredModel, exits: list[int]):
@@ -45,118 +129,226 @@ class ModelState:
         if self.bounds[-1] > model.num_layers or self.bounds[0] < 1:
             raise ValueError(f"{model.name}: exits {self.bounds} outside 1..{model.num_layers}")
         self.starts = [0] + self.bounds[:-1]
+        self.rows = 1
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, rows: int | None = None) -> None:
+        """Forget every position of every row; ``rows`` sets how many rows the state holds from now on.
+
+        More than one row needs a backend with batched caches
+        (``reserve_rows``); one row drives the model exactly as a
+        single-sequence backend expects (no row arguments).
+        """
+        if rows is not None and rows != self.rows:
+            if rows < 1:
+                raise ValueError(f"batch_size={rows} must be >= 1")
+            if rows > 1:
+                reserve = getattr(self.model, "reserve_rows", None)
+                if reserve is None:
+                    raise ValueError(
+                        f"batch_size={rows}: model {self.model.name!r} ({type(self.model).__name__}) decodes one "
+                        "sequence at a time; batches need a backend with batched caches "
+                        "(model.backend=native or hf)"
+                    )
+                reserve(rows)
+            self.rows = rows
         self.model.reset()
-        self.frontier = [0] * len(self.bounds)
-        self.pending: dict[int, tuple[int, torch.Tensor | None]] = {b: (0, None) for b in self.bounds}
-        self.layer_evals = 0
-        self.head_evals = 0
+        n = self.rows
+        self.frontier = [[0] * n for _ in self.bounds]
+        self.pending = {b: _Pending(n) for b in self.bounds}
+        self.layer_evals = [0] * n
+        self.head_evals = [0] * n
 
-    def hidden(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
-        """Hidden states at depth ``exit_layer`` for positions ``[need_from, upto)``,
-        running only the layer segments that have not seen those positions."""
+    def reset_row(self, r: int) -> None:
+        """Forget every position of row ``r`` (a new sequence takes it)."""
+        if self.frontier[0][r]:
+            self._truncate_model(0, self.bounds[-1], 0, r)
+        for j in range(len(self.bounds)):
+            self.frontier[j][r] = 0
+        for pend in self.pending.values():
+            pend.reset(r)
+        self.layer_evals[r] = self.head_evals[r] = 0
+
+    # -- model calls ------------------------------------------------------------
+    def _run_layers(self, x, start, end, firsts, rows, lengths) -> torch.Tensor:
+        if self.rows == 1:  # the single-sequence protocol, unchanged
+            return self.model.run_layers(x, start, end, firsts[0])
+        return self.model.run_layers(x, start, end, firsts, rows=rows, lengths=lengths)
+
+    def _truncate_model(self, start: int, end: int, length: int, r: int) -> None:
+        if self.rows == 1:
+            self.model.truncate(start, end, length)
+        else:
+            self.model.truncate(start, end, length, rows=[r])
+
+    @staticmethod
+    def _ids(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
+        if len(rows) == 1:
+            return tokens[rows[0], firsts[0] : ends[0]]
+        return torch.cat([tokens[r, f:u] for r, f, u in zip(rows, firsts, ends)])
+
+    # -- views --------------------------------------------------------------------
+    def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
+                    need_from: list[int]) -> torch.Tensor:
+        """Hidden states at depth ``exit_layer`` for positions ``[need_from[i], upto[i])`` of each row
+        ``rows[i]``, packed in row order: ``[1, sum(upto - need_from), D]``. Runs only the layer
+        segments that have not seen those positions, one ragged forward per segment."""
         last = self.bounds.index(exit_layer)
+        top = self.bounds[-1]
         for j in range(last + 1):
-            start, end, first = self.starts[j], self.bounds[j], self.frontier[j]
-            if first >= upto:
+            start, end, front = self.starts[j], self.bounds[j], self.frontier[j]
+            work, firsts, ends, needs = [], [], [], []
+            for r, u, a in zip(rows, upto, need_from):
+                if front[r] < u:
+                    work.append(r)
+                    firsts.append(front[r])
+                    ends.append(u)
+                    needs.append(a)
+            if not work:
                 continue
+            lengths = [u - f for f, u in zip(firsts, ends)]
             if j == 0:
-                if tokens.shape[0] < upto:
-                    raise ValueError(f"{self.model.name}: asked for position {upto - 1} of a {tokens.shape[0]}-token sequence")
-                inp = self.model.embed(tokens[first:upto])
+                if tokens.shape[1] < max(ends):
+                    raise ValueError(f"{self.model.name}: asked for position {max(ends) - 1} of a "
+                                     f"{tokens.shape[1]}-token sequence")
+                inp = self.model.embed(self._ids(tokens, work, firsts, ends))
             else:
-                pend_start, pend = self.pending[start]
-                assert pend_start == first and pend is not None and pend.shape[1] >= upto - first
-                inp = pend[:, : upto - first]
-                self.pending[start] = (upto, pend[:, upto - first :])
-            out = self.model.run_layers(inp, start, end, first)
-            self.layer_evals += (end - start) * (upto - first)
-            self.frontier[j] = upto
-            self._append_pending(end, first, out)
-        pend_start, pend = self.pending[exit_layer]
-        if pend is None or pend_start > need_from or pend_start + pend.shape[1] < upto:
-            raise RuntimeError(
-                f"{self.model.name}: no hidden state at depth {exit_layer} for positions "
-                f"[{need_from}, {upto}) (pending from {pend_start}); frontier bookkeeping is broken"
-            )
-        if exit_layer == self.bounds[-1]:
-            # Nothing deeper consumes the top boundary: keep only what is still needed.
-            self.pending[exit_layer] = (need_from, pend[:, need_from - pend_start :])
-            pend_start, pend = self.pending[exit_layer]
-        return pend[:, need_from - pend_start : upto - pend_start]
+                pend, pieces = self.pending[start], []
+                for r, f, u in zip(work, firsts, ends):
+                    assert pend.start[r] == f and pend.covers(r, f, u), "pending hidden states out of step"
+                    pend.take(r, f, u, pieces)
+                    pend.drop_before(r, u)
+                inp = pieces[0][None] if len(pieces) == 1 else torch.cat(pieces)[None]
+            out = self._run_layers(inp, start, end, firsts, work, lengths)
+            pend, off = self.pending[end], 0
+            for r, f, n, a in zip(work, firsts, lengths, needs):
+                self.layer_evals[r] += (end - start) * n
+                front[r] = f + n
+                if end == top:
+                    # Nothing deeper consumes the top boundary: keep only what is still needed.
+                    pend.drop_before(r, a)
+                pend.append(r, f, out[0, off : off + n])
+                off += n
+        pend, pieces = self.pending[exit_layer], []
+        for r, a, u in zip(rows, need_from, upto):
+            if not pend.covers(r, a, u):
+                raise RuntimeError(
+                    f"{self.model.name}: no hidden state at depth {exit_layer} for positions [{a}, {u}) of row {r} "
+                    f"(pending from {pend.start[r]}); frontier bookkeeping is broken"
+                )
+            pend.take(r, a, u, pieces)
+            if exit_layer == top:
+                pend.drop_before(r, a)
+        return pieces[0][None] if len(pieces) == 1 else torch.cat(pieces)[None]
 
-    def logits(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
-        """``[upto - need_from, V]`` logits of the view exiting at ``exit_layer``."""
-        h = self.hidden(tokens, exit_layer, upto, need_from)
-        self.head_evals += h.shape[1]
+    def _count_heads(self, rows: list[int], upto: list[int], need_from: list[int]) -> None:
+        for r, u, a in zip(rows, upto, need_from):
+            self.head_evals[r] += u - a
+
+    def logits_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
+                    need_from: list[int]) -> torch.Tensor:
+        """``[sum(upto - need_from), V]`` logits of the view exiting at ``exit_layer``, rows packed in order."""
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from)
+        self._count_heads(rows, upto, need_from)
         return self.model.logits(h)
 
-    def greedy_tokens(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
-        """``LongTensor[upto - need_from]``: the argmax token of the view at each position.
+    def greedy_tokens_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
+                           need_from: list[int]) -> torch.Tensor:
+        """``LongTensor[sum(upto - need_from)]``: the argmax token of the view at each position.
 
         A backend may fuse head and argmax (``model.greedy_tokens``), which
         skips materialising ``[T, V]`` float32 logits; otherwise argmax of
-        :meth:`logits`.
+        the logits.
         """
-        h = self.hidden(tokens, exit_layer, upto, need_from)
-        self.head_evals += h.shape[1]
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from)
+        self._count_heads(rows, upto, need_from)
         fused = getattr(self.model, "greedy_tokens", None)
         return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
 
-    def greedy_draft(self, tokens: torch.Tensor, exit_layer: int, n: int, count: int) -> None:
-        """Write ``count`` greedy tokens of the view exiting at ``exit_layer`` at ``tokens[n : n + count]``.
+    def greedy_draft_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, n: list[int],
+                          count: list[int]) -> None:
+        """Write ``count[i]`` greedy tokens of the view exiting at ``exit_layer`` at
+        ``tokens[rows[i], n[i] : n[i] + count[i]]``.
 
-        Each token is the argmax at the previous position, so the round is a
-        chain of single-position steps. A backend that implements
-        ``model.greedy_draft`` runs the whole chain without returning to
-        Python between steps (the native backend replays one CUDA graph per
-        step, the tokens never leave the device); that needs the view to be
-        the model's first segment, which every drafting level is. Otherwise
-        the steps go through :meth:`greedy_tokens` one by one. Both leave the
-        same frontiers, pending hidden states and counters.
+        Each token is the argmax at the previous position, so a round is a
+        chain of single-position steps; the rows take each step together. A
+        backend that implements ``model.greedy_draft`` runs a one-sequence
+        chain without returning to Python between steps (the native backend
+        replays one CUDA graph per step, the tokens never leave the device);
+        that needs the view to be the model's first segment, which every
+        drafting level is. Otherwise the steps go through
+        :meth:`greedy_tokens_rows`. Both leave the same frontiers, pending
+        hidden states and counters.
         """
-        first = self.frontier[0]
-        fused = getattr(self.model, "greedy_draft", None)
-        if fused is None or exit_layer != self.bounds[0] or first >= n:
-            for t in range(n, n + count):
-                tokens[t] = self.greedy_tokens(tokens, exit_layer, t, t - 1)[-1]
-            return
+        if self.rows == 1:
+            first = self.frontier[0][0]
+            fused = getattr(self.model, "greedy_draft", None)
+            if fused is not None and exit_layer == self.bounds[0] and first < n[0]:
+                self._fused_draft(fused, tokens[0], exit_layer, first, n[0], count[0])
+                return
+        for s in range(max(count)):
+            step = [i for i, c in enumerate(count) if s < c]
+            rs = [rows[i] for i in step]
+            pos = [n[i] + s for i in step]
+            new = self.greedy_tokens_rows(rs, tokens, exit_layer, pos, [p - 1 for p in pos])
+            write_tokens(tokens, rs, pos, new)
+
+    def _fused_draft(self, fused, tokens: torch.Tensor, exit_layer: int, first: int, n: int, count: int) -> None:
         # A deeper view of this model verifies next and needs the last drafted token's
         # hidden state too: the chain processes it (layers only) instead of the verifier's
         # first segment. A model with one view leaves it to the next round, which may reject it.
         process_last = len(self.bounds) > 1
         upto = n + count - (0 if process_last else 1)
         out = fused(tokens, first, n, exit_layer, count, process_last)
-        self.layer_evals += exit_layer * (upto - first)
-        self.head_evals += count
-        self.frontier[0] = upto
-        self._append_pending(exit_layer, first, out)
+        self.layer_evals[0] += exit_layer * (upto - first)
+        self.head_evals[0] += count
+        self.frontier[0][0] = upto
+        pend = self.pending[exit_layer]
         if exit_layer == self.bounds[-1]:
-            # Nothing deeper consumes it: keep only the last position, as hidden() would.
-            start, pend = self.pending[exit_layer]
-            self.pending[exit_layer] = (upto - 1, pend[:, upto - 1 - start :])
+            pend.drop_before(0, upto - 1)  # nothing deeper consumes it: keep only the last position
+            out = out[:, upto - 1 - first :]
+            first = upto - 1
+        pend.append(0, first, out[0])
 
-    def _append_pending(self, bound: int, first: int, out: torch.Tensor) -> None:
-        """Hidden states ``out`` at depth ``bound`` for positions from ``first`` on join what is pending there."""
-        out_start, have = self.pending[bound]
-        if have is None or have.shape[1] == 0:
-            self.pending[bound] = (first, out)
-        else:
-            assert out_start + have.shape[1] == first
-            self.pending[bound] = (out_start, torch.cat([have, out], dim=1))
+    def truncate_rows(self, rows: list[int], lengths: list[int]) -> None:
+        """Forget every position ``>= lengths[i]`` of row ``rows[i]`` (a rejection there)."""
+        for r, length in zip(rows, lengths):
+            for j, front in enumerate(self.frontier):
+                if front[r] > length:
+                    self._truncate_model(self.starts[j], self.bounds[j], length, r)
+                    front[r] = length
+            for pend in self.pending.values():
+                pend.truncate(r, length)
+
+    # -- one sequence (row 0) ------------------------------------------------------
+    def hidden(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """Hidden states ``[1, upto - need_from, D]`` at depth ``exit_layer`` of a one-row state."""
+        return self.hidden_rows([0], tokens.view(1, -1), exit_layer, [upto], [need_from])
+
+    def logits(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """``[upto - need_from, V]`` logits of the view exiting at ``exit_layer`` (one row)."""
+        return self.logits_rows([0], tokens.view(1, -1), exit_layer, [upto], [need_from])
+
+    def greedy_tokens(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        return self.greedy_tokens_rows([0], tokens.view(1, -1), exit_layer, [upto], [need_from])
+
+    def greedy_draft(self, tokens: torch.Tensor, exit_layer: int, n: int, count: int) -> None:
+        self.greedy_draft_rows([0], tokens.view(1, -1), exit_layer, [n], [count])
 
     def truncate(self, length: int) -> None:
-        """Forget every position ``>= length`` (a rejection at ``length``)."""
-        for j, f in enumerate(self.frontier):
-            if f > length:
-                self.model.truncate(self.starts[j], self.bounds[j], length)
-                self.frontier[j] = length
-        for b, (start, pend) in self.pending.items():
-            if pend is not None and start + pend.shape[1] > length:
-                keep = max(0, length - start)
-                self.pending[b] = (min(start, length), pend[:, :keep])
+        """Forget every position ``>= length`` of row 0 (a rejection at ``length``)."""
+        self.truncate_rows([0], [length])
+
+
+def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values) -> None:
+    """``tokens[rows[i], pos[i]] = values[i]`` in one device op (``values``: a tensor or host ints)."""
+    if len(rows) == 1:
+        tokens[rows[0], pos[0]] = values[0]
+        return
+    device = tokens.device
+    if not torch.is_tensor(values):
+        values = torch.tensor(values, dtype=tokens.dtype)
+    tokens[torch.tensor(rows, device=device), torch.tensor(pos, device=device)] = values.to(device, tokens.dtype)
 
 
 @dataclass
@@ -181,8 +373,14 @@ class Level:
 class GenerationStats:
     n_prompt: int = 0
     n_generated: int = 0
+    # This sequence's share of the elapsed time (prefill + decode): at batch 1 its wall
+    # time; at batch B every interval is split among the rows it served, so the shares
+    # of all rows sum to the elapsed time and sum(tokens) / sum(wall_s) is the
+    # aggregate throughput.
     wall_s: float = 0.0
     prefill_s: float = 0.0
+    latency_s: float | None = None  # admission to finish (None: = wall_s, batch 1)
+    batch_size: int = 1
     drafted: list[int] = field(default_factory=list)  # per verifying level
     accepted: list[int] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # forwards of each level (level 0: drafted tokens)
@@ -213,6 +411,8 @@ class GenerationStats:
             "wall_s": self.wall_s,
             "prefill_s": self.prefill_s,
             "decode_s": self.decode_s,
+            "latency_s": self.wall_s if self.latency_s is None else self.latency_s,
+            "batch_size": self.batch_size,
             "tokens_per_s": self.n_generated / self.wall_s if self.wall_s > 0 else 0.0,
             "decode_tokens_per_s": self.n_generated / self.decode_s if self.decode_s > 0 else 0.0,
             "target_forwards": self.target_forwards,
@@ -247,8 +447,22 @@ class Generation:
     stop_reason: str = ""
 
 
+@dataclass
+class _Row:
+    """One sequence being decoded in a row of the batch."""
+
+    index: int  # position in the caller's stream of prompts
+    prompt: list[int]
+    limit: int  # last position + 1 this row may fill
+    max_new: int
+    stats: GenerationStats
+    generator: torch.Generator | None
+    admitted: float  # engine clock at admission
+    committed: int = 0
+
+
 class Engine:
-    """Runs a stack of levels (bottom -> top) to generate from a prompt."""
+    """Runs a stack of levels (bottom -> top) to generate from prompts, one or a batch at a time."""
 
     def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = True):
         if not levels:
@@ -256,7 +470,7 @@ class Engine:
         self.levels = levels
         self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
         self.sync_timing = sync_timing
-        # Optional observer told "prefill", "decode" and "done" as generate() moves
+        # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
         self.on_phase: Callable[[str], None] | None = None
@@ -268,7 +482,6 @@ class Engine:
             level.name = level.name or f"L{i}"
 
     # -- public -----------------------------------------------------------
-    @torch.no_grad()
     def generate(
         self,
         prompt_ids: list[int],
@@ -277,146 +490,280 @@ class Engine:
         stop_sequences: list[str] | tuple[str, ...] = (),
         tokenizer=None,
     ) -> Generation:
+        """Decode one prompt (a batch of one)."""
+        for _, gen in self.generate_many([prompt_ids], max_new_tokens, decoding, stop_sequences, tokenizer):
+            return gen
+        raise AssertionError("generate_many yielded nothing for one prompt")
+
+    @torch.no_grad()
+    def generate_many(
+        self,
+        prompts: Iterable[list[int]],
+        max_new_tokens: int,
+        decoding: DecodingConfig | None = None,
+        stop_sequences: list[str] | tuple[str, ...] = (),
+        tokenizer=None,
+        batch_size: int = 1,
+        seeds: Iterable[int] | None = None,
+    ) -> Iterator[tuple[int, Generation]]:
+        """Decode a stream of prompts, ``batch_size`` at a time; yields ``(index, Generation)`` as rows finish.
+
+        A finished row leaves the batch at once and the next prompt takes its
+        cache row, so a long stream decodes at ``batch_size`` throughout.
+        Every row samples from its own generator, seeded with its entry of
+        ``seeds`` (default: ``decoding.seed`` for every prompt, as one-by-one
+        decoding does), so a row's output does not depend on its batch-mates:
+        decoding at batch B gives what decoding the prompts one by one gives.
+        Time spent by the caller between yields is not counted.
+        """
         decoding = decoding or DecodingConfig()
-        n = len(prompt_ids)
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        if stop_sequences and tokenizer is None:
+            raise ValueError("stop sequences need a tokenizer to decode the output")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
+        self._decoding = decoding
+        self._stop = (tuple(stop_sequences), tokenizer)
+        stream = iter(enumerate(prompts))
+        seed_iter = iter(seeds) if seeds is not None else None
+        for state in self.states:
+            state.reset(batch_size)
+        self._slots: list[_Row | None] = [None] * batch_size
+        self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
+        self._paused, self._mark = 0.0, 0.0
+        depth = len(self.levels)
+        exhausted = False
+        while True:
+            if not exhausted:
+                exhausted = self._admit(stream, seed_iter, max_new_tokens)
+            rows = [r for r, row in enumerate(self._slots) if row is not None]
+            if not rows:
+                break
+            self._phase("decode")
+            counts, _, known = self._produce(depth - 1, rows, [self._slots[r].committed for r in rows])
+            if known is None:
+                # The top level's verification already brought its tokens to the host;
+                # only an unverified level (autoregressive) needs them read back here.
+                known = self._read_back(rows, counts)
+            finished = []
+            for r, count, new in zip(rows, counts, known):
+                row = self._slots[r]
+                cut = self._stop_index(r, row, new)
+                if cut is not None:
+                    row.committed += cut
+                    finished.append((r, "stop"))
+                    continue
+                row.committed += count
+                if row.committed >= row.limit:
+                    full = row.limit < len(row.prompt) + row.max_new
+                    finished.append((r, "context" if full else "max_new_tokens"))
+            done = {r for r, _ in finished}
+            going = [r for r in rows if r not in done]
+            if going:
+                for state in self.states:
+                    state.truncate_rows(going, [self._slots[r].committed - 1 for r in going])
+            if finished:
+                self._sync()
+            self._charge(rows, decode=True)
+            for r, reason in finished:
+                gen = self._finish(r, reason)
+                index = self._slots[r].index
+                self._slots[r] = None
+                if not any(self._slots):
+                    self._phase("done")
+                paused = time.perf_counter()
+                yield index, gen
+                self._paused += time.perf_counter() - paused
+
+    # -- rows ---------------------------------------------------------------
+    def _admit(self, stream, seeds, max_new: int) -> bool:
+        """Fill free rows from the stream and prefill them together; True once the stream is exhausted."""
+        free = [r for r, row in enumerate(self._slots) if row is None]
+        if not free:
+            return False
+        idle = len(free) == len(self._slots)  # nothing decoding: setting up is nobody's time
+        new, exhausted = [], False
+        for r in free:
+            item = next(stream, None)
+            if item is None:
+                exhausted = True
+                break
+            index, prompt = item
+            seed = next(seeds) if seeds is not None else self._decoding.seed
+            new.append(r)
+            self._slots[r] = self._new_row(r, index, list(prompt), max_new, seed)
+        if not new:
+            return exhausted
+        if idle:
+            self._sync()
+            self._mark = self._now()
+        self._phase("prefill")
+        # Prefill: every view's layers see the prompt except its last token,
+        # which each level processes in its first round.
+        long = [r for r in new if len(self._slots[r].prompt) > 1]
+        if long:
+            n = [len(self._slots[r].prompt) for r in long]
+            for state in self.states:
+                state.hidden_rows(long, self._tokens, state.bounds[-1], [k - 1 for k in n], [k - 2 for k in n])
+        # Costs are reported for decoding only: the prefill is the same for every method.
+        for state in self.states:
+            for r in new:
+                state.layer_evals[r] = state.head_evals[r] = 0
+        self._sync()
+        self._charge(new, decode=False)
+        return exhausted
+
+    def _new_row(self, r: int, index: int, prompt: list[int], max_new: int, seed: int) -> _Row:
+        n = len(prompt)
         if n == 0:
             raise ValueError("empty prompt: at least one token (e.g. BOS) is needed")
         if n >= self.max_context:
             raise ValueError(
                 f"prompt of {n} tokens does not fit the context: it must be shorter than {self.max_context} tokens"
             )
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
-        if stop_sequences and tokenizer is None:
-            raise ValueError("stop sequences need a tokenizer to decode the output")
-        limit = min(n + max_new_tokens, self.max_context)
-
-        self._decoding = decoding
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(decoding.seed)
-        self._tokens = torch.zeros(limit + 1, dtype=torch.long, device=self.device)
-        self._tokens[:n] = torch.as_tensor(prompt_ids, dtype=torch.long)
+        limit = min(n + max_new, self.max_context)
+        if self._tokens.shape[1] < limit + 1:
+            grown = torch.zeros(self._tokens.shape[0], limit + 1, dtype=torch.long, device=self.device)
+            grown[:, : self._tokens.shape[1]] = self._tokens
+            self._tokens = grown
+        self._tokens[r, :n] = torch.as_tensor(prompt, dtype=torch.long)
+        for state in self.states:
+            state.reset_row(r)
+        generator = None
+        if not self._decoding.greedy:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
         depth = len(self.levels)
         stats = GenerationStats(
             n_prompt=n, drafted=[0] * depth, accepted=[0] * depth, rounds=[0] * depth,
-            level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels],
+            level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
         )
-        self._stats = stats
-        for state in self.states:
-            state.reset()
+        return _Row(index, prompt, limit, max_new, stats, generator, self._now(), committed=n)
 
-        self._sync()
-        self._phase("prefill")
-        t0 = time.perf_counter()
-        # Prefill: every view's layers see the prompt except its last token,
-        # which each level processes in its first round.
+    def _finish(self, r: int, reason: str) -> Generation:
+        row = self._slots[r]
+        stats = row.stats
+        n = len(row.prompt)
+        stats.n_generated = row.committed - n
+        if len(self._slots) > 1:
+            stats.latency_s = self._now() - row.admitted
         for state in self.states:
-            if n > 1:
-                state.hidden(self._tokens, state.bounds[-1], n - 1, n - 2)
-        self._sync()
-        stats.prefill_s = time.perf_counter() - t0
-        # Costs are reported for decoding only: the prefill is the same for every method.
-        prefill_evals = {id(s): (s.layer_evals, s.head_evals) for s in self.states}
-        self._phase("decode")
+            stats.layer_evals[state.model.name] = state.layer_evals[r]
+            stats.head_evals[state.model.name] = state.head_evals[r]
+        return Generation(self._tokens[r, n : row.committed].tolist(), stats, reason)
 
-        committed, stop_reason = n, "max_new_tokens"
-        while committed < limit:
-            count, _, known = self._produce(depth - 1, committed, limit)
-            # The top level's verification already brought its tokens to the host;
-            # only an unverified level (autoregressive) needs them read back here.
-            new = known if known is not None else self._tokens[committed : committed + count].tolist()
-            cut = self._stop_index(new, prompt_ids, committed, stop_sequences, tokenizer)
-            if cut is not None:
-                committed += cut
-                stop_reason = "stop"
-                break
-            committed += count
-            for state in self.states:
-                state.truncate(committed - 1)
-        if stop_reason == "max_new_tokens" and limit < n + max_new_tokens:
-            stop_reason = "context"  # the context ended before max_new_tokens
-        self._sync()
-        stats.wall_s = time.perf_counter() - t0
-        self._phase("done")
-        stats.n_generated = committed - n
-        for state in self.states:
-            layers, heads = prefill_evals[id(state)]
-            stats.layer_evals[state.model.name] = state.layer_evals - layers
-            stats.head_evals[state.model.name] = state.head_evals - heads
-        return Generation(self._tokens[n:committed].tolist(), stats, stop_reason)
+    def _read_back(self, rows: list[int], counts: list[int]) -> list[list[int]]:
+        """The tokens each row just committed, as host values, in one transfer."""
+        starts = [self._slots[r].committed for r in rows]
+        if len(rows) == 1:
+            return [self._tokens[rows[0], starts[0] : starts[0] + counts[0]].tolist()]
+        flat = torch.cat([self._tokens[r, s : s + c] for r, s, c in zip(rows, starts, counts)]).tolist()
+        out, off = [], 0
+        for c in counts:
+            out.append(flat[off : off + c])
+            off += c
+        return out
 
     # -- the recursion ------------------------------------------------------
-    def _produce(self, i: int, n: int, limit: int) -> tuple[int, torch.Tensor | None, list[int] | None]:
-        """Write level ``i``'s next tokens at ``tokens[n:]`` and return how many,
-        with level i's probabilities for each (``None`` when greedy) and the
-        tokens as host values where verification already read them (else ``None``)."""
+    def _produce(self, i: int, rows: list[int], n: list[int]) -> tuple[list[int], list | None, list | None]:
+        """Write level ``i``'s next tokens at ``tokens[rows[j], n[j]:]`` for every row and return how
+        many per row, with level i's probabilities for each (``None`` when greedy) and the tokens
+        as host values where verification already read them (else ``None``)."""
         level = self.levels[i]
         if i == 0:
-            count, q = self._draft(level, n, limit)
-            return count, q, None
+            return (*self._draft(level, rows, n), None)
         rule = level.rule
         lower = self.levels[i - 1]
         greedy = self._decoding.greedy
-        out, probs = 0, []
-        known: list[int] | None = []
-        while out < level.batch and n + out < limit:
-            m = n + out
-            k, q, _ = self._produce(i - 1, m, limit)
-            if rule is not None and rule.fixed_length and k > lower.batch:
-                k = lower.batch  # joint rules are proven for a draft of exactly the batch length
-                q = q[:k] if q is not None else None
-                for state in self.states:
-                    state.truncate(m + k)
+        limit = [self._slots[r].limit for r in rows]
+        out = [0] * len(rows)
+        probs: list[list[torch.Tensor]] = [[] for _ in rows]
+        known: list[list[int]] | None = [[] for _ in rows] if greedy else None
+        active = [j for j in range(len(rows)) if n[j] < limit[j]]
+        while active:
+            sub = [rows[j] for j in active]
+            m = [n[j] + out[j] for j in active]
+            k, q, _ = self._produce(i - 1, sub, m)
+            if rule is not None and rule.fixed_length:
+                # joint rules are proven for a draft of exactly the batch length
+                for jj, kk in enumerate(k):
+                    if kk > lower.batch:
+                        k[jj] = lower.batch
+                        q[jj] = q[jj][: lower.batch] if q is not None else None
+                        for state in self.states:
+                            state.truncate_rows([sub[jj]], [m[jj] + lower.batch])
             t0 = self._clock()
-            draft = self._tokens[m : m + k]
+            upto = [mm + kk for mm, kk in zip(m, k)]
+            need = [mm - 1 for mm in m]
+            drafts = [self._tokens[r, mm:u] for r, mm, u in zip(sub, m, upto)]
             if greedy:
-                target = level.state.greedy_tokens(self._tokens, level.exit_layer, m + k, m - 1)
-                a, committed = greedy_accept(draft, target)
-                token, p = committed[-1], None
-                known.extend(committed)
+                target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
+                verdicts = greedy_accept_rows(drafts, target)
+                accepted = [a for a, _ in verdicts]
+                tokens = [c[-1] for _, c in verdicts]
+                for jj, (_, committed) in enumerate(verdicts):
+                    known[active[jj]].extend(committed)
+                p_rows = None
             else:
-                logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
-                p = warp(logits, self._decoding)
-                verdict = rule(draft, q, p, self._generator)
-                a, token, known = verdict.accepted, verdict.token, None
-            self._tokens[m + a] = token
-            self._account(i, k, a)
-            if p is not None:
-                probs.append(p[: a + 1])
-            out += a + 1
+                logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
+                p_rows = warp(logits, self._decoding).split([kk + 1 for kk in k])
+                accepted, tokens = [], []
+                for jj, r in enumerate(sub):
+                    verdict = level.rule(drafts[jj], q[jj], p_rows[jj], self._slots[r].generator)
+                    accepted.append(verdict.accepted)
+                    tokens.append(verdict.token)
+            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)
+            still = []
+            for jj, j in enumerate(active):
+                a = accepted[jj]
+                self._account(self._slots[sub[jj]].stats, i, k[jj], a)
+                if p_rows is not None:
+                    probs[j].append(p_rows[jj][: a + 1])
+                out[j] += a + 1
+                if out[j] < level.batch and n[j] + out[j] < limit[j] and not (level.flush_on_reject and a < k[jj]):
+                    still.append(j)
+            ends = [n[j] + out[j] - 1 for j in active]
             for state in self.states:
-                state.truncate(n + out - 1)
-            self._stats.level_time_s[i] += self._clock() - t0
-            if level.flush_on_reject and a < k:
-                break
-        out = min(out, limit - n)
-        merged = torch.cat(probs)[:out] if probs else None
-        return out, merged, (known[:out] if known is not None else None)
+                state.truncate_rows(sub, ends)
+            self._level_time(i, sub, t0)
+            active = still
+        counts = [min(o, lim - nn) for o, lim, nn in zip(out, limit, n)]
+        merged = [torch.cat(p)[:c] for p, c in zip(probs, counts)] if not greedy else None
+        return counts, merged, ([kn[:c] for kn, c in zip(known, counts)] if known is not None else None)
 
-    def _draft(self, level: Level, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
-        """Level 0: sample ``batch`` tokens autoregressively from its view."""
-        count = min(level.batch, limit - n)
-        probs = []
+    def _draft(self, level: Level, rows: list[int], n: list[int]) -> tuple[list[int], list | None]:
+        """Level 0: sample ``batch`` tokens autoregressively from its view, every row in step."""
+        counts = [min(level.batch, self._slots[r].limit - nn) for r, nn in zip(rows, n)]
         t0 = self._clock()
+        probs = None
         if self._decoding.greedy:
-            level.state.greedy_draft(self._tokens, level.exit_layer, n, count)
+            level.state.greedy_draft_rows(rows, self._tokens, level.exit_layer, n, counts)
         else:
-            for t in range(n, n + count):
-                logits = level.state.logits(self._tokens, level.exit_layer, t, t - 1)
+            probs = [[] for _ in rows]
+            for s in range(max(counts)):
+                step = [j for j, c in enumerate(counts) if s < c]
+                rs = [rows[j] for j in step]
+                pos = [n[j] + s for j in step]
+                logits = level.state.logits_rows(rs, self._tokens, level.exit_layer, pos, [p - 1 for p in pos])
                 p = warp(logits, self._decoding)
-                self._tokens[t] = sample(p[-1], self._generator)
-                probs.append(p)
-        self._stats.rounds[0] += count
-        self._stats.level_time_s[0] += self._clock() - t0
-        return count, (torch.cat(probs) if probs else None)
+                drawn = [sample(p[jj], self._slots[r].generator) for jj, r in enumerate(rs)]
+                write_tokens(self._tokens, rs, pos, torch.stack(drawn))
+                for jj, j in enumerate(step):
+                    probs[j].append(p[jj : jj + 1])
+            probs = [torch.cat(p) for p in probs]
+        for r, c in zip(rows, counts):
+            self._slots[r].stats.rounds[0] += c
+        self._level_time(0, rows, t0)
+        return counts, probs
 
     # -- bookkeeping ----------------------------------------------------------
-    def _account(self, i: int, drafted: int, accepted: int) -> None:
-        s = self._stats
+    @staticmethod
+    def _account(s: GenerationStats, i: int, drafted: int, accepted: int) -> None:
         s.drafted[i] += drafted
         s.accepted[i] += accepted
         s.rounds[i] += 1
-        if i == len(self.levels) - 1:
+        if i == len(s.rounds) - 1:
             reached = min(accepted + 1, drafted)
             while len(s.position_reached) < drafted:
                 s.position_reached.append(0)
@@ -426,15 +773,33 @@ class Engine:
             for j in range(accepted):
                 s.position_accepted[j] += 1
 
-    def _stop_index(self, new: list[int], prompt_ids, committed, stop_sequences, tokenizer) -> int | None:
+    def _level_time(self, i: int, rows: list[int], t0: float) -> None:
+        """A level's forward served every row in ``rows``: it is part of each one's time."""
+        dt = self._clock() - t0
+        for r in rows:
+            self._slots[r].stats.level_time_s[i] += dt
+
+    def _charge(self, rows: list[int], decode: bool) -> None:
+        """Split the time since the last charge equally among ``rows`` (the rows it served)."""
+        now = self._now()
+        share = (now - self._mark) / len(rows)
+        self._mark = now
+        for r in rows:
+            stats = self._slots[r].stats
+            stats.wall_s += share
+            if not decode:
+                stats.prefill_s += share
+
+    def _stop_index(self, r: int, row: _Row, new: list[int]) -> int | None:
         """How many of the newly committed tokens to keep if generation stops in them."""
         for j, tok in enumerate(new):
             if tok in self.eos_token_ids:
                 return j + 1
+        stop_sequences, tokenizer = self._stop
         if stop_sequences:
-            n = len(prompt_ids)
-            generated = self._tokens[n : committed + len(new)].tolist()
-            already = committed - n
+            n = len(row.prompt)
+            generated = self._tokens[r, n : row.committed + len(new)].tolist()
+            already = row.committed - n
             text = tokenizer.decode(generated)
             if any(s in text for s in stop_sequences):
                 # the first new token whose prefix text contains a stop sequence
@@ -451,7 +816,11 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def _now(self) -> float:
+        """The engine's clock: wall time minus the time the caller held a yielded row."""
+        return time.perf_counter() - self._paused
+
     def _clock(self) -> float:
         if self.sync_timing:
             self._sync()
-        return time.perf_counter()
+        return self._now()
