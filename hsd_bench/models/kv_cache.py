@@ -5,6 +5,12 @@ and use what it returns; that single call is stable across 4.4x/4.5x/5.x,
 whereas ``DynamicCache``'s internals are not. Owning the buffers also gives
 per-layer lengths -- each layer range has its own frontier -- and rollback by
 setting a length, as gpt-fast does: stale slots are simply overwritten.
+
+The buffers hold ``rows`` sequences (``reserve_rows``), each with its own
+length per layer. A one-sequence forward writes row 0 after its current
+length; a ragged forward over several rows first states where each row's
+keys go (``begin_rows``), because ``update`` only sees a ``[b, KV, T, hd]``
+tensor.
 """
 
 from __future__ import annotations
@@ -15,42 +21,78 @@ import torch
 class LayerKVCache:
     def __init__(self, num_layers: int, initial_capacity: int = 256):
         self.num_layers = num_layers
-        self.lengths = [0] * num_layers
+        self.rows = 1
+        self.lengths = [[0] for _ in range(num_layers)]  # [layer][row]
         self._k: list[torch.Tensor | None] = [None] * num_layers
         self._v: list[torch.Tensor | None] = [None] * num_layers
         self._initial_capacity = initial_capacity
+        self._plan: tuple | None = None  # a ragged forward's (rows, positions, kv_len, ends)
+
+    def reserve_rows(self, rows: int) -> None:
+        """Hold at least ``rows`` sequences (buffers grow on their next write)."""
+        if rows > self.rows:
+            for lengths in self.lengths:
+                lengths.extend([0] * (rows - self.rows))
+            self.rows = rows
 
     def reset(self) -> None:
-        self.lengths = [0] * self.num_layers
+        self.lengths = [[0] * self.rows for _ in range(self.num_layers)]
 
     def _ensure(self, layer: int, like: torch.Tensor, needed: int) -> None:
         buf = self._k[layer]
-        if buf is not None and buf.shape[2] >= needed and buf.dtype == like.dtype and buf.device == like.device:
+        if (buf is not None and buf.shape[2] >= needed and buf.shape[0] >= self.rows and buf.dtype == like.dtype
+                and buf.device == like.device):
             return
         capacity = max(needed, self._initial_capacity, 2 * (buf.shape[2] if buf is not None else 0))
-        shape = (like.shape[0], like.shape[1], capacity, like.shape[3])
-        new_k = like.new_empty(shape)
-        new_v = like.new_empty(shape)
-        n = self.lengths[layer]
-        if buf is not None and n:
-            new_k[:, :, :n] = buf[:, :, :n]
-            new_v[:, :, :n] = self._v[layer][:, :, :n]
+        shape = (self.rows, like.shape[1], capacity, like.shape[3])
+        new_k = like.new_zeros(shape)
+        new_v = like.new_zeros(shape)
+        if buf is not None:
+            rows, n = buf.shape[0], max(self.lengths[layer][: buf.shape[0]])
+            new_k[:rows, :, :n] = buf[:, :, :n]
+            new_v[:rows, :, :n] = self._v[layer][:, :, :n]
         self._k[layer], self._v[layer] = new_k, new_v
+
+    def begin_rows(self, rows: list[int], positions: torch.Tensor, ends: list[int]) -> None:
+        """The next updates come from a ragged forward: row ``rows[i]`` writes its keys at
+        ``positions[i]`` (``[b, T]``) and then holds ``ends[i]`` positions."""
+        kv_len = int(positions.max()) + 1
+        index = torch.tensor(rows, dtype=torch.long, device=positions.device)
+        self._plan = (rows, index, positions, kv_len, ends)
+
+    def end_rows(self) -> None:
+        self._plan = None
 
     # The one method transformers' attention calls.
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *_args, **_kwargs):
-        n = self.lengths[layer_idx]
+        if self._plan is not None:
+            return self._update_rows(key, value, layer_idx)
+        n = self.lengths[layer_idx][0]
         t = key.shape[2]
         self._ensure(layer_idx, key, n + t)
-        self._k[layer_idx][:, :, n : n + t] = key
-        self._v[layer_idx][:, :, n : n + t] = value
-        self.lengths[layer_idx] = n + t
-        return self._k[layer_idx][:, :, : n + t], self._v[layer_idx][:, :, : n + t]
+        self._k[layer_idx][:1, :, n : n + t] = key
+        self._v[layer_idx][:1, :, n : n + t] = value
+        self.lengths[layer_idx][0] = n + t
+        return self._k[layer_idx][:1, :, : n + t], self._v[layer_idx][:1, :, : n + t]
+
+    def _update_rows(self, key: torch.Tensor, value: torch.Tensor, layer: int):
+        rows, index, positions, kv_len, ends = self._plan
+        self._ensure(layer, key, kv_len)
+        k, v = self._k[layer], self._v[layer]
+        k[index[:, None], :, positions] = key.transpose(1, 2)
+        v[index[:, None], :, positions] = value.transpose(1, 2)
+        for r, end in zip(rows, ends):
+            self.lengths[layer][r] = end
+        if rows == list(range(len(rows))):
+            return k[: len(rows), :, :kv_len], v[: len(rows), :, :kv_len]
+        return k[:, :, :kv_len].index_select(0, index), v[:, :, :kv_len].index_select(0, index)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.lengths[layer_idx]
+        return self.lengths[layer_idx][0]
 
-    def truncate(self, start: int, end: int, length: int) -> None:
+    def truncate(self, start: int, end: int, length: int, rows: list[int] | None = None) -> None:
         for layer in range(start, end):
-            if self.lengths[layer] > length:
-                self.lengths[layer] = length
+            lengths = self.lengths[layer]
+            for r in rows if rows is not None else (0,):
+                if lengths[r] > length:
+                    lengths[r] = length
