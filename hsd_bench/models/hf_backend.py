@@ -68,7 +68,7 @@ class HFLayeredModel:
         self.cache.reserve_rows(rows)
 
     def cache_len(self, layer: int, row: int = 0) -> int:
-        return self.cache.lengths[layer][row]
+        return self.cache.row_lengths[row][layer]
 
     def truncate(self, start: int, end: int, length: int, rows: list[int] | None = None) -> None:
         self.cache.truncate(start, end, length, rows)
@@ -109,12 +109,13 @@ class HFLayeredModel:
         return layout.unpad(out)
 
     def _check_frontier(self, start: int, end: int, rows: list[int], first: list[int]) -> None:
-        for layer in range(start, end):
-            held = self.cache.lengths[layer]
-            for r, f in zip(rows, first):
-                if held[r] != f:
+        for r, f in zip(rows, first):
+            held = self.cache.row_lengths[r]
+            for layer in range(start, end):
+                if held[layer] != f:
+                    row = f" of row {r}" if r else ""
                     raise RuntimeError(
-                        f"{self.name}: layer {layer} holds {held[r]} positions of row {r}, asked to continue at {f}"
+                        f"{self.name}: layer {layer} holds {held[layer]} positions{row}, asked to continue at {f}"
                     )
 
     def _layer_range(self, hidden, start: int, end: int, positions, masks) -> torch.Tensor:

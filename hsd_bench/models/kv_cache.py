@@ -22,21 +22,25 @@ class LayerKVCache:
     def __init__(self, num_layers: int, initial_capacity: int = 256):
         self.num_layers = num_layers
         self.rows = 1
-        self.lengths = [[0] for _ in range(num_layers)]  # [layer][row]
+        self.row_lengths = [[0] * num_layers]  # [row][layer]
         self._k: list[torch.Tensor | None] = [None] * num_layers
         self._v: list[torch.Tensor | None] = [None] * num_layers
         self._initial_capacity = initial_capacity
         self._plan: tuple | None = None  # a ragged forward's (rows, positions, kv_len, ends)
 
+    @property
+    def lengths(self) -> list[int]:
+        """Row 0's length per layer (the one-sequence view)."""
+        return self.row_lengths[0]
+
     def reserve_rows(self, rows: int) -> None:
         """Hold at least ``rows`` sequences (buffers grow on their next write)."""
         if rows > self.rows:
-            for lengths in self.lengths:
-                lengths.extend([0] * (rows - self.rows))
+            self.row_lengths += [[0] * self.num_layers for _ in range(rows - self.rows)]
             self.rows = rows
 
     def reset(self) -> None:
-        self.lengths = [[0] * self.rows for _ in range(self.num_layers)]
+        self.row_lengths = [[0] * self.num_layers for _ in range(self.rows)]
 
     def _ensure(self, layer: int, like: torch.Tensor, needed: int) -> None:
         buf = self._k[layer]
@@ -48,7 +52,7 @@ class LayerKVCache:
         new_k = like.new_zeros(shape)
         new_v = like.new_zeros(shape)
         if buf is not None:
-            rows, n = buf.shape[0], max(self.lengths[layer][: buf.shape[0]])
+            rows, n = buf.shape[0], max(lengths[layer] for lengths in self.row_lengths[: buf.shape[0]])
             new_k[:rows, :, :n] = buf[:, :, :n]
             new_v[:rows, :, :n] = self._v[layer][:, :, :n]
         self._k[layer], self._v[layer] = new_k, new_v
@@ -67,12 +71,12 @@ class LayerKVCache:
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *_args, **_kwargs):
         if self._plan is not None:
             return self._update_rows(key, value, layer_idx)
-        n = self.lengths[layer_idx][0]
+        n = self.lengths[layer_idx]
         t = key.shape[2]
         self._ensure(layer_idx, key, n + t)
         self._k[layer_idx][:1, :, n : n + t] = key
         self._v[layer_idx][:1, :, n : n + t] = value
-        self.lengths[layer_idx][0] = n + t
+        self.lengths[layer_idx] = n + t
         return self._k[layer_idx][:1, :, : n + t], self._v[layer_idx][:1, :, : n + t]
 
     def _update_rows(self, key: torch.Tensor, value: torch.Tensor, layer: int):
@@ -82,17 +86,17 @@ class LayerKVCache:
         k[index[:, None], :, positions] = key.transpose(1, 2)
         v[index[:, None], :, positions] = value.transpose(1, 2)
         for r, end in zip(rows, ends):
-            self.lengths[layer][r] = end
+            self.row_lengths[r][layer] = end
         if rows == list(range(len(rows))):
             return k[: len(rows), :, :kv_len], v[: len(rows), :, :kv_len]
         return k[:, :, :kv_len].index_select(0, index), v[:, :, :kv_len].index_select(0, index)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.lengths[layer_idx][0]
+        return self.lengths[layer_idx]
 
     def truncate(self, start: int, end: int, length: int, rows: list[int] | None = None) -> None:
-        for layer in range(start, end):
-            lengths = self.lengths[layer]
-            for r in rows if rows is not None else (0,):
-                if lengths[r] > length:
-                    lengths[r] = length
+        for r in rows if rows is not None else (0,):
+            lengths = self.row_lengths[r]
+            for layer in range(start, end):
+                if lengths[layer] > length:
+                    lengths[layer] = length

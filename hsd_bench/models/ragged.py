@@ -41,19 +41,21 @@ class RaggedLayout:
         self.T = max(self.lengths)
         self.N = sum(self.lengths)
         self.uniform = all(n == self.T for n in self.lengths)  # packed == padded: views only
-        self._index: torch.Tensor | None = None
+        self._index: dict[int, torch.Tensor] = {}
 
     @property
     def ends(self) -> list[int]:
         """Each row's frontier after the forward."""
         return [f + n for f, n in zip(self.first, self.lengths)]
 
-    def flat_index(self, device) -> torch.Tensor:
-        """``LongTensor[N]``: where each packed entry sits in the flattened ``[b * T]`` padded batch."""
-        if self._index is None or self._index.device != torch.device(device):
-            idx = [i * self.T + t for i, n in enumerate(self.lengths) for t in range(n)]
-            self._index = torch.tensor(idx, dtype=torch.long, device=device)
-        return self._index
+    def flat_index(self, device, span: int | None = None) -> torch.Tensor:
+        """``LongTensor[N]``: where each packed entry sits in the flattened padded batch
+        ``[b' * span]`` (``span`` >= ``T``, default ``T``; any ``b' >= b``)."""
+        span = self.T if span is None else span
+        if span not in self._index:
+            idx = [i * span + t for i, n in enumerate(self.lengths) for t in range(n)]
+            self._index[span] = torch.tensor(idx, dtype=torch.long, device=device)
+        return self._index[span]
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """``[1, N, D]`` -> ``[b, T, D]`` with zero padding (finite, so padded rows stay finite)."""
@@ -68,15 +70,12 @@ class RaggedLayout:
         return out.view(self.b, self.T, d)
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        """``[b, T, D]`` -> ``[1, N, D]``: the real entries, packed in row order."""
-        d = padded.shape[-1]
-        flat = padded.reshape(self.b * padded.shape[1], d)
-        if self.uniform and padded.shape[1] == self.T:
-            return flat[None]
-        if padded.shape[1] != self.T:  # a fixed-shape step padded T further
-            idx = [i * padded.shape[1] + t for i, n in enumerate(self.lengths) for t in range(n)]
-            return flat.index_select(0, torch.tensor(idx, dtype=torch.long, device=padded.device))[None]
-        return flat.index_select(0, self.flat_index(padded.device))[None]
+        """``[b', span, D]`` (``b' >= b``, ``span >= T``) -> ``[1, N, D]``: the real entries, packed in row order."""
+        span, d = padded.shape[1], padded.shape[-1]
+        flat = padded.reshape(-1, d)
+        if self.uniform and span == self.T:
+            return flat[: self.N][None]
+        return flat.index_select(0, self.flat_index(padded.device, span))[None]
 
     def positions(self, device, span: int | None = None, limit: int | None = None) -> torch.Tensor:
         """``LongTensor[b, span]`` (default ``T``): row ``i``'s positions ``first[i] + t``, padding
