@@ -491,7 +491,7 @@ class Engine:
         tokenizer=None,
     ) -> Generation:
         """Decode one prompt (a batch of one)."""
-        for _, gen in self.generate_many([prompt_ids], max_new_tokens, decoding, stop_sequences, tokenizer):
+        for _, gen in self.generate_many([prompt_ids], max_new_tokens, decoding, stop_sequences, tokenizer, 1):
             return gen
         raise AssertionError("generate_many yielded nothing for one prompt")
 
@@ -503,10 +503,11 @@ class Engine:
         decoding: DecodingConfig | None = None,
         stop_sequences: list[str] | tuple[str, ...] = (),
         tokenizer=None,
-        batch_size: int = 1,
+        batch_size: int | None = None,
         seeds: Iterable[int] | None = None,
     ) -> Iterator[tuple[int, Generation]]:
-        """Decode a stream of prompts, ``batch_size`` at a time; yields ``(index, Generation)`` as rows finish.
+        """Decode a stream of prompts, ``batch_size`` at a time (default ``decoding.batch_size``);
+        yields ``(index, Generation)`` as rows finish.
 
         A finished row leaves the batch at once and the next prompt takes its
         cache row, so a long stream decodes at ``batch_size`` throughout.
@@ -517,6 +518,7 @@ class Engine:
         Time spent by the caller between yields is not counted.
         """
         decoding = decoding or DecodingConfig()
+        batch_size = decoding.batch_size if batch_size is None else batch_size
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
         if stop_sequences and tokenizer is None:

@@ -2,7 +2,10 @@
 
 Throughput is token-weighted (sum of tokens / sum of time), and a method's
 speedup is its throughput over the autoregressive baseline's on the same
-samples, both measured in the same process.
+samples, both measured in the same process. At batch B a row's ``wall_s`` is
+its share of the elapsed time (the engine splits every interval among the
+rows it served), so the same sums give the aggregate throughput of the
+batch; ``latency_s`` is a row's own admission-to-finish time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,14 @@ from collections import defaultdict
 
 def _ratio(num: float, den: float):
     return num / den if den else None
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of ``values``; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def summarize_method(rows: list[dict]) -> dict:
@@ -45,8 +56,11 @@ def summarize_method(rows: list[dict]) -> dict:
             if v is not None:
                 scores[k].append(v)
     parity = [r["parity_exact"] for r in rows if r.get("parity_exact") is not None]
+    latency = [r.get("latency_s", r["wall_s"]) for r in rows]
+    taus = [r["mean_accepted_len"] for r in rows if r.get("mean_accepted_len") is not None]
     return {
         "n_samples": len(rows),
+        "batch_size": max((r.get("batch_size", 1) for r in rows), default=1),
         "n_generated": tokens,
         "tokens_per_s": _ratio(tokens, wall),
         "decode_tokens_per_s": _ratio(tokens, decode),
@@ -54,6 +68,11 @@ def summarize_method(rows: list[dict]) -> dict:
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],
         "mean_accepted_len": _ratio(tokens, forwards),
+        # per-row spread: a batch's rows accept differently
+        "mean_accepted_len_per_row": {"p10": _quantile(taus, 0.1), "p50": _quantile(taus, 0.5),
+                                      "p90": _quantile(taus, 0.9)},
+        "latency_s": {"mean": sum(latency) / len(latency) if latency else None, "p50": _quantile(latency, 0.5),
+                      "p90": _quantile(latency, 0.9), "max": max(latency, default=None)},
         "target_forwards_per_token": _ratio(forwards, tokens),
         "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens),
         "layer_evals_per_token_by_model": {k: _ratio(v, tokens) for k, v in layer_evals.items()},
@@ -84,7 +103,8 @@ def summarize(rows: list[dict], baseline: str = "autoregressive") -> dict[str, d
 
 def format_table(summary: dict[str, dict]) -> str:
     """The summary table printed at the end of a run."""
-    header = ["method", "samples", "tok/s", "speedup", "accept", "tau", "layer-evals/tok", "parity", "score", "d-score"]
+    header = ["method", "samples", "B", "tok/s", "speedup", "latency", "accept", "tau", "layer-evals/tok", "parity",
+              "score", "d-score"]
     lines = []
     for m, s in summary.items():
         score_key = next(iter(s["scores"]), None)
@@ -92,8 +112,10 @@ def format_table(summary: dict[str, dict]) -> str:
         lines.append([
             m,
             str(s["n_samples"]),
+            str(s.get("batch_size", 1)),
             _fmt(s["tokens_per_s"], ".1f"),
             _fmt(s.get("speedup_vs_ar"), ".2f", "x"),
+            _fmt((s.get("latency_s") or {}).get("mean"), ".2f", "s"),
             _fmt(s["acceptance_rate"], ".2f"),
             _fmt(s["mean_accepted_len"], ".2f"),
             _fmt(s["layer_evals_per_token"], ".1f"),

@@ -75,6 +75,9 @@ def identity(cfg: dict) -> dict:
     ident = {k: v for k, v in cfg.items() if k not in NON_IDENTITY_KEYS}
     if ident["method"]["name"] != "vanilla_sd":
         ident["method"] = {k: v for k, v in ident["method"].items() if k != "draft"}
+    if (ident.get("decoding") or {}).get("batch_size", 1) == 1:
+        # batch 1 is what every run before batches did: keep their run directories
+        ident["decoding"] = {k: v for k, v in ident["decoding"].items() if k != "batch_size"}
     return ident
 
 
@@ -124,10 +127,18 @@ def run_job(cfg: Any, log=print) -> JobResult:
 
         progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
                                enabled=cfg.get("progress", True), done_rows=existing)
-        for sample in samples:
-            new_rows: list[dict] = []
-            prompt_ids = codec.encode(sample.prompt)
-            if len(prompt_ids) >= target.max_context:
+        # At batch 1, AR and the method are timed back to back on each sample in this
+        # job, so their ratio is not skewed by load that changes between jobs. At batch B
+        # each decodes all samples as one stream (finished rows refilled), AR first.
+        windows = [[s] for s in samples] if decoding.batch_size == 1 else [samples]
+        for window in windows:
+            todo = []
+            for sample in window:
+                prompt_ids = codec.encode(sample.prompt)
+                if len(prompt_ids) < target.max_context:
+                    todo.append((sample, prompt_ids))
+                    continue
+                new_rows = []
                 if (sample.sample_id, "*") not in finished:
                     row = {"sample_id": sample.sample_id, "method": "*", "skipped": True,
                            "reason": f"prompt of {len(prompt_ids)} tokens does not fit the context of {target.max_context}"}
@@ -135,22 +146,24 @@ def run_job(cfg: Any, log=print) -> JobResult:
                     rows.append(row)
                     new_rows.append(row)
                 progress.update(new_rows)
-                continue
-            ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
-            for name, engine in sorted(engines.items(), key=lambda kv: kv[0] != BASELINE):
-                if (sample.sample_id, name) in finished:
-                    continue
-                # AR and the method are timed back to back on each sample in this
-                # job, so their ratio is not skewed by load that changes between jobs.
-                row = _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
-                if name == BASELINE:
-                    ar_row = row
-                elif ar_row is not None and decoding.greedy:
-                    row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
-                run_dir.append(row)
-                rows.append(row)
-                new_rows.append(row)
-            progress.update(new_rows)
+            ar_rows = {r["sample_id"]: r for r in rows if r.get("method") == BASELINE}
+            order = sorted(engines.items(), key=lambda kv: kv[0] != BASELINE)
+            left = {s.sample_id: sum((s.sample_id, n) not in finished for n in engines) for s, _ in todo}
+            for sample, _ in todo:
+                if not left[sample.sample_id]:
+                    progress.update([])
+            for name, engine in order:
+                batch = [(s, ids) for s, ids in todo if (s.sample_id, name) not in finished]
+                for sample, row in _generate_rows(engine, codec, batch, max_new, decoding, stop, task, name):
+                    ar_row = ar_rows.get(sample.sample_id)
+                    if name == BASELINE:
+                        ar_rows[sample.sample_id] = row
+                    elif ar_row is not None and decoding.greedy:
+                        row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
+                    run_dir.append(row)
+                    rows.append(row)
+                    left[sample.sample_id] -= 1
+                    progress.update([row], samples=0 if left[sample.sample_id] else 1)
         progress.close()
 
         summary = {
@@ -174,10 +187,29 @@ def run_job(cfg: Any, log=print) -> JobResult:
         run_dir.unlock()
 
 
+def _generate_rows(engine, codec, batch, max_new, decoding, stop, task, name):
+    """``(sample, row)`` for every ``(sample, prompt_ids)`` of ``batch``, decoded at ``decoding.batch_size``
+    (one by one at batch 1), in the order they finish."""
+    global GENERATIONS_RUN
+    if decoding.batch_size == 1:
+        for sample, prompt_ids in batch:
+            yield sample, _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name)
+        return
+    gens = engine.generate_many([ids for _, ids in batch], max_new, decoding, stop_sequences=stop, tokenizer=codec)
+    for index, gen in gens:
+        GENERATIONS_RUN += 1
+        yield batch[index][0], _row(gen, codec, batch[index][0], stop, task, name)
+
+
 def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:
     global GENERATIONS_RUN
     GENERATIONS_RUN += 1
     gen = engine.generate(prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+    return _row(gen, codec, sample, stop, task, name)
+
+
+def _row(gen, codec, sample, stop, task, name) -> dict:
+    """The row of ``rows.jsonl`` for one finished generation."""
     text = truncate_at_stop(codec.decode(gen.output_ids), stop)
     row = {"sample_id": sample.sample_id, "method": name, "output_ids": gen.output_ids, "output_text": text,
            "stop_reason": gen.stop_reason, **gen.stats.as_row()}
@@ -187,10 +219,12 @@ def _generate_row(engine, codec, sample, prompt_ids, max_new, decoding, stop, ta
 
 
 def _warm_up(engines: dict[str, Engine], prompt_ids: list[int], tokens: int, decoding: DecodingConfig) -> None:
-    """One short generation per engine, excluded from timing (allocations, kernels, caches)."""
+    """One short generation per engine (a full batch at batch B), excluded from timing (allocations, kernels, caches)."""
     if tokens > 0:
         for engine in engines.values():
-            engine.generate(prompt_ids[: max(1, engine.max_context - tokens - 1)], tokens, decoding)
+            prompt = prompt_ids[: max(1, engine.max_context - tokens - 1)]
+            for _ in engine.generate_many([prompt] * decoding.batch_size, tokens, decoding):
+                pass
 
 
 class _Attr(dict):
