@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from hsd_bench.models.base import LayeredModel
+from hsd_bench.models.ragged import device_index
 from hsd_bench.sampling import DecodingConfig, sample, warp
 from hsd_bench.verify import VerificationRule, greedy_accept_rows
 
@@ -39,35 +40,39 @@ __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level",
 class _Pending:
     """Hidden states at one boundary depth, per row, for positions the next segment has not processed.
 
-    Kept as views of the forward outputs that produced them (chunks), so that
-    appending, consuming and rolling back are list operations on the host:
-    no device work per row. Reading a span that crosses chunks concatenates.
+    A row's states are *pieces* ``(source, offset, length)``: rows ``offset ..
+    offset + length`` of a ``[N, D]`` forward output that served several rows
+    at once. Appending, consuming and rolling back are list operations on the
+    host, and :func:`gather` turns the pieces a forward needs into one packed
+    input with at most one device op -- none when they are exactly one
+    earlier output -- so bookkeeping costs no device work per row.
     """
 
     def __init__(self, rows: int):
         self.start = [0] * rows
         self.length = [0] * rows
-        self.chunks: list[list[torch.Tensor]] = [[] for _ in range(rows)]  # each [T, D]
+        self.pieces: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in range(rows)]
 
-    def append(self, r: int, first: int, h: torch.Tensor) -> None:
+    def append(self, r: int, first: int, source: torch.Tensor, offset: int, n: int) -> None:
         if not self.length[r]:
-            self.start[r], self.chunks[r] = first, [h]
+            self.start[r], self.pieces[r] = first, [(source, offset, n)]
         else:
             if self.start[r] + self.length[r] != first:
                 raise RuntimeError(f"pending hidden states end at {self.start[r] + self.length[r]}, appended at {first}")
-            self.chunks[r].append(h)
-        self.length[r] += h.shape[0]
+            self.pieces[r].append((source, offset, n))
+        self.length[r] += n
 
     def covers(self, r: int, a: int, b: int) -> bool:
         return self.start[r] <= a and b <= self.start[r] + self.length[r] and (self.length[r] > 0 or a == b)
 
-    def take(self, r: int, a: int, b: int, out: list[torch.Tensor]) -> None:
-        """Append views covering positions ``[a, b)`` of row ``r`` to ``out``."""
+    def take(self, r: int, a: int, b: int, out: list) -> None:
+        """Append the pieces covering positions ``[a, b)`` of row ``r`` to ``out``."""
         pos = self.start[r]
-        for h in self.chunks[r]:
-            end = pos + h.shape[0]
+        for source, off, n in self.pieces[r]:
+            end = pos + n
             if end > a and pos < b:
-                out.append(h[max(a, pos) - pos : min(b, end) - pos])
+                lo, hi = max(a, pos), min(b, end)
+                out.append((source, off + lo - pos, hi - lo))
             pos = end
 
     def drop_before(self, r: int, p: int) -> None:
@@ -76,12 +81,14 @@ class _Pending:
         if cut <= 0:
             return
         if cut >= self.length[r]:
-            self.start[r], self.length[r], self.chunks[r] = p, 0, []
+            self.start[r], self.length[r], self.pieces[r] = p, 0, []
             return
-        while cut >= self.chunks[r][0].shape[0]:
-            cut -= self.chunks[r].pop(0).shape[0]
+        pieces = self.pieces[r]
+        while cut >= pieces[0][2]:
+            cut -= pieces.pop(0)[2]
         if cut:
-            self.chunks[r][0] = self.chunks[r][0][cut:]
+            source, off, n = pieces[0]
+            pieces[0] = (source, off + cut, n - cut)
         self.length[r] -= p - self.start[r]
         self.start[r] = p
 
@@ -91,18 +98,40 @@ class _Pending:
         if keep >= self.length[r]:
             return
         if keep <= 0:
-            self.start[r], self.length[r], self.chunks[r] = min(self.start[r], length), 0, []
+            self.start[r], self.length[r], self.pieces[r] = min(self.start[r], length), 0, []
             return
-        chunks, pos = [], 0
-        for h in self.chunks[r]:
+        pieces, pos = [], 0
+        for source, off, n in self.pieces[r]:
             if pos >= keep:
                 break
-            chunks.append(h[: keep - pos])
-            pos += h.shape[0]
-        self.chunks[r], self.length[r] = chunks, keep
+            pieces.append((source, off, min(n, keep - pos)))
+            pos += n
+        self.pieces[r], self.length[r] = pieces, keep
 
     def reset(self, r: int) -> None:
-        self.start[r], self.length[r], self.chunks[r] = 0, 0, []
+        self.start[r], self.length[r], self.pieces[r] = 0, 0, []
+
+
+def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
+    """Pieces ``(source [N, D], offset, length)`` packed in order into ``[1, sum(length), D]``.
+
+    A view when the pieces are consecutive rows of one source; otherwise one
+    ``index_select`` (after one ``cat`` when they come from several sources).
+    """
+    if len(pieces) == 1:
+        source, off, n = pieces[0]
+        return source[off : off + n][None]
+    bases: dict[int, int] = {}
+    sources = []
+    for source, _, _ in pieces:
+        if id(source) not in bases:
+            bases[id(source)] = sum(s.shape[0] for s in sources)
+            sources.append(source)
+    index = [bases[id(source)] + off + t for source, off, n in pieces for t in range(n)]
+    flat = sources[0] if len(sources) == 1 else torch.cat(sources)
+    if index[-1] - index[0] == len(index) - 1 and index == list(range(index[0], index[-1] + 1)):
+        return flat[index[0] : index[-1] + 1][None]
+    return flat.index_select(0, device_index(index, flat.device))[None]
 
 
 class ModelState:
@@ -185,7 +214,7 @@ class ModelState:
     def _ids(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
         if len(rows) == 1:
             return tokens[rows[0], firsts[0] : ends[0]]
-        return torch.cat([tokens[r, f:u] for r, f, u in zip(rows, firsts, ends)])
+        return token_spans(tokens, rows, firsts, ends)
 
     # -- views --------------------------------------------------------------------
     def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
@@ -218,8 +247,8 @@ class ModelState:
                     assert pend.start[r] == f and pend.covers(r, f, u), "pending hidden states out of step"
                     pend.take(r, f, u, pieces)
                     pend.drop_before(r, u)
-                inp = pieces[0][None] if len(pieces) == 1 else torch.cat(pieces)[None]
-            out = self._run_layers(inp, start, end, firsts, work, lengths)
+                inp = gather(pieces)
+            out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
             pend, off = self.pending[end], 0
             for r, f, n, a in zip(work, firsts, lengths, needs):
                 self.layer_evals[r] += (end - start) * n
@@ -227,7 +256,7 @@ class ModelState:
                 if end == top:
                     # Nothing deeper consumes the top boundary: keep only what is still needed.
                     pend.drop_before(r, a)
-                pend.append(r, f, out[0, off : off + n])
+                pend.append(r, f, out, off, n)
                 off += n
         pend, pieces = self.pending[exit_layer], []
         for r, a, u in zip(rows, need_from, upto):
@@ -239,7 +268,7 @@ class ModelState:
             pend.take(r, a, u, pieces)
             if exit_layer == top:
                 pend.drop_before(r, a)
-        return pieces[0][None] if len(pieces) == 1 else torch.cat(pieces)[None]
+        return gather(pieces)
 
     def _count_heads(self, rows: list[int], upto: list[int], need_from: list[int]) -> None:
         for r, u, a in zip(rows, upto, need_from):
@@ -308,7 +337,7 @@ class ModelState:
             pend.drop_before(0, upto - 1)  # nothing deeper consumes it: keep only the last position
             out = out[:, upto - 1 - first :]
             first = upto - 1
-        pend.append(0, first, out[0])
+        pend.append(0, first, out[0], 0, out.shape[1])
 
     def truncate_rows(self, rows: list[int], lengths: list[int]) -> None:
         """Forget every position ``>= lengths[i]`` of row ``rows[i]`` (a rejection there)."""
@@ -340,15 +369,23 @@ class ModelState:
         self.truncate_rows([0], [length])
 
 
+def token_spans(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
+    """``tokens[rows[i], firsts[i]:ends[i]]`` of every row, concatenated, in one device op."""
+    width = tokens.shape[1]
+    index = [r * width + p for r, f, u in zip(rows, firsts, ends) for p in range(f, u)]
+    return tokens.view(-1).index_select(0, device_index(index, tokens.device))
+
+
 def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values) -> None:
     """``tokens[rows[i], pos[i]] = values[i]`` in one device op (``values``: a tensor or host ints)."""
     if len(rows) == 1:
         tokens[rows[0], pos[0]] = values[0]
         return
-    device = tokens.device
+    width = tokens.shape[1]
+    index = device_index([r * width + p for r, p in zip(rows, pos)], tokens.device)
     if not torch.is_tensor(values):
-        values = torch.tensor(values, dtype=tokens.dtype)
-    tokens[torch.tensor(rows, device=device), torch.tensor(pos, device=device)] = values.to(device, tokens.dtype)
+        values = device_index(values, tokens.device)
+    tokens.view(-1).index_copy_(0, index, values.to(tokens.dtype))
 
 
 @dataclass
@@ -660,7 +697,7 @@ class Engine:
         starts = [self._slots[r].committed for r in rows]
         if len(rows) == 1:
             return [self._tokens[rows[0], starts[0] : starts[0] + counts[0]].tolist()]
-        flat = torch.cat([self._tokens[r, s : s + c] for r, s, c in zip(rows, starts, counts)]).tolist()
+        flat = token_spans(self._tokens, rows, starts, [s + c for s, c in zip(starts, counts)]).tolist()
         out, off = [], 0
         for c in counts:
             out.append(flat[off : off + c])
@@ -698,10 +735,11 @@ class Engine:
             t0 = self._clock()
             upto = [mm + kk for mm, kk in zip(m, k)]
             need = [mm - 1 for mm in m]
-            drafts = [self._tokens[r, mm:u] for r, mm, u in zip(sub, m, upto)]
             if greedy:
                 target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
-                verdicts = greedy_accept_rows(drafts, target)
+                drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
+                          else token_spans(self._tokens, sub, m, upto))
+                verdicts = greedy_accept_rows(drafts, k, target)
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 for jj, (_, committed) in enumerate(verdicts):
@@ -712,7 +750,8 @@ class Engine:
                 p_rows = warp(logits, self._decoding).split([kk + 1 for kk in k])
                 accepted, tokens = [], []
                 for jj, r in enumerate(sub):
-                    verdict = level.rule(drafts[jj], q[jj], p_rows[jj], self._slots[r].generator)
+                    draft = self._tokens[r, m[jj] : upto[jj]]
+                    verdict = level.rule(draft, q[jj], p_rows[jj], self._slots[r].generator)
                     accepted.append(verdict.accepted)
                     tokens.append(verdict.token)
             write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)

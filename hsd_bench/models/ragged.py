@@ -54,7 +54,7 @@ class RaggedLayout:
         span = self.T if span is None else span
         if span not in self._index:
             idx = [i * span + t for i, n in enumerate(self.lengths) for t in range(n)]
-            self._index[span] = torch.tensor(idx, dtype=torch.long, device=device)
+            self._index[span] = device_index(idx, device)
         return self._index[span]
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
@@ -84,4 +84,17 @@ class RaggedLayout:
         pos = torch.tensor(self.first, dtype=torch.long)[:, None] + torch.arange(span)[None, :]
         if limit is not None:
             pos.clamp_(max=limit - 1)
-        return pos.to(device)
+        return pos if torch.device(device).type != "cuda" else pos.pin_memory().to(device, non_blocking=True)
+
+
+def device_index(values: list[int], device) -> torch.Tensor:
+    """``LongTensor`` of host ints on ``device``, copied without waiting for the device.
+
+    A plain ``torch.tensor(values, device="cuda")`` copies from pageable
+    memory and blocks until the copy is done; from pinned memory the copy is
+    queued like a kernel, so the host keeps running ahead of the device.
+    """
+    host = torch.tensor(values, dtype=torch.long)
+    if torch.device(device).type != "cuda":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)

@@ -103,23 +103,23 @@ def greedy_accept(draft: torch.Tensor, p_argmax: torch.Tensor) -> tuple[int, lis
     device-side prefix match launches, and the engine gets the committed
     tokens for its stop checks without a second sync.
     """
-    return greedy_accept_rows([draft], p_argmax)[0]
+    return greedy_accept_rows(draft, [draft.shape[0]], p_argmax)[0]
 
 
-def greedy_accept_rows(drafts: list[torch.Tensor], p_argmax: torch.Tensor) -> list[tuple[int, list[int]]]:
+def greedy_accept_rows(drafts: torch.Tensor, lengths: list[int], p_argmax: torch.Tensor) -> list[tuple[int, list[int]]]:
     """:func:`greedy_accept` for several sequences at once, in one host copy.
 
-    ``drafts[i]`` is ``LongTensor[k_i]``; ``p_argmax`` packs the target's
-    ``k_i + 1`` argmax tokens of every sequence in order.
+    ``drafts`` packs the sequences' drafts of ``lengths[i]`` tokens in order;
+    ``p_argmax`` packs the target's ``lengths[i] + 1`` argmax tokens of every
+    sequence in order.
     """
-    ks = [d.shape[0] for d in drafts]
-    if p_argmax.shape[0] != sum(ks) + len(ks):
+    ks = list(lengths)
+    if drafts.shape[0] != sum(ks) or p_argmax.shape[0] != sum(ks) + len(ks):
         raise ValueError(
-            f"greedy verification of drafts of {ks} tokens needs {sum(ks) + len(ks)} target tokens, "
-            f"got {p_argmax.shape[0]}"
+            f"greedy verification of drafts of {ks} tokens needs {sum(ks)} draft and {sum(ks) + len(ks)} target "
+            f"tokens, got {drafts.shape[0]} and {p_argmax.shape[0]}"
         )
-    pieces = [d.view(-1) for d in drafts if d.shape[0]]
-    values = torch.cat([*pieces, p_argmax.view(-1).to(drafts[0].dtype)]).tolist() if pieces else p_argmax.tolist()
+    values = torch.cat([drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]).tolist() if sum(ks) else p_argmax.tolist()
     out, d_off, t_off = [], 0, sum(ks)
     for k in ks:
         drafted, target = values[d_off : d_off + k], values[t_off : t_off + k + 1]
