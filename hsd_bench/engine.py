@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from hsd_bench.models.base import LayeredModel
-from hsd_bench.models.ragged import device_index
+from hsd_bench.models.ragged import device_index, token_spans
 from hsd_bench.sampling import DecodingConfig, sample, warp
 from hsd_bench.verify import VerificationRule, greedy_accept_rows
 
@@ -301,7 +301,8 @@ class ModelState:
 
         Each token is the argmax at the previous position, so a round is a
         chain of single-position steps; the rows take each step together. A
-        backend that implements ``model.greedy_draft`` runs a one-sequence
+        backend that implements ``model.greedy_draft`` (one sequence) or
+        ``model.greedy_draft_rows`` (rows drafting the same count) runs the
         chain without returning to Python between steps (the native backend
         replays one CUDA graph per step, the tokens never leave the device);
         that needs the view to be the model's first segment, which every
@@ -309,12 +310,16 @@ class ModelState:
         :meth:`greedy_tokens_rows`. Both leave the same frontiers, pending
         hidden states and counters.
         """
-        if self.rows == 1:
-            first = self.frontier[0][0]
-            fused = getattr(self.model, "greedy_draft", None)
-            if fused is not None and exit_layer == self.bounds[0] and first < n[0]:
-                self._fused_draft(fused, tokens[0], exit_layer, first, n[0], count[0])
-                return
+        if exit_layer == self.bounds[0]:
+            firsts = [self.frontier[0][r] for r in rows]
+            last, c = self._process_last, count[0]
+            if all(f < nn for f, nn in zip(firsts, n)):
+                if self.rows == 1 and getattr(self.model, "greedy_draft", None) is not None:
+                    out = self.model.greedy_draft(tokens[0], firsts[0], n[0], exit_layer, c, last)
+                    return self._book_draft(out, rows, exit_layer, firsts, n, c)
+                if self.rows > 1 and len(set(count)) == 1 and getattr(self.model, "greedy_draft_rows", None):
+                    out = self.model.greedy_draft_rows(tokens, rows, firsts, n, exit_layer, c, last)
+                    return self._book_draft(out, rows, exit_layer, firsts, n, c)
         for s in range(max(count)):
             step = [i for i, c in enumerate(count) if s < c]
             rs = [rows[i] for i in step]
@@ -322,22 +327,31 @@ class ModelState:
             new = self.greedy_tokens_rows(rs, tokens, exit_layer, pos, [p - 1 for p in pos])
             write_tokens(tokens, rs, pos, new)
 
-    def _fused_draft(self, fused, tokens: torch.Tensor, exit_layer: int, first: int, n: int, count: int) -> None:
+    def _book_draft(self, out: torch.Tensor, rows: list[int], exit_layer: int, firsts: list[int], n: list[int],
+                    count: int) -> None:
+        """Frontiers, pending states and counters after a fused draft round whose packed
+        hidden states of every processed position, row by row, are ``out``."""
+        out = out[0]
+        pend, off = self.pending[exit_layer], 0
+        for r, first, nn in zip(rows, firsts, n):
+            upto = nn + count - (0 if self._process_last else 1)
+            processed = upto - first
+            self.layer_evals[r] += exit_layer * processed
+            self.head_evals[r] += count
+            self.frontier[0][r] = upto
+            if exit_layer == self.bounds[-1]:
+                pend.drop_before(r, upto - 1)  # nothing deeper consumes it: keep only the last position
+                pend.append(r, upto - 1, out, off + processed - 1, 1)
+            else:
+                pend.append(r, first, out, off, processed)
+            off += processed
+
+    @property
+    def _process_last(self) -> bool:
         # A deeper view of this model verifies next and needs the last drafted token's
         # hidden state too: the chain processes it (layers only) instead of the verifier's
         # first segment. A model with one view leaves it to the next round, which may reject it.
-        process_last = len(self.bounds) > 1
-        upto = n + count - (0 if process_last else 1)
-        out = fused(tokens, first, n, exit_layer, count, process_last)
-        self.layer_evals[0] += exit_layer * (upto - first)
-        self.head_evals[0] += count
-        self.frontier[0][0] = upto
-        pend = self.pending[exit_layer]
-        if exit_layer == self.bounds[-1]:
-            pend.drop_before(0, upto - 1)  # nothing deeper consumes it: keep only the last position
-            out = out[:, upto - 1 - first :]
-            first = upto - 1
-        pend.append(0, first, out[0], 0, out.shape[1])
+        return len(self.bounds) > 1
 
     def truncate_rows(self, rows: list[int], lengths: list[int]) -> None:
         """Forget every position ``>= lengths[i]`` of row ``rows[i]`` (a rejection there)."""
@@ -367,13 +381,6 @@ class ModelState:
     def truncate(self, length: int) -> None:
         """Forget every position ``>= length`` of row 0 (a rejection at ``length``)."""
         self.truncate_rows([0], [length])
-
-
-def token_spans(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
-    """``tokens[rows[i], firsts[i]:ends[i]]`` of every row, concatenated, in one device op."""
-    width = tokens.shape[1]
-    index = [r * width + p for r, f, u in zip(rows, firsts, ends) for p in range(f, u)]
-    return tokens.view(-1).index_select(0, device_index(index, tokens.device))
 
 
 def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values) -> None:

@@ -53,9 +53,11 @@ def per_row(gen) -> tuple:
 
 
 def count_forwards(model) -> list:
-    """Spy: how many rows each forward of ``model`` served (a fused draft round: one per step)."""
+    """Spy: how many rows each forward of ``model`` served (a fused draft round: one per step;
+    a chained round of several rows is recorded as ``("chain", rows)`` too)."""
     calls = []
     original, fused = model.run_layers, getattr(model, "greedy_draft", None)
+    chained = getattr(model, "greedy_draft_rows", None)
 
     def run_layers(hidden, start, end, first_pos, rows=None, lengths=None):
         if rows is None:
@@ -68,9 +70,15 @@ def count_forwards(model) -> list:
         calls.extend([1] * args[4])
         return fused(*args)
 
+    def greedy_draft_rows(tokens, rows, first, upto, end, count, process_last=False):
+        calls.append(("chain", len(rows)))
+        return chained(tokens, rows, first, upto, end, count, process_last)
+
     model.run_layers = run_layers
     if fused is not None:
         model.greedy_draft = greedy_draft
+    if chained is not None:
+        model.greedy_draft_rows = greedy_draft_rows
     return calls
 
 
@@ -104,8 +112,11 @@ def test_batches_decode_every_row_as_batch_one_does(arch, backend, codec):
             for i, expected in enumerate(alone):
                 assert per_row(got[i]) == expected, (spec, batch, i)
                 assert got[i].stats.batch_size == batch
-            # the rows really shared forwards
-            assert max(calls) > 1 and len(calls) < one_by_one, (spec, batch)
+            # the rows really shared forwards; on the fixed-shape path drafts were chained on the device
+            forwards = [c for c in calls if not isinstance(c, tuple)]
+            assert max(forwards) > 1 and len(forwards) < one_by_one, (spec, batch)
+            if backend == "native-fixed" and spec.name in ("layerskip", "hispec"):
+                assert any(isinstance(c, tuple) and c[1] > 1 for c in calls), (spec, batch)
         stopped |= {row[1] for row in alone}
         # the rows did not all stop alike
         assert len({row[2] for row in alone}) > 2, spec
@@ -196,3 +207,39 @@ def test_native_ragged_forward_equals_each_row_alone(fixed):
     assert [batch.cache_len(layer, 0) for layer in range(3)] == [0, 0, 0]
     with pytest.raises(ValueError, match="first_pos=0"):
         batch.run_layers(batch.embed(seqs[1][:1]), 0, 3, [0], rows=[1], lengths=[1])
+
+
+@pytest.mark.parametrize("process_last", [False, True])
+def test_native_chained_draft_of_several_rows_equals_step_by_step(process_last):
+    """greedy_draft_rows (chained on the device, rows padded to a bucket, ragged first steps)
+    writes the tokens and returns the hidden states of drafting step by step."""
+    from tests.test_native_backend import VOCAB, make_hf_model
+
+    model = make_hf_model("llama_gqa", num_layers=3, seed=11)
+    opts = dict(max_context=64, fixed_shapes=True, max_graph_tokens=4, min_kv_bucket=16)
+    fused, plain = from_hf_model(model, **opts), from_hf_model(model, **opts)
+    tokens = torch.randint(0, VOCAB, (4, 60), generator=torch.Generator().manual_seed(5))
+    rows, first, upto, count = [3, 1, 2], [9, 4, 14], [10, 7, 15], 4
+    for m in (fused, plain):
+        m.reserve_rows(4)
+        for r, f in zip(rows, first):
+            m.run_layers(m.embed(tokens[r, :f]), 0, 2, [0], rows=[r], lengths=[f])
+    a, b = tokens.clone(), tokens.clone()
+    got = fused.greedy_draft_rows(a, rows, first, upto, 2, count, process_last)
+    outs = []
+    for r, f, u in zip(rows, first, upto):
+        pos, row = f, []
+        for t in range(u, u + count):
+            h = plain.run_layers(plain.embed(b[r, pos:t]), 0, 2, [pos], rows=[r], lengths=[t - pos])
+            row.append(h)
+            b[r, t] = plain.logits(h[:, -1:])[-1].argmax()
+            pos = t
+        if process_last:
+            row.append(plain.run_layers(plain.embed(b[r, pos : pos + 1]), 0, 2, [pos], rows=[r], lengths=[1]))
+        outs.append(torch.cat(row, dim=1))
+    assert a.tolist() == b.tolist()
+    torch.testing.assert_close(got, torch.cat(outs, dim=1), atol=1e-4, rtol=1e-4)
+    for r, u in zip(rows, upto):
+        done = u + count - (0 if process_last else 1)
+        assert fused.cache_len(0, r) == fused.cache_len(1, r) == plain.cache_len(1, r) == done
+    assert fused.cache_len(0, 0) == 0

@@ -90,5 +90,9 @@ class LayeredModel(Protocol):
 #       states at depth `end` of every processed position. Layers [0, end) must
 #       hold `first` positions.
 #
-# The native backend implements both (hsd_bench/models/native/model.py).
+#   greedy_draft_rows(tokens LongTensor[R, L], rows, first: list, upto: list, end, count, process_last=False)
+#       -> [1, N, D]: greedy_draft for several rows of a batch at once (the same count each), the
+#       hidden states of every processed position packed row by row.
+#
+# The native backend implements all three (hsd_bench/models/native/model.py, batched.py).
 

@@ -98,3 +98,10 @@ def device_index(values: list[int], device) -> torch.Tensor:
     if torch.device(device).type != "cuda":
         return host
     return host.pin_memory().to(device, non_blocking=True)
+
+
+def token_spans(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
+    """``tokens[rows[i], firsts[i]:ends[i]]`` of every row of a ``[R, L]`` buffer, concatenated, in one device op."""
+    width = tokens.shape[1]
+    index = [r * width + p for r, f, u in zip(rows, firsts, ends) for p in range(f, u)]
+    return tokens.view(-1).index_select(0, device_index(index, tokens.device))

@@ -124,6 +124,8 @@ class NativeLlama(RaggedSteps):
         self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
+        # Head steps pack the positions of every row of a batch: fixed-shape up to this many.
+        self.max_head_tokens = self.max_graph_tokens
         self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
@@ -174,14 +176,14 @@ class NativeLlama(RaggedSteps):
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.shape[1] > self.max_graph_tokens:
+        if hidden.shape[1] > self.max_head_tokens:
             return head_forward(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
         return self._run_head("head", self._head_fn, hidden)
 
     @_no_grad
     def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
-        if hidden.shape[1] > self.max_graph_tokens:
+        if hidden.shape[1] > self.max_head_tokens:
             return self.logits(hidden).argmax(dim=-1)
         return self._run_head("greedy-head", self._greedy_head_fn, hidden)
 
