@@ -503,6 +503,7 @@ class _Row:
     generator: torch.Generator | None
     admitted: float  # engine clock at admission
     committed: int = 0
+    generated: list[int] = field(default_factory=list)  # committed ids past the prompt, on the host
 
 
 class Engine:
@@ -595,12 +596,14 @@ class Engine:
             finished = []
             for r, count, new in zip(rows, counts, known):
                 row = self._slots[r]
-                cut = self._stop_index(r, row, new)
+                cut = self._stop_index(row, new)
                 if cut is not None:
                     row.committed += cut
+                    row.generated += new[:cut]
                     finished.append((r, "stop"))
                     continue
                 row.committed += count
+                row.generated += new
                 if row.committed >= row.limit:
                     full = row.limit < len(row.prompt) + row.max_new
                     finished.append((r, "context" if full else "max_new_tokens"))
@@ -697,7 +700,7 @@ class Engine:
         for state in self.states:
             stats.layer_evals[state.model.name] = state.layer_evals[r]
             stats.head_evals[state.model.name] = state.head_evals[r]
-        return Generation(self._tokens[r, n : row.committed].tolist(), stats, reason)
+        return Generation(list(row.generated), stats, reason)
 
     def _read_back(self, rows: list[int], counts: list[int]) -> list[list[int]]:
         """The tokens each row just committed, as host values, in one transfer."""
@@ -736,7 +739,8 @@ class Engine:
                 for jj, kk in enumerate(k):
                     if kk > lower.batch:
                         k[jj] = lower.batch
-                        q[jj] = q[jj][: lower.batch] if q is not None else None
+                        if q is not None:
+                            q[jj] = q[jj][: lower.batch]
                         for state in self.states:
                             state.truncate_rows([sub[jj]], [m[jj] + lower.batch])
             t0 = self._clock()
@@ -838,16 +842,15 @@ class Engine:
             if not decode:
                 stats.prefill_s += share
 
-    def _stop_index(self, r: int, row: _Row, new: list[int]) -> int | None:
+    def _stop_index(self, row: _Row, new: list[int]) -> int | None:
         """How many of the newly committed tokens to keep if generation stops in them."""
         for j, tok in enumerate(new):
             if tok in self.eos_token_ids:
                 return j + 1
         stop_sequences, tokenizer = self._stop
         if stop_sequences:
-            n = len(row.prompt)
-            generated = self._tokens[r, n : row.committed + len(new)].tolist()
-            already = row.committed - n
+            generated = row.generated + new
+            already = len(row.generated)
             text = tokenizer.decode(generated)
             if any(s in text for s in stop_sequences):
                 # the first new token whose prefix text contains a stop sequence

@@ -243,3 +243,29 @@ def test_native_chained_draft_of_several_rows_equals_step_by_step(process_last):
         done = u + count - (0 if process_last else 1)
         assert fused.cache_len(0, r) == fused.cache_len(1, r) == plain.cache_len(1, r) == done
     assert fused.cache_len(0, 0) == 0
+
+
+def test_a_fixed_length_rule_trims_surplus_per_row(codec):
+    """A rule that needs drafts of exactly the batch length (``fixed_length``) gets them row by row:
+    HiSpec's middle level may hand up more than N_i tokens; each row's surplus is dropped alone."""
+    from hsd_bench.verify import register_rule
+    from hsd_bench.verify.tokenwise import TokenwiseRule
+
+    @register_rule("_tokenwise_fixed_for_tests")
+    class Fixed(TokenwiseRule):
+        fixed_length = True
+
+    target = make_model("llama", num_layers=6, seed=1, deep_scale=0.2)
+    prompts = [codec.encode(t) for t in TEXTS]
+    ar = [build_engine(MethodSpec("autoregressive"), target, None, codec).generate(p, 16).output_ids for p in prompts]
+    engine = build_engine(MethodSpec("hispec", exit=[1, 3], draft_len=3, period=2, verifier="_tokenwise_fixed_for_tests"),
+                          target, None, codec)
+    alone = [per_row(engine.generate(p, 16)) for p in prompts]
+    got = dict(engine.generate_many(prompts, 16, batch_size=3))
+    assert [per_row(got[i]) for i in range(len(prompts))] == alone
+    assert [a[0] for a in alone] == ar
+    # the trim happened: the target never saw more than N_i = 2 drafted tokens at once, where
+    # the token-wise rule (which keeps the surplus) sometimes sees more
+    assert all(len(a[8]) <= 2 for a in alone)
+    plain = build_engine(MethodSpec("hispec", exit=[1, 3], draft_len=3, period=2), target, None, codec)
+    assert any(len(per_row(plain.generate(p, 16))[8]) > 2 for p in prompts)
