@@ -560,7 +560,8 @@ class Engine:
         ``seeds`` (default: ``decoding.seed`` for every prompt, as one-by-one
         decoding does), so a row's output does not depend on its batch-mates:
         decoding at batch B gives what decoding the prompts one by one gives.
-        Time spent by the caller between yields is not counted.
+        Time spent by the caller between yields is not counted. An engine
+        decodes one stream at a time (starting another abandons the first).
         """
         decoding = decoding or DecodingConfig()
         batch_size = decoding.batch_size if batch_size is None else batch_size
@@ -578,7 +579,7 @@ class Engine:
             state.reset(batch_size)
         self._slots: list[_Row | None] = [None] * batch_size
         self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
-        self._paused, self._mark = 0.0, 0.0
+        self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         depth = len(self.levels)
         exhausted = False
         while True:
@@ -860,8 +861,9 @@ class Engine:
         return None
 
     def _phase(self, name: str) -> None:
-        if self.on_phase is not None:
+        if self.on_phase is not None and name != self._phase_now:
             self.on_phase(name)
+        self._phase_now = name
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

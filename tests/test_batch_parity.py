@@ -269,3 +269,27 @@ def test_a_fixed_length_rule_trims_surplus_per_row(codec):
     assert all(len(a[8]) <= 2 for a in alone)
     plain = build_engine(MethodSpec("hispec", exit=[1, 3], draft_len=3, period=2), target, None, codec)
     assert any(len(per_row(plain.generate(p, 16))[8]) > 2 for p in prompts)
+
+
+@pytest.mark.slow
+def test_compiled_ragged_steps_equal_each_row_alone_on_cpu():
+    """The GPU path's compiled ragged steps (torch.compile with dynamic shapes): full rows read as
+    views, a subset gathered, a padded row bucket, uneven lengths -- each row as computed alone."""
+    from tests.test_native_backend import VOCAB, make_hf_model
+
+    model = make_hf_model("qwen2_bias", num_layers=2, seed=7)
+    batch = from_hf_model(model, max_context=32, compile=True, max_graph_tokens=2, min_kv_bucket=32)
+    alone = from_hf_model(model, max_context=32)
+    batch.reserve_rows(3)
+    seqs = torch.randint(0, VOCAB, (3, 12), generator=torch.Generator().manual_seed(7))
+    held = [0, 0, 0]
+    for rows, lengths in (([0, 1, 2], [5, 3, 4]), ([0, 1], [1, 1]), ([2], [2]), ([1, 2], [2, 1]), ([0, 2], [1, 1])):
+        ids = torch.cat([seqs[r, held[r] : held[r] + n] for r, n in zip(rows, lengths)])
+        out = batch.run_layers(batch.embed(ids), 0, 2, [held[r] for r in rows], rows=rows, lengths=lengths)
+        off = 0
+        for r, n in zip(rows, lengths):
+            alone.reset()
+            ref = alone.run_layers(alone.embed(seqs[r, : held[r] + n]), 0, 2, 0)[:, held[r] :]
+            torch.testing.assert_close(out[:, off : off + n], ref, atol=1e-4, rtol=1e-4)
+            held[r] += n
+            off += n

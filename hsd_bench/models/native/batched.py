@@ -139,8 +139,11 @@ class RaggedSteps:
         lengths = [u - f for f, u in zip(first, upto)]
         h0 = self.run_layers(self.embed(token_spans(tokens, rows, first, upto)), 0, end, first, rows=rows,
                              lengths=lengths)
-        ends = [sum(lengths[: i + 1]) - 1 for i in range(b)]
-        tok0 = self.greedy_tokens(h0[:, device_index(ends, self.device)])
+        if max(lengths) == 1:  # one position per row (the usual round): each row's last is its only one
+            tok0 = self.greedy_tokens(h0)
+        else:
+            last = [sum(lengths[: i + 1]) - 1 for i in range(b)]
+            tok0 = self.greedy_tokens(h0[:, device_index(last, self.device)])
         chain = count - 1 + int(process_last)
         width = tokens.shape[1]
         if chain == 0:
