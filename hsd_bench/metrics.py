@@ -17,7 +17,7 @@ def _ratio(num: float, den: float):
     return num / den if den else None
 
 
-def _quantile(values: list[float], q: float) -> float | None:
+def quantile(values: list[float], q: float) -> float | None:
     """The ``q`` quantile (nearest rank) of ``values``; ``None`` when empty."""
     if not values:
         return None
@@ -69,10 +69,10 @@ def summarize_method(rows: list[dict]) -> dict:
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],
         "mean_accepted_len": _ratio(tokens, forwards),
         # per-row spread: a batch's rows accept differently
-        "mean_accepted_len_per_row": {"p10": _quantile(taus, 0.1), "p50": _quantile(taus, 0.5),
-                                      "p90": _quantile(taus, 0.9)},
-        "latency_s": {"mean": sum(latency) / len(latency) if latency else None, "p50": _quantile(latency, 0.5),
-                      "p90": _quantile(latency, 0.9), "max": max(latency, default=None)},
+        "mean_accepted_len_per_row": {"p10": quantile(taus, 0.1), "p50": quantile(taus, 0.5),
+                                      "p90": quantile(taus, 0.9)},
+        "latency_s": {"mean": sum(latency) / len(latency) if latency else None, "p50": quantile(latency, 0.5),
+                      "p90": quantile(latency, 0.9), "max": max(latency, default=None)},
         "target_forwards_per_token": _ratio(forwards, tokens),
         "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens),
         "layer_evals_per_token_by_model": {k: _ratio(v, tokens) for k, v in layer_evals.items()},

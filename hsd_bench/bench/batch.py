@@ -23,6 +23,7 @@ import torch
 
 from hsd_bench.bench.runs import RunResult, _merge_acceptance, _repeat
 from hsd_bench.bench.timing import sync
+from hsd_bench.metrics import quantile
 
 
 def engine_batch_run(name: str, engine, method: str, prompts: list[list[int]], max_new: int, batch: int,
@@ -48,15 +49,14 @@ def engine_batch_run(name: str, engine, method: str, prompts: list[list[int]], m
 
     result = _repeat(run_all, reps, RunResult(name, backend, method))
     rows = [g.stats.as_row() for g in box["gens"]]
-    latency = sorted(r["latency_s"] for r in rows)
-    taus = sorted(r["mean_accepted_len"] for r in rows)
+    latency = [r["latency_s"] for r in rows]
+    taus = [r["mean_accepted_len"] for r in rows]
     result.extra.update(
         batch=batch,
         prompts=len(prompts),
         acceptance_per_level=_merge_acceptance(rows),
-        latency_s={"p50": latency[len(latency) // 2], "p90": latency[int(0.9 * (len(latency) - 1))],
-                   "max": latency[-1]},
-        tau_per_row={"min": taus[0], "p50": taus[len(taus) // 2], "max": taus[-1]},
+        latency_s={"p50": quantile(latency, 0.5), "p90": quantile(latency, 0.9), "max": max(latency)},
+        tau_per_row={"min": min(taus), "p50": quantile(taus, 0.5), "max": max(taus)},
     )
     return result
 
