@@ -37,6 +37,8 @@ class StaticKVCache:
     def check_frontier(self, start: int, end: int, first_pos: int, row: int = 0) -> None:
         """The protocol's precondition: every layer of the range holds exactly ``first_pos`` positions."""
         lengths = self.row_lengths[row]
+        if lengths[start:end].count(first_pos) == end - start:  # the common case, at C speed
+            return
         for layer in range(start, end):
             if lengths[layer] != first_pos:
                 where = f" of row {row}" if row else ""
@@ -46,9 +48,7 @@ class StaticKVCache:
                 )
 
     def advance(self, start: int, end: int, length: int, row: int = 0) -> None:
-        lengths = self.row_lengths[row]
-        for layer in range(start, end):
-            lengths[layer] = length
+        self.row_lengths[row][start:end] = [length] * (end - start)
 
     def truncate(self, start: int, end: int, length: int, row: int = 0) -> None:
         if length < 0:
