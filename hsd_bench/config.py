@@ -67,6 +67,7 @@ class DecodingConf:
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
+    batch_size: int = 1  # sequences decoded together, each its own rows/stop/generator
 
 
 @dataclass

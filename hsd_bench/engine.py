@@ -10,34 +10,147 @@ All levels write into one token buffer: a lower level's context always extends
 the context of the level above it, so position ``t`` means the same thing for
 every level, and a rejection at ``t`` is a truncation of every model state to
 ``t``.
+
+Several sequences can decode together (``generate_many(..., batch_size=B)``):
+each *row* of the buffer is one sequence in one cache row of every model, with
+its own committed length, its own accepted length per round (ragged), its own
+rollback, generator and stop. The recursion runs over a set of rows at once,
+so every forward serves every row that needs it; a row whose level already
+holds enough tokens waits for its batch-mates instead of running ahead. A
+finished row leaves and the next prompt takes its cache row. One row is the
+special case ``B = 1``, driven through the same code (``generate``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 
 from hsd_bench.draft_stop import HostValue, first_stop, stops_after, top_probability
 from hsd_bench.models.base import LayeredModel
+from hsd_bench.models.ragged import device_index, token_spans
 from hsd_bench.sampling import DecodingConfig, sample, warp
-from hsd_bench.verify import VerificationRule, greedy_accept
+from hsd_bench.verify import VerificationRule, greedy_accept_rows
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
+
+
+class _Pending:
+    """Hidden states at one boundary depth, per row, for positions the next segment has not processed.
+
+    A row's states are *pieces* ``(source, offset, length)``: rows ``offset ..
+    offset + length`` of a ``[N, D]`` forward output that served several rows
+    at once. Appending, consuming and rolling back are list operations on the
+    host, and :func:`gather` turns the pieces a forward needs into one packed
+    input with at most one device op -- none when they are exactly one
+    earlier output -- so bookkeeping costs no device work per row.
+    """
+
+    def __init__(self, rows: int):
+        self.start = [0] * rows
+        self.length = [0] * rows
+        self.pieces: list[list[tuple[torch.Tensor, int, int]]] = [[] for _ in range(rows)]
+
+    def append(self, r: int, first: int, source: torch.Tensor, offset: int, n: int) -> None:
+        if not self.length[r]:
+            self.start[r], self.pieces[r] = first, [(source, offset, n)]
+        else:
+            if self.start[r] + self.length[r] != first:
+                raise RuntimeError(f"pending hidden states end at {self.start[r] + self.length[r]}, appended at {first}")
+            self.pieces[r].append((source, offset, n))
+        self.length[r] += n
+
+    def covers(self, r: int, a: int, b: int) -> bool:
+        return self.start[r] <= a and b <= self.start[r] + self.length[r] and (self.length[r] > 0 or a == b)
+
+    def take(self, r: int, a: int, b: int, out: list) -> None:
+        """Append the pieces covering positions ``[a, b)`` of row ``r`` to ``out``."""
+        pos = self.start[r]
+        for source, off, n in self.pieces[r]:
+            end = pos + n
+            if end > a and pos < b:
+                lo, hi = max(a, pos), min(b, end)
+                out.append((source, off + lo - pos, hi - lo))
+            pos = end
+
+    def drop_before(self, r: int, p: int) -> None:
+        """Forget positions ``< p`` (consumed, or never needed again)."""
+        cut = p - self.start[r]
+        if cut <= 0:
+            return
+        if cut >= self.length[r]:
+            self.start[r], self.length[r], self.pieces[r] = p, 0, []
+            return
+        pieces = self.pieces[r]
+        while cut >= pieces[0][2]:
+            cut -= pieces.pop(0)[2]
+        if cut:
+            source, off, n = pieces[0]
+            pieces[0] = (source, off + cut, n - cut)
+        self.length[r] -= p - self.start[r]
+        self.start[r] = p
+
+    def truncate(self, r: int, length: int) -> None:
+        """Forget positions ``>= length`` (a rejection)."""
+        keep = length - self.start[r]
+        if keep >= self.length[r]:
+            return
+        if keep <= 0:
+            self.start[r], self.length[r], self.pieces[r] = min(self.start[r], length), 0, []
+            return
+        pieces, pos = [], 0
+        for source, off, n in self.pieces[r]:
+            if pos >= keep:
+                break
+            pieces.append((source, off, min(n, keep - pos)))
+            pos += n
+        self.pieces[r], self.length[r] = pieces, keep
+
+    def reset(self, r: int) -> None:
+        self.start[r], self.length[r], self.pieces[r] = 0, 0, []
+
+
+def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
+    """Pieces ``(source [N, D], offset, length)`` packed in order into ``[1, sum(length), D]``.
+
+    A view when the pieces are consecutive rows of one source; otherwise one
+    ``index_select`` (after one ``cat`` when they come from several sources).
+    """
+    if len(pieces) == 1:
+        source, off, n = pieces[0]
+        return source[off : off + n][None]
+    bases: dict[int, int] = {}
+    sources = []
+    for source, _, _ in pieces:
+        if id(source) not in bases:
+            bases[id(source)] = sum(s.shape[0] for s in sources)
+            sources.append(source)
+    index = [bases[id(source)] + off + t for source, off, n in pieces for t in range(n)]
+    flat = sources[0] if len(sources) == 1 else torch.cat(sources)
+    if index[-1] - index[0] == len(index) - 1 and index == list(range(index[0], index[-1] + 1)):
+        return flat[index[0] : index[-1] + 1][None]
+    return flat.index_select(0, device_index(index, flat.device))[None]
 
 
 class ModelState:
     """Frontiers, caches and boundary hidden states of one model shared by its views.
 
     The model's layers are cut into segments at the exit layers its views
-    use. Each segment has a *frontier* (how many positions it has processed);
-    shallower frontiers are at or ahead of deeper ones. ``pending[b]`` holds
-    the hidden states at depth ``b`` for positions the segment starting at
-    ``b`` has not processed yet, so a deeper view continues from them instead
-    of re-running the shallow layers (LayerSkip's exit query cache, HiSpec's
-    hidden-state reuse).
+    use. Each segment has a *frontier* per row (how many positions of that
+    row it has processed); shallower frontiers are at or ahead of deeper
+    ones. ``pending[b]`` holds the hidden states at depth ``b`` for positions
+    the segment starting at ``b`` has not processed yet, so a deeper view
+    continues from them instead of re-running the shallow layers (LayerSkip's
+    exit query cache, HiSpec's hidden-state reuse).
+
+    The ``*_rows`` methods serve several rows in one forward per segment
+    (the model's ragged ``run_layers``): ``tokens`` is then the engine's
+    ``[rows, L]`` buffer and ``upto``/``need_from`` are per row. The
+    single-sequence methods (``hidden``, ``logits``, ...) are row 0 of a
+    one-row state.
     """
 
     def __init__(self, model: LayeredModel, exits: list[int]):
@@ -46,154 +159,279 @@ class ModelState:
         if self.bounds[-1] > model.num_layers or self.bounds[0] < 1:
             raise ValueError(f"{model.name}: exits {self.bounds} outside 1..{model.num_layers}")
         self.starts = [0] + self.bounds[:-1]
+        self.rows = 1
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, rows: int | None = None) -> None:
+        """Forget every position of every row; ``rows`` sets how many rows the state holds from now on.
+
+        More than one row needs a backend with batched caches
+        (``reserve_rows``); one row drives the model exactly as a
+        single-sequence backend expects (no row arguments).
+        """
+        if rows is not None and rows != self.rows:
+            if rows < 1:
+                raise ValueError(f"batch_size={rows} must be >= 1")
+            if rows > 1:
+                reserve = getattr(self.model, "reserve_rows", None)
+                if reserve is None:
+                    raise ValueError(
+                        f"batch_size={rows}: model {self.model.name!r} ({type(self.model).__name__}) decodes one "
+                        "sequence at a time; batches need a backend with batched caches "
+                        "(model.backend=native or hf)"
+                    )
+                reserve(rows)
+            self.rows = rows
         self.model.reset()
-        self.frontier = [0] * len(self.bounds)
-        self.pending: dict[int, tuple[int, torch.Tensor | None]] = {b: (0, None) for b in self.bounds}
-        self.layer_evals = 0
-        self.head_evals = 0
+        n = self.rows
+        self.frontier = [[0] * n for _ in self.bounds]
+        self.pending = {b: _Pending(n) for b in self.bounds}
+        self.layer_evals = [0] * n
+        self.head_evals = [0] * n
 
-    def hidden(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
-        """Hidden states at depth ``exit_layer`` for positions ``[need_from, upto)``,
-        running only the layer segments that have not seen those positions."""
+    def reset_row(self, r: int) -> None:
+        """Forget every position of row ``r`` (a new sequence takes it)."""
+        if self.frontier[0][r]:
+            self._truncate_model(0, self.bounds[-1], 0, r)
+        for j in range(len(self.bounds)):
+            self.frontier[j][r] = 0
+        for pend in self.pending.values():
+            pend.reset(r)
+        self.layer_evals[r] = self.head_evals[r] = 0
+
+    # -- model calls ------------------------------------------------------------
+    def _run_layers(self, x, start, end, firsts, rows, lengths) -> torch.Tensor:
+        if self.rows == 1:  # the single-sequence protocol, unchanged
+            return self.model.run_layers(x, start, end, firsts[0])
+        return self.model.run_layers(x, start, end, firsts, rows=rows, lengths=lengths)
+
+    def _truncate_model(self, start: int, end: int, length: int, r: int) -> None:
+        if self.rows == 1:
+            self.model.truncate(start, end, length)
+        else:
+            self.model.truncate(start, end, length, rows=[r])
+
+    @staticmethod
+    def _ids(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
+        if len(rows) == 1:
+            return tokens[rows[0], firsts[0] : ends[0]]
+        return token_spans(tokens, rows, firsts, ends)
+
+    # -- views --------------------------------------------------------------------
+    def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
+                    need_from: list[int]) -> torch.Tensor:
+        """Hidden states at depth ``exit_layer`` for positions ``[need_from[i], upto[i])`` of each row
+        ``rows[i]``, packed in row order: ``[1, sum(upto - need_from), D]``. Runs only the layer
+        segments that have not seen those positions, one ragged forward per segment."""
         last = self.bounds.index(exit_layer)
+        top = self.bounds[-1]
         for j in range(last + 1):
-            start, end, first = self.starts[j], self.bounds[j], self.frontier[j]
-            if first >= upto:
+            start, end, front = self.starts[j], self.bounds[j], self.frontier[j]
+            work, firsts, ends, needs = [], [], [], []
+            for r, u, a in zip(rows, upto, need_from):
+                if front[r] < u:
+                    work.append(r)
+                    firsts.append(front[r])
+                    ends.append(u)
+                    needs.append(a)
+            if not work:
                 continue
+            lengths = [u - f for f, u in zip(firsts, ends)]
             if j == 0:
-                if tokens.shape[0] < upto:
-                    raise ValueError(f"{self.model.name}: asked for position {upto - 1} of a {tokens.shape[0]}-token sequence")
-                inp = self.model.embed(tokens[first:upto])
+                if tokens.shape[1] < max(ends):
+                    raise ValueError(f"{self.model.name}: asked for position {max(ends) - 1} of a "
+                                     f"{tokens.shape[1]}-token sequence")
+                inp = self.model.embed(self._ids(tokens, work, firsts, ends))
             else:
-                pend_start, pend = self.pending[start]
-                assert pend_start == first and pend is not None and pend.shape[1] >= upto - first
-                inp = pend[:, : upto - first]
-                self.pending[start] = (upto, pend[:, upto - first :])
-            out = self.model.run_layers(inp, start, end, first)
-            self.layer_evals += (end - start) * (upto - first)
-            self.frontier[j] = upto
-            self._append_pending(end, first, out)
-        pend_start, pend = self.pending[exit_layer]
-        if pend is None or pend_start > need_from or pend_start + pend.shape[1] < upto:
-            raise RuntimeError(
-                f"{self.model.name}: no hidden state at depth {exit_layer} for positions "
-                f"[{need_from}, {upto}) (pending from {pend_start}); frontier bookkeeping is broken"
-            )
-        if exit_layer == self.bounds[-1]:
-            # Nothing deeper consumes the top boundary: keep only what is still needed.
-            self.pending[exit_layer] = (need_from, pend[:, need_from - pend_start :])
-            pend_start, pend = self.pending[exit_layer]
-        return pend[:, need_from - pend_start : upto - pend_start]
+                pend, pieces = self.pending[start], []
+                for r, f, u in zip(work, firsts, ends):
+                    assert pend.start[r] == f and pend.covers(r, f, u), "pending hidden states out of step"
+                    pend.take(r, f, u, pieces)
+                    pend.drop_before(r, u)
+                inp = gather(pieces)
+            out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
+            pend, off = self.pending[end], 0
+            for r, f, n, a in zip(work, firsts, lengths, needs):
+                self.layer_evals[r] += (end - start) * n
+                front[r] = f + n
+                if end == top:
+                    # Nothing deeper consumes the top boundary: keep only what is still needed.
+                    pend.drop_before(r, a)
+                pend.append(r, f, out, off, n)
+                off += n
+        pend, pieces = self.pending[exit_layer], []
+        for r, a, u in zip(rows, need_from, upto):
+            if not pend.covers(r, a, u):
+                raise RuntimeError(
+                    f"{self.model.name}: no hidden state at depth {exit_layer} for positions [{a}, {u}) of row {r} "
+                    f"(pending from {pend.start[r]}); frontier bookkeeping is broken"
+                )
+            pend.take(r, a, u, pieces)
+            if exit_layer == top:
+                pend.drop_before(r, a)
+        return gather(pieces)
 
-    def logits(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
-        """``[upto - need_from, V]`` logits of the view exiting at ``exit_layer``."""
-        h = self.hidden(tokens, exit_layer, upto, need_from)
-        self.head_evals += h.shape[1]
+    def _count_heads(self, rows: list[int], upto: list[int], need_from: list[int]) -> None:
+        for r, u, a in zip(rows, upto, need_from):
+            self.head_evals[r] += u - a
+
+    def logits_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
+                    need_from: list[int]) -> torch.Tensor:
+        """``[sum(upto - need_from), V]`` logits of the view exiting at ``exit_layer``, rows packed in order."""
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from)
+        self._count_heads(rows, upto, need_from)
         return self.model.logits(h)
 
-    def greedy_tokens(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
-        """``LongTensor[upto - need_from]``: the argmax token of the view at each position.
+    def greedy_tokens_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
+                           need_from: list[int]) -> torch.Tensor:
+        """``LongTensor[sum(upto - need_from)]``: the argmax token of the view at each position.
 
         A backend may fuse head and argmax (``model.greedy_tokens``), which
         skips materialising ``[T, V]`` float32 logits; otherwise argmax of
-        :meth:`logits`.
+        the logits.
         """
-        h = self.hidden(tokens, exit_layer, upto, need_from)
-        self.head_evals += h.shape[1]
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from)
+        self._count_heads(rows, upto, need_from)
         fused = getattr(self.model, "greedy_tokens", None)
         return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
 
-    def greedy_draft(
-        self, tokens: torch.Tensor, exit_layer: int, n: int, count: int, stop_below: float | None = None
-    ) -> int:
-        """Write up to ``count`` greedy tokens of the view exiting at ``exit_layer`` at
-        ``tokens[n:]``; return how many were drafted.
+    def greedy_draft_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, n: list[int],
+                          count: list[int], stop_below: float | None = None) -> list[int]:
+        """Write up to ``count[i]`` greedy tokens of the view exiting at ``exit_layer`` at
+        ``tokens[rows[i], n[i]:]``; return how many each row drafted.
 
-        Each token is the argmax at the previous position, so the round is a
-        chain of single-position steps. A backend that implements
-        ``model.greedy_draft`` runs the whole chain without returning to
-        Python between steps (the native backend replays one CUDA graph per
-        step, the tokens never leave the device); that needs the view to be
-        the model's first segment, which every drafting level is. Otherwise
-        the steps go through :meth:`logits` / :meth:`greedy_tokens` one by
-        one. Both leave the same frontiers, pending hidden states and counters.
+        Each token is the argmax at the previous position, so a round is a
+        chain of single-position steps; the rows take each step together. A
+        backend that implements ``model.greedy_draft`` (one sequence) or
+        ``model.greedy_draft_rows`` (rows drafting the same count) runs the
+        chain without returning to Python between steps (the native backend
+        replays one CUDA graph per step, the tokens never leave the device);
+        that needs the view to be the model's first segment, which every
+        drafting level is. Otherwise the steps go through
+        :meth:`greedy_tokens_rows`. Both leave the same frontiers, pending
+        hidden states and counters.
 
-        ``stop_below`` (``draft_stop``): the round ends after the first token
-        whose top probability (softmax at temperature 1) is below it. Then
-        every drafted token is also run through the layers as soon as it is
-        drafted -- the last one too -- because that work is what the device
+        ``stop_below`` (``draft_stop``): a row's round ends after its first
+        token whose top probability (softmax at temperature 1) is below it.
+        Then every drafted token is also run through the layers as soon as it
+        is drafted -- the last one too -- because that work is what the device
         does while the host reads the token's confidence (docs/engine.md).
         """
-        first = self.frontier[0]
-        fused = getattr(self.model, "greedy_draft", None)
-        if fused is None or exit_layer != self.bounds[0] or first >= n:
-            return self._greedy_draft_steps(tokens, exit_layer, n, count, stop_below)
+        if exit_layer == self.bounds[0]:
+            firsts = [self.frontier[0][r] for r in rows]
+            c = count[0]
+            if all(f < nn for f, nn in zip(firsts, n)):
+                fused = getattr(self.model, "greedy_draft", None)
+                if self.rows == 1 and fused is not None:
+                    if stop_below is None:
+                        out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last)
+                        self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
+                        return [c]
+                    out = fused(tokens[0], firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
+                    drafted = out.shape[1] - (n[0] - firsts[0])  # with a stopping rule every drafted token is processed
+                    self._book_draft(out, rows, exit_layer, firsts, n, drafted, True)
+                    return [drafted]
+                if (stop_below is None and self.rows > 1 and len(set(count)) == 1
+                        and getattr(self.model, "greedy_draft_rows", None)):
+                    out = self.model.greedy_draft_rows(tokens, rows, firsts, n, exit_layer, c, self._process_last)
+                    self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
+                    return list(count)
+        drafted = list(count)
+        for s in range(max(count)):
+            step = [i for i, c in enumerate(count) if s < c and drafted[i] == c]
+            if not step:
+                break
+            rs = [rows[i] for i in step]
+            pos = [n[i] + s for i in step]
+            if stop_below is None:
+                new = self.greedy_tokens_rows(rs, tokens, exit_layer, pos, [p - 1 for p in pos])
+                write_tokens(tokens, rs, pos, new)
+                continue
+            logits = self.logits_rows(rs, tokens, exit_layer, pos, [p - 1 for p in pos])
+            write_tokens(tokens, rs, pos, logits.argmax(dim=-1))
+            stops = self.layers_then_stop_rows(rs, tokens, exit_layer, pos, top_probability(logits, logits=True),
+                                               stop_below)
+            for i, stop in zip(step, stops):
+                if stop:
+                    drafted[i] = s + 1
+        return drafted
+
+    def layers_then_stop_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, pos: list[int],
+                              confidence: torch.Tensor, stop_below: float) -> list[bool]:
+        """Run the layers on the tokens just drafted at ``pos`` while their ``confidence`` comes to
+        the host; per row, True when its draft stops there (:func:`~hsd_bench.draft_stop.stops_after`)."""
+        pending = HostValue(confidence)
+        self.hidden_rows(rows, tokens, exit_layer, [p + 1 for p in pos], list(pos))
+        return [stops_after(value, stop_below) for value in pending.get()]
+
+    def _book_draft(self, out: torch.Tensor, rows: list[int], exit_layer: int, firsts: list[int], n: list[int],
+                    count: int, process_last: bool) -> None:
+        """Frontiers, pending states and counters after a fused draft round whose packed
+        hidden states of every processed position, row by row, are ``out``."""
+        out = out[0]
+        pend, off = self.pending[exit_layer], 0
+        for r, first, nn in zip(rows, firsts, n):
+            upto = nn + count - (0 if process_last else 1)
+            processed = upto - first
+            self.layer_evals[r] += exit_layer * processed
+            self.head_evals[r] += count
+            self.frontier[0][r] = upto
+            if exit_layer == self.bounds[-1]:
+                pend.drop_before(r, upto - 1)  # nothing deeper consumes it: keep only the last position
+                pend.append(r, upto - 1, out, off + processed - 1, 1)
+            else:
+                pend.append(r, first, out, off, processed)
+            off += processed
+
+    @property
+    def _process_last(self) -> bool:
         # A deeper view of this model verifies next and needs the last drafted token's
         # hidden state too: the chain processes it (layers only) instead of the verifier's
         # first segment. A model with one view leaves it to the next round, which may reject it.
-        process_last = len(self.bounds) > 1 or stop_below is not None
-        if stop_below is None:
-            out = fused(tokens, first, n, exit_layer, count, process_last)
-        else:
-            out = fused(tokens, first, n, exit_layer, count, process_last, stop_below=stop_below)
-            count = out.shape[1] - (n - first)  # with a stopping rule every drafted token is processed
-        upto = n + count - (0 if process_last else 1)
-        self.layer_evals += exit_layer * (upto - first)
-        self.head_evals += count
-        self.frontier[0] = upto
-        self._append_pending(exit_layer, first, out)
-        if exit_layer == self.bounds[-1]:
-            # Nothing deeper consumes it: keep only the last position, as hidden() would.
-            start, pend = self.pending[exit_layer]
-            self.pending[exit_layer] = (upto - 1, pend[:, upto - 1 - start :])
-        return count
+        return len(self.bounds) > 1
 
-    def _greedy_draft_steps(
-        self, tokens: torch.Tensor, exit_layer: int, n: int, count: int, stop_below: float | None
-    ) -> int:
-        """:meth:`greedy_draft` one step at a time through the protocol."""
-        if stop_below is None:
-            for t in range(n, n + count):
-                tokens[t] = self.greedy_tokens(tokens, exit_layer, t, t - 1)[-1]
-            return count
-        for t in range(n, n + count):
-            logits = self.logits(tokens, exit_layer, t, t - 1)[-1]
-            tokens[t] = logits.argmax()
-            if self.layers_then_stop(tokens, exit_layer, t, top_probability(logits, logits=True), stop_below):
-                return t + 1 - n
-        return count
+    def truncate_rows(self, rows: list[int], lengths: list[int]) -> None:
+        """Forget every position ``>= lengths[i]`` of row ``rows[i]`` (a rejection there)."""
+        for r, length in zip(rows, lengths):
+            for j, front in enumerate(self.frontier):
+                if front[r] > length:
+                    self._truncate_model(self.starts[j], self.bounds[j], length, r)
+                    front[r] = length
+            for pend in self.pending.values():
+                pend.truncate(r, length)
 
-    def layers_then_stop(
-        self, tokens: torch.Tensor, exit_layer: int, t: int, confidence: torch.Tensor, stop_below: float
-    ) -> bool:
-        """Run the layers on the token just drafted at ``t`` while its ``confidence`` comes to the
-        host; True when the draft stops after it (:func:`~hsd_bench.draft_stop.stops_after`)."""
-        pending = HostValue(confidence)
-        self.hidden(tokens, exit_layer, t + 1, t)
-        return stops_after(pending.get()[0], stop_below)
+    # -- one sequence (row 0) ------------------------------------------------------
+    def hidden(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """Hidden states ``[1, upto - need_from, D]`` at depth ``exit_layer`` of a one-row state."""
+        return self.hidden_rows([0], tokens.view(1, -1), exit_layer, [upto], [need_from])
 
-    def _append_pending(self, bound: int, first: int, out: torch.Tensor) -> None:
-        """Hidden states ``out`` at depth ``bound`` for positions from ``first`` on join what is pending there."""
-        out_start, have = self.pending[bound]
-        if have is None or have.shape[1] == 0:
-            self.pending[bound] = (first, out)
-        else:
-            assert out_start + have.shape[1] == first
-            self.pending[bound] = (out_start, torch.cat([have, out], dim=1))
+    def logits(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        """``[upto - need_from, V]`` logits of the view exiting at ``exit_layer`` (one row)."""
+        return self.logits_rows([0], tokens.view(1, -1), exit_layer, [upto], [need_from])
+
+    def greedy_tokens(self, tokens: torch.Tensor, exit_layer: int, upto: int, need_from: int) -> torch.Tensor:
+        return self.greedy_tokens_rows([0], tokens.view(1, -1), exit_layer, [upto], [need_from])
+
+    def greedy_draft(self, tokens: torch.Tensor, exit_layer: int, n: int, count: int,
+                     stop_below: float | None = None) -> int:
+        """Up to ``count`` greedy tokens at ``tokens[n:]`` (one row); returns how many were drafted."""
+        return self.greedy_draft_rows([0], tokens.view(1, -1), exit_layer, [n], [count], stop_below)[0]
 
     def truncate(self, length: int) -> None:
-        """Forget every position ``>= length`` (a rejection at ``length``)."""
-        for j, f in enumerate(self.frontier):
-            if f > length:
-                self.model.truncate(self.starts[j], self.bounds[j], length)
-                self.frontier[j] = length
-        for b, (start, pend) in self.pending.items():
-            if pend is not None and start + pend.shape[1] > length:
-                keep = max(0, length - start)
-                self.pending[b] = (min(start, length), pend[:, :keep])
+        """Forget every position ``>= length`` of row 0 (a rejection at ``length``)."""
+        self.truncate_rows([0], [length])
+
+
+def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values) -> None:
+    """``tokens[rows[i], pos[i]] = values[i]`` in one device op (``values``: a tensor or host ints)."""
+    if len(rows) == 1:
+        tokens[rows[0], pos[0]] = values[0]
+        return
+    width = tokens.shape[1]
+    index = device_index([r * width + p for r, p in zip(rows, pos)], tokens.device)
+    if not torch.is_tensor(values):
+        values = device_index(values, tokens.device)
+    tokens.view(-1).index_copy_(0, index, values.to(tokens.dtype))
 
 
 @dataclass
@@ -223,8 +461,14 @@ class Level:
 class GenerationStats:
     n_prompt: int = 0
     n_generated: int = 0
+    # This sequence's share of the elapsed time (prefill + decode): at batch 1 its wall
+    # time; at batch B every interval is split among the rows it served, so the shares
+    # of all rows sum to the elapsed time and sum(tokens) / sum(wall_s) is the
+    # aggregate throughput.
     wall_s: float = 0.0
     prefill_s: float = 0.0
+    latency_s: float | None = None  # admission to finish (None: = wall_s, batch 1)
+    batch_size: int = 1
     drafted: list[int] = field(default_factory=list)  # per verifying level
     accepted: list[int] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # forwards of each level (level 0: drafted tokens)
@@ -256,6 +500,8 @@ class GenerationStats:
             "wall_s": self.wall_s,
             "prefill_s": self.prefill_s,
             "decode_s": self.decode_s,
+            "latency_s": self.wall_s if self.latency_s is None else self.latency_s,
+            "batch_size": self.batch_size,
             "tokens_per_s": self.n_generated / self.wall_s if self.wall_s > 0 else 0.0,
             "decode_tokens_per_s": self.n_generated / self.decode_s if self.decode_s > 0 else 0.0,
             "target_forwards": self.target_forwards,
@@ -263,9 +509,6 @@ class GenerationStats:
             "mean_accepted_len": self.n_generated / max(self.target_forwards, 1),
             "drafted": drafted,
             "accepted": accepted,
-            "draft_tokens": self.rounds[0] if top > 0 else 0,
-            "draft_rounds": self.draft_calls if top > 0 else 0,
-            "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "acceptance_rate": accepted / drafted if drafted else None,
             "acceptance_per_level": {
                 self.level_names[i]: (self.accepted[i] / self.drafted[i] if self.drafted[i] else None)
@@ -275,6 +518,9 @@ class GenerationStats:
             "accepted_per_level": dict(zip(self.level_names[1:], self.accepted[1:])),
             "position_reached": list(self.position_reached),
             "position_accepted": list(self.position_accepted),
+            "draft_tokens": self.rounds[0] if top > 0 else 0,
+            "draft_rounds": self.draft_calls if top > 0 else 0,
+            "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
             "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
             "layer_evals_per_token_by_model": {k: v / n for k, v in self.layer_evals.items()},
@@ -293,6 +539,21 @@ class Generation:
     stop_reason: str = ""
 
 
+@dataclass
+class _Row:
+    """One sequence being decoded in a row of the batch."""
+
+    index: int  # position in the caller's stream of prompts
+    prompt: list[int]
+    limit: int  # last position + 1 this row may fill
+    max_new: int
+    stats: GenerationStats
+    generator: torch.Generator | None
+    admitted: float  # engine clock at admission
+    committed: int = 0
+    generated: list[int] = field(default_factory=list)  # committed ids past the prompt, on the host
+
+
 class LevelClock:
     """Each level's share of decode time, without making the device wait.
 
@@ -300,24 +561,20 @@ class LevelClock:
     moves on. Synchronising around every level to read a host clock would
     serialise host and device and slow the very run being measured (one
     wait per level per round). So on CUDA each interval is a pair of CUDA
-    events recorded on the current stream, read once after the generation's
-    final sync; an interval is the device-stream time from where the level's
-    work starts to where it ends (stalls waiting for the host included). On
-    CPU, and with ``synchronous=True`` (host-serial profiling), it is the
-    host clock, synchronised on CUDA.
+    events recorded on the current stream and read at the engine's next sync
+    (:meth:`flush`); an interval is the device-stream time from where the
+    level's work starts to where it ends (stalls waiting for the host
+    included), and it counts for every row the level's forward served. On
+    CPU, and with ``synchronous=True`` (host-serial profiling), it is the host
+    clock, synchronised on CUDA.
     """
 
     def __init__(self, device: torch.device, synchronous: bool = False):
         self.device = device
         self.events = device.type == "cuda" and not synchronous
         self.synchronous = synchronous and device.type == "cuda"
-        self._pool: list[tuple] = []  # reused event pairs
-        self._open: list[tuple[int, tuple]] = []
-        self._host = [0.0]
-
-    def begin(self, levels: int) -> None:
-        self._open.clear()
-        self._host = [0.0] * levels
+        self._pool: list[tuple] = []  # event pairs, reused after each flush
+        self._open: list[tuple[int, tuple, list]] = []  # (level, pair, the served rows' stats)
 
     def start(self):
         if self.events:
@@ -330,25 +587,32 @@ class LevelClock:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def stop(self, level: int, mark) -> None:
+    def stop(self, level: int, mark, served: list[GenerationStats]) -> None:
         if self.events:
             mark[1].record()
-            self._open.append((level, mark))
+            self._open.append((level, mark, served))
             return
         if self.synchronous:
             torch.cuda.synchronize(self.device)
-        self._host[level] += time.perf_counter() - mark
+        dt = time.perf_counter() - mark
+        for stats in served:
+            stats.level_time_s[level] += dt
 
-    def totals(self) -> list[float]:
-        """Seconds per level; call after the device has finished the generation."""
-        out = list(self._host)
-        for level, (start, end) in self._open:
-            out[level] += start.elapsed_time(end) / 1e3
-        return out
+    def discard(self) -> None:
+        """Forget intervals not yet flushed (a stream abandoned before its end)."""
+        self._open.clear()
+
+    def flush(self) -> None:
+        """Add the recorded intervals to their rows; call only after a device sync."""
+        for level, (start, end), served in self._open:
+            dt = start.elapsed_time(end) / 1e3
+            for stats in served:
+                stats.level_time_s[level] += dt
+        self._open.clear()
 
 
 class Engine:
-    """Runs a stack of levels (bottom -> top) to generate from a prompt."""
+    """Runs a stack of levels (bottom -> top) to generate from prompts, one or a batch at a time."""
 
     def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = False):
         if not levels:
@@ -357,7 +621,7 @@ class Engine:
         self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
         # True only to profile host-serially (the device waits around every level).
         self.sync_timing = sync_timing
-        # Optional observer told "prefill", "decode" and "done" as generate() moves
+        # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
         self.on_phase: Callable[[str], None] | None = None
@@ -380,7 +644,9 @@ class Engine:
         The plan comes from the stack: each model state's layer segments, the
         head each decoding mode calls, and level 0's greedy draft chain. The
         runner calls this before the first timed sample, so that no timed
-        generation compiles or captures anything (docs/performance.md).
+        generation compiles or captures anything (docs/performance.md). It
+        plans one-row decoding; batched steps (``decoding.batch_size > 1``)
+        are compiled by the untimed full-batch warm-up instead.
         """
         for state in self.states:
             prepare = getattr(state.model, "prepare", None)
@@ -397,7 +663,6 @@ class Engine:
                     heads=heads, chains=chains)
 
     # -- public -----------------------------------------------------------
-    @torch.no_grad()
     def generate(
         self,
         prompt_ids: list[int],
@@ -406,169 +671,322 @@ class Engine:
         stop_sequences: list[str] | tuple[str, ...] = (),
         tokenizer=None,
     ) -> Generation:
+        """Decode one prompt (a batch of one)."""
+        for _, gen in self.generate_many([prompt_ids], max_new_tokens, decoding, stop_sequences, tokenizer, 1):
+            return gen
+        raise AssertionError("generate_many yielded nothing for one prompt")
+
+    @torch.no_grad()
+    def generate_many(
+        self,
+        prompts: Iterable[list[int]],
+        max_new_tokens: int,
+        decoding: DecodingConfig | None = None,
+        stop_sequences: list[str] | tuple[str, ...] = (),
+        tokenizer=None,
+        batch_size: int | None = None,
+        seeds: Iterable[int] | None = None,
+    ) -> Iterator[tuple[int, Generation]]:
+        """Decode a stream of prompts, ``batch_size`` at a time (default ``decoding.batch_size``);
+        yields ``(index, Generation)`` as rows finish.
+
+        A finished row leaves the batch at once and the next prompt takes its
+        cache row, so a long stream decodes at ``batch_size`` throughout.
+        Every row samples from its own generator, seeded with its entry of
+        ``seeds`` (default: ``decoding.seed`` for every prompt, as one-by-one
+        decoding does), so a row's output does not depend on its batch-mates:
+        decoding at batch B gives what decoding the prompts one by one gives.
+        Time spent by the caller between yields is not counted. An engine
+        decodes one stream at a time (starting another abandons the first).
+        """
         decoding = decoding or DecodingConfig()
-        n = len(prompt_ids)
+        batch_size = decoding.batch_size if batch_size is None else batch_size
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        if stop_sequences and tokenizer is None:
+            raise ValueError("stop sequences need a tokenizer to decode the output")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
+        self._decoding = decoding
+        self._stop = (tuple(stop_sequences), tokenizer)
+        if self._level_clock is None or self._level_clock.synchronous != (self.sync_timing and self.device.type == "cuda"):
+            self._level_clock = LevelClock(self.device, synchronous=self.sync_timing)
+        self._level_clock.discard()
+        stream = iter(enumerate(prompts))
+        seed_iter = iter(seeds) if seeds is not None else None
+        for state in self.states:
+            state.reset(batch_size)
+        self._slots: list[_Row | None] = [None] * batch_size
+        self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
+        self._paused, self._mark, self._phase_now = 0.0, 0.0, None
+        depth = len(self.levels)
+        exhausted = False
+        while True:
+            if not exhausted:
+                exhausted = self._admit(stream, seed_iter, max_new_tokens)
+            rows = [r for r, row in enumerate(self._slots) if row is not None]
+            if not rows:
+                break
+            self._phase("decode")
+            counts, _, known = self._produce(depth - 1, rows, [self._slots[r].committed for r in rows])
+            if known is None:
+                # The top level's verification already brought its tokens to the host;
+                # only an unverified level (autoregressive) needs them read back here.
+                known = self._read_back(rows, counts)
+            finished = []
+            for r, count, new in zip(rows, counts, known):
+                row = self._slots[r]
+                cut = self._stop_index(row, new)
+                if cut is not None:
+                    row.committed += cut
+                    row.generated += new[:cut]
+                    finished.append((r, "stop"))
+                    continue
+                row.committed += count
+                row.generated += new
+                if row.committed >= row.limit:
+                    full = row.limit < len(row.prompt) + row.max_new
+                    finished.append((r, "context" if full else "max_new_tokens"))
+            done = {r for r, _ in finished}
+            going = [r for r in rows if r not in done]
+            if going:
+                for state in self.states:
+                    state.truncate_rows(going, [self._slots[r].committed - 1 for r in going])
+            if finished:
+                self._sync()
+                self._level_clock.flush()  # the finished rows' level times are complete now
+            self._charge(rows, decode=True)
+            for r, reason in finished:
+                gen = self._finish(r, reason)
+                index = self._slots[r].index
+                self._slots[r] = None
+                if not any(self._slots):
+                    self._phase("done")
+                paused = time.perf_counter()
+                yield index, gen
+                self._paused += time.perf_counter() - paused
+
+    # -- rows ---------------------------------------------------------------
+    def _admit(self, stream, seeds, max_new: int) -> bool:
+        """Fill free rows from the stream and prefill them together; True once the stream is exhausted."""
+        free = [r for r, row in enumerate(self._slots) if row is None]
+        if not free:
+            return False
+        idle = len(free) == len(self._slots)  # nothing decoding: setting up is nobody's time
+        new, exhausted = [], False
+        for r in free:
+            item = next(stream, None)
+            if item is None:
+                exhausted = True
+                break
+            index, prompt = item
+            seed = next(seeds) if seeds is not None else self._decoding.seed
+            new.append(r)
+            self._slots[r] = self._new_row(r, index, list(prompt), max_new, seed)
+        if not new:
+            return exhausted
+        if idle:
+            self._sync()
+            self._mark = self._now()
+        self._phase("prefill")
+        # Prefill: every view's layers see the prompt except its last token,
+        # which each level processes in its first round.
+        long = [r for r in new if len(self._slots[r].prompt) > 1]
+        if long:
+            n = [len(self._slots[r].prompt) for r in long]
+            for state in self.states:
+                state.hidden_rows(long, self._tokens, state.bounds[-1], [k - 1 for k in n], [k - 2 for k in n])
+        # Costs are reported for decoding only: the prefill is the same for every method.
+        for state in self.states:
+            for r in new:
+                state.layer_evals[r] = state.head_evals[r] = 0
+        self._sync()
+        self._charge(new, decode=False)
+        return exhausted
+
+    def _new_row(self, r: int, index: int, prompt: list[int], max_new: int, seed: int) -> _Row:
+        n = len(prompt)
         if n == 0:
             raise ValueError("empty prompt: at least one token (e.g. BOS) is needed")
         if n >= self.max_context:
             raise ValueError(
                 f"prompt of {n} tokens does not fit the context: it must be shorter than {self.max_context} tokens"
             )
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
-        if stop_sequences and tokenizer is None:
-            raise ValueError("stop sequences need a tokenizer to decode the output")
-        limit = min(n + max_new_tokens, self.max_context)
-
-        self._decoding = decoding
-        self._generator = torch.Generator(device=self.device)
-        self._generator.manual_seed(decoding.seed)
-        self._tokens = torch.zeros(limit + 1, dtype=torch.long, device=self.device)
-        self._tokens[:n] = torch.as_tensor(prompt_ids, dtype=torch.long)
+        limit = min(n + max_new, self.max_context)
+        if self._tokens.shape[1] < limit + 1:
+            grown = torch.zeros(self._tokens.shape[0], limit + 1, dtype=torch.long, device=self.device)
+            grown[:, : self._tokens.shape[1]] = self._tokens
+            self._tokens = grown
+        self._tokens[r, :n] = torch.as_tensor(prompt, dtype=torch.long)
+        for state in self.states:
+            state.reset_row(r)
+        generator = None
+        if not self._decoding.greedy:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
         depth = len(self.levels)
         stats = GenerationStats(
             n_prompt=n, drafted=[0] * depth, accepted=[0] * depth, rounds=[0] * depth,
-            level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels],
+            level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
         )
-        self._stats = stats
-        if self._level_clock is None or self._level_clock.synchronous != (self.sync_timing and self.device.type == "cuda"):
-            self._level_clock = LevelClock(self.device, synchronous=self.sync_timing)
-        self._level_clock.begin(depth)
-        for state in self.states:
-            state.reset()
+        return _Row(index, prompt, limit, max_new, stats, generator, self._now(), committed=n)
 
-        self._sync()
-        self._phase("prefill")
-        t0 = time.perf_counter()
-        # Prefill: every view's layers see the prompt except its last token,
-        # which each level processes in its first round.
+    def _finish(self, r: int, reason: str) -> Generation:
+        row = self._slots[r]
+        stats = row.stats
+        n = len(row.prompt)
+        stats.n_generated = row.committed - n
+        if len(self._slots) > 1:
+            stats.latency_s = self._now() - row.admitted
         for state in self.states:
-            if n > 1:
-                state.hidden(self._tokens, state.bounds[-1], n - 1, n - 2)
-        self._sync()
-        stats.prefill_s = time.perf_counter() - t0
-        # Costs are reported for decoding only: the prefill is the same for every method.
-        prefill_evals = {id(s): (s.layer_evals, s.head_evals) for s in self.states}
-        self._phase("decode")
+            stats.layer_evals[state.model.name] = state.layer_evals[r]
+            stats.head_evals[state.model.name] = state.head_evals[r]
+        return Generation(list(row.generated), stats, reason)
 
-        committed, stop_reason = n, "max_new_tokens"
-        while committed < limit:
-            count, _, known = self._produce(depth - 1, committed, limit)
-            # The top level's verification already brought its tokens to the host;
-            # only an unverified level (autoregressive) needs them read back here.
-            new = known if known is not None else self._tokens[committed : committed + count].tolist()
-            cut = self._stop_index(new, prompt_ids, committed, stop_sequences, tokenizer)
-            if cut is not None:
-                committed += cut
-                stop_reason = "stop"
-                break
-            committed += count
-            for state in self.states:
-                state.truncate(committed - 1)
-        if stop_reason == "max_new_tokens" and limit < n + max_new_tokens:
-            stop_reason = "context"  # the context ended before max_new_tokens
-        self._sync()
-        stats.wall_s = time.perf_counter() - t0
-        stats.level_time_s = self._level_clock.totals()
-        self._phase("done")
-        stats.n_generated = committed - n
-        for state in self.states:
-            layers, heads = prefill_evals[id(state)]
-            stats.layer_evals[state.model.name] = state.layer_evals - layers
-            stats.head_evals[state.model.name] = state.head_evals - heads
-        return Generation(self._tokens[n:committed].tolist(), stats, stop_reason)
+    def _read_back(self, rows: list[int], counts: list[int]) -> list[list[int]]:
+        """The tokens each row just committed, as host values, in one transfer."""
+        starts = [self._slots[r].committed for r in rows]
+        if len(rows) == 1:
+            return [self._tokens[rows[0], starts[0] : starts[0] + counts[0]].tolist()]
+        flat = token_spans(self._tokens, rows, starts, [s + c for s, c in zip(starts, counts)]).tolist()
+        out, off = [], 0
+        for c in counts:
+            out.append(flat[off : off + c])
+            off += c
+        return out
 
     # -- the recursion ------------------------------------------------------
-    def _produce(self, i: int, n: int, limit: int) -> tuple[int, torch.Tensor | None, list[int] | None]:
-        """Write level ``i``'s next tokens at ``tokens[n:]`` and return how many,
-        with level i's probabilities for each (``None`` when greedy) and the
-        tokens as host values where verification already read them (else ``None``)."""
+    def _produce(self, i: int, rows: list[int], n: list[int]) -> tuple[list[int], list | None, list | None]:
+        """Write level ``i``'s next tokens at ``tokens[rows[j], n[j]:]`` for every row and return how
+        many per row, with level i's probabilities for each (``None`` when greedy) and the tokens
+        as host values where verification already read them (else ``None``)."""
         level = self.levels[i]
         if i == 0:
-            count, q = self._draft(level, n, limit)
-            return count, q, None
+            return (*self._draft(level, rows, n), None)
         rule = level.rule
         lower = self.levels[i - 1]
         greedy = self._decoding.greedy
-        out, probs = 0, []
-        known: list[int] | None = []
-        while out < level.batch and n + out < limit:
-            m = n + out
-            k, q, _ = self._produce(i - 1, m, limit)
-            if rule is not None and rule.fixed_length and k > lower.batch:
-                k = lower.batch  # joint rules are proven for a draft of exactly the batch length
-                q = q[:k] if q is not None else None
-                for state in self.states:
-                    state.truncate(m + k)
+        limit = [self._slots[r].limit for r in rows]
+        out = [0] * len(rows)
+        probs: list[list[torch.Tensor]] = [[] for _ in rows]
+        known: list[list[int]] | None = [[] for _ in rows] if greedy else None
+        active = [j for j in range(len(rows)) if n[j] < limit[j]]
+        while active:
+            sub = [rows[j] for j in active]
+            m = [n[j] + out[j] for j in active]
+            k, q, _ = self._produce(i - 1, sub, m)
+            if rule is not None and rule.fixed_length:
+                # joint rules are proven for a draft of exactly the batch length
+                for jj, kk in enumerate(k):
+                    if kk > lower.batch:
+                        k[jj] = lower.batch
+                        if q is not None:
+                            q[jj] = q[jj][: lower.batch]
+                        for state in self.states:
+                            state.truncate_rows([sub[jj]], [m[jj] + lower.batch])
             mark = self._level_clock.start()
-            draft = self._tokens[m : m + k]
+            upto = [mm + kk for mm, kk in zip(m, k)]
+            need = [mm - 1 for mm in m]
             confidence = None  # this level's top probability at each position, for its draft_stop
             if greedy:
                 if level.draft_stop is None:
-                    target = level.state.greedy_tokens(self._tokens, level.exit_layer, m + k, m - 1)
+                    target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
                 else:
-                    logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
+                    logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
-                a, committed = greedy_accept(draft, target)
-                token, p = committed[-1], None
+                drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
+                          else token_spans(self._tokens, sub, m, upto))
+                verdicts = greedy_accept_rows(drafts, k, target)
+                accepted = [a for a, _ in verdicts]
+                tokens = [c[-1] for _, c in verdicts]
+                p_rows = None
             else:
-                logits = level.state.logits(self._tokens, level.exit_layer, m + k, m - 1)
+                logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                 p = warp(logits, self._decoding)
-                verdict = rule(draft, q, p, self._generator)
-                a, token, known = verdict.accepted, verdict.token, None
+                p_rows = p.split([kk + 1 for kk in k])
                 if level.draft_stop is not None:
                     confidence = top_probability(p, logits=False)
-            # A drafting middle level with draft_stop hands up its round's tokens only
-            # through the first unconfident one, and stops there.
-            cut = None if confidence is None else first_stop(confidence[: a + 1].tolist(), level.draft_stop)
-            kept = a + 1 if cut is None else cut + 1
-            self._tokens[m + a] = token
-            self._account(i, k, a)
-            if p is not None:
-                probs.append(p[:kept])
-            if greedy:
-                known.extend(committed[:kept])
-            out += kept
+                accepted, tokens = [], []
+                for jj, r in enumerate(sub):
+                    draft = self._tokens[r, m[jj] : upto[jj]]
+                    verdict = level.rule(draft, q[jj], p_rows[jj], self._slots[r].generator)
+                    accepted.append(verdict.accepted)
+                    tokens.append(verdict.token)
+            # A drafting middle level with draft_stop hands up a row's round only through its
+            # first unconfident token, and that row stops there.
+            cuts = [None] * len(sub)
+            if confidence is not None:
+                conf, off = confidence.tolist(), 0
+                for jj, kk in enumerate(k):
+                    cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
+                    off += kk + 1
+            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)
+            still = []
+            for jj, j in enumerate(active):
+                a = accepted[jj]
+                kept = a + 1 if cuts[jj] is None else cuts[jj] + 1
+                self._account(self._slots[sub[jj]].stats, i, k[jj], a)
+                if p_rows is not None:
+                    probs[j].append(p_rows[jj][:kept])
+                if greedy:
+                    known[j].extend(verdicts[jj][1][:kept])
+                out[j] += kept
+                if (out[j] < level.batch and n[j] + out[j] < limit[j] and not (level.flush_on_reject and a < k[jj])
+                        and cuts[jj] is None):
+                    still.append(j)
+            ends = [n[j] + out[j] - 1 for j in active]
             for state in self.states:
-                state.truncate(n + out - 1)
-            self._level_clock.stop(i, mark)
-            if (level.flush_on_reject and a < k) or cut is not None:
-                break
-        out = min(out, limit - n)
-        merged = torch.cat(probs)[:out] if probs else None
-        return out, merged, (known[:out] if known is not None else None)
+                state.truncate_rows(sub, ends)
+            self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
+            active = still
+        counts = [min(o, lim - nn) for o, lim, nn in zip(out, limit, n)]
+        merged = [torch.cat(p)[:c] for p, c in zip(probs, counts)] if not greedy else None
+        return counts, merged, ([kn[:c] for kn, c in zip(known, counts)] if known is not None else None)
 
-    def _draft(self, level: Level, n: int, limit: int) -> tuple[int, torch.Tensor | None]:
-        """Level 0: sample up to ``batch`` tokens autoregressively from its view
-        (fewer when its ``draft_stop`` rule ends the draft)."""
-        count = min(level.batch, limit - n)
-        probs = []
+    def _draft(self, level: Level, rows: list[int], n: list[int]) -> tuple[list[int], list | None]:
+        """Level 0: sample up to ``batch`` tokens autoregressively from its view, every row in step
+        (a row drafts fewer when its ``draft_stop`` rule ends its draft)."""
+        counts = [min(level.batch, self._slots[r].limit - nn) for r, nn in zip(rows, n)]
         mark = self._level_clock.start()
+        probs = None
         if self._decoding.greedy:
-            count = level.state.greedy_draft(self._tokens, level.exit_layer, n, count, level.draft_stop)
+            counts = level.state.greedy_draft_rows(rows, self._tokens, level.exit_layer, n, counts, level.draft_stop)
         else:
-            for t in range(n, n + count):
-                logits = level.state.logits(self._tokens, level.exit_layer, t, t - 1)
-                p = warp(logits, self._decoding)
-                self._tokens[t] = sample(p[-1], self._generator)
-                probs.append(p)
-                if level.draft_stop is not None and level.state.layers_then_stop(
-                    self._tokens, level.exit_layer, t, top_probability(p[-1], logits=False), level.draft_stop
-                ):
+            probs = [[] for _ in rows]
+            going = list(range(len(rows)))
+            for s in range(max(counts)):
+                step = [j for j in going if s < counts[j]]
+                if not step:
                     break
-            count = len(probs)
-        self._stats.rounds[0] += count
-        self._stats.draft_calls += 1
-        self._level_clock.stop(0, mark)
-        return count, (torch.cat(probs) if probs else None)
+                rs = [rows[j] for j in step]
+                pos = [n[j] + s for j in step]
+                logits = level.state.logits_rows(rs, self._tokens, level.exit_layer, pos, [p - 1 for p in pos])
+                p = warp(logits, self._decoding)
+                drawn = [sample(p[jj], self._slots[r].generator) for jj, r in enumerate(rs)]
+                write_tokens(self._tokens, rs, pos, torch.stack(drawn))
+                for jj, j in enumerate(step):
+                    probs[j].append(p[jj : jj + 1])
+                if level.draft_stop is not None:
+                    stops = level.state.layers_then_stop_rows(
+                        rs, self._tokens, level.exit_layer, pos, top_probability(p, logits=False), level.draft_stop)
+                    going = [j for j in going if not (j in step and stops[step.index(j)])]
+                    for jj, j in enumerate(step):
+                        if stops[jj]:
+                            counts[j] = s + 1
+            probs = [torch.cat(p) for p in probs]
+        for r, c in zip(rows, counts):
+            self._slots[r].stats.rounds[0] += c
+            self._slots[r].stats.draft_calls += 1
+        self._level_clock.stop(0, mark, [self._slots[r].stats for r in rows])
+        return counts, probs
 
     # -- bookkeeping ----------------------------------------------------------
-    def _account(self, i: int, drafted: int, accepted: int) -> None:
-        s = self._stats
+    @staticmethod
+    def _account(s: GenerationStats, i: int, drafted: int, accepted: int) -> None:
         s.drafted[i] += drafted
         s.accepted[i] += accepted
         s.rounds[i] += 1
-        if i == len(self.levels) - 1:
+        if i == len(s.rounds) - 1:
             reached = min(accepted + 1, drafted)
             while len(s.position_reached) < drafted:
                 s.position_reached.append(0)
@@ -578,15 +996,26 @@ class Engine:
             for j in range(accepted):
                 s.position_accepted[j] += 1
 
-    def _stop_index(self, new: list[int], prompt_ids, committed, stop_sequences, tokenizer) -> int | None:
+    def _charge(self, rows: list[int], decode: bool) -> None:
+        """Split the time since the last charge equally among ``rows`` (the rows it served)."""
+        now = self._now()
+        share = (now - self._mark) / len(rows)
+        self._mark = now
+        for r in rows:
+            stats = self._slots[r].stats
+            stats.wall_s += share
+            if not decode:
+                stats.prefill_s += share
+
+    def _stop_index(self, row: _Row, new: list[int]) -> int | None:
         """How many of the newly committed tokens to keep if generation stops in them."""
         for j, tok in enumerate(new):
             if tok in self.eos_token_ids:
                 return j + 1
+        stop_sequences, tokenizer = self._stop
         if stop_sequences:
-            n = len(prompt_ids)
-            generated = self._tokens[n : committed + len(new)].tolist()
-            already = committed - n
+            generated = row.generated + new
+            already = len(row.generated)
             text = tokenizer.decode(generated)
             if any(s in text for s in stop_sequences):
                 # the first new token whose prefix text contains a stop sequence
@@ -596,9 +1025,14 @@ class Engine:
         return None
 
     def _phase(self, name: str) -> None:
-        if self.on_phase is not None:
+        if self.on_phase is not None and name != self._phase_now:
             self.on_phase(name)
+        self._phase_now = name
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _now(self) -> float:
+        """The engine's clock: wall time minus the time the caller held a yielded row."""
+        return time.perf_counter() - self._paused

@@ -20,14 +20,17 @@ The rules (docs/performance.md, "How a run is timed"):
    not foresee is generated again (the same shapes, replays only) and only the
    second timing is kept, flagged ``retimed``. Kept timings therefore contain
    no capture, and the count in them is reported (``graph_captures_timed``,
-   always 0 by this rule and measured, not assumed).
+   always 0 by this rule and measured, not assumed). At ``batch_size`` > 1 a
+   stream of samples is one timing that cannot be repeated sample by sample:
+   its captures (rows leaving the batch change its shape) are counted and
+   reported, not re-timed.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 import torch
 
@@ -64,9 +67,11 @@ def sync_all(models: Iterable) -> None:
             torch.cuda.synchronize(device)
 
 
-def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int, decoding: DecodingConfig) -> float:
+def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int, decoding: DecodingConfig,
+            batch_size: int = 1) -> float:
     """Rule 1: capture every reachable shape, then one untimed full-length generation per
-    decoder on the longest prompt; returns the seconds this took (``compile_s``)."""
+    decoder on the longest prompt (a full batch of it at ``batch_size`` > 1, which compiles
+    the batched steps); returns the seconds this took (``compile_s``)."""
     decoders = list(decoders)
     if not decoders or not prompts:
         return 0.0
@@ -79,7 +84,12 @@ def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int,
         if hasattr(d, "prepare"):
             d.prepare(max_len, decoding.greedy)
         prompt = longest[: max(1, d.max_context - 2)]
-        d.generate(prompt, max(1, min(max_new, d.max_context - len(prompt) - 1)), decoding)
+        new = max(1, min(max_new, d.max_context - len(prompt) - 1))
+        if batch_size > 1:
+            for _ in d.generate_many([prompt] * batch_size, new, decoding, batch_size=batch_size):
+                pass
+        else:
+            d.generate(prompt, new, decoding)
     sync_all(models)
     return time.perf_counter() - t0
 
@@ -96,3 +106,17 @@ def timed_generate(decoder: Decoder, prompt_ids: list[int], max_new: int, decodi
     before = graph_captures(models)
     gen = decoder.generate(prompt_ids, max_new, decoding, stop_sequences=stop_sequences, tokenizer=tokenizer)
     return Timed(gen, graph_captures(models) - before, True)
+
+
+def timed_stream(decoder, prompts: list[list[int]], max_new: int, decoding: DecodingConfig, batch_size: int,
+                 stop_sequences=(), tokenizer=None) -> Iterator[tuple[int, Timed]]:
+    """Rule 2 at ``batch_size`` > 1: the prompts decoded as one refilled stream
+    (``Engine.generate_many``), each finished row yielded as ``(index, Timed)`` with the graph
+    captures since the previous one (counted, not re-timed: see rule 3)."""
+    models = decoder.models
+    before = graph_captures(models)
+    for index, gen in decoder.generate_many(prompts, max_new, decoding, stop_sequences=stop_sequences,
+                                            tokenizer=tokenizer, batch_size=batch_size):
+        captured = graph_captures(models) - before
+        before += captured
+        yield index, Timed(gen, captured, False)

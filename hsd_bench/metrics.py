@@ -2,7 +2,10 @@
 
 Throughput is token-weighted (sum of tokens / sum of time), and a method's
 speedup is its throughput over the autoregressive baseline's on the same
-samples, both measured in the same process.
+samples, both measured in the same process. At batch B a row's ``wall_s`` is
+its share of the elapsed time (the engine splits every interval among the
+rows it served), so the same sums give the aggregate throughput of the
+batch; ``latency_s`` is a row's own admission-to-finish time.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ BOOTSTRAP_RESAMPLES = 2000
 
 def _ratio(num: float, den: float):
     return num / den if den else None
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of ``values``; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def summarize_method(rows: list[dict]) -> dict:
@@ -52,8 +63,11 @@ def summarize_method(rows: list[dict]) -> dict:
                 scores[k].append(v)
     parity = [r["parity_exact"] for r in rows if r.get("parity_exact") is not None]
     diverged = [r["divergence"]["class"] for r in rows if r.get("parity_exact") is False and r.get("divergence")]
+    latency = [r.get("latency_s", r["wall_s"]) for r in rows]
+    taus = [r["mean_accepted_len"] for r in rows if r.get("mean_accepted_len") is not None]
     return {
         "n_samples": len(rows),
+        "batch_size": max((r.get("batch_size", 1) for r in rows), default=1),
         "n_generated": tokens,
         "tokens_per_s": _ratio(tokens, wall),
         "decode_tokens_per_s": _ratio(tokens, decode),
@@ -63,6 +77,11 @@ def summarize_method(rows: list[dict]) -> dict:
         "mean_accepted_len": _ratio(tokens, forwards),
         # tokens level 0 drafted per draft round: draft_len, or less under method.draft_stop
         "mean_draft_len": _ratio(draft_tokens, draft_rounds),
+        # per-row spread: a batch's rows accept differently
+        "mean_accepted_len_per_row": {"p10": quantile(taus, 0.1), "p50": quantile(taus, 0.5),
+                                      "p90": quantile(taus, 0.9)},
+        "latency_s": {"mean": sum(latency) / len(latency) if latency else None, "p50": quantile(latency, 0.5),
+                      "p90": quantile(latency, 0.9), "max": max(latency, default=None)},
         "target_forwards_per_token": _ratio(forwards, tokens),
         # None where a decoder cannot count them (transformers' own generate(), hf_reference.py)
         "layer_evals_per_token": _ratio(sum(layer_evals.values()), tokens) if layer_evals else None,
@@ -157,8 +176,8 @@ def _compare(s: dict, base: dict | None) -> dict:
 
 def format_table(summary: dict[str, dict]) -> str:
     """The summary table printed at the end of a run."""
-    header = ["method", "samples", "tok/s", "speedup", "accept", "tau", "layer-evals/tok", "parity", "unexplained",
-              "score", "d-score"]
+    header = ["method", "samples", "B", "tok/s", "speedup", "latency", "accept", "tau", "layer-evals/tok", "parity",
+              "unexplained", "score", "d-score"]
     lines = []
     for m, s in summary.items():
         score_key = next(iter(s["scores"]), None)
@@ -166,8 +185,10 @@ def format_table(summary: dict[str, dict]) -> str:
         lines.append([
             m,
             str(s["n_samples"]),
+            str(s.get("batch_size", 1)),
             _fmt(s["tokens_per_s"], ".1f"),
             _fmt(s.get("speedup_vs_ar"), ".2f", "x"),
+            _fmt((s.get("latency_s") or {}).get("mean"), ".2f", "s"),
             _fmt(s["acceptance_rate"], ".2f"),
             _fmt(s["mean_accepted_len"], ".2f"),
             _fmt(s["layer_evals_per_token"], ".1f"),

@@ -86,6 +86,9 @@ def identity(cfg: dict) -> dict:
     ident = {k: v for k, v in cfg.items() if k not in NON_IDENTITY_KEYS}
     if ident["method"]["name"] not in ("vanilla_sd", "hf_assisted"):  # the only methods with a separate draft
         ident["method"] = {k: v for k, v in ident["method"].items() if k != "draft"}
+    if (ident.get("decoding") or {}).get("batch_size", 1) == 1:
+        # batch 1 is what every run before batches did: it names no batch in the hash
+        ident["decoding"] = {k: v for k, v in ident["decoding"].items() if k != "batch_size"}
     ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
 
@@ -161,19 +164,31 @@ def run_job(cfg: Any, log=print) -> JobResult:
             f"max_new_tokens={max_new} -> {run_dir.path}"
             + (f" (resuming: {len(existing)} rows already written)" if existing else "")
         )
+        batch_size = decoding.batch_size
+        if batch_size > 1 and spec.name in REFERENCE_METHODS:
+            raise ValueError(f"decoding.batch_size={batch_size}: method={spec.name} (transformers' own generate()) "
+                             "decodes one sequence at a time here; valid: decoding.batch_size=1")
         # Compilation, graph capture and first-touch allocation happen here, untimed (measure.py).
         warm_new = cfg.get("warmup_tokens") or max_new
-        compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding)
+        compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding, batch_size)
         log(f"[hsd-bench] compiled, captured and warmed up in {compile_s:.1f} s (compile_s; not in any timing)")
         captures_at_start = measure.graph_captures(m for d in decoders.values() for m in d.models)
 
         progress = RunProgress(total=len(samples), desc=f"{spec.name} {cfg['dataset']['name']}",
                                enabled=cfg.get("progress", True), done_rows=existing)
         retimed = 0
-        for sample in samples:
-            new_rows: list[dict] = []
-            ids = prompt_ids[sample.sample_id]
-            if len(ids) >= target.max_context:
+        # At batch 1, AR and the method are timed back to back on each sample in this
+        # job, so their ratio is not skewed by load that changes between jobs. At batch B
+        # each decodes all samples as one stream (finished rows refilled), AR first.
+        windows = [[s] for s in samples] if batch_size == 1 else [samples]
+        for window in windows:
+            todo = []
+            for sample in window:
+                ids = prompt_ids[sample.sample_id]
+                if len(ids) < target.max_context:
+                    todo.append((sample, ids))
+                    continue
+                new_rows = []
                 if (sample.sample_id, "*") not in finished:
                     reason = f"prompt of {len(ids)} tokens does not fit the context of {target.max_context}"
                     log(f"[hsd-bench] skipping sample {sample.sample_id}: {reason} (model.max_context); recorded in rows.jsonl")
@@ -183,25 +198,26 @@ def run_job(cfg: Any, log=print) -> JobResult:
                     rows.append(row)
                     new_rows.append(row)
                 progress.update(new_rows)
-                continue
-            ar_row = next((r for r in rows if r["sample_id"] == sample.sample_id and r["method"] == BASELINE), None)
+            ar_rows = {r["sample_id"]: r for r in rows if r.get("method") == BASELINE}
+            left = {s.sample_id: sum((s.sample_id, n) not in finished for n in decoders) for s, _ in todo}
+            for sample, _ in todo:
+                if not left[sample.sample_id]:
+                    progress.update([])
             for name, decoder in sorted(decoders.items(), key=lambda kv: kv[0] != BASELINE):
-                if (sample.sample_id, name) in finished:
-                    continue
-                # AR and the method are timed back to back on each sample in this
-                # job, so their ratio is not skewed by load that changes between jobs.
-                row = _generate_row(decoder, codec, sample, ids, max_new, decoding, stop, task, name)
-                retimed += row["retimed"]
-                if name == BASELINE:
-                    ar_row = row
-                elif ar_row is not None and decoding.greedy:
-                    row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
-                    row["divergence"] = parity.explain(target, ids, ar_row["output_ids"], row["output_ids"])
-                row["code_version"] = version
-                run_dir.append(row)
-                rows.append(row)
-                new_rows.append(row)
-            progress.update(new_rows)
+                batch = [(s, ids) for s, ids in todo if (s.sample_id, name) not in finished]
+                for sample, ids, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, task, name):
+                    retimed += row["retimed"]
+                    ar_row = ar_rows.get(sample.sample_id)
+                    if name == BASELINE:
+                        ar_rows[sample.sample_id] = row
+                    elif ar_row is not None and decoding.greedy:
+                        row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
+                        row["divergence"] = parity.explain(target, ids, ar_row["output_ids"], row["output_ids"])
+                    row["code_version"] = version
+                    run_dir.append(row)
+                    rows.append(row)
+                    left[sample.sample_id] -= 1
+                    progress.update([row], samples=0 if left[sample.sample_id] else 1)
         progress.close()
 
         summary = {
@@ -212,6 +228,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "verifier": spec.verifier,
             "backend": backend,
             "dtype": dtype,
+            "batch_size": batch_size,
             "compile_s": compile_s,
             # measured around every kept timing of this process (measure.timed_generate): must be 0
             "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
@@ -281,10 +298,26 @@ def code_versions(rows: list[dict]) -> list[dict]:
     return list(counts.values())
 
 
-def _generate_row(decoder, codec, sample, prompt_ids, max_new, decoding, stop, task, name) -> dict:
+def _generate_rows(decoder, codec, batch, max_new, decoding, stop, task, name):
+    """``(sample, prompt_ids, row)`` for every ``(sample, prompt_ids)`` of ``batch``, decoded at
+    ``decoding.batch_size`` (one by one at batch 1, each timed by ``measure.timed_generate``), in
+    the order they finish."""
     global GENERATIONS_RUN
-    GENERATIONS_RUN += 1
-    timed = measure.timed_generate(decoder, prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+    if decoding.batch_size == 1:
+        for sample, prompt_ids in batch:
+            GENERATIONS_RUN += 1
+            timed = measure.timed_generate(decoder, prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+            yield sample, prompt_ids, _row(timed, codec, sample, stop, task, name)
+        return
+    stream = measure.timed_stream(decoder, [ids for _, ids in batch], max_new, decoding, decoding.batch_size,
+                                  stop_sequences=stop, tokenizer=codec)
+    for index, timed in stream:
+        GENERATIONS_RUN += 1
+        yield batch[index][0], batch[index][1], _row(timed, codec, batch[index][0], stop, task, name)
+
+
+def _row(timed, codec, sample, stop, task, name) -> dict:
+    """The row of ``rows.jsonl`` for one finished, timed generation."""
     gen = timed.generation
     text = truncate_at_stop(codec.decode(gen.output_ids), stop)
     row = {"sample_id": sample.sample_id, "method": name,

@@ -19,6 +19,9 @@ class DecodingConfig:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
     seed: int = 0
+    # Sequences decoded together (Engine.generate_many); every row samples from its own
+    # generator, so the batch size does not change what a row decodes.
+    batch_size: int = 1
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -27,6 +30,8 @@ class DecodingConfig:
             raise ValueError(f"decoding.top_k={self.top_k} must be >= 0 (0 = off)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"decoding.top_p={self.top_p} must be in (0, 1]")
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"decoding.batch_size={self.batch_size!r} must be an integer >= 1")
 
     @property
     def greedy(self) -> bool:

@@ -315,9 +315,9 @@ def test_sampled_tokens_follow_the_target_with_draft_stop(method, rule, mc_model
             {"path": "small", "batch": 3, "draft_stop": _random_split(small, 1)},
             {"path": "target", "exit": 2, "batch": 2, "draft_stop": _random_split(target, 2)}])
     stops = Counter()  # spies: the rule did end drafts, at level 0 and at the middle level
-    real_level0, real_middle = ModelState.layers_then_stop, engine_module.first_stop
-    monkeypatch.setattr(ModelState, "layers_then_stop",
-                        lambda *a: stops.update(level0=bool(out := real_level0(*a))) or out)
+    real_level0, real_middle = ModelState.layers_then_stop_rows, engine_module.first_stop
+    monkeypatch.setattr(ModelState, "layers_then_stop_rows",
+                        lambda *a: stops.update(level0=sum(out := real_level0(*a))) or out)
     monkeypatch.setattr(engine_module, "first_stop",
                         lambda *a: stops.update(middle=(out := real_middle(*a)) is not None) or out)
     codec = TextCodec(vocab_size=VOCAB)

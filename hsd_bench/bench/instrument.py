@@ -68,7 +68,7 @@ import torch
 from hsd_bench.bench.timing import sync
 
 FORWARD_METHODS = ("embed", "run_layers", "logits")  # the LayeredModel protocol's model calls
-OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens")  # backend fast paths, used when present
+OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens", "greedy_draft_rows")  # backend fast paths, when present
 
 
 class PhaseGate:
@@ -126,8 +126,8 @@ class _TimedModel:
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self._call(self._model.embed, ids)
 
-    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
-        return self._call(self._model.run_layers, hidden, start, end, first_pos)
+    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos, **rows) -> torch.Tensor:
+        return self._call(self._model.run_layers, hidden, start, end, first_pos, **rows)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self._call(self._model.logits, hidden)
@@ -135,11 +135,11 @@ class _TimedModel:
     def reset(self) -> None:  # the engine resets per prompt; the counters keep running
         return self._model.reset()
 
-    def cache_len(self, layer: int) -> int:
-        return self._model.cache_len(layer)
+    def cache_len(self, layer: int, *row) -> int:
+        return self._model.cache_len(layer, *row)
 
-    def truncate(self, start: int, end: int, length: int) -> None:
-        return self._model.truncate(start, end, length)
+    def truncate(self, start: int, end: int, length: int, **rows) -> None:
+        return self._model.truncate(start, end, length, **rows)
 
 
 class CallTimer(_TimedModel):

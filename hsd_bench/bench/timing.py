@@ -50,3 +50,24 @@ def copy_bandwidth(device, nbytes: int = 1 << 30, reps: int = 20) -> float:
         raise RuntimeError("copy bandwidth probe: destination does not match source")
     del src, dst
     return 2 * nbytes / median(times)
+
+
+def matmul_flops(device, n: int = 8192, dtype=torch.bfloat16, reps: int = 10) -> float | None:
+    """Dense matmul rate in FLOP/s on the device (``None`` off CUDA): the compute roofline."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    del a, b
+    return 2 * n**3 / median(times)

@@ -9,6 +9,14 @@ engine is written once.
 
 Positions are absolute token indices in the sequence; each layer's KV cache
 holds positions ``[0, cache_len(layer))`` and rollback is ``truncate``.
+
+Batches: a backend that implements ``reserve_rows(n)`` holds ``n`` sequences
+(cache *rows*), each with its own lengths, and takes ragged forwards:
+``run_layers(hidden, start, end, first_pos=[...], rows=[...], lengths=[...])``
+with the rows' positions packed one after another along dim 1 of ``hidden``
+(``ragged.py``). Called without ``rows``, every method is the one-sequence
+protocol on row 0 -- what the engine uses at batch size 1, so a backend
+without batches needs nothing more.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import torch
 
 @runtime_checkable
 class LayeredModel(Protocol):
-    """A decoder-only LM exposed layer range by layer range (batch size 1)."""
+    """A decoder-only LM exposed layer range by layer range (one sequence; see above for batches)."""
 
     name: str
     num_layers: int
@@ -53,6 +61,20 @@ class LayeredModel(Protocol):
         """Drop cached positions ``>= length`` in layers ``[start, end)``."""
 
 
+# Optional, for batches (both built-in backends implement them):
+#
+#   reserve_rows(n)
+#       hold n sequences from now on (cache row r = the engine's batch row r).
+#   run_layers(hidden [1, N, D], start, end, first_pos: list[int], rows: list[int], lengths: list[int])
+#       -> [1, N, D]: row rows[i] runs positions [first_pos[i], first_pos[i] + lengths[i]), its hidden
+#       states packed after those of rows[:i] (N = sum(lengths)). Each row's layers must hold exactly
+#       first_pos[i] positions; no row sees another's keys, nor any padding the backend adds.
+#   cache_len(layer, row=0), truncate(start, end, length, rows=None)
+#       the same per row (rows=None: row 0).
+#
+# Embedding and the head are position-wise, so embed / logits / greedy_tokens take packed
+# positions of several rows as they are.
+#
 # Optional, for speed; the engine uses them where a backend defines them and
 # falls back to the protocol above otherwise (ModelState.greedy_tokens /
 # greedy_draft in engine.py), with the same results and counters:
@@ -72,5 +94,9 @@ class LayeredModel(Protocol):
 #       is below t, and every drafted token is processed, the last one too: the
 #       returned states cover [first, upto + drafted).
 #
-# The native backend implements both (hsd_bench/models/native/model.py).
+#   greedy_draft_rows(tokens LongTensor[R, L], rows, first: list, upto: list, end, count, process_last=False)
+#       -> [1, N, D]: greedy_draft for several rows of a batch at once (the same count each), the
+#       hidden states of every processed position packed row by row.
+#
+# The native backend implements all three (hsd_bench/models/native/model.py, batched.py).
 

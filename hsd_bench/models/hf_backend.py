@@ -9,7 +9,7 @@ call, the mask format, where the rotary embedding and final norm sit.
 
 The causal mask is built per call from absolute positions -- transformers'
 mask helpers assume one cache length for all layers, but here every layer
-range has its own frontier.
+range has its own frontier (and, in a ragged batch, every row).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from hsd_bench.models import hf_compat
 from hsd_bench.models.kv_cache import LayerKVCache
+from hsd_bench.models.ragged import RaggedLayout
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 
@@ -65,8 +66,14 @@ class HFLayeredModel:
     def reset(self) -> None:
         self.cache.reset()
 
-    def cache_len(self, layer: int) -> int:
-        return self.cache.lengths[layer]
+    def reserve_rows(self, rows: int) -> None:
+        self.cache.reserve_rows(rows)
+
+    def cache_len(self, layer: int, row: int = 0) -> int:
+        return self.cache.row_lengths[row][layer]
+
+    def truncate(self, start: int, end: int, length: int, rows: list[int] | None = None) -> None:
+        self.cache.truncate(start, end, length, rows)
 
     def prepare(self, max_len: int, ranges=(), heads=(), chains=()) -> int:
         """Size the KV cache for sequences of ``max_len`` positions, so no timed step grows it.
@@ -78,9 +85,6 @@ class HFLayeredModel:
         self.cache.reserve(max_len)
         return 0
 
-    def truncate(self, start: int, end: int, length: int) -> None:
-        self.cache.truncate(start, end, length)
-
     @torch.inference_mode()
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self._embed_tokens(ids.view(1, -1))
@@ -90,23 +94,48 @@ class HFLayeredModel:
         return self._lm_head(self._norm(hidden))[0].float()
 
     @torch.inference_mode()
-    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos, rows=None, lengths=None) -> torch.Tensor:
+        if rows is not None:
+            return self._run_rows(hidden, start, end, RaggedLayout(rows, first_pos, lengths))
         length = hidden.shape[1]
         positions = torch.arange(first_pos, first_pos + length, device=hidden.device).view(1, -1)
-        rope = self._rotary(hidden, positions)
+        self._check_frontier(start, end, [0], [first_pos])
         masks: dict[int | None, torch.Tensor | None] = {}
+        for window in set(self._windows[start:end]):
+            masks[window] = _causal_mask(first_pos, length, window, hidden.dtype, hidden.device)
+        return self._layer_range(hidden, start, end, positions, masks)
+
+    def _run_rows(self, hidden: torch.Tensor, start: int, end: int, layout: RaggedLayout) -> torch.Tensor:
+        """A ragged forward: each row at its own positions over its own cache row (``ragged.py``)."""
+        if max(layout.rows) >= self.cache.rows:
+            raise ValueError(f"{self.name}: rows {layout.rows} outside the {self.cache.rows} reserved rows")
+        self._check_frontier(start, end, layout.rows, layout.first)
+        x = layout.pad(hidden)
+        positions = layout.positions(x.device)
+        self.cache.begin_rows(layout.rows, positions, layout.ends)
+        try:
+            masks = {w: _rows_mask(positions, w, x.dtype) for w in set(self._windows[start:end])}
+            out = self._layer_range(x, start, end, positions, masks)
+        finally:
+            self.cache.end_rows()
+        return layout.unpad(out)
+
+    def _check_frontier(self, start: int, end: int, rows: list[int], first: list[int]) -> None:
+        for r, f in zip(rows, first):
+            held = self.cache.row_lengths[r]
+            for layer in range(start, end):
+                if held[layer] != f:
+                    row = f" of row {r}" if r else ""
+                    raise RuntimeError(
+                        f"{self.name}: layer {layer} holds {held[layer]} positions{row}, asked to continue at {f}"
+                    )
+
+    def _layer_range(self, hidden, start: int, end: int, positions, masks) -> torch.Tensor:
+        rope = self._rotary(hidden, positions)
         for layer in range(start, end):
-            if self.cache.lengths[layer] != first_pos:
-                raise RuntimeError(
-                    f"{self.name}: layer {layer} holds {self.cache.lengths[layer]} positions, "
-                    f"asked to continue at {first_pos}"
-                )
-            window = self._windows[layer]
-            if window not in masks:
-                masks[window] = _causal_mask(first_pos, length, window, hidden.dtype, hidden.device)
             out = self._layers[layer](
                 hidden,
-                attention_mask=masks[window],
+                attention_mask=masks[self._windows[layer]],
                 position_ids=positions,
                 use_cache=True,
                 position_embeddings=rope,
@@ -131,3 +160,17 @@ def _causal_mask(first_pos: int, length: int, window: int | None, dtype, device)
     mask = torch.zeros(length, total, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask.view(1, 1, length, total)
+
+
+def _rows_mask(positions: torch.Tensor, window: int | None, dtype) -> torch.Tensor:
+    """Additive mask ``[b, 1, T, S]`` of a ragged forward: the query of row ``i`` at
+    ``positions[i, t]`` sees key slot ``s`` of its own row iff ``s <= positions[i, t]``
+    (and within the window); ``S`` covers the highest position written."""
+    k_pos = torch.arange(int(positions.max()) + 1, device=positions.device).view(1, 1, -1)
+    q_pos = positions[:, :, None]
+    allowed = k_pos <= q_pos
+    if window is not None:
+        allowed &= (q_pos - k_pos) < window
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=positions.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]

@@ -130,9 +130,9 @@ def _probe(model, x: torch.Tensor) -> None:
     # 2. the cache keyword reaches attention and attention writes the harness's cache.
     model.reset()
     call(x[:, :1], 0, None)
-    if model.cache.lengths[0] != 1:
+    if model.cache_len(0) != 1:
         raise drift_error(
-            f"one token through layer 0 left {model.cache.lengths[0]} positions in the harness's KV cache, not 1: "
+            f"one token through layer 0 left {model.cache_len(0)} positions in the harness's KV cache, not 1: "
             f"the layer does not pass `{model._cache_kwarg}=` on to attention's cache.update"
         )
     # 4. the mask is honoured as given: hide key 0 from query 1, so query 1

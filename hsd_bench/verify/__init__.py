@@ -105,15 +105,32 @@ def greedy_accept(draft: torch.Tensor, p_argmax: torch.Tensor) -> tuple[int, lis
     device-side prefix match launches, and the engine gets the committed
     tokens for its stop checks without a second sync.
     """
-    k = draft.shape[0]
-    if p_argmax.shape[0] != k + 1:
-        raise ValueError(f"greedy verification of {k} draft tokens needs {k + 1} target tokens, got {p_argmax.shape[0]}")
-    values = torch.cat([draft.view(-1), p_argmax.view(-1).to(draft.dtype)]).tolist() if k else p_argmax.tolist()
-    drafted, target = values[:k], values[k:]
-    accepted = 0
-    while accepted < k and drafted[accepted] == target[accepted]:
-        accepted += 1
-    return accepted, drafted[:accepted] + [target[accepted]]
+    return greedy_accept_rows(draft, [draft.shape[0]], p_argmax)[0]
+
+
+def greedy_accept_rows(drafts: torch.Tensor, lengths: list[int], p_argmax: torch.Tensor) -> list[tuple[int, list[int]]]:
+    """:func:`greedy_accept` for several sequences at once, in one host copy.
+
+    ``drafts`` packs the sequences' drafts of ``lengths[i]`` tokens in order;
+    ``p_argmax`` packs the target's ``lengths[i] + 1`` argmax tokens of every
+    sequence in order.
+    """
+    ks = list(lengths)
+    if drafts.shape[0] != sum(ks) or p_argmax.shape[0] != sum(ks) + len(ks):
+        raise ValueError(
+            f"greedy verification of drafts of {ks} tokens needs {sum(ks)} draft and {sum(ks) + len(ks)} target "
+            f"tokens, got {drafts.shape[0]} and {p_argmax.shape[0]}"
+        )
+    values = torch.cat([drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]).tolist() if sum(ks) else p_argmax.tolist()
+    out, d_off, t_off = [], 0, sum(ks)
+    for k in ks:
+        drafted, target = values[d_off : d_off + k], values[t_off : t_off + k + 1]
+        accepted = 0
+        while accepted < k and drafted[accepted] == target[accepted]:
+            accepted += 1
+        out.append((accepted, drafted[:accepted] + [target[accepted]]))
+        d_off, t_off = d_off + k, t_off + k + 1
+    return out
 
 
 def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:

@@ -1,7 +1,7 @@
 """Static per-layer KV caches: preallocated once, written by position.
 
-Each layer owns ``[1, KV, slots, head_dim]`` key and value buffers and a
-length (its frontier). Rollback is setting the length: stale slots beyond it
+Each layer owns ``[rows, KV, slots, head_dim]`` key and value buffers and,
+per row, a length (its frontier); a one-sequence forward uses row 0. Rollback is setting the length: stale slots beyond it
 are masked out by position and overwritten when those positions are
 recomputed, as in gpt-fast. Fixed buffers are also what lets a captured CUDA
 graph read and write the cache by address.
@@ -13,39 +13,50 @@ import torch
 
 
 class StaticKVCache:
-    def __init__(self, num_layers: int, num_kv_heads: int, head_dim: int, slots: int, dtype: torch.dtype, device):
-        if slots < 1:
-            raise ValueError(f"a KV cache needs at least one slot, got slots={slots}")
-        shape = (1, num_kv_heads, slots, head_dim)
+    def __init__(self, num_layers: int, num_kv_heads: int, head_dim: int, slots: int, dtype: torch.dtype, device,
+                 rows: int = 1):
+        if slots < 1 or rows < 1:
+            raise ValueError(f"a KV cache needs at least one slot and one row, got slots={slots}, rows={rows}")
+        shape = (rows, num_kv_heads, slots, head_dim)
         # Zeros, not empty: a masked-out slot still enters softmax(...) @ V as
         # 0 * value, and 0 * NaN from uninitialised memory would be NaN.
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.lengths = [0] * num_layers
+        self.row_lengths = [[0] * num_layers for _ in range(rows)]  # [row][layer]
         self.slots = slots
+        self.rows = rows
+
+    @property
+    def lengths(self) -> list[int]:
+        """Row 0's length per layer (the one-sequence view)."""
+        return self.row_lengths[0]
 
     def reset(self) -> None:
-        self.lengths = [0] * len(self.lengths)
+        self.row_lengths = [[0] * len(self.k) for _ in range(self.rows)]
 
-    def check_frontier(self, start: int, end: int, first_pos: int) -> None:
+    def check_frontier(self, start: int, end: int, first_pos: int, row: int = 0) -> None:
         """The protocol's precondition: every layer of the range holds exactly ``first_pos`` positions."""
+        lengths = self.row_lengths[row]
+        if lengths[start:end].count(first_pos) == end - start:  # the common case, at C speed
+            return
         for layer in range(start, end):
-            if self.lengths[layer] != first_pos:
+            if lengths[layer] != first_pos:
+                where = f" of row {row}" if row else ""
                 raise ValueError(
-                    f"layer {layer} holds {self.lengths[layer]} cached positions but run_layers was asked to "
-                    f"continue at first_pos={first_pos}; every layer of [{start}, {end}) must hold exactly first_pos"
+                    f"layer {layer} holds {lengths[layer]} cached positions{where} but run_layers was asked "
+                    f"to continue at first_pos={first_pos}; every layer of [{start}, {end}) must hold exactly first_pos"
                 )
 
-    def advance(self, start: int, end: int, length: int) -> None:
-        for layer in range(start, end):
-            self.lengths[layer] = length
+    def advance(self, start: int, end: int, length: int, row: int = 0) -> None:
+        self.row_lengths[row][start:end] = [length] * (end - start)
 
-    def truncate(self, start: int, end: int, length: int) -> None:
+    def truncate(self, start: int, end: int, length: int, row: int = 0) -> None:
         if length < 0:
             raise ValueError(f"truncate length={length} must be >= 0")
+        lengths = self.row_lengths[row]
         for layer in range(start, end):
-            if self.lengths[layer] > length:
-                self.lengths[layer] = length
+            if lengths[layer] > length:
+                lengths[layer] = length
 
     def nbytes_per_position(self) -> int:
         """Bytes of K and V one position occupies across all layers (for bandwidth accounting)."""

@@ -56,21 +56,22 @@ def step_inputs(
     pos: torch.Tensor, cos_table: torch.Tensor, sin_table: torch.Tensor, kv_len: int, window: int, groups: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What every layer of a step shares, computed once per step: the RoPE rows
-    ``[T, hd]`` of the positions and the additive attention mask.
+    ``[b, T, hd]`` of the positions ``pos`` ``[b, T]`` and the additive attention mask.
 
-    The mask ``[1, 1, groups * T, kv_len]`` lets a query at absolute position
-    ``pos[t]`` see key slot ``s`` iff ``s <= pos[t]`` (and ``s > pos[t] - window``).
-    It is built from positions alone, so stale cache slots past the frontier
-    (left there by a rollback) are never seen: rollback only resets a length.
-    Rows are repeated per query group (see ``layer_forward``).
+    The mask ``[b, 1, groups * T, kv_len]`` lets the query of sequence ``i`` at
+    absolute position ``pos[i, t]`` see key slot ``s`` of its cache row iff
+    ``s <= pos[i, t]`` (and ``s > pos[i, t] - window``). It is built from
+    positions alone, so stale cache slots past the frontier (left there by a
+    rollback, or written by padding) are never seen: rollback only resets a
+    length. Rows are repeated per query group (see ``layer_forward``).
     """
     slots = torch.arange(kv_len, device=pos.device)
-    allowed = slots[None, :] <= pos[:, None]
+    allowed = slots[None, None, :] <= pos[:, :, None]
     if window:
-        allowed = allowed & (slots[None, :] > pos[:, None] - window)
+        allowed = allowed & (slots[None, None, :] > pos[:, :, None] - window)
     zero = torch.zeros((), dtype=cos_table.dtype, device=pos.device)
     mask = torch.where(allowed, zero, torch.finfo(cos_table.dtype).min)
-    return cos_table[pos], sin_table[pos], mask.repeat(groups, 1)[None, None]
+    return cos_table[pos], sin_table[pos], mask.repeat(1, groups, 1)[:, None]
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float, impl: str):
@@ -93,40 +94,52 @@ def layer_forward(
     mask: torch.Tensor,
     dims: Dims,
     attn_impl: str = "sdpa",
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One decoder layer on ``x`` ``[1, T, D]`` at positions ``pos`` ``[T]``.
+    """One decoder layer on ``x`` ``[b, T, D]``, sequence ``i`` at positions ``pos[i]`` (``pos``: ``[b, T]``).
 
-    ``cos``/``sin``/``mask`` come from :func:`step_inputs`. Writes this layer's
-    keys/values at slots ``pos`` of the static caches ``[1, KV, S, hd]`` and
-    attends over slots ``[0, kv_len)``, ``kv_len = mask.shape[-1]``.
+    ``cos``/``sin``/``mask`` come from :func:`step_inputs`. Sequence ``i``
+    writes this layer's keys/values at slots ``pos[i]`` of cache row
+    ``rows[i]`` (``rows=None``: row ``i``) of the static caches
+    ``[R, KV, S, hd]`` and attends over that row's slots ``[0, kv_len)``,
+    ``kv_len = mask.shape[-1]``.
     """
     heads, kv_heads, hd, eps = dims
-    t = x.shape[1]
+    b, t = x.shape[0], x.shape[1]
     kv_len = mask.shape[-1]
     h = rms_norm(x, w.ln_attn, eps)
     qkv = F.linear(h, w.wqkv, w.bqkv)
     q, k, v = qkv.split([heads * hd, kv_heads * hd, kv_heads * hd], dim=-1)
-    q = q.view(1, t, heads, hd)
-    k = k.view(1, t, kv_heads, hd)
+    q = q.view(b, t, heads, hd)
+    k = k.view(b, t, kv_heads, hd)
     if w.q_norm is not None:
         q = rms_norm(q, w.q_norm, eps)
         k = rms_norm(k, w.k_norm, eps)
     q = q.transpose(1, 2)
     k = k.transpose(1, 2)
-    v = v.view(1, t, kv_heads, hd).transpose(1, 2)
-    cos, sin = cos[None, None], sin[None, None]
+    v = v.view(b, t, kv_heads, hd).transpose(1, 2)
+    cos, sin = cos[:, None], sin[:, None]
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
 
-    k_cache[:, :, pos] = k
-    v_cache[:, :, pos] = v
+    if rows is None and b == 1:  # one sequence: row 0
+        k_cache[:1, :, pos[0]] = k
+        v_cache[:1, :, pos[0]] = v
+    else:
+        index = torch.arange(b, device=x.device) if rows is None else rows
+        k_cache[index[:, None], :, pos] = k.transpose(1, 2)
+        v_cache[index[:, None], :, pos] = v.transpose(1, 2)
+    if rows is None:
+        keys, values = k_cache[:b, :, :kv_len], v_cache[:b, :, :kv_len]
+    else:
+        keys, values = k_cache[:, :, :kv_len].index_select(0, rows), v_cache[:, :, :kv_len].index_select(0, rows)
 
     # Grouped-query attention without copying the cache per query head: the
     # G query heads sharing a KV head become G * T query rows of that head.
     groups = heads // kv_heads
-    qg = q.reshape(1, kv_heads, groups * t, hd)
-    o = attention(qg, k_cache[:, :, :kv_len], v_cache[:, :, :kv_len], mask, hd**-0.5, attn_impl)
-    o = o.reshape(1, heads, t, hd).transpose(1, 2).reshape(1, t, heads * hd)
+    qg = q.reshape(b, kv_heads, groups * t, hd)
+    o = attention(qg, keys, values, mask, hd**-0.5, attn_impl)
+    o = o.reshape(b, heads, t, hd).transpose(1, 2).reshape(b, t, heads * hd)
     x = x + F.linear(o, w.wo, w.bo)
 
     h = rms_norm(x, w.ln_mlp, eps)

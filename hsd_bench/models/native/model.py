@@ -10,6 +10,8 @@ Two paths compute the same function:
   CUDA graphs. On CPU it can be switched on with ``compile=True`` (no graphs).
 
 Both write the KV cache by position, so rollback is a length change.
+Several sequences (cache rows) decode together through ragged forwards
+(``batched.py``); without row arguments every method is row 0.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 
 from hsd_bench.draft_stop import HostValue, stops_after, top_probability
 from hsd_bench.models.native.args import NativeArgs, rope_tables
+from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
 from hsd_bench.models.native.layers import (
@@ -56,8 +59,8 @@ def _no_grad(fn):
     return wrapper
 
 
-class NativeLlama:
-    """A Llama / Qwen2 / Qwen3 / Mistral decoder with static KV caches (batch 1)."""
+class NativeLlama(RaggedSteps):
+    """A Llama / Qwen2 / Qwen3 / Mistral decoder with static KV caches (one or more cache rows)."""
 
     backend = "native"
 
@@ -113,8 +116,9 @@ class NativeLlama:
         self.embed_weight, self.norm_weight, self.lm_head = embed, norm, lm_head
         self.dims = Dims(args.num_heads, args.num_kv_heads, args.head_dim, args.rms_eps)
         self.windows = [w if w < self.max_context else 0 for w in args.sliding_windows] or [0] * args.num_layers
-        # Padding rows of a fixed-shape step write up to max_graph_tokens - 1 slots past the context.
-        slots = self.max_context + self.max_graph_tokens
+        # Padding rows of a fixed-shape step write up to max_graph_tokens - 1 slots past the context;
+        # the last slot is never a real position (padding of ragged steps is capped there).
+        slots = self.max_context + max(self.max_graph_tokens, 1)
         self.cache = StaticKVCache(args.num_layers, args.num_kv_heads, args.head_dim, slots, self.dtype, self.device)
         self.cos, self.sin = rope_tables(args, slots, self.dtype, self.device)
 
@@ -131,6 +135,8 @@ class NativeLlama:
         # sequence: the whole shape set is then known, small, and captured before timing.
         self.fixed_span: int | None = None
         self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
+        # Head steps pack the positions of every row of a batch: fixed-shape up to this many.
+        self.max_head_tokens = self.max_graph_tokens
         self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
@@ -148,12 +154,13 @@ class NativeLlama:
     def reset(self) -> None:
         self.cache.reset()
 
-    def cache_len(self, layer: int) -> int:
-        return self.cache.lengths[layer]
+    def cache_len(self, layer: int, row: int = 0) -> int:
+        return self.cache.row_lengths[row][layer]
 
-    def truncate(self, start: int, end: int, length: int) -> None:
+    def truncate(self, start: int, end: int, length: int, rows: list[int] | None = None) -> None:
         self._check_range(start, end)
-        self.cache.truncate(start, end, length)
+        for row in rows if rows is not None else (0,):
+            self.cache.truncate(start, end, length, row)
 
     @_no_grad
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -161,7 +168,9 @@ class NativeLlama:
         return F.embedding(ids, self.embed_weight)[None]
 
     @_no_grad
-    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+    def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos, rows=None, lengths=None) -> torch.Tensor:
+        if rows is not None:
+            return self._run_rows(hidden, start, end, first_pos, rows, lengths)
         self._check_range(start, end)
         if hidden.dim() != 3 or hidden.shape[0] != 1 or hidden.shape[2] != self.args.hidden_size:
             raise ValueError(f"hidden must be [1, T, {self.args.hidden_size}], got {tuple(hidden.shape)}")
@@ -180,14 +189,14 @@ class NativeLlama:
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.shape[1] > self.max_graph_tokens:
+        if hidden.shape[1] > self.max_head_tokens:
             return head_forward(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
         return self._run_head("head", hidden)
 
     @_no_grad
     def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
-        if hidden.shape[1] > self.max_graph_tokens:
+        if hidden.shape[1] > self.max_head_tokens:
             return self.logits(hidden).argmax(dim=-1)
         return self._run_head("greedy-head", hidden)
 
@@ -357,8 +366,15 @@ class NativeLlama:
         pos = torch.arange(first_pos, first_pos + t, device=self.device)
         return self._layers(hidden, pos, start, end, first_pos + t, layer_forward, step_inputs, "sdpa")
 
-    def _layers(self, x, pos, start: int, end: int, kv_len: int, layer_fn, prep_fn, attention: str) -> torch.Tensor:
-        """Layers ``[start, end)``; RoPE rows and masks computed once per step (per window size)."""
+    def _layers(self, x, pos, start: int, end: int, kv_len: int, layer_fn, prep_fn, attention: str,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Layers ``[start, end)``; RoPE rows and masks computed once per step (per window size).
+
+        ``pos`` is ``[T]`` for one sequence (cache row 0) or ``[b, T]``, sequence ``i``
+        in cache row ``rows[i]`` (``rows=None``: row ``i``).
+        """
+        if pos.dim() == 1:
+            pos = pos[None]
         shared: dict[int, tuple] = {}
         for layer in range(start, end):
             window = self.windows[layer]
@@ -367,7 +383,7 @@ class NativeLlama:
             cos, sin, mask = shared[window]
             x = layer_fn(
                 x, pos, self.layers[layer], self.cache.k[layer], self.cache.v[layer], cos, sin, mask,
-                self.dims, attention,
+                self.dims, attention, rows,
             )
         return x
 
