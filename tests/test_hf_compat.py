@@ -117,10 +117,12 @@ def test_a_missing_module_fails_at_load():
 
 
 def test_run_stops_before_any_sample_with_the_version_message(tmp_path, monkeypatch, capsys):
+    # backend=hf named: `auto` picks the native backend, which never calls transformers' layers.
     monkeypatch.setattr(hf_compat, "cache_kwarg", lambda layer: "no_such_cache_kwarg")
     register_schemas()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"results_dir={tmp_path}", "method=layerskip", "exit=2"])
+        cfg = compose("config", overrides=[*TINY, "model.backend=hf", f"results_dir={tmp_path}",
+                                                 "method=layerskip", "exit=2"])
     before = runner.GENERATIONS_RUN
     with pytest.raises(hf_compat.TransformersDriftError) as err:
         runner.run_job(cfg)
