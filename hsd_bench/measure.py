@@ -9,21 +9,23 @@ The rules (docs/performance.md, "How a run is timed"):
    longest sequence (``Engine.prepare``; the native backend then has one
    attention span and a small, known shape set), then generates once, untimed,
    at full length, which touches the caches, allocator pools and library
-   handles the timed samples will use. Its wall time is ``compile_s``,
+   handles the timed samples will use, and prefills once at every other
+   prompt length of the run (exact-shape steps pay a first-touch cost per
+   shape: :func:`prefill_warmups`). Its wall time is ``compile_s``,
    reported apart and never mixed into tokens/s.
 2. **Clocks are read with the device synchronised** (``Engine.generate``
    synchronises before the prefill, after it, and at the end) **and nothing
    else waits**: no per-level syncs -- the level split comes from CUDA events
    (``engine.LevelClock``).
 3. **Zero captures in a kept timing.** :func:`timed_generate` counts graph
-   captures around each generation; one that captured a shape ``prepare`` did
+   captures and ``torch.compile`` graphs around each generation; one that captured a shape ``prepare`` did
    not foresee is generated again (the same shapes, replays only) and only the
    second timing is kept, flagged ``retimed``. Kept timings therefore contain
    no capture, and the count in them is reported (``graph_captures_timed``,
    always 0 by this rule and measured, not assumed). At ``batch_size`` > 1 a
    stream of samples is one timing that cannot be repeated sample by sample:
-   its captures (rows leaving the batch change its shape) are counted and
-   reported, not re-timed.
+   its captures are counted and reported, not re-timed -- which is why
+   :func:`prepare` decodes the whole stream once before it is timed.
 """
 
 from __future__ import annotations
@@ -61,17 +63,58 @@ def graph_captures(models: Iterable) -> int:
     return sum(int(getattr(m, "graph_captures", 0) or 0) for m in {id(m): m for m in models}.values())
 
 
+def torch_compiles() -> int:
+    """Graphs ``torch.compile`` has produced in this process (0 where dynamo never ran).
+
+    Counted with the graph captures around a timing: a shape that recompiles a step is a
+    shape ``prepare`` did not foresee, whether or not a CUDA graph is captured for it."""
+    dynamo = getattr(torch, "_dynamo", None)
+    counters = getattr(getattr(dynamo, "utils", None), "counters", None)
+    return int(counters["stats"]["unique_graphs"]) if counters is not None else 0
+
+
+def shape_events(models: Iterable) -> int:
+    """Graph captures plus ``torch.compile`` graphs so far: what must not grow inside a timing."""
+    return graph_captures(models) + torch_compiles()
+
+
 def sync_all(models: Iterable) -> None:
     for device in {str(m.device) for m in models}:
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
 
 
+# Tokens generated after each per-length prefill warm-up: the prefill, then the first steps
+# that follow it (whose shapes prepare() has already captured).
+PREFILL_WARMUP_TOKENS = 2
+
+
+def prefill_warmups(prompts: list[list[int]], max_context: int) -> list[list[int]]:
+    """One prompt per distinct length (the first of each), as the decoder will see it.
+
+    A prefill runs on the exact-shape path (the native backend's eager steps, every
+    transformers forward), whose libraries pay a first-touch cost per new shape -- cuDNN
+    attention plans, cuBLAS heuristics, lazily loaded kernels: measured on an H200 at
+    0.06-0.6 s for each prompt length first seen, against 0.02 s for the prefill itself.
+    Timed, it lands on whichever method meets a length first (AR, which runs first on every
+    sample), which made AR look 1.5x slower than it is and every speedup that much larger.
+    """
+    seen: dict[int, list[int]] = {}
+    for p in prompts:
+        p = p[: max(1, max_context - 2)]
+        seen.setdefault(len(p), p)
+    return [seen[n] for n in sorted(seen)]
+
+
 def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int, decoding: DecodingConfig,
             batch_size: int = 1) -> float:
     """Rule 1: capture every reachable shape, then one untimed full-length generation per
-    decoder on the longest prompt (a full batch of it at ``batch_size`` > 1, which compiles
-    the batched steps); returns the seconds this took (``compile_s``)."""
+    decoder on the longest prompt, then a short untimed generation at every other prompt
+    length (the prefill's shapes, :func:`prefill_warmups`). At ``batch_size`` > 1: a full
+    batch of the longest prompt, then the whole stream of ``prompts`` once, untimed -- which
+    rows share a step (and so every ragged shape) is decided by the prompts themselves, and a
+    shape first met inside the timed stream cannot be re-timed (on an H200, 13 such captures
+    made one batched run 100x slower). Returns the seconds this took (``compile_s``)."""
     decoders = list(decoders)
     if not decoders or not prompts:
         return 0.0
@@ -88,8 +131,16 @@ def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int,
         if batch_size > 1:
             for _ in d.generate_many([prompt] * batch_size, new, decoding, batch_size=batch_size):
                 pass
-        else:
-            d.generate(prompt, new, decoding)
+            # The stream's shapes depend on which rows share a step, which only the run's own
+            # prompts decide: decode them all once, untimed, as the timed stream will.
+            fitting = [p for p in prompts if len(p) < d.max_context]
+            for _ in d.generate_many(fitting, max_new, decoding, batch_size=batch_size):
+                pass
+            continue
+        d.generate(prompt, new, decoding)
+        for p in prefill_warmups(prompts, d.max_context):
+            if len(p) != len(prompt):
+                d.generate(p, max(1, min(PREFILL_WARMUP_TOKENS, d.max_context - len(p) - 1)), decoding)
     sync_all(models)
     return time.perf_counter() - t0
 
@@ -98,14 +149,14 @@ def timed_generate(decoder: Decoder, prompt_ids: list[int], max_new: int, decodi
                    stop_sequences=(), tokenizer=None) -> Timed:
     """Rules 2 and 3: one generation whose timing contains no graph capture."""
     models = decoder.models
-    before = graph_captures(models)
+    before = shape_events(models)
     gen = decoder.generate(prompt_ids, max_new, decoding, stop_sequences=stop_sequences, tokenizer=tokenizer)
-    captured = graph_captures(models) - before
+    captured = shape_events(models) - before
     if not captured:
         return Timed(gen, 0, False)
-    before = graph_captures(models)
+    before = shape_events(models)
     gen = decoder.generate(prompt_ids, max_new, decoding, stop_sequences=stop_sequences, tokenizer=tokenizer)
-    return Timed(gen, graph_captures(models) - before, True)
+    return Timed(gen, shape_events(models) - before, True)
 
 
 def timed_stream(decoder, prompts: list[list[int]], max_new: int, decoding: DecodingConfig, batch_size: int,
@@ -114,9 +165,9 @@ def timed_stream(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
     (``Engine.generate_many``), each finished row yielded as ``(index, Timed)`` with the graph
     captures since the previous one (counted, not re-timed: see rule 3)."""
     models = decoder.models
-    before = graph_captures(models)
+    before = shape_events(models)
     for index, gen in decoder.generate_many(prompts, max_new, decoding, stop_sequences=stop_sequences,
                                             tokenizer=tokenizer, batch_size=batch_size):
-        captured = graph_captures(models) - before
+        captured = shape_events(models) - before
         before += captured
         yield index, Timed(gen, captured, False)

@@ -99,6 +99,7 @@ class FakeDecoder:
         self.max_context = 100
         self.device = torch.device("cpu")
         self.prepared = None
+        self.lengths = []
 
     @property
     def models(self):
@@ -109,6 +110,7 @@ class FakeDecoder:
 
     def generate(self, prompt_ids, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None):
         self.calls += 1
+        self.lengths.append(len(prompt_ids))
         if self.calls == self.capture_on_call:
             self.graph_captures += 1
         return Generation([1] * max_new_tokens, GenerationStats(n_generated=max_new_tokens, wall_s=float(self.calls)))
@@ -127,4 +129,59 @@ def test_prepare_plans_the_longest_sequence_and_warms_up_untimed():
     decoder = FakeDecoder(capture_on_call=0)
     seconds = measure.prepare([decoder], [[1] * 5, [1] * 30], 40, DecodingConfig())
     assert decoder.prepared == (70, True)
-    assert decoder.calls == 1 and seconds >= 0.0
+    assert decoder.lengths == [30, 5] and seconds >= 0.0  # full length on the longest, then every other length
+
+
+def test_prepare_prefills_every_prompt_length_once_untimed():
+    """A prefill shape first seen inside a timed sample costs 0.06-0.6 s on an H200 (measured):
+    prepare must meet every prompt length of the run, each once, each decoder."""
+    a, b = FakeDecoder(capture_on_call=0), FakeDecoder(capture_on_call=0)
+    prompts = [[1] * 7, [2] * 12, [3] * 7, [4] * 3, [5] * 12, [6] * 40]
+    measure.prepare([a, b], prompts, 8, DecodingConfig())
+    for d in (a, b):
+        assert d.lengths[0] == 40 and sorted(d.lengths[1:]) == [3, 7, 12]
+    # longer than the context: warmed as the decoder will see it (truncated), once
+    assert measure.prefill_warmups([[1] * 200, [2] * 300, [3] * 5], 100) == [[3] * 5, [1] * 98]
+
+
+class RecompilingDecoder(FakeDecoder):
+    """A decoder whose step is a ``torch.compile`` function met at a new shape on the first call."""
+
+    def __init__(self):
+        super().__init__(capture_on_call=0)
+        self.step = torch.compile(lambda x: x * 2 + 1, backend="eager", dynamic=False)
+        self.shape = 3
+
+    def generate(self, prompt_ids, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None):
+        self.step(torch.zeros(self.shape))
+        return super().generate(prompt_ids, max_new_tokens, decoding, stop_sequences, tokenizer)
+
+
+def test_a_generation_that_compiled_is_timed_again():
+    decoder = RecompilingDecoder()
+    decoder.shape = 5  # unseen: dynamo traces a graph inside the timing
+    timed = measure.timed_generate(decoder, [1, 2], 4, DecodingConfig())
+    assert timed.retimed and timed.graph_captures == 0 and decoder.calls == 2
+    clean = measure.timed_generate(decoder, [1, 2], 4, DecodingConfig())
+    assert not clean.retimed and decoder.calls == 3
+
+
+class StreamDecoder(FakeDecoder):
+    def __init__(self):
+        super().__init__(capture_on_call=0)
+        self.streams = []
+
+    def generate_many(self, prompts, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None, batch_size=1):
+        self.streams.append(([len(p) for p in prompts], batch_size))
+        for i, p in enumerate(prompts):
+            yield i, self.generate(p, max_new_tokens, decoding)
+
+
+def test_prepare_at_batch_size_above_one_decodes_the_whole_stream_untimed():
+    """Which rows share a ragged step depends on the run's prompts; a shape first met in the
+    timed stream cannot be re-timed, so prepare decodes the same stream once first."""
+    decoder = StreamDecoder()
+    prompts = [[1] * 7, [2] * 12, [3] * 200, [4] * 3]  # 200 >= max_context (100): never decoded
+    measure.prepare([decoder], prompts, 8, DecodingConfig(), batch_size=2)
+    assert decoder.streams[0] == ([98, 98], 2)  # a full batch of the longest prompt (as it fits)
+    assert decoder.streams[1] == ([7, 12, 3], 2)  # then the run's own stream, same batch size
