@@ -33,9 +33,11 @@ export MAX_NEW=${MAX_NEW:-128}
 GPU_BUDGET=${GPU_BUDGET:-180}
 SESSION_LIMIT=${SESSION_LIMIT:-585}
 PY=${PYTHON:-python3}
+export DEVICE=${DEVICE:-cuda} DTYPE=${DTYPE:-bfloat16}
+python() { "$PY" "$@"; }  # the call files say `python`; the GPU image has python3 only
 # shellcheck source=scripts/gpu_env.sh
 source scripts/gpu_env.sh
-GPU=${GPU_OVERRIDES:-"model.path=$MODEL model.backend=native model.device=cuda model.dtype=bfloat16 max_new_tokens=$MAX_NEW progress=false cpu_threads=null"}
+GPU=${GPU_OVERRIDES:-"model.path=$MODEL model.backend=native model.device=$DEVICE model.dtype=$DTYPE max_new_tokens=$MAX_NEW progress=false cpu_threads=null"}
 mkdir -p "$OUT"
 start=$SECONDS
 log() { echo "[$(date +%H:%M:%S) +$((SECONDS - start))s] $*" | tee -a "$OUT/session.log"; }
@@ -64,7 +66,7 @@ run_step() {  # run_step <estimated seconds> <command...>: skipped when it canno
 source "$CALL"
 
 log "collecting tables"
-for name in grid_layerskip grid_hispec grid_vanilla_sd grid_rules grid_draft_stop; do
+for name in grid_layerskip grid_hispec grid_rules grid_draft_stop; do  # the sweeps with a figure of their own
   [[ -d runs/$name ]] && $PY scripts/collect.py "runs/$name" --figure "$name" --results runs/grid_tables --no-cache \
     >>"$OUT/session.log" 2>&1
 done

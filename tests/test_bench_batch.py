@@ -66,6 +66,11 @@ def test_speedups_and_where_a_method_stops_paying():
     assert stops_paying(table["hispec"]) == 64
     assert stops_paying({1: 2.0, 8: 0.9, 64: 1.1}) is None  # pays again at the largest batch
     assert stops_paying({1: 0.5, 8: 0.9}) == "never"
+    from hsd_bench.bench.batch import paying_label
+    # a method measured at one batch only says nothing about larger ones
+    assert paying_label({1: 1.7, 4: None}) == "only B=1 measured"
+    assert paying_label({1: 1.7, 4: 1.2}) == "pays up to B=4 (largest measured)"
+    assert paying_label({1: 1.7, 4: 0.9}) == "4"
 
 
 def test_roofline_names_what_binds():

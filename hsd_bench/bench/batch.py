@@ -163,6 +163,17 @@ def stops_paying(speedups: dict[int, float | None]) -> int | None | str:
     return first
 
 
+def paying_label(speedups: dict[int, float | None]) -> str:
+    """The table's last column: where the method stops paying, said only of batches measured."""
+    measured = sorted(b for b, s in speedups.items() if s is not None)
+    if not measured:
+        return "not measured"
+    if len(measured) == 1:
+        return f"only B={measured[0]} measured"
+    stop = stops_paying(speedups)
+    return f"pays up to B={measured[-1]} (largest measured)" if stop is None else str(stop)
+
+
 def markdown(doc: dict) -> str:
     """Per model: speedup over AR at each batch (AR's tokens/s in the first row), the batch at
     which each method stops paying, and the AR roofline."""
@@ -183,13 +194,17 @@ def markdown(doc: dict) -> str:
         for method, sp in table.items():
             if method == "autoregressive":
                 continue
-            cells = [f"{sp[b]:.2f}×" if sp.get(b) is not None else "–" for b in batches]
-            stop = stops_paying(sp)
-            out.append(f"| {method} | " + " | ".join(cells) + f" | {'pays at every B' if stop is None else stop} |")
+            captured = {r["batch"] for r in rows if r["method"] == method and r.get("graph_captures_timed")}
+            cells = [(f"{sp[b]:.2f}×" + (" †" if b in captured else "")) if sp.get(b) is not None else "–"
+                     for b in batches]
+            out.append(f"| {method} | " + " | ".join(cells) + f" | {paying_label(sp)} |")
         taus = {r["method"]: r.get("mean_accepted_len") for r in rows if r["batch"] == batches[0]} if batches else {}
         if taus:
             out += ["", "τ (tokens per target forward) at B=" + str(batches[0]) + ": "
                     + ", ".join(f"{k} {v:.2f}" for k, v in taus.items() if v is not None)]
+        if any(r.get("graph_captures_timed") for r in rows):
+            out += ["", "† graphs were captured or compiled inside this timing (graph_captures_timed > 0): "
+                        "the number is not steady-state decoding and says nothing about the method."]
         if m.get("not_run"):
             out += ["", "not run: " + "; ".join(m["not_run"])]
         roof = {k: r for k, r in (m.get("roofline") or {}).items() if r.get("fraction") is not None}
