@@ -197,7 +197,8 @@ def markdown(doc: dict) -> str:
             captured = {r["batch"] for r in rows if r["method"] == method and r.get("graph_captures_timed")}
             cells = [(f"{sp[b]:.2f}×" + (" †" if b in captured else "")) if sp.get(b) is not None else "–"
                      for b in batches]
-            out.append(f"| {method} | " + " | ".join(cells) + f" | {paying_label(sp)} |")
+            clean = {b: v for b, v in sp.items() if b not in captured}  # a † cell decides nothing
+            out.append(f"| {method} | " + " | ".join(cells) + f" | {paying_label(clean)} |")
         taus = {r["method"]: r.get("mean_accepted_len") for r in rows if r["batch"] == batches[0]} if batches else {}
         if taus:
             out += ["", "τ (tokens per target forward) at B=" + str(batches[0]) + ": "
