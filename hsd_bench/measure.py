@@ -107,7 +107,7 @@ def prefill_warmups(prompts: list[list[int]], max_context: int) -> list[list[int
 
 
 def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int, decoding: DecodingConfig,
-            batch_size: int = 1) -> float:
+            batch_size: int = 1, stop_sequences=(), tokenizer=None) -> float:
     """Rule 1: capture every reachable shape, then one untimed full-length generation per
     decoder on the longest prompt, then a short untimed generation at every other prompt
     length (the prefill's shapes, :func:`prefill_warmups`). At ``batch_size`` > 1: a full
@@ -134,7 +134,8 @@ def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int,
             # The stream's shapes depend on which rows share a step, which only the run's own
             # prompts decide: decode them all once, untimed, as the timed stream will.
             fitting = [p for p in prompts if len(p) < d.max_context]
-            for _ in d.generate_many(fitting, max_new, decoding, batch_size=batch_size):
+            for _ in d.generate_many(fitting, max_new, decoding, stop_sequences=stop_sequences, tokenizer=tokenizer,
+                                     batch_size=batch_size):  # rows stop where the timed ones will
                 pass
             continue
         d.generate(prompt, new, decoding)

@@ -170,7 +170,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
                              "decodes one sequence at a time here; valid: decoding.batch_size=1")
         # Compilation, graph capture and first-touch allocation happen here, untimed (measure.py).
         warm_new = cfg.get("warmup_tokens") or max_new
-        compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding, batch_size)
+        compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding, batch_size,
+                                    stop_sequences=stop, tokenizer=codec)
         log(f"[hsd-bench] compiled, captured and warmed up in {compile_s:.1f} s (compile_s; not in any timing)")
         captures_at_start = measure.graph_captures(m for d in decoders.values() for m in d.models)
 

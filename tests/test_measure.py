@@ -172,7 +172,7 @@ class StreamDecoder(FakeDecoder):
         self.streams = []
 
     def generate_many(self, prompts, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None, batch_size=1):
-        self.streams.append(([len(p) for p in prompts], batch_size))
+        self.streams.append(([len(p) for p in prompts], batch_size, tuple(stop_sequences)))
         for i, p in enumerate(prompts):
             yield i, self.generate(p, max_new_tokens, decoding)
 
@@ -182,6 +182,7 @@ def test_prepare_at_batch_size_above_one_decodes_the_whole_stream_untimed():
     timed stream cannot be re-timed, so prepare decodes the same stream once first."""
     decoder = StreamDecoder()
     prompts = [[1] * 7, [2] * 12, [3] * 200, [4] * 3]  # 200 >= max_context (100): never decoded
-    measure.prepare([decoder], prompts, 8, DecodingConfig(), batch_size=2)
-    assert decoder.streams[0] == ([98, 98], 2)  # a full batch of the longest prompt (as it fits)
-    assert decoder.streams[1] == ([7, 12, 3], 2)  # then the run's own stream, same batch size
+    measure.prepare([decoder], prompts, 8, DecodingConfig(), batch_size=2, stop_sequences=["\n\n"])
+    assert decoder.streams[0][:2] == ([98, 98], 2)  # a full batch of the longest prompt (as it fits)
+    # then the run's own stream: same batch size, rows stopping where the timed ones will
+    assert decoder.streams[1] == ([7, 12, 3], 2, ("\n\n",))
