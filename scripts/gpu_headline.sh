@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The headline GPU results, through run.py, in one command (<= 10 minutes on one
-# H100/H200, training included): what sweeps, SLURM arrays, W&B and the figures
-# use is what is measured here.
+# The headline GPU results, through run.py: what sweeps, SLURM arrays, W&B and the
+# figures use is what is measured here. Two parts, each one device call of <= 10 minutes
+# on one H100/H200, training included where the model is not there yet (a second call on
+# the still-warm machine reuses it):
 #
-#   OUT=<dir> bash scripts/gpu_headline.sh
+#   OUT=<dir> PARTS=checks bash scripts/gpu_headline.sh    # train + the measurement-path checks (~9.5 min)
+#   OUT=<dir> PARTS=figures bash scripts/gpu_headline.sh   # (train +) the named sweeps + figures
+#   OUT=<dir> bash scripts/gpu_headline.sh                 # both, where no 10-minute limit applies
 #   MODEL=checkpoints/ee-24x128 TRAIN=0 bash scripts/gpu_headline.sh   # the shipped 5.6 M model instead
 #   DEVICE=cpu DTYPE=float32 MODEL=checkpoints/ee-24x128 TRAIN=0 LIMIT=2 MAX_NEW=8 bash scripts/gpu_headline.sh  # a dry run
 #
@@ -31,6 +34,8 @@ LIMIT=${LIMIT:-8}
 MAX_NEW=${MAX_NEW:-128}
 GSM8K=${GSM8K:-.data/gsm8k/test.jsonl}
 SESSION_LIMIT=${SESSION_LIMIT:-585}
+PARTS=${PARTS:-checks,figures}
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 PY=${PYTHON:-python3}
 # shellcheck source=scripts/gpu_env.sh
 source scripts/gpu_env.sh
@@ -49,7 +54,7 @@ step() {
   log "$name: rc=$rc in $((SECONDS - t0)) s; $(grep -h '\[hsd-bench\] done' "$RUNS/$name.log" | tail -n 3 | tr '\n' ' ')"
 }
 COMMON=(model.path="$MODEL" model.device="$DEVICE" model.dtype="$DTYPE" max_new_tokens="$MAX_NEW" dataset.limit="$LIMIT" progress=false)
-log "gpu_headline: MODEL=$MODEL DEVICE=$DEVICE DTYPE=$DTYPE LIMIT=$LIMIT MAX_NEW=$MAX_NEW"
+log "gpu_headline: PARTS=$PARTS MODEL=$MODEL DEVICE=$DEVICE DTYPE=$DTYPE LIMIT=$LIMIT MAX_NEW=$MAX_NEW"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/headline.log" 2>&1 || true
 
 # 1. the model
@@ -59,6 +64,7 @@ if [[ "$TRAIN" == 1 ]]; then
 fi
 
 # 2. the measurement-path checks
+if part checks; then
 step hispec_8_16 60 $PY run.py "${COMMON[@]}" model.backend=auto method=hispec exit=8,16 results_dir="$RUNS/check"
 for i in 1 2 3; do
   step "ar_repeat_$i" 40 $PY run.py "${COMMON[@]}" method=autoregressive results_dir="$RUNS/ar_repeat_$i"
@@ -70,8 +76,10 @@ step agree_bench 90 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DE
   --draft "$DRAFT" --mid-draft '' --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
   --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --out "$RUNS/bench"
 step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"
+fi
 
 # 3. the named sweeps (one process each: compiled steps are reused from job to job)
+if part figures; then
 step method_comparison_humaneval 90 $PY run.py -m +experiment=method_comparison "${COMMON[@]}" \
   hydra.sweeper.params.dataset=humaneval results_dir="$RUNS/method_comparison"
 if [[ -f "$GSM8K" ]]; then
@@ -81,6 +89,7 @@ if [[ -f "$GSM8K" ]]; then
 fi
 step exit_layer 90 $PY run.py -m +experiment=exit_layer "${COMMON[@]}" results_dir="$RUNS/exit_layer"
 step draft_length 90 $PY run.py -m +experiment=draft_length "${COMMON[@]}" results_dir="$RUNS/draft_length"
+fi
 
 # 4. tables, figures, and everything small into one archive
 for fig in method_comparison exit_layer draft_length; do
