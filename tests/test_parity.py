@@ -68,11 +68,14 @@ def test_target_logits_is_the_full_models_next_token_distribution():
 def test_a_lossy_verifier_lands_in_mismatch(tmp_path, monkeypatch):
     import hsd_bench.engine as engine_mod
 
-    def keep_every_draft(draft, target):  # the bug: accept whatever was drafted
-        k = draft.shape[0]
-        return k, draft.tolist() + [int(target[-1])]
+    def keep_every_draft(drafts, lengths, target):  # the bug: accept whatever was drafted
+        out, d, t = [], drafts.tolist(), target.tolist()
+        for k in lengths:
+            out.append((k, d[:k] + [t[k]]))
+            d, t = d[k:], t[k + 1:]
+        return out
 
-    monkeypatch.setattr(engine_mod, "greedy_accept", keep_every_draft)
+    monkeypatch.setattr(engine_mod, "greedy_accept_rows", keep_every_draft)
     result = runner.run_job(_cfg(tmp_path, "method=layerskip", "exit=1", "method.draft_len=3", "max_new_tokens=12"))
     rows = [json.loads(l) for l in (result.run_dir / "rows.jsonl").read_text().splitlines()]
     bad = [r for r in rows if r["method"] == "layerskip" and not r["parity_exact"]]
