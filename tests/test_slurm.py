@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# One cluster of one node: its tests run one after another, on one xdist worker.
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_TIMEOUT_S = 150  # per launcher call; the whole module stays under ~4 minutes on 2 cores
