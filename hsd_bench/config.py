@@ -92,7 +92,9 @@ class RunConf:
     results_dir: str = "runs"
     baseline: bool = True  # also run autoregressive decoding on the same samples
     # Untimed full-length generation per method before timing, after every fixed shape is
-    # captured (hsd_bench/measure.py). null (or 0) = max_new_tokens; a smaller value only saves time.
+    # captured (hsd_bench/measure.py). null (or 0) = max_new_tokens; a smaller value saves time,
+    # and at decoding.batch_size > 1 (where the untimed stream decodes this many tokens per row)
+    # leaves later batch shapes to the timed stream, which counts them in graph_captures_timed.
     warmup_tokens: Optional[int] = None
     progress: bool = True
     # Intra-op CPU threads. Small models are overhead-bound: on a 2-core

@@ -18,8 +18,9 @@ The rules (docs/performance.md, "How a run is timed"):
    else waits**: no per-level syncs -- the level split comes from CUDA events
    (``engine.LevelClock``).
 3. **Zero captures in a kept timing.** :func:`timed_generate` counts graph
-   captures and ``torch.compile`` graphs around each generation; one that captured a shape ``prepare`` did
-   not foresee is generated again (the same shapes, replays only) and only the
+   captures and ``torch.compile`` graphs around each generation; one that
+   captured or compiled a shape ``prepare`` did not foresee is generated
+   again (the same shapes, replays only) and only the
    second timing is kept, flagged ``retimed``. Kept timings therefore contain
    no capture, and the count in them is reported (``graph_captures_timed``,
    always 0 by this rule and measured, not assumed). At ``batch_size`` > 1 a
@@ -95,7 +96,7 @@ def prefill_warmups(prompts: list[list[int]], max_context: int) -> list[list[int
     A prefill runs on the exact-shape path (the native backend's eager steps, every
     transformers forward), whose libraries pay a first-touch cost per new shape -- cuDNN
     attention plans, cuBLAS heuristics, lazily loaded kernels: measured on an H200 at
-    0.06-0.6 s for each prompt length first seen, against 0.02 s for the prefill itself.
+    0.07-0.65 s for each prompt length first seen, against 0.02 s for the prefill itself.
     Timed, it lands on whichever method meets a length first (AR, which runs first on every
     sample), which made AR look 1.5x slower than it is and every speedup that much larger.
     """
