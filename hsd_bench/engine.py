@@ -611,6 +611,25 @@ class LevelClock:
         self._open.clear()
 
 
+def stop_cut(before: list[int], new: list[int], eos_token_ids, stop_sequences=(), tokenizer=None) -> int | None:
+    """How many of ``new`` (generated after ``before``) to keep when generation stops in them:
+    through the first EOS, or through the first token whose text so far holds a stop sequence;
+    ``None`` when nothing in ``new`` stops it. The engine cuts every round's committed tokens
+    with it, and ``hf_reference`` cuts transformers' output with it (assisted generation commits
+    several tokens per round and checks its stopping criteria only after the round), so both
+    end a sample at the same token."""
+    for j, tok in enumerate(new):
+        if tok in eos_token_ids:
+            return j + 1
+    if stop_sequences:
+        generated = list(before) + list(new)
+        if any(s in tokenizer.decode(generated) for s in stop_sequences):
+            for j in range(len(new)):  # the first new token whose prefix text holds a stop sequence
+                if any(s in tokenizer.decode(generated[: len(before) + j + 1]) for s in stop_sequences):
+                    return j + 1
+    return None
+
+
 class Engine:
     """Runs a stack of levels (bottom -> top) to generate from prompts, one or a batch at a time."""
 
@@ -1009,20 +1028,7 @@ class Engine:
 
     def _stop_index(self, row: _Row, new: list[int]) -> int | None:
         """How many of the newly committed tokens to keep if generation stops in them."""
-        for j, tok in enumerate(new):
-            if tok in self.eos_token_ids:
-                return j + 1
-        stop_sequences, tokenizer = self._stop
-        if stop_sequences:
-            generated = row.generated + new
-            already = len(row.generated)
-            text = tokenizer.decode(generated)
-            if any(s in text for s in stop_sequences):
-                # the first new token whose prefix text contains a stop sequence
-                for j in range(len(new)):
-                    if any(s in tokenizer.decode(generated[: already + j + 1]) for s in stop_sequences):
-                        return j + 1
-        return None
+        return stop_cut(row.generated, new, self.eos_token_ids, *self._stop)
 
     def _phase(self, name: str) -> None:
         if self.on_phase is not None and name != self._phase_now:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from hsd_bench.engine import Generation, GenerationStats
+from hsd_bench.engine import Generation, GenerationStats, stop_cut
 from hsd_bench.sampling import DecodingConfig
 
 REFERENCE_METHODS = ("hf_generate", "hf_early_exit", "hf_assisted")
@@ -117,10 +117,9 @@ class HFReference:
             hook.remove()
         new = out[0, len(prompt_ids) :].tolist()
         stop_reason = "max_new_tokens"
-        if eos is not None and eos in new:
-            new = new[: new.index(eos) + 1]
-            stop_reason = "stop"
-        elif stop_sequences and any(s in self.codec.decode(new) for s in stop_sequences):
+        keep = stop_cut([], new, {eos} if eos is not None else set(), stop_sequences, self.codec)
+        if keep is not None:
+            new = new[:keep]  # assisted rounds can run past the stop: end where the engine ends
             stop_reason = "stop"
         elif max_new < max_new_tokens:
             stop_reason = "context"

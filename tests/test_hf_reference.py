@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from hsd_bench import runner
 from hsd_bench.models.loading import resolve_backend
@@ -62,3 +63,26 @@ def test_the_summary_names_the_backend_and_timing_discipline(tmp_path):
     assert s["backend"] == "native" and s["dtype"] == "float32"  # auto, unnamed
     assert s["compile_s"] >= 0 and s["graph_captures_timed"] == 0 and s["retimed_samples"] == 0
     assert runner.run_job(_cfg(tmp_path / "b", "method=layerskip", "exit=2", "model.backend=hf")).summary["backend"] == "hf"
+
+
+def test_a_reference_run_past_its_stop_ends_where_the_engine_ends(monkeypatch):
+    """transformers' assisted generation commits several tokens per round and checks its
+    stopping criteria after the round, so its output can run past a stop sequence; on an H200
+    this made one hf_early_exit sample look like a parity mismatch (AR had stopped, it had not).
+    The reference cuts with the engine's own rule (engine.stop_cut)."""
+    from hsd_bench.engine import stop_cut
+    from hsd_bench.hf_reference import HFReference
+    from hsd_bench.models.loading import build_random_model
+    from hsd_bench.models.tokenizer import TextCodec
+
+    codec = TextCodec()
+    ref = HFReference("hf_generate", build_random_model("llama", num_layers=2), codec, max_context=64)
+    prompt = codec.encode("def f():")
+    tail = codec.encode("    return 1\n\ndef g():\n    pass")  # the round ran past "\ndef"
+    monkeypatch.setattr(ref.hf_model, "generate", lambda ids, **kw: torch.tensor([prompt + tail]))
+    gen = ref.generate(prompt, 32, stop_sequences=["\ndef"])
+    assert codec.decode(gen.output_ids) == "    return 1\n\ndef"  # through the token that completes the stop
+    assert gen.stop_reason == "stop"
+    assert gen.output_ids == tail[: stop_cut([], tail, set(), ["\ndef"], codec)]
+    # EOS first, then the text: the same order the engine uses
+    assert stop_cut([1, 2], [7, 0, 9], {0}) == 2 and stop_cut([], [5, 6], {0}, ["x"], codec) is None
