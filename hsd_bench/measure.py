@@ -102,9 +102,19 @@ def prefill_warmups(prompts: list[list[int]], max_context: int) -> list[list[int
     """
     seen: dict[int, list[int]] = {}
     for p in prompts:
-        p = p[: max(1, max_context - 2)]
+        p = _fitting_prompt(p, max_context)
         seen.setdefault(len(p), p)
     return [seen[n] for n in sorted(seen)]
+
+
+def _fitting_prompt(prompt: list[int], max_context: int) -> list[int]:
+    """The prompt cut to leave room for at least one new token (the untimed warm-ups only)."""
+    return prompt[: max(1, max_context - 2)]
+
+
+def _fitting_new(prompt: list[int], max_new: int, max_context: int) -> int:
+    """How many of ``max_new`` tokens fit after ``prompt`` (at least one)."""
+    return max(1, min(max_new, max_context - len(prompt) - 1))
 
 
 def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int, decoding: DecodingConfig,
@@ -127,8 +137,8 @@ def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int,
         max_len = min(d.max_context, max(len(p) for p in prompts) + max_new)
         if hasattr(d, "prepare"):
             d.prepare(max_len, decoding.greedy)
-        prompt = longest[: max(1, d.max_context - 2)]
-        new = max(1, min(max_new, d.max_context - len(prompt) - 1))
+        prompt = _fitting_prompt(longest, d.max_context)
+        new = _fitting_new(prompt, max_new, d.max_context)
         if batch_size > 1:
             for _ in d.generate_many([prompt] * batch_size, new, decoding, batch_size=batch_size):
                 pass
@@ -142,7 +152,7 @@ def prepare(decoders: Iterable[Decoder], prompts: list[list[int]], max_new: int,
         d.generate(prompt, new, decoding)
         for p in prefill_warmups(prompts, d.max_context):
             if len(p) != len(prompt):
-                d.generate(p, max(1, min(PREFILL_WARMUP_TOKENS, d.max_context - len(p) - 1)), decoding)
+                d.generate(p, _fitting_new(p, PREFILL_WARMUP_TOKENS, d.max_context), decoding)
     sync_all(models)
     return time.perf_counter() - t0
 
