@@ -290,7 +290,10 @@ def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = No
     if summaries.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     df = summaries
-    ar = df[df["method"] == BASELINE].set_index("run_hash")["tokens_per_s"] if "tokens_per_s" in df else pd.Series()
+    # Keyed by run_dir: run_hash names a configuration, and two sweeps that both hold one
+    # (grid_layerskip's exit=12 γ=4 is also grid_draft_stop's draft_stop=null) are two measurements.
+    key = "run_dir" if "run_dir" in df else "run_hash"
+    ar = df[df["method"] == BASELINE].set_index(key)["tokens_per_s"] if "tokens_per_s" in df else pd.Series()
     if "cfg.method.name" in df:
         df = df[df["method"] == df["cfg.method.name"]]
     out = pd.DataFrame({col: (df[src].map(_compact) if src in df else None) for col, src in TABLE_SOURCES.items()})
@@ -299,7 +302,7 @@ def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = No
         predicted = predictions.dropna(subset=["predicted_speedup"]).drop_duplicates("config_key")
         joined = df["config_key"].map(predicted.set_index("config_key")["predicted_speedup"])
         out["predicted_speedup"] = pd.to_numeric(out["predicted_speedup"], errors="coerce").fillna(joined)
-    out["ar_tokens_per_s"] = out["run_hash"].map(ar) if len(ar) else None
+    out["ar_tokens_per_s"] = df[key].map(ar).to_numpy() if len(ar) else None
     for col in ("exit", "draft_len", "period", "n_samples", "n_generated"):
         out[col] = _as_int_if_integral(out[col])
     sort = [c for c in ("dataset", "method", "exit", "draft_len", "period", "verifier") if out[c].notna().any()]

@@ -127,6 +127,25 @@ def test_summary_table_one_row_per_run_with_ar_throughput(sweeps):
     assert str(table["draft_len"].dtype) == "Int64"
 
 
+def test_summary_table_keeps_one_config_measured_in_two_sweeps(sweeps, tmp_path):
+    # The same configuration in two sweep folders has one run_hash and two measurements
+    # (grid_pareto collects grid_layerskip and grid_draft_stop, which share a point).
+    import shutil
+
+    root, runs = sweeps
+    twin = runs["draft_length"][0]
+    copy = tmp_path / "other_sweep" / twin.name
+    shutil.copytree(twin, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["methods"]["autoregressive"]["tokens_per_s"] *= 2
+    (copy / "summary.json").write_text(json.dumps(summary))
+    table = collect.summary_table(collect.collect_summaries([twin, copy]))
+    assert len(table) == 2 and table["run_hash"].nunique() == 1
+    assert sorted(table["ar_tokens_per_s"]) == pytest.approx(
+        sorted([summary["methods"]["autoregressive"]["tokens_per_s"] / 2,
+                summary["methods"]["autoregressive"]["tokens_per_s"]]))
+
+
 def _build_tables(root: Path, results: Path) -> None:
     for name, spec in figures.FIGURES.items():
         sources = [str(root / e) for e in spec.sources]
