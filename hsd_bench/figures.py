@@ -86,24 +86,39 @@ def _varying(df: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if c in df and df[c].astype(str).nunique() > 1]
 
 
-def _lines(ax, df: pd.DataFrame, x: str, y: str, by: list[str]) -> None:
-    """One line per group of ``by`` (mean over repeated x), markers at the points."""
+# a metric's bootstrap interval over samples, where collect.py's table has it
+INTERVALS = {"speedup_vs_ar": ("speedup_lo", "speedup_hi"), "mean_accepted_len": ("tau_lo", "tau_hi")}
+
+
+def _has_interval(df: pd.DataFrame, y: str) -> bool:
+    lo, hi = INTERVALS.get(y, (None, None))
+    return lo in df and hi in df and df[lo].notna().any()
+
+
+def _lines(ax, df: pd.DataFrame, x: str, y: str, by: list[str]) -> bool:
+    """One line per group of ``by`` (mean over repeated x), markers at the points, and the
+    metric's bootstrap interval as error bars where the table has it. Returns whether it drew any."""
+    cols = [y, *INTERVALS[y]] if _has_interval(df, y) else [y]
     groups = df.groupby(by, dropna=False, sort=True) if by else [((), df)]
     for keys, g in groups:
         keys = keys if isinstance(keys, tuple) else (keys,)
-        pts = g.groupby(x, sort=True)[y].mean().dropna()
+        pts = g.groupby(x, sort=True)[cols].mean().dropna(subset=[y])
         if pts.empty:
             continue
-        ax.plot(pts.index, pts.values, marker="o", label=_series_label(keys, by) or None)
+        lo, hi = (pts[cols[1]], pts[cols[2]]) if len(cols) == 3 else (None, None)
+        _with_ci(ax, pts.index.to_series(), pts[y], lo, hi, label=_series_label(keys, by) or None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers, lengths, periods are whole numbers
+    return len(cols) == 3
 
 
-def _finish(fig: Figure, axes, legend: bool) -> Figure:
+def _finish(fig: Figure, axes, legend: bool, t: pd.DataFrame, intervals: bool = False) -> Figure:
+    """Legend beside the last axes (never over data) and the caption saying what ran where."""
     if legend:
         handles, labels = axes[0].get_legend_handles_labels()
         if labels:
-            axes[0].legend(handles, labels)
+            axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
+    _caption(fig, t, CI_NOTE if intervals else "")
     return fig
 
 
@@ -112,25 +127,25 @@ def draw_exit_layer(t: pd.DataFrame) -> Figure:
     by = _varying(t, ["model", "dataset", "method", "draft_len"])
     fig = Figure(figsize=DOUBLE)
     a1, a2 = fig.subplots(1, 2)
-    _lines(a1, t, "exit_num", "speedup_vs_ar", by)
+    intervals = _lines(a1, t, "exit_num", "speedup_vs_ar", by)
     a1.axhline(1.0, **AR_LINE)
     a1.set(xlabel="exit layer E (draft = first E layers)", ylabel="speedup over AR", title="Speedup vs exit layer")
     _lines(a2, t, "exit_num", "acceptance_rate", by)
     a2.set(xlabel="exit layer E", ylabel="acceptance rate", title="Acceptance vs exit layer", ylim=(0, 1.02))
-    return _finish(fig, [a1, a2], bool(by))
+    return _finish(fig, [a1, a2], bool(by), t, intervals)
 
 
 def draw_draft_length(t: pd.DataFrame) -> Figure:
     by = _varying(t, ["model", "dataset", "method", "exit"]) or ["method"]
     fig = Figure(figsize=DOUBLE)
     a1, a2 = fig.subplots(1, 2)
-    _lines(a1, t, "draft_len", "speedup_vs_ar", by)
+    intervals = _lines(a1, t, "draft_len", "speedup_vs_ar", by)
     a1.axhline(1.0, **AR_LINE)
     a1.set(xlabel=r"draft length $\gamma$ / $N_d$", ylabel="speedup over AR", title="Speedup vs draft length")
     _lines(a2, t, "draft_len", "acceptance_rate", by)
     a2.set(xlabel=r"draft length $\gamma$ / $N_d$", ylabel="acceptance rate", title="Acceptance vs draft length",
            ylim=(0, 1.02))
-    return _finish(fig, [a1, a2], True)
+    return _finish(fig, [a1, a2], True, t, intervals)
 
 
 def draw_verification_period(t: pd.DataFrame) -> Figure:
@@ -145,7 +160,7 @@ def draw_verification_period(t: pd.DataFrame) -> Figure:
     ax.set(xlabel=r"verification period $N_i$ (tokens before full verification)", ylabel="tokens / s",
            title="HiSpec throughput vs verification period")
     ax.set_ylim(bottom=0)
-    return _finish(fig, [ax], True)
+    return _finish(fig, [ax], True, t)
 
 
 def draw_method_comparison(t: pd.DataFrame) -> Figure:
@@ -175,8 +190,7 @@ def draw_method_comparison(t: pd.DataFrame) -> Figure:
     top = float(pivot.max().max()) if pivot.size else 1.0
     ax.set(ylabel="speedup over AR (same samples)", title="Methods across datasets", ylim=(0, 1.3 * max(top, 1.0)))
     ax.grid(axis="x", visible=False)
-    ax.legend(ncol=n + 1, loc="upper center", columnspacing=1.0, handlelength=1.5)
-    return _finish(fig, [ax], False)
+    return _finish(fig, [ax], True, t, ci is not None)
 
 
 def draw_verifier_rules(t: pd.DataFrame) -> Figure:
@@ -185,9 +199,10 @@ def draw_verifier_rules(t: pd.DataFrame) -> Figure:
     fig = Figure(figsize=DOUBLE)
     a1, a2 = fig.subplots(1, 2)
     extra = _varying(t, ["model", "dataset", "method", "temperature"])
+    intervals = False
     if t["draft_len"].nunique() > 1:
-        _lines(a1, t, "draft_len", "mean_accepted_len", ["rule", *extra])
-        _lines(a2, t, "draft_len", "speedup_vs_ar", ["rule", *extra])
+        intervals = _lines(a1, t, "draft_len", "mean_accepted_len", ["rule", *extra])
+        intervals = _lines(a2, t, "draft_len", "speedup_vs_ar", ["rule", *extra]) or intervals
         a1.set(xlabel=r"draft length $\gamma$")
         a2.set(xlabel=r"draft length $\gamma$")
     else:
@@ -200,27 +215,35 @@ def draw_verifier_rules(t: pd.DataFrame) -> Figure:
     a1.set(ylabel=r"accepted length $\tau$ (tokens / target forward)", title="Verification rules (sampling)")
     a2.axhline(1.0, **AR_LINE)
     a2.set(ylabel="speedup over AR", title="Speedup by rule")
-    return _finish(fig, [a1, a2], t["draft_len"].nunique() > 1)
+    return _finish(fig, [a1, a2], t["draft_len"].nunique() > 1, t, intervals)
 
 
 def draw_hierarchy_prediction(t: pd.DataFrame) -> Figure:
-    t = t.dropna(subset=["predicted_speedup", "speedup_vs_ar"])
-    fig = Figure(figsize=(3.6, 3.4))
+    """Each stack a numbered point, its name in a key beside the axes: stack names are long and
+    the points cluster, so names written at the points cover each other."""
+    t = t.dropna(subset=["predicted_speedup", "speedup_vs_ar"]).reset_index(drop=True)
+    fig = Figure(figsize=(7.0, 3.4))
     ax = fig.subplots()
+    key = []
     for name, g in t.groupby(t["method"]):
         ax.scatter(g["predicted_speedup"], g["speedup_vs_ar"], label=name, zorder=3)
-        for _, r in g.iterrows():
-            label = r["levels"] if isinstance(r.get("levels"), str) else ""
-            if label:
-                ax.annotate(label, (r["predicted_speedup"], r["speedup_vs_ar"]), fontsize=5.5,
-                            xytext=(3, 3), textcoords="offset points")
+        for i, r in g.iterrows():
+            stack = r["levels"] if isinstance(r.get("levels"), str) else "?"
+            key.append(f"{i + 1}: {stack.replace('checkpoints/', '')}")
+            ax.annotate(str(i + 1), (r["predicted_speedup"], r["speedup_vs_ar"]), fontsize=6,
+                        xytext=(3, 2), textcoords="offset points")
     lo = min(1.0, float(t[["predicted_speedup", "speedup_vs_ar"]].min().min()) * 0.95) if len(t) else 0.5
     hi = max(1.5, float(t[["predicted_speedup", "speedup_vs_ar"]].max().max()) * 1.05) if len(t) else 2.0
     ax.plot([lo, hi], [lo, hi], label="measured = predicted", **AR_LINE)
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted speedup (latency model)",
            ylabel="measured speedup over AR", title="Hierarchies: predicted vs measured")
     ax.set_aspect("equal")
-    return _finish(fig, [ax], True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1.0), borderaxespad=0.0)
+    ax.text(1.04, 0.62, "\n".join(sorted(key, key=lambda k: int(k.split(":")[0]))), transform=ax.transAxes,
+            fontsize=6, va="top", ha="left", family="monospace")
+    fig.tight_layout()
+    _caption(fig, t)
+    return fig
 
 
 # -- the GPU grid (issue 13): every figure says what ran where, with intervals over samples ------------
@@ -481,6 +504,10 @@ FIGURES: dict[str, FigureSpec] = {
 }
 
 
+# the committed sets make_figures.py rebuilds by default: the CPU example and the GPU headline set
+RESULT_SETS = ("results", "results/gpu")
+
+
 def table_path(results_dir: Path | str, name: str) -> Path:
     return Path(results_dir) / name / "table.csv"
 
@@ -533,11 +560,16 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Rebuild every paper figure (PNG + PDF) from results/<figure>/table.csv.")
     ap.add_argument("names", nargs="*",
                     help=f"figures to build (default: all): {', '.join(FIGURES)}")
-    ap.add_argument("--results", default="results", help="folder holding <figure>/table.csv (default: results)")
+    ap.add_argument("--results", nargs="+", default=list(RESULT_SETS),
+                    help="folders holding <figure>/table.csv (default: the offline CPU example results/ "
+                         "and the GPU headline set results/gpu/)")
     ap.add_argument("--out", help="write figures to OUT/<figure>/ instead of beside their tables")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in FIGURES]
     if unknown:
         ap.error(f"unknown figure(s) {', '.join(unknown)}; figures: {', '.join(FIGURES)}")
-    build_all(args.results, args.out, args.names or None)
+    if args.out and len(args.results) > 1:
+        ap.error("--out takes one --results folder (figures of two sets would overwrite each other)")
+    for results in args.results:
+        build_all(results, args.out, args.names or None)
     return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Rebuild every paper figure (PNG + PDF) from the committed tables in results/.
+"""Rebuild every paper figure (PNG + PDF) from the committed tables in results/ and results/gpu/.
 
-    python scripts/make_figures.py                 # all figures; missing tables are skipped with a hint
+    python scripts/make_figures.py                 # all figures of both sets; missing tables are skipped with a hint
+    python scripts/make_figures.py --results results/gpu   # the GPU headline set only
     python scripts/make_figures.py exit_layer --out /tmp/figs
 
 Thin entry point: the logic lives in ``hsd_bench.figures``.

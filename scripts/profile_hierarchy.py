@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -80,13 +81,18 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    # the table scripts/make_figures.py draws the hierarchy_prediction figure from
+    # the table scripts/make_figures.py draws the hierarchy_prediction figure from; the last four
+    # columns are its caption (what ran where)
+    device = torch.device(args.device)
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    where = {"hardware": hardware, "model": args.target, "dataset": "humaneval", "n_samples": len(prompts)}
     with open(out / "table.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["method", "levels", "predicted_speedup", "speedup_vs_ar"])
+        writer = csv.DictWriter(f, fieldnames=["method", "levels", "predicted_speedup", "speedup_vs_ar", *where])
         writer.writeheader()
         for r in rows:
             writer.writerow({"method": "selected" if r["selected"] else "hierarchy", "levels": r["stack"],
-                             "predicted_speedup": r["predicted_speedup"], "speedup_vs_ar": r["measured_speedup"]})
+                             "predicted_speedup": r["predicted_speedup"], "speedup_vs_ar": r["measured_speedup"],
+                             **where})
     (out / "selection.json").write_text(json.dumps(
         {"best": sel.best.describe(), "levels": sel.method_levels(profile), "predicted_speedup": sel.best.speedup,
          "exact": sel.exact, "variant": sel.variant}, indent=2))

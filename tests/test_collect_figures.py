@@ -203,11 +203,33 @@ def test_scripts_collect_and_make_figures(sweeps, tmp_path):
 
 
 def test_committed_tables_are_drawable(tmp_path):
-    """Whatever is committed under results/<figure>/table.csv has the figure's columns and draws."""
+    """Whatever is committed under results/<figure>/table.csv and results/gpu/<figure>/table.csv
+    has the figure's columns and draws; the GPU headline set holds the named sweeps."""
     for name, spec in figures.FIGURES.items():
         assert set(spec.needs) <= set(collect.TABLE_COLUMNS), f"{name} needs a column collect.py does not write"
-        if figures.table_path(REPO / "results", name).exists():
-            assert figures.build_figure(name, REPO / "results", tmp_path / name) is not None
+    for results in figures.RESULT_SETS:
+        for name in figures.FIGURES:
+            if figures.table_path(REPO / results, name).exists():
+                assert figures.build_figure(name, REPO / results, tmp_path / results / name) is not None
+    for name in ("method_comparison", "exit_layer", "draft_length", "grid_layerskip", "grid_hispec"):
+        assert figures.table_path(REPO / "results" / "gpu", name).exists(), name
+
+
+def test_every_figure_says_what_ran_where_and_keeps_its_legend_off_the_data(sweeps, tmp_path):
+    root, _ = sweeps
+    results = tmp_path / "results"
+    _build_tables(root, results)
+    for name, spec in figures.FIGURES.items():
+        with matplotlib.rc_context(figures.STYLE):
+            fig = spec.draw(pd.read_csv(figures.table_path(results, name)))
+        fig.canvas.draw()
+        caption = " ".join(t.get_text() for t in fig.texts)
+        for part in ("hardware:", "model:", "dataset:", "samples per configuration"):
+            assert part in caption, f"{name}: caption lacks {part!r}: {caption!r}"
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None:
+                assert not legend.get_window_extent().overlaps(ax.get_window_extent()), f"{name}: legend over axes"
 
 
 def test_a_table_without_the_needed_columns_is_a_clear_error(tmp_path):
