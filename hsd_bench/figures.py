@@ -114,9 +114,7 @@ def _lines(ax, df: pd.DataFrame, x: str, y: str, by: list[str]) -> bool:
 def _finish(fig: Figure, axes, legend: bool, t: pd.DataFrame, intervals: bool = False) -> Figure:
     """Legend beside the last axes (never over data) and the caption saying what ran where."""
     if legend:
-        handles, labels = axes[0].get_legend_handles_labels()
-        if labels:
-            axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        _legend_outside(list(axes))
     fig.tight_layout()
     _caption(fig, t, CI_NOTE if intervals else "")
     return fig
@@ -269,12 +267,23 @@ def _caption(fig: Figure, t: pd.DataFrame, extra: str = "") -> None:
     fig.text(0.01, -0.02, " | ".join(parts), fontsize=6.5, color="0.3", ha="left", va="top", wrap=True)
 
 
-def _legend_outside(ax, title: str | None = None) -> None:
-    """Legend to the right of the axes: it never covers data."""
-    handles, labels = ax.get_legend_handles_labels()
-    if labels:
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, title=title,
-                  title_fontsize=7.5)
+def _legend_outside(axes, title: str | None = None) -> None:
+    """One legend for every series of ``axes`` (an Axes or several), to the right of the last one:
+    it never covers data, and a series drawn only in an earlier panel still has its entry."""
+    axes = list(axes.flat) if hasattr(axes, "flat") else (list(axes) if isinstance(axes, (list, tuple)) else [axes])
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        axes[-1].legend(list(entries.values()), list(entries), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                        borderaxespad=0.0, title=title, title_fontsize=7.5)
+
+
+def _palette(values) -> dict:
+    """One colour per value, the same in every panel of a figure (values in sorted order)."""
+    colors = STYLE["axes.prop_cycle"].by_key()["color"]
+    return {v: colors[i % len(colors)] for i, v in enumerate(sorted(set(values), key=str))}
 
 
 def _with_ci(ax, x, y, lo=None, hi=None, **kw) -> None:
@@ -303,15 +312,16 @@ def _ci_cols(t: pd.DataFrame, lo: str, hi: str):
 def draw_grid_layerskip(t: pd.DataFrame) -> Figure:
     t = t.assign(exit_num=t["exit"].map(_numeric_exit)).dropna(subset=["exit_num", "speedup_vs_ar"])
     fig, axes, groups = _per_dataset(t, 1.2)
+    color = _palette(t["draft_len"])
     for ax, (dataset, g) in zip(axes, groups):
         for gamma, gg in g.groupby("draft_len", sort=True):
             gg = gg.sort_values("exit_num")
             _with_ci(ax, gg["exit_num"], gg["speedup_vs_ar"], *_ci_cols(gg, "speedup_lo", "speedup_hi"),
-                     label=f"γ={gamma}")
+                     label=f"γ={gamma}", color=color[gamma])
         ax.axhline(1.0, **AR_LINE)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="draft exit layer E", ylabel="speedup over AR", title=f"LayerSkip, {dataset}")
-    _legend_outside(axes[-1], "draft length")
+    _legend_outside(axes, "draft length")
     fig.tight_layout()
     _caption(fig, t, CI_NOTE)
     return fig
@@ -367,17 +377,18 @@ def draw_grid_pareto(t: pd.DataFrame) -> Figure:
     t = t.dropna(subset=["speedup_vs_ar", "layer_evals_per_token"])
     t = t[t["method"] != "autoregressive"]
     fig, axes, groups = _per_dataset(t, 1.4)
+    color = _palette(t["method"])
     for ax, (dataset, g) in zip(axes, groups):
         for method, gm in g.groupby("method", sort=True):
             lo, hi = _ci_cols(gm, "speedup_lo", "speedup_hi")
             _with_ci(ax, gm["layer_evals_per_token"], gm["speedup_vs_ar"], lo, hi, label=method, linestyle="none",
-                     alpha=0.8)
+                     alpha=0.8, color=color[method])
         front = pareto_front(g, "layer_evals_per_token", "speedup_vs_ar")
         ax.step(front["layer_evals_per_token"], front["speedup_vs_ar"], where="post", color="0.2",
                 linewidth=1.0, label="Pareto front")
         ax.axhline(1.0, **AR_LINE)
         ax.set(xlabel="decoder-layer evaluations per token", ylabel="speedup over AR", title=f"All configurations, {dataset}")
-    _legend_outside(axes[-1])
+    _legend_outside(axes)
     fig.tight_layout()
     _caption(fig, t, CI_NOTE + "; AR costs one target depth per token")
     return fig
@@ -388,16 +399,17 @@ def draw_grid_prediction(t: pd.DataFrame) -> Figure:
     fig, axes, groups = _per_dataset(t, 1.4, 3.4)
     lo = min(1.0, float(t[["predicted_speedup", "speedup_vs_ar"]].min().min()) * 0.95) if len(t) else 0.5
     hi = max(1.5, float(t[["predicted_speedup", "speedup_vs_ar"]].max().max()) * 1.05) if len(t) else 2.0
+    color = _palette(t["method"])
     for ax, (dataset, g) in zip(axes, groups):
         for method, gm in g.groupby("method", sort=True):
             gm = gm.sort_values("predicted_speedup")
             _with_ci(ax, gm["predicted_speedup"], gm["speedup_vs_ar"], *_ci_cols(gm, "speedup_lo", "speedup_hi"),
-                     label=method, linestyle="none")
+                     label=method, linestyle="none", color=color[method])
         ax.plot([lo, hi], [lo, hi], label="measured = predicted", **AR_LINE)
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted speedup (latency model)",
                ylabel="measured speedup over AR", title=f"Predicted vs measured, {dataset}")
         ax.set_aspect("equal")
-    _legend_outside(axes[-1])
+    _legend_outside(axes)
     fig.tight_layout()
     _caption(fig, t, CI_NOTE)
     return fig
@@ -411,15 +423,19 @@ def draw_grid_rules(t: pd.DataFrame) -> Figure:
                          if r != "tokenwise" and not ((t["verifier"] == r) & (t["temperature"] == 0)).any()])
     extra = _varying(t, ["method", "exit", "draft_len"])
     fig, axes, groups = _per_dataset(t, 1.2)
+    series = [k if isinstance(k, tuple) else (k,) for k, _ in t.groupby(["verifier", *extra], sort=True)]
+    color = _palette(series)
+    # rules with one outcome law (block, hsd) draw the same line: a dash per rule keeps each visible
+    dash = {k: ("-", "--", ":", "-.")[i % 4] for i, k in enumerate(sorted(set(series), key=str))}
     for ax, (dataset, g) in zip(axes, groups):
         for keys, gr in g.groupby(["verifier", *extra], sort=True):
             keys = keys if isinstance(keys, tuple) else (keys,)
             gr = gr.sort_values("temperature")
             _with_ci(ax, gr["temperature"], gr["mean_accepted_len"], *_ci_cols(gr, "tau_lo", "tau_hi"),
-                     label=_series_label(keys, ["rule", *extra]))
+                     label=_series_label(keys, ["rule", *extra]), color=color[keys], linestyle=dash[keys])
         ax.set(xlabel="temperature T", ylabel=r"accepted length $\tau$ (tokens / target forward)",
                title=f"Verification rules, {dataset}")
-    _legend_outside(axes[-1], "rule")
+    _legend_outside(axes, "rule")
     fig.tight_layout()
     _caption(fig, t, CI_NOTE + "; at T = 0 every rule is greedy prefix matching (one run, drawn for each rule)")
     return fig
@@ -431,11 +447,12 @@ def draw_grid_draft_stop(t: pd.DataFrame) -> Figure:
     panels = [(m, d) for m in _values(t, "method") for d in _values(t, "dataset")]
     fig = Figure(figsize=(1.6 + 3.3 * len(panels), 5.4))
     axes = fig.subplots(2, len(panels), squeeze=False)
+    color = _palette(p for p in t["policy"] if p != "fixed γ")
     for col, (method, dataset) in enumerate(panels):
         g = t[(t["method"] == method) & (t["dataset"].astype(str) == dataset)]
         for policy, gp in sorted(g.groupby("policy"), key=lambda kv: (kv[0] != "fixed γ", kv[0])):
             gp = gp.sort_values("draft_len")
-            style = {"color": "0.2", "linestyle": "--"} if policy == "fixed γ" else {}
+            style = {"color": "0.2", "linestyle": "--"} if policy == "fixed γ" else {"color": color[policy]}
             _with_ci(axes[0, col], gp["draft_len"], gp["speedup_vs_ar"],
                      *_ci_cols(gp, "speedup_lo", "speedup_hi"), label=policy, **style)
             axes[1, col].plot(gp["draft_len"], gp["mean_draft_len"], marker="o", label=policy, **style)
@@ -445,7 +462,7 @@ def draw_grid_draft_stop(t: pd.DataFrame) -> Figure:
                          ylabel="mean tokens drafted per round")
         for ax in axes[:, col]:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend_outside(axes[0, -1], "draft length")
+    _legend_outside(axes[0], "draft length")
     fig.tight_layout()
     _caption(fig, t, CI_NOTE)
     return fig
