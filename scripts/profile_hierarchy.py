@@ -7,7 +7,9 @@
 
 Writes ``pool.json`` (the measured profile), ``selection.json`` and
 ``prediction.csv`` (predicted vs measured speedup of the chosen stack and of
-each single-drafter stack) under ``--out``.
+each single-drafter stack, with the gap split into its terms by
+``hsd_bench/hierarchy/gap.py``: forwards (acceptance), cost per forward, time
+outside any level, AR) under ``--out``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsd_bench.api import ModelPool  # noqa: E402
 from hsd_bench.hierarchy.profile import Member, measure_stack, profile_pool  # noqa: E402
-from hsd_bench.hierarchy.select import evaluate, select_hierarchy  # noqa: E402
+from hsd_bench.hierarchy.gap import prediction_gap  # noqa: E402
+from hsd_bench.hierarchy.latency import expected_latency  # noqa: E402
+from hsd_bench.hierarchy.select import build_stack, evaluate, select_hierarchy  # noqa: E402
 from hsd_bench.models.loading import ModelSpec  # noqa: E402
 
 
@@ -73,10 +77,19 @@ def main(argv=None) -> int:
             m = profile.members[name]
             levels.append({"path": m.path, "exit": m.exit, "batch": t})
         measured = measure_stack(pool, args.target, levels, prompts, args.new_tokens)
+        gap = prediction_gap(expected_latency(build_stack(profile, cand.names, cand.batches, variant=sel.variant)),
+                             measured["stack"])
         row = {"stack": cand.describe(), "selected": cand is sel.best, "predicted_speedup": cand.speedup,
-               "measured_speedup": measured["measured_speedup"], "parity_exact": measured["parity_exact"]}
+               "measured_speedup": measured["measured_speedup"], "parity_exact": measured["parity_exact"],
+               # which input of the prediction is off (hsd_bench/hierarchy/gap.py): shares of the
+               # predicted latency per token, and AR's measured over profiled time per token
+               "predicted_tau": gap.predicted_tau, "measured_tau": gap.measured_tau,
+               "gap_forwards": gap.forwards, "gap_cost": gap.cost, "gap_other": gap.other,
+               "ar_ratio": gap.ar_ratio}
         rows.append(row)
-        print(f"{row['stack']:<70} predicted {row['predicted_speedup']:.2f}x  measured {row['measured_speedup']:.2f}x")
+        print(f"{row['stack']:<70} predicted {row['predicted_speedup']:.2f}x  measured {row['measured_speedup']:.2f}x"
+              f"  tau {gap.predicted_tau:.2f}/{gap.measured_tau:.2f}  latency gap: forwards {gap.forwards:+.0%}"
+              f" cost {gap.cost:+.0%} other {gap.other:+.0%}; AR x{gap.ar_ratio:.2f}")
     with open(out / "prediction.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

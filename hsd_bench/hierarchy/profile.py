@@ -21,6 +21,7 @@ import torch
 from hsd_bench import measure
 from hsd_bench.api import ModelPool
 from hsd_bench.engine import DecodingConfig, ModelState
+from hsd_bench.hierarchy.gap import MeasuredStack
 from hsd_bench.hierarchy.profile_format import MemberProfile, PoolProfile, fit_cost
 from hsd_bench.methods import MethodSpec, build_engine
 
@@ -114,6 +115,8 @@ def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts
         "hierarchy": build_engine(MethodSpec("hierarchy", levels=levels), target, pool.get, codec),
     }
     totals = {k: [0, 0.0] for k in engines}
+    depth = len(levels) + 1
+    forwards, level_s = [0] * depth, [0.0] * depth
     outputs = {}
     decoding = DecodingConfig()
     measure.prepare(engines.values(), prompts, new_tokens, decoding)
@@ -123,10 +126,17 @@ def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts
             totals[name][0] += gen.stats.n_generated
             totals[name][1] += gen.stats.decode_s
             outputs.setdefault(name, []).append(gen.output_ids)
+            if name == "hierarchy":
+                forwards = [a + b for a, b in zip(forwards, gen.stats.rounds, strict=True)]
+                level_s = [a + b for a, b in zip(level_s, gen.stats.level_time_s, strict=True)]
     tps = {k: n / s for k, (n, s) in totals.items()}
     return {
         "ar_decode_tokens_per_s": tps["autoregressive"],
         "hierarchy_decode_tokens_per_s": tps["hierarchy"],
         "measured_speedup": tps["hierarchy"] / tps["autoregressive"],
         "parity_exact": outputs["hierarchy"] == outputs["autoregressive"],
+        # the engine's counters, for hierarchy.gap.prediction_gap (which term of a prediction is off)
+        "stack": MeasuredStack(n_generated=totals["hierarchy"][0], decode_s=totals["hierarchy"][1],
+                               forwards=forwards, level_s=level_s, ar_n_generated=totals["autoregressive"][0],
+                               ar_decode_s=totals["autoregressive"][1]),
     }
