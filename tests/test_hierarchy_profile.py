@@ -26,6 +26,9 @@ def test_profile_select_and_measure_on_tiny_models(tmp_path):
             assert 0.0 <= rate <= 1.0
             assert rate == loaded.acceptance[b][a]  # agreement is symmetric
     assert all(m.cost(1) > 0 for m in loaded.members.values())
+    # the engine's AR step was timed, and what it pays beyond the target's forward kept
+    assert loaded.provenance["engine_ar_step_s"] > 0
+    assert loaded.round_overhead_s == max(0.0, loaded.provenance["engine_ar_step_s"] - loaded.members["target"].cost(1))
     sel = select_hierarchy(loaded, t_max=3)
     levels = sel.method_levels(loaded) or [{"path": "target", "exit": 1, "batch": 2}]
     measured = measure_stack(pool, "random:llama", levels, prompts, 12)

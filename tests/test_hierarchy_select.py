@@ -218,6 +218,44 @@ def test_views_of_one_model_share_layers_in_verification_costs():
     assert pool.verify_cost("t@12", "t@6") == members["t@6"].cost  # a deeper view below: no reuse
 
 
+def test_a_continuation_keeps_the_per_forward_cost_that_does_not_shrink_with_layers():
+    # 1 ms of head and launches per forward plus 0.1 ms per layer: an exit's forward is not its
+    # share of layers, and neither is the continuation from it.
+    def view(name, exit_):
+        layers = exit_ or 24
+        return MemberProfile(name, "target", exit_, 24, CostFit(0.001 + 0.0001 * layers))
+
+    members = {"target": view("target", None), "t@4": view("t@4", 4), "t@8": view("t@8", 8)}
+    pool = PoolProfile("target", members, {})
+    assert math.isclose(pool.verify_cost("t@4", "t@8")(1), 0.001 + 0.0001 * 4)  # head + layers 4..8
+    assert math.isclose(pool.verify_cost("t@8", "target")(1), 0.001 + 0.0001 * 16)
+    # never below the proportional share, even when the views' costs say less
+    cheap = dict(members, **{"t@8": MemberProfile("t@8", "target", 8, 24, CostFit(0.0005))})
+    assert PoolProfile("target", cheap, {}).verify_cost("t@4", "t@8")(1) >= cheap["t@8"].cost(1) * 4 / 8
+
+
+def test_round_overhead_is_paid_by_every_verification_and_by_ar():
+    full = CostFit(0.010)
+    members = {"target": MemberProfile("target", "target", None, 24, full),
+               "small": MemberProfile("small", "org/small", None, 2, CostFit(0.001))}
+    acceptance = {"small": {"target": 0.7}, "target": {"small": 0.7}}
+    plain = PoolProfile("target", members, acceptance)
+    busy = PoolProfile("target", members, acceptance, round_overhead_s=0.002)
+    assert busy.ar_cost()(1) == pytest.approx(0.012) and busy.verify_cost("small", "target")(5) == pytest.approx(0.012)
+    assert busy.draft_cost("small")(1) == 0.001  # a draft step is a forward of the drafter alone
+    b0 = expected_latency(build_stack(plain, ("small", "target"), (4,)))
+    b1 = expected_latency(build_stack(busy, ("small", "target"), (4,)))
+    assert b1.ar_latency_per_token == pytest.approx(0.012)
+    # the overhead is paid once per round, i.e. once per tau tokens, so the stack gains on AR
+    assert b1.latency_per_token == pytest.approx(b0.latency_per_token + 0.002 / b0.tokens_per_cycle)
+    assert b1.ar_latency_per_token / b1.latency_per_token > b0.ar_latency_per_token / b0.latency_per_token
+    assert select_hierarchy(busy, t_max=4).best.ar_latency == pytest.approx(0.012)
+    assert PoolProfile.from_dict(busy.to_dict()).round_overhead_s == 0.002
+    assert "round_overhead_s" not in plain.to_dict()
+    with pytest.raises(ValueError, match=r"round_overhead_s=-1 must be a number of seconds >= 0"):
+        PoolProfile("target", members, acceptance, round_overhead_s=-1)
+
+
 # -- CLI ------------------------------------------------------------------------------------------------
 
 

@@ -98,12 +98,32 @@ def profile_pool(
     acceptance: dict[str, dict[str, float]] = {}
     for (a, b), rates in agree.items():
         acceptance.setdefault(a, {})[b] = statistics.fmean(rates)
+    ar_step_s = _engine_ar_step(ar, prompts, new_tokens)
     return PoolProfile(
         target=TARGET, members=profiles, acceptance=acceptance,
         provenance={"target_path": target_path, "device": str(target.device), "dtype": str(target.dtype),
                     "decoding": {"temperature": 0.0}, "n_prompts": len(prompts), "new_tokens": new_tokens,
-                    "acceptance_estimator": "greedy argmax agreement along target continuations"},
+                    "acceptance_estimator": "greedy argmax agreement along target continuations",
+                    "engine_ar_step_s": ar_step_s,
+                    "round_overhead_estimator": "engine AR decode seconds per forward - target forward cost(1)"},
+        round_overhead_s=max(0.0, ar_step_s - profiles[TARGET].cost(1)),
     )
+
+
+def _engine_ar_step(ar, prompts: list[list[int]], new_tokens: int) -> float:
+    """The engine's AR decode seconds per target forward, timed as run.py times it (``measure.py``).
+
+    Its excess over the target's isolated forward is the host work of one engine round, which
+    every verification round pays too and the cost table does not see: on the shipped model
+    the chosen 3-level stack's levels cost 40 % of the prediction more than their forwards."""
+    decoding = DecodingConfig()
+    measure.prepare([ar], prompts, new_tokens, decoding)
+    forwards = seconds = 0.0
+    for ids in prompts:
+        stats = measure.timed_generate(ar, ids, new_tokens, decoding).generation.stats
+        forwards += stats.target_forwards
+        seconds += stats.decode_s
+    return seconds / forwards if forwards else 0.0
 
 
 def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts: list[list[int]], new_tokens: int):

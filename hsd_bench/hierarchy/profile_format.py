@@ -111,6 +111,12 @@ class CostFit:
         return CostFit(self.fixed_s * factor, self.per_position_s * factor,
                        tuple((n, s * factor) for n, s in self.table))
 
+    def plus(self, seconds: float) -> "CostFit":
+        """The same curve with ``seconds`` more per forward (a per-round cost outside the forward)."""
+        if not seconds >= 0:
+            raise ValueError(f"an added cost of {seconds!r} s must be >= 0")
+        return CostFit(self.fixed_s + seconds, self.per_position_s, tuple((n, s + seconds) for n, s in self.table))
+
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"fixed_s": self.fixed_s, "per_position_s": self.per_position_s}
         if self.table:
@@ -184,8 +190,15 @@ class PoolProfile:
     members: dict[str, MemberProfile]
     acceptance: dict[str, dict[str, float]]
     provenance: dict[str, Any] = field(default_factory=dict)
+    # The engine's host work per verification round (acceptance, cache rollback, bookkeeping),
+    # which an isolated forward does not pay: measured as the engine's AR seconds per token minus
+    # the target's profiled forward. Added to every verification forward and to AR.
+    round_overhead_s: float = 0.0
 
     def __post_init__(self):
+        h = self.round_overhead_s
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 <= h < float("inf"):
+            raise ValueError(f"round_overhead_s={h!r} must be a number of seconds >= 0")
         if self.target not in self.members:
             raise ValueError(f"target {self.target!r} is not among the members {sorted(self.members)}")
         for i, row in self.acceptance.items():
@@ -216,23 +229,45 @@ class PoolProfile:
     def draft_cost(self, name: str) -> CostFit:
         return self.members[name].cost
 
+    def ar_cost(self) -> CostFit:
+        """One AR step: the target's forward plus the engine's round overhead."""
+        return self.members[self.target].cost.plus(self.round_overhead_s)
+
     def verify_cost(self, lower: str, upper: str) -> CostFit:
-        """Cost of ``upper``'s verification forward when the level below it is ``lower``.
+        """Cost of ``upper``'s verification round when the level below it is ``lower``:
+        the forward (below) plus ``round_overhead_s``.
 
         A measured ``verify_cost_after[lower]`` wins. Otherwise, if both are
         views of one model and ``lower`` exits earlier, the engine reuses the
-        lower exit's hidden states, so only the layers in between run: the
-        full cost is scaled by that fraction of layers (approximation: it
-        ignores that the LM head and per-forward overheads do not shrink).
-        Otherwise a full forward.
+        lower exit's hidden states, so only the layers in between run. Their
+        cost comes from the line through the views' costs against layers run,
+        ``a + b E`` (``a``: the LM head and per-forward work, which do not
+        shrink with fewer layers): ``cost(upper) - b * E_lower``, and never less
+        than the full cost scaled by the fraction of layers (a line whose
+        intercept came out negative). Otherwise a full forward.
         """
         up = self.members[upper]
         if lower in up.verify_cost_after:
-            return up.verify_cost_after[lower]
+            return up.verify_cost_after[lower].plus(self.round_overhead_s)
         lo = self.members[lower]
         if lo.path == up.path and lo.layers_run < up.layers_run:
-            return up.cost.scaled((up.layers_run - lo.layers_run) / up.layers_run)
-        return up.cost
+            return self._continuation_cost(lo, up).plus(self.round_overhead_s)
+        return up.cost.plus(self.round_overhead_s)
+
+    def _continuation_cost(self, lo: MemberProfile, up: MemberProfile) -> CostFit:
+        scaled = up.cost.scaled((up.layers_run - lo.layers_run) / up.layers_run)
+        views = [(m.layers_run, m.cost) for m in self.members.values() if m.path == up.path]
+        layers = [e for e, _ in views]  # at least lo's and up's, which differ
+        positions = sorted({n for _, c in views for n, _ in c.table} or {1, 2, 4, 8, 16})
+        mean_e = sum(layers) / len(layers)
+        var_e = sum((e - mean_e) ** 2 for e in layers)
+        table = []
+        for n in positions:
+            costs = [c(n) for _, c in views]
+            mean_c = sum(costs) / len(costs)
+            per_layer = max(0.0, sum((e - mean_e) * (c - mean_c) for e, c in zip(layers, costs)) / var_e)
+            table.append((n, max(up.cost(n) - per_layer * lo.layers_run, scaled(n))))
+        return CostFit(0.0, 0.0, tuple(table))
 
     # -- (de)serialization -------------------------------------------------------
     def to_dict(self) -> dict:
@@ -253,6 +288,7 @@ class PoolProfile:
             },
             "acceptance": {i: dict(row) for i, row in self.acceptance.items()},
             "provenance": dict(self.provenance),
+            **({"round_overhead_s": self.round_overhead_s} if self.round_overhead_s else {}),
         }
 
     @classmethod
@@ -289,7 +325,7 @@ class PoolProfile:
                 },
             )
         acc = {i: {j: float(a) for j, a in row.items()} for i, row in d["acceptance"].items()}
-        return cls(str(d["target"]), members, acc, dict(d.get("provenance", {})))
+        return cls(str(d["target"]), members, acc, dict(d.get("provenance", {})), d.get("round_overhead_s", 0.0))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")

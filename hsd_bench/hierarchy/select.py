@@ -168,7 +168,7 @@ def build_stack(
     else:
         acc = [[pool.alpha(names[l], names[j]) if l < j else 1.0 for j in range(d)] for l in range(d)]
     return StackSpec(tuple(int(t) for t in batches), tuple(costs), tuple(map(tuple, acc)), variant, names=names,
-                     ar_cost=pool.draft_cost(names[-1]))
+                     ar_cost=pool.ar_cost() if names[-1] == pool.target else pool.draft_cost(names[-1]))
 
 
 def evaluate(pool: PoolProfile, names, batches, acceptance: str = "adjacent", variant: str = "overshoot") -> Candidate:
@@ -269,7 +269,7 @@ def _gsp(pool: PoolProfile, drafters: list[str], t_max: int, keep: int, max_dept
                                 cands.append((gain * (c + step), path + ((iv, tv),)))
                 cands.sort(key=lambda x: x[0])
                 best[d][iv][tv] = cands[:keep]
-    tops = [(pool.draft_cost(target)(1), (target,), ())]
+    tops = [(pool.ar_cost()(1), (target,), ())]
     for d in range(layers):
         for iu in range(n):
             a = pool.alpha(drafters[iu], target)
@@ -401,7 +401,7 @@ def _beam(
             for tv in range(1, t_max + 1):
                 cands[tv].sort(key=lambda x: x[0])
                 nodes[d][iv][tv] = cands[tv][:keep]
-    tops = [(pool.draft_cost(target)(1), (target,), ())]
+    tops = [(pool.ar_cost()(1), (target,), ())]
     for d in range(layers):
         for iu in range(n):
             for tu in range(1, t_max + 1):
@@ -471,7 +471,7 @@ def select_hierarchy(
         raise ValueError(f"max_depth={max_depth} must be >= 0")
     drafters, excluded = ordered_drafters(pool)
     depth = len(drafters) if max_depth is None else min(max_depth, len(drafters))
-    ar = pool.draft_cost(pool.target)(1)
+    ar = pool.ar_cost()(1)
     exact = variant == "trim" and acceptance == "adjacent"
     n_keep = max(keep, top_k + 1)
     if depth == 0:
