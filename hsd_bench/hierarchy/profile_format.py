@@ -191,7 +191,7 @@ class PoolProfile:
     acceptance: dict[str, dict[str, float]]
     provenance: dict[str, Any] = field(default_factory=dict)
     # The engine's host work per verification round (acceptance, cache rollback, bookkeeping),
-    # which an isolated forward does not pay: measured as the engine's AR seconds per token minus
+    # which an isolated forward does not pay: measured as the engine's AR seconds per forward minus
     # the target's profiled forward. Added to every verification forward and to AR.
     round_overhead_s: float = 0.0
 
