@@ -257,7 +257,11 @@ def test_notebook_draws_every_committed_table(sweeps, tmp_path, monkeypatch):
     display_mod.display = shown.append
     display_mod.Image = lambda filename: ("image", Path(filename))
     display_mod.Markdown = lambda text: ("md", text)
-    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    fake_ipython = types.ModuleType("IPython")
+    # matplotlib asks the IPython in sys.modules for its version at the process's first canvas;
+    # without this the test failed whenever it ran first in its worker
+    fake_ipython.version_info = (9, 0)
+    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
     monkeypatch.setitem(sys.modules, "IPython.display", display_mod)
     monkeypatch.chdir(REPO / "notebooks")
     code = code.replace("%matplotlib inline", "").replace('RESULTS = REPO / "results"', f"RESULTS = Path({str(results)!r})")
