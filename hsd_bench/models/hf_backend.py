@@ -102,7 +102,7 @@ class HFLayeredModel:
         self._check_frontier(start, end, [0], [first_pos])
         masks: dict[int | None, torch.Tensor | None] = {}
         for window in set(self._windows[start:end]):
-            masks[window] = _causal_mask(first_pos, length, window, hidden.dtype, hidden.device)
+            masks[window] = _causal_mask(positions, first_pos + length, window, hidden.dtype)
         return self._layer_range(hidden, start, end, positions, masks)
 
     def _run_rows(self, hidden: torch.Tensor, start: int, end: int, layout: RaggedLayout) -> torch.Tensor:
@@ -112,9 +112,10 @@ class HFLayeredModel:
         self._check_frontier(start, end, layout.rows, layout.first)
         x = layout.pad(hidden)
         positions = layout.positions(x.device)
-        self.cache.begin_rows(layout.rows, positions, layout.ends)
+        keys = max(layout.first) + layout.T  # slots up to the highest position written, padding included
+        self.cache.begin_rows(layout.rows, positions, layout.ends, keys)
         try:
-            masks = {w: _rows_mask(positions, w, x.dtype) for w in set(self._windows[start:end])}
+            masks = {w: _rows_mask(positions, keys, w, x.dtype) for w in set(self._windows[start:end])}
             out = self._layer_range(x, start, end, positions, masks)
         finally:
             self.cache.end_rows()
@@ -145,28 +146,20 @@ class HFLayeredModel:
         return hidden
 
 
-def _causal_mask(first_pos: int, length: int, window: int | None, dtype, device) -> torch.Tensor | None:
-    """Additive mask ``[1, 1, length, first_pos + length]`` for queries at
-    positions ``first_pos..`` over keys ``0..first_pos+length``; ``None`` when
-    a single query may see every key (SDPA then needs no mask)."""
-    total = first_pos + length
-    if length == 1 and (window is None or total <= window):
+def _causal_mask(positions: torch.Tensor, keys: int, window: int | None, dtype) -> torch.Tensor | None:
+    """:func:`_rows_mask` of one sequence (``positions`` ``[1, T]``, the last at ``keys - 1``);
+    ``None`` when a single query may see every key (SDPA then needs no mask)."""
+    if positions.shape[1] == 1 and (window is None or keys <= window):
         return None
-    q_pos = torch.arange(first_pos, total, device=device).view(-1, 1)
-    k_pos = torch.arange(total, device=device).view(1, -1)
-    allowed = k_pos <= q_pos
-    if window is not None:
-        allowed &= (q_pos - k_pos) < window
-    mask = torch.zeros(length, total, dtype=dtype, device=device)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask.view(1, 1, length, total)
+    return _rows_mask(positions, keys, window, dtype)
 
 
-def _rows_mask(positions: torch.Tensor, window: int | None, dtype) -> torch.Tensor:
-    """Additive mask ``[b, 1, T, S]`` of a ragged forward: the query of row ``i`` at
-    ``positions[i, t]`` sees key slot ``s`` of its own row iff ``s <= positions[i, t]``
-    (and within the window); ``S`` covers the highest position written."""
-    k_pos = torch.arange(int(positions.max()) + 1, device=positions.device).view(1, 1, -1)
+def _rows_mask(positions: torch.Tensor, keys: int, window: int | None, dtype) -> torch.Tensor:
+    """Additive mask ``[b, 1, T, keys]``: the query of row ``i`` at ``positions[i, t]`` sees key
+    slot ``s`` of its own row iff ``s <= positions[i, t]`` (and within the window). ``keys``
+    (highest position written + 1) comes from the host, so building the mask never waits for
+    the device."""
+    k_pos = torch.arange(keys, device=positions.device).view(1, 1, -1)
     q_pos = positions[:, :, None]
     allowed = k_pos <= q_pos
     if window is not None:

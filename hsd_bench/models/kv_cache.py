@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from hsd_bench.models.ragged import device_index
+
 
 class LayerKVCache:
     def __init__(self, num_layers: int, initial_capacity: int = 256):
@@ -61,12 +63,10 @@ class LayerKVCache:
             new_v[:rows, :, :n] = self._v[layer][:, :, :n]
         self._k[layer], self._v[layer] = new_k, new_v
 
-    def begin_rows(self, rows: list[int], positions: torch.Tensor, ends: list[int]) -> None:
+    def begin_rows(self, rows: list[int], positions: torch.Tensor, ends: list[int], kv_len: int) -> None:
         """The next updates come from a ragged forward: row ``rows[i]`` writes its keys at
-        ``positions[i]`` (``[b, T]``) and then holds ``ends[i]`` positions."""
-        kv_len = int(positions.max()) + 1
-        index = torch.tensor(rows, dtype=torch.long, device=positions.device)
-        self._plan = (rows, index, positions, kv_len, ends)
+        ``positions[i]`` (``[b, T]``, all below ``kv_len``) and then holds ``ends[i]`` positions."""
+        self._plan = (rows, device_index(rows, positions.device), positions, kv_len, ends)
 
     def end_rows(self) -> None:
         self._plan = None

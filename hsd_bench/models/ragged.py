@@ -84,17 +84,21 @@ class RaggedLayout:
         pos = torch.tensor(self.first, dtype=torch.long)[:, None] + torch.arange(span)[None, :]
         if limit is not None:
             pos.clamp_(max=limit - 1)
-        return pos if torch.device(device).type != "cuda" else pos.pin_memory().to(device, non_blocking=True)
+        return to_device(pos, device)
 
 
 def device_index(values: list[int], device) -> torch.Tensor:
-    """``LongTensor`` of host ints on ``device``, copied without waiting for the device.
+    """``LongTensor`` of host ints on ``device``, copied without waiting for the device."""
+    return to_device(torch.tensor(values, dtype=torch.long), device)
 
-    A plain ``torch.tensor(values, device="cuda")`` copies from pageable
-    memory and blocks until the copy is done; from pinned memory the copy is
-    queued like a kernel, so the host keeps running ahead of the device.
+
+def to_device(host: torch.Tensor, device) -> torch.Tensor:
+    """A small host tensor on ``device``, copied without waiting for the device.
+
+    A plain ``tensor.to("cuda")`` copies from pageable memory and blocks until
+    the copy is done; from pinned memory the copy is queued like a kernel, so
+    the host keeps running ahead of the device.
     """
-    host = torch.tensor(values, dtype=torch.long)
     if torch.device(device).type != "cuda":
         return host
     return host.pin_memory().to(device, non_blocking=True)
