@@ -67,7 +67,9 @@ def main(argv=None) -> int:
     sel = select_hierarchy(profile, t_max=args.t_max)
     print(f"selected: {sel.best.describe()}  predicted speedup {sel.best.speedup:.2f}x")
 
-    candidates = [sel.best] + [evaluate(profile, (d, "target"), (t,)) for d in profile.drafters for t in (2, 4)]
+    # every candidate predicted under the selection's own variant, as the gap split below is
+    candidates = [sel.best] + [evaluate(profile, (d, "target"), (t,), variant=sel.variant)
+                               for d in profile.drafters for t in (2, 4)]
     rows = []
     for cand in candidates:
         if len(cand.names) < 2:
