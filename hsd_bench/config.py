@@ -91,6 +91,10 @@ class RunConf:
     max_new_tokens: Optional[int] = None  # null = the dataset's default
     results_dir: str = "runs"
     baseline: bool = True  # also run autoregressive decoding on the same samples
+    # Tokens autoregressive decoding (the baseline, and method=autoregressive) commits per host
+    # round trip, stop checks between chunks; null = 8 on CUDA, 1 elsewhere (methods.ar_chunk_for).
+    # The output is the same at any value; tokens computed past a stop count as discarded_tokens.
+    ar_chunk: Optional[int] = None
     # Untimed full-length generation per method before timing, after every fixed shape is
     # captured (hsd_bench/measure.py). null (or 0) = max_new_tokens; a smaller value saves time,
     # and at decoding.batch_size > 1 (where the untimed stream decodes this many tokens per row)

@@ -479,6 +479,10 @@ class GenerationStats:
     layer_evals: dict[str, int] = field(default_factory=dict)
     head_evals: dict[str, int] = field(default_factory=dict)
     level_names: list[str] = field(default_factory=list)
+    # Tokens the top level committed in a round past where generation stopped (EOS, a stop
+    # sequence): computed and timed, then dropped. Bounded by a round's length (ar_chunk - 1
+    # for autoregressive decoding, methods.py).
+    discarded: int = 0
 
     @property
     def decode_s(self) -> float:
@@ -525,6 +529,7 @@ class GenerationStats:
             "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
             "layer_evals_per_token_by_model": {k: v / n for k, v in self.layer_evals.items()},
             "head_evals_per_token": sum(self.head_evals.values()) / n,
+            "discarded_tokens": self.discarded,
             "time_split_s": {
                 **{f"level:{name}": t for name, t in zip(self.level_names, self.level_time_s)},
                 "other": max(0.0, self.decode_s - sum(self.level_time_s)),
@@ -757,6 +762,7 @@ class Engine:
                 row = self._slots[r]
                 cut = self._stop_index(row, new)
                 if cut is not None:
+                    row.stats.discarded += count - cut
                     row.committed += cut
                     row.generated += new[:cut]
                     finished.append((r, "stop"))

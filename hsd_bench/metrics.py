@@ -92,6 +92,8 @@ def summarize_method(rows: list[dict]) -> dict:
         # a lossless method must have parity_unexplained == 0
         "parity_near_tie": diverged.count("near_tie") if parity else None,
         "parity_unexplained": (len([p for p in parity if not p]) - diverged.count("near_tie")) if parity else None,
+        # tokens computed past a stop and dropped (a round's tail; ar_chunk - 1 at most for AR)
+        "discarded_tokens": sum(r.get("discarded_tokens", 0) for r in rows),
         "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows),
         "retimed_samples": sum(bool(r.get("retimed")) for r in rows),
         "scores": {k: sum(v) / len(v) for k, v in scores.items()},

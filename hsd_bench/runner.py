@@ -27,7 +27,7 @@ from hsd_bench.api import ModelPool, truncate_at_stop
 from hsd_bench.config import NON_IDENTITY_KEYS
 from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
-from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.methods import MethodSpec, ar_chunk_for, build_engine
 from hsd_bench.metrics import format_table, summarize
 from hsd_bench.models.loading import ModelSpec, resolve_local_path
 from hsd_bench.progress import RunProgress, summary_line
@@ -69,6 +69,7 @@ def method_spec(cfg: dict) -> MethodSpec:
         levels=list(m.get("levels") or []),
         verifier=cfg.get("verifier", "tokenwise"),
         draft_stop=m.get("draft_stop"),
+        ar_chunk=cfg.get("ar_chunk"),
     )
 
 
@@ -89,6 +90,8 @@ def identity(cfg: dict) -> dict:
     if (ident.get("decoding") or {}).get("batch_size", 1) == 1:
         # batch 1 is what every run before batches did: it names no batch in the hash
         ident["decoding"] = {k: v for k, v in ident["decoding"].items() if k != "batch_size"}
+    if ident.get("ar_chunk") is None:  # the default names no chunk in the hash, as batch 1 names no batch
+        ident.pop("ar_chunk", None)
     ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
 
@@ -148,7 +151,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
         load_other = lambda path: pool.get(path, config_key=keys.get(path, "model.path"))  # noqa: E731
         decoders = {spec.name: build_decoder(spec, cfg, target, load_other, codec)}
         if cfg.get("baseline", True) and spec.name != BASELINE:
-            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier), target, load_other, codec)
+            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier, ar_chunk=spec.ar_chunk),
+                                              target, load_other, codec)
         rule = get_rule(spec.verifier)
 
         finished = {(r["sample_id"], r["method"]) for r in existing}
@@ -230,6 +234,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "backend": backend,
             "dtype": dtype,
             "batch_size": batch_size,
+            "ar_chunk": ar_chunk_for(spec.ar_chunk, target.device),
             "compile_s": compile_s,
             # measured around every kept timing of this process (measure.timed_generate): must be 0
             "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),

@@ -7,6 +7,7 @@
 #   OUT=<dir> PARTS=checks bash scripts/gpu_headline.sh    # train + the measurement-path checks (~9.5 min)
 #   OUT=<dir> PARTS=figures bash scripts/gpu_headline.sh   # (train +) the named sweeps + figures
 #   OUT=<dir> bash scripts/gpu_headline.sh                 # both, where no 10-minute limit applies
+#   OUT=<dir> PARTS=checks,ar_chunk1 HF_CHECK=0 TRAIN=0 bash scripts/gpu_headline.sh  # + AR at ar_chunk=1
 #   MODEL=checkpoints/ee-24x128 TRAIN=0 bash scripts/gpu_headline.sh   # the shipped 5.6 M model instead
 #   DEVICE=cpu DTYPE=float32 MODEL=checkpoints/ee-24x128 TRAIN=0 LIMIT=2 MAX_NEW=8 bash scripts/gpu_headline.sh  # a dry run
 #
@@ -15,7 +16,9 @@
 #  2. the measurement-path checks (docs/performance.md): `method=hispec exit=8,16` with no backend
 #     named; AR three times in fresh processes; layerskip / hispec / vanilla_sd through run.py and
 #     the same configurations through scripts/bench_gpu.py on run.py's workload (--dataset);
-#     transformers' assistant_early_exit through run.py (method=hf_early_exit);
+#     transformers' assistant_early_exit through run.py (method=hf_early_exit; HF_CHECK=0 skips it);
+#     with PARTS=...,ar_chunk1, AR three more times at ar_chunk=1 (one host round trip per token),
+#     interleaved with the default-chunk repeats;
 #  3. the named sweeps of conf/experiment/ (method_comparison on HumanEval and GSM8K, exit_layer,
 #     draft_length) through `run.py -m`;
 #  4. tables (scripts/collect.py) and figures (scripts/make_figures.py) under $RESULTS, packed with
@@ -68,6 +71,8 @@ if part checks; then
 step hispec_8_16 60 $PY run.py "${COMMON[@]}" model.backend=auto method=hispec exit=8,16 results_dir="$RUNS/check"
 for i in 1 2 3; do
   step "ar_repeat_$i" 40 $PY run.py "${COMMON[@]}" method=autoregressive results_dir="$RUNS/ar_repeat_$i"
+  part ar_chunk1 && step "ar_chunk1_repeat_$i" 40 $PY run.py "${COMMON[@]}" method=autoregressive ar_chunk=1 \
+    results_dir="$RUNS/ar_chunk1_repeat_$i"
 done
 step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
 step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
@@ -75,7 +80,7 @@ step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draf
 step agree_bench 90 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
   --draft "$DRAFT" --mid-draft '' --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
   --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --out "$RUNS/bench"
-step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"
+[[ "${HF_CHECK:-1}" == 1 ]] && step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"
 fi
 
 # 3. the named sweeps (one process each: compiled steps are reused from job to job)
@@ -107,11 +112,12 @@ for summary in sorted(runs.glob("**/summary.json")):
     doc[str(summary.parent.relative_to(runs))] = {
         "method": s.get("method"), "backend": s.get("backend"), "dtype": s.get("dtype"),
         "compile_s": s.get("compile_s"), "graph_captures_timed": s.get("graph_captures_timed"),
+        "ar_chunk": s.get("ar_chunk"),
         "retimed_samples": s.get("retimed_samples"), "config": {k: s["config"].get(k) for k in ("method", "exit", "verifier")},
         "dataset": s["config"]["dataset"]["name"],
         "methods": {m: {k: v.get(k) for k in ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar",
                                                "mean_accepted_len", "acceptance_rate", "parity_exact",
-                                               "parity_near_tie", "parity_unexplained")}
+                                               "parity_near_tie", "parity_unexplained", "discarded_tokens")}
                     for m, v in s["methods"].items()},
     }
 pathlib.Path(out).write_text(json.dumps(doc, indent=1))

@@ -27,8 +27,11 @@ def test_profile_select_and_measure_on_tiny_models(tmp_path):
             assert rate == loaded.acceptance[b][a]  # agreement is symmetric
     assert all(m.cost(1) > 0 for m in loaded.members.values())
     # the engine's AR step was timed, and what it pays beyond the target's forward kept
-    assert loaded.provenance["engine_ar_step_s"] > 0
-    assert loaded.round_overhead_s == max(0.0, loaded.provenance["engine_ar_step_s"] - loaded.members["target"].cost(1))
+    assert loaded.provenance["engine_round_step_s"] > 0
+    assert loaded.round_overhead_s == max(0.0, loaded.provenance["engine_round_step_s"] - loaded.members["target"].cost(1))
+    # on CPU autoregressive decoding is one round per token: the baseline is that round
+    assert loaded.provenance["ar_chunk"] == 1 and loaded.ar_step_s == loaded.provenance["engine_round_step_s"]
+    assert loaded.ar_cost()(1) == loaded.ar_step_s
     sel = select_hierarchy(loaded, t_max=3)
     levels = sel.method_levels(loaded) or [{"path": "target", "exit": 1, "batch": 2}]
     measured = measure_stack(pool, "random:llama", levels, prompts, 12)

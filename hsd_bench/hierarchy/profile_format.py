@@ -194,11 +194,18 @@ class PoolProfile:
     # which an isolated forward does not pay: measured as the engine's AR seconds per forward minus
     # the target's profiled forward. Added to every verification forward and to AR.
     round_overhead_s: float = 0.0
+    # The engine's AR seconds per token as the runs it is compared with decode (ar_chunk tokens
+    # per round, methods.py): chunked AR pays round_overhead_s once per chunk, not per token.
+    # None (profiles before ar_chunk): one round per token, the target's forward + round_overhead_s.
+    ar_step_s: float | None = None
 
     def __post_init__(self):
         h = self.round_overhead_s
         if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 <= h < float("inf"):
             raise ValueError(f"round_overhead_s={h!r} must be a number of seconds >= 0")
+        a = self.ar_step_s
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < float("inf")):
+            raise ValueError(f"ar_step_s={a!r} must be a number of seconds > 0, or null")
         if self.target not in self.members:
             raise ValueError(f"target {self.target!r} is not among the members {sorted(self.members)}")
         for i, row in self.acceptance.items():
@@ -230,7 +237,10 @@ class PoolProfile:
         return self.members[name].cost
 
     def ar_cost(self) -> CostFit:
-        """One AR step: the target's forward plus the engine's round overhead."""
+        """One AR token: as measured through the engine (``ar_step_s``), else the target's
+        forward plus the engine's round overhead."""
+        if self.ar_step_s is not None:
+            return CostFit(float(self.ar_step_s), 0.0)
         return self.members[self.target].cost.plus(self.round_overhead_s)
 
     def verify_cost(self, lower: str, upper: str) -> CostFit:
@@ -289,6 +299,7 @@ class PoolProfile:
             "acceptance": {i: dict(row) for i, row in self.acceptance.items()},
             "provenance": dict(self.provenance),
             **({"round_overhead_s": self.round_overhead_s} if self.round_overhead_s else {}),
+            **({"ar_step_s": self.ar_step_s} if self.ar_step_s is not None else {}),
         }
 
     @classmethod
@@ -325,7 +336,8 @@ class PoolProfile:
                 },
             )
         acc = {i: {j: float(a) for j, a in row.items()} for i, row in d["acceptance"].items()}
-        return cls(str(d["target"]), members, acc, dict(d.get("provenance", {})), d.get("round_overhead_s", 0.0))
+        return cls(str(d["target"]), members, acc, dict(d.get("provenance", {})), d.get("round_overhead_s", 0.0),
+                   d.get("ar_step_s"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
