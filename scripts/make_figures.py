@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Rebuild every paper figure (PNG + PDF) from the committed tables in results/ and results/gpu/.
+"""Rebuild every paper figure (PNG + PDF) from the committed tables in results/, results/gpu/ and results/gpu_ar_chunk/.
 
-    python scripts/make_figures.py                 # all figures of both sets; missing tables are skipped with a hint
+    python scripts/make_figures.py                 # all figures of every set; missing tables are skipped with a hint
     python scripts/make_figures.py --results results/gpu   # the GPU headline set only
     python scripts/make_figures.py exit_layer --out /tmp/figs
 
