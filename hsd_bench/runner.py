@@ -29,7 +29,7 @@ from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
 from hsd_bench.methods import MethodSpec, ar_chunk_for, build_engine
 from hsd_bench.metrics import format_table, summarize
-from hsd_bench.models.loading import ModelSpec, resolve_local_path
+from hsd_bench.models.loading import ModelSpec, hardware_name, resolve_local_path
 from hsd_bench.progress import RunProgress, summary_line
 from hsd_bench.results import CORRUPT_NAME, RunDir, check_results_dir
 from hsd_bench.sampling import DecodingConfig
@@ -363,7 +363,7 @@ def provenance(cfg: dict) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "host": platform.node(),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "device": hardware_name("cuda" if torch.cuda.is_available() else "cpu"),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": sys.argv,
     }

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from hsd_bench.bench.models import load_hf, prompts_for, same_vocabulary  # noqa
 from hsd_bench.bench.report import parity  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth, matmul_flops  # noqa: E402
 from hsd_bench.methods import build_engine  # noqa: E402
+from hsd_bench.models.loading import hardware_name  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
 
 METHODS = ("autoregressive", "layerskip", "hispec", "vanilla_sd", "hierarchy")
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     info = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv is None else
         " ".join(["bench_batch.py", *argv]),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": hardware_name(device),
         "torch": torch.__version__, "dtype": args.dtype, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     copy_bw = copy_bandwidth(device) if device.type == "cuda" else None

@@ -42,7 +42,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -57,6 +56,7 @@ from hsd_bench.bench.report import markdown, summarize  # noqa: E402
 from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
+from hsd_bench.models.loading import hardware_name  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -532,7 +532,7 @@ def main(argv=None) -> int:
     info = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if argv is None else
         " ".join(["bench_gpu.py", *argv]),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": hardware_name(device),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "dtype": args.dtype,

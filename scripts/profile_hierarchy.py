@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from hsd_bench.hierarchy.profile import Member, measure_stack, profile_pool  # n
 from hsd_bench.hierarchy.gap import prediction_gap  # noqa: E402
 from hsd_bench.hierarchy.latency import expected_latency  # noqa: E402
 from hsd_bench.hierarchy.select import build_stack, evaluate, select_hierarchy  # noqa: E402
-from hsd_bench.models.loading import ModelSpec  # noqa: E402
+from hsd_bench.models.loading import ModelSpec, hardware_name  # noqa: E402
 
 
 def _member(spec: str) -> Member:
@@ -99,7 +98,7 @@ def main(argv=None) -> int:
     # the table scripts/make_figures.py draws the hierarchy_prediction figure from; the last four
     # columns are its caption (what ran where)
     device = torch.device(args.device)
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    hardware = hardware_name(device)
     where = {"hardware": hardware, "model": args.target, "dataset": "humaneval", "n_samples": len(prompts)}
     with open(out / "table.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["method", "levels", "predicted_speedup", "speedup_vs_ar", *where])

@@ -23,7 +23,7 @@ from hsd_bench.api import ModelPool
 from hsd_bench.engine import DecodingConfig, ModelState
 from hsd_bench.hierarchy.gap import MeasuredStack
 from hsd_bench.hierarchy.profile_format import MemberProfile, PoolProfile, fit_cost
-from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.methods import MethodSpec, ar_chunk_for, build_engine
 
 COST_POSITIONS = (1, 2, 4, 8, 16)
 TARGET = "target"
@@ -101,9 +101,9 @@ def profile_pool(
         acceptance.setdefault(a, {})[b] = statistics.fmean(rates)
     round_step_s = _engine_ar_step(ar, prompts, new_tokens)
     # AR as the runs decode it (ar_chunk's default for this device), the baseline of every speedup
-    baseline = build_engine(MethodSpec("autoregressive"), target, pool.get, codec)
-    chunk = baseline.levels[0].batch
-    ar_step_s = round_step_s if chunk == 1 else _engine_ar_step(baseline, prompts, new_tokens)
+    chunk = ar_chunk_for(None, target.device)
+    ar_step_s = round_step_s if chunk == 1 else _engine_ar_step(
+        build_engine(MethodSpec("autoregressive", ar_chunk=chunk), target, pool.get, codec), prompts, new_tokens)
     return PoolProfile(
         target=TARGET, members=profiles, acceptance=acceptance,
         provenance={"target_path": target_path, "device": str(target.device), "dtype": str(target.dtype),

@@ -192,7 +192,8 @@ class PoolProfile:
     provenance: dict[str, Any] = field(default_factory=dict)
     # The engine's host work per verification round (acceptance, cache rollback, bookkeeping),
     # which an isolated forward does not pay: measured as the engine's AR seconds per forward minus
-    # the target's profiled forward. Added to every verification forward and to AR.
+    # the target's profiled forward. Added to every verification forward, and to AR where
+    # ar_step_s is absent.
     round_overhead_s: float = 0.0
     # The engine's AR seconds per token as the runs it is compared with decode (ar_chunk tokens
     # per round, methods.py): chunked AR pays round_overhead_s once per chunk, not per token.

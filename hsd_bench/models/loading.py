@@ -8,6 +8,7 @@ initialised models from configs (tests, and examples that need no weights).
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def hardware_name(device: torch.device | str) -> str:
+    """What results record as the hardware they ran on: the GPU's name, else the CPU's."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
 def resolve_local_path(path: str) -> Path | None:

@@ -27,6 +27,7 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
+from hsd_bench.models.loading import hardware_name
 from hsd_bench.training.config import ModelShape, TrainConfig
 from hsd_bench.training.data import TokenData, load_data, sample_windows, step_generator
 from hsd_bench.training.early_exit import (
@@ -284,7 +285,7 @@ def train(
         "val_loss_per_exit": {k: round(v, 4) for k, v in val.items()},
         "history": history,
         "data": data.meta,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": hardware_name(device),
         "bf16_autocast": use_bf16,
         "peak_gpu_memory_gb": (round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
                                if device.type == "cuda" else None),
