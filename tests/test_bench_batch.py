@@ -52,6 +52,10 @@ def test_bench_batch_script_on_cpu(tmp_path):
     again = tmp_path / "again"
     assert bench.main(["--figure-from", str(tmp_path / "batch.json"), "--out", str(again)]) == 0
     assert (again / "batch.png").exists() and (again / "batch.md").read_text() == md
+    from hsd_bench.bench.batch import workload_label
+
+    # the figure names the hardware, dtype and workload it measured
+    assert workload_label(doc, "random:tiny", model) == f"{doc['info']['device']}, float32; 2×B random-id prompts × 6 tokens, 1 rep"
 
 
 def test_speedups_and_where_a_method_stops_paying():

@@ -225,6 +225,15 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
+def workload_label(doc: dict, model: str, m: dict) -> str:
+    """Hardware, dtype and what was decoded, for a figure's title: a figure read alone says it."""
+    info = doc.get("info", {})
+    reps = max((r.get("reps", 1) for r in m.get("rows", [])), default=1)
+    prompts = "random-id prompts" if model.startswith("random:") else "code prompts"
+    return (f"{info.get('device', '?')}, {info.get('dtype', '?')}; {m.get('rows_per_batch', '?')}×B {prompts} "
+            f"× {m.get('max_new', '?')} tokens, {reps} rep{'s' if reps != 1 else ''}")
+
+
 def plot(doc: dict, path: Path) -> list[Path]:
     """Speedup over AR against batch size, one panel per model (PNG and PDF)."""
     import matplotlib
@@ -251,7 +260,7 @@ def plot(doc: dict, path: Path) -> list[Path]:
             ax.minorticks_off()
             ax.set_xlabel("batch size")
             ax.set_ylabel("speedup over AR at the same batch")
-            ax.set_title(model)
+            ax.set_title(f"{model}\n{workload_label(doc, model, m)}", fontsize="small")
             ax.legend()
         written = []
         for suffix in (".png", ".pdf"):
