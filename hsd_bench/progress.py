@@ -27,13 +27,14 @@ def bar_enabled(requested: bool = True, stream: IO | None = None) -> bool:
 
 
 class RunProgress:
-    """One bar per run: samples done, method tok/s, speedup over AR, acceptance.
+    """One bar per run: units of work done, method tok/s, speedup over AR, acceptance.
 
-    Call ``update(rows)`` once per sample of the run, in the sample loop, with
-    the rows newly written for it (the method's and the baseline's, in any
-    order; an empty list for a sample finished before a resume); ``close()``
-    at the end. Rows already on disk when a run resumes are passed as
-    ``done_rows`` so the running figures include them.
+    ``run.py`` counts generations (samples x decoders: each decoder decodes every
+    sample in turn, AR first, so a bar of samples would stand still through AR).
+    Call ``update(rows)`` as rows are written (one step each by default;
+    ``steps`` for work done without a row, e.g. generations finished before a
+    resume), and ``close()`` at the end. Rows already on disk when a run resumes
+    are passed as ``done_rows`` so the running figures include them.
     """
 
     def __init__(
@@ -43,9 +44,10 @@ class RunProgress:
         enabled: bool = True,
         done_rows: Iterable[Mapping] = (),
         stream: IO | None = None,
+        unit: str = "sample",
     ) -> None:
         if total < 0:
-            raise ValueError(f"total={total} must be >= 0 (number of samples in the run)")
+            raise ValueError(f"total={total} must be >= 0 (units of work in the run)")
         self.total = total
         self._tokens: dict[str, float] = {}
         self._wall: dict[str, float] = {}
@@ -56,7 +58,7 @@ class RunProgress:
         if bar_enabled(enabled, stream):
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit="sample",
+            self._bar = tqdm(total=total, desc=desc, unit=unit,
                              leave=False, file=stream if stream is not None else sys.stderr, dynamic_ncols=True)
             self._refresh()
 
@@ -92,11 +94,13 @@ class RunProgress:
             self._bar.set_postfix({k: ("-" if v is None else fmt[k].format(v)) for k, v in self.stats().items()},
                                   refresh=False)
 
-    def update(self, rows: Iterable[Mapping] = (), samples: int = 1) -> None:
+    def update(self, rows: Iterable[Mapping] = (), steps: int | None = None) -> None:
+        """Count ``rows`` into the figures and advance by ``steps`` (default: one per row)."""
+        rows = list(rows)
         self._ingest(rows)
         if self._bar is not None:
             self._refresh()
-            self._bar.update(samples)
+            self._bar.update(len(rows) if steps is None else steps)
             self._bar.refresh()  # samples take seconds: show every one, not only after tqdm's mininterval
 
     def close(self) -> None:

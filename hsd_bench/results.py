@@ -173,6 +173,13 @@ class RunDir:
                 f.flush()
                 os.fsync(f.fileno())
 
+    def rewrite(self, rows: list[dict]) -> None:
+        """Replace rows.jsonl with ``rows`` in one atomic step (the file is either the old or
+        the new one after a crash): how deferred scores reach the rows already written."""
+        text = "".join(json.dumps(row, default=_jsonable) + "\n" for row in rows)
+        with self._writing("rewrite rows.jsonl with the scores"):
+            _atomic_write(self.rows_path, text)
+
     def finish(self, summary: dict) -> None:
         with self._writing("write summary.json and DONE"):
             _atomic_write(self.summary_path, json.dumps(summary, indent=2, default=_jsonable))

@@ -34,7 +34,7 @@ def test_bar_only_on_a_terminal_outside_ci(monkeypatch):
 def test_running_figures_are_token_weighted(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     out = FakeTTY()
-    bar = RunProgress(total=3, desc="layerskip humaneval", stream=out)
+    bar = RunProgress(total=6, desc="layerskip humaneval", stream=out, unit="generation")
     bar.update(_rows("a", ar_wall=1.0, m_wall=0.5, drafted=8, accepted=6))
     bar.update(_rows("b", ar_wall=1.0, m_wall=1.5, drafted=8, accepted=2))
     s = bar.stats()
@@ -43,7 +43,8 @@ def test_running_figures_are_token_weighted(monkeypatch):
     assert s["accept"] == pytest.approx(8 / 16)
     bar.close()
     text = out.getvalue()
-    assert "layerskip humaneval" in text and "2/3" in text
+    assert "layerskip humaneval" in text and "4/6" in text, "one step per row written"
+    assert "generation" in text
     assert "tok_s=10.0" in text and "speedup=1.00x" in text and "accept=0.50" in text
 
 
@@ -53,11 +54,11 @@ def test_resume_starts_from_rows_on_disk(monkeypatch):
     with RunProgress(total=4, stream=out, done_rows=_rows("a", 1.0, 0.25, 4, 4)) as bar:
         assert bar.stats()["speedup"] == pytest.approx(4.0)
         assert bar.stats()["accept"] == pytest.approx(1.0)
-        bar.update([])  # sample "a", finished before the resume
+        bar.update([], steps=2)  # sample "a"'s two generations, finished before the resume
         bar.update(_rows("b", 1.0, 0.5, 4, 0))
         assert bar.stats()["speedup"] == pytest.approx((20 / 0.75) / (20 / 2.0))
         assert bar.stats()["accept"] == pytest.approx(0.5)
-    assert "2/4" in out.getvalue() and "speedup=2.67x" in out.getvalue()
+    assert "4/4" in out.getvalue() and "speedup=2.67x" in out.getvalue()
 
 
 def test_quiet_in_ci_but_still_counts(monkeypatch):

@@ -163,11 +163,11 @@ def test_a_run_finished_while_waiting_for_the_lock_is_not_redone(tmp_path, monke
 
 
 def test_a_corrupt_row_mid_file_is_set_aside_and_the_rows_after_it_kept(tmp_path, capsys):
-    cfg = _cfg(tmp_path, "dataset.limit=4", "baseline=false")
+    cfg = _cfg(tmp_path, "dataset.limit=4", "baseline=false", "model.max_context=1024")  # every prompt fits
     first = runner.run_job(cfg)
     rows_file = first.run_dir / "rows.jsonl"
     lines = rows_file.read_text().splitlines(keepends=True)
-    assert len(lines) == 4
+    assert len(lines) == 4 and all(json.loads(line)["method"] == "layerskip" for line in lines)
     (first.run_dir / "DONE").unlink()
     garbage = '{"sample_id": "HumanEval/x", "method": "lay\x00\n'
     rows_file.write_text(lines[0] + garbage + lines[2] + lines[3][:10])  # row 2 corrupt, row 4 torn

@@ -24,6 +24,10 @@ class Task(Protocol):
     # Generation settings the task's papers use; a config may override them.
     max_new_tokens: int
     stop_sequences: list[str]
+    # Optional: True when ``score`` waits on a subprocess (code execution); run.py then
+    # scores on a background thread so the device does not idle between timed samples
+    # (``hsd_bench/score_queue.py``). Absent means False.
+    # scores_out_of_process: bool
 
     def load(self, cfg: Any) -> list[Sample]:
         """The selected samples (cfg: the ``dataset`` config node), deterministic."""

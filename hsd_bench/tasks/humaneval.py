@@ -50,6 +50,8 @@ def bundled_path() -> str:
 class HumanEval:
     max_new_tokens = 512
     stop_sequences = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+    # pass@1 runs each completion in a child interpreter: run.py scores it off the timed path
+    scores_out_of_process = True
     exec_timeout_s = DEFAULT_TIMEOUT_S
 
     def load(self, cfg: Any) -> list[Sample]:
