@@ -40,3 +40,21 @@ def make_model(arch: str, num_layers: int = 6, seed: int = 0, vocab_size: int = 
 @pytest.fixture(scope="session")
 def codec() -> TextCodec:
     return TextCodec()
+
+
+def tiny_job_config(tmp_path, monkeypatch, *overrides: str) -> dict:
+    """A resolved ``run.py`` config of a tiny random model writing under ``tmp_path`` (run_job's input)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from hsd_bench import fingerprint, runner
+    from hsd_bench.config import register_schemas
+
+    monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "hash-cache.json"))
+    register_schemas()
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["model=tiny_random", "warmup_tokens=0", "progress=false",
+                                           f"results_dir={tmp_path / 'runs'}", *overrides])
+    return runner._as_container(cfg)

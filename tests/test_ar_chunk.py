@@ -8,14 +8,10 @@ the tokens it computed past a stop are counted, never committed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import make_model
-from hsd_bench import fingerprint, runner
-from hsd_bench.config import register_schemas
+from conftest import make_model, tiny_job_config
+from hsd_bench import runner
 from hsd_bench.engine import DecodingConfig
 from hsd_bench.methods import AR_CHUNK_CUDA, MAX_AR_CHUNK, MethodSpec, ar_chunk_for, build_engine
 from hsd_bench.models.native import from_hf_model
@@ -24,18 +20,11 @@ from hsd_bench.validate import validate_run_config
 from test_batch_parity import TEXTS
 
 MAX_NEW = 20
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def tiny_run_cfg(tmp_path, monkeypatch) -> dict:
-    monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "hash-cache.json"))
-    register_schemas()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["model=tiny_random", "max_new_tokens=6", "warmup_tokens=0",
-                                           "progress=false", "method=layerskip", "exit=2", "dataset.limit=2",
-                                           f"results_dir={tmp_path / 'runs'}"])
-    return runner._as_container(cfg)
+    return tiny_job_config(tmp_path, monkeypatch, "max_new_tokens=6", "method=layerskip", "exit=2", "dataset.limit=2")
 
 
 def target_model(backend: str):

@@ -17,15 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from hsd_bench import deferred, fingerprint, measure, parity, runner
-from hsd_bench.config import register_schemas
+from conftest import tiny_job_config
+from hsd_bench import deferred, measure, parity, runner
 from hsd_bench.deferred import divergence_pending, is_pending, score_pending, scores_pending
 from hsd_bench.tasks.humaneval import HumanEval
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 class SubprocessTask:
     """Scores like HumanEval (out of process); records how many scored at once."""
@@ -88,14 +84,8 @@ def test_a_failing_scorer_raises():
 
 @pytest.fixture
 def humaneval_cfg(tmp_path, monkeypatch) -> dict:
-    monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "hash-cache.json"))
-    register_schemas()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["model=tiny_random", "max_new_tokens=4", "warmup_tokens=0",
-                                           "progress=false", "method=layerskip", "exit=2", "dataset=humaneval",
-                                           "dataset.limit=3", "model.max_context=1024",
-                                           f"results_dir={tmp_path / 'runs'}"])
-    return runner._as_container(cfg)
+    return tiny_job_config(tmp_path, monkeypatch, "max_new_tokens=4", "method=layerskip", "exit=2",
+                           "dataset=humaneval", "dataset.limit=3", "model.max_context=1024")
 
 
 def _file_rows(run_dir: Path) -> list[dict]:
