@@ -11,9 +11,10 @@ What is checked, with the real ``run.py`` on the tiny random model:
    job leaves DONE + summary.json;
 2. relaunching that finished sweep generates nothing: every job logs that
    its run is finished, and no run file is touched;
-3. a sweep whose slow job is ``scancel``-ed mid-run (after its first sample)
-   makes the launcher fail; relaunching it finishes that job from its
-   written rows (kept byte for byte) and skips the jobs that had finished.
+3. a sweep whose slow job is ``scancel``-ed mid-run (after its first
+   generation) makes the launcher fail; relaunching it finishes that job from
+   its written rows (kept in place; only their deferred scores filled in) and
+   skips the jobs that had finished.
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ def _stamp(run_dir: Path) -> dict[str, int]:
     return {f: (run_dir / f).stat().st_mtime_ns for f in ("rows.jsonl", "summary.json", "DONE")}
 
 
+def _generation(row: dict) -> dict:
+    """A row without what is completed after the timed generations (``hsd_bench/deferred.py``)."""
+    return {k: v for k, v in row.items() if k not in ("scores", "divergence")}
+
+
 def _rows_of(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
 
@@ -213,11 +219,13 @@ def test_scancel_mid_run_then_relaunch_resumes_only_the_cancelled_job(tmp_path, 
     t0 = time.monotonic()
     proc = _start(cmd, log)
 
-    # Wait until the slow job has written its first sample (AR + method rows), then cancel its array task.
+    # Wait until the slow job has written its first generation (after the rows of the samples
+    # too long for the model, which come first), then cancel its array task.
     victim, deadline = None, time.monotonic() + LAUNCH_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
         victim = next((d for d in _run_dirs(tmp_path) if _limit(d) == victim_limit), None)
-        if victim is not None and (victim / "rows.jsonl").exists() and len(_rows(victim)) >= 2:
+        if (victim is not None and (victim / "rows.jsonl").exists()
+                and any(not r.get("skipped") for r in _rows(victim))):
             break
         time.sleep(0.2)
     else:
@@ -250,9 +258,15 @@ def test_scancel_mid_run_then_relaunch_resumes_only_the_cancelled_job(tmp_path, 
     relaunch_s = _sweep_or_fail(tmp_path, "sweep2", job_name, sweep, "relaunch")
     assert (victim / "DONE").exists()
     assert {d: _stamp(d) for d in others} == before, "a finished job was redone by the relaunch"
-    after = (victim / "rows.jsonl").read_bytes()
-    assert after.startswith(partial), "rows written before the cancel must be kept as they were"
     rows = _rows(victim)
+    kept = _rows_of(partial)
+    # Rows are written as generations finish and completed (scores, divergences) after the
+    # job's last one (hsd_bench/deferred.py): the relaunch keeps every row written before
+    # the cancel, in place, and only fills in what was pending.
+    assert [_generation(r) for r in rows[: len(kept)]] == [_generation(r) for r in kept], (
+        "rows written before the cancel must be kept as they were")
+    assert any(r.get("scores") is None for r in kept if not r.get("skipped")), "the cancel came before any scoring"
+    assert all(r.get("skipped") or r["scores"] is not None for r in rows), "every row is scored in the end"
     keys = [(r["sample_id"], r["method"]) for r in rows]
     assert len(keys) == len(set(keys)), "a (sample, method) row was written twice"
     per_sample: dict[str, set] = {}
