@@ -58,6 +58,7 @@ from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
+from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -134,7 +135,9 @@ VARIANTS = {
     "sdpa+cdt": ("sdpa", True),
     "math+cdt": ("math", True),
 }
-BACKEND_OPTIONS: dict = {"variant": "math"}  # what the methods part uses: the roofline sweep's fastest
+# What the methods part uses: the roofline sweep's fastest variant, and how prompts are prefilled
+# (--prefill; NativeLlama's prefill: "eager" or "chunked" fixed-shape steps).
+BACKEND_OPTIONS: dict = {"variant": "math", "prefill": "eager"}
 
 
 def make_native(hf, name: str, ctx: int, variant: str):
@@ -144,7 +147,8 @@ def make_native(hf, name: str, ctx: int, variant: str):
     import torch._inductor.config as inductor_config
 
     inductor_config.coordinate_descent_tuning = cdt
-    return from_hf_model(hf, name=name, max_context=ctx, min_kv_bucket=ONE_SPAN, attention=attention)
+    return from_hf_model(hf, name=name, max_context=ctx, min_kv_bucket=ONE_SPAN, attention=attention,
+                         prefill=BACKEND_OPTIONS["prefill"])
 
 
 def profile_decode(native, prompt: list[int], steps: int, path: Path) -> None:
@@ -320,7 +324,8 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     ctx = context_for(n_max, args.methods_max_new or args.max_new)
     variant = BACKEND_OPTIONS["variant"]
     nat_t = make_native(hf_t, "target", ctx, variant)
-    nat_d = from_hf_model(hf_d, name="draft", max_context=ctx, min_kv_bucket=ONE_SPAN, attention=nat_t.attention)
+    nat_d = from_hf_model(hf_d, name="draft", max_context=ctx, min_kv_bucket=ONE_SPAN, attention=nat_t.attention,
+                          prefill=nat_t.prefill)
     others = {"draft": nat_d}
     if args.mid_draft and same_vocab is not False:
         hf_m, tok_m = load_hf(args.mid_draft, device, dtype)
@@ -328,7 +333,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
             log(f"WARNING: mid draft {args.mid_draft} has other token ids than the target: hierarchy skipped")
         else:
             others["mid"] = from_hf_model(hf_m, name="mid", max_context=ctx, min_kv_bucket=ONE_SPAN,
-                                          attention=nat_t.attention)
+                                          attention=nat_t.attention, prefill=nat_t.prefill)
     log(f"methods: target {args.target} ({depth} layers), draft {args.draft}, mid draft {args.mid_draft}; "
         f"E={e} γ={g} hispec={e_d},{e_v} N_d={nd} N_i={ni}; {len(prompts)} prompts of "
         f"{min(map(len, prompts))}-{n_max} tokens; native variant {variant}")
@@ -342,6 +347,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     reps, max_new = args.reps, args.methods_max_new or args.max_new
     hf_reps = args.hf_reps or reps
     doc = {"target": args.target, "draft": args.draft, "draft_same_tokenizer": same_vocab, "variant": variant,
+           "prefill": BACKEND_OPTIONS["prefill"],
            "exit": e, "gamma": g, "hispec_exits": [e_d, e_v], "nd": nd, "ni": ni, "prompts": len(prompts),
            "max_new": max_new, "rows": []}
     results = []
@@ -482,6 +488,8 @@ def parse_args(argv=None):
     ap.add_argument("--roofline-models", default="random:llama-1b",
                     help="comma-separated; the first gets the variant sweep, HF early exit and the profile")
     ap.add_argument("--variants", default="sdpa,math", help=f"native variants for the first model: {list(VARIANTS)}")
+    ap.add_argument("--prefill", default="eager", choices=PREFILL_MODES,
+                    help="how native models run a prompt: one eager pass, or chunked fixed-shape steps (graph replays)")
     ap.add_argument("--roofline-hf-reps", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="write a kernel-level profile of AR decode steps")
     ap.add_argument("--roofline-prompts", type=int, default=1)
@@ -519,6 +527,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
+    BACKEND_OPTIONS["prefill"] = args.prefill
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"unknown --parts {sorted(unknown)}; valid: {', '.join(PARTS)}")

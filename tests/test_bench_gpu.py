@@ -29,12 +29,13 @@ def test_bench_script_methods_part_on_cpu(tmp_path):
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "methods", "--target", "random:tiny",
         "--draft", "random:tiny-draft", "--mid-draft", "random:tiny-draft", "--prompts", "2", "--prompt-len", "8",
-        "--max-new", "12", "--reps", "1", "--out", str(tmp_path),
+        "--max-new", "12", "--reps", "1", "--prefill", "chunked", "--out", str(tmp_path),
     ])
     assert rc == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
     part = doc["parts"]["methods"]
     assert "error" not in part, part
+    assert part["prefill"] == "chunked"  # recorded (on CPU without fixed shapes a prompt still runs eagerly)
     rows = {r["name"]: r for r in part["rows"]}
     ours = [r for r in rows.values() if r["name"].startswith("ours")]
     assert {r["method"] for r in ours} == {"autoregressive", "layerskip", "hispec", "vanilla_sd", "hierarchy"}

@@ -164,6 +164,47 @@ def test_fixed_shapes_cross_kv_buckets(attention):
     torch.testing.assert_close(torch.cat(outs), ref, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window"])
+def test_chunked_prefill_runs_only_fixed_steps_and_equals_one_step(arch, monkeypatch):
+    """prefill="chunked": a prompt longer than max_graph_tokens runs as fixed-shape steps of
+    max_graph_tokens (the last one padded), never the eager path. In float64 its logits equal
+    those of the whole prompt in one fixed-shape step (same kernels, other chunking) and the HF
+    forward's (a sliding window shorter than the prompt included)."""
+    model = make_hf_model(arch, num_layers=2, seed=4).to(torch.float64)
+    ids = torch.randint(0, VOCAB, (45,), generator=torch.Generator().manual_seed(4)).tolist()
+
+    def logits(native) -> torch.Tensor:
+        h = native.run_layers(native.embed(torch.tensor(ids[:37])), 0, 2, 0)  # 4 chunks of 8, then 5 padded to 8
+        outs = [native.logits(h)]
+        for pos in range(37, 45):
+            outs.append(native.logits(native.run_layers(native.embed(torch.tensor(ids[pos : pos + 1])), 0, 2, pos)))
+        return torch.cat(outs)
+
+    chunked = from_hf_model(model, max_context=96, fixed_shapes=True, max_graph_tokens=8, prefill="chunked")
+    monkeypatch.setattr(chunked, "_run_eager", lambda *a, **k: pytest.fail("a chunked prefill ran the eager path"))
+    one_step = from_hf_model(model, max_context=96, fixed_shapes=True, max_graph_tokens=64)
+    got = logits(chunked)
+    torch.testing.assert_close(got, logits(one_step), **TOL[torch.float64])
+    torch.testing.assert_close(got, hf_logits(model, ids).float(), **TOL[torch.float32])
+    with pytest.raises(ValueError, match="prefill='graphs' must be one of eager, chunked"):
+        from_hf_model(model, max_context=96, prefill="graphs")
+
+
+def test_engine_methods_with_chunked_prefill_equal_generate():
+    """Every method decodes what HF generate decodes when the prompt is prefilled in chunks."""
+    from hsd_bench.engine import DecodingConfig
+    from hsd_bench.methods import MethodSpec, build_engine
+
+    model = make_hf_model("llama_gqa", num_layers=4, seed=5)
+    prompt = torch.randint(0, VOCAB, (19,), generator=torch.Generator().manual_seed(6)).tolist()
+    ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20)[0, len(prompt):].tolist()
+    native = from_hf_model(model, max_context=64, fixed_shapes=True, max_graph_tokens=4, prefill="chunked")
+    for spec in (MethodSpec("autoregressive"), MethodSpec("layerskip", exit=1, draft_len=3),
+                 MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3)):
+        engine = build_engine(spec, native, load_other=None)
+        assert engine.generate(prompt, 20, DecodingConfig()).output_ids == ref, spec.name
+
+
 def test_engine_methods_on_native_backend_equal_generate():
     """The lead's engine on the native backend: layerskip and hispec reproduce AR greedy."""
     from hsd_bench.engine import DecodingConfig

@@ -63,6 +63,7 @@ def from_hf_model(
     max_graph_tokens: int = 16,
     min_kv_bucket: int = 128,
     attention: str = "math",
+    prefill: str = "eager",
 ) -> NativeLlama:
     """A :class:`NativeLlama` over a loaded transformers causal LM (any device/dtype).
 
@@ -97,6 +98,7 @@ def from_hf_model(
         max_graph_tokens=max_graph_tokens,
         min_kv_bucket=min_kv_bucket,
         attention=attention,
+        prefill=prefill,
     )
 
 

@@ -59,6 +59,9 @@ def _no_grad(fn):
     return wrapper
 
 
+PREFILL_MODES = ("eager", "chunked")
+
+
 class NativeLlama(RaggedSteps):
     """A Llama / Qwen2 / Qwen3 / Mistral decoder with static KV caches (one or more cache rows)."""
 
@@ -80,6 +83,7 @@ class NativeLlama(RaggedSteps):
         max_graph_tokens: int = 16,
         min_kv_bucket: int = MIN_KV_BUCKET,
         attention: str = "math",
+        prefill: str = "eager",
     ):
         if len(layers) != args.num_layers:
             raise ValueError(f"got {len(layers)} layer weights for a {args.num_layers}-layer config")
@@ -89,6 +93,14 @@ class NativeLlama(RaggedSteps):
             raise ValueError(f"max_graph_tokens={max_graph_tokens} must be a power of two >= 1")
         if attention not in ("sdpa", "math"):
             raise ValueError(f"attention={attention!r} must be 'sdpa' or 'math'")
+        if prefill not in PREFILL_MODES:
+            raise ValueError(f"prefill={prefill!r} must be one of {', '.join(PREFILL_MODES)}")
+        # How a step longer than max_graph_tokens (a prompt) runs: "eager", one exact-shape pass
+        # launched kernel by kernel; "chunked", the fixed-shape steps in chunks of
+        # max_graph_tokens (CUDA-graph replays where there are graphs). Eager was the phase whose
+        # time moved most between processes on a small model (docs/performance.md, "Fourth
+        # run"); chunks re-read the weights once each, so which is faster depends on the model.
+        self.prefill = prefill
         # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
         # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
         # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
@@ -182,6 +194,10 @@ class NativeLlama(RaggedSteps):
         self.cache.check_frontier(start, end, first_pos)
         if t <= self.max_graph_tokens:
             out = self._run_fixed(hidden, start, end, first_pos)
+        elif self.prefill == "chunked" and self.fixed_shapes:
+            c = self.max_graph_tokens
+            out = torch.cat([self._run_fixed(hidden[:, i : i + c], start, end, first_pos + i) for i in range(0, t, c)],
+                            dim=1)
         else:
             out = self._run_eager(hidden, start, end, first_pos)
         self.cache.advance(start, end, first_pos + t)
