@@ -2,7 +2,9 @@
 
 Everything is validated (models, exits, draft lengths, dataset, the results
 directory) before a run directory is created or a token generated; rows are
-written as samples finish, so a killed job resumes where it stopped, and a
+written as generations finish (AR's pass over the samples, then the method's;
+scores and divergences are completed after the last timed generation,
+``hsd_bench/deferred.py``), so a killed job resumes where it stopped, and a
 finished job is skipped outright. A run is identified by its config *and*
 the content of its local input files (see ``hsd_bench.fingerprint``), and
 every row records the code version that wrote it: a resume never mixes two
