@@ -29,8 +29,6 @@ from typing import Any, Mapping
 
 from hsd_bench import parity
 
-BASELINE = "autoregressive"
-
 
 def scores_pending(row: Mapping) -> bool:
     """A generation row written before its scores (``scores`` is None)."""
@@ -66,21 +64,19 @@ def score_pending(task: Any, rows: list[dict], samples: Mapping[str, Any], worke
     return len(todo)
 
 
-def explain_pending(target: Any, rows: list[dict], prompt_ids: Mapping[str, list[int]]) -> int:
-    """Fill ``divergence`` (``parity.explain``) of every row that differs from its sample's AR row."""
-    ar = {r["sample_id"]: r for r in rows if r.get("method") == BASELINE}
-    todo = [r for r in rows if divergence_pending(r) and r["sample_id"] in ar]
+def explain_pending(target: Any, rows: list[dict], ar_rows: Mapping[str, dict],
+                    prompt_ids: Mapping[str, list[int]]) -> int:
+    """Fill ``divergence`` (``parity.explain``) of every pending row against its sample's AR row
+    (``ar_rows``: sample_id -> AR's row); returns how many."""
+    todo = [r for r in rows if divergence_pending(r) and r["sample_id"] in ar_rows]
     for row in todo:
-        row["divergence"] = parity.explain(target, prompt_ids[row["sample_id"]], ar[row["sample_id"]]["output_ids"],
-                                           row["output_ids"])
+        row["divergence"] = parity.explain(target, prompt_ids[row["sample_id"]],
+                                           ar_rows[row["sample_id"]]["output_ids"], row["output_ids"])
     return len(todo)
 
 
-def complete_pending(task: Any, target: Any, rows: list[dict], samples: Mapping[str, Any],
-                     prompt_ids: Mapping[str, list[int]]) -> int:
-    """Explain pending divergences and score pending rows; returns how many rows were pending."""
-    pending = sum(map(is_pending, rows))
-    if pending:
-        explain_pending(target, rows, prompt_ids)
-        score_pending(task, rows, samples)
-    return pending
+def complete_pending(task: Any, target: Any, rows: list[dict], ar_rows: Mapping[str, dict],
+                     samples: Mapping[str, Any], prompt_ids: Mapping[str, list[int]]) -> None:
+    """Explain the pending divergences and score the pending rows (each a no-op when none is)."""
+    explain_pending(target, rows, ar_rows, prompt_ids)
+    score_pending(task, rows, samples)

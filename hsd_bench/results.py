@@ -166,7 +166,7 @@ class RunDir:
         return scan.rows
 
     def append(self, row: dict) -> None:
-        line = json.dumps(row, default=_jsonable) + "\n"
+        line = _row_line(row)
         with self._writing("append a row to rows.jsonl"):
             with open(self.rows_path, "a", encoding="utf-8") as f:
                 f.write(line)
@@ -176,7 +176,7 @@ class RunDir:
     def rewrite(self, rows: list[dict]) -> None:
         """Replace rows.jsonl with ``rows`` in one atomic step (the file is either the old or
         the new one after a crash): how deferred scores reach the rows already written."""
-        text = "".join(json.dumps(row, default=_jsonable) + "\n" for row in rows)
+        text = "".join(map(_row_line, rows))
         with self._writing("rewrite rows.jsonl with the scores"):
             _atomic_write(self.rows_path, text)
 
@@ -219,6 +219,11 @@ def _write_error(root: Path, what: str, err: OSError, key: str = "results_dir", 
         f"valid: a writable directory (created if missing); set {key}=<dir>"
         + (" (the rows already written are kept: a relaunch resumes from them)" if resumable else "")
     )
+
+
+def _row_line(row: dict) -> str:
+    """One row as it stands in rows.jsonl (appended or rewritten alike)."""
+    return json.dumps(row, default=_jsonable) + "\n"
 
 
 def _atomic_write(path: Path, text: str) -> None:

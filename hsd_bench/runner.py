@@ -228,7 +228,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         if pending:
             log(f"[hsd-bench] scoring {pending} row(s) (and explaining their divergences from AR), "
                 "after the timed generations")
-            complete_pending(task, target, rows, {s.sample_id: s for s in samples}, prompt_ids)
+            complete_pending(task, target, rows, ar_rows, {s.sample_id: s for s in samples}, prompt_ids)
             run_dir.rewrite(rows)
 
         summary = {

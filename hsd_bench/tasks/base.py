@@ -25,8 +25,8 @@ class Task(Protocol):
     max_new_tokens: int
     stop_sequences: list[str]
     # Optional: True when ``score`` waits on a subprocess (code execution); run.py then
-    # scores on a background thread so the device does not idle between timed samples
-    # (``hsd_bench/score_queue.py``). Absent means False.
+    # scores several rows at a time, after the last timed generation (``hsd_bench/deferred.py``).
+    # Absent means False.
     # scores_out_of_process: bool
 
     def load(self, cfg: Any) -> list[Sample]:
