@@ -14,6 +14,13 @@ background thread, a pause, an fsync, an untimed pre-roll. Every condition runs
 ``--reps`` passes over all prompts; the JSON has tokens/s, decode tokens/s and the
 mean prefill per method. ``docs/performance.md`` ("How a run is timed", rule 4)
 has what it found; ``results/gpu_run4/timing_gap/`` the three calls.
+
+Run as several fresh processes (``--host-probe``, ``--prefill``, ``--methods``), it
+also asks why one process decodes slower than the next on the same machine: each
+records where it runs (CPU affinity, NUMA node of those CPUs and of the GPU), how
+fast its host is (a pure-Python loop and a kernel-launch loop, both timed untimed
+to the generations) and the prefill mode of the native backend -- so a slow
+process can be matched to a slow host or to one prefill path.
 """
 
 from __future__ import annotations
@@ -36,11 +43,18 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hsd_bench import measure, parity, runner  # noqa: E402
 from hsd_bench.api import ModelPool, truncate_at_stop  # noqa: E402
 from hsd_bench.config import register_schemas  # noqa: E402
-from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
+from hsd_bench.methods import build_engine  # noqa: E402
+from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
 from hsd_bench.sampling import DecodingConfig  # noqa: E402
 from hsd_bench.tasks.base import get_task  # noqa: E402
 
-BOTH = ("autoregressive", "layerskip")
+# run.py overrides of each method this script can time (AR needs none)
+METHOD_OVERRIDES = {
+    "autoregressive": ["method=autoregressive"],
+    "layerskip": ["method=layerskip", "exit=6", "method.draft_len=4"],
+    "hispec": ["method=hispec", "exit=[3,6]", "method.draft_len=2", "method.period=4"],
+}
+BOTH = ("autoregressive", "layerskip")  # the default --methods; conditions naming BOTH time all of --methods
 # name -> (decoders, what happens after each timed generation; "alternate": sample-major order)
 CONDITIONS = {
     "b2b": (BOTH, ""),
@@ -69,27 +83,115 @@ def parse_args(argv=None):
     ap.add_argument("--threads", default="1", help="comma-separated intra-op CPU thread counts, run in this order")
     ap.add_argument("--conditions", default="b2b,deferred_scoring,b2b_again",
                     help=f"comma-separated, in order, of {', '.join(CONDITIONS)}")
+    ap.add_argument("--methods", default=",".join(BOTH),
+                    help=f"comma-separated, AR first, of {', '.join(METHOD_OVERRIDES)}")
+    ap.add_argument("--prefill", default=None, choices=PREFILL_MODES,
+                    help="the native backend's prefill mode (default: the backend's own)")
+    ap.add_argument("--host-probe", action="store_true",
+                    help="record CPU affinity, NUMA nodes and host speed before the timings")
+    ap.add_argument("--probe-only", action="store_true", help="print the host probe and exit (no model)")
     ap.add_argument("--out", default="diag_timing_gap.json")
     args = ap.parse_args(argv)
     unknown = [c for c in args.conditions.split(",") if c not in CONDITIONS]
     if unknown:
         ap.error(f"unknown condition(s) {', '.join(unknown)}; valid: {', '.join(CONDITIONS)}")
+    methods = args.methods.split(",")
+    bad = [m for m in methods if m not in METHOD_OVERRIDES]
+    if bad or methods[0] != "autoregressive":
+        ap.error(f"--methods={args.methods!r}: AR first, then any of {', '.join(list(METHOD_OVERRIDES)[1:])}")
     return args
+
+
+def _cpu_list(text: str) -> list[int]:
+    """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11] (the kernel's cpulist format)."""
+    cpus: list[int] = []
+    for part in filter(None, text.strip().split(",")):
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _numa_of_cpus(cpus: list[int]) -> dict[int, int]:
+    """NUMA node -> how many of ``cpus`` it holds (empty where sysfs does not say)."""
+    counts: dict[int, int] = {}
+    for node_dir in sorted(Path("/sys/devices/system/node").glob("node[0-9]*")):
+        node_cpus = set(_cpu_list((node_dir / "cpulist").read_text()))
+        n = sum(c in node_cpus for c in cpus)
+        if n:
+            counts[int(node_dir.name[4:])] = n
+    return counts
+
+
+def host_probe(device: str) -> dict:
+    """Where this process runs and how fast its host is, measured before any timed generation.
+
+    Why: on an H200 the same run.py job decoded 19 % apart in fresh processes, the
+    difference sitting in the eager prefill and in host-bound methods -- a host that
+    is slower in some processes (placement, a busy neighbour) would show here first.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    out: dict = {"affinity": cpus, "affinity_numa": _numa_of_cpus(cpus), "cpu_count": os.cpu_count()}
+    try:
+        out["cpu_now"] = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        pass
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.device(device))
+        ids = [getattr(props, k, None) for k in ("pci_domain_id", "pci_bus_id", "pci_device_id")]
+        if None not in ids:
+            out["gpu_pci"] = pci = "{:04x}:{:02x}:{:02x}.0".format(*ids)
+            sysfs = Path("/sys/bus/pci/devices") / pci
+            if sysfs.exists():
+                out["gpu_numa"] = int((sysfs / "numa_node").read_text())
+                out["gpu_local_cpus"] = (sysfs / "local_cpulist").read_text().strip()
+    best = []
+    for _ in range(5):  # best of 5: the host's speed, not a hiccup
+        t0 = time.perf_counter()
+        x = 0
+        for i in range(200_000):
+            x += i & 7
+        best.append(time.perf_counter() - t0)
+    out["py_loop_ms"] = 1000 * min(best)
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        a = torch.zeros(16, device=device)
+        for _ in range(200):
+            a.add_(1)
+        torch.cuda.synchronize()
+        launches = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(1000):
+                a.add_(1)
+            launches.append(time.perf_counter() - t0)  # enqueue time only: the host's share of a launch
+            torch.cuda.synchronize()
+        out["launch_us"] = 1000 * min(launches)
+    return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     register_schemas()
+    host = host_probe(args.device) if args.host_probe or args.probe_only else None
+    if host:
+        print("host", json.dumps({k: v for k, v in host.items() if k != "affinity"}), flush=True)
+    if args.probe_only:
+        return 0
     overrides = [f"model.path={args.model}", f"model.device={args.device}", f"model.dtype={args.dtype}",
                  "dataset=humaneval", f"dataset.limit={args.limit}", f"max_new_tokens={args.max_new}",
-                 "method=layerskip", "exit=6", "method.draft_len=4", "results_dir=/tmp/diag_timing_gap"]
+                 "results_dir=/tmp/diag_timing_gap"]
+    methods = args.methods.split(",")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = runner._as_container(compose("config", overrides=overrides))
+        cfgs = {m: runner._as_container(compose("config", overrides=overrides + METHOD_OVERRIDES[m]))
+                for m in methods}
+    cfg = cfgs["autoregressive"]
     task = get_task("humaneval")
     samples = task.load(runner._Attr(cfg["dataset"]))
     target, codec = ModelPool(runner.model_spec(cfg)).get(args.model)
-    engines = {"autoregressive": build_engine(MethodSpec("autoregressive"), target, None, codec),
-               "layerskip": build_engine(runner.method_spec(cfg), target, None, codec)}
+    if args.prefill is not None:
+        if not hasattr(target, "prefill"):
+            raise SystemExit(f"--prefill={args.prefill}: the {target.backend} backend has no prefill modes")
+        target.prefill = args.prefill
+    engines = {m: build_engine(runner.method_spec(c), target, None, codec) for m, c in cfgs.items()}
     decoding, stop = DecodingConfig(), list(task.stop_sequences)
     prompts = [codec.encode(s.prompt) for s in samples]
     compile_s = measure.prepare(engines.values(), prompts, args.max_new, decoding, 1, stop_sequences=stop,
@@ -115,7 +217,8 @@ def main(argv=None) -> int:
 
     def condition(name: str) -> dict:
         methods, kind = CONDITIONS[name]
-        acc = {m: {"tokens": 0, "wall": 0.0, "prefill": 0.0, "n": 0} for m in methods}
+        methods = tuple(engines) if methods == BOTH else methods
+        acc = {m: {"tokens": 0, "wall": 0.0, "prefill": 0.0, "n": 0, "captures": 0} for m in methods}
         for _ in range(args.reps):
             order = ([(i, m) for i in range(len(prompts)) for m in methods] if "alternate" in kind
                      else [(i, m) for m in methods for i in range(len(prompts))])
@@ -123,9 +226,11 @@ def main(argv=None) -> int:
             for i, m in order:
                 if "preroll" in kind:
                     engines[m].generate(prompts[i], 2, decoding)
-                g = measure.timed_generate(engines[m], prompts[i], args.max_new, decoding, stop_sequences=stop,
-                                           tokenizer=codec).generation
+                timed = measure.timed_generate(engines[m], prompts[i], args.max_new, decoding, stop_sequences=stop,
+                                               tokenizer=codec)
+                g = timed.generation
                 a = acc[m]
+                a["captures"] += timed.graph_captures
                 a["tokens"] += g.stats.n_generated
                 a["wall"] += g.stats.wall_s
                 a["prefill"] += g.stats.prefill_s
@@ -135,9 +240,10 @@ def main(argv=None) -> int:
                 between(kind, i, g, None if m == "autoregressive" else ar_ids.get(i))
         scorer.submit(lambda: None).result()  # background scores finished before the next condition
         return {m: {"tok_s": a["tokens"] / a["wall"], "decode_tok_s": a["tokens"] / (a["wall"] - a["prefill"]),
-                    "prefill_ms": 1000 * a["prefill"] / a["n"]} for m, a in acc.items()}
+                    "prefill_ms": 1000 * a["prefill"] / a["n"], "captures": a["captures"]} for m, a in acc.items()}
 
-    results = {"compile_s": compile_s, "threads_default": torch.get_num_threads(), "args": vars(args)}
+    results = {"compile_s": compile_s, "threads_default": torch.get_num_threads(), "args": vars(args),
+               "prefill": getattr(target, "prefill", None), "host": host}
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         key = f"threads={threads}"

@@ -20,6 +20,14 @@ SHAPES: dict[str, dict] = {
         rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
                           original_max_position_embeddings=8192),
     ),
+    # Llama-3.2-3B: 28 x 3072, GQA 24/8, tied embeddings.
+    "llama-3b": dict(
+        vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+        num_attention_heads=24, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5,
+        max_position_embeddings=131072, tie_word_embeddings=True, rope_theta=500000.0,
+        rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=8192),
+    ),
     # Llama-3.1-8B: 32 x 4096, GQA 32/8, untied embeddings.
     "llama-8b": dict(
         vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -44,15 +52,30 @@ def quiet_generation_config(model) -> None:
     gc.bos_token_id = None
 
 
+def random_config(shape: str):
+    """The transformers config of a named shape: a real model's (SHAPES) or a training preset's.
+
+    Presets (``hsd_bench.training.config.PRESETS``) give the shapes of the models the project
+    trains -- ``random:gpu-24x1024`` times the GPU benchmark model without training it first.
+    """
+    from transformers import AutoConfig
+
+    from hsd_bench.training.config import PRESETS
+
+    if shape in SHAPES:
+        return AutoConfig.for_model("llama", attn_implementation="sdpa", **SHAPES[shape])
+    if shape in PRESETS:
+        return PRESETS[shape].shape.llama_config(bos_token_id=1, eos_token_id=2)
+    raise ValueError(f"unknown random shape {shape!r}; valid: {', '.join(SHAPES)} or a training preset "
+                     f"({', '.join(PRESETS)})")
+
+
 def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0):
     """``random:<shape>`` or a checkpoint directory -> (transformers model, tokenizer or None)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     if spec.startswith("random:"):
-        shape = spec.split(":", 1)[1]
-        if shape not in SHAPES:
-            raise ValueError(f"unknown random shape {shape!r}; valid: {', '.join(SHAPES)}")
-        config = AutoConfig.for_model("llama", attn_implementation="sdpa", **SHAPES[shape])
+        config = random_config(spec.split(":", 1)[1])
         torch.manual_seed(seed)
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
