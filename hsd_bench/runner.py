@@ -95,6 +95,8 @@ def identity(cfg: dict) -> dict:
         ident["decoding"] = {k: v for k, v in ident["decoding"].items() if k != "batch_size"}
     if ident.get("ar_chunk") is None:  # the default names no chunk in the hash, as batch 1 names no batch
         ident.pop("ar_chunk", None)
+    if ident["model"].get("prefill", "auto") == "auto":  # nor does the default prefill
+        ident["model"] = {k: v for k, v in ident["model"].items() if k != "prefill"}
     ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
 
@@ -180,6 +182,11 @@ def run_job(cfg: Any, log=print) -> JobResult:
         compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding, batch_size,
                                     stop_sequences=stop, tokenizer=codec)
         log(f"[hsd-bench] compiled, captured and warmed up in {compile_s:.1f} s (compile_s; not in any timing)")
+        prefill = prefill_modes(m for d in decoders.values() for m in d.models)
+        for model_name, how in prefill.items():
+            if how.get("chunk_limit") is not None:
+                log(f"[hsd-bench] {model_name}: prompts of up to {how['chunk_limit']} chunks of {how['chunk_tokens']} "
+                    "tokens prefill as graph replays, longer ones eagerly (model.prefill=auto)")
         captures_at_start = measure.graph_captures(m for d in decoders.values() for m in d.models)
 
         progress = RunProgress(total=len(samples) * len(decoders), desc=f"{spec.name} {cfg['dataset']['name']}",
@@ -242,6 +249,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "batch_size": batch_size,
             "ar_chunk": ar_chunk_for(spec.ar_chunk, target.device),
             "compile_s": compile_s,
+            "prefill": prefill,
             # measured around every kept timing of this process (measure.timed_generate): must be 0
             "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
             "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
@@ -340,6 +348,20 @@ def _row(timed, codec, sample, stop, name) -> dict:
     row["parity_exact"] = True if name == BASELINE else None
     row["scores"] = None  # pending: scored after the last timed generation (deferred.py)
     return row
+
+
+def prefill_modes(models) -> dict[str, dict]:
+    """How each native model of the run prefills a prompt (``model.prefill``): the mode, and
+    under ``auto`` the chunk limit of its cost model -- the summary says what ran."""
+    out = {}
+    for m in {id(m): m for m in models}.values():
+        if getattr(m, "prefill", None) is None:
+            continue
+        how = {"mode": m.prefill, "chunk_tokens": m.max_graph_tokens or None}
+        if m.prefill == "auto":
+            how["chunk_limit"] = m.prefill_chunk_limit  # None: no graphs, every long prompt runs eagerly
+        out[m.name] = how
+    return out
 
 
 class _Attr(dict):

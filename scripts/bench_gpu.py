@@ -136,8 +136,8 @@ VARIANTS = {
     "math+cdt": ("math", True),
 }
 # What the methods part uses: the roofline sweep's fastest variant, and how prompts are prefilled
-# (--prefill; NativeLlama's prefill: "eager" or "chunked" fixed-shape steps).
-BACKEND_OPTIONS: dict = {"variant": "math", "prefill": "eager"}
+# (--prefill; NativeLlama's prefill: "auto" as run.py, "eager" or "chunked" fixed-shape steps).
+BACKEND_OPTIONS: dict = {"variant": "math", "prefill": "auto"}
 
 
 def make_native(hf, name: str, ctx: int, variant: str):
@@ -488,8 +488,10 @@ def parse_args(argv=None):
     ap.add_argument("--roofline-models", default="random:llama-1b",
                     help="comma-separated; the first gets the variant sweep, HF early exit and the profile")
     ap.add_argument("--variants", default="sdpa,math", help=f"native variants for the first model: {list(VARIANTS)}")
-    ap.add_argument("--prefill", default="eager", choices=PREFILL_MODES,
-                    help="how native models run a prompt: one eager pass, or chunked fixed-shape steps (graph replays)")
+    ap.add_argument("--prefill", default="auto", choices=PREFILL_MODES,
+                    help="how native models run a prompt: one eager pass, chunked fixed-shape steps (graph "
+                         "replays), or auto (run.py's default: chunked up to the number of chunks the cost "
+                         "model says beat one eager pass)")
     ap.add_argument("--roofline-hf-reps", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="write a kernel-level profile of AR decode steps")
     ap.add_argument("--roofline-prompts", type=int, default=1)

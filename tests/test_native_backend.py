@@ -186,7 +186,7 @@ def test_chunked_prefill_runs_only_fixed_steps_and_equals_one_step(arch, monkeyp
     got = logits(chunked)
     torch.testing.assert_close(got, logits(one_step), **TOL[torch.float64])
     torch.testing.assert_close(got, hf_logits(model, ids).float(), **TOL[torch.float32])
-    with pytest.raises(ValueError, match="prefill='graphs' must be one of eager, chunked"):
+    with pytest.raises(ValueError, match="prefill='graphs' must be one of auto, eager, chunked"):
         from_hf_model(model, max_context=96, prefill="graphs")
 
 

@@ -63,7 +63,7 @@ def from_hf_model(
     max_graph_tokens: int = 16,
     min_kv_bucket: int = 128,
     attention: str = "math",
-    prefill: str = "eager",
+    prefill: str = "auto",
 ) -> NativeLlama:
     """A :class:`NativeLlama` over a loaded transformers causal LM (any device/dtype).
 

@@ -59,7 +59,28 @@ def _no_grad(fn):
     return wrapper
 
 
-PREFILL_MODES = ("eager", "chunked")
+PREFILL_MODES = ("auto", "eager", "chunked")
+# prefill="auto"'s cost model, measured on an H200 in bf16 (scripts/bench_prefill.py,
+# docs/performance.md "Prefill"): an eager prefill costs about 0.6 ms of host time per layer
+# whatever the model's size (5.6 M to 8B parameters, prompts of 32-1024 positions); a chunk of
+# fixed-shape steps about 25 us of replay per layer plus one read of every weight at ~3.6 TB/s.
+EAGER_PREFILL_S_PER_LAYER = 0.6e-3
+CHUNK_S_PER_LAYER = 25e-6
+CHUNK_WEIGHT_BYTES_PER_S = 3.6e12
+
+
+def auto_prefill_chunk_limit(num_layers: int, weight_bytes: int) -> int:
+    """How many fixed-shape chunks a prompt may take under ``prefill="auto"``: as many as the
+    cost model fits in one eager pass (23 on the shipped 5.6 M model, 18 on the 294 M GPU
+    model, 8 on the Llama-3.2-1B shape, 3 on the Llama-3.1-8B shape; measured crossovers about
+    24, 15, 11 and 4).
+
+    A rule, not a measurement at run time: a timed calibration chose differently from process to
+    process, and since the two ways round differently in bf16, the same config then decoded
+    different tokens (acceptance moved by up to 10 % between two runs of one config).
+    """
+    chunk_s = CHUNK_S_PER_LAYER * num_layers + weight_bytes / CHUNK_WEIGHT_BYTES_PER_S
+    return int(EAGER_PREFILL_S_PER_LAYER * num_layers // chunk_s)
 
 
 class NativeLlama(RaggedSteps):
@@ -83,7 +104,7 @@ class NativeLlama(RaggedSteps):
         max_graph_tokens: int = 16,
         min_kv_bucket: int = MIN_KV_BUCKET,
         attention: str = "math",
-        prefill: str = "eager",
+        prefill: str = "auto",
     ):
         if len(layers) != args.num_layers:
             raise ValueError(f"got {len(layers)} layer weights for a {args.num_layers}-layer config")
@@ -97,10 +118,14 @@ class NativeLlama(RaggedSteps):
             raise ValueError(f"prefill={prefill!r} must be one of {', '.join(PREFILL_MODES)}")
         # How a step longer than max_graph_tokens (a prompt) runs: "eager", one exact-shape pass
         # launched kernel by kernel; "chunked", the fixed-shape steps in chunks of
-        # max_graph_tokens (CUDA-graph replays where there are graphs). Eager was the phase whose
-        # time moved most between processes on a small model (docs/performance.md, "Fourth
-        # run"); chunks re-read the weights once each, so which is faster depends on the model.
+        # max_graph_tokens (CUDA-graph replays where there are graphs); "auto", chunked for a
+        # prompt of at most prefill_chunk_limit chunks where there are graphs, eager beyond. On
+        # an H200 eager costs about 0.6 ms of host time per layer whatever the model's size, and
+        # its time moved most between processes; a chunk re-reads every weight, so the crossover
+        # depends on the model (auto_prefill_chunk_limit). The limit is set below, once the
+        # weights are known; None: every long prompt runs eagerly.
         self.prefill = prefill
+        self.prefill_chunk_limit: int | None = None
         # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
         # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
         # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
@@ -126,6 +151,8 @@ class NativeLlama(RaggedSteps):
 
         self.layers = layers
         self.embed_weight, self.norm_weight, self.lm_head = embed, norm, lm_head
+        if prefill == "auto" and self.use_graphs:  # the cost model is of graph replays
+            self.prefill_chunk_limit = auto_prefill_chunk_limit(args.num_layers, self.weight_bytes())
         self.dims = Dims(args.num_heads, args.num_kv_heads, args.head_dim, args.rms_eps)
         self.windows = [w if w < self.max_context else 0 for w in args.sliding_windows] or [0] * args.num_layers
         # Padding rows of a fixed-shape step write up to max_graph_tokens - 1 slots past the context;
@@ -194,7 +221,7 @@ class NativeLlama(RaggedSteps):
         self.cache.check_frontier(start, end, first_pos)
         if t <= self.max_graph_tokens:
             out = self._run_fixed(hidden, start, end, first_pos)
-        elif self.prefill == "chunked" and self.fixed_shapes:
+        elif self.fixed_shapes and self._prefills_in_chunks(t):
             c = self.max_graph_tokens
             out = torch.cat([self._run_fixed(hidden[:, i : i + c], start, end, first_pos + i) for i in range(0, t, c)],
                             dim=1)
@@ -495,6 +522,13 @@ class NativeLlama(RaggedSteps):
             buf = torch.zeros(1, tb, self.args.hidden_size, dtype=self.dtype, device=self.device)
             buffers[tb] = buf
         return buf
+
+    def _prefills_in_chunks(self, t: int) -> bool:
+        """Whether a ``t``-position step runs as fixed-shape chunks (see ``prefill``)."""
+        if self.prefill == "chunked":
+            return True
+        limit = self.prefill_chunk_limit
+        return self.prefill == "auto" and limit is not None and -(-t // self.max_graph_tokens) <= limit
 
     def _check_range(self, start: int, end: int) -> None:
         if not 0 <= start < end <= self.num_layers:
