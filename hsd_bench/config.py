@@ -19,8 +19,8 @@ class ModelConf:
     num_layers: Optional[int] = None  # random:<arch> only
     seed: int = 0  # random:<arch> only
     max_context: Optional[int] = None
-    # native backend: how a prompt longer than one graph step runs -- auto (fixed-shape chunks
-    # up to the length measured to be faster, eager beyond) | eager | chunked
+    # native backend: how a prompt longer than one graph step runs -- auto (graph-replayed
+    # chunks up to the cost model's limit, eager beyond: docs/performance.md) | eager | chunked
     prefill: str = "auto"
 
 
