@@ -22,7 +22,8 @@
 #  3. the named sweeps of conf/experiment/ (method_comparison on HumanEval and GSM8K, exit_layer,
 #     draft_length) through `run.py -m`;
 #  4. tables (scripts/collect.py) and figures (scripts/make_figures.py) under $RESULTS, packed with
-#     every run's summary.json into $OUT/headline.tar.gz.
+#     every run's summary.json into $OUT/headline.tar.gz; the checks judged against their targets
+#     in $OUT/checks.md (scripts/measurement_checks.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/headline_out}
@@ -123,6 +124,9 @@ for summary in sorted(runs.glob("**/summary.json")):
 pathlib.Path(out).write_text(json.dumps(doc, indent=1))
 print(f"checks.json: {len(doc)} runs")
 EOF
+# The checks judged against their targets (scripts/measurement_checks.py): $OUT/checks.md
+part checks && $PY scripts/measurement_checks.py "$OUT/checks.json" "$RUNS/bench/bench.json" --out "$OUT/checks.md" \
+  >>"$OUT/headline.log" 2>&1
 tar czf "$OUT/headline.tar.gz" -C "$RUNS" . 2>>"$OUT/headline.log"
 cp "$RUNS/bench/bench.json" "$RUNS/bench/bench.md" "$OUT/" 2>/dev/null || true
 log "gpu_headline done in $((SECONDS - start)) s"

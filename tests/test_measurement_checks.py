@@ -1,0 +1,89 @@
+"""scripts/measurement_checks.py: the GPU checks judged from checks.json and bench.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "measurement_checks.py"
+
+
+def summary(method: str, ar: float, rate: float | None = None, **extra) -> dict:
+    methods = {"autoregressive": {"tokens_per_s": ar, "parity_unexplained": 0, "parity_exact": 1.0}}
+    if rate is not None:
+        methods[method] = {"tokens_per_s": rate, "parity_unexplained": extra.pop("unexplained", 0),
+                           "parity_exact": 1.0}
+    return {"method": method, "backend": extra.pop("backend", "native"), "compile_s": 10.0,
+            "graph_captures_timed": extra.pop("captures", 0), "methods": methods}
+
+
+def checks(ar_repeats=(690.0, 695.0, 697.0), hispec_default=None, agree=None) -> dict:
+    doc = {"check/aaa": hispec_default or summary("hispec", 691.0, 940.0)}
+    for i, rate in enumerate(ar_repeats, 1):
+        doc[f"ar_repeat_{i}/bbb"] = summary("autoregressive", rate)
+    agree = agree or {"layerskip": (700.0, 1150.0), "hispec": (680.0, 900.0), "vanilla_sd": (670.0, 880.0)}
+    for j, (method, (ar, rate)) in enumerate(agree.items()):
+        doc[f"agree/{j}"] = summary(method, ar, rate)
+    return doc
+
+
+def bench(**rates) -> dict:
+    rates = {"autoregressive": 691.0, "layerskip": 1190.0, "hispec": 920.0, "vanilla_sd": 915.0, **rates}
+    rows = [{"name": "native AR (loop, no engine)", "method": "autoregressive(loop)", "tokens_per_s": 5000.0}]
+    rows += [{"name": f"ours {m}", "method": m, "tokens_per_s": r} for m, r in rates.items()]
+    return {"parts": {"methods": {"rows": rows}}}
+
+
+def run(tmp_path: Path, checks_doc: dict, bench_doc: dict | None) -> tuple[int, str]:
+    c = tmp_path / "checks.json"
+    c.write_text(json.dumps(checks_doc))
+    args = [sys.executable, str(SCRIPT), str(c)]
+    if bench_doc is not None:
+        b = tmp_path / "bench.json"
+        b.write_text(json.dumps(bench_doc))
+        args.append(str(b))
+    done = subprocess.run(args + ["--out", str(tmp_path / "checks.md")], capture_output=True, text=True)
+    return done.returncode, done.stdout
+
+
+def row(table: str, start: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(f"| {start}"))
+
+
+def test_every_check_met(tmp_path):
+    rc, table = run(tmp_path, checks(), bench())
+    assert rc == 0, table
+    assert table == (tmp_path / "checks.md").read_text()
+    # AR is the mean of the method jobs' own AR (700, 680, 670 -> 683.3), not the repeats'
+    assert "683.3 vs 691.0 tok/s: -1.1%" in row(table, "`run.py` vs benchmark: AR")
+    assert "690.0 / 695.0 / 697.0 tok/s: 1.0%" in row(table, "3 AR runs")  # (max - min) / mean
+    assert row(table, "`run.py` vs benchmark: hispec").endswith("| yes |")
+
+
+def test_each_miss_is_named_and_fails_the_run(tmp_path):
+    rc, table = run(tmp_path, checks(ar_repeats=(650.0, 690.0, 700.0)), bench(hispec=1010.0))
+    assert rc == 1
+    assert row(table, "3 AR runs").endswith("| **no** |")  # 50 / 680 = 7.4 %
+    assert "900.0 vs 1010.0 tok/s: -10.9%" in row(table, "`run.py` vs benchmark: hispec")
+    assert row(table, "`run.py` vs benchmark: hispec").endswith("| **no** |")
+    assert row(table, "`run.py` vs benchmark: layerskip").endswith("| yes |")
+
+
+def test_an_unexplained_divergence_or_a_timed_capture_fails_the_default_backend_check(tmp_path):
+    for bad in (summary("hispec", 691.0, 940.0, unexplained=1), summary("hispec", 691.0, 940.0, captures=2),
+                summary("hispec", 691.0, 940.0, backend="hf")):
+        rc, table = run(tmp_path, checks(hispec_default=bad), bench())
+        assert rc == 1 and row(table, "`hispec exit=8,16`").endswith("| **no** |")
+
+
+def test_missing_runs_are_not_run_never_met(tmp_path):
+    rc, table = run(tmp_path, checks(), None)
+    assert rc == 1 and row(table, "`run.py` vs benchmark").endswith("| not run |")
+    doc = {k: v for k, v in checks().items() if not k.startswith("agree/2")}  # no vanilla_sd job
+    rc, table = run(tmp_path, doc, bench())
+    assert rc == 1 and row(table, "`run.py` vs benchmark: vanilla_sd").endswith("| not run |")
+    missing = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.json")], capture_output=True,
+                             text=True)
+    assert missing.returncode == 2 and "nope.json does not exist" in missing.stderr
