@@ -218,7 +218,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         # or beside timed generations made them measurably slower; docs/performance.md).
         for name, decoder in sorted(decoders.items(), key=lambda kv: kv[0] != BASELINE):
             batch = [(s, ids) for s, ids in todo if (s.sample_id, name) not in finished]
-            for sample, ids, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name):
+            for sample, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name):
                 retimed += row["retimed"]
                 ar_row = ar_rows.get(sample.sample_id)
                 if name == BASELINE:
@@ -319,7 +319,7 @@ def code_versions(rows: list[dict]) -> list[dict]:
 
 
 def _generate_rows(decoder, codec, batch, max_new, decoding, stop, name):
-    """``(sample, prompt_ids, row)`` for every ``(sample, prompt_ids)`` of ``batch``, decoded at
+    """``(sample, row)`` for every ``(sample, prompt_ids)`` of ``batch``, decoded at
     ``decoding.batch_size`` (one by one at batch 1, each timed by ``measure.timed_generate``), in
     the order they finish."""
     global GENERATIONS_RUN
@@ -327,13 +327,13 @@ def _generate_rows(decoder, codec, batch, max_new, decoding, stop, name):
         for sample, prompt_ids in batch:
             GENERATIONS_RUN += 1
             timed = measure.timed_generate(decoder, prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
-            yield sample, prompt_ids, _row(timed, codec, sample, stop, name)
+            yield sample, _row(timed, codec, sample, stop, name)
         return
     stream = measure.timed_stream(decoder, [ids for _, ids in batch], max_new, decoding, decoding.batch_size,
                                   stop_sequences=stop, tokenizer=codec)
     for index, timed in stream:
         GENERATIONS_RUN += 1
-        yield batch[index][0], batch[index][1], _row(timed, codec, batch[index][0], stop, name)
+        yield batch[index][0], _row(timed, codec, batch[index][0], stop, name)
 
 
 def _row(timed, codec, sample, stop, name) -> dict:

@@ -90,6 +90,8 @@ def parse_args(argv=None):
     ap.add_argument("--host-probe", action="store_true",
                     help="record CPU affinity, NUMA nodes and host speed before the timings")
     ap.add_argument("--probe-only", action="store_true", help="print the host probe and exit (no model)")
+    ap.add_argument("--print-pin-cpus", action="store_true",
+                    help="print the CPUs a pinned run uses (taskset -c's list) and exit")
     ap.add_argument("--out", default="diag_timing_gap.json")
     args = ap.parse_args(argv)
     unknown = [c for c in args.conditions.split(",") if c not in CONDITIONS]
@@ -122,6 +124,36 @@ def _numa_of_cpus(cpus: list[int]) -> dict[int, int]:
     return counts
 
 
+def gpu_sysfs(device: str) -> dict:
+    """The GPU's PCI address, NUMA node and local CPUs (``local_cpulist``), where sysfs says."""
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        return {}
+    props = torch.cuda.get_device_properties(torch.device(device))
+    ids = [getattr(props, k, None) for k in ("pci_domain_id", "pci_bus_id", "pci_device_id")]
+    if None in ids:
+        return {}
+    out = {"gpu_pci": "{:04x}:{:02x}:{:02x}.0".format(*ids)}
+    sysfs = Path("/sys/bus/pci/devices") / out["gpu_pci"]
+    if sysfs.exists():
+        out["gpu_numa"] = int((sysfs / "numa_node").read_text())
+        out["gpu_local_cpus"] = (sysfs / "local_cpulist").read_text().strip()
+    return out
+
+
+def pin_cpus(device: str) -> list[int]:
+    """The CPUs a pinned run uses: those this process may use next to the GPU; else those of the
+    first NUMA node it may use; else all it may use."""
+    mine = sorted(os.sched_getaffinity(0))
+    local = set(_cpu_list(gpu_sysfs(device).get("gpu_local_cpus", "")))
+    if local & set(mine):
+        return [c for c in mine if c in local]
+    for node_dir in sorted(Path("/sys/devices/system/node").glob("node[0-9]*")):
+        node = set(_cpu_list((node_dir / "cpulist").read_text()))
+        if node & set(mine):
+            return [c for c in mine if c in node]
+    return mine
+
+
 def host_probe(device: str) -> dict:
     """Where this process runs and how fast its host is, measured before any timed generation.
 
@@ -135,15 +167,7 @@ def host_probe(device: str) -> dict:
         out["cpu_now"] = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[36])
     except (OSError, IndexError, ValueError):
         pass
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(torch.device(device))
-        ids = [getattr(props, k, None) for k in ("pci_domain_id", "pci_bus_id", "pci_device_id")]
-        if None not in ids:
-            out["gpu_pci"] = pci = "{:04x}:{:02x}:{:02x}.0".format(*ids)
-            sysfs = Path("/sys/bus/pci/devices") / pci
-            if sysfs.exists():
-                out["gpu_numa"] = int((sysfs / "numa_node").read_text())
-                out["gpu_local_cpus"] = (sysfs / "local_cpulist").read_text().strip()
+    out.update(gpu_sysfs(device))
     best = []
     for _ in range(5):  # best of 5: the host's speed, not a hiccup
         t0 = time.perf_counter()
@@ -170,6 +194,9 @@ def host_probe(device: str) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.print_pin_cpus:
+        print(",".join(map(str, pin_cpus(args.device))))
+        return 0
     register_schemas()
     host = host_probe(args.device) if args.host_probe or args.probe_only else None
     if host:

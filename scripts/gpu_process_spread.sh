@@ -36,30 +36,7 @@ mkdir -p "$D"
   cat /sys/fs/cgroup/cpu.max 2>/dev/null
 } >"$D/machine.txt" 2>&1
 # The CPUs this process may use that sit next to the GPU; else those of the first NUMA node it may use.
-LOCAL=$($PY - <<'EOF'
-import os, pathlib, subprocess
-mine = sorted(os.sched_getaffinity(0))
-def cpus(text):
-    out = []
-    for part in filter(None, text.strip().split(",")):
-        lo, _, hi = part.partition("-")
-        out += range(int(lo), int(hi or lo) + 1)
-    return out
-local = []
-try:
-    bus = subprocess.run(["nvidia-smi", "--query-gpu=pci.bus_id", "--format=csv,noheader"], capture_output=True,
-                         text=True).stdout.split()[0]
-    local = cpus(pathlib.Path(f"/sys/bus/pci/devices/{bus[4:].lower()}/local_cpulist").read_text())
-except (IndexError, OSError):
-    pass
-pick = [c for c in mine if c in set(local)]
-if not pick:
-    nodes = sorted(pathlib.Path("/sys/devices/system/node").glob("node[0-9]*"))
-    first = [c for n in nodes for c in [cpus((n / "cpulist").read_text())] if set(c) & set(mine)][:1]
-    pick = [c for c in mine if first and c in set(first[0])] or mine
-print(",".join(map(str, pick)))
-EOF
-)
+LOCAL=$($PY scripts/diag_timing_gap.py --print-pin-cpus --device "$DEVICE")
 echo "pinned runs use CPUs $LOCAL" | tee -a "$D/machine.txt"
 for r in $(seq 1 "$ROUNDS"); do
   for p in $PREFILLS; do

@@ -122,10 +122,9 @@ class NativeLlama(RaggedSteps):
         # prompt of at most prefill_chunk_limit chunks where there are graphs, eager beyond. On
         # an H200 eager costs about 0.6 ms of host time per layer whatever the model's size, and
         # its time moved most between processes; a chunk re-reads every weight, so the crossover
-        # depends on the model (auto_prefill_chunk_limit). The limit is set below, once the
-        # weights are known; None: every long prompt runs eagerly.
+        # depends on the model (auto_prefill_chunk_limit, set below once the weights are
+        # known); a limit of None: every long prompt runs eagerly.
         self.prefill = prefill
-        self.prefill_chunk_limit: int | None = None
         # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
         # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
         # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
@@ -151,8 +150,10 @@ class NativeLlama(RaggedSteps):
 
         self.layers = layers
         self.embed_weight, self.norm_weight, self.lm_head = embed, norm, lm_head
-        if prefill == "auto" and self.use_graphs:  # the cost model is of graph replays
-            self.prefill_chunk_limit = auto_prefill_chunk_limit(args.num_layers, self.weight_bytes())
+        # auto's cost model is of graph replays: without graphs it has nothing to choose
+        self.prefill_chunk_limit: int | None = (
+            auto_prefill_chunk_limit(args.num_layers, self.weight_bytes()) if prefill == "auto" and self.use_graphs
+            else None)
         self.dims = Dims(args.num_heads, args.num_kv_heads, args.head_dim, args.rms_eps)
         self.windows = [w if w < self.max_context else 0 for w in args.sliding_windows] or [0] * args.num_layers
         # Padding rows of a fixed-shape step write up to max_graph_tokens - 1 slots past the context;
