@@ -92,6 +92,8 @@ def parse_args(argv=None):
     ap.add_argument("--probe-only", action="store_true", help="print the host probe and exit (no model)")
     ap.add_argument("--print-pin-cpus", action="store_true",
                     help="print the CPUs a pinned run uses (taskset -c's list) and exit")
+    ap.add_argument("--pin-main", type=int, default=None, metavar="CPU",
+                    help="pin the main thread (the one that launches every replay) to this CPU after loading")
     ap.add_argument("--out", default="diag_timing_gap.json")
     args = ap.parse_args(argv)
     unknown = [c for c in args.conditions.split(",") if c not in CONDITIONS]
@@ -192,6 +194,40 @@ def host_probe(device: str) -> dict:
     return out
 
 
+def os_counters() -> dict:
+    """Scheduler counters that say whether the host took time from this process while it decoded:
+    the main thread's involuntary context switches and CPU migrations (``/proc/thread-self/sched``),
+    the process's context switches (``getrusage``) and the whole VM's steal time (``/proc/stat``,
+    jiffies the hypervisor ran something else on our vCPUs); empty where the OS does not say."""
+    import resource
+
+    out: dict = {}
+    try:
+        for line in Path("/proc/thread-self/sched").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("nr_involuntary_switches", "nr_voluntary_switches", "se.nr_migrations"):
+                out["main_" + key.replace("se.", "")] = int(float(value))
+    except OSError:
+        pass
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out["proc_nvcsw"], out["proc_nivcsw"] = ru.ru_nvcsw, ru.ru_nivcsw
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        out["vm_steal_jiffies"] = int(fields[8])
+    except (OSError, IndexError, ValueError):
+        pass
+    return out
+
+
+def sm_clock_mhz(device: str):
+    """The GPU's SM clock now (NVML through torch), or None where NVML is not installed."""
+    try:
+        return torch.cuda.clock_rate(torch.device(device))
+    except Exception:  # noqa: BLE001 -- pynvml missing or no NVML: the probe is optional
+        return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.print_pin_cpus:
@@ -224,6 +260,9 @@ def main(argv=None) -> int:
     compile_s = measure.prepare(engines.values(), prompts, args.max_new, decoding, 1, stop_sequences=stop,
                                 tokenizer=codec)
     print(f"compile_s {compile_s:.1f}", flush=True)
+    if args.pin_main is not None:
+        os.sched_setaffinity(0, {args.pin_main})  # pid 0: the calling thread only
+    started = time.perf_counter()
     rows_file = tempfile.NamedTemporaryFile("a", delete=False)
     scorer = ThreadPoolExecutor(1)
 
@@ -246,7 +285,10 @@ def main(argv=None) -> int:
         methods, kind = CONDITIONS[name]
         methods = tuple(engines) if methods == BOTH else methods
         acc = {m: {"tokens": 0, "wall": 0.0, "prefill": 0.0, "n": 0, "captures": 0} for m in methods}
+        per_rep = []  # each pass: its start in the process, tokens/s per method, the OS counters' change
         for _ in range(args.reps):
+            rep = {m: {"tokens": 0, "wall": 0.0, "prefill": 0.0} for m in methods}
+            rep_start, before, clock_before = time.perf_counter() - started, os_counters(), sm_clock_mhz(args.device)
             order = ([(i, m) for i in range(len(prompts)) for m in methods] if "alternate" in kind
                      else [(i, m) for m in methods for i in range(len(prompts))])
             ar_ids: dict[int, list[int]] = {}
@@ -262,14 +304,23 @@ def main(argv=None) -> int:
                 a["wall"] += g.stats.wall_s
                 a["prefill"] += g.stats.prefill_s
                 a["n"] += 1
+                for k, v in (("tokens", g.stats.n_generated), ("wall", g.stats.wall_s), ("prefill", g.stats.prefill_s)):
+                    rep[m][k] += v
                 if m == "autoregressive":
                     ar_ids[i] = g.output_ids
                 between(kind, i, g, None if m == "autoregressive" else ar_ids.get(i))
+            after = os_counters()
+            per_rep.append({"start_s": rep_start, "sm_clock_mhz": [clock_before, sm_clock_mhz(args.device)],
+                            **{k: after[k] - before[k] for k in after if k in before},
+                            **{m: {"tok_s": r["tokens"] / r["wall"],
+                                   "decode_tok_s": r["tokens"] / (r["wall"] - r["prefill"])} for m, r in rep.items()}})
         scorer.submit(lambda: None).result()  # background scores finished before the next condition
         return {m: {"tok_s": a["tokens"] / a["wall"], "decode_tok_s": a["tokens"] / (a["wall"] - a["prefill"]),
-                    "prefill_ms": 1000 * a["prefill"] / a["n"], "captures": a["captures"]} for m, a in acc.items()}
+                    "prefill_ms": 1000 * a["prefill"] / a["n"], "captures": a["captures"]} for m, a in acc.items()} | {
+            "per_rep": per_rep}
 
     results = {"compile_s": compile_s, "threads_default": torch.get_num_threads(), "args": vars(args),
+               "python": sys.version.split()[0],
                "prefill": getattr(target, "prefill", None), "host": host}
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
@@ -277,8 +328,12 @@ def main(argv=None) -> int:
         results[key] = {}
         for name in args.conditions.split(","):
             results[key][name] = row = condition(name)
-            print(key, name, json.dumps({m: {k: round(v, 1) for k, v in d.items()} for m, d in row.items()}),
-                  flush=True)
+            print(key, name, json.dumps({m: {k: round(v, 1) for k, v in d.items()} for m, d in row.items()
+                                         if m != "per_rep"}), flush=True)
+            for rep in row["per_rep"]:
+                print("  rep", json.dumps({k: (round(v, 1) if isinstance(v, float) else
+                                                v if not isinstance(v, dict) else round(v["decode_tok_s"]))
+                                            for k, v in rep.items()}), flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     scorer.shutdown()
     return 0

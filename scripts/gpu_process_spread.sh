@@ -3,10 +3,13 @@
 # scripts/diag_timing_gap.py (decoder after decoder, nothing between generations), each
 # recording its host (CPU affinity, NUMA nodes, a Python loop and a kernel-launch loop) and
 # timing AR and the methods with the native backend's prefill eager, chunked or auto, unpinned or
-# pinned (taskset) to the CPUs next to the GPU. One device call:
+# pinned (taskset) to the CPUs next to the GPU, or with only the main thread pinned to one CPU
+# (PINS value mainN: --pin-main N). With REPS > 1 each pass over the prompts is recorded with the
+# scheduler's counters (summary.txt: one "rep" line per pass). One device call:
 #
 #   OUT=<dir> bash scripts/gpu_process_spread.sh
 #   OUT=<dir> MODEL=runs/gpu-24x1024 ROUNDS=1 PINS=no bash scripts/gpu_process_spread.sh
+#   OUT=<dir> PREFILLS=auto PINS="no main3" REPS=6 bash scripts/gpu_process_spread.sh
 #   DEVICE=cpu DTYPE=float32 ROUNDS=1 METHODS=autoregressive bash scripts/gpu_process_spread.sh  # a dry run
 #
 # Writes $OUT/spread/<round>_<prefill>_<pin>.{json,log}, $OUT/spread/machine.txt and a
@@ -42,13 +45,15 @@ for r in $(seq 1 "$ROUNDS"); do
   for p in $PREFILLS; do
     for pin in $PINS; do
       name="${r}_${p}_${pin}"
-      pre=()
+      pre=() main=()
       [[ "$pin" == yes ]] && pre=(taskset -c "$LOCAL")
+      [[ "$pin" == main* ]] && main=(--pin-main "${pin#main}")
       echo "$name loadavg $(cat /proc/loadavg)" >>"$D/$name.log"
       timeout "$PER_PROCESS_S" "${pre[@]}" $PY scripts/diag_timing_gap.py --model "$MODEL" --device "$DEVICE" --dtype "$DTYPE" \
         --conditions b2b \
-        --reps "$REPS" --methods "$METHODS" --host-probe --prefill "$p" --out "$D/$name.json" >>"$D/$name.log" 2>&1
+        --reps "$REPS" --methods "$METHODS" --host-probe --prefill "$p" "${main[@]}" --out "$D/$name.json" >>"$D/$name.log" 2>&1
       echo "$name rc=$? $(grep -h '^threads=' "$D/$name.log" | tail -n 1)" | tee -a "$D/summary.txt"
+      grep -h '^  rep' "$D/$name.log" >>"$D/summary.txt"
     done
   done
 done
