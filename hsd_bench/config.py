@@ -103,6 +103,10 @@ class RunConf:
     # and at decoding.batch_size > 1 (where the untimed stream decodes this many tokens per row)
     # leaves later batch shapes to the timed stream, which counts them in graph_captures_timed.
     warmup_tokens: Optional[int] = None
+    # Timed passes over the samples per decoder; each sample keeps its median pass's timing
+    # (hsd_bench/measure.py, rule 5). null = 3 on CUDA (a host-bound method's speed moves from
+    # pass to pass there), 1 elsewhere. Outputs do not depend on it; timings do (run identity).
+    timing_repeats: Optional[int] = None
     progress: bool = True
     # Intra-op CPU threads. Small models are overhead-bound: on a 2-core
     # machine extra threads only contend (measured 5x slower under load).

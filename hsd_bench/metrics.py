@@ -29,6 +29,14 @@ def quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def _pass_rates(rows: list[dict], tokens: int) -> list[float] | None:
+    """All rows' tokens over each pass's wall time, when every row was timed in the same passes."""
+    passes = [r.get("wall_s_passes") for r in rows]
+    if not passes or any(p is None for p in passes) or len({len(p) for p in passes}) != 1:
+        return None
+    return [_ratio(tokens, sum(p[k] for p in passes)) for k in range(len(passes[0]))]
+
+
 def summarize_method(rows: list[dict]) -> dict:
     tokens = sum(r["n_generated"] for r in rows)
     wall = sum(r["wall_s"] for r in rows)
@@ -71,6 +79,8 @@ def summarize_method(rows: list[dict]) -> dict:
         "n_generated": tokens,
         "tokens_per_s": _ratio(tokens, wall),
         "decode_tokens_per_s": _ratio(tokens, decode),
+        # timing_repeats > 1: tokens/s of each timed pass (the spread the median-pass timing hides)
+        "tokens_per_s_passes": _pass_rates(rows, tokens),
         "acceptance_rate": _ratio(accepted, drafted),
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],

@@ -130,6 +130,8 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
         f"[hsd-bench] done {name} on {dataset}:",
         f"{s.get('n_samples', 0)} samples,",
         f"{_num(s.get('tokens_per_s'), '.1f')} tok/s",
+        *([f"(passes {min(s['tokens_per_s_passes']):.1f}-{max(s['tokens_per_s_passes']):.1f})"]
+          if s.get("tokens_per_s_passes") and None not in s["tokens_per_s_passes"] else []),
         f"({_num(s.get('speedup_vs_ar'), '.2f', 'x')} vs AR),",
         f"accept {_num(s.get('acceptance_rate'), '.2f')},",
         f"tau {_num(s.get('mean_accepted_len'), '.2f')},",

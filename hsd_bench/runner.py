@@ -95,6 +95,8 @@ def identity(cfg: dict) -> dict:
         ident["decoding"] = {k: v for k, v in ident["decoding"].items() if k != "batch_size"}
     if ident.get("ar_chunk") is None:  # the default names no chunk in the hash, as batch 1 names no batch
         ident.pop("ar_chunk", None)
+    if ident.get("timing_repeats") is None:  # nor the default number of timed passes
+        ident.pop("timing_repeats", None)
     if ident["model"].get("prefill", "auto") == "auto":  # nor does the default prefill
         ident["model"] = {k: v for k, v in ident["model"].items() if k != "prefill"}
     ident["input_hashes"] = input_hashes(input_paths(cfg))
@@ -188,6 +190,10 @@ def run_job(cfg: Any, log=print) -> JobResult:
                 log(f"[hsd-bench] {model_name}: prompts of up to {how['chunk_limit']} chunks of {how['chunk_tokens']} "
                     "tokens prefill as graph replays, longer ones eagerly (model.prefill=auto)")
         captures_at_start = measure.graph_captures(m for d in decoders.values() for m in d.models)
+        repeats = measure.timing_repeats_for(cfg.get("timing_repeats"), target.device)
+        if repeats > 1:
+            log(f"[hsd-bench] timing: {repeats} passes over the samples per decoder, each sample's median pass kept "
+                "(timing_repeats); rows are written after a decoder's last pass")
 
         progress = RunProgress(total=len(samples) * len(decoders), desc=f"{spec.name} {cfg['dataset']['name']}",
                                enabled=cfg.get("progress", True), done_rows=existing, unit="generation")
@@ -218,7 +224,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         # or beside timed generations made them measurably slower; docs/performance.md).
         for name, decoder in sorted(decoders.items(), key=lambda kv: kv[0] != BASELINE):
             batch = [(s, ids) for s, ids in todo if (s.sample_id, name) not in finished]
-            for sample, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name):
+            for sample, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats):
                 retimed += row["retimed"]
                 ar_row = ar_rows.get(sample.sample_id)
                 if name == BASELINE:
@@ -248,6 +254,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "dtype": dtype,
             "batch_size": batch_size,
             "ar_chunk": ar_chunk_for(spec.ar_chunk, target.device),
+            "timing_repeats": repeats,
             "compile_s": compile_s,
             "prefill": prefill,
             # measured around every kept timing of this process (measure.timed_generate): must be 0
@@ -318,21 +325,15 @@ def code_versions(rows: list[dict]) -> list[dict]:
     return list(counts.values())
 
 
-def _generate_rows(decoder, codec, batch, max_new, decoding, stop, name):
+def _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats: int = 1):
     """``(sample, row)`` for every ``(sample, prompt_ids)`` of ``batch``, decoded at
-    ``decoding.batch_size`` (one by one at batch 1, each timed by ``measure.timed_generate``), in
-    the order they finish."""
+    ``decoding.batch_size`` in ``repeats`` timed passes (``measure.timed_passes``): with one pass
+    in the order they finish, with several after the last pass, each row timed by its median pass."""
     global GENERATIONS_RUN
-    if decoding.batch_size == 1:
-        for sample, prompt_ids in batch:
-            GENERATIONS_RUN += 1
-            timed = measure.timed_generate(decoder, prompt_ids, max_new, decoding, stop_sequences=stop, tokenizer=codec)
-            yield sample, _row(timed, codec, sample, stop, name)
-        return
-    stream = measure.timed_stream(decoder, [ids for _, ids in batch], max_new, decoding, decoding.batch_size,
-                                  stop_sequences=stop, tokenizer=codec)
-    for index, timed in stream:
-        GENERATIONS_RUN += 1
+    passes = measure.timed_passes(decoder, [ids for _, ids in batch], max_new, decoding, repeats,
+                                  decoding.batch_size, stop_sequences=stop, tokenizer=codec)
+    for index, timed in passes:
+        GENERATIONS_RUN += repeats
         yield batch[index][0], _row(timed, codec, batch[index][0], stop, name)
 
 
@@ -345,6 +346,10 @@ def _row(timed, codec, sample, stop, name) -> dict:
            "output_ids": gen.output_ids, "output_text": text,
            "stop_reason": gen.stop_reason, **gen.stats.as_row(),
            "graph_captures": timed.graph_captures, "retimed": timed.retimed}
+    if timed.pass_wall_s is not None:  # several timed passes: this row's timing is its median pass's
+        row["wall_s_passes"] = timed.pass_wall_s
+        if not timed.outputs_agree:
+            row["pass_outputs_differ"] = True
     row["parity_exact"] = True if name == BASELINE else None
     row["scores"] = None  # pending: scored after the last timed generation (deferred.py)
     return row

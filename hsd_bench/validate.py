@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hsd_bench.measure import timing_repeats_for
 from hsd_bench.methods import TARGET, ar_chunk_for, method_views
 from hsd_bench.models.loading import BACKENDS, DTYPES, RANDOM_ARCHS, REPO_ROOT, resolve_local_path
 from hsd_bench.models.native.model import PREFILL_MODES
@@ -148,6 +149,7 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
     _int_at_least("cpu_threads", cfg.get("cpu_threads"), 1, "torch's default")
     _int_at_least("warmup_tokens", cfg.get("warmup_tokens"), 0, "max_new_tokens")
     ar_chunk_for(cfg.get("ar_chunk"), "cpu")
+    timing_repeats_for(cfg.get("timing_repeats"), "cpu")
     dataset = cfg["dataset"]["name"]
     if dataset not in available_tasks():
         raise ValueError(f"dataset.name: unknown dataset {dataset!r}; valid datasets: {', '.join(available_tasks())}")

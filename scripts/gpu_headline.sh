@@ -113,12 +113,13 @@ for summary in sorted(runs.glob("**/summary.json")):
     doc[str(summary.parent.relative_to(runs))] = {
         "method": s.get("method"), "backend": s.get("backend"), "dtype": s.get("dtype"),
         "compile_s": s.get("compile_s"), "graph_captures_timed": s.get("graph_captures_timed"),
-        "ar_chunk": s.get("ar_chunk"),
+        "ar_chunk": s.get("ar_chunk"), "timing_repeats": s.get("timing_repeats"),
         "retimed_samples": s.get("retimed_samples"), "config": {k: s["config"].get(k) for k in ("method", "exit", "verifier")},
         "dataset": s["config"]["dataset"]["name"],
         "methods": {m: {k: v.get(k) for k in ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar",
                                                "mean_accepted_len", "acceptance_rate", "parity_exact",
-                                               "parity_near_tie", "parity_unexplained", "discarded_tokens")}
+                                               "parity_near_tie", "parity_unexplained", "discarded_tokens",
+                                               "tokens_per_s_passes")}
                     for m, v in s["methods"].items()},
     }
 pathlib.Path(out).write_text(json.dumps(doc, indent=1))

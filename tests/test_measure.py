@@ -186,3 +186,80 @@ def test_prepare_at_batch_size_above_one_decodes_the_whole_stream_untimed():
     assert decoder.streams[0][:2] == ([98, 98], 2)  # a full batch of the longest prompt (as it fits)
     # then the run's own stream: same batch size, rows stopping where the timed ones will
     assert decoder.streams[1] == ([7, 12, 3], 2, ("\n\n",))
+
+
+class ScriptedDecoder(FakeDecoder):
+    """Wall time and output of each call come from a script: one entry per generate() call."""
+
+    def __init__(self, walls, outputs=None):
+        super().__init__(capture_on_call=0)
+        self.walls, self.outputs, self.order = list(walls), outputs, []
+
+    def generate(self, prompt_ids, max_new_tokens, decoding=None, stop_sequences=(), tokenizer=None):
+        k = self.calls
+        self.calls += 1
+        self.order.append(prompt_ids[0])
+        ids = self.outputs[k] if self.outputs else [prompt_ids[0]] * max_new_tokens
+        stats = GenerationStats(n_generated=len(ids), wall_s=self.walls[k], prefill_s=self.walls[k] / 10,
+                                layer_evals={"m": len(ids)})
+        return Generation(ids, stats)
+
+
+def test_passes_run_over_all_prompts_in_turn_and_keep_each_prompts_median():
+    """A slow stretch of the host should land in one pass, not in every repeat of one sample:
+    the passes go prompt 0, 1, 2, then 0, 1, 2 again; each prompt keeps its median pass."""
+    #          pass 1          pass 2          pass 3
+    walls = [1.0, 5.0, 2.0, 9.0, 4.0, 2.5, 3.0, 6.0, 7.0]
+    decoder = ScriptedDecoder(walls)
+    out = dict(measure.timed_passes(decoder, [[10], [11], [12]], 4, DecodingConfig(), repeats=3))
+    assert decoder.order == [10, 11, 12] * 3
+    assert [out[i].pass_wall_s for i in range(3)] == [[1.0, 9.0, 3.0], [5.0, 4.0, 6.0], [2.0, 2.5, 7.0]]
+    assert [out[i].generation.stats.wall_s for i in range(3)] == [3.0, 5.0, 2.5]
+    assert [out[i].generation.stats.prefill_s for i in range(3)] == [0.3, 0.5, 0.25]  # the kept pass's split
+    assert all(t.outputs_agree and not t.retimed and t.graph_captures == 0 for t in out.values())
+
+
+def test_one_pass_is_timed_generate_and_an_even_count_keeps_the_lower_middle():
+    one = dict(measure.timed_passes(ScriptedDecoder([4.0, 2.0]), [[1], [2]], 3, DecodingConfig()))
+    assert [one[i].generation.stats.wall_s for i in range(2)] == [4.0, 2.0] and one[0].pass_wall_s is None
+    two = dict(measure.timed_passes(ScriptedDecoder([4.0, 2.0]), [[1]], 3, DecodingConfig(), repeats=2))
+    assert two[0].generation.stats.wall_s == 2.0 and two[0].pass_wall_s == [4.0, 2.0]
+
+
+def test_passes_that_decode_different_tokens_are_flagged():
+    decoder = ScriptedDecoder([1.0, 1.0], outputs=[[5, 6], [5, 7]])
+    (_, timed), = measure.timed_passes(decoder, [[1]], 2, DecodingConfig(), repeats=2)
+    assert not timed.outputs_agree
+
+
+def test_passes_at_batch_size_above_one_repeat_the_stream():
+    decoder = StreamDecoder()
+    out = dict(measure.timed_passes(decoder, [[1] * 3, [2] * 4], 2, DecodingConfig(), repeats=3, batch_size=2))
+    assert len(decoder.streams) == 3 and sorted(out) == [0, 1]
+    assert all(len(t.pass_wall_s) == 3 for t in out.values())
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "3"])
+def test_timing_repeats_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match=r"timing_repeats=.* must be an integer >= 1"):
+        measure.timing_repeats_for(value, "cpu")
+
+
+def test_timing_repeats_default_is_three_passes_on_cuda_and_one_elsewhere():
+    assert measure.timing_repeats_for(None, "cuda") == 3
+    assert measure.timing_repeats_for(None, "cpu") == 1
+    assert measure.timing_repeats_for(5, "cpu") == 5
+
+
+def test_the_benchmark_times_with_the_same_passes_as_run_py():
+    """bench_gpu's decoder_run and run_job share timed_passes: its tokens/s is all tokens over the
+    sum of each prompt's median pass (what run.py's summary computes from its rows)."""
+    from hsd_bench.bench.runs import decoder_run
+
+    walls = [0.0, 0.0] + [1.0, 5.0, 9.0, 4.0, 3.0, 6.0]  # prepare's two untimed calls, then 3 passes x 2 prompts
+    decoder = ScriptedDecoder(walls)
+    r = decoder_run("x", decoder, "native", "autoregressive", [[1] * 3, [2] * 4], 4, reps=3)
+    assert decoder.calls == 8
+    assert r.wall_s == [6.0, 13.0, 9.0]  # every pass's sum: the spread
+    assert r.tokens == 8 and r.tokens_per_s == pytest.approx(8 / (3.0 + 5.0))
+    assert r.decode_tokens_per_s == pytest.approx(8 / (0.9 * 8.0))

@@ -206,3 +206,28 @@ def test_code_version_outside_a_git_checkout_falls_back_to_the_package(tmp_path,
     assert version["source"] == fingerprint.code_version()["source"]  # the same files, the same source hash
     (copy / "engine.py").write_text((copy / "engine.py").read_text() + "\n# edited\n")
     assert fingerprint.code_version.__wrapped__()["source"] != version["source"]
+
+
+def test_timing_repeats_times_every_row_in_several_passes_and_enters_the_identity(tmp_path):
+    """timing_repeats=N: each decoder decodes the samples N times; a row keeps its median pass and
+    lists every pass's wall time; the summary gives each pass's tokens/s. The default (null)
+    names nothing in the hash, so runs from before the key keep their directories."""
+    data = _humaneval_file(tmp_path / "he.jsonl")
+    default = _cfg(tmp_path / "runs", f"dataset.path={data}")
+    assert "timing_repeats" not in runner.identity(default)
+    cfg = _cfg(tmp_path / "runs", f"dataset.path={data}", "timing_repeats=3")
+    assert runner.identity(cfg) != runner.identity(default)
+    before = runner.GENERATIONS_RUN
+    result = runner.run_job(cfg)
+    rows = _rows(result.run_dir)
+    assert runner.GENERATIONS_RUN - before == 3 * len(rows)  # 2 samples x (AR + layerskip) x 3 passes
+    for r in rows:
+        assert len(r["wall_s_passes"]) == 3 and r["wall_s"] == sorted(r["wall_s_passes"])[1]
+        assert "pass_outputs_differ" not in r  # greedy on CPU: every pass decodes the same tokens
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["timing_repeats"] == 3
+    for method, s in summary["methods"].items():
+        mine = [r for r in rows if r["method"] == method]
+        tokens = sum(r["n_generated"] for r in mine)
+        assert s["tokens_per_s_passes"] == pytest.approx(
+            [tokens / sum(r["wall_s_passes"][k] for r in mine) for k in range(3)])

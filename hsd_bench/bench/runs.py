@@ -46,13 +46,19 @@ class RunResult:
     outputs: list[list[int]] = field(default_factory=list)
     target_forwards: int = 0  # per repetition
     extra: dict = field(default_factory=dict)
+    # decoder_run: the sum over prompts of each prompt's median-pass times (measure.timed_passes,
+    # as run.py times a job); the figures then come from these, ``wall_s`` keeps every pass's sum
+    kept_wall_s: float | None = None
+    kept_decode_s: float | None = None
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / median(self.wall_s)
+        return self.tokens / (self.kept_wall_s if self.kept_wall_s is not None else median(self.wall_s))
 
     @property
     def decode_tokens_per_s(self) -> float | None:
+        if self.kept_decode_s is not None:
+            return self.tokens / self.kept_decode_s
         return self.tokens / median(self.decode_s) if self.decode_s else None
 
     @property
@@ -77,35 +83,32 @@ def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, in
 def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[list[int]], max_new: int,
                 reps: int, stop: tuple[str, ...] = (), codec=None) -> RunResult:
     """A decoder (an engine, or transformers' generate() as ``HFReference``) timed exactly as
-    ``run.py`` times it: ``measure.prepare`` before, ``measure.timed_generate`` for every
-    generation (with ``run.py``'s stop sequences and tokenizer where given). ``extra`` gets
-    ``compile_s``, ``retimed`` and ``graph_captures_timed``."""
+    ``run.py`` times it: ``measure.prepare`` before, ``measure.timed_passes`` with ``reps`` passes
+    (``run.py``'s ``timing_repeats``) over the prompts, each prompt's median pass kept (with
+    ``run.py``'s stop sequences and tokenizer where given). ``wall_s`` holds every pass's sum;
+    ``extra`` gets ``compile_s``, ``retimed`` and ``graph_captures_timed``."""
     from hsd_bench import measure
     from hsd_bench.engine import DecodingConfig
 
     decoding = DecodingConfig()
     result = RunResult(name, backend, method)
     result.extra["compile_s"] = measure.prepare([decoder], prompts, max_new, decoding)
-    result.extra["retimed"] = result.extra["graph_captures_timed"] = 0
-    stats_box: dict = {}
-
-    def run_all():
-        outs, wall, dec, fwd, rows = [], 0.0, 0.0, 0, []
-        for p in prompts:
-            timed = measure.timed_generate(decoder, p, max_new, decoding, stop_sequences=stop, tokenizer=codec)
-            g = timed.generation
-            result.extra["retimed"] += timed.retimed
-            result.extra["graph_captures_timed"] += timed.graph_captures
-            outs.append(g.output_ids)
-            wall += g.stats.wall_s
-            dec += g.stats.decode_s
-            fwd += g.stats.target_forwards
-            rows.append(g.stats.as_row())
-        stats_box["rows"] = rows
-        return outs, wall, (dec if backend != "hf" else None), fwd
-
-    _repeat(run_all, reps, result, warm_up=False)
-    rows = stats_box.get("rows", [])
+    timed = [t for _, t in sorted(measure.timed_passes(decoder, prompts, max_new, decoding, reps,
+                                                       stop_sequences=stop, tokenizer=codec),
+                                  key=lambda it: it[0])]
+    gens = [t.generation for t in timed]
+    result.extra["retimed"] = sum(t.retimed for t in timed)
+    result.extra["graph_captures_timed"] = sum(t.graph_captures for t in timed)
+    result.outputs = [g.output_ids for g in gens]
+    result.tokens = sum(len(o) for o in result.outputs)
+    result.target_forwards = sum(g.stats.target_forwards for g in gens)
+    passes = [t.pass_wall_s or [t.generation.stats.wall_s] for t in timed]
+    result.wall_s = [sum(p[k] for p in passes) for k in range(len(passes[0]))]
+    result.kept_wall_s = sum(g.stats.wall_s for g in gens)
+    if backend != "hf":
+        result.kept_decode_s = sum(g.stats.decode_s for g in gens)
+        result.decode_s = [result.kept_decode_s]
+    rows = [g.stats.as_row() for g in gens]
     if backend != "hf":
         result.extra["acceptance_per_level"] = _merge_acceptance(rows)
         result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
