@@ -13,6 +13,12 @@ divergence; three AR runs in fresh processes within ``--ar-spread`` of each othe
 AR (the method jobs' own AR, averaged) and each method. Exit status 0 when every check
 is met, 1 when one is not, 2 when an input is missing. Why a script: the numbers
 were worked out by hand each session, and a hand can pick the wrong AR.
+
+Where both sides were timed in several passes (``timing_repeats``, ``--reps``), the measured
+column also gives each side's range over passes, and for the methods the speedup over AR
+inside the ``run.py`` job next to the benchmark's: on a host whose speed drifts over
+seconds, two processes' absolute rates can differ more than their passes do, while a
+speedup compares AR and the method within one process (docs/performance.md, "Sixth run").
 """
 
 from __future__ import annotations
@@ -69,30 +75,50 @@ def ar_repeats(checks: dict, limit: float) -> Check:
                  " / ".join(f"{r:.1f}" for r in rates) + f" tok/s: {s:.1%}", s <= limit)
 
 
+def bench_rows(bench: dict) -> dict[str, dict]:
+    """The benchmark's engine rows (``ours ...``) by method."""
+    rows = bench["parts"]["methods"]["rows"]
+    return {r["method"]: r for r in rows if r["name"].startswith("ours ")}
+
+
 def bench_rates(bench: dict) -> dict[str, float]:
     """The benchmark's engine rows (``ours ...``) by method: tokens/s."""
-    rows = bench["parts"]["methods"]["rows"]
-    return {r["method"]: r["tokens_per_s"] for r in rows if r["name"].startswith("ours ")}
+    return {m: r["tokens_per_s"] for m, r in bench_rows(bench).items()}
+
+
+def _passes(rates: list[float] | None) -> str:
+    """' (passes a-b)' for several timed passes, else ''."""
+    rates = [r for r in rates or [] if r is not None]
+    return f" (passes {min(rates):.1f}-{max(rates):.1f})" if len(rates) > 1 else ""
+
+
+def _bench_passes(row: dict) -> list[float]:
+    tokens = row.get("tokens_per_rep")
+    return [tokens / w for w in row.get("wall_s") or [] if tokens and w]
 
 
 def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
-    ours = bench_rates(bench)
+    ours = bench_rows(bench)
     agree = _runs(checks, "agree")
     target = f"within {limit:.0%}"
     out = []
     ar = [r["methods"]["autoregressive"]["tokens_per_s"] for r in agree if "autoregressive" in r["methods"]]
-    rows = [("AR (the method jobs' own AR)", "autoregressive", statistics.mean(ar) if ar else None)]
+    rows = [("AR (the method jobs' own AR)", "autoregressive", statistics.mean(ar) if ar else None, None)]
     for method in METHODS:
-        rates = [r["methods"][method]["tokens_per_s"] for r in agree if method in r["methods"]]
-        rows.append((method, method, rates[0] if rates else None))
-    for label, method, run_py in rows:
+        runs = [r["methods"][method] for r in agree if method in r["methods"]]
+        rows.append((method, method, runs[0]["tokens_per_s"] if runs else None, runs[0] if runs else None))
+    for label, method, run_py, summary in rows:
         ref = ours.get(method)
         if run_py is None or ref is None:
             out.append(Check(f"`run.py` vs benchmark: {label}", target, "not run", None))
             continue
-        diff = run_py / ref - 1
-        out.append(Check(f"`run.py` vs benchmark: {label}", target,
-                         f"{run_py:.1f} vs {ref:.1f} tok/s: {diff:+.1%}", abs(diff) <= limit))
+        diff = run_py / ref["tokens_per_s"] - 1
+        measured = (f"{run_py:.1f}{_passes((summary or {}).get('tokens_per_s_passes'))} vs "
+                    f"{ref['tokens_per_s']:.1f}{_passes(_bench_passes(ref))} tok/s: {diff:+.1%}")
+        theirs = ref.get("speedup_vs_same_backend_ar")
+        if summary and summary.get("speedup_vs_ar") and theirs:
+            measured += f"; speedup {summary['speedup_vs_ar']:.2f}x vs {theirs:.2f}x"
+        out.append(Check(f"`run.py` vs benchmark: {label}", target, measured, abs(diff) <= limit))
     return out
 
 

@@ -87,3 +87,19 @@ def test_missing_runs_are_not_run_never_met(tmp_path):
     missing = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.json")], capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "nope.json does not exist" in missing.stderr
+
+
+def test_several_passes_show_each_sides_range_and_the_speedups(tmp_path):
+    """With timing_repeats / --reps, a reader sees whether the two sides' passes overlap, and the
+    speedup inside the run.py job next to the benchmark's (same process for AR and the method)."""
+    doc = checks()
+    hispec = doc["agree/1"]["methods"]["hispec"]
+    hispec.update(tokens_per_s_passes=[880.0, 900.0, 930.0], speedup_vs_ar=1.32)
+    bench_doc = bench()
+    ours = next(r for r in bench_doc["parts"]["methods"]["rows"] if r["method"] == "hispec")
+    ours.update(tokens_per_rep=800, wall_s=[0.8, 0.9, 1.0], speedup_vs_same_backend_ar=1.35)
+    rc, table = run(tmp_path, doc, bench_doc)
+    assert rc == 0, table
+    assert ("900.0 (passes 880.0-930.0) vs 920.0 (passes 800.0-1000.0) tok/s: -2.2%; speedup 1.32x vs 1.35x"
+            in row(table, "`run.py` vs benchmark: hispec"))
+    assert "(passes" not in row(table, "`run.py` vs benchmark: layerskip")  # one pass: no range
