@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 
@@ -217,20 +217,27 @@ def timing_repeats_for(value, device: torch.device | str) -> int:
 
 
 def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: DecodingConfig, repeats: int = 1,
-                 batch_size: int = 1, stop_sequences=(), tokenizer=None) -> Iterator[tuple[int, Timed]]:
+                 batch_size: int = 1, stop_sequences=(), tokenizer=None,
+                 on_generation: Callable[[], None] | None = None) -> Iterator[tuple[int, Timed]]:
     """Rule 5: ``repeats`` timed passes over all ``prompts``, back to back; yields ``(index, Timed)``
     for every prompt -- with one pass as each generation finishes, with several after the last
     pass, each carrying its median pass's generation (by wall time; the lower middle for an even
     count) and every pass's wall time. A pass is one generation per prompt at batch 1
-    (:func:`timed_generate`) or one refilled stream at ``batch_size`` > 1 (:func:`timed_stream`)."""
+    (:func:`timed_generate`) or one refilled stream at ``batch_size`` > 1 (:func:`timed_stream`).
+    ``on_generation()``, if given, is called after every timed generation of every pass (progress:
+    with several passes the results come only at the end)."""
     repeats = timing_repeats_for(repeats, "cpu")
 
     def one_pass() -> Iterator[tuple[int, Timed]]:
         if batch_size == 1:
-            for i, prompt in enumerate(prompts):
-                yield i, timed_generate(decoder, prompt, max_new, decoding, stop_sequences, tokenizer)
+            timed = ((i, timed_generate(decoder, p, max_new, decoding, stop_sequences, tokenizer))
+                     for i, p in enumerate(prompts))
         else:
-            yield from timed_stream(decoder, prompts, max_new, decoding, batch_size, stop_sequences, tokenizer)
+            timed = timed_stream(decoder, prompts, max_new, decoding, batch_size, stop_sequences, tokenizer)
+        for item in timed:
+            if on_generation is not None:
+                on_generation()
+            yield item
 
     if repeats == 1:
         yield from one_pass()

@@ -195,7 +195,9 @@ def run_job(cfg: Any, log=print) -> JobResult:
             log(f"[hsd-bench] timing: {repeats} passes over the samples per decoder, each sample's median pass kept "
                 "(timing_repeats); rows are written after a decoder's last pass")
 
-        progress = RunProgress(total=len(samples) * len(decoders), desc=f"{spec.name} {cfg['dataset']['name']}",
+        # one unit per timed generation: samples x decoders x passes
+        progress = RunProgress(total=len(samples) * len(decoders) * repeats,
+                               desc=f"{spec.name} {cfg['dataset']['name']}",
                                enabled=cfg.get("progress", True), done_rows=existing, unit="generation")
         retimed = 0
         todo = []
@@ -213,8 +215,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
                 run_dir.append(row)
                 rows.append(row)
                 new_rows.append(row)
-            progress.update(new_rows, steps=len(decoders))
-        progress.update([], steps=sum((s.sample_id, n) in finished for s, _ in todo for n in decoders))
+            progress.update(new_rows, steps=len(decoders) * repeats)
+        progress.update([], steps=repeats * sum((s.sample_id, n) in finished for s, _ in todo for n in decoders))
         ar_rows = {r["sample_id"]: r for r in rows if r.get("method") == BASELINE}
 
         # Each decoder decodes every sample back to back, AR first -- at batch 1 one timed
@@ -222,9 +224,11 @@ def run_job(cfg: Any, log=print) -> JobResult:
         # Between two timed generations the host only writes the row; scores and divergences
         # from AR are completed after the last one (deferred.py: on a GPU, host work between
         # or beside timed generations made them measurably slower; docs/performance.md).
+        generated = lambda: progress.update(steps=1)  # noqa: E731 -- every timed generation, every pass
         for name, decoder in sorted(decoders.items(), key=lambda kv: kv[0] != BASELINE):
             batch = [(s, ids) for s, ids in todo if (s.sample_id, name) not in finished]
-            for sample, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats):
+            for sample, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats,
+                                              generated):
                 retimed += row["retimed"]
                 ar_row = ar_rows.get(sample.sample_id)
                 if name == BASELINE:
@@ -235,8 +239,13 @@ def run_job(cfg: Any, log=print) -> JobResult:
                 row["code_version"] = version
                 run_dir.append(row)
                 rows.append(row)
-                progress.update([row])
+                progress.update([row], steps=0)  # its generations were counted as they finished
         progress.close()
+        unsteady = [f"{r['sample_id']} ({r['method']})" for r in rows[len(existing):] if r.get("pass_outputs_differ")]
+        if unsteady:
+            log(f"[hsd-bench] warning: {len(unsteady)} row(s) decoded different tokens in different timed passes: "
+                f"{', '.join(unsteady[:5])}{' ...' if len(unsteady) > 5 else ''}; each keeps its median pass's "
+                "output (pass_outputs_differ in rows.jsonl): the decoder is not deterministic")
         pending = sum(map(is_pending, rows))
         if pending:
             log(f"[hsd-bench] scoring {pending} row(s) (and explaining their divergences from AR), "
@@ -262,6 +271,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
             "graph_captures_before_timing": captures_at_start,
             "retimed_samples": retimed,
+            # rows whose timed passes decoded different tokens (timing_repeats > 1): must be 0
+            "pass_outputs_differ": sum(bool(r.get("pass_outputs_differ")) for r in rows if not r.get("skipped")),
             "provenance": provenance(cfg),
             "code_versions": code_versions(rows),
             "peak_memory_mb": _peak_memory_mb(target.device),
@@ -325,15 +336,21 @@ def code_versions(rows: list[dict]) -> list[dict]:
     return list(counts.values())
 
 
-def _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats: int = 1):
+def _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats: int = 1, on_generation=None):
     """``(sample, row)`` for every ``(sample, prompt_ids)`` of ``batch``, decoded at
     ``decoding.batch_size`` in ``repeats`` timed passes (``measure.timed_passes``): with one pass
-    in the order they finish, with several after the last pass, each row timed by its median pass."""
-    global GENERATIONS_RUN
+    in the order they finish, with several after the last pass, each row timed by its median pass.
+    ``on_generation()`` is called after every timed generation of every pass (the progress bar)."""
+
+    def counted() -> None:
+        global GENERATIONS_RUN
+        GENERATIONS_RUN += 1
+        if on_generation is not None:
+            on_generation()
+
     passes = measure.timed_passes(decoder, [ids for _, ids in batch], max_new, decoding, repeats,
-                                  decoding.batch_size, stop_sequences=stop, tokenizer=codec)
+                                  decoding.batch_size, stop_sequences=stop, tokenizer=codec, on_generation=counted)
     for index, timed in passes:
-        GENERATIONS_RUN += repeats
         yield batch[index][0], _row(timed, codec, batch[index][0], stop, name)
 
 

@@ -219,6 +219,16 @@ def test_passes_run_over_all_prompts_in_turn_and_keep_each_prompts_median():
     assert all(t.outputs_agree and not t.retimed and t.graph_captures == 0 for t in out.values())
 
 
+def test_every_timed_generation_of_every_pass_is_reported_as_it_finishes():
+    """With several passes the results come at the end; progress must not stand still till then."""
+    seen = []
+    decoder = ScriptedDecoder([1.0] * 6)
+    passes = measure.timed_passes(decoder, [[1], [2]], 2, DecodingConfig(), repeats=3,
+                                  on_generation=lambda: seen.append(decoder.calls))
+    first = next(passes)
+    assert seen == [1, 2, 3, 4, 5, 6] and first[0] == 0  # all six reported before the first result
+
+
 def test_one_pass_is_timed_generate_and_an_even_count_keeps_the_lower_middle():
     one = dict(measure.timed_passes(ScriptedDecoder([4.0, 2.0]), [[1], [2]], 3, DecodingConfig()))
     assert [one[i].generation.stats.wall_s for i in range(2)] == [4.0, 2.0] and one[0].pass_wall_s is None

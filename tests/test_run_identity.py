@@ -231,3 +231,50 @@ def test_timing_repeats_times_every_row_in_several_passes_and_enters_the_identit
         tokens = sum(r["n_generated"] for r in mine)
         assert s["tokens_per_s_passes"] == pytest.approx(
             [tokens / sum(r["wall_s_passes"][k] for r in mine) for k in range(3)])
+
+
+def test_passes_that_decode_different_tokens_are_flagged_counted_and_said(tmp_path, monkeypatch):
+    """A decoder that is not deterministic would make the kept output depend on which pass was
+    the median: the row says so, the summary counts it, the log warns."""
+    from hsd_bench import measure
+
+    real = measure.timed_passes
+
+    def unsteady(*args, **kwargs):
+        for i, timed in real(*args, **kwargs):
+            timed.outputs_agree = i != 0  # the first sample of every decoder "differed"
+            yield i, timed
+
+    monkeypatch.setattr(measure, "timed_passes", unsteady)
+    data = _humaneval_file(tmp_path / "he.jsonl")
+    lines: list[str] = []
+    result = runner.run_job(_cfg(tmp_path / "runs", f"dataset.path={data}", "timing_repeats=2"), log=lines.append)
+    rows = _rows(result.run_dir)
+    assert sum(bool(r.get("pass_outputs_differ")) for r in rows) == 2  # one per decoder
+    assert json.loads((result.run_dir / "summary.json").read_text())["pass_outputs_differ"] == 2
+    assert any("decoded different tokens in different timed passes" in line for line in lines)
+
+
+def test_the_progress_bar_counts_every_pass_and_ends_at_its_total(tmp_path, monkeypatch):
+    """One unit per timed generation: samples x decoders x passes, advanced as each finishes."""
+    from hsd_bench import progress
+
+    bars = []
+
+    class Recorder(progress.RunProgress):
+        def __init__(self, total, **kwargs):
+            super().__init__(total, **{**kwargs, "enabled": False})
+            self.steps, self.rows = 0, 0
+            bars.append(self)
+
+        def update(self, rows=(), steps=None):
+            rows = list(rows)
+            self.rows += len(rows)
+            self.steps += len(rows) if steps is None else steps
+            super().update(rows, steps)
+
+    monkeypatch.setattr(runner, "RunProgress", Recorder)
+    data = _humaneval_file(tmp_path / "he.jsonl")
+    runner.run_job(_cfg(tmp_path / "runs", f"dataset.path={data}", "timing_repeats=3"))
+    (bar,) = bars
+    assert bar.total == 2 * 2 * 3 and bar.steps == bar.total and bar.rows == 4
