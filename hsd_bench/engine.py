@@ -116,23 +116,15 @@ class _Pending:
 def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
     """Pieces ``(source [N, D], offset, length)`` packed in order into ``[1, sum(length), D]``.
 
-    A view when the pieces are consecutive rows of one source; otherwise one
-    ``index_select`` (after one ``cat`` when they come from several sources).
+    A view when the pieces are consecutive rows of one source; otherwise one ``torch.cat``
+    of the pieces' row slices -- one device op whatever the number of sources, and no
+    index list to copy to the device (an ``index_select`` needs one per call).
     """
-    if len(pieces) == 1:
-        source, off, n = pieces[0]
-        return source[off : off + n][None]
-    bases: dict[int, int] = {}
-    sources = []
-    for source, _, _ in pieces:
-        if id(source) not in bases:
-            bases[id(source)] = sum(s.shape[0] for s in sources)
-            sources.append(source)
-    index = [bases[id(source)] + off + t for source, off, n in pieces for t in range(n)]
-    flat = sources[0] if len(sources) == 1 else torch.cat(sources)
-    if index[-1] - index[0] == len(index) - 1 and index == list(range(index[0], index[-1] + 1)):
-        return flat[index[0] : index[-1] + 1][None]
-    return flat.index_select(0, device_index(index, flat.device))[None]
+    first = pieces[0][0]
+    if all(source is first for source, _, _ in pieces) and all(
+            a[1] + a[2] == b[1] for a, b in zip(pieces, pieces[1:])):
+        return first[pieces[0][1] : pieces[-1][1] + pieces[-1][2]][None]
+    return torch.cat([source[off : off + n] for source, off, n in pieces])[None]
 
 
 class ModelState:
