@@ -136,13 +136,18 @@ def gpt_fast_transformer(gf_model, hf, max_seq: int, device: str, dtype: torch.d
     return model.to(device=device, dtype=dtype).eval()
 
 
-def time_gpt_fast(gf_generate, model, prompts: list[list[int]], max_new: int, reps: int, device: str,
-                  compile: bool) -> tuple[list[list[int]], list[float]]:
+def compile_like_gpt_fast_main(gf_generate) -> None:
+    """What gpt-fast's ``main(compile=True)`` does before generating: its decode step compiled with
+    CUDA graphs (``reduce-overhead``, fullgraph), the prefill left eager (its default). Once per
+    process: the compiled step recompiles by itself for each new model."""
+    gf_generate.decode_one_token = torch.compile(gf_generate.decode_one_token, mode="reduce-overhead",
+                                                 fullgraph=True)
+
+
+def time_gpt_fast(gf_generate, model, prompts: list[list[int]], max_new: int, reps: int,
+                  device: str) -> tuple[list[list[int]], list[float]]:
     """gpt-fast's generate() on every prompt: one untimed call per prompt length, then ``reps``
     timed rounds; returns its new tokens per prompt and each round's wall time."""
-    if compile:  # what gpt-fast's main(compile=True) does, prefill left eager (its default)
-        gf_generate.decode_one_token = torch.compile(gf_generate.decode_one_token, mode="reduce-overhead",
-                                                     fullgraph=True)
 
     def run(p: list[int]) -> list[int]:
         ids = torch.tensor(p, dtype=torch.int, device=device)
@@ -168,6 +173,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     dtype = DTYPES[args.dtype]
     gf_model, gf_generate = import_gpt_fast(args.gpt_fast)
+    if not args.no_compile:
+        compile_like_gpt_fast_main(gf_generate)
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__, "models": {}}
     for spec in args.models.split(","):
         hf, tok = load_hf(spec, args.device, dtype)
@@ -181,8 +188,7 @@ def main(argv=None) -> int:
         del hf
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
-        outs, walls = time_gpt_fast(gf_generate, gfm, prompts, args.max_new, args.reps, args.device,
-                                    not args.no_compile)
+        outs, walls = time_gpt_fast(gf_generate, gfm, prompts, args.max_new, args.reps, args.device)
         tokens = sum(len(o) for o in outs)
         same = [sum(a == b for a, b in zip(o, r)) / max(len(r), 1) for o, r in zip(outs, ours.outputs)]
         row = {"gpt_fast_tokens_per_s": tokens / median(walls), "gpt_fast_wall_s": walls,
