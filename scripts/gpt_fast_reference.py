@@ -45,9 +45,9 @@ from hsd_bench.bench.models import load_hf, prompts_for  # noqa: E402
 from hsd_bench.bench.runs import engine_run  # noqa: E402
 from hsd_bench.bench.timing import median, timed  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
+from hsd_bench.models.loading import DTYPES  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def parse_args(argv=None):

@@ -11,31 +11,25 @@ from pathlib import Path
 
 import torch
 
+def _llama3(factor: float, **shape) -> dict:
+    """A Llama-3 family shape: what the 1B, 3B and 8B share (128k vocabulary, llama3 RoPE scaled
+    by ``factor`` from 8192 positions) plus the size-specific ``shape``."""
+    return dict(vocab_size=128256, rms_norm_eps=1e-5, max_position_embeddings=131072, rope_theta=500000.0,
+                rope_scaling=dict(rope_type="llama3", factor=factor, low_freq_factor=1.0, high_freq_factor=4.0,
+                                  original_max_position_embeddings=8192),
+                **shape)
+
+
 SHAPES: dict[str, dict] = {
-    # Llama-3.2-1B: 16 x 2048, GQA 32/8, 128k vocabulary, tied embeddings, llama3 RoPE.
-    "llama-1b": dict(
-        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5,
-        max_position_embeddings=131072, tie_word_embeddings=True, rope_theta=500000.0,
-        rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                          original_max_position_embeddings=8192),
-    ),
+    # Llama-3.2-1B: 16 x 2048, GQA 32/8, tied embeddings.
+    "llama-1b": _llama3(32.0, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                        num_key_value_heads=8, head_dim=64, tie_word_embeddings=True),
     # Llama-3.2-3B: 28 x 3072, GQA 24/8, tied embeddings.
-    "llama-3b": dict(
-        vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
-        num_attention_heads=24, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5,
-        max_position_embeddings=131072, tie_word_embeddings=True, rope_theta=500000.0,
-        rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                          original_max_position_embeddings=8192),
-    ),
+    "llama-3b": _llama3(32.0, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
+                        num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
     # Llama-3.1-8B: 32 x 4096, GQA 32/8, untied embeddings.
-    "llama-8b": dict(
-        vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5,
-        max_position_embeddings=131072, tie_word_embeddings=False, rope_theta=500000.0,
-        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                          original_max_position_embeddings=8192),
-    ),
+    "llama-8b": _llama3(8.0, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                        num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
     # CPU smoke tests of the script itself.
     "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=8,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024),
