@@ -186,9 +186,13 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
     nparams = sum(p.numel() for p in hf.parameters())
     tag = spec.split(":")[-1]
     results = []
-    hf_reps = args.roofline_hf_reps if first else 1
-    results.append(hf_generate(f"[{tag}] HF eager AR", hf, prompts, args.max_new, hf_reps))
-    log(f"[{tag}] {nparams / 1e9:.3f}B params; HF eager AR: {results[-1].tokens_per_s:.1f} tok/s")
+    hf_reps = args.roofline_hf_reps if first else min(1, args.roofline_hf_reps)
+    hf_ar = None  # --roofline-hf-reps 0: no transformers row (device time), no parity against it
+    if hf_reps:
+        hf_ar = hf_generate(f"[{tag}] HF eager AR", hf, prompts, args.max_new, hf_reps)
+        results.append(hf_ar)
+        log(f"[{tag}] HF eager AR: {hf_ar.tokens_per_s:.1f} tok/s")
+    log(f"[{tag}] {nparams / 1e9:.3f}B params")
     variants = args.variants.split(",") if first else [BACKEND_OPTIONS["variant"]]
     best = None
     for variant in variants:
@@ -232,7 +236,6 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
             profile_decode(native, prompts[0], 32, out / "profile.txt")
         except Exception as err:  # noqa: BLE001
             log(f"profile failed: {type(err).__name__}: {err}")
-    hf_ar = results[0]
     engine_ar = next(r for r in results if "AR engine" in r.name)
     bpt, kv = ar_bytes_per_token(native, prompts, args.max_new, results)
     rows = summarize(results, {"hf": hf_ar, "native": engine_ar}, hf_ar, bpt, copy_bw)
@@ -492,7 +495,8 @@ def parse_args(argv=None):
                     help="how native models run a prompt: one eager pass, chunked fixed-shape steps (graph "
                          "replays), or auto (run.py's default: chunked up to the number of chunks the cost "
                          "model says beat one eager pass)")
-    ap.add_argument("--roofline-hf-reps", type=int, default=2)
+    ap.add_argument("--roofline-hf-reps", type=int, default=2,
+                    help="roofline part: transformers generate passes on the first model (1 on the others); 0 skips it")
     ap.add_argument("--profile", action="store_true", help="write a kernel-level profile of AR decode steps")
     ap.add_argument("--roofline-prompts", type=int, default=1)
     ap.add_argument("--roofline-layerskip", action="store_true", help="also HF early exit vs ours on random weights")
@@ -520,8 +524,12 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     for name in ("reps", "prompts", "overhead_prompts", "overhead_max_new", "max_new", "prompt_len", "gamma", "nd",
                  "ni"):
-        if getattr(args, name) < (0 if name == "reps" else 1):
-            ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= {0 if name == 'reps' else 1}")
+        if getattr(args, name) < 1:  # --reps too: every timed run needs at least one pass (measure.timed_passes)
+            ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if args.roofline_hf_reps < 0:
+        ap.error(f"--roofline-hf-reps={args.roofline_hf_reps} must be >= 0 (0 skips the transformers rows)")
+    if args.hf_reps is not None and args.hf_reps < 1:
+        ap.error(f"--hf-reps={args.hf_reps} must be >= 1 (--no-hf skips the transformers runs)")
     return args
 
 

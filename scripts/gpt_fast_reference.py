@@ -33,6 +33,7 @@ import argparse
 import importlib
 import json
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -48,6 +49,14 @@ from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import DTYPES  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
 
+
+
+_START = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    """Progress with the seconds since start, so a run cut off by a time limit shows where its time went."""
+    print(f"[+{time.perf_counter() - _START:.0f}s] {msg}", flush=True)
 
 
 def parse_args(argv=None):
@@ -158,6 +167,7 @@ def time_gpt_fast(gf_generate, model, prompts: list[list[int]], max_new: int, re
 
     for n in sorted({len(p) for p in prompts}):  # compilation, capture, first touch: untimed
         run(next(p for p in prompts if len(p) == n))
+    log("gpt-fast compiled and warmed up")
     walls, outs = [], []
     for _ in range(reps):
         outs, wall = [], 0.0
@@ -177,12 +187,14 @@ def main(argv=None) -> int:
         compile_like_gpt_fast_main(gf_generate)
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__, "models": {}}
     for spec in args.models.split(","):
+        log(f"{spec}: loading")
         hf, tok = load_hf(spec, args.device, dtype)
         prompts = prompts_for(tok, hf.config.vocab_size, args.prompts, args.prompt_len)
         max_seq = max(len(p) for p in prompts) + args.max_new + 8
         native = from_hf_model(hf, name=spec, max_context=max_seq)
         engine = build_engine(MethodSpec("autoregressive"), native, None, None)  # no codec: no EOS, as gpt-fast
         ours = engine_run(f"ours AR {spec}", engine, "autoregressive", prompts, args.max_new, args.reps)
+        log(f"{spec}: ours AR {ours.tokens_per_s:.1f} tok/s")
         del native, engine
         gfm = gpt_fast_transformer(gf_model, hf, max_seq, args.device, dtype)
         del hf
@@ -196,10 +208,10 @@ def main(argv=None) -> int:
                "ours_wall_s": ours.wall_s, "ours_over_gpt_fast": ours.tokens_per_s / (tokens / median(walls)),
                "tokens_equal_fraction": sum(same) / len(same), "prompt_lengths": [len(p) for p in prompts]}
         results["models"][spec] = row
-        print(f"{spec}: gpt-fast {row['gpt_fast_tokens_per_s']:.1f} tok/s, ours AR {row['ours_tokens_per_s']:.1f} "
-              f"({row['ours_over_gpt_fast']:.2f}x), tokens equal {row['tokens_equal_fraction']:.2f}", flush=True)
+        log(f"{spec}: gpt-fast {row['gpt_fast_tokens_per_s']:.1f} tok/s, ours AR {row['ours_tokens_per_s']:.1f} "
+            f"({row['ours_over_gpt_fast']:.2f}x), tokens equal {row['tokens_equal_fraction']:.2f}")
         del gfm
-    args.out.write_text(json.dumps(results, indent=1))
+        args.out.write_text(json.dumps(results, indent=1))  # after every model: a timeout keeps the finished ones
     return 0
 
 
