@@ -85,6 +85,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 
 def layer_forward(
     x: torch.Tensor,
+    delta: torch.Tensor,
     pos: torch.Tensor,
     w: LayerWeights,
     k_cache: torch.Tensor,
@@ -95,8 +96,16 @@ def layer_forward(
     dims: Dims,
     attn_impl: str = "sdpa",
     rows: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One decoder layer on ``x`` ``[b, T, D]``, sequence ``i`` at positions ``pos[i]`` (``pos``: ``[b, T]``).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoder layer on ``x + delta`` ``[b, T, D]``, sequence ``i`` at positions ``pos[i]``
+    (``pos``: ``[b, T]``); returns the layer's output as ``(x, delta)``, its sum not yet taken.
+
+    Why the sum is left open: the residual add that ends a layer is a pointwise
+    kernel of its own when the layer is compiled alone, but it fuses into the
+    next layer's first RMSNorm when that layer takes it as its first operation
+    -- one kernel fewer per layer, the same additions in the same order and
+    dtype (``NativeModel._layers`` takes the last one). ``delta`` is zeros
+    for a range's first layer.
 
     ``cos``/``sin``/``mask`` come from :func:`step_inputs`. Sequence ``i``
     writes this layer's keys/values at slots ``pos[i]`` of cache row
@@ -107,6 +116,7 @@ def layer_forward(
     heads, kv_heads, hd, eps = dims
     b, t = x.shape[0], x.shape[1]
     kv_len = mask.shape[-1]
+    x = x + delta
     h = rms_norm(x, w.ln_attn, eps)
     qkv = F.linear(h, w.wqkv, w.bqkv)
     q, k, v = qkv.split([heads * hd, kv_heads * hd, kv_heads * hd], dim=-1)
@@ -144,7 +154,7 @@ def layer_forward(
 
     h = rms_norm(x, w.ln_mlp, eps)
     gate, up = F.linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
-    return x + F.linear(F.silu(gate) * up, w.w_down, w.b_down)
+    return x, F.linear(F.silu(gate) * up, w.w_down, w.b_down)
 
 
 def head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:

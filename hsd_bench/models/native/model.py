@@ -420,16 +420,19 @@ class NativeLlama(RaggedSteps):
         if pos.dim() == 1:
             pos = pos[None]
         shared: dict[int, tuple] = {}
+        # Each layer hands on its output as (x, delta) and the next adds them inside its first
+        # norm's kernel (layer_forward); the range's last sum is the one add taken here.
+        delta = torch.zeros_like(x)
         for layer in range(start, end):
             window = self.windows[layer]
             if window not in shared:
                 shared[window] = prep_fn(pos, self.cos, self.sin, kv_len, window, self.args.groups)
             cos, sin, mask = shared[window]
-            x = layer_fn(
-                x, pos, self.layers[layer], self.cache.k[layer], self.cache.v[layer], cos, sin, mask,
+            x, delta = layer_fn(
+                x, delta, pos, self.layers[layer], self.cache.k[layer], self.cache.v[layer], cos, sin, mask,
                 self.dims, attention, rows,
             )
-        return x
+        return x + delta
 
     def _run_fixed(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
         t = hidden.shape[1]
