@@ -129,11 +129,15 @@ def part_smoke(args, device) -> dict:
 
 
 VARIANTS = {
-    # name: (attention kernel, inductor coordinate-descent tuning)
-    "sdpa": ("sdpa", False),
-    "math": ("math", False),
-    "sdpa+cdt": ("sdpa", True),
-    "math+cdt": ("math", True),
+    # name: (attention kernel, inductor coordinate-descent tuning, inductor max-autotune)
+    "sdpa": ("sdpa", False, False),
+    "math": ("math", False, False),
+    "sdpa+cdt": ("sdpa", True, False),
+    "math+cdt": ("math", True, False),
+    # Triton matmul templates tried beside cuBLAS for every decode shape, with the layer's
+    # pointwise ops fused into them where a template wins (issue 15: the per-layer kernels
+    # around the GEMVs); compiles for minutes, so a roofline experiment, not run.py's default.
+    "math+autotune": ("math", False, True),
 }
 # What the methods part uses: the roofline sweep's fastest variant, and how prompts are prefilled
 # (--prefill; NativeLlama's prefill: "auto" as run.py, "eager" or "chunked" fixed-shape steps).
@@ -142,11 +146,12 @@ BACKEND_OPTIONS: dict = {"variant": "math", "prefill": "auto"}
 
 def make_native(hf, name: str, ctx: int, variant: str):
     """A native model for ``variant``; a fresh dynamo cache so inductor settings take effect."""
-    attention, cdt = VARIANTS[variant]
+    attention, cdt, autotune = VARIANTS[variant]
     torch._dynamo.reset()
     import torch._inductor.config as inductor_config
 
     inductor_config.coordinate_descent_tuning = cdt
+    inductor_config.max_autotune = autotune
     return from_hf_model(hf, name=name, max_context=ctx, min_kv_bucket=ONE_SPAN, attention=attention,
                          prefill=BACKEND_OPTIONS["prefill"])
 
