@@ -137,6 +137,8 @@ VARIANTS = {
     # Triton matmul templates tried beside cuBLAS for every decode shape, with the layer's
     # pointwise ops fused into them where a template wins (issue 15: the per-layer kernels
     # around the GEMVs); compiles for minutes, so a roofline experiment, not run.py's default.
+    # Measured slower: Llama-1B shape on an H200, AR loop 649 tok/s against math's 825
+    # (results/gpu_run7/layer_ab/) -- each template won its isolated benchmark.
     "math+autotune": ("math", False, True),
 }
 # What the methods part uses: the roofline sweep's fastest variant, and how prompts are prefilled
