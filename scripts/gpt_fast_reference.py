@@ -49,8 +49,6 @@ from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import DTYPES  # noqa: E402
 from hsd_bench.models.native import from_hf_model  # noqa: E402
 
-
-
 _START = time.perf_counter()
 
 

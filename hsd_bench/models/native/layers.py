@@ -104,7 +104,7 @@ def layer_forward(
     kernel of its own when the layer is compiled alone, but it fuses into the
     next layer's first RMSNorm when that layer takes it as its first operation
     -- one kernel fewer per layer, the same additions in the same order and
-    dtype (``NativeModel._layers`` takes the last one). ``delta`` is zeros
+    dtype (``NativeLlama._layers`` takes the last one). ``delta`` is zeros
     for a range's first layer.
 
     ``cos``/``sin``/``mask`` come from :func:`step_inputs`. Sequence ``i``
