@@ -107,6 +107,36 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
     assert "accept almost nothing" in md and "[tiny] ours hispec" in md
 
 
+def test_bench_script_roofline_part_without_transformers_rows(tmp_path):
+    """--roofline-hf-reps 0 (what a GPU call with little time passes) gives the native rows alone,
+    compared with the engine's AR; it once crashed in the timed passes and cost a GPU row."""
+    bench = load_script()
+    rc = bench.main([
+        "--device", "cpu", "--dtype", "float32", "--parts", "roofline", "--roofline-models", "random:tiny",
+        "--variants", "math", "--roofline-hf-reps", "0", "--max-new", "8", "--prompt-len", "8", "--reps", "1",
+        "--out", str(tmp_path),
+    ])
+    assert rc == 0
+    model = json.loads((tmp_path / "bench.json").read_text())["parts"]["roofline"]["models"]["random:tiny"]
+    assert "error" not in model, model
+    rows = {r["name"]: r for r in model["rows"]}
+    assert set(rows) == {"[tiny] native AR loop (math)", "[tiny] native AR engine (math)"}
+    assert all(r["backend"] == "native" and r["parity_vs_hf_ar"] is None for r in rows.values())
+    assert rows["[tiny] native AR loop (math)"]["parity_vs_same_backend_ar"] == 1.0  # float32: loop = engine
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--reps", "0"], "--reps=0 must be >= 1"),
+    (["--roofline-hf-reps", "-1"], "--roofline-hf-reps=-1 must be >= 0"),
+    (["--hf-reps", "0"], "--hf-reps=0 must be >= 1"),
+])
+def test_bench_script_rejects_bad_counts_early(argv, message, capsys):
+    bench = load_script()
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
 def test_overhead_part_time_limit_skips_models(tmp_path):
     bench = load_script()
     rc = bench.main(["--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models",
