@@ -154,8 +154,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         spec = method_spec(cfg)
         pool = ModelPool(model_spec(cfg))
         target, codec = pool.get(cfg["model"]["path"])
-        keys = {path: key for key, path in model_paths(cfg).items()}
-        load_other = lambda path: pool.get(path, config_key=keys.get(path, "model.path"))  # noqa: E731
+        load_other = other_model_loader(cfg, pool)
         decoders = {spec.name: build_decoder(spec, cfg, target, load_other, codec)}
         if cfg.get("baseline", True) and spec.name != BASELINE:
             decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier, ar_chunk=spec.ar_chunk),
@@ -287,6 +286,15 @@ def run_job(cfg: Any, log=print) -> JobResult:
         return JobResult(run_dir.path, summary, skipped=False)
     finally:
         run_dir.unlock()
+
+
+def other_model_loader(cfg: dict, pool: ModelPool):
+    """``path -> (model, codec)`` for a method's other models (a draft, hierarchy levels).
+
+    Each is loaded under the config key that names it, so a draft whose path is the target's
+    is a second instance with its own KV cache, not the target itself."""
+    keys = {path: key for key, path in model_paths(cfg).items()}
+    return lambda path: pool.get(path, config_key=keys.get(path, "model.path"))
 
 
 def build_decoder(spec: MethodSpec, cfg: dict, target, load_other, codec):
