@@ -572,13 +572,23 @@ class LevelClock:
         self.synchronous = synchronous and device.type == "cuda"
         self._pool: list[tuple] = []  # event pairs, reused after each flush
         self._open: list[tuple[int, tuple, list]] = []  # (level, pair, the served rows' stats)
+        # The stream the events go on, looked up once per generation (begin): Event.record()
+        # without one looks up the current stream each time, which cost more host time than
+        # the record itself (an H200 host profile, docs/performance.md "Host profile").
+        self._stream = None
+
+    def begin(self) -> None:
+        """A new generation: forget intervals not yet flushed, and take the stream it runs on."""
+        self.discard()
+        if self.events:
+            self._stream = torch.cuda.current_stream(self.device)
 
     def start(self):
         if self.events:
             if len(self._open) == len(self._pool):
                 self._pool.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
             pair = self._pool[len(self._open)]
-            pair[0].record()
+            pair[0].record(self._stream)
             return pair
         if self.synchronous:
             torch.cuda.synchronize(self.device)
@@ -586,7 +596,7 @@ class LevelClock:
 
     def stop(self, level: int, mark, served: list[GenerationStats]) -> None:
         if self.events:
-            mark[1].record()
+            mark[1].record(self._stream)
             self._open.append((level, mark, served))
             return
         if self.synchronous:
@@ -619,12 +629,19 @@ def stop_cut(before: list[int], new: list[int], eos_token_ids, stop_sequences=()
         if tok in eos_token_ids:
             return j + 1
     if stop_sequences:
+        # One decode per text, whatever the number of stop sequences: the engine runs this after
+        # every verification, while the device waits for the next round (a host profile on an
+        # H200 found a decode per stop sequence to be the largest host cost of vanilla_sd there).
         generated = list(before) + list(new)
-        if any(s in tokenizer.decode(generated) for s in stop_sequences):
+        if _holds_stop(tokenizer.decode(generated), stop_sequences):
             for j in range(len(new)):  # the first new token whose prefix text holds a stop sequence
-                if any(s in tokenizer.decode(generated[: len(before) + j + 1]) for s in stop_sequences):
+                if _holds_stop(tokenizer.decode(generated[: len(before) + j + 1]), stop_sequences):
                     return j + 1
     return None
+
+
+def _holds_stop(text: str, stop_sequences) -> bool:
+    return any(s in text for s in stop_sequences)
 
 
 class Engine:
@@ -727,7 +744,7 @@ class Engine:
         self._stop = (tuple(stop_sequences), tokenizer)
         if self._level_clock is None or self._level_clock.synchronous != (self.sync_timing and self.device.type == "cuda"):
             self._level_clock = LevelClock(self.device, synchronous=self.sync_timing)
-        self._level_clock.discard()
+        self._level_clock.begin()
         stream = iter(enumerate(prompts))
         seed_iter = iter(seeds) if seeds is not None else None
         for state in self.states:

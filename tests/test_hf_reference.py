@@ -86,3 +86,30 @@ def test_a_reference_run_past_its_stop_ends_where_the_engine_ends(monkeypatch):
     assert gen.output_ids == tail[: stop_cut([], tail, set(), ["\ndef"], codec)]
     # EOS first, then the text: the same order the engine uses
     assert stop_cut([1, 2], [7, 0, 9], {0}) == 2 and stop_cut([], [5, 6], {0}, ["x"], codec) is None
+
+
+def test_stop_cut_finds_any_stop_sequence_with_one_decode_per_text():
+    """The engine runs stop_cut after every verification while the device waits: one decode of
+    the text per check, however many stop sequences a task has; the cut is where the first of
+    any of them ends, also when it starts in the tokens before the round."""
+    from hsd_bench.engine import stop_cut
+    from hsd_bench.models.tokenizer import TextCodec
+
+    class CountingCodec(TextCodec):
+        decodes = 0
+
+        def decode(self, ids):
+            CountingCodec.decodes += 1
+            return super().decode(ids)
+
+    codec = CountingCodec()
+    stops = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+    before = list(b"    return x\nde")  # "\nde" begins "\ndef" before this round's tokens
+    new = list(b"f g():")
+    assert stop_cut(before, new, set(), stops, codec) == 1  # through "f": the text then holds "\ndef"
+    CountingCodec.decodes = 0
+    assert stop_cut(before, list(b" = 1"), set(), stops, codec) is None
+    assert CountingCodec.decodes == 1
+    CountingCodec.decodes = 0
+    assert stop_cut(list(b"x = 1"), list(b"\n# y"), set(), stops, codec) == 2  # the last of five sequences
+    assert CountingCodec.decodes == 1 + 2  # the whole text, then prefixes until the one that stops
