@@ -85,3 +85,18 @@ def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[in
         "dtype": str(model.dtype).replace("torch.", ""),
         "class": "near_tie" if behind <= tol else "mismatch",
     }
+
+
+def classify(model, prompts: list[list[int]], ar_outputs: list[list[int]], outputs: list[list[int]]) -> dict:
+    """:func:`explain` over paired outputs (the benchmark's rows): how many samples equal AR,
+    part from it at a near tie, or are unexplained, and each divergence. Runs the model (one
+    pass per differing sample) and resets its caches: call it between decodes, not inside one."""
+    exact, divergences = 0, []
+    for prompt, ar_ids, ids in zip(prompts, ar_outputs, outputs):
+        why = explain(model, prompt, ar_ids, ids)
+        if why is None:
+            exact += 1
+        else:
+            divergences.append(why)
+    near = sum(d["class"] == "near_tie" for d in divergences)
+    return {"exact": exact, "near_tie": near, "unexplained": len(divergences) - near, "divergences": divergences}

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import load_hf, prompts_for, same_vocabulary  # noqa: E402
-from hsd_bench.bench.report import markdown, summarize  # noqa: E402
+from hsd_bench.bench.report import explain_parity, markdown, summarize  # noqa: E402
 from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
@@ -244,6 +244,7 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
         except Exception as err:  # noqa: BLE001
             log(f"profile failed: {type(err).__name__}: {err}")
     engine_ar = next(r for r in results if "AR engine" in r.name)
+    explain_parity(results, engine_ar, native, prompts)
     bpt, kv = ar_bytes_per_token(native, prompts, args.max_new, results)
     rows = summarize(results, {"hf": hf_ar, "native": engine_ar}, hf_ar, bpt, copy_bw)
     del native, hf, eng
@@ -379,6 +380,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
                            stop, codec)
         eng_results[name] = r
         results.append(r)
+        explain_parity(results, eng_results["autoregressive"], nat_t, prompts)
         bpt, _ = ar_bytes_per_token(nat_t, prompts, max_new, results)
         doc["rows"] = summarize(results, {"hf": hf_ar, "native": eng_results["autoregressive"]} if hf_ar else
                                 {"native": eng_results["autoregressive"]}, hf_ar, bpt, copy_bw)
@@ -467,6 +469,7 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
         label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
         eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps)
         results.append(eng[name])
+        explain_parity(results, eng["autoregressive"], native, prompts)
         doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
         partial(doc)
     del native
@@ -595,7 +598,11 @@ def main(argv=None) -> int:
         md += ["", "*outside forwards (async)*: share of decode wall time the device spends outside model calls, "
                "timed with CUDA events and no added syncs (the engine overhead as decoding runs). "
                "*host-serial overhead*: the same with the device synchronised around every call "
-               "(all of the engine's host time; an upper bound). See hsd_bench/bench/instrument.py."]
+               "(all of the engine's host time; an upper bound). See hsd_bench/bench/instrument.py. "
+               "*= AR*: share of prompts whose greedy output equals the same backend's engine AR; where one "
+               "differs, why, in parentheses (hsd_bench/parity.py, as run.py classifies its rows): a near tie "
+               "of the dtype's rounding at the first differing position, or unexplained -- which a lossless "
+               "method must never have."]
         (out / "bench.md").write_text("\n".join(md) + "\n")
         return "\n".join(md)
 

@@ -91,3 +91,32 @@ def test_a_lossless_run_reports_zero_unexplained(tmp_path):
     s = result.summary["methods"]["hispec"]
     assert s["parity_exact"] == 1.0 and s["parity_unexplained"] == 0
     assert result.summary["methods"]["autoregressive"]["parity_unexplained"] == 0
+
+
+def test_benchmark_rows_are_classified_by_the_same_rule(monkeypatch):
+    """bench_gpu's "= AR" column: a run whose output parts from AR where the target clearly
+    preferred AR's token is unexplained; one that parts at a tie is a near tie; an equal one
+    is exact -- parity.classify through report.explain_parity, as the benchmark calls it."""
+    from hsd_bench.bench.report import explain_parity, markdown, summarize
+    from hsd_bench.bench.runs import RunResult
+
+    def run(name, method, outputs):
+        r = RunResult(name, "native", method)
+        r.outputs, r.wall_s, r.tokens = outputs, [1.0], sum(map(len, outputs))
+        return r
+
+    # the target's logits after any prefix: tokens 0 and 1 tied on top, token 2 far below
+    monkeypatch.setattr(parity, "target_logits", lambda m, ids: torch.tensor([20.0, 20.0, 5.0]))
+    prompts = [[7], [8], [9]]
+    ar = run("ours AR", "autoregressive", [[0, 0], [0, 0], [0, 0]])
+    tie = run("ours layerskip", "layerskip", [[0, 0], [1, 0], [0, 0]])
+    bug = run("ours hispec", "hispec", [[0, 2], [0, 0], [0, 0]])
+    explain_parity([ar, tie, bug], ar, FixedLogits([0.0]), prompts)
+    assert "parity_explained" not in ar.extra  # AR is the reference
+    assert {k: tie.extra["parity_explained"][k] for k in ("exact", "near_tie", "unexplained")} == \
+        {"exact": 2, "near_tie": 1, "unexplained": 0}
+    assert {k: bug.extra["parity_explained"][k] for k in ("exact", "near_tie", "unexplained")} == \
+        {"exact": 2, "near_tie": 0, "unexplained": 1}
+    assert bug.extra["parity_explained"]["divergences"][0]["position"] == 1
+    md = markdown(summarize([ar, tie, bug], {"native": ar}, None))
+    assert "| 0.67 (1 near tie, 0 unexplained) |" in md and "| 0.67 (0 near ties, 1 unexplained) |" in md

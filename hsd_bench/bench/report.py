@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from hsd_bench.bench.runs import RunResult
+from hsd_bench.parity import classify
 
 
 def parity(a: list[list[int]], b: list[list[int]]) -> float | None:
     if not a or not b:
         return None
     return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
+def explain_parity(results: list[RunResult], ar: RunResult, model, prompts: list[list[int]]) -> None:
+    """For every run of ``model``'s backend that is not ``ar`` itself: why its outputs differ from
+    ``ar``'s (``parity.classify``: near ties of the dtype's arithmetic, or unexplained), kept in
+    ``r.extra["parity_explained"]`` (once per run). In bf16 the benchmark's "= AR" share alone
+    cannot tell a rounding tie from a bug; run.py's rows are classified by the same function."""
+    for r in results:
+        if r is ar or r.backend != ar.backend or not r.outputs or "parity_explained" in r.extra:
+            continue
+        r.extra["parity_explained"] = classify(model, prompts, ar.outputs, r.outputs)
 
 
 def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResult | None,
@@ -52,6 +64,14 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
+def _why(explained: dict | None) -> str:
+    """What follows a parity share below 1, e.g. " (2 near ties, 0 unexplained)"; nothing when all are exact."""
+    if not explained or not (explained["near_tie"] or explained["unexplained"]):
+        return ""
+    ties = explained["near_tie"]
+    return f" ({ties} near tie{'' if ties == 1 else 's'}, {explained['unexplained']} unexplained)"
+
+
 def markdown(rows: list[dict]) -> str:
     """One row per run. The two overhead columns (engine methods only; instrument.py):
 
@@ -72,7 +92,8 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
-            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')} | {_pct(idle)} | {_pct(serial)} "
+            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {_pct(idle)} "
+            f"| {_pct(serial)} "
             f"| {_pct(r.get('bw_fraction'))} |"
         )
     return "\n".join(lines)
