@@ -521,9 +521,10 @@ FIGURES: dict[str, FigureSpec] = {
 }
 
 
-# the committed sets make_figures.py rebuilds by default: the CPU example, the GPU headline set, and the
-# GPU calls measured against chunked AR (ar_chunk=8, results/gpu_ar_chunk/README.md)
-RESULT_SETS = ("results", "results/gpu", "results/gpu_ar_chunk")
+# the committed sets make_figures.py rebuilds by default: the CPU example, the GPU headline set, the
+# GPU calls measured against chunked AR (ar_chunk=8, results/gpu_ar_chunk/README.md), and the eighth
+# run's named sweeps with three timed passes (results/gpu_run8/README.md)
+RESULT_SETS = ("results", "results/gpu", "results/gpu_ar_chunk", "results/gpu_run8")
 
 
 def table_path(results_dir: Path | str, name: str) -> Path:
@@ -580,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"figures to build (default: all): {', '.join(FIGURES)}")
     ap.add_argument("--results", nargs="+", default=list(RESULT_SETS),
                     help="folders holding <figure>/table.csv (default: the offline CPU example results/, "
-                         "the GPU headline set results/gpu/ and results/gpu_ar_chunk/)")
+                         "the GPU headline set results/gpu/, results/gpu_ar_chunk/ and results/gpu_run8/)")
     ap.add_argument("--out", help="write figures to OUT/<figure>/ instead of beside their tables")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in FIGURES]

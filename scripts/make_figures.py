@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Rebuild every paper figure (PNG + PDF) from the committed tables in results/, results/gpu/ and results/gpu_ar_chunk/.
+"""Rebuild every paper figure (PNG + PDF) from the committed tables in results/, results/gpu/, results/gpu_ar_chunk/
+and results/gpu_run8/.
 
     python scripts/make_figures.py                 # all figures of every set; missing tables are skipped with a hint
     python scripts/make_figures.py --results results/gpu   # the GPU headline set only
