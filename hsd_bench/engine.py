@@ -574,7 +574,7 @@ class LevelClock:
         self._open: list[tuple[int, tuple, list]] = []  # (level, pair, the served rows' stats)
         # The stream the events go on, looked up once per generation (begin): Event.record()
         # without one looks up the current stream each time, which cost more host time than
-        # the record itself (an H200 host profile, docs/performance.md "Host profile").
+        # the record itself (an H200 host profile, docs/performance.md "Eighth run").
         self._stream = None
 
     def begin(self) -> None:
