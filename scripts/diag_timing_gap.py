@@ -38,22 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from hsd_bench import measure, parity, runner  # noqa: E402
-from hsd_bench.api import ModelPool, truncate_at_stop  # noqa: E402
-from hsd_bench.config import register_schemas  # noqa: E402
-from hsd_bench.methods import build_engine  # noqa: E402
+from hsd_bench import measure, parity  # noqa: E402
+from hsd_bench.api import truncate_at_stop  # noqa: E402
+from hsd_bench.bench.jobs import METHOD_OVERRIDES as JOB_OVERRIDES  # noqa: E402
+from hsd_bench.bench.jobs import run_py_workload  # noqa: E402
 from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
 from hsd_bench.sampling import DecodingConfig  # noqa: E402
-from hsd_bench.tasks.base import get_task  # noqa: E402
 
-# run.py overrides of each method this script can time (AR needs none)
-METHOD_OVERRIDES = {
-    "autoregressive": ["method=autoregressive"],
-    "layerskip": ["method=layerskip", "exit=6", "method.draft_len=4"],
-    "hispec": ["method=hispec", "exit=[3,6]", "method.draft_len=2", "method.period=4"],
-}
+# the methods this script can time (run.py's overrides for each: hsd_bench/bench/jobs.py)
+METHOD_OVERRIDES = {m: JOB_OVERRIDES[m] for m in ("autoregressive", "layerskip", "hispec")}
 BOTH = ("autoregressive", "layerskip")  # the default --methods; conditions naming BOTH time all of --methods
 # name -> (decoders, what happens after each timed generation; "alternate": sample-major order)
 CONDITIONS = {
@@ -233,30 +227,19 @@ def main(argv=None) -> int:
     if args.print_pin_cpus:
         print(",".join(map(str, pin_cpus(args.device))))
         return 0
-    register_schemas()
     host = host_probe(args.device) if args.host_probe or args.probe_only else None
     if host:
         print("host", json.dumps({k: v for k, v in host.items() if k != "affinity"}), flush=True)
     if args.probe_only:
         return 0
-    overrides = [f"model.path={args.model}", f"model.device={args.device}", f"model.dtype={args.dtype}",
-                 "dataset=humaneval", f"dataset.limit={args.limit}", f"max_new_tokens={args.max_new}",
-                 "results_dir=/tmp/diag_timing_gap"]
-    methods = args.methods.split(",")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfgs = {m: runner._as_container(compose("config", overrides=overrides + METHOD_OVERRIDES[m]))
-                for m in methods}
-    cfg = cfgs["autoregressive"]
-    task = get_task("humaneval")
-    samples = task.load(runner._Attr(cfg["dataset"]))
-    target, codec = ModelPool(runner.model_spec(cfg)).get(args.model)
-    if args.prefill is not None:
+    job = run_py_workload(args.model, args.methods.split(","), args.device, args.dtype, args.limit, args.max_new)
+    engines, target, codec, task, samples, prompts, stop = (job.engines, job.target, job.codec, job.task, job.samples,
+                                                            job.prompts, job.stop)
+    if args.prefill is not None:  # read by the model at every prefill, so setting it after the build holds
         if not hasattr(target, "prefill"):
             raise SystemExit(f"--prefill={args.prefill}: the {target.backend} backend has no prefill modes")
         target.prefill = args.prefill
-    engines = {m: build_engine(runner.method_spec(c), target, None, codec) for m, c in cfgs.items()}
-    decoding, stop = DecodingConfig(), list(task.stop_sequences)
-    prompts = [codec.encode(s.prompt) for s in samples]
+    decoding = DecodingConfig()
     compile_s = measure.prepare(engines.values(), prompts, args.max_new, decoding, 1, stop_sequences=stop,
                                 tokenizer=codec)
     print(f"compile_s {compile_s:.1f}", flush=True)

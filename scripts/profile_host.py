@@ -31,22 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from hsd_bench import measure, runner  # noqa: E402
-from hsd_bench.api import ModelPool  # noqa: E402
-from hsd_bench.config import register_schemas  # noqa: E402
-from hsd_bench.methods import build_engine  # noqa: E402
+from hsd_bench import measure  # noqa: E402
+from hsd_bench.bench.jobs import METHOD_OVERRIDES, run_py_workload  # noqa: E402
 from hsd_bench.sampling import DecodingConfig  # noqa: E402
-from hsd_bench.tasks.base import get_task  # noqa: E402
-
-# run.py overrides of each method this script profiles, as gpu_headline.sh's checks run them
-METHOD_OVERRIDES = {
-    "autoregressive": ["method=autoregressive"],
-    "layerskip": ["method=layerskip", "exit=6", "method.draft_len=4"],
-    "hispec": ["method=hispec", "exit=[3,6]", "method.draft_len=2", "method.period=4"],
-    "vanilla_sd": ["method=vanilla_sd", "method.draft_len=4"],
-}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -97,25 +84,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    register_schemas()
     methods = args.methods.split(",")
-    overrides = [f"model.path={args.model}", f"model.device={args.device}", f"model.dtype={args.dtype}",
-                 "dataset=humaneval", f"dataset.limit={args.limit}", f"max_new_tokens={args.max_new}",
-                 f"method.draft.path={args.draft}", "results_dir=/tmp/profile_host", *args.override]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfgs = {}
-        for m in methods:
-            extra = overrides if m == "vanilla_sd" else [o for o in overrides if not o.startswith("method.draft.")]
-            cfgs[m] = runner._as_container(compose("config", overrides=extra + METHOD_OVERRIDES[m]))
-    first = cfgs[methods[0]]
-    task = get_task("humaneval")
-    samples = task.load(runner._Attr(first["dataset"]))
-    pool = ModelPool(runner.model_spec(first))
-    target, codec = pool.get(args.model)
-    engines = {m: build_engine(runner.method_spec(c), target, runner.other_model_loader(c, pool), codec)
-               for m, c in cfgs.items()}
-    decoding, stop = DecodingConfig(), list(task.stop_sequences)
-    prompts = [codec.encode(s.prompt) for s in samples]
+    job = run_py_workload(args.model, methods, args.device, args.dtype, args.limit, args.max_new, draft=args.draft,
+                          overrides=args.override)
+    engines, target, codec, prompts, stop = job.engines, job.target, job.codec, job.prompts, job.stop
+    decoding = DecodingConfig()
     compile_s = measure.prepare(engines.values(), prompts, args.max_new, decoding, 1, stop_sequences=stop,
                                 tokenizer=codec)
     print(f"[profile_host] {len(prompts)} prompts, {target.backend} backend, compile_s {compile_s:.1f}", flush=True)

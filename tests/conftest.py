@@ -58,3 +58,15 @@ def tiny_job_config(tmp_path, monkeypatch, *overrides: str) -> dict:
         cfg = compose("config", overrides=["model=tiny_random", "warmup_tokens=0", "progress=false",
                                            f"results_dir={tmp_path / 'runs'}", *overrides])
     return runner._as_container(cfg)
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module: the scripts are not a package, and their tests call
+    their ``main`` and ``parse_args`` directly."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,25 +7,18 @@ backend's autoregressive output exactly, and the script must report it so.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "scripts" / "bench_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_script_methods_part_on_cpu(tmp_path):
-    bench = load_script()
+    bench = load_script("bench_gpu")
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "methods", "--target", "random:tiny",
         "--draft", "random:tiny-draft", "--mid-draft", "random:tiny-draft", "--prompts", "2", "--prompt-len", "8",
@@ -76,13 +69,13 @@ def _check_overheads(row: dict) -> None:
 
 
 def test_bench_script_rejects_unknown_part(tmp_path):
-    bench = load_script()
+    bench = load_script("bench_gpu")
     with pytest.raises(SystemExit, match="unknown --parts"):
         bench.main(["--device", "cpu", "--parts", "nope", "--out", str(tmp_path)])
 
 
 def test_bench_script_overhead_part_on_cpu(tmp_path):
-    bench = load_script()
+    bench = load_script("bench_gpu")
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models", "random:tiny",
         "--overhead-prompts", "2", "--overhead-max-new", "12", "--prompt-len", "8", "--reps", "1",
@@ -112,7 +105,7 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
 def test_bench_script_roofline_part_without_transformers_rows(tmp_path):
     """--roofline-hf-reps 0 (what a GPU call with little time passes) gives the native rows alone,
     compared with the engine's AR; it once crashed in the timed passes and cost a GPU row."""
-    bench = load_script()
+    bench = load_script("bench_gpu")
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "roofline", "--roofline-models", "random:tiny",
         "--variants", "math", "--roofline-hf-reps", "0", "--max-new", "8", "--prompt-len", "8", "--reps", "1",
@@ -133,14 +126,14 @@ def test_bench_script_roofline_part_without_transformers_rows(tmp_path):
     (["--hf-reps", "0"], "--hf-reps=0 must be >= 1"),
 ])
 def test_bench_script_rejects_bad_counts_early(argv, message, capsys):
-    bench = load_script()
+    bench = load_script("bench_gpu")
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert message in capsys.readouterr().err
 
 
 def test_overhead_part_time_limit_skips_models(tmp_path):
-    bench = load_script()
+    bench = load_script("bench_gpu")
     rc = bench.main(["--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models",
                      "random:tiny,random:tiny-draft", "--time-limit-s", "1e-9", "--out", str(tmp_path)])
     assert rc == 0

@@ -8,24 +8,14 @@ functions with their calls.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("profile_host", ROOT / "scripts" / "profile_host.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_profile_host_on_cpu(tmp_path):
-    script = load_script()
+    script = load_script("profile_host")
     assert script.main([
         "--model", "random:llama", "--draft", "random:llama", "--override", "model.num_layers=8",
         "--methods", "hispec,vanilla_sd", "--device", "cpu", "--dtype", "float32", "--limit", "1",
@@ -50,5 +40,12 @@ def test_profile_host_on_cpu(tmp_path):
 ])
 def test_profile_host_rejects_bad_arguments(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit):
-        load_script().parse_args([*argv, "--out", str(tmp_path)])
+        load_script("profile_host").parse_args([*argv, "--out", str(tmp_path)])
     assert message in capsys.readouterr().err
+
+
+def test_run_py_workload_refuses_an_unknown_method():
+    from hsd_bench.bench.jobs import run_py_workload
+
+    with pytest.raises(ValueError, match="valid are autoregressive, layerskip, hispec, vanilla_sd"):
+        run_py_workload("random:llama", ["autoregressive", "medusa"], "cpu", "float32", 1, 4)
