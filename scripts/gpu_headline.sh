@@ -5,7 +5,7 @@
 # the still-warm machine reuses it):
 #
 #   OUT=<dir> PARTS=checks bash scripts/gpu_headline.sh    # train + the measurement-path checks (~9.5 min)
-#   OUT=<dir> PARTS=figures bash scripts/gpu_headline.sh   # (train +) the named sweeps + figures
+#   OUT=<dir> PARTS=figures bash scripts/gpu_headline.sh   # (train +) the named sweeps + figures (9.4 min on an H200)
 #   OUT=<dir> bash scripts/gpu_headline.sh                 # both, where no 10-minute limit applies
 #   OUT=<dir> PARTS=checks,ar_chunk1 HF_CHECK=0 TRAIN=0 bash scripts/gpu_headline.sh  # + AR at ar_chunk=1
 #   MODEL=checkpoints/ee-24x128 TRAIN=0 bash scripts/gpu_headline.sh   # the shipped 5.6 M model instead
