@@ -12,7 +12,8 @@ fixed-shape steps and graph replays whose host work is the question.
 
 For each method it builds the engine run.py builds (same config composition), prepares it
 untimed (``measure.prepare``: compile, capture, warm-up), times ``--reps`` passes over the
-prompts without the profiler, then one pass under ``cProfile``. The report gives both walls
+prompts without the profiler, then one pass under ``cProfile`` -- both through
+``measure.timed_passes``, run.py's timing. The report gives both walls
 (the profiler's own cost), and the functions with the most own time and the project's
 functions by cumulative time; ``host_profile.json`` has the same rows as numbers.
 """
@@ -25,7 +26,6 @@ import io
 import json
 import pstats
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--limit", type=int, default=8, help="HumanEval prompts")
     p.add_argument("--max-new", type=int, default=128)
-    p.add_argument("--reps", type=int, default=2, help="unprofiled passes (the wall the profile is compared to)")
+    p.add_argument("--reps", type=int, default=2, help="unprofiled passes; each prompt's median is kept (the wall "
+                   "the profile is compared to)")
     p.add_argument("--top", type=int, default=30, help="rows per table")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="a further run.py override for every method (repeatable), e.g. model.num_layers=8")
@@ -93,31 +94,28 @@ def main(argv=None) -> int:
                                 tokenizer=codec)
     print(f"[profile_host] {len(prompts)} prompts, {target.backend} backend, compile_s {compile_s:.1f}", flush=True)
 
-    def one_pass(engine) -> tuple[float, int]:
-        measure.sync_all(engine.models)
-        t0, tokens = time.perf_counter(), 0
-        for ids in prompts:
-            tokens += len(engine.generate(ids, args.max_new, decoding, stop_sequences=stop,
-                                          tokenizer=codec).output_ids)
-        measure.sync_all(engine.models)
-        return time.perf_counter() - t0, tokens
+    def timed(engine, reps: int) -> tuple[float, int]:
+        """Seconds and tokens over all prompts, timed as run.py times a job (measure.timed_passes:
+        each prompt's median pass of ``reps``, no graph capture inside a kept timing)."""
+        gens = [t.generation for _, t in measure.timed_passes(engine, prompts, args.max_new, decoding, reps,
+                                                               stop_sequences=stop, tokenizer=codec)]
+        return sum(g.stats.wall_s for g in gens), sum(len(g.output_ids) for g in gens)
 
     report, doc = [f"# Host profile: {args.model}, {args.device} {args.dtype}, {len(prompts)} HumanEval prompts "
                    f"x {args.max_new} new tokens\n"], {"args": vars(args), "compile_s": compile_s, "methods": {}}
     for m, engine in engines.items():
-        walls = [one_pass(engine) for _ in range(args.reps)]
-        plain_s, tokens = min(w for w, _ in walls), walls[0][1]
+        plain_s, tokens = timed(engine, args.reps)
         profiler = cProfile.Profile()
         profiler.enable()
-        profiled_s, _ = one_pass(engine)
+        profiled_s, _ = timed(engine, 1)
         profiler.disable()
         stats = pstats.Stats(profiler, stream=io.StringIO())
         own = _rows(stats, "tottime", args.top, only_project=False)
         project = _rows(stats, "cumtime", args.top, only_project=True)
         doc["methods"][m] = {"tokens": tokens, "plain_s": plain_s, "profiled_s": profiled_s,
                              "own_time": own, "project_cumulative": project}
-        report += [f"## {m}\n", f"{tokens} tokens: {1e6 * plain_s / tokens:.0f} µs/token unprofiled (best of "
-                   f"{args.reps}), {1e6 * profiled_s / tokens:.0f} µs/token under cProfile\n",
+        report += [f"## {m}\n", f"{tokens} tokens: {1e6 * plain_s / tokens:.0f} µs/token unprofiled (median of "
+                   f"{args.reps} passes per prompt), {1e6 * profiled_s / tokens:.0f} µs/token under cProfile\n",
                    "Most own time:\n", _table(own, tokens), "\nProject functions by cumulative time:\n",
                    _table(project, tokens), ""]
         print(f"[profile_host] {m}: {1e6 * plain_s / tokens:.0f} µs/token, profiled {1e6 * profiled_s / tokens:.0f}",
