@@ -33,7 +33,8 @@ from hsd_bench.draft_stop import HostValue, first_stop, stops_after, top_probabi
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.models.ragged import device_index, token_spans
 from hsd_bench.sampling import DecodingConfig, sample, warp
-from hsd_bench.verify import VerificationRule, greedy_accept_rows
+from hsd_bench.verify import (VerificationRule, greedy_accept_rows, greedy_accept_values, greedy_accepted_on_device,
+                              greedy_verdict_inputs)
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
 
@@ -288,7 +289,7 @@ class ModelState:
         return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
 
     def greedy_draft_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, n: list[int],
-                          count: list[int], stop_below: float | None = None) -> list[int]:
+                          count: list[int], stop_below: float | None = None, launched: bool = False) -> list[int]:
         """Write up to ``count[i]`` greedy tokens of the view exiting at ``exit_layer`` at
         ``tokens[rows[i], n[i]:]``; return how many each row drafted.
 
@@ -308,6 +309,10 @@ class ModelState:
         Then every drafted token is also run through the layers as soon as it
         is drafted -- the last one too -- because that work is what the device
         does while the host reads the token's confidence (docs/engine.md).
+
+        ``launched``: the engine queued this round's device work ahead, before
+        the verdict that decided ``n`` came back (``launch_draft_ahead``); the
+        model only finishes it (one row, the fused path).
         """
         if exit_layer == self.bounds[0]:
             firsts = [self.frontier[0][r] for r in rows]
@@ -316,7 +321,8 @@ class ModelState:
                 fused = getattr(self.model, "greedy_draft", None)
                 if self.rows == 1 and fused is not None:
                     if stop_below is None:
-                        out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last)
+                        ahead = {"launched": True} if launched else {}  # a backend without look-ahead never sees it
+                        out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last, **ahead)
                         self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
                         return [c]
                     out = fused(tokens[0], firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
@@ -328,6 +334,9 @@ class ModelState:
                     out = self.model.greedy_draft_rows(tokens, rows, firsts, n, exit_layer, c, self._process_last)
                     self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
                     return list(count)
+        if launched:
+            raise RuntimeError(f"{self.model.name}: a draft round was launched ahead for rows {rows} at {n}, "
+                               "but this round cannot take it (not one row on the fused path)")
         drafted = list(count)
         for s in range(max(count)):
             step = [i for i, c in enumerate(count) if s < c and drafted[i] == c]
@@ -465,6 +474,8 @@ class GenerationStats:
     accepted: list[int] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # forwards of each level (level 0: drafted tokens)
     draft_calls: int = 0  # level-0 draft rounds: rounds[0] / draft_calls is the mean draft length
+    # Of those, the rounds queued before the verdict that started them was read (Engine.lookahead).
+    draft_calls_ahead: int = 0
     position_reached: list[int] = field(default_factory=list)  # top level, per draft position
     position_accepted: list[int] = field(default_factory=list)
     level_time_s: list[float] = field(default_factory=list)
@@ -516,6 +527,7 @@ class GenerationStats:
             "position_accepted": list(self.position_accepted),
             "draft_tokens": self.rounds[0] if top > 0 else 0,
             "draft_rounds": self.draft_calls if top > 0 else 0,
+            "draft_rounds_ahead": self.draft_calls_ahead if top > 0 else 0,
             "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
             "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
@@ -654,6 +666,10 @@ class Engine:
         self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
         # True only to profile host-serially (the device waits around every level).
         self.sync_timing = sync_timing
+        # Queue the next draft round before a greedy verdict is read, where that round is
+        # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
+        self.lookahead = True
+        self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
@@ -752,6 +768,7 @@ class Engine:
         self._slots: list[_Row | None] = [None] * batch_size
         self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
+        self._ahead = None
         depth = len(self.levels)
         exhausted = False
         while True:
@@ -787,6 +804,8 @@ class Engine:
                 for state in self.states:
                     state.truncate_rows(going, [self._slots[r].committed - 1 for r in going])
             if finished:
+                if self._ahead is not None:
+                    self._drop_ahead()  # a stopped row's next round, queued ahead, is not taken
                 self._sync()
                 self._level_clock.flush()  # the finished rows' level times are complete now
             self._charge(rows, decode=True)
@@ -930,7 +949,20 @@ class Engine:
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
                 drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
                           else token_spans(self._tokens, sub, m, upto))
-                verdicts = greedy_accept_rows(drafts, k, target)
+                plan = self._ahead_plan(i, sub, m, k, [out[j] for j in active]) if confidence is None else None
+                if plan is None:
+                    verdicts = greedy_accept_rows(drafts, k, target)
+                else:
+                    # The verdict's copy is queued first and read after the next draft round
+                    # is queued behind it, so the device drafts while the host reads and books.
+                    verdict = HostValue(greedy_verdict_inputs(drafts, k, target))
+                    self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
+                    mark = None
+                    launched = self._launch_ahead(plan, sub[0], m[0], k[0], drafts, target)
+                    verdicts = greedy_accept_values(verdict.get(), k)
+                    if launched:
+                        a = verdicts[0][0]
+                        self._ahead = (sub[0], min(plan, m[0] + a), m[0] + a + 1)
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 p_rows = None
@@ -971,7 +1003,8 @@ class Engine:
             ends = [n[j] + out[j] - 1 for j in active]
             for state in self.states:
                 state.truncate_rows(sub, ends)
-            self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
+            if mark is not None:
+                self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
             active = still
         counts = [min(o, lim - nn) for o, lim, nn in zip(out, limit, n)]
         merged = [torch.cat(p)[:c] for p, c in zip(probs, counts)] if not greedy else None
@@ -984,7 +1017,11 @@ class Engine:
         mark = self._level_clock.start()
         probs = None
         if self._decoding.greedy:
-            counts = level.state.greedy_draft_rows(rows, self._tokens, level.exit_layer, n, counts, level.draft_stop)
+            ahead = self._take_ahead(level, rows, n, counts)
+            counts = level.state.greedy_draft_rows(rows, self._tokens, level.exit_layer, n, counts, level.draft_stop,
+                                                   launched=ahead)
+            if ahead:
+                self._slots[rows[0]].stats.draft_calls_ahead += 1
         else:
             probs = [[] for _ in rows]
             going = list(range(len(rows)))
@@ -1013,6 +1050,79 @@ class Engine:
             self._slots[r].stats.draft_calls += 1
         self._level_clock.stop(0, mark, [self._slots[r].stats for r in rows])
         return counts, probs
+
+    # -- the look-ahead draft -------------------------------------------------
+    def _ahead_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> int | None:
+        """Whether level ``i``'s greedy verification can queue the next level-0 draft round before
+        its verdict is read: the drafting model's frontier ``F0`` (the plan) when it can, else None.
+
+        It can when that round is certain to be the next device work whatever the verdict: one
+        row; level ``i`` is the top (the next round follows unless the row stops) or certain to
+        continue (``out + k + 1`` short of its batch, no flush on rejection); the round's length
+        is level 0's full batch for every verdict; level 0 drafts on the fused path; and the
+        round starts at most two positions before the verdict's token (``F0 >= m + k - 1``), the
+        first-step shapes the device can choose between by itself.
+        """
+        if not self.lookahead or i == 0 or len(sub) != 1 or len(self._slots) != 1:
+            return None
+        level, bottom = self.levels[i], self.levels[0]
+        r, mm, kk = sub[0], m[0], k[0]
+        if level.draft_stop is not None or bottom.draft_stop is not None:
+            return None
+        if i < len(self.levels) - 1 and (level.flush_on_reject or out[0] + kk + 1 >= level.batch):
+            return None
+        if mm + kk + 1 + bottom.batch > self._slots[r].limit:
+            return None
+        state = bottom.state
+        if state.rows != 1 or bottom.exit_layer != state.bounds[0]:
+            return None
+        if getattr(state.model, "greedy_draft", None) is None or getattr(state.model, "launch_greedy_draft", None) is None:
+            return None  # the round would not take the fused path that finishes a launched round
+        front = state.frontier[0][r]
+        return front if front >= mm + kk - 1 else None
+
+    def _launch_ahead(self, front: int, r: int, m: int, k: int, drafts: torch.Tensor, target: torch.Tensor) -> bool:
+        """Queue level 0's next round from the verification's device outputs (docs/engine.md).
+
+        With ``a`` accepted the committed length becomes ``m + a + 1`` and the drafting model's
+        frontier ``min(front, m + a)``: the round processes the positions from there -- one, the
+        verifier's token ``target[a]``, or, when every draft was accepted and the frontier stops
+        one short (``front == m + k - 1``), the last draft too -- all chosen on the device.
+        """
+        a = greedy_accepted_on_device(drafts, target)
+        token = target.index_select(0, a)
+        if front >= m + k:
+            ids, base, last = token, a + m, torch.zeros_like(a)
+        else:
+            last = (a == k).long()  # every draft accepted: the round starts at the last draft
+            ids = torch.cat([torch.where(last.bool(), drafts[k - 1 :], token), token])
+            base = a + m - last
+        bottom = self.levels[0]
+        mark = self._level_clock.start()
+        launched = bottom.state.model.launch_greedy_draft(
+            ids, base, last, m + k + 1, bottom.exit_layer, bottom.batch, bottom.state._process_last)
+        self._level_clock.stop(0, mark, [self._slots[r].stats])
+        return launched
+
+    def _take_ahead(self, level: Level, rows: list[int], n: list[int], counts: list[int]) -> bool:
+        """True when this level-0 round is the one launched ahead (same row, start and length);
+        a launched round this one is not is forgotten."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return False
+        r, first, upto = ahead
+        if (rows == [r] and n == [upto] and counts == [level.batch]
+                and level.state.frontier[0][r] == first and upto - first <= 2):
+            return True
+        self._drop_ahead(level.state)
+        return False
+
+    def _drop_ahead(self, state: "ModelState | None" = None) -> None:
+        self._ahead = None
+        model = (state or self.levels[0].state).model
+        discard = getattr(model, "discard_launched", None)
+        if discard is not None:
+            discard()
 
     # -- bookkeeping ----------------------------------------------------------
     @staticmethod

@@ -87,6 +87,8 @@ def summarize_method(rows: list[dict]) -> dict:
         "mean_accepted_len": _ratio(tokens, forwards),
         # tokens level 0 drafted per draft round: draft_len, or less under method.draft_stop
         "mean_draft_len": _ratio(draft_tokens, draft_rounds),
+        # share of draft rounds queued before the verdict that started them came back (Engine.lookahead)
+        "draft_rounds_ahead": _ratio(sum(r.get("draft_rounds_ahead", 0) for r in rows), draft_rounds),
         # per-row spread: a batch's rows accept differently
         "mean_accepted_len_per_row": {"p10": quantile(taus, 0.1), "p50": quantile(taus, 0.5),
                                       "p90": quantile(taus, 0.9)},

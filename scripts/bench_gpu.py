@@ -291,7 +291,30 @@ def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: in
     return specs
 
 
+NO_AHEAD = "-no-lookahead"  # a method name's suffix: the same engine with Engine.lookahead off
+
+
+def method_names(specs: dict, lookahead: str) -> list[str]:
+    """The engines to measure: every method, and with ``--lookahead both`` each speculative one
+    again right after it with the look-ahead draft off (an A/B in one process)."""
+    names = []
+    for name in specs:
+        names.append(name)
+        if lookahead == "both" and name != "autoregressive":
+            names.append(name + NO_AHEAD)
+    return names
+
+
+def build_method(specs: dict, name: str, target, load_other, codec=None):
+    """``build_engine`` for a name of :func:`method_names`."""
+    engine = build_engine(specs[name.removesuffix(NO_AHEAD)], target, load_other=load_other, target_codec=codec)
+    engine.lookahead = not name.endswith(NO_AHEAD)
+    return engine
+
+
 def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int) -> str:
+    if name.endswith(NO_AHEAD):
+        return engine_label(name.removesuffix(NO_AHEAD), e, e_d, e_v, g, nd, ni) + " (no look-ahead)"
     return {"autoregressive": "ours AR", "layerskip": f"ours layerskip E={e} γ={g}",
             "hispec": f"ours hispec E={e_d},{e_v} N_d={nd} N_i={ni}", "vanilla_sd": f"ours vanilla_sd γ={g}",
             "hierarchy": f"ours hierarchy draft→mid→target γ={g},{g}"}[name]
@@ -309,7 +332,9 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     slow = async_["instrumented_slowdown"]
     log(f"{label}: {r.tokens_per_s:.1f} tok/s (decode {r.decode_tokens_per_s:.1f}), τ={r.mean_accepted_len:.2f}, "
         f"outside forwards (async) {100 * idle:.1f}% (instrumented pass {100 * (slow or 0):+.1f}% decode time), "
-        f"host-serial overhead {100 * serial:.1f}%")
+        f"host-serial overhead {100 * serial:.1f}%"
+        + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
+           if r.extra.get("draft_rounds_ahead") is not None else ""))
     return r
 
 
@@ -352,8 +377,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
 
     def build(name, wrap=lambda m: m):
         wrapped = {key: wrap(m) for key, m in others.items()}
-        return build_engine(specs[name], wrap(nat_t), load_other=lambda path: (wrapped[path], None),
-                            target_codec=codec)
+        return build_method(specs, name, wrap(nat_t), lambda path: (wrapped[path], None), codec)
 
     reps, max_new = args.reps, args.methods_max_new or args.max_new
     hf_reps = args.hf_reps or reps
@@ -375,7 +399,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
             log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}")
     results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps))
     eng_results = {}
-    for name in specs:
+    for name in method_names(specs, args.lookahead):
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
                            stop, codec)
         eng_results[name] = r
@@ -458,14 +482,14 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
     specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=False)
 
     def build(name, wrap=lambda m: m):
-        return build_engine(specs[name], wrap(native), load_other=None)
+        return build_method(specs, name, wrap(native), None)
 
     doc = {"params": nparams, "layers": depth, "exit": e, "hispec_exits": [e_d, e_v], "gamma": g, "nd": nd,
            "ni": ni, "prompts": len(prompts), "prompt_len": args.prompt_len, "max_new": max_new,
            "variant": BACKEND_OPTIONS["variant"], "rows": []}
     results = [native_loop(f"[{tag}] native AR (loop, no engine)", native, prompts, max_new, args.reps)]
     eng = {}
-    for name in specs:
+    for name in method_names(specs, args.lookahead):
         label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
         eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps)
         results.append(eng[name])
@@ -527,6 +551,9 @@ def parse_args(argv=None):
     ap.add_argument("--hispec-exits", type=lambda s: [int(x) for x in s.split(",")], default=None)
     ap.add_argument("--nd", type=int, default=2)
     ap.add_argument("--ni", type=int, default=4)
+    ap.add_argument("--lookahead", default="on", choices=["on", "both"],
+                    help="both: measure every speculative method again with the engine's look-ahead draft off, "
+                         "right after it (an A/B in one process)")
     ap.add_argument("--overhead-models", default="random:llama-1b,random:llama-8b",
                     help="overhead part: comma-separated random:<shape> specs (or checkpoint directories)")
     ap.add_argument("--overhead-prompts", type=int, default=2, help="overhead part: random prompts per model")

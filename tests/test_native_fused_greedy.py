@@ -109,7 +109,7 @@ def test_engine_with_fused_paths_equals_generate_and_counts_the_same(arch):
     plain = Stepwise(native(model))
     rounds = []
     real_draft = fused.greedy_draft
-    fused.greedy_draft = lambda *a: rounds.append(a[4]) or real_draft(*a)  # spy: the fused path is taken
+    fused.greedy_draft = lambda *a, **kw: rounds.append(a[4]) or real_draft(*a, **kw)  # spy: the fused path is taken
     for spec in METHODS:
         g_fused = build_engine(spec, fused, load_other=None).generate(prompt, max_new, DecodingConfig())
         g_plain = build_engine(spec, plain, load_other=None).generate(prompt, max_new, DecodingConfig())

@@ -111,6 +111,9 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     rows = [g.stats.as_row() for g in gens]
     if backend != "hf":
         result.extra["acceptance_per_level"] = _merge_acceptance(rows)
+        rounds = sum(r.get("draft_rounds", 0) for r in rows)
+        # share of draft rounds queued before their verdict was read (Engine.lookahead): 0 means none were
+        result.extra["draft_rounds_ahead"] = sum(r.get("draft_rounds_ahead", 0) for r in rows) / rounds if rounds else None
         result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
             sum(r["n_generated"] for r in rows), 1
         )

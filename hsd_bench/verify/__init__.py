@@ -115,13 +115,28 @@ def greedy_accept_rows(drafts: torch.Tensor, lengths: list[int], p_argmax: torch
     ``p_argmax`` packs the target's ``lengths[i] + 1`` argmax tokens of every
     sequence in order.
     """
+    return greedy_accept_values(greedy_verdict_inputs(drafts, lengths, p_argmax).tolist(), lengths)
+
+
+def greedy_verdict_inputs(drafts: torch.Tensor, lengths: list[int], p_argmax: torch.Tensor) -> torch.Tensor:
+    """Drafts and target argmaxes packed into one tensor, so that one copy brings a verdict to the host.
+
+    Split from :func:`greedy_accept_values` so the engine can queue that copy
+    behind the verification and read it later (``draft_stop.HostValue``)
+    while the device goes on with work queued after it (the look-ahead draft).
+    """
     ks = list(lengths)
     if drafts.shape[0] != sum(ks) or p_argmax.shape[0] != sum(ks) + len(ks):
         raise ValueError(
             f"greedy verification of drafts of {ks} tokens needs {sum(ks)} draft and {sum(ks) + len(ks)} target "
             f"tokens, got {drafts.shape[0]} and {p_argmax.shape[0]}"
         )
-    values = torch.cat([drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]).tolist() if sum(ks) else p_argmax.tolist()
+    return torch.cat([drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]) if sum(ks) else p_argmax.view(-1)
+
+
+def greedy_accept_values(values: list[int], lengths: list[int]) -> list[tuple[int, list[int]]]:
+    """Per sequence ``(accepted, committed tokens)`` from :func:`greedy_verdict_inputs` as host values."""
+    ks = list(lengths)
     out, d_off, t_off = [], 0, sum(ks)
     for k in ks:
         drafted, target = values[d_off : d_off + k], values[t_off : t_off + k + 1]
@@ -131,6 +146,14 @@ def greedy_accept_rows(drafts: torch.Tensor, lengths: list[int], p_argmax: torch
         out.append((accepted, drafted[:accepted] + [target[accepted]]))
         d_off, t_off = d_off + k, t_off + k + 1
     return out
+
+
+def greedy_accepted_on_device(draft: torch.Tensor, p_argmax: torch.Tensor) -> torch.Tensor:
+    """How many of ``draft`` (``LongTensor[k]``) greedy verification keeps, as a one-element
+    device tensor: the count :func:`greedy_accept_values` computes on the host, for device
+    work queued before the host has the verdict (the engine's look-ahead draft)."""
+    k = draft.shape[0]
+    return (draft == p_argmax[:k]).long().cumprod(0).sum().view(1)
 
 
 def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:

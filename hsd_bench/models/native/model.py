@@ -186,6 +186,8 @@ class NativeLlama(RaggedSteps):
         self._draft_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
         self._draft_tok = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.long, device=self.device)
         self._draft_conf = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.float32, device=self.device)
+        # A round queued ahead by launch_greedy_draft, not yet taken: (end, count, process_last, tb).
+        self._launched: tuple[int, int, bool, int] | None = None
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
@@ -193,6 +195,7 @@ class NativeLlama(RaggedSteps):
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
         self.cache.reset()
+        self._launched = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -264,7 +267,7 @@ class NativeLlama(RaggedSteps):
     @_no_grad
     def greedy_draft(
         self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False,
-        stop_below: float | None = None,
+        stop_below: float | None = None, launched: bool = False,
     ) -> torch.Tensor:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
@@ -295,6 +298,12 @@ class NativeLlama(RaggedSteps):
         layers on token s: the host reads token s's probability while the
         device runs those layers, so the device never waits for the decision
         and no step past the stop is computed (docs/engine.md).
+
+        ``launched``: the round's replays were queued earlier by
+        :meth:`launch_greedy_draft` (the engine's look-ahead, started before
+        the verdict that fixes ``first`` reached the host); only the host's
+        part is left -- the drafted tokens' copy into ``tokens``, the cache
+        frontier, the hidden states.
         """
         self._check_range(0, end)
         t0 = upto - first
@@ -307,23 +316,70 @@ class NativeLlama(RaggedSteps):
                 f"[0, max_context={self.max_context}) and the {tokens.shape[0]}-token buffer must reach {upto + count}"
             )
         self.cache.check_frontier(0, end, first)
-        if not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
+        ahead, self._launched = self._launched, None
+        if launched:
+            if ahead is None or ahead[:3] != (end, count, process_last) or stop_below is not None or t0 > ahead[3]:
+                raise RuntimeError(f"greedy_draft(launched=True) of {count} tokens on layers [0, {end}) "
+                                   f"(process_last={process_last}, {t0} positions first) does not match the "
+                                   f"round launched ahead: {ahead}")
+        elif not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
             return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
-        self._draft_ids[:t0].copy_(tokens[first:upto])
-        self._pos_base.fill_(first)
-        self._draft_last.fill_(t0 - 1)
+        else:
+            self._draft_ids[:t0].copy_(tokens[first:upto])
+            self._pos_base.fill_(first)
+            self._draft_last.fill_(t0 - 1)
         stopping = stop_below is not None
-        self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto), stopping))
         if stopping:
+            self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto), True))
             count = self._chain_until_unconfident(end, upto, count, stop_below)
             last = upto + count
-        else:
-            for i in range(1, count + (1 if process_last else 0)):
-                head = i < count  # the tail step (process_last) only runs the layers
-                self._replay(*self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
+        elif not launched:
+            self._chain(end, next_pow2(t0), upto, count, process_last)
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
         return self._draft_hidden[:, : last - first].clone()
+
+    @_no_grad
+    def launch_greedy_draft(self, ids: torch.Tensor, base: torch.Tensor, last: torch.Tensor, upto_bound: int,
+                            end: int, count: int, process_last: bool) -> bool:
+        """Queue a greedy draft round whose start is known only on the device; True if queued.
+
+        The round :meth:`greedy_draft` would run from ``first = base`` with the
+        ids ``ids`` (``LongTensor[tb]``, the positions from ``base``; rows past
+        ``last`` are padding) and the head reading row ``last`` -- all three
+        device tensors, computed from a verification whose verdict the host
+        has not read yet. Every step is a graph :meth:`prepare` captures for
+        the ordinary round (the first step's padded count ``tb``, the span of
+        ``upto_bound``, an upper bound of the round's ``upto``), so the host
+        queues the round without waiting; once it has the verdict it calls
+        ``greedy_draft(..., launched=True)`` with the real ``first`` and
+        ``upto``, or forgets the round (:meth:`discard_launched`): its cache
+        writes lie past the frontier, where stale slots are masked and
+        rewritten (docs/engine.md, "The look-ahead draft").
+        """
+        tb = ids.shape[0]
+        if (not self.fixed_shapes or count > MAX_FUSED_DRAFT or tb > self.max_graph_tokens
+                or upto_bound + count > self.max_context):
+            return False
+        self._check_range(0, end)
+        self._draft_ids[:tb].copy_(ids)
+        self._pos_base.copy_(base)
+        self._draft_last.copy_(last)
+        self._chain(end, tb, upto_bound, count, process_last)
+        self._launched = (end, count, process_last, tb)
+        return True
+
+    def discard_launched(self) -> None:
+        """Forget a round queued by :meth:`launch_greedy_draft` that the engine will not use."""
+        self._launched = None
+
+    def _chain(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> None:
+        """The replays of a fixed-count greedy round: the first step over ``tb`` padded positions,
+        then one step per further token (and the layers-only tail step with ``process_last``)."""
+        self._replay(*self._draft_first_step(end, tb, self._kv_bucket(upto), False))
+        for i in range(1, count + (1 if process_last else 0)):
+            head = i < count  # the tail step (process_last) only runs the layers
+            self._replay(*self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
 
     def _chain_until_unconfident(self, end: int, upto: int, count: int, stop_below: float) -> int:
         """Steps 1.. of a stopping round (token 0 is drafted): per token s, the layers on it,

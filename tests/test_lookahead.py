@@ -1,0 +1,147 @@
+"""The look-ahead draft: level 0's next round queued before a greedy verdict is read.
+
+``Engine.lookahead`` (on by default) queues the next draft round from the
+verification's device outputs -- the accepted count and the verifier's token
+chosen on the device -- and only then reads the verdict, so on a GPU the
+device drafts while the host books the round. These tests run the same
+fixed-shape code on CPU (no graphs) and pin down that it changes nothing but
+the order of work: every method's greedy output equals transformers'
+``generate`` and its counters equal those of the engine with the look-ahead
+off, and the rounds launched ahead are really the ones taken
+(``draft_rounds_ahead``), through every first-step shape the device chooses
+between (one position, or the last draft too when every draft was accepted).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hsd_bench.engine import DecodingConfig
+from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.models.native import from_hf_model
+from hsd_bench.verify import greedy_accept_values, greedy_accepted_on_device, greedy_verdict_inputs
+from tests.test_native_backend import VOCAB, make_hf_model
+
+
+def native(model, **kw):
+    opts = dict(max_context=160, fixed_shapes=True, max_graph_tokens=4, min_kv_bucket=16)
+    opts.update(kw)
+    return from_hf_model(model, **opts)
+
+
+COUNTERS = ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
+            "draft_rounds", "draft_tokens", "discarded_tokens")
+
+# (label, spec, which draft model "draft" is): a copy of the target accepts every draft (the
+# round then starts one position early, at the last draft); an unrelated model rejects most.
+CASES = [
+    ("vanilla_sd-copy", MethodSpec("vanilla_sd", draft_len=3, draft_path="draft"), "copy"),
+    ("vanilla_sd-other", MethodSpec("vanilla_sd", draft_len=4, draft_path="draft"), "other"),
+    ("layerskip", MethodSpec("layerskip", exit=3, draft_len=3), None),
+    ("hispec", MethodSpec("hispec", exit=[1, 3], draft_len=2, period=4), None),
+    ("hispec-flush", MethodSpec("hispec", exit=[2, 3], draft_len=3, period=5, flush_on_mismatch=True), None),
+    ("hierarchy", MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"path": "target", "exit": 3,
+                                                                                   "batch": 4}]), "other"),
+]
+
+
+@pytest.mark.parametrize("label,spec,draft_kind", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window"])
+def test_lookahead_changes_nothing_but_the_order_of_work(arch, label, spec, draft_kind):
+    target_hf = make_hf_model(arch, num_layers=4, seed=7)
+    draft_hf = target_hf if draft_kind == "copy" else make_hf_model(arch, num_layers=2, seed=9)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    max_new = 60  # positions cross the 16/32/64 attention buckets
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
+    rows = {}
+    for lookahead in (True, False):
+        engine = build_engine(spec, native(target_hf), load_other=lambda _p: (native(draft_hf), None))
+        engine.lookahead = lookahead
+        gen = engine.generate(prompt, max_new, DecodingConfig())
+        assert gen.output_ids == ref, (label, lookahead)
+        rows[lookahead] = gen.stats.as_row()
+    on, off = rows[True], rows[False]
+    for key in COUNTERS:
+        assert on[key] == off[key], (label, key)
+    assert off["draft_rounds_ahead"] == 0
+    assert on["draft_rounds_ahead"] > 0, label
+    if spec.name in ("vanilla_sd", "layerskip"):
+        # Two levels: every round is launched ahead but the first and those whose verdict
+        # leaves less than a full round before the limit (m + k + 1 + k > limit: at most
+        # 2k + 1 rounds of one token). Three levels launch where the middle surely continues.
+        k = spec.draft_len
+        assert on["draft_rounds_ahead"] >= on["draft_rounds"] - 2 - 2 * k, (label, on["draft_rounds_ahead"])
+
+
+def test_a_stop_drops_the_round_launched_ahead_and_the_next_prompt_is_unaffected():
+    """A row that stops (EOS) leaves a queued round behind; the next prompt streamed through
+    the same row must decode exactly as it does alone."""
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=torch.Generator().manual_seed(s)).tolist()
+               for n, s in ((9, 8), (6, 3))]
+    spec = MethodSpec("layerskip", exit=3, draft_len=3)
+    full = build_engine(spec, native(target_hf), load_other=None).generate(prompts[0], 40).output_ids
+    eos = full[17]  # a token generated mid-way: the first prompt stops there
+    engine = build_engine(spec, native(target_hf), load_other=None)
+    engine.eos_token_ids = {eos}
+    outs = dict(engine.generate_many(prompts, 40, DecodingConfig(), batch_size=1))
+    assert outs[0].stop_reason == "stop" and outs[0].output_ids == full[: full.index(eos) + 1]
+    assert outs[0].stats.draft_calls_ahead > 0
+    alone = build_engine(spec, native(target_hf), load_other=None)
+    alone.eos_token_ids = {eos}
+    assert outs[1].output_ids == alone.generate(prompts[1], 40).output_ids
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_device_count_of_accepted_drafts_equals_the_host_verdict(seed):
+    g = torch.Generator().manual_seed(seed)
+    for k in (1, 3, 5):
+        target = torch.randint(0, 4, (k + 1,), generator=g)
+        for cut in range(k + 1):  # drafts agreeing on the first `cut` positions, then not
+            drafts = target[:k].clone()
+            if cut < k:
+                drafts[cut] = (drafts[cut] + 1) % 4
+            host = greedy_accept_values(greedy_verdict_inputs(drafts, [k], target).tolist(), [k])[0][0]
+            assert host == cut
+            assert greedy_accepted_on_device(drafts, target).tolist() == [cut]
+
+
+@pytest.mark.parametrize("front,accepted", [(13, 1), (13, 3), (12, 3), (12, 1), (12, 0)])
+def test_a_round_launched_from_device_values_equals_the_ordinary_round(front, accepted):
+    """Verdict at m = 10 with k = 3 drafts: the round starts at min(front, m + a) with one
+    position (tb = 1) or, when the frontier stops at m + k - 1 = 12, two padded positions
+    whose head row the device picks."""
+    model = make_hf_model("llama_gqa", num_layers=3, seed=11)
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(1))
+    m, k, count = 10, 3, 3
+    first, upto = min(front, m + accepted), m + accepted + 1
+    launched, plain = native(model), native(model)
+    for x in (launched, plain):
+        x.run_layers(x.embed(ids[:first]), 0, 2, 0)
+    a = torch.tensor([accepted])
+    if front >= m + k:
+        dev_ids, base, last = ids[upto - 1 : upto], a + m, torch.zeros(1, dtype=torch.long)
+    else:
+        last = (a == k).long()
+        dev_ids = torch.cat([torch.where(last.bool(), ids[m + k - 1 : m + k], ids[upto - 1 : upto]),
+                             ids[upto - 1 : upto]])
+        base = a + m - last
+    assert launched.launch_greedy_draft(dev_ids, base, last, m + k + 1, 2, count, True)
+    t1, t2 = ids.clone(), ids.clone()
+    h1 = launched.greedy_draft(t1, first, upto, 2, count, True, launched=True)
+    h2 = plain.greedy_draft(t2, first, upto, 2, count, True)
+    assert t1.tolist() == t2.tolist()
+    torch.testing.assert_close(h1, h2, atol=1e-5, rtol=1e-5)
+    assert launched.cache_len(0) == plain.cache_len(0) == upto + count
+
+
+def test_taking_a_round_that_was_not_launched_is_an_error():
+    model = native(make_hf_model("llama_gqa", num_layers=2))
+    ids = torch.arange(30)
+    model.run_layers(model.embed(ids[:5]), 0, 2, 0)
+    with pytest.raises(RuntimeError, match="launched ahead"):
+        model.greedy_draft(ids, 5, 6, 2, 2, launched=True)
+    assert model.launch_greedy_draft(ids[5:6], torch.tensor([5]), torch.tensor([0]), 6, 2, 2, False)
+    with pytest.raises(RuntimeError, match="launched ahead"):
+        model.greedy_draft(ids, 5, 6, 2, 3, launched=True)  # three tokens asked, two launched
