@@ -102,12 +102,18 @@ class HostValue:
     tensor it is a plain read.
     """
 
-    def __init__(self, value: torch.Tensor):
+    def __init__(self, value: torch.Tensor, host: torch.Tensor | None = None, event=None, stream=None):
+        """``host`` (pinned, at least ``value.numel()`` elements of its dtype), ``event`` and
+        ``stream``: reused instead of made per read, for a caller that reads once per round --
+        a pinned allocation, an event and a stream lookup cost more host time than the copy."""
         if value.device.type == "cuda":
-            self._host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
-            self._host.copy_(value, non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record(torch.cuda.current_stream(value.device))
+            n = value.numel()
+            if host is None:
+                host = torch.empty(n, dtype=value.dtype, pin_memory=True)
+            self._host = host[:n]
+            self._host.copy_(value.reshape(-1), non_blocking=True)
+            self._event = event if event is not None else torch.cuda.Event()
+            self._event.record(stream if stream is not None else torch.cuda.current_stream(value.device))
         else:
             self._host, self._event = value, None
 

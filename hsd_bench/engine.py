@@ -33,8 +33,7 @@ from hsd_bench.draft_stop import HostValue, first_stop, stops_after, top_probabi
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.models.ragged import device_index, token_spans
 from hsd_bench.sampling import DecodingConfig, sample, warp
-from hsd_bench.verify import (VerificationRule, greedy_accept_rows, greedy_accept_values, greedy_accepted_on_device,
-                              greedy_verdict_inputs)
+from hsd_bench.verify import VerificationRule, greedy_accept_rows, greedy_accept_values, greedy_verdict_inputs
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
 
@@ -670,6 +669,7 @@ class Engine:
         # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
         self.lookahead = True
         self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
+        self._verdict_read: tuple | None = None  # pinned buffer, event, stream (_verdict_host)
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
@@ -769,6 +769,7 @@ class Engine:
         self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         self._ahead = None
+        self._verdict_read = None  # the stream is taken per generation, as the level clock's
         depth = len(self.levels)
         exhausted = False
         while True:
@@ -955,14 +956,15 @@ class Engine:
                 else:
                     # The verdict's copy is queued first and read after the next draft round
                     # is queued behind it, so the device drafts while the host reads and books.
-                    verdict = HostValue(greedy_verdict_inputs(drafts, k, target))
+                    front, packed = plan
+                    verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
                     self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
                     mark = None
-                    launched = self._launch_ahead(plan, sub[0], m[0], k[0], drafts, target)
+                    launched = self._launch_ahead(front, sub[0], m[0], k[0])
                     verdicts = greedy_accept_values(verdict.get(), k)
                     if launched:
                         a = verdicts[0][0]
-                        self._ahead = (sub[0], min(plan, m[0] + a), m[0] + a + 1)
+                        self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 p_rows = None
@@ -1052,9 +1054,11 @@ class Engine:
         return counts, probs
 
     # -- the look-ahead draft -------------------------------------------------
-    def _ahead_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> int | None:
+    def _ahead_plan(self, i: int, sub: list[int], m: list[int], k: list[int],
+                    out: list[int]) -> tuple[int, torch.Tensor] | None:
         """Whether level ``i``'s greedy verification can queue the next level-0 draft round before
-        its verdict is read: the drafting model's frontier ``F0`` (the plan) when it can, else None.
+        its verdict is read: ``(F0, packed)`` when it can -- the drafting model's frontier and the
+        static buffer its backend reads the verdict from -- else None.
 
         It can when that round is certain to be the next device work whatever the verdict: one
         row; level ``i`` is the top (the next round follows unless the row stops) or certain to
@@ -1076,31 +1080,34 @@ class Engine:
         state = bottom.state
         if state.rows != 1 or bottom.exit_layer != state.bounds[0]:
             return None
-        if getattr(state.model, "greedy_draft", None) is None or getattr(state.model, "launch_greedy_draft", None) is None:
+        model = state.model
+        if getattr(model, "greedy_draft", None) is None or getattr(model, "verdict_input", None) is None:
             return None  # the round would not take the fused path that finishes a launched round
         front = state.frontier[0][r]
-        return front if front >= mm + kk - 1 else None
+        packed = model.verdict_input(kk) if front >= mm + kk - 1 else None
+        return None if packed is None else (front, packed)
 
-    def _launch_ahead(self, front: int, r: int, m: int, k: int, drafts: torch.Tensor, target: torch.Tensor) -> bool:
-        """Queue level 0's next round from the verification's device outputs (docs/engine.md).
+    def _verdict_host(self, packed: torch.Tensor) -> tuple:
+        """A pinned buffer, an event and the stream for reading a packed verdict, made once."""
+        if packed.device.type != "cuda":
+            return ()
+        if self._verdict_read is None or self._verdict_read[0].numel() < packed.numel():
+            self._verdict_read = (torch.empty(max(packed.numel(), 64), dtype=packed.dtype, pin_memory=True),
+                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device))
+        return self._verdict_read
+
+    def _launch_ahead(self, front: int, r: int, m: int, k: int) -> bool:
+        """Queue level 0's next round from the packed verdict, on the device (docs/engine.md).
 
         With ``a`` accepted the committed length becomes ``m + a + 1`` and the drafting model's
         frontier ``min(front, m + a)``: the round processes the positions from there -- one, the
-        verifier's token ``target[a]``, or, when every draft was accepted and the frontier stops
-        one short (``front == m + k - 1``), the last draft too -- all chosen on the device.
+        verifier's token, or, when every draft was accepted and the frontier stops one short
+        (``front == m + k - 1``), the last draft too; the backend chooses on the device.
         """
-        a = greedy_accepted_on_device(drafts, target)
-        token = target.index_select(0, a)
-        if front >= m + k:
-            ids, base, last = token, a + m, torch.zeros_like(a)
-        else:
-            last = (a == k).long()  # every draft accepted: the round starts at the last draft
-            ids = torch.cat([torch.where(last.bool(), drafts[k - 1 :], token), token])
-            base = a + m - last
         bottom = self.levels[0]
         mark = self._level_clock.start()
-        launched = bottom.state.model.launch_greedy_draft(
-            ids, base, last, m + k + 1, bottom.exit_layer, bottom.batch, bottom.state._process_last)
+        launched = bottom.state.model.launch_draft_after_verdict(
+            m, k, front < m + k, bottom.exit_layer, bottom.batch, bottom.state._process_last)
         self._level_clock.stop(0, mark, [self._slots[r].stats])
         return launched
 

@@ -25,7 +25,7 @@ from tests.test_native_backend import VOCAB, make_hf_model
 
 
 def native(model, **kw):
-    opts = dict(max_context=160, fixed_shapes=True, max_graph_tokens=4, min_kv_bucket=16)
+    opts = dict(max_context=160, fixed_shapes=True, max_graph_tokens=8, min_kv_bucket=16)
     opts.update(kw)
     return from_hf_model(model, **opts)
 
@@ -108,27 +108,27 @@ def test_device_count_of_accepted_drafts_equals_the_host_verdict(seed):
 
 
 @pytest.mark.parametrize("front,accepted", [(13, 1), (13, 3), (12, 3), (12, 1), (12, 0)])
-def test_a_round_launched_from_device_values_equals_the_ordinary_round(front, accepted):
-    """Verdict at m = 10 with k = 3 drafts: the round starts at min(front, m + a) with one
+def test_a_round_launched_from_a_packed_verdict_equals_the_ordinary_round(front, accepted):
+    """Verdict at m = 10 on k = 3 drafts: the round starts at min(front, m + a) with one
     position (tb = 1) or, when the frontier stops at m + k - 1 = 12, two padded positions
-    whose head row the device picks."""
+    whose head row the device picks from the verdict."""
     model = make_hf_model("llama_gqa", num_layers=3, seed=11)
-    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, VOCAB, (40,), generator=g)
     m, k, count = 10, 3, 3
+    target = torch.randint(0, VOCAB, (k + 1,), generator=g)
+    target[:accepted] = ids[m : m + accepted]
+    if accepted < k and target[accepted] == ids[m + accepted]:
+        target[accepted] = (target[accepted] + 1) % VOCAB
+    tokens = ids.clone()
+    tokens[m + accepted] = target[accepted]  # what the engine writes once it has the verdict
     first, upto = min(front, m + accepted), m + accepted + 1
     launched, plain = native(model), native(model)
     for x in (launched, plain):
-        x.run_layers(x.embed(ids[:first]), 0, 2, 0)
-    a = torch.tensor([accepted])
-    if front >= m + k:
-        dev_ids, base, last = ids[upto - 1 : upto], a + m, torch.zeros(1, dtype=torch.long)
-    else:
-        last = (a == k).long()
-        dev_ids = torch.cat([torch.where(last.bool(), ids[m + k - 1 : m + k], ids[upto - 1 : upto]),
-                             ids[upto - 1 : upto]])
-        base = a + m - last
-    assert launched.launch_greedy_draft(dev_ids, base, last, m + k + 1, 2, count, True)
-    t1, t2 = ids.clone(), ids.clone()
+        x.run_layers(x.embed(tokens[:first]), 0, 2, 0)
+    greedy_verdict_inputs(ids[m : m + k], [k], target, out=launched.verdict_input(k))
+    assert launched.launch_draft_after_verdict(m, k, front < m + k, 2, count, True)
+    t1, t2 = tokens.clone(), tokens.clone()
     h1 = launched.greedy_draft(t1, first, upto, 2, count, True, launched=True)
     h2 = plain.greedy_draft(t2, first, upto, 2, count, True)
     assert t1.tolist() == t2.tolist()
@@ -142,6 +142,8 @@ def test_taking_a_round_that_was_not_launched_is_an_error():
     model.run_layers(model.embed(ids[:5]), 0, 2, 0)
     with pytest.raises(RuntimeError, match="launched ahead"):
         model.greedy_draft(ids, 5, 6, 2, 2, launched=True)
-    assert model.launch_greedy_draft(ids[5:6], torch.tensor([5]), torch.tensor([0]), 6, 2, 2, False)
+    greedy_verdict_inputs(ids[3:5], [2], ids[3:6], out=model.verdict_input(2))
+    assert model.launch_draft_after_verdict(3, 2, False, 2, 2, False)
     with pytest.raises(RuntimeError, match="launched ahead"):
         model.greedy_draft(ids, 5, 6, 2, 3, launched=True)  # three tokens asked, two launched
+    assert model.verdict_input(8) is None  # k + 1 > max_graph_tokens: no fixed-shape verdict

@@ -68,7 +68,7 @@ import torch
 from hsd_bench.bench.timing import sync
 
 FORWARD_METHODS = ("embed", "run_layers", "logits")  # the LayeredModel protocol's model calls
-OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens", "greedy_draft_rows", "launch_greedy_draft")  # fast paths, when present
+OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens", "greedy_draft_rows", "launch_draft_after_verdict")  # fast paths, when present
 
 
 class PhaseGate:

@@ -118,12 +118,14 @@ def greedy_accept_rows(drafts: torch.Tensor, lengths: list[int], p_argmax: torch
     return greedy_accept_values(greedy_verdict_inputs(drafts, lengths, p_argmax).tolist(), lengths)
 
 
-def greedy_verdict_inputs(drafts: torch.Tensor, lengths: list[int], p_argmax: torch.Tensor) -> torch.Tensor:
+def greedy_verdict_inputs(drafts: torch.Tensor, lengths: list[int], p_argmax: torch.Tensor,
+                          out: torch.Tensor | None = None) -> torch.Tensor:
     """Drafts and target argmaxes packed into one tensor, so that one copy brings a verdict to the host.
 
     Split from :func:`greedy_accept_values` so the engine can queue that copy
     behind the verification and read it later (``draft_stop.HostValue``)
-    while the device goes on with work queued after it (the look-ahead draft).
+    while the device goes on with work queued after it (the look-ahead draft);
+    ``out``, a buffer of that size, receives them (a backend's static verdict input).
     """
     ks = list(lengths)
     if drafts.shape[0] != sum(ks) or p_argmax.shape[0] != sum(ks) + len(ks):
@@ -131,7 +133,10 @@ def greedy_verdict_inputs(drafts: torch.Tensor, lengths: list[int], p_argmax: to
             f"greedy verification of drafts of {ks} tokens needs {sum(ks)} draft and {sum(ks) + len(ks)} target "
             f"tokens, got {drafts.shape[0]} and {p_argmax.shape[0]}"
         )
-    return torch.cat([drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]) if sum(ks) else p_argmax.view(-1)
+    if not sum(ks):
+        return p_argmax.view(-1) if out is None else out.copy_(p_argmax.view(-1))
+    parts = [drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]
+    return torch.cat(parts) if out is None else torch.cat(parts, out=out)
 
 
 def greedy_accept_values(values: list[int], lengths: list[int]) -> list[tuple[int, list[int]]]:

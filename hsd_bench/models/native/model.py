@@ -26,6 +26,7 @@ from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
+from hsd_bench.verify import greedy_accepted_on_device
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
@@ -186,8 +187,11 @@ class NativeLlama(RaggedSteps):
         self._draft_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
         self._draft_tok = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.long, device=self.device)
         self._draft_conf = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.float32, device=self.device)
-        # A round queued ahead by launch_greedy_draft, not yet taken: (end, count, process_last, tb).
+        # A round queued ahead by launch_draft_after_verdict, not yet taken: (end, count, process_last, tb),
+        # and the static verdict it starts from (drafts then verifier tokens; the drafts' first position).
         self._launched: tuple[int, int, bool, int] | None = None
+        self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
+        self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
@@ -300,7 +304,7 @@ class NativeLlama(RaggedSteps):
         and no step past the stop is computed (docs/engine.md).
 
         ``launched``: the round's replays were queued earlier by
-        :meth:`launch_greedy_draft` (the engine's look-ahead, started before
+        :meth:`launch_draft_after_verdict` (the engine's look-ahead, started before
         the verdict that fixes ``first`` reached the host); only the host's
         part is left -- the drafted tokens' copy into ``tokens``, the cache
         frontier, the hidden states.
@@ -339,38 +343,66 @@ class NativeLlama(RaggedSteps):
         self.cache.advance(0, end, last)
         return self._draft_hidden[:, : last - first].clone()
 
-    @_no_grad
-    def launch_greedy_draft(self, ids: torch.Tensor, base: torch.Tensor, last: torch.Tensor, upto_bound: int,
-                            end: int, count: int, process_last: bool) -> bool:
-        """Queue a greedy draft round whose start is known only on the device; True if queued.
+    def verdict_input(self, k: int) -> torch.Tensor | None:
+        """The static ``LongTensor[2k + 1]`` a greedy verdict of ``k`` drafts is packed into (drafts,
+        then the verifier's ``k + 1`` tokens) for :meth:`launch_draft_after_verdict`; None when
+        ``k`` is past what a fixed-shape verification covers (``k + 1 > max_graph_tokens``)."""
+        if not self.fixed_shapes or not 1 <= k < self.max_graph_tokens:
+            return None
+        return self._verdict_in[: 2 * k + 1]
 
-        The round :meth:`greedy_draft` would run from ``first = base`` with the
-        ids ``ids`` (``LongTensor[tb]``, the positions from ``base``; rows past
-        ``last`` are padding) and the head reading row ``last`` -- all three
-        device tensors, computed from a verification whose verdict the host
-        has not read yet. Every step is a graph :meth:`prepare` captures for
-        the ordinary round (the first step's padded count ``tb``, the span of
-        ``upto_bound``, an upper bound of the round's ``upto``), so the host
-        queues the round without waiting; once it has the verdict it calls
-        ``greedy_draft(..., launched=True)`` with the real ``first`` and
-        ``upto``, or forgets the round (:meth:`discard_launched`): its cache
-        writes lie past the frontier, where stale slots are masked and
-        rewritten (docs/engine.md, "The look-ahead draft").
+    @_no_grad
+    def launch_draft_after_verdict(self, m: int, k: int, two_first: bool, end: int, count: int,
+                                   process_last: bool) -> bool:
+        """Queue the greedy draft round that follows a verdict the host has not read; True if queued.
+
+        The verdict -- ``k`` drafts at positions ``m ..`` and the verifier's ``k + 1`` tokens,
+        packed in :meth:`verdict_input` -- accepts ``a`` drafts (counted on the device), so the
+        next round starts at ``m + a`` with the verifier's token there; or, with ``two_first``
+        (this model's frontier stops at ``m + k - 1``) and every draft accepted, one position
+        earlier, at the last draft. One captured step turns the verdict into the chain's
+        inputs (``_draft_ids``, ``_pos_base``, ``_draft_last``), then the chain's own steps run
+        (the first over ``tb`` = 1 or 2 padded positions; the span of ``m + k + 1``, an upper
+        bound of the round's ``upto``): about as many launches as the round run after the
+        verdict, so the host pays nothing for queueing it early. Once it has the verdict the
+        caller finishes the round with ``greedy_draft(..., launched=True)`` or forgets it
+        (:meth:`discard_launched`): its cache writes lie past the frontier, where stale slots are
+        masked and rewritten (docs/engine.md, "The look-ahead draft").
         """
-        tb = ids.shape[0]
-        if (not self.fixed_shapes or count > MAX_FUSED_DRAFT or tb > self.max_graph_tokens
-                or upto_bound + count > self.max_context):
+        if (self.verdict_input(k) is None or count > MAX_FUSED_DRAFT or m + k + 1 + count > self.max_context):
             return False
         self._check_range(0, end)
-        self._draft_ids[:tb].copy_(ids)
-        self._pos_base.copy_(base)
-        self._draft_last.copy_(last)
-        self._chain(end, tb, upto_bound, count, process_last)
+        tb = 2 if two_first else 1
+        self._verdict_m.fill_(m)
+        self._replay(*self._verdict_step(k, tb))
+        self._chain(end, tb, m + k + 1, count, process_last)
         self._launched = (end, count, process_last, tb)
         return True
 
+    def _verdict_step(self, k: int, tb: int):
+        """The chain's inputs from a packed verdict, on the device (idempotent, as a captured step must be)."""
+        buf = self._verdict_in
+
+        def step() -> torch.Tensor:
+            drafts, target = buf[:k], buf[k : 2 * k + 1]
+            accepted = greedy_accepted_on_device(drafts, target)
+            token = target.index_select(0, accepted)
+            if tb == 1:
+                self._draft_ids[:1].copy_(token)
+                self._draft_last.zero_()
+                self._pos_base.copy_(self._verdict_m + accepted)
+            else:  # every draft accepted: start at the last draft, whose layers this model has not run
+                last = (accepted == k).long()
+                self._draft_ids[:1].copy_(torch.where(last.bool(), drafts[k - 1 :], token))
+                self._draft_ids[1:2].copy_(token)
+                self._draft_last.copy_(last)
+                self._pos_base.copy_(self._verdict_m + accepted - last)
+            return accepted
+
+        return ("verdict", k, tb), step
+
     def discard_launched(self) -> None:
-        """Forget a round queued by :meth:`launch_greedy_draft` that the engine will not use."""
+        """Forget a round queued by :meth:`launch_draft_after_verdict` that the engine will not use."""
         self._launched = None
 
     def _chain(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> None:
@@ -566,8 +598,13 @@ class NativeLlama(RaggedSteps):
             steps += [self._draft_next_step(end, i, True, span) for i in range(1, count)]
             if process_last:
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
+            # a round launched after a verdict of k drafts (the engine's look-ahead): its inputs' step
+            verdicts = [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
+            steps += [v for v in verdicts if v[0] not in {key for key, _ in steps}]
         for key, step in steps:
             self._replay(key, step)
+        for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in):
+            buf.zero_()  # the verdict steps wrote chain inputs; a run starts from the same zeros every time
         self.reset()
         return self.graph_captures - before
 
