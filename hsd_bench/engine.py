@@ -425,7 +425,15 @@ class ModelState:
 def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values) -> None:
     """``tokens[rows[i], pos[i]] = values[i]`` in one device op (``values``: a tensor or host ints)."""
     if len(rows) == 1:
-        tokens[rows[0], pos[0]] = values[0]
+        value = values[0]
+        if torch.is_tensor(value):
+            tokens[rows[0], pos[0]] = value
+        else:
+            # A fill takes the int as a kernel argument. Item assignment of a host int copies it
+            # from pageable memory, which waits for the device to finish everything queued -- on
+            # an H200 trace, one such wait per verification, and with the look-ahead draft queued
+            # behind the verdict it waited for that whole round (docs/performance.md, "Ninth run").
+            tokens[rows[0], pos[0]].fill_(int(value))
         return
     width = tokens.shape[1]
     index = device_index([r * width + p for r, p in zip(rows, pos)], tokens.device)

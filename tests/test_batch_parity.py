@@ -66,9 +66,9 @@ def count_forwards(model) -> list:
         calls.append(len(rows))
         return original(hidden, start, end, first_pos, rows=rows, lengths=lengths)
 
-    def greedy_draft(*args):
+    def greedy_draft(*args, **kwargs):  # a round launched ahead (launched=True) counts where it is taken
         calls.extend([1] * args[4])
-        return fused(*args)
+        return fused(*args, **kwargs)
 
     def greedy_draft_rows(tokens, rows, first, upto, end, count, process_last=False):
         calls.append(("chain", len(rows)))

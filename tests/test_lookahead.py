@@ -147,3 +147,17 @@ def test_taking_a_round_that_was_not_launched_is_an_error():
     with pytest.raises(RuntimeError, match="launched ahead"):
         model.greedy_draft(ids, 5, 6, 2, 3, launched=True)  # three tokens asked, two launched
     assert model.verdict_input(8) is None  # k + 1 > max_graph_tokens: no fixed-shape verdict
+
+
+def test_a_committed_token_is_written_by_a_fill_not_a_host_copy():
+    """The verifier's token goes into the token buffer as a fill (the int a kernel argument): item
+    assignment of a host int copies it from pageable memory, which on CUDA waits for everything
+    queued -- the look-ahead round included (docs/performance.md, "Ninth run")."""
+    from hsd_bench.engine import write_tokens
+
+    tokens = torch.zeros(1, 8, dtype=torch.long)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        write_tokens(tokens, [0], [5], [123])
+    ops = {e.key for e in prof.key_averages()}
+    assert tokens[0].tolist() == [0, 0, 0, 0, 0, 123, 0, 0]
+    assert "aten::fill_" in ops and "aten::copy_" not in ops and "aten::lift_fresh" not in ops, ops
