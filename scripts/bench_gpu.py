@@ -397,7 +397,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
                                        gamma=g, codec=codec, stop=stop, assistant_model=hf_d))
         for r in results:
             log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}")
-    results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps))
+    results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps, stop, codec))
     eng_results = {}
     for name in method_names(specs, args.lookahead):
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,

@@ -300,3 +300,24 @@ def test_session_script_parses():
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     assert "set -euo pipefail" in text and "--parts" in text and "TORCHINDUCTOR_CACHE_DIR" in text
+
+
+def test_native_loop_outputs_are_cut_where_the_engine_stops(codec):
+    """The bare loop runs all max_new tokens (no stop check, timed so); its outputs, cut by the
+    engine's stop rule, must equal the engine's AR on a workload with stop sequences -- uncut,
+    a loop that runs past a stop was classified as diverging from AR (ninth GPU run)."""
+    from conftest import make_model
+
+    from hsd_bench.bench.runs import engine_run, native_loop
+    from hsd_bench.methods import MethodSpec, build_engine
+    from hsd_bench.models.native import from_hf_model
+
+    model = from_hf_model(make_model("llama", num_layers=2, seed=3).hf_model, max_context=128)
+    prompts = [codec.encode("def f(x):"), codec.encode("import os")]
+    free = native_loop("loop", model, prompts, 24, reps=1)
+    stop = (codec.decode(free.outputs[0][6:8]),)  # text the first prompt's output holds mid-way
+    loop = native_loop("loop", model, prompts, 24, reps=1, stop=stop, codec=codec)
+    engine = build_engine(MethodSpec("autoregressive"), model, load_other=None, target_codec=codec)
+    ar = engine_run("ar", engine, "autoregressive", prompts, 24, 1, stop, codec)
+    assert loop.outputs == ar.outputs
+    assert len(loop.outputs[0]) < 24 and loop.tokens == 2 * 24  # cut for parity, timed over every token

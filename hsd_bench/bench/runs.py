@@ -137,9 +137,16 @@ def hf_generate(name: str, model, prompts: list[list[int]], max_new: int, reps: 
     return decoder_run(name, ref, "hf", method, prompts, max_new, reps, stop, codec)
 
 
-def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps: int) -> RunResult:
+def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps: int,
+                stop: tuple[str, ...] = (), codec=None) -> RunResult:
     """AR greedy straight on the backend, no engine and no host sync per token:
-    the backend's own speed, the number the roofline compares with."""
+    the backend's own speed, the number the roofline compares with.
+
+    It is timed over all ``max_new`` tokens of every prompt (a loop with no stop check);
+    with the workload's ``stop`` sequences and ``codec`` (its EOS) its outputs are then cut
+    where the engine's stop rule (``engine.stop_cut``) ends them, so "= AR" and the parity
+    classification compare the tokens both keep -- uncut, a loop that runs past a stop
+    counted as a divergence from the engine's AR (ninth GPU run, docs/performance.md)."""
     device, depth = native.device, native.num_layers
 
     def one(p: list[int]) -> tuple[list[int], float, float]:
@@ -168,7 +175,14 @@ def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps:
             dec += d
         return outs, wall, dec, sum(len(o) for o in outs)
 
-    return _repeat(run_all, reps, RunResult(name, "native", "autoregressive(loop)"))
+    result = _repeat(run_all, reps, RunResult(name, "native", "autoregressive(loop)"))
+    eos = [codec.eos_token_id] if codec is not None and codec.eos_token_id is not None else []
+    if stop or eos:
+        from hsd_bench.engine import stop_cut
+
+        cuts = [stop_cut([], out, eos, stop, codec) for out in result.outputs]
+        result.outputs = [out if cut is None else out[:cut] for out, cut in zip(result.outputs, cuts)]
+    return result
 
 
 def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new: int, reps: int,
