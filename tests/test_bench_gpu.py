@@ -321,3 +321,20 @@ def test_native_loop_outputs_are_cut_where_the_engine_stops(codec):
     ar = engine_run("ar", engine, "autoregressive", prompts, 24, 1, stop, codec)
     assert loop.outputs == ar.outputs
     assert len(loop.outputs[0]) < 24 and loop.tokens == 2 * 24  # cut for parity, timed over every token
+
+
+def test_lookahead_both_measures_each_speculative_method_again_without_it():
+    from conftest import make_model
+
+    from hsd_bench.models.native import from_hf_model
+
+    bench = load_script("bench_gpu")
+    specs = bench.engine_specs(4, 2, 1, 2, 3, 2, 4, draft=False)
+    assert bench.method_names(specs, "on") == list(specs)
+    assert bench.method_names(specs, "both") == [
+        "autoregressive", "layerskip", "layerskip" + bench.NO_AHEAD, "hispec", "hispec" + bench.NO_AHEAD]
+    target = from_hf_model(make_model("llama", num_layers=4, seed=1).hf_model, max_context=64)
+    assert bench.build_method(specs, "layerskip", target, None).lookahead
+    assert not bench.build_method(specs, "layerskip" + bench.NO_AHEAD, target, None).lookahead
+    label = bench.engine_label("hispec" + bench.NO_AHEAD, 2, 1, 2, 3, 2, 4)
+    assert label == bench.engine_label("hispec", 2, 1, 2, 3, 2, 4) + " (no look-ahead)"
