@@ -310,7 +310,7 @@ class ModelState:
         does while the host reads the token's confidence (docs/engine.md).
 
         ``launched``: the engine queued this round's device work ahead, before
-        the verdict that decided ``n`` came back (``launch_draft_ahead``); the
+        the verdict that decided ``n`` came back (``Engine._launch_ahead``); the
         model only finishes it (one row, the fused path).
         """
         if exit_layer == self.bounds[0]:
@@ -1129,15 +1129,13 @@ class Engine:
         if (rows == [r] and n == [upto] and counts == [level.batch]
                 and level.state.frontier[0][r] == first and upto - first <= 2):
             return True
-        self._drop_ahead(level.state)
+        self._drop_ahead()
         return False
 
-    def _drop_ahead(self, state: "ModelState | None" = None) -> None:
+    def _drop_ahead(self) -> None:
+        """Forget the round launched ahead (its cache writes lie past the frontier)."""
         self._ahead = None
-        model = (state or self.levels[0].state).model
-        discard = getattr(model, "discard_launched", None)
-        if discard is not None:
-            discard()
+        self.levels[0].state.model.discard_launched()  # only a backend that launched one gets here
 
     # -- bookkeeping ----------------------------------------------------------
     @staticmethod
