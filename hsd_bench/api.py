@@ -50,6 +50,7 @@ class Decoder:
         levels: list[dict] | None = None,
         verifier: str = "tokenwise",
         draft_stop: Any = None,
+        lookahead: bool = True,
         device: str = "cpu",
         dtype: str = "float32",
         backend: str = "auto",
@@ -60,6 +61,7 @@ class Decoder:
         spec = MethodSpec(
             name=method, exit=exit, draft_len=draft_len, period=period, flush_on_mismatch=flush_on_mismatch,
             draft_path=draft_path, levels=list(levels or []), verifier=verifier, draft_stop=draft_stop,
+            lookahead=lookahead,
         )
         engine = build_engine(spec, target, pool.get, codec)
         return cls(engine, codec, spec)

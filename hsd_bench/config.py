@@ -42,6 +42,10 @@ class MethodConf:
     # (0, 1), or {threshold: t}: level 0 stops after its first token whose top probability is
     # below t (draft_len is then the maximum). Hierarchy levels take their own draft_stop key.
     draft_stop: Any = None
+    # The look-ahead draft (docs/engine.md): queue the next draft round before a greedy verdict is
+    # read where that round is certain. Outputs and counters are the same either way; false = the
+    # old order, for an A/B through run.py.
+    lookahead: bool = True
 
 
 @dataclass

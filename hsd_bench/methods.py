@@ -54,6 +54,8 @@ class MethodSpec:
     draft_stop: Any = None
     # Tokens autoregressive decoding commits per host round trip (None: ar_chunk_for's default).
     ar_chunk: int | None = None
+    # Engine.lookahead: queue the next draft round before a greedy verdict is read (docs/engine.md).
+    lookahead: bool = True
 
 
 @dataclass
@@ -205,6 +207,8 @@ def _draft_stop(spec: MethodSpec) -> float | None:
 def method_views(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     if spec.name not in _METHODS:
         raise ValueError(f"unknown method {spec.name!r}; valid methods: {', '.join(available_methods())}")
+    if not isinstance(spec.lookahead, bool):
+        raise ValueError(f"method.lookahead={spec.lookahead!r} must be true or false")
     get_rule(spec.verifier)  # fail early on an unknown verifier
     return _METHODS[spec.name](spec, depth)
 
@@ -245,7 +249,9 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
         for i, v in enumerate(views)
     ]
     eos = [target_codec.eos_token_id] if target_codec is not None else []
-    return Engine(levels, eos_token_ids=eos)
+    engine = Engine(levels, eos_token_ids=eos)
+    engine.lookahead = spec.lookahead
+    return engine
 
 
 def _check_compatible(path: str, model, codec, target, target_codec) -> None:

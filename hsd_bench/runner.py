@@ -73,6 +73,7 @@ def method_spec(cfg: dict) -> MethodSpec:
         verifier=cfg.get("verifier", "tokenwise"),
         draft_stop=m.get("draft_stop"),
         ar_chunk=cfg.get("ar_chunk"),
+        lookahead=m.get("lookahead", True),
     )
 
 
@@ -90,6 +91,8 @@ def identity(cfg: dict) -> dict:
     ident = {k: v for k, v in cfg.items() if k not in NON_IDENTITY_KEYS}
     if ident["method"]["name"] not in ("vanilla_sd", "hf_assisted"):  # the only methods with a separate draft
         ident["method"] = {k: v for k, v in ident["method"].items() if k != "draft"}
+    if ident["method"].get("lookahead", True) is True:  # the default (same outputs either way) names nothing
+        ident["method"] = {k: v for k, v in ident["method"].items() if k != "lookahead"}
     if (ident.get("decoding") or {}).get("batch_size", 1) == 1:
         # batch 1 is what every run before batches did: it names no batch in the hash
         ident["decoding"] = {k: v for k, v in ident["decoding"].items() if k != "batch_size"}

@@ -161,3 +161,21 @@ def test_a_committed_token_is_written_by_a_fill_not_a_host_copy():
     ops = {e.key for e in prof.key_averages()}
     assert tokens[0].tolist() == [0, 0, 0, 0, 0, 123, 0, 0]
     assert "aten::fill_" in ops and "aten::copy_" not in ops and "aten::lift_fresh" not in ops, ops
+
+
+def test_method_lookahead_config_reaches_the_engine_and_names_the_run_only_when_off(tmp_path, monkeypatch):
+    from conftest import tiny_job_config
+
+    from hsd_bench import runner
+    from hsd_bench.methods import method_views
+
+    default = tiny_job_config(tmp_path, monkeypatch, "method=layerskip", "exit=2")
+    off = tiny_job_config(tmp_path, monkeypatch, "method=layerskip", "exit=2", "method.lookahead=false")
+    assert runner.method_spec(default).lookahead is True and runner.method_spec(off).lookahead is False
+    assert "lookahead" not in runner.identity(default)["method"]  # runs made before the key keep their directory
+    assert runner.identity(off)["method"]["lookahead"] is False
+    target = native(make_hf_model("llama_gqa", num_layers=4, seed=7))
+    for cfg, expected in ((default, True), (off, False)):
+        assert build_engine(runner.method_spec(cfg), target, load_other=None).lookahead is expected
+    with pytest.raises(ValueError, match="method.lookahead='yes' must be true or false"):
+        method_views(MethodSpec("layerskip", exit=2, lookahead="yes"), 4)
