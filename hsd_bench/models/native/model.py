@@ -26,7 +26,6 @@ from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
-from hsd_bench.verify import greedy_accepted_on_device
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
@@ -36,6 +35,7 @@ from hsd_bench.models.native.layers import (
     layer_forward,
     step_inputs,
 )
+from hsd_bench.verify import greedy_accepted_on_device
 
 MIN_KV_BUCKET = 128
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
