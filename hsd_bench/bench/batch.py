@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from hsd_bench.bench.runs import RunResult, _merge_acceptance, _repeat
+from hsd_bench.bench.runs import RunResult, _repeat
 from hsd_bench.bench.timing import sync
-from hsd_bench.metrics import quantile
+from hsd_bench.metrics import quantile, summarize_method
 
 
 def engine_batch_run(name: str, engine, method: str, prompts: list[list[int]], max_new: int, batch: int,
@@ -56,7 +56,7 @@ def engine_batch_run(name: str, engine, method: str, prompts: list[list[int]], m
     result.extra.update(
         batch=batch,
         prompts=len(prompts),
-        acceptance_per_level=_merge_acceptance(rows),
+        acceptance_per_level=summarize_method(rows)["acceptance_per_level"],
         latency_s={"p50": quantile(latency, 0.5), "p90": quantile(latency, 0.9), "max": max(latency)},
         tau_per_row={"min": min(taus), "p50": quantile(taus, 0.5), "max": max(taus)},
     )

@@ -33,6 +33,7 @@ import torch
 
 from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate
 from hsd_bench.bench.timing import median, sync
+from hsd_bench.metrics import summarize_method
 
 
 @dataclass
@@ -110,10 +111,10 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
         result.decode_s = [result.kept_decode_s]
     rows = [g.stats.as_row() for g in gens]
     if backend != "hf":
-        result.extra["acceptance_per_level"] = _merge_acceptance(rows)
-        rounds = sum(r.get("draft_rounds", 0) for r in rows)
+        summary = summarize_method(rows)  # run.py's aggregates of the same rows
+        result.extra["acceptance_per_level"] = summary["acceptance_per_level"]
         # share of draft rounds queued before their verdict was read (Engine.lookahead): 0 means none were
-        result.extra["draft_rounds_ahead"] = sum(r.get("draft_rounds_ahead", 0) for r in rows) / rounds if rounds else None
+        result.extra["draft_rounds_ahead"] = summary["draft_rounds_ahead"]
         result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
             sum(r["n_generated"] for r in rows), 1
         )
@@ -190,17 +191,6 @@ def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new
     """The harness engine (``hsd_bench.engine``), timed as ``run.py`` times it (``decoder_run``)."""
     backend = getattr(engine.top.state.model, "backend", "hf")
     return decoder_run(name, engine, backend, method, prompts, max_new, reps, stop, codec)
-
-
-def _merge_acceptance(rows: list[dict]) -> dict:
-    drafted: dict[str, int] = {}
-    accepted: dict[str, int] = {}
-    for r in rows:
-        for k, v in r["drafted_per_level"].items():
-            drafted[k] = drafted.get(k, 0) + v
-        for k, v in r["accepted_per_level"].items():
-            accepted[k] = accepted.get(k, 0) + v
-    return {k: (accepted.get(k, 0) / d if d else None) for k, d in drafted.items()}
 
 
 def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: list[list[int]], max_new: int,
