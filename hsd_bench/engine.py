@@ -1126,8 +1126,7 @@ class Engine:
         if ahead is None:
             return False
         r, first, upto = ahead
-        if (rows == [r] and n == [upto] and counts == [level.batch]
-                and level.state.frontier[0][r] == first and upto - first <= 2):
+        if rows == [r] and n == [upto] and counts == [level.batch] and level.state.frontier[0][r] == first:
             return True
         self._drop_ahead()
         return False

@@ -598,9 +598,9 @@ class NativeLlama(RaggedSteps):
             steps += [self._draft_next_step(end, i, True, span) for i in range(1, count)]
             if process_last:
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
+        if any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
             # a round launched after a verdict of k drafts (the engine's look-ahead): its inputs' step
-            verdicts = [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
-            steps += [v for v in verdicts if v[0] not in {key for key, _ in steps}]
+            steps += [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
         for key, step in steps:
             self._replay(key, step)
         for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in):
