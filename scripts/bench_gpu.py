@@ -44,6 +44,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -306,10 +307,10 @@ def method_names(specs: dict, lookahead: str) -> list[str]:
 
 
 def build_method(specs: dict, name: str, target, load_other, codec=None):
-    """``build_engine`` for a name of :func:`method_names`."""
-    engine = build_engine(specs[name.removesuffix(NO_AHEAD)], target, load_other=load_other, target_codec=codec)
-    engine.lookahead = not name.endswith(NO_AHEAD)
-    return engine
+    """``build_engine`` for a name of :func:`method_names`: the off variant is the method's spec with
+    ``lookahead=False``, what ``run.py method.lookahead=false`` builds."""
+    spec = replace(specs[name.removesuffix(NO_AHEAD)], lookahead=not name.endswith(NO_AHEAD))
+    return build_engine(spec, target, load_other=load_other, target_codec=codec)
 
 
 def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int) -> str:
