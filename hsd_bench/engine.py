@@ -716,8 +716,27 @@ class Engine:
             heads = ("greedy-head",) if greedy else ("head",)
             if greedy and any(lv.draft_stop is not None for lv in self.levels[1:]):
                 heads += ("head",)  # a verifying level that also drafts reads its confidences from logits
+            sizes = self._guarded_sizes() if greedy and bottom.state is state else ()
             prepare(min(max_len, state.model.max_context), list(zip(state.starts, state.bounds)),
-                    heads=heads, chains=chains)
+                    heads=heads, chains=chains, **({"guarded": sizes} if sizes else {}))
+
+    def _guarded_sizes(self) -> tuple[int, ...]:
+        """The verdict sizes after which a middle level may launch a guarded round (``_ahead_plan``):
+        level 1 verifies level 0's full rounds; a level above it as many tokens as the one below
+        hands up, which is at most the sum of the batches below (each level overshoots its batch by
+        at most the last round it took from the level below)."""
+        if not self.lookahead or self.levels[0].draft_stop is not None:
+            return ()
+        sizes: set[int] = set()
+        for i in range(1, len(self.levels) - 1):
+            level = self.levels[i]
+            if level.flush_on_reject or level.draft_stop is not None:
+                continue
+            if i == 1:
+                sizes.add(self.levels[0].batch)
+            else:
+                sizes.update(range(1, sum(lv.batch for lv in self.levels[:i]) + 1))
+        return tuple(sorted(sizes))
 
     # -- public -----------------------------------------------------------
     def generate(
@@ -964,15 +983,18 @@ class Engine:
                 else:
                     # The verdict's copy is queued first and read after the next draft round
                     # is queued behind it, so the device drafts while the host reads and books.
-                    front, packed = plan
+                    front, packed, below = plan
                     verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
                     self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
                     mark = None
-                    launched = self._launch_ahead(front, sub[0], m[0], k[0])
+                    launched = self._launch_ahead(front, sub[0], m[0], k[0], below)
                     verdicts = greedy_accept_values(verdict.get(), k)
                     if launched:
                         a = verdicts[0][0]
-                        self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
+                        if below is None or a < below:
+                            self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
+                        else:  # the level hands up: the device skipped the guarded round
+                            self.levels[0].state.model.discard_launched()
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 p_rows = None
@@ -1063,17 +1085,20 @@ class Engine:
 
     # -- the look-ahead draft -------------------------------------------------
     def _ahead_plan(self, i: int, sub: list[int], m: list[int], k: list[int],
-                    out: list[int]) -> tuple[int, torch.Tensor] | None:
+                    out: list[int]) -> tuple[int, torch.Tensor, int | None] | None:
         """Whether level ``i``'s greedy verification can queue the next level-0 draft round before
-        its verdict is read: ``(F0, packed)`` when it can -- the drafting model's frontier and the
-        static buffer its backend reads the verdict from -- else None.
+        its verdict is read: ``(F0, packed, below)`` when it can -- the drafting model's frontier,
+        the static buffer its backend reads the verdict from, and the guard -- else None.
 
-        It can when that round is certain to be the next device work whatever the verdict: one
-        row; level ``i`` is the top (the next round follows unless the row stops) or certain to
-        continue (``out + k + 1`` short of its batch, no flush on rejection); the round's length
-        is level 0's full batch for every verdict; level 0 drafts on the fused path; and the
-        round starts at most two positions before the verdict's token (``F0 >= m + k - 1``), the
-        first-step shapes the device can choose between by itself.
+        It can when that round is the next device work whatever the verdict, or whenever the
+        verdict accepts fewer than ``below`` drafts (a guard the device evaluates): one row;
+        level ``i`` is the top (the next round follows unless the row stops), or a middle level
+        without flush on rejection, which continues where ``out + a + 1`` stays short of its
+        batch -- certainly (``below`` None) when ``out + k + 1`` does, else only where ``a <
+        below = batch - out - 1``, and where it hands up instead the device skips the round;
+        the round's length is level 0's full batch for every verdict; level 0 drafts on the
+        fused path; and the round starts at most two positions before the verdict's token
+        (``F0 >= m + k - 1``), the first-step shapes the device can choose between by itself.
         """
         if not self.lookahead or i == 0 or len(sub) != 1 or len(self._slots) != 1:
             return None
@@ -1081,8 +1106,14 @@ class Engine:
         r, mm, kk = sub[0], m[0], k[0]
         if level.draft_stop is not None or bottom.draft_stop is not None:
             return None
-        if i < len(self.levels) - 1 and (level.flush_on_reject or out[0] + kk + 1 >= level.batch):
-            return None
+        below = None
+        if i < len(self.levels) - 1:
+            if level.flush_on_reject:
+                return None
+            if out[0] + kk + 1 >= level.batch:
+                below = level.batch - out[0] - 1
+                if below < 1:
+                    return None  # it hands up whatever the verdict
         if mm + kk + 1 + bottom.batch > self._slots[r].limit:
             return None
         state = bottom.state
@@ -1093,7 +1124,7 @@ class Engine:
             return None  # the round would not take the fused path that finishes a launched round
         front = state.frontier[0][r]
         packed = model.verdict_input(kk) if front >= mm + kk - 1 else None
-        return None if packed is None else (front, packed)
+        return None if packed is None else (front, packed, below)
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:
         """A pinned buffer, an event and the stream for reading a packed verdict, made once."""
@@ -1104,18 +1135,20 @@ class Engine:
                                   torch.cuda.Event(), torch.cuda.current_stream(packed.device))
         return self._verdict_read
 
-    def _launch_ahead(self, front: int, r: int, m: int, k: int) -> bool:
+    def _launch_ahead(self, front: int, r: int, m: int, k: int, below: int | None) -> bool:
         """Queue level 0's next round from the packed verdict, on the device (docs/engine.md).
 
         With ``a`` accepted the committed length becomes ``m + a + 1`` and the drafting model's
         frontier ``min(front, m + a)``: the round processes the positions from there -- one, the
         verifier's token, or, when every draft was accepted and the frontier stops one short
-        (``front == m + k - 1``), the last draft too; the backend chooses on the device.
+        (``front == m + k - 1``), the last draft too; the backend chooses on the device, and
+        with a guard ``below`` it runs the round only where ``a < below``.
         """
         bottom = self.levels[0]
         mark = self._level_clock.start()
+        guard = {} if below is None else {"accepted_below": below}
         launched = bottom.state.model.launch_draft_after_verdict(
-            m, k, front < m + k, bottom.exit_layer, bottom.batch, bottom.state._process_last)
+            m, k, front < m + k, bottom.exit_layer, bottom.batch, bottom.state._process_last, **guard)
         self._level_clock.stop(0, mark, [self._slots[r].stats])
         return launched
 

@@ -77,6 +77,27 @@ def log(msg: str) -> None:
 
 
 # -- parts ---------------------------------------------------------------------
+def guarded_round_check(native) -> str:
+    """On the graph path, whether a guarded look-ahead round (a CUDA conditional node) runs where
+    its verdict accepts fewer drafts than its bound and leaves every output untouched where not."""
+    from hsd_bench.verify import greedy_verdict_inputs
+
+    k, count, m, end = 3, 3, 40, native.num_layers
+    native.prepare(m + k + 1 + count, [(0, end)], heads=("greedy-head",), chains=[(end, count, False, False)],
+                   guarded=(k,))
+    ids = torch.arange(1, k + 2, device=native.device)
+    seen = []
+    for below in (k + 1, k):  # every draft accepted: runs under k + 1, skipped under k
+        greedy_verdict_inputs(ids[:k], [k], ids, out=native.verdict_input(k))
+        native._draft_tok.fill_(-1)
+        if not native.launch_draft_after_verdict(m, k, False, end, count, False, accepted_below=below):
+            return "not captured"
+        seen.append(bool((native._draft_tok[:count] >= 0).all()))
+        native.discard_launched()
+    native.reset()
+    return {(True, False): "runs and skips", (True, True): "never skips"}.get(tuple(seen), "never runs")
+
+
 def part_smoke(args, device) -> dict:
     hf, _ = load_hf("random:tiny", device, torch.float32, seed=1)
     with torch.no_grad():
@@ -118,13 +139,19 @@ def part_smoke(args, device) -> dict:
     }
     from hsd_bench.engine import DecodingConfig
 
-    engine_equal = {}
+    engine_equal, ahead = {}, {}
     for name, spec in specs.items():
         engine = build_engine(spec, native, load_other=lambda _p: (draft, None))
-        engine_equal[name] = engine.generate(prompt, 32, DecodingConfig()).output_ids == hf_out
+        engine.prepare(len(prompt) + 32, True)  # as run.py does: the look-ahead's guarded rounds are captured here
+        gen = engine.generate(prompt, 32, DecodingConfig())
+        engine_equal[name] = gen.output_ids == hf_out
+        ahead[name] = f"{gen.stats.draft_calls_ahead}/{gen.stats.draft_calls}"
     res["engine_equal"] = engine_equal
+    res["draft_rounds_ahead"] = ahead
+    res["guarded_round"] = guarded_round_check(native)
     res["graphs"] = native.num_graphs()
-    res["passed"] = rel <= 1e-4 and hf_out == loop and all(engine_equal.values())
+    res["passed"] = (rel <= 1e-4 and hf_out == loop and all(engine_equal.values())
+                     and res["guarded_round"] in ("runs and skips", "not captured"))
     log(f"smoke {'passed' if res['passed'] else 'FAILED (speed numbers below are suspect)'}: {res}")
     return res
 

@@ -136,6 +136,90 @@ def test_a_round_launched_from_a_packed_verdict_equals_the_ordinary_round(front,
     assert launched.cache_len(0) == plain.cache_len(0) == upto + count
 
 
+@pytest.mark.parametrize("accepted", [0, 1, 2, 3])
+def test_a_guarded_round_runs_only_where_the_verdict_accepts_fewer_than_its_bound(accepted):
+    """``accepted_below=2``: a middle level that continues only below its batch. Under the bound
+    the round equals the ordinary one; at or above it the device leaves the chain's outputs and
+    the cache untouched, and the model drafts normally once the round is discarded."""
+    model = make_hf_model("llama_gqa", num_layers=3, seed=11)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, VOCAB, (40,), generator=g)
+    m, k, count, below = 10, 3, 3, 2
+    target = torch.randint(0, VOCAB, (k + 1,), generator=g)
+    target[:accepted] = ids[m : m + accepted]
+    if accepted < k and target[accepted] == ids[m + accepted]:
+        target[accepted] = (target[accepted] + 1) % VOCAB
+    tokens = ids.clone()
+    tokens[m + accepted] = target[accepted]
+    first, upto = m + accepted, m + accepted + 1
+    guarded, plain = native(model), native(model)
+    for x in (guarded, plain):
+        x.run_layers(x.embed(tokens[: m + k]), 0, 2, 0)  # frontier m + k: one first position
+    greedy_verdict_inputs(ids[m : m + k], [k], target, out=guarded.verdict_input(k))
+    guarded._draft_tok.fill_(-1)
+    cache_before = [c.clone() for c in guarded.cache.k]
+    assert guarded.launch_draft_after_verdict(m, k, False, 2, count, True, accepted_below=below)
+    t2 = tokens.clone()
+    plain.truncate(0, 2, first)
+    h2 = plain.greedy_draft(t2, first, upto, 2, count, True)
+    if accepted < below:
+        t1 = tokens.clone()
+        guarded.truncate(0, 2, first)
+        h1 = guarded.greedy_draft(t1, first, upto, 2, count, True, launched=True)
+        assert t1.tolist() == t2.tolist()
+        torch.testing.assert_close(h1, h2, atol=1e-5, rtol=1e-5)
+    else:
+        assert guarded._draft_tok.tolist() == [-1] * len(guarded._draft_tok)
+        assert all(torch.equal(a, b) for a, b in zip(cache_before, guarded.cache.k))
+        guarded.discard_launched()
+        guarded.truncate(0, 2, first)
+        t1 = tokens.clone()
+        guarded.greedy_draft(t1, first, upto, 2, count, True)
+        assert t1.tolist() == t2.tolist()
+
+
+@pytest.mark.parametrize("label", ["hispec", "hierarchy"])
+def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, monkeypatch):
+    """HiSpec's and a hierarchy's middle level may hand up after a verdict; it launches the next
+    round guarded by ``a < batch - out - 1``, takes it where the level continues and discards it
+    where it hands up (HiSpec's middle accepts some drafts here, so both happen; the hierarchy's
+    accepts none, so it always continues), and the output is HF's. ``prepare`` is asked for the
+    guarded rounds of level 0's full draft length."""
+    from hsd_bench.models.native.model import NativeLlama
+
+    _, spec, draft_kind = next(c for c in CASES if c[0] == label)
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    draft_hf = make_hf_model("llama_gqa", num_layers=2, seed=9) if draft_kind else None
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
+    launches, prepared = [], []
+    launch, prepare = NativeLlama.launch_draft_after_verdict, NativeLlama.prepare
+
+    def spy_launch(self, *args, **kw):
+        launches.append(kw.get("accepted_below"))
+        return launch(self, *args, **kw)
+
+    def spy_prepare(self, *args, **kw):
+        prepared.append((self.name, kw.get("guarded", ())))
+        return prepare(self, *args, **kw)
+
+    monkeypatch.setattr(NativeLlama, "launch_draft_after_verdict", spy_launch)
+    monkeypatch.setattr(NativeLlama, "prepare", spy_prepare)
+    engine = build_engine(spec, native(target_hf), load_other=lambda _p: (native(draft_hf, name="draft"), None))
+    engine.prepare(len(prompt) + 60, greedy=True)
+    gen = engine.generate(prompt, 60, DecodingConfig())
+    assert gen.output_ids == ref
+    draft_len = engine.levels[0].batch
+    assert (engine.levels[0].state.model.name, (draft_len,)) in prepared, prepared
+    guarded = [b for b in launches if b is not None]
+    assert guarded and len(guarded) < len(launches), launches
+    # every launch is either taken or discarded
+    assert 0 < gen.stats.draft_calls_ahead <= len(launches)
+    if label == "hispec":
+        # more discarded than the one a generation's end may leave: guarded rounds the level handed up past
+        assert len(launches) - gen.stats.draft_calls_ahead >= 2, (len(launches), gen.stats.draft_calls_ahead)
+
+
 def test_taking_a_round_that_was_not_launched_is_an_error():
     model = native(make_hf_model("llama_gqa", num_layers=2))
     ids = torch.arange(30)

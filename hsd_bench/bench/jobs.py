@@ -26,6 +26,7 @@ METHOD_OVERRIDES = {
     "layerskip": ["method=layerskip", "exit=6", "method.draft_len=4"],
     "hispec": ["method=hispec", "exit=[3,6]", "method.draft_len=2", "method.period=4"],
     "vanilla_sd": ["method=vanilla_sd", "method.draft_len=4"],
+    "hierarchy": ["method=hierarchy"],  # its defaults: family-2x128 -> family-6x128 -> target, batches 4, 4
 }
 
 

@@ -75,7 +75,7 @@ class HFLayeredModel:
     def truncate(self, start: int, end: int, length: int, rows: list[int] | None = None) -> None:
         self.cache.truncate(start, end, length, rows)
 
-    def prepare(self, max_len: int, ranges=(), heads=(), chains=()) -> int:
+    def prepare(self, max_len: int, ranges=(), heads=(), chains=(), guarded=()) -> int:
         """Size the KV cache for sequences of ``max_len`` positions, so no timed step grows it.
 
         Eager transformers has no fixed shapes to capture; the buffers are

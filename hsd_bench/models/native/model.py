@@ -42,6 +42,13 @@ MIN_KV_BUCKET = 128
 MAX_FUSED_DRAFT = 64
 
 
+def conditional_graphs_available() -> bool:
+    """Whether this torch can capture a CUDA conditional node (an ``if`` the device evaluates)."""
+    graph = getattr(torch.cuda, "CUDAGraph", None)
+    return all(hasattr(graph, name) for name in
+               ("get_currently_capturing_graph", "begin_capture_to_if_node", "end_capture_to_conditional_node"))
+
+
 def _no_grad(fn):
     """``torch.no_grad()`` that costs one check when grad is already off.
 
@@ -192,6 +199,10 @@ class NativeLlama(RaggedSteps):
         self._launched: tuple[int, int, bool, int] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
+        # A guarded round (launch_draft_after_verdict's accepted_below) runs only where the verdict
+        # accepts fewer drafts than this; the graphs of such rounds prepare() captured, by key.
+        self._verdict_cap = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._guarded_keys: set[tuple] = set()
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
@@ -353,7 +364,7 @@ class NativeLlama(RaggedSteps):
 
     @_no_grad
     def launch_draft_after_verdict(self, m: int, k: int, two_first: bool, end: int, count: int,
-                                   process_last: bool) -> bool:
+                                   process_last: bool, accepted_below: int | None = None) -> bool:
         """Queue the greedy draft round that follows a verdict the host has not read; True if queued.
 
         The verdict -- ``k`` drafts at positions ``m ..`` and the verifier's ``k + 1`` tokens,
@@ -368,16 +379,57 @@ class NativeLlama(RaggedSteps):
         caller finishes the round with ``greedy_draft(..., launched=True)`` or forgets it
         (:meth:`discard_launched`): its cache writes lie past the frontier, where stale slots are
         masked and rewritten (docs/engine.md, "The look-ahead draft").
+
+        ``accepted_below`` guards the round: the device runs it only where ``a < accepted_below``
+        (a middle level of a hierarchy that continues below its batch; where it hands up
+        instead, the level above verifies next and a round drafted anyway would delay it). On
+        CUDA graphs the whole round is one captured graph whose chain sits in a conditional node
+        that the device evaluates; such a round is launched only where :meth:`prepare` captured
+        its graph (``guarded``), so no timed call captures one. The caller takes the round only
+        where ``a < accepted_below`` and discards it otherwise.
         """
         if (self.verdict_input(k) is None or count > MAX_FUSED_DRAFT or m + k + 1 + count > self.max_context):
             return False
         self._check_range(0, end)
         tb = 2 if two_first else 1
-        self._verdict_m.fill_(m)
-        self._replay(*self._verdict_step(k, tb))
-        self._chain(end, tb, m + k + 1, count, process_last)
+        if accepted_below is not None:
+            key, step = self._guarded_round_step(k, tb, end, m + k + 1, count, process_last)
+            if self._graphs is not None and key not in self._guarded_keys:
+                return False
+            self._verdict_cap.fill_(accepted_below)
+            self._verdict_m.fill_(m)
+            self._replay(key, step)
+        else:
+            self._verdict_m.fill_(m)
+            self._replay(*self._verdict_step(k, tb))
+            self._chain(end, tb, m + k + 1, count, process_last)
         self._launched = (end, count, process_last, tb)
         return True
+
+    def _guarded_round_step(self, k: int, tb: int, end: int, upto: int, count: int, process_last: bool):
+        """A round launched after a verdict, run only where the verdict accepts fewer than
+        ``_verdict_cap`` drafts: the verdict step, then the chain inside a CUDA conditional node
+        (while capturing); without graphs the host reads the condition and runs or skips it."""
+        _, verdict = self._verdict_step(k, tb)
+        chain = self._chain_steps(end, tb, upto, count, process_last)
+
+        def step() -> torch.Tensor:
+            accepted = verdict()
+            run = (accepted < self._verdict_cap)[0]
+            if self._graphs is not None and torch.cuda.is_current_stream_capturing():
+                graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
+                graph.begin_capture_to_if_node(run)
+                try:
+                    for _, fn in chain:
+                        fn()
+                finally:
+                    graph.end_capture_to_conditional_node()
+            elif self._graphs is not None or bool(run):  # a capture's warm-up runs it regardless
+                for _, fn in chain:
+                    fn()
+            return accepted
+
+        return ("guarded", k, tb, *(key for key, _ in chain)), step
 
     def _verdict_step(self, k: int, tb: int):
         """The chain's inputs from a packed verdict, on the device (idempotent, as a captured step must be)."""
@@ -406,12 +458,18 @@ class NativeLlama(RaggedSteps):
         self._launched = None
 
     def _chain(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> None:
-        """The replays of a fixed-count greedy round: the first step over ``tb`` padded positions,
-        then one step per further token (and the layers-only tail step with ``process_last``)."""
-        self._replay(*self._draft_first_step(end, tb, self._kv_bucket(upto), False))
+        """The replays of a fixed-count greedy round (:meth:`_chain_steps`)."""
+        for key, step in self._chain_steps(end, tb, upto, count, process_last):
+            self._replay(key, step)
+
+    def _chain_steps(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> list:
+        """The steps of a fixed-count greedy round: the first over ``tb`` padded positions, then one
+        per further token (and the layers-only tail step with ``process_last``)."""
+        steps = [self._draft_first_step(end, tb, self._kv_bucket(upto), False)]
         for i in range(1, count + (1 if process_last else 0)):
             head = i < count  # the tail step (process_last) only runs the layers
-            self._replay(*self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
+            steps.append(self._draft_next_step(end, i, head, self._kv_bucket(upto + i)))
+        return steps
 
     def _chain_until_unconfident(self, end: int, upto: int, count: int, stop_below: float) -> int:
         """Steps 1.. of a stopping round (token 0 is drafted): per token s, the layers on it,
@@ -558,6 +616,7 @@ class NativeLlama(RaggedSteps):
         ranges: list[tuple[int, int]],
         heads: tuple[str, ...] = ("head", "greedy-head"),
         chains: list[tuple[int, int, bool, bool]] = (),
+        guarded: tuple[int, ...] = (),
     ) -> int:
         """Compile and capture every fixed-shape step a run can reach, before it is timed.
 
@@ -567,7 +626,10 @@ class NativeLlama(RaggedSteps):
         the engine's segments) and each head ``kind`` at every padded token
         count, plus the steps of greedy draft chains ``(end, count,
         process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
-        round, whose steps split into layers and a confidence head). Each is compiled and captured here
+        round, whose steps split into layers and a confidence head), and for each verdict size
+        ``k`` in ``guarded`` the guarded rounds of those chains (``launch_draft_after_verdict``'s
+        ``accepted_below``: one graph each, where CUDA conditional nodes are available -- a round
+        whose graph is not captured here is never launched guarded). Each is compiled and captured here
         (inputs are zeros at position 0: every slot a capture writes is
         rewritten by its real token before any query reads it). Returns how
         many graphs this captured; :attr:`graph_captures` counts all of them,
@@ -603,10 +665,24 @@ class NativeLlama(RaggedSteps):
             steps += [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
         for key, step in steps:
             self._replay(key, step)
+        self._prepare_guarded(chains, guarded)
         for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in):
             buf.zero_()  # the verdict steps wrote chain inputs; a run starts from the same zeros every time
         self.reset()
         return self.graph_captures - before
+
+    def _prepare_guarded(self, chains, guarded: tuple[int, ...]) -> None:
+        """Capture the guarded rounds (see :meth:`prepare`); without conditional nodes, none."""
+        if self._graphs is not None and not conditional_graphs_available():
+            return
+        for end, count, process_last, stopping in sorted(set(chains)):
+            if stopping or count > MAX_FUSED_DRAFT:
+                continue
+            for k in sorted({k for k in guarded if 1 <= k < self.max_graph_tokens}):
+                for tb in (1, 2):
+                    key, step = self._guarded_round_step(k, tb, end, 1, count, process_last)
+                    self._replay(key, step)
+                    self._guarded_keys.add(key)
 
     @property
     def graph_captures(self) -> int:
