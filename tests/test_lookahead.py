@@ -220,6 +220,45 @@ def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, monkeyp
         assert len(launches) - gen.stats.draft_calls_ahead >= 2, (len(launches), gen.stats.draft_calls_ahead)
 
 
+class _GraphsIgnoringConditions:
+    """Stands in for a ``GraphCache`` whose conditional nodes do not work: every replay runs its
+    step eagerly outside a capture, so a guarded round always runs."""
+
+    captures = 0
+
+    def __init__(self):
+        self.steps = {}
+
+    def run(self, key, fn):
+        if fn is not None:
+            self.steps[key] = fn
+        return self.steps[key]()
+
+
+@pytest.mark.parametrize("fault,reason", [("never skips", "a conditional CUDA graph never skips"),
+                                          ("capture", "their capture failed: boom")])
+def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fault, reason):
+    """``prepare`` captures the guarded rounds, then checks the device both runs and skips one;
+    a graph that never skips (or a capture that fails) turns them off with a warning, and a
+    guarded launch is then refused -- the round waits for its verdict instead."""
+    import hsd_bench.models.native.model as native_model
+
+    model = native(make_hf_model("llama_gqa", num_layers=2, seed=3))
+    model._graphs = _GraphsIgnoringConditions()
+    monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: True)
+    if fault == "capture":
+        def broken(*args):
+            raise RuntimeError("boom")
+        model._guarded_round_step = broken
+    with pytest.warns(RuntimeWarning, match=f"guarded look-ahead rounds are off \\({reason}"):
+        model.prepare(64, [(0, 2)], heads=("greedy-head",), chains=[(2, 3, False, False)], guarded=(3,))
+    assert not model._guarded_keys
+    model.__dict__.pop("_guarded_round_step", None)
+    greedy_verdict_inputs(torch.arange(3), [3], torch.arange(4), out=model.verdict_input(3))
+    assert not model.launch_draft_after_verdict(0, 3, False, 2, 3, False, accepted_below=2)
+    assert model.launch_draft_after_verdict(0, 3, False, 2, 3, False)  # an unguarded round still launches
+
+
 def test_taking_a_round_that_was_not_launched_is_an_error():
     model = native(make_hf_model("llama_gqa", num_layers=2))
     ids = torch.arange(30)

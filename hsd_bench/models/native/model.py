@@ -17,6 +17,7 @@ Several sequences (cache rows) decode together through ragged forwards
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -416,7 +417,7 @@ class NativeLlama(RaggedSteps):
         def step() -> torch.Tensor:
             accepted = verdict()
             run = (accepted < self._verdict_cap)[0]
-            if self._graphs is not None and torch.cuda.is_current_stream_capturing():
+            if self._graphs is not None and self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
                 graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
                 graph.begin_capture_to_if_node(run)
                 try:
@@ -666,23 +667,51 @@ class NativeLlama(RaggedSteps):
         for key, step in steps:
             self._replay(key, step)
         self._prepare_guarded(chains, guarded)
-        for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in):
+        for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in,
+                    self._verdict_cap):
             buf.zero_()  # the verdict steps wrote chain inputs; a run starts from the same zeros every time
         self.reset()
         return self.graph_captures - before
 
     def _prepare_guarded(self, chains, guarded: tuple[int, ...]) -> None:
-        """Capture the guarded rounds (see :meth:`prepare`); without conditional nodes, none."""
+        """Capture the guarded rounds (see :meth:`prepare`) and check that the device both runs and
+        skips one; where it does not, or the capture fails, no round is launched guarded (a
+        warning says why). Without conditional nodes (torch before 2.12) there are none."""
         if self._graphs is not None and not conditional_graphs_available():
             return
-        for end, count, process_last, stopping in sorted(set(chains)):
-            if stopping or count > MAX_FUSED_DRAFT:
-                continue
-            for k in sorted({k for k in guarded if 1 <= k < self.max_graph_tokens}):
-                for tb in (1, 2):
-                    key, step = self._guarded_round_step(k, tb, end, 1, count, process_last)
-                    self._replay(key, step)
-                    self._guarded_keys.add(key)
+        keys = []
+        try:
+            for end, count, process_last, stopping in sorted(set(chains)):
+                if stopping or count > MAX_FUSED_DRAFT:
+                    continue
+                for k in sorted({k for k in guarded if 1 <= k < self.max_graph_tokens}):
+                    for tb in (1, 2):
+                        key, step = self._guarded_round_step(k, tb, end, 1, count, process_last)
+                        self._replay(key, step)
+                        keys.append(key)
+                        self._guarded_keys.add(key)
+            verdict = self._guard_check(keys[0]) if keys and self._graphs is not None else "runs and skips"
+        except RuntimeError as err:
+            verdict = f"their capture failed: {err}"
+        if verdict != "runs and skips":
+            self._guarded_keys.difference_update(keys)
+            warnings.warn(f"{self.name}: guarded look-ahead rounds are off ({verdict}); such rounds wait for "
+                          "their verdict", RuntimeWarning, stacklevel=3)
+
+    def _guard_check(self, key: tuple) -> str:
+        """"runs and skips" where a captured guarded round (``key``, from :meth:`_guarded_round_step`)
+        drafts under its bound and leaves its outputs untouched at it -- else what it did."""
+        k = key[1]
+        seen = []
+        self._verdict_in.zero_()  # k drafts equal to the verifier's tokens: every one accepted
+        self._verdict_m.zero_()
+        for below in (k + 1, k):
+            self._draft_tok.fill_(-1)
+            self._verdict_cap.fill_(below)
+            self._graphs.run(key, None)
+            seen.append(self._draft_tok[0].item() >= 0)  # the chain's first step drafts token 0
+        return {(True, False): "runs and skips", (True, True): "a conditional CUDA graph never skips"}.get(
+            tuple(seen), "a conditional CUDA graph never runs")
 
     @property
     def graph_captures(self) -> int:
