@@ -1123,7 +1123,12 @@ class Engine:
         if getattr(model, "greedy_draft", None) is None or getattr(model, "verdict_input", None) is None:
             return None  # the round would not take the fused path that finishes a launched round
         front = state.frontier[0][r]
-        packed = model.verdict_input(kk) if front >= mm + kk - 1 else None
+        if front < mm + kk - 1:
+            return None
+        if below is not None and not model.launches_guarded(mm, kk, front < mm + kk, bottom.exit_layer, bottom.batch,
+                                                            state._process_last):
+            return None  # no guarded graph (torch without conditional nodes): read the verdict first
+        packed = model.verdict_input(kk)
         return None if packed is None else (front, packed, below)
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:

@@ -259,6 +259,29 @@ def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fau
     assert model.launch_draft_after_verdict(0, 3, False, 2, 3, False)  # an unguarded round still launches
 
 
+def test_without_guarded_graphs_a_middle_level_reads_its_verdict_first(monkeypatch):
+    """Where prepare captured no guarded round (torch without conditional nodes), the engine does
+    not try one: an uncertain middle round waits for its verdict, read the ordinary way."""
+    import hsd_bench.models.native.model as native_model
+
+    _, spec, _ = next(c for c in CASES if c[0] == "hispec")
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
+    model = native(target_hf)
+    model._graphs = _GraphsIgnoringConditions()
+    monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: False)
+    guarded = []
+    launch = model.launch_draft_after_verdict
+    model.launch_draft_after_verdict = lambda *a, **kw: guarded.append(kw) or launch(*a, **kw)
+    engine = build_engine(spec, model, load_other=None)
+    engine.prepare(len(prompt) + 60, greedy=True)
+    gen = engine.generate(prompt, 60, DecodingConfig())
+    assert gen.output_ids == ref
+    assert not model._guarded_keys and guarded and not any(guarded), guarded  # only unguarded launches
+    assert gen.stats.draft_calls_ahead > 0
+
+
 def test_taking_a_round_that_was_not_launched_is_an_error():
     model = native(make_hf_model("llama_gqa", num_layers=2))
     ids = torch.arange(30)

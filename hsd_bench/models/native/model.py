@@ -394,18 +394,36 @@ class NativeLlama(RaggedSteps):
         self._check_range(0, end)
         tb = 2 if two_first else 1
         if accepted_below is not None:
-            key, step = self._guarded_round_step(k, tb, end, m + k + 1, count, process_last)
-            if self._graphs is not None and key not in self._guarded_keys:
+            if not self.launches_guarded(m, k, two_first, end, count, process_last):
                 return False
             self._verdict_cap.fill_(accepted_below)
             self._verdict_m.fill_(m)
-            self._replay(key, step)
+            if self._graphs is not None:  # captured by prepare(): a replay, no step to build
+                self._graphs.run(self._guarded_key(m + k + 1, k, tb, end, count, process_last), None)
+            else:
+                self._guarded_round_step(k, tb, end, m + k + 1, count, process_last)()
         else:
             self._verdict_m.fill_(m)
             self._replay(*self._verdict_step(k, tb))
             self._chain(end, tb, m + k + 1, count, process_last)
         self._launched = (end, count, process_last, tb)
         return True
+
+    def launches_guarded(self, m: int, k: int, two_first: bool, end: int, count: int, process_last: bool) -> bool:
+        """Whether :meth:`launch_draft_after_verdict` with a guard would queue this round: on CUDA
+        graphs only where :meth:`prepare` captured (and checked) its graph. The engine asks first,
+        so that where it would not, the verdict is read the ordinary way at no extra cost."""
+        if self.verdict_input(k) is None or count > MAX_FUSED_DRAFT or m + k + 1 + count > self.max_context:
+            return False
+        if self._graphs is None:
+            return True
+        return self._guarded_key(m + k + 1, k, 2 if two_first else 1, end, count, process_last) in self._guarded_keys
+
+    def _guarded_key(self, upto: int, k: int, tb: int, end: int, count: int, process_last: bool) -> tuple:
+        """A guarded round's graph key: its shape and the one attention span of all its steps (a round
+        whose steps would span two buckets gets a key no prepare() captures)."""
+        first, last = self._kv_bucket(upto), self._kv_bucket(upto + count)
+        return ("guarded", k, tb, end, count, process_last, first if first == last else (first, last))
 
     def _guarded_round_step(self, k: int, tb: int, end: int, upto: int, count: int, process_last: bool):
         """A round launched after a verdict, run only where the verdict accepts fewer than
@@ -430,7 +448,7 @@ class NativeLlama(RaggedSteps):
                     fn()
             return accepted
 
-        return ("guarded", k, tb, *(key for key, _ in chain)), step
+        return step
 
     def _verdict_step(self, k: int, tb: int):
         """The chain's inputs from a packed verdict, on the device (idempotent, as a captured step must be)."""
@@ -686,8 +704,8 @@ class NativeLlama(RaggedSteps):
                     continue
                 for k in sorted({k for k in guarded if 1 <= k < self.max_graph_tokens}):
                     for tb in (1, 2):
-                        key, step = self._guarded_round_step(k, tb, end, 1, count, process_last)
-                        self._replay(key, step)
+                        key = self._guarded_key(1, k, tb, end, count, process_last)
+                        self._replay(key, self._guarded_round_step(k, tb, end, 1, count, process_last))
                         keys.append(key)
                         self._guarded_keys.add(key)
             verdict = self._guard_check(keys[0]) if keys and self._graphs is not None else "runs and skips"
@@ -699,8 +717,8 @@ class NativeLlama(RaggedSteps):
                           "their verdict", RuntimeWarning, stacklevel=3)
 
     def _guard_check(self, key: tuple) -> str:
-        """"runs and skips" where a captured guarded round (``key``, from :meth:`_guarded_round_step`)
-        drafts under its bound and leaves its outputs untouched at it -- else what it did."""
+        """"runs and skips" where a captured guarded round (``key``, :meth:`_guarded_key`) drafts
+        under its bound and leaves its outputs untouched at it -- else what it did."""
         k = key[1]
         seen = []
         self._verdict_in.zero_()  # k drafts equal to the verifier's tokens: every one accepted
