@@ -355,6 +355,10 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         f"host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
            if r.extra.get("draft_rounds_ahead") is not None else ""))
+    waits = async_.get("idle_by_transition") or []
+    if waits:
+        log("  device time between calls, largest: " + "; ".join(
+            f"{w['after']} → {w['before']} {100 * w['share']:.1f}% ({w['count']}×)" for w in waits[:4]))
     return r
 
 

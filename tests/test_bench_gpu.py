@@ -189,6 +189,41 @@ class _SlowBookkeeping:
         return self._model.truncate(start, end, length)
 
 
+def test_the_timeline_puts_the_time_between_calls_on_the_hand_over_that_holds_it():
+    """Sleeps in the engine's bookkeeping between two calls (a cache truncation after each
+    verification) are device-idle time; the timeline attributes it to transitions between named
+    calls -- a HiSpec middle level's layer range told apart from the top's -- and its total is the
+    outside time between calls, no more."""
+    from hsd_bench.bench.instrument import EventTimer, Timeline
+    from hsd_bench.bench.runs import _instrumented_pass, engine_outside_forwards
+    from hsd_bench.methods import MethodSpec, build_engine
+
+    native = _tiny_native()
+    spec = MethodSpec("hispec", exit=[1, 2], draft_len=2, period=4)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+
+    def build(wrap, delay=0.0):
+        model = wrap(native)
+        return build_engine(spec, _SlowBookkeeping(model, delay) if delay else model, load_other=None)
+
+    for delay in (0.0, 0.003):
+        timeline = Timeline()
+        _, timers, totals = _instrumented_pass(lambda wrap: build(wrap, delay), EventTimer, prompts, 10, False,
+                                               timeline=timeline)
+        between = sum(sec for _, sec in timeline.idle.values())
+        outside = totals["decode_s"] - sum(t.seconds for t in timers)
+        assert 0.0 < between <= outside + 1e-6
+        labels = {label for pair in timeline.idle for label in pair}
+        assert {"model.run_layers[1:2]", "model.run_layers[2:8]"} <= labels, labels  # middle, top
+        if delay:
+            # every sleep lies between two calls: the gaps hold at least most of them
+            truncations = sum(c for c, _ in timeline.idle.values())
+            assert between > 0.5 * delay * min(truncations, 10)
+    top = engine_outside_forwards(lambda wrap: build(wrap, 0.003), prompts, 10)["idle_by_transition"]
+    assert 0 < len(top) <= 6 and top == sorted(top, key=lambda w: -w["s"])
+    assert all(0.0 <= w["share"] <= 1.0 and w["count"] > 0 for w in top)
+
+
 def test_event_timer_cpu_fallback_sees_engine_time_outside_calls():
     from hsd_bench.bench.instrument import EventTimer
     from hsd_bench.bench.runs import engine_outside_forwards

@@ -49,6 +49,16 @@ and pass everything else through. Given a :class:`PhaseGate` installed as
     slower than its forwards is decoding" (the async figure), and the syncs
     themselves add latency to every call.
 
+``Timeline`` -- where the device waits
+    Shared by the ``EventTimer`` of every model of one engine, it keeps the
+    calls in the order the host queued them (on one stream, the order the
+    device runs them) and attributes each interval *between* two calls --
+    the engine's own kernels and any stall -- to that transition, labelled
+    ``model.call`` (with the layer range for ``run_layers``: a HiSpec
+    middle level's verification and the top's are then told apart). The
+    sum over transitions is the async figure's outside time between calls;
+    which transition holds it says which hand-over of the engine to work on.
+
 Why an allow-list (``FORWARD_METHODS`` + ``OPTIONAL_FORWARD_METHODS``) and
 not "every callable": ``reset``/``truncate``/``cache_len`` are bookkeeping
 (on the native backend a host-side length), and the engine probes optional
@@ -155,16 +165,57 @@ class CallTimer(_TimedModel):
             self.seconds += time.perf_counter() - t0
 
 
+class Timeline:
+    """The decode-phase calls of one engine's models in queue order, and the device time between them.
+
+    Each ``EventTimer`` sharing it adds ``(label, start, end)`` per call: CUDA events, or host
+    clock readings on CPU. :meth:`collect` (after a generation, before the timers recycle their
+    events) adds every gap between consecutive calls to ``idle[(before, after)]`` as ``[count,
+    seconds]``; a generation's first call opens no gap.
+    """
+
+    def __init__(self):
+        self.entries: list[tuple[str, object, object]] = []
+        self.idle: dict[tuple[str, str], list] = {}
+
+    def add(self, label: str, start, end) -> None:
+        self.entries.append((label, start, end))
+
+    def collect(self) -> None:
+        if len(self.entries) > 1 and isinstance(self.entries[0][1], torch.cuda.Event):
+            torch.cuda.synchronize()
+        for (a, _, end), (b, start, _) in zip(self.entries, self.entries[1:]):
+            gap = end.elapsed_time(start) / 1e3 if isinstance(end, torch.cuda.Event) else start - end
+            slot = self.idle.setdefault((a, b), [0, 0.0])
+            slot[0] += 1
+            slot[1] += max(gap, 0.0)
+        self.entries.clear()
+
+    def top(self, n: int, decode_s: float) -> list[dict]:
+        """The ``n`` transitions holding the most device time between calls, largest first."""
+        rows = sorted(self.idle.items(), key=lambda kv: -kv[1][1])[:n]
+        return [{"after": a, "before": b, "count": c, "s": sec, "share": sec / decode_s if decode_s > 0 else None}
+                for (a, b), (c, sec) in rows]
+
+
+def call_label(model, fn: Callable, args: tuple) -> str:
+    """``model.call``, with ``[start:end]`` for ``run_layers`` (positional ``hidden, start, end``)."""
+    name = f"{getattr(model, 'name', 'model')}.{getattr(fn, '__name__', 'call')}"
+    return f"{name}[{args[1]}:{args[2]}]" if name.endswith(".run_layers") and len(args) >= 3 else name
+
+
 class EventTimer(_TimedModel):
     """Asynchronous timing: CUDA event pairs around calls, read after the generation.
 
     Call :meth:`collect` after each ``generate`` (the engine has synchronised
     by then): it adds the recorded intervals to ``seconds`` and recycles the
-    events, so a long run does not accumulate them.
+    events, so a long run does not accumulate them. With a ``timeline`` each
+    call is also added to it in queue order (collect the timeline first).
     """
 
-    def __init__(self, model, gate: PhaseGate | None = None, prealloc: int = 4096):
+    def __init__(self, model, gate: PhaseGate | None = None, prealloc: int = 4096, timeline: Timeline | None = None):
         super().__init__(model, gate)
+        self._timeline = timeline
         self._device = torch.device(model.device)
         self._cuda = self._device.type == "cuda"
         # CUDA creates an event at its first record: do that now, outside any timed window.
@@ -180,7 +231,10 @@ class EventTimer(_TimedModel):
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - t0
+                t1 = time.perf_counter()
+                self.seconds += t1 - t0
+                if self._timeline is not None:
+                    self._timeline.add(call_label(self._model, fn, args), t0, t1)
         if self._used == len(self._pool):
             self._pool.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
         start, end = self._pool[self._used]
@@ -190,6 +244,8 @@ class EventTimer(_TimedModel):
             return fn(*args, **kwargs)
         finally:
             end.record(self._stream)
+            if self._timeline is not None:
+                self._timeline.add(call_label(self._model, fn, args), start, end)
 
     def collect(self) -> float:
         """Sum the pending event pairs (one device sync) into ``seconds``; returns ``seconds``."""

@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate
+from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate, Timeline
 from hsd_bench.bench.timing import median, sync
 from hsd_bench.metrics import summarize_method
 
@@ -194,15 +194,16 @@ def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new
 
 
 def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: list[list[int]], max_new: int,
-                       sync_timing: bool) -> tuple[object, list, dict]:
-    """One pass over ``prompts`` with every model wrapped in ``timer_cls`` gated to the decode phase."""
+                       sync_timing: bool, timeline: Timeline | None = None) -> tuple[object, list, dict]:
+    """One pass over ``prompts`` with every model wrapped in ``timer_cls`` gated to the decode phase
+    (sharing ``timeline``, an ``EventTimer`` option, collected after every generation)."""
     from hsd_bench.engine import DecodingConfig
 
     gate = PhaseGate(("decode",))
     timers: list = []
 
     def wrap(model):
-        t = timer_cls(model, gate)
+        t = timer_cls(model, gate) if timeline is None else timer_cls(model, gate, timeline=timeline)
         timers.append(t)
         return t
 
@@ -212,6 +213,8 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     totals = {"decode_s": 0.0, "tokens": 0, "target_forwards": 0, "split": {}}
     for p in prompts:
         g = engine.generate(p, max_new, DecodingConfig())
+        if timeline is not None:
+            timeline.collect()  # before the timers recycle their events
         for t in timers:
             t.collect()  # after the engine's final sync: reading the events costs no extra wait
         totals["decode_s"] += g.stats.decode_s
@@ -230,10 +233,13 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
     Returns ``decode_s`` (the engine's own decode wall time, summed over
     prompts, of this instrumented pass), ``model_busy_s`` (device time inside
     decode-phase model calls, from CUDA events; host time on CPU),
-    ``gpu_idle_frac = 1 - model_busy_s / decode_s`` and the number of timed
-    calls. Engine timing syncs are off, as in the throughput passes.
+    ``gpu_idle_frac = 1 - model_busy_s / decode_s``, the number of timed
+    calls, and ``idle_by_transition``: the six hand-overs between two model calls
+    that hold the most of the outside time (``instrument.Timeline``). Engine
+    timing syncs are off, as in the throughput passes.
     """
-    _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False)
+    timeline = Timeline()
+    _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False, timeline=timeline)
     decode = totals["decode_s"]
     busy = sum(t.seconds for t in timers)
     calls = sum(t.calls for t in timers)
@@ -245,6 +251,7 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
         "model_calls": calls,
         "model_calls_per_token": calls / max(totals["tokens"], 1),
         "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
+        "idle_by_transition": timeline.top(6, decode),
     }
 
 
