@@ -189,6 +189,21 @@ class _SlowBookkeeping:
         return self._model.truncate(start, end, length)
 
 
+def _hispec_with_bookkeeping_delay():
+    """``build(wrap, delay)``: hispec on a tiny native model whose truncations sleep ``delay``
+    seconds (host time between model calls), and two prompts to run it on."""
+    from hsd_bench.methods import MethodSpec, build_engine
+
+    native = _tiny_native()
+    spec = MethodSpec("hispec", exit=[1, 2], draft_len=2, period=4)
+
+    def build(wrap, delay=0.0):
+        model = wrap(native)
+        return build_engine(spec, _SlowBookkeeping(model, delay) if delay else model, load_other=None)
+
+    return build, [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+
+
 def test_the_timeline_puts_the_time_between_calls_on_the_hand_over_that_holds_it():
     """Sleeps in the engine's bookkeeping between two calls (a cache truncation after each
     verification) are device-idle time; the timeline attributes it to transitions between named
@@ -196,16 +211,8 @@ def test_the_timeline_puts_the_time_between_calls_on_the_hand_over_that_holds_it
     outside time between calls, no more."""
     from hsd_bench.bench.instrument import EventTimer, Timeline
     from hsd_bench.bench.runs import _instrumented_pass, engine_outside_forwards
-    from hsd_bench.methods import MethodSpec, build_engine
 
-    native = _tiny_native()
-    spec = MethodSpec("hispec", exit=[1, 2], draft_len=2, period=4)
-    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
-
-    def build(wrap, delay=0.0):
-        model = wrap(native)
-        return build_engine(spec, _SlowBookkeeping(model, delay) if delay else model, load_other=None)
-
+    build, prompts = _hispec_with_bookkeeping_delay()
     for delay in (0.0, 0.003):
         timeline = Timeline()
         _, timers, totals = _instrumented_pass(lambda wrap: build(wrap, delay), EventTimer, prompts, 10, False,
@@ -227,16 +234,9 @@ def test_the_timeline_puts_the_time_between_calls_on_the_hand_over_that_holds_it
 def test_event_timer_cpu_fallback_sees_engine_time_outside_calls():
     from hsd_bench.bench.instrument import EventTimer
     from hsd_bench.bench.runs import engine_outside_forwards
-    from hsd_bench.methods import MethodSpec, build_engine
 
+    build, prompts = _hispec_with_bookkeeping_delay()
     native = _tiny_native()
-    spec = MethodSpec("hispec", exit=[1, 2], draft_len=2, period=4)
-    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
-
-    def build(wrap, delay=0.0):
-        model = wrap(native)
-        return build_engine(spec, _SlowBookkeeping(model, delay) if delay else model, load_other=None)
-
     fast = engine_outside_forwards(build, prompts, 10)
     slow = engine_outside_forwards(lambda wrap: build(wrap, delay=0.002), prompts, 10)
     for m in (fast, slow):
