@@ -43,8 +43,9 @@ class MethodConf:
     # below t (draft_len is then the maximum). Hierarchy levels take their own draft_stop key.
     draft_stop: Any = None
     # The look-ahead draft (docs/engine.md): queue the next draft round before a greedy verdict is
-    # read where that round is certain. Outputs and counters are the same either way; false = the
-    # old order, for an A/B through run.py.
+    # read where that round is certain (or guarded on the device by the verdict: a middle level that
+    # may hand up). Outputs and counters are the same either way; false = the old order, for an A/B
+    # through run.py.
     lookahead: bool = True
 
 

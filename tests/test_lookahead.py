@@ -43,6 +43,10 @@ CASES = [
     ("hispec-flush", MethodSpec("hispec", exit=[2, 3], draft_len=3, period=5, flush_on_mismatch=True), None),
     ("hierarchy", MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"path": "target", "exit": 3,
                                                                                    "batch": 4}]), "other"),
+    # two middle levels: the upper one verifies what the lower hands up (its guarded sizes vary)
+    ("hierarchy-4", MethodSpec("hierarchy", levels=[{"path": "target", "exit": 1, "batch": 2},
+                                                    {"path": "target", "exit": 2, "batch": 3},
+                                                    {"path": "target", "exit": 3, "batch": 3}]), None),
 ]
 
 
@@ -280,6 +284,24 @@ def test_without_guarded_graphs_a_middle_level_reads_its_verdict_first(monkeypat
     assert gen.output_ids == ref
     assert not model._guarded_keys and guarded and not any(guarded), guarded  # only unguarded launches
     assert gen.stats.draft_calls_ahead > 0
+
+
+def test_guarded_sizes_are_the_verdicts_a_middle_level_can_see():
+    """Level 1 verifies level 0's full rounds; a level above verifies what the level below hands
+    up -- up to the sum of the batches below; flush-on-reject levels and the look-ahead off ask for
+    none."""
+    target = native(make_hf_model("llama_gqa", num_layers=4, seed=7))
+    four = build_engine(CASES[-1][1], target, load_other=None)
+    assert [lv.batch for lv in four.levels[:-1]] == [2, 3, 3]
+    assert four._guarded_sizes() == (1, 2, 3, 4, 5)  # level 1: {2}; level 2: 1 .. 2 + 3
+    assert build_engine(MethodSpec("hispec", exit=[1, 3], draft_len=2, period=4), target,
+                        load_other=None)._guarded_sizes() == (2,)
+    flush = build_engine(MethodSpec("hispec", exit=[2, 3], draft_len=3, period=5, flush_on_mismatch=True), target,
+                         load_other=None)
+    assert flush._guarded_sizes() == ()
+    assert build_engine(MethodSpec("layerskip", exit=3, draft_len=3), target, load_other=None)._guarded_sizes() == ()
+    four.lookahead = False
+    assert four._guarded_sizes() == ()
 
 
 def test_taking_a_round_that_was_not_launched_is_an_error():
