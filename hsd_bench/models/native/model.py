@@ -389,17 +389,18 @@ class NativeLlama(RaggedSteps):
         its graph (``guarded``), so no timed call captures one. The caller takes the round only
         where ``a < accepted_below`` and discards it otherwise.
         """
-        if (self.verdict_input(k) is None or count > MAX_FUSED_DRAFT or m + k + 1 + count > self.max_context):
+        if not self._verdict_round_fits(m, k, count):
             return False
         self._check_range(0, end)
         tb = 2 if two_first else 1
         if accepted_below is not None:
-            if not self.launches_guarded(m, k, two_first, end, count, process_last):
+            key = self._guarded_key(m + k + 1, k, tb, end, count, process_last)
+            if self._graphs is not None and key not in self._guarded_keys:
                 return False
             self._verdict_cap.fill_(accepted_below)
             self._verdict_m.fill_(m)
             if self._graphs is not None:  # captured by prepare(): a replay, no step to build
-                self._graphs.run(self._guarded_key(m + k + 1, k, tb, end, count, process_last), None)
+                self._graphs.run(key, None)
             else:
                 self._guarded_round_step(k, tb, end, m + k + 1, count, process_last)()
         else:
@@ -413,11 +414,16 @@ class NativeLlama(RaggedSteps):
         """Whether :meth:`launch_draft_after_verdict` with a guard would queue this round: on CUDA
         graphs only where :meth:`prepare` captured (and checked) its graph. The engine asks first,
         so that where it would not, the verdict is read the ordinary way at no extra cost."""
-        if self.verdict_input(k) is None or count > MAX_FUSED_DRAFT or m + k + 1 + count > self.max_context:
+        if not self._verdict_round_fits(m, k, count):
             return False
         if self._graphs is None:
             return True
         return self._guarded_key(m + k + 1, k, 2 if two_first else 1, end, count, process_last) in self._guarded_keys
+
+    def _verdict_round_fits(self, m: int, k: int, count: int) -> bool:
+        """A round after a verdict of ``k`` drafts at ``m`` can be queued: its verdict fits a fixed-shape
+        verification, its ``count`` tokens a fused chain, and the context what it writes."""
+        return self.verdict_input(k) is not None and count <= MAX_FUSED_DRAFT and m + k + 1 + count <= self.max_context
 
     def _guarded_key(self, upto: int, k: int, tb: int, end: int, count: int, process_last: bool) -> tuple:
         """A guarded round's graph key: its shape and the one attention span of all its steps (a round
