@@ -22,6 +22,9 @@ class ModelConf:
     # native backend: how a prompt longer than one graph step runs -- auto (graph-replayed
     # chunks up to the cost model's limit, eager beyond: docs/performance.md) | eager | chunked
     prefill: str = "auto"
+    # native backend: the projections of one-row steps -- gemv (a one-pass Triton GEMV where
+    # Triton and a half-precision dtype are there, cuBLAS otherwise) | cublas: docs/performance.md
+    matmul: str = "gemv"
 
 
 @dataclass

@@ -102,6 +102,8 @@ def identity(cfg: dict) -> dict:
         ident.pop("timing_repeats", None)
     if ident["model"].get("prefill", "auto") == "auto":  # nor does the default prefill
         ident["model"] = {k: v for k, v in ident["model"].items() if k != "prefill"}
+    if ident["model"].get("matmul", "gemv") == "gemv":  # nor the default projection kernel
+        ident["model"] = {k: v for k, v in ident["model"].items() if k != "matmul"}
     ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
 
@@ -268,6 +270,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "timing_repeats": repeats,
             "compile_s": compile_s,
             "prefill": prefill,
+            "matmul": matmul_kernels(m for d in decoders.values() for m in d.models),
             # measured around every kept timing of this process (measure.timed_generate): must be 0
             "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
             "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
@@ -381,6 +384,13 @@ def _row(timed, codec, sample, stop, name) -> dict:
     row["parity_exact"] = True if name == BASELINE else None
     row["scores"] = None  # pending: scored after the last timed generation (deferred.py)
     return row
+
+
+def matmul_kernels(models) -> dict[str, str]:
+    """Which kernel runs each native model's one-row projections (``model.matmul``): ``gemv`` asks
+    for the Triton kernel, which needs CUDA, Triton and a half-precision dtype -- the summary says
+    what ran."""
+    return {m.name: m.matmul_kernel() for m in {id(m): m for m in models}.values() if hasattr(m, "matmul_kernel")}
 
 
 def prefill_modes(models) -> dict[str, dict]:

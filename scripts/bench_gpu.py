@@ -149,11 +149,13 @@ def part_smoke(args, device) -> dict:
 
 
 VARIANTS = {
-    # name: (attention kernel, inductor coordinate-descent tuning, inductor max-autotune)
+    # name: (attention kernel, inductor coordinate-descent tuning, inductor max-autotune[, matmul])
     "sdpa": ("sdpa", False, False),
     "math": ("math", False, False),
     "sdpa+cdt": ("sdpa", True, False),
     "math+cdt": ("math", True, False),
+    # The projections as one-pass Triton GEMVs instead of cuBLAS (models/native/gemv.py).
+    "math+gemv": ("math", False, False, "gemv"),
     # Triton matmul templates tried beside cuBLAS for every decode shape, with the layer's
     # pointwise ops fused into them where a template wins (issue 15: the per-layer kernels
     # around the GEMVs); compiles for minutes, so a roofline experiment, not run.py's default.
@@ -163,19 +165,19 @@ VARIANTS = {
 }
 # What the methods part uses: the roofline sweep's fastest variant, and how prompts are prefilled
 # (--prefill; NativeLlama's prefill: "auto" as run.py, "eager" or "chunked" fixed-shape steps).
-BACKEND_OPTIONS: dict = {"variant": "math", "prefill": "auto"}
+BACKEND_OPTIONS: dict = {"variant": "math+gemv", "prefill": "auto"}  # run.py's backend: math + gemv
 
 
 def make_native(hf, name: str, ctx: int, variant: str):
     """A native model for ``variant``; a fresh dynamo cache so inductor settings take effect."""
-    attention, cdt, autotune = VARIANTS[variant]
+    attention, cdt, autotune, *matmul = VARIANTS[variant]
     torch._dynamo.reset()
     import torch._inductor.config as inductor_config
 
     inductor_config.coordinate_descent_tuning = cdt
     inductor_config.max_autotune = autotune
     return from_hf_model(hf, name=name, max_context=ctx, min_kv_bucket=ONE_SPAN, attention=attention,
-                         prefill=BACKEND_OPTIONS["prefill"])
+                         prefill=BACKEND_OPTIONS["prefill"], matmul=matmul[0] if matmul else "cublas")
 
 
 def profile_decode(native, prompt: list[int], steps: int, path: Path) -> None:
@@ -238,7 +240,7 @@ def roofline_one(args, spec: str, device, dtype, copy_bw, out: Path, first: bool
             best = r
     if best is None:
         raise RuntimeError(f"[{tag}] every native variant failed")
-    if first:
+    if first and not args.methods_variant:
         BACKEND_OPTIONS["variant"] = best.extra["variant"]
     variant = best.extra["variant"]
     # Rebuilt so that the inductor settings of the chosen variant are the live ones.
@@ -548,7 +550,11 @@ def parse_args(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--roofline-models", default="random:llama-1b",
                     help="comma-separated; the first gets the variant sweep, HF early exit and the profile")
-    ap.add_argument("--variants", default="sdpa,math", help=f"native variants for the first model: {list(VARIANTS)}")
+    ap.add_argument("--variants", default="math,math+gemv",
+                    help=f"native variants for the first model: {list(VARIANTS)}")
+    ap.add_argument("--methods-variant", default=None, choices=sorted(VARIANTS),
+                    help="native variant of the methods and overhead parts (default: the roofline part's "
+                         "fastest, else run.py's: math+gemv)")
     ap.add_argument("--prefill", default="auto", choices=PREFILL_MODES,
                     help="how native models run a prompt: one eager pass, chunked fixed-shape steps (graph "
                          "replays), or auto (run.py's default: chunked up to the number of chunks the cost "
@@ -599,6 +605,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     BACKEND_OPTIONS["prefill"] = args.prefill
+    if args.methods_variant:
+        BACKEND_OPTIONS["variant"] = args.methods_variant
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"unknown --parts {sorted(unknown)}; valid: {', '.join(PARTS)}")

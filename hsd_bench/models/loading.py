@@ -49,6 +49,7 @@ class ModelSpec:
     seed: int = 0  # random:* only
     max_context: int | None = None
     prefill: str = "auto"  # native backend only (NativeLlama's prefill)
+    matmul: str = "gemv"  # native backend only (NativeLlama's matmul)
     config_key: str = "model.path"  # the config key that named this path, for error messages
 
 
@@ -201,6 +202,7 @@ def load_model(spec: ModelSpec, name: str = "model"):
     if resolve_backend(spec.backend, device, hf_model.config.model_type) == "native":
         from hsd_bench.models.native import from_hf_model  # the static-cache backend
 
-        return from_hf_model(hf_model, name=name, max_context=spec.max_context, prefill=spec.prefill), codec
+        return from_hf_model(hf_model, name=name, max_context=spec.max_context, prefill=spec.prefill,
+                             matmul=spec.matmul), codec
     return HFLayeredModel(hf_model, name=name, max_context=spec.max_context), codec
 

@@ -108,7 +108,7 @@ class RaggedSteps:
 
         def step() -> torch.Tensor:
             return self._layers(x_in, pos_in, start, end, kv_len, layer_fn, prep_fn, self.attention,
-                                None if full else rows_in)
+                                None if full else rows_in, self.matmul)
 
         out = self._replay(("rows", start, end, bb, tb, kv_len, full), step)
         if dense:
@@ -180,7 +180,7 @@ class RaggedSteps:
         def step() -> torch.Tensor:
             x = F.embedding(tok_buf[i - 1], self.embed_weight)[:, None]
             pos = (pos0 + (i - 1)).clamp(max=trash)[:, None]
-            out = self._layers(x, pos, 0, end, kv_len, layer_fn, prep_fn, self.attention, rows_in)
+            out = self._layers(x, pos, 0, end, kv_len, layer_fn, prep_fn, self.attention, rows_in, self.matmul)
             hid[:, i - 1].copy_(out[:, 0])
             if not head:
                 return out

@@ -64,6 +64,7 @@ def from_hf_model(
     min_kv_bucket: int = 128,
     attention: str = "math",
     prefill: str = "auto",
+    matmul: str = "gemv",
 ) -> NativeLlama:
     """A :class:`NativeLlama` over a loaded transformers causal LM (any device/dtype).
 
@@ -99,6 +100,7 @@ def from_hf_model(
         min_kv_bucket=min_kv_bucket,
         attention=attention,
         prefill=prefill,
+        matmul=matmul,
     )
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import top_probability
+from hsd_bench.models.native import gemv
 
 
 class LayerWeights(NamedTuple):
@@ -96,6 +97,7 @@ def layer_forward(
     dims: Dims,
     attn_impl: str = "sdpa",
     rows: torch.Tensor | None = None,
+    matmul: str = "cublas",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoder layer on ``x + delta`` ``[b, T, D]``, sequence ``i`` at positions ``pos[i]``
     (``pos``: ``[b, T]``); returns the layer's output as ``(x, delta)``, its sum not yet taken.
@@ -111,14 +113,16 @@ def layer_forward(
     writes this layer's keys/values at slots ``pos[i]`` of cache row
     ``rows[i]`` (``rows=None``: row ``i``) of the static caches
     ``[R, KV, S, hd]`` and attends over that row's slots ``[0, kv_len)``,
-    ``kv_len = mask.shape[-1]``.
+    ``kv_len = mask.shape[-1]``. ``matmul``: the projections through ``F.linear``
+    (``"cublas"``) or the one-pass GEMV kernel (``"gemv"``, :mod:`.gemv`).
     """
+    linear = gemv.linear if matmul == "gemv" else F.linear
     heads, kv_heads, hd, eps = dims
     b, t = x.shape[0], x.shape[1]
     kv_len = mask.shape[-1]
     x = x + delta
     h = rms_norm(x, w.ln_attn, eps)
-    qkv = F.linear(h, w.wqkv, w.bqkv)
+    qkv = linear(h, w.wqkv, w.bqkv)
     q, k, v = qkv.split([heads * hd, kv_heads * hd, kv_heads * hd], dim=-1)
     q = q.view(b, t, heads, hd)
     k = k.view(b, t, kv_heads, hd)
@@ -150,11 +154,11 @@ def layer_forward(
     qg = q.reshape(b, kv_heads, groups * t, hd)
     o = attention(qg, keys, values, mask, hd**-0.5, attn_impl)
     o = o.reshape(b, heads, t, hd).transpose(1, 2).reshape(b, t, heads * hd)
-    x = x + F.linear(o, w.wo, w.bo)
+    x = x + linear(o, w.wo, w.bo)
 
     h = rms_norm(x, w.ln_mlp, eps)
-    gate, up = F.linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
-    return x, F.linear(F.silu(gate) * up, w.w_down, w.b_down)
+    gate, up = linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
+    return x, linear(F.silu(gate) * up, w.w_down, w.b_down)
 
 
 def head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import HostValue, stops_after, top_probability
+from hsd_bench.models.native import gemv
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
@@ -69,6 +70,7 @@ def _no_grad(fn):
 
 
 PREFILL_MODES = ("auto", "eager", "chunked")
+MATMUL_KERNELS = ("cublas", "gemv")  # layers.layer_forward's matmul
 # prefill="auto"'s cost model, measured on an H200 in bf16 (scripts/bench_prefill.py,
 # docs/performance.md "Prefill"): an eager prefill costs about 0.6 ms of host time per layer
 # whatever the model's size (5.6 M to 8B parameters, prompts of 32-1024 positions); a chunk of
@@ -114,6 +116,7 @@ class NativeLlama(RaggedSteps):
         min_kv_bucket: int = MIN_KV_BUCKET,
         attention: str = "math",
         prefill: str = "auto",
+        matmul: str = "gemv",
     ):
         if len(layers) != args.num_layers:
             raise ValueError(f"got {len(layers)} layer weights for a {args.num_layers}-layer config")
@@ -123,6 +126,8 @@ class NativeLlama(RaggedSteps):
             raise ValueError(f"max_graph_tokens={max_graph_tokens} must be a power of two >= 1")
         if attention not in ("sdpa", "math"):
             raise ValueError(f"attention={attention!r} must be 'sdpa' or 'math'")
+        if matmul not in MATMUL_KERNELS:
+            raise ValueError(f"matmul={matmul!r} must be one of {', '.join(MATMUL_KERNELS)}")
         if prefill not in PREFILL_MODES:
             raise ValueError(f"prefill={prefill!r} must be one of {', '.join(PREFILL_MODES)}")
         # How a step longer than max_graph_tokens (a prompt) runs: "eager", one exact-shape pass
@@ -138,6 +143,13 @@ class NativeLlama(RaggedSteps):
         # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
         # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
         self.attention = attention
+        # Projection kernel of the fixed-shape steps: "gemv", the one-pass Triton GEMV for one-row
+        # steps (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured
+        # 1.09x cuBLAS on the Llama-1B shape's AR loop and 1.06x on the 8B's (H200); or "cublas"
+        # (F.linear). Long eager steps (prefill) always use F.linear.
+        self.matmul = matmul
+        if matmul == "gemv":
+            gemv.register()
         self.args = args
         self.name = name
         self.num_layers = args.num_layers
@@ -207,6 +219,13 @@ class NativeLlama(RaggedSteps):
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
+
+    def matmul_kernel(self) -> str:
+        """What runs the projections of this model's one-row fixed-shape steps: ``gemv`` where the
+        option asks for it and the kernel applies (CUDA, Triton, bfloat16/float16), else ``cublas``."""
+        probe = torch.empty(1, 1, self.args.hidden_size, dtype=self.dtype, device=self.device)
+        applies = self.fixed_shapes and gemv.kernel_applies(probe, self.layers[0].wqkv)
+        return "gemv" if self.matmul == "gemv" and applies else "cublas"
 
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
@@ -514,7 +533,8 @@ class NativeLlama(RaggedSteps):
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_ids[:tb], self.embed_weight)[None]
             pos = self._pos_base + self._arange[:tb]
-            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                               matmul=self.matmul)
             self._draft_hidden[:, :tb].copy_(out)  # rows past the real ones are overwritten by later steps
             return self._draft_head(out.index_select(1, self._draft_last), 0, confidence)
 
@@ -528,7 +548,8 @@ class NativeLlama(RaggedSteps):
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_tok[i - 1 : i], self.embed_weight)[None]
             row = self._draft_last + i
-            out = self._layers(x, self._pos_base + row, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            out = self._layers(x, self._pos_base + row, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                               matmul=self.matmul)
             self._draft_hidden.index_copy_(1, row, out)
             return self._draft_head(out, i, False) if head else out
 
@@ -582,7 +603,7 @@ class NativeLlama(RaggedSteps):
         return self._layers(hidden, pos, start, end, first_pos + t, layer_forward, step_inputs, "sdpa")
 
     def _layers(self, x, pos, start: int, end: int, kv_len: int, layer_fn, prep_fn, attention: str,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None, matmul: str = "cublas") -> torch.Tensor:
         """Layers ``[start, end)``; RoPE rows and masks computed once per step (per window size).
 
         ``pos`` is ``[T]`` for one sequence (cache row 0) or ``[b, T]``, sequence ``i``
@@ -601,7 +622,7 @@ class NativeLlama(RaggedSteps):
             cos, sin, mask = shared[window]
             x, delta = layer_fn(
                 x, delta, pos, self.layers[layer], self.cache.k[layer], self.cache.v[layer], cos, sin, mask,
-                self.dims, attention, rows,
+                self.dims, attention, rows, matmul,
             )
         return x + delta
 
@@ -618,7 +639,8 @@ class NativeLlama(RaggedSteps):
 
         def step() -> torch.Tensor:
             pos = self._pos_base + self._arange[:tb]
-            return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention)
+            return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                               matmul=self.matmul)
 
         return ("layers", start, end, tb, kv_len), step
 
