@@ -1,21 +1,24 @@
-"""The linear layers of a decode or verification step as one-pass GEMVs (a Triton kernel).
+"""The projections of a one-row decode step as one-pass GEMVs (a Triton kernel).
 
-Why a kernel of our own: a batch-1 step multiplies 1-16 rows by every weight
+Why a kernel of our own: a batch-1 step multiplies one row by every weight
 matrix once, so its floor is the time to read the weights. cuBLAS reads the
-large ones near the copy bandwidth, but for the small per-layer matrices of a
-1B model (q/k/v, o, the down projection) it picks split-K kernels plus a
-separate reduce that read them at about half of it (docs/performance.md,
-"Roofline"). This kernel streams each weight matrix once, a block of output
-features per program, with the reduction over ``K`` inside the program: one
-kernel per matrix, no partial sums in memory.
+large ones near the copy bandwidth, but the small per-layer matrices of a 1B
+model (q/k/v, o, the down projection) at about half of it (split-K kernels
+plus a reduce; docs/performance.md). This kernel streams each matrix once, a
+few output features per program, the reduction over ``K`` inside the program
+and the next weight slice requested while the current one is multiplied.
 
-It is the ``matmul="gemv"`` option of the native backend's fixed-shape steps
-(``layers.layer_forward``); ``"cublas"`` (``F.linear``) stays the default
-until a GPU run measures the kernel faster (docs/performance.md). Rows are
-independent: a row's result does not depend on how many rows the step has
-(one row: a multiply-and-sum; 2-16 rows: ``tl.dot`` on a 16-row tile).
-Without Triton (or for more than :data:`MAX_ROWS` rows, or float32, whose
-``tl.dot`` would round through TF32) the op is ``F.linear``.
+It also takes in the operations around a projection that would otherwise be
+kernels of their own (:func:`add_norm_linear`: the residual add and RMSNorm
+that open a layer's attention and MLP blocks; :func:`linear_add`: the residual
+add after the output projection), in eager's order and rounding. Each program
+recomputes the norm's scale from the whole row, which pays on rows up to
+:data:`FUSE_MAX_HIDDEN` wide and costs more than it saves beyond.
+
+It is the native backend's ``matmul="gemv"`` (run.py: ``model.matmul``, the
+default) for one-row fixed-shape steps in bfloat16/float16 on CUDA; steps of
+more rows (cuBLAS measured as fast or faster at 8 rows), float32, prefill and
+machines without Triton run ``F.linear``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 1  # one-row steps only: for 8 rows cuBLAS measured as fast or faster (docs/performance.md)
+MAX_ROWS = 1  # one-row steps only: at 8 rows cuBLAS measured as fast or faster (docs/performance.md)
 
 
 class GemvConfig(NamedTuple):
@@ -41,6 +44,9 @@ class GemvConfig(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
+    """Triton imports, where a kernel could run (CUDA, or the CPU interpreter)."""
+    if not (torch.cuda.is_available() or interpreted()):
+        return False
     try:
         import triton  # noqa: F401
         import triton.language  # noqa: F401
@@ -65,6 +71,13 @@ TUNED_TILES: dict[tuple[int, int], tuple[int, int]] = {
 }
 
 
+# Widest hidden state whose norms and residual adds are fused into the projections
+# (add_norm_linear, linear_add): each program recomputes the norm's scale from the whole row,
+# which costs more than the kernels it saves once rows are wide. H200, same process: Llama-1B
+# shape (2048) AR loop 1.031x unfused, Llama-8B shape (4096) 0.976x (results/gpu_run11/).
+FUSE_MAX_HIDDEN = 2048
+
+
 def default_config(n: int, k: int) -> GemvConfig:
     """Tiles for one row times a ``[n, k]`` matrix: :data:`TUNED_TILES` where measured, else two
     output features per program and 1024-wide slices (the fastest or within a few percent of it
@@ -80,9 +93,11 @@ def _kernel():
 
     @triton.jit
     def gemv_kernel(
-        x_ptr, w_ptr, b_ptr, y_ptr, N, K, stride_wn,
-        HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        x_ptr, d_ptr, ln_ptr, r_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, N, K, stride_wn, eps,
+        HAS_BIAS: tl.constexpr, HAS_DELTA: tl.constexpr, NORM: tl.constexpr, RESIDUAL: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
+        dtype = y_ptr.dtype.element_ty  # rounding to it: to nearest-even on the GPU, as torch rounds
         pid = tl.program_id(0)
         rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
         rk = tl.arange(0, BLOCK_K)
@@ -91,58 +106,109 @@ def _kernel():
         # Weights are loaded one slice ahead of their use (the slice a step multiplies was
         # requested a step earlier), so the next slice's read overlaps this step's arithmetic.
         w = tl.load(w_ptrs, mask=n_ok[:, None] & (rk < K)[None, :], other=0.0)
+        if NORM:  # HF's RMSNorm of the input row (after the residual add): its scale first
+            squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                k_ok = (k0 + rk) < K
+                xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
+                if HAS_DELTA:  # the residual add, rounded to the model's dtype as in eager
+                    xk = xk.to(tl.float32) + tl.load(d_ptr + k0 + rk, mask=k_ok, other=0.0).to(tl.float32)
+                    xk = xk.to(dtype)
+                    if pid == 0:  # the sum, written once
+                        tl.store(xs_ptr + k0 + rk, xk, mask=k_ok)
+                xf = xk.to(tl.float32)
+                squares += xf * xf
+            rstd = 1.0 / tl.sqrt(tl.sum(squares, axis=0) / K + eps)
         acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
-            x = tl.load(x_ptr + k0 + rk, mask=(k0 + rk) < K, other=0.0)
+            k_ok = (k0 + rk) < K
+            xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
+            if HAS_DELTA:
+                xk = xk.to(tl.float32) + tl.load(d_ptr + k0 + rk, mask=k_ok, other=0.0).to(tl.float32)
+                xk = xk.to(dtype)
+            if NORM:  # weight * (x * rstd).to(dtype): each product rounded as eager rounds it
+                ln = tl.load(ln_ptr + k0 + rk, mask=k_ok, other=0.0).to(tl.float32)
+                xk = (xk.to(tl.float32) * rstd).to(dtype)
+                xk = (ln * xk.to(tl.float32)).to(dtype)
             w_next = tl.load(w_ptrs + BLOCK_K, mask=n_ok[:, None] & ((k0 + BLOCK_K + rk) < K)[None, :], other=0.0)
-            acc += tl.sum(w.to(tl.float32) * x.to(tl.float32)[None, :], axis=1)
+            acc += tl.sum(w.to(tl.float32) * xk.to(tl.float32)[None, :], axis=1)
             w = w_next
             w_ptrs += BLOCK_K
         if HAS_BIAS:
             acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
-        tl.store(y_ptr + rn, acc.to(y_ptr.dtype.element_ty), mask=n_ok)
+        y = acc.to(dtype)
+        if RESIDUAL:  # the residual add after the projection, in the model's dtype
+            y = y.to(tl.float32) + tl.load(r_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
+            y = y.to(dtype)
+        tl.store(y_ptr + rn, y, mask=n_ok)
 
     return gemv_kernel
 
 
 def interpreted() -> bool:
-    """Triton's CPU interpreter is on (``TRITON_INTERPRET=1``): how the tests run the kernel."""
+    """Triton's CPU interpreter is on (``TRITON_INTERPRET=1`` before triton was imported)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# Tests: run the kernel on CPU tensors through the interpreter. Off, CPU steps are F.linear even
+# where the interpreter is on (it would be far slower, and no CPU run should depend on it).
+CPU_INTERPRETER = [False]
 
 
 def kernel_applies(x: torch.Tensor, w: torch.Tensor) -> bool:
     """Whether :func:`linear` runs the kernel for these operands (else it is ``F.linear``)."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    return (_REGISTERED[0] and (x.is_cuda or interpreted()) and 1 <= rows <= MAX_ROWS and x.dtype == w.dtype
+    on_device = x.is_cuda or (CPU_INTERPRETER[0] and interpreted())
+    return (_REGISTERED[0] and on_device and 1 <= rows <= MAX_ROWS and x.dtype == w.dtype
             and x.dtype in (torch.bfloat16, torch.float16) and w.dim() == 2 and w.stride(-1) == 1)
 
 
 def launch(x1: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y1: torch.Tensor,
-           config: GemvConfig | None = None) -> None:
-    """``y1 = w @ x1 (+ b)`` for the contiguous vectors ``x1`` ``[K]`` and ``y1`` ``[N]``."""
+           config: GemvConfig | None = None, *, delta: torch.Tensor | None = None, norm: torch.Tensor | None = None,
+           eps: float = 0.0, residual: torch.Tensor | None = None, x_sum: torch.Tensor | None = None) -> None:
+    """``y1 = w @ x1 (+ b)`` for the contiguous vectors ``x1`` ``[K]`` and ``y1`` ``[N]``.
+
+    Optionally with the operations around a projection in a decoder layer, in eager's order and
+    rounding: ``x1 + delta`` first (written to ``x_sum``), then HF's RMSNorm with weight ``norm``
+    and ``eps``; after the projection, ``+ residual`` (``[N]``).
+    """
     n, k = w.shape
+    if delta is not None and (norm is None or x_sum is None):
+        raise ValueError("gemv.launch: delta is added before a norm and its sum written to x_sum")
+    for name, t, size in (("x", x1, k), ("y", y1, n), ("bias", b, n), ("delta", delta, k), ("norm", norm, k),
+                          ("residual", residual, n), ("x_sum", x_sum, k)):
+        if t is not None and t.numel() != size:  # the kernel would read or write past it
+            raise ValueError(f"gemv.launch: {name} has {t.numel()} elements, the matrix [{n}, {k}] needs {size}")
     cfg = config or default_config(n, k)
     _kernel()[((n + cfg.block_n - 1) // cfg.block_n,)](
-        x1, w, b if b is not None else w, y1, n, k, w.stride(0),
-        HAS_BIAS=b is not None, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+        x1, _or(delta, x1), _or(norm, x1), _or(residual, y1), w, _or(b, w), y1, _or(x_sum, x1), n, k, w.stride(0),
+        float(eps), HAS_BIAS=b is not None, HAS_DELTA=delta is not None, NORM=norm is not None,
+        RESIDUAL=residual is not None, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
 
-def _linear_impl(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    if not kernel_applies(x, w):
-        return F.linear(x, w, b)
+def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
+    """A pointer argument the kernel does not read when ``t`` is None (its flag is off)."""
+    return placeholder if t is None else t
+
+
+def _gemv_impl(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, delta: torch.Tensor | None,
+               norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     x1 = x.reshape(-1).contiguous()
     y1 = torch.empty(w.shape[0], dtype=x.dtype, device=x.device)
-    launch(x1, w, b, y1)
-    return y1.reshape(*x.shape[:-1], w.shape[0])
+    x_sum = torch.empty_like(x1) if delta is not None else None
+    launch(x1, w, b, y1, delta=None if delta is None else delta.reshape(-1).contiguous(), norm=norm, eps=eps,
+           residual=None if residual is None else residual.reshape(-1).contiguous(), x_sum=x_sum)
+    return y1.reshape(*x.shape[:-1], w.shape[0]), x1.new_empty(0) if x_sum is None else x_sum.view(x.shape)
 
 
 _REGISTERED = [False]  # a plain flag, not a cached call: kernel_applies runs while dynamo traces
 
 
 def register() -> bool:
-    """Define the op ``torch.ops.hsd_bench.skinny_linear`` (once, before anything is compiled:
+    """Define the op ``torch.ops.hsd_bench.gemv`` (once, before anything is compiled:
     dynamo does not trace the definition). ``torch.compile`` keeps it as one opaque call in the
     compiled step -- it is a whole matrix's work, nothing around it would fuse into it -- and the
     step's CUDA graph captures its launch like any other kernel. Returns whether the kernel is
@@ -150,13 +216,15 @@ def register() -> bool:
     if _REGISTERED[0] or not triton_available():
         return _REGISTERED[0]
 
-    @torch.library.custom_op("hsd_bench::skinny_linear", mutates_args=())
-    def skinny_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        return _linear_impl(x, w, b)
+    @torch.library.custom_op("hsd_bench::gemv", mutates_args=())
+    def gemv_op(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, delta: torch.Tensor | None,
+                norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return _gemv_impl(x, w, b, delta, norm, eps, residual)
 
-    @skinny_linear.register_fake
-    def _(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        return x.new_empty((*x.shape[:-1], w.shape[0]))
+    @gemv_op.register_fake
+    def _(x, w, b, delta, norm, eps, residual):
+        return x.new_empty((*x.shape[:-1], w.shape[0])), x.new_empty(x.shape if delta is not None else (0,))
 
     _REGISTERED[0] = True
     return True
@@ -167,4 +235,19 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     after :func:`register`, which ``NativeLlama(matmul="gemv")`` calls)."""
     if not kernel_applies(x, w):
         return F.linear(x, w, b)
-    return torch.ops.hsd_bench.skinny_linear(x, w, b)
+    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, None)[0]
+
+
+def add_norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm: torch.Tensor, eps: float, w: torch.Tensor,
+                    b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(linear(rms_norm(x + delta)), x + delta)`` in one kernel (``delta=None``: no add, and the
+    second value is ``x``): the norm that opens a decoder layer's attention or MLP block, and the
+    residual sum it reads, without a kernel of their own. Only where :func:`kernel_applies`."""
+    y, x_sum = torch.ops.hsd_bench.gemv(x, w, b, delta, norm, eps, None)
+    return y, (x if delta is None else x_sum)
+
+
+def linear_add(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
+    """``residual + linear(x, w, b)`` in one kernel (the attention block's output projection and
+    the residual add after it). Only where :func:`kernel_applies`."""
+    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, residual)[0]

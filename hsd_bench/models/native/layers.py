@@ -117,12 +117,17 @@ def layer_forward(
     (``"cublas"``) or the one-pass GEMV kernel (``"gemv"``, :mod:`.gemv`).
     """
     linear = gemv.linear if matmul == "gemv" else F.linear
+    # One-row steps on the GEMV kernel also take the norms and residual adds into it
+    # (gemv.add_norm_linear, gemv.linear_add): no kernels of their own for them.
+    fused = matmul == "gemv" and gemv.kernel_applies(x, w.wqkv) and x.shape[-1] <= gemv.FUSE_MAX_HIDDEN
     heads, kv_heads, hd, eps = dims
     b, t = x.shape[0], x.shape[1]
     kv_len = mask.shape[-1]
-    x = x + delta
-    h = rms_norm(x, w.ln_attn, eps)
-    qkv = linear(h, w.wqkv, w.bqkv)
+    if fused:
+        qkv, x = gemv.add_norm_linear(x, delta, w.ln_attn, eps, w.wqkv, w.bqkv)
+    else:
+        x = x + delta
+        qkv = linear(rms_norm(x, w.ln_attn, eps), w.wqkv, w.bqkv)
     q, k, v = qkv.split([heads * hd, kv_heads * hd, kv_heads * hd], dim=-1)
     q = q.view(b, t, heads, hd)
     k = k.view(b, t, kv_heads, hd)
@@ -154,10 +159,13 @@ def layer_forward(
     qg = q.reshape(b, kv_heads, groups * t, hd)
     o = attention(qg, keys, values, mask, hd**-0.5, attn_impl)
     o = o.reshape(b, heads, t, hd).transpose(1, 2).reshape(b, t, heads * hd)
-    x = x + linear(o, w.wo, w.bo)
-
-    h = rms_norm(x, w.ln_mlp, eps)
-    gate, up = linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
+    if fused:
+        x = gemv.linear_add(o, w.wo, w.bo, x)
+        gate_up = gemv.add_norm_linear(x, None, w.ln_mlp, eps, w.w_gate_up, w.b_gate_up)[0]
+    else:
+        x = x + linear(o, w.wo, w.bo)
+        gate_up = linear(rms_norm(x, w.ln_mlp, eps), w.w_gate_up, w.b_gate_up)
+    gate, up = gate_up.chunk(2, dim=-1)
     return x, linear(F.silu(gate) * up, w.w_down, w.b_down)
 
 

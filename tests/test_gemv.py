@@ -1,0 +1,173 @@
+"""The one-row GEMV kernel (``models/native/gemv.py``) computes what eager PyTorch computes.
+
+The kernel runs here exactly as the GPU runs it, through Triton's CPU interpreter
+(``TRITON_INTERPRET=1``, set by conftest.py before triton is imported): same program, same masks and tails, same fused norm and
+residual adds. The interpreter truncates where the GPU rounds to nearest-even when it
+casts float32 to bfloat16, so results are compared within a couple of bfloat16 ulps
+(a wrong offset, mask, bias or norm is off by far more); the GPU's own check of the
+same forms against eager is ``scripts/bench_gemv.py`` (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hsd_bench.models.native import from_hf_model, gemv
+from hsd_bench.models.native.layers import rms_norm
+
+if os.environ.get("HSD_REQUIRE_TRITON") == "1":  # .ci/run: the dev install has Triton; never skip there
+    import triton  # noqa: F401
+else:
+    pytest.importorskip("triton", reason="the GEMV kernel is a Triton kernel (dev extra, Linux)")
+
+BF16 = torch.bfloat16
+SMALL_TILES = gemv.GemvConfig(block_n=8, block_k=64)  # few interpreted programs per call
+
+
+@pytest.fixture(autouse=True)
+def interpreted(monkeypatch):
+    assert gemv.interpreted(), "conftest.py turns Triton's interpreter on before triton is imported"
+    monkeypatch.setattr(gemv, "CPU_INTERPRETER", [True])
+    assert gemv.register()
+
+
+def close_in_bf16(got: torch.Tensor, ref: torch.Tensor, ulps: float = 2.0) -> None:
+    """``got`` within ``ulps`` bfloat16 spacings of ``ref``'s largest value: each path rounds its
+    operands on its own (the truncating interpreter one spacing further per cast), and a small
+    result of large operands keeps their rounding."""
+    got, ref = got.float(), ref.float()
+    err, tol = (got - ref).abs().max(), ulps * ref.abs().max() * 2.0**-7
+    assert err <= tol, f"max error {err:.4g} > {tol:.4g} ({ulps} bf16 spacings of |ref| max {ref.abs().max():.4g})"
+
+
+def randn(*shape, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(BF16)
+
+
+@pytest.mark.parametrize("n, k", [(40, 128), (37, 100), (8, 300)], ids=["even", "ragged", "long_k"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_projection_matches_eager(n, k, bias):
+    """Every tile shape -- those that divide N and K and those that leave tails -- gives eager's result."""
+    x, w = randn(k, seed=1), randn(n, k, seed=2) * k**-0.5
+    b = randn(n, seed=3) if bias else None
+    ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+    for cfg in (SMALL_TILES, gemv.GemvConfig(block_n=1, block_k=32), gemv.GemvConfig(block_n=16, block_k=256)):
+        y = torch.full((n,), float("nan"), dtype=BF16)
+        gemv.launch(x, w, b, y, cfg)
+        close_in_bf16(y, ref)
+
+
+def test_add_norm_linear_is_the_layer_opening(monkeypatch):
+    """``x + delta`` (written out), HF's RMSNorm with its weight, then the projection and bias."""
+    monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
+    k, n = 96, 24
+    x, delta, w = randn(1, 1, k, seed=4), randn(1, 1, k, seed=5), randn(n, k, seed=6) * k**-0.5
+    norm, b = 1 + 0.3 * randn(k, seed=7), randn(n, seed=8)
+    y, x_sum = gemv.add_norm_linear(x, delta, norm, 1e-5, w, b)
+    ref_sum = x + delta
+    close_in_bf16(x_sum, ref_sum, ulps=1)
+    assert x_sum.shape == x.shape and y.shape == (1, 1, n)
+    close_in_bf16(y, F.linear(rms_norm(ref_sum, norm, 1e-5), w, b))
+    # without delta: the norm of x itself, and x handed back as the residual stream
+    y2, same = gemv.add_norm_linear(ref_sum, None, norm, 1e-5, w, None)
+    assert same is ref_sum
+    close_in_bf16(y2, F.linear(rms_norm(ref_sum, norm, 1e-5), w))
+
+
+def test_linear_add_is_the_residual_after_a_projection(monkeypatch):
+    monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
+    k, n = 64, 72
+    x, w, residual = randn(1, 1, k, seed=9), randn(n, k, seed=10) * k**-0.5, randn(1, 1, n, seed=11)
+    close_in_bf16(gemv.linear_add(x, w, None, residual), residual + F.linear(x, w))
+
+
+def test_operands_that_do_not_fit_are_refused():
+    w = randn(16, 32, seed=20)
+    with pytest.raises(ValueError, match=r"x has 31 elements, the matrix \[16, 32\] needs 32"):
+        gemv.launch(randn(31, seed=21), w, None, torch.empty(16, dtype=BF16))
+    with pytest.raises(ValueError, match=r"residual has 15 elements, the matrix \[16, 32\] needs 16"):
+        gemv.launch(randn(32, seed=21), w, None, torch.empty(16, dtype=BF16), residual=randn(15, seed=22))
+
+
+def test_only_one_row_half_precision_steps_take_the_kernel(monkeypatch):
+    """More rows, float32 (whose products the kernel would round differently from cuBLAS), or a
+    CPU tensor without the interpreter: ``linear`` is ``F.linear`` itself, bit for bit."""
+    w = randn(16, 32, seed=12)
+    assert gemv.kernel_applies(randn(1, 1, 32, seed=13), w)
+    for x, weight in ((randn(1, 2, 32, seed=14), w), (torch.randn(1, 1, 32), w.float())):
+        assert not gemv.kernel_applies(x, weight)
+        assert torch.equal(gemv.linear(x, weight), F.linear(x, weight))
+    monkeypatch.setattr(gemv, "CPU_INTERPRETER", [False])
+    assert not gemv.kernel_applies(randn(1, 1, 32, seed=13), w)
+
+
+def test_the_op_traces_for_torch_compile(monkeypatch):
+    """``torch.compile(fullgraph=True)`` keeps the op as one call (its fake implementation gives the
+    shapes): compiled and eager calls of a layer's fused forms give the same bits."""
+    monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
+    k, n = 64, 40
+    x, delta, w = randn(1, 1, k, seed=15), randn(1, 1, k, seed=16), randn(n, k, seed=17) * k**-0.5
+    norm, w_out = 1 + 0.3 * randn(k, seed=18), randn(k, n, seed=19) * n**-0.5
+
+    def block(x, delta):
+        y, x_sum = gemv.add_norm_linear(x, delta, norm, 1e-5, w, None)
+        return gemv.linear_add(y, w_out, None, x_sum), x_sum
+
+    eager = block(x, delta)
+    compiled = torch.compile(block, backend="aot_eager", fullgraph=True)(x, delta)
+    assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
+
+
+def tiny_model(model_type: str, **extra):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(model_type, vocab_size=96, hidden_size=64, intermediate_size=96,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  max_position_embeddings=128, tie_word_embeddings=False, **extra)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 2.0 / p.shape[-1] ** 0.5)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+            else:  # norm weights
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+    return model.to(BF16)
+
+
+@pytest.mark.parametrize("model_type, extra", [("llama", {}), ("qwen2", {"use_sliding_window": False}),
+                                               ("qwen3", {"head_dim": 16})], ids=["llama", "qwen2_bias", "qwen3"])
+def test_native_steps_on_the_kernel_match_cublas(monkeypatch, model_type, extra):
+    """A bfloat16 native model with ``matmul="gemv"`` against the same model with ``"cublas"``:
+    one-row steps (the fused kernel: q/k/v bias, q/k norms, residual stream across layers and
+    ranges) agree within bfloat16 rounding; steps of more rows run ``F.linear`` and agree exactly."""
+    monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
+    hf = tiny_model(model_type, **extra)
+    models = {kind: from_hf_model(hf, max_context=32, fixed_shapes=True, max_graph_tokens=4, matmul=kind)
+              for kind in ("cublas", "gemv")}
+    assert {k: m.matmul_kernel() for k, m in models.items()} == {"cublas": "cublas", "gemv": "gemv"}
+    ids = torch.tensor([3, 17, 42, 5, 60, 8])
+    out = {}
+    for kind, m in models.items():
+        h = m.run_layers(m.embed(ids[:4]), 0, 2, 0)  # 4 rows: F.linear in both
+        one = m.run_layers(m.embed(ids[4:5]), 0, 1, 4)  # one row, split across two ranges
+        one = m.run_layers(one, 1, 2, 4)
+        last = m.run_layers(m.embed(ids[5:6]), 0, 2, 5)
+        out[kind] = (h, one, last)
+    assert torch.equal(out["gemv"][0], out["cublas"][0])
+    for got, ref in zip(out["gemv"][1:], out["cublas"][1:]):
+        close_in_bf16(got, ref, ulps=8)  # two layers of bfloat16 roundings, each path its own
+    assert not torch.equal(out["gemv"][1], out["cublas"][1]), "the one-row steps did not run the kernel"
+
+
+def test_matmul_option_is_checked():
+    hf = tiny_model("llama")
+    with pytest.raises(ValueError, match=r"matmul='cutlass' must be one of cublas, gemv"):
+        from_hf_model(hf, max_context=32, matmul="cutlass")
+    assert from_hf_model(hf.float(), max_context=32, fixed_shapes=True).matmul_kernel() == "cublas"  # float32
