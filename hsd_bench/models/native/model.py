@@ -144,9 +144,10 @@ class NativeLlama(RaggedSteps):
         # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
         self.attention = attention
         # Projection kernel of the fixed-shape steps: "gemv", the one-pass Triton GEMV for one-row
-        # steps (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured
-        # 1.09x cuBLAS on the Llama-1B shape's AR loop and 1.06x on the 8B's (H200); or "cublas"
-        # (F.linear). Long eager steps (prefill) always use F.linear.
+        # steps, the norms and residual adds fused in on rows up to gemv.FUSE_MAX_HIDDEN wide
+        # (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured 1.116x
+        # cuBLAS on the Llama-1B shape's AR loop and 1.068x on the 8B's (H200, docs/performance.md
+        # "Eleventh run"); or "cublas" (F.linear). Long eager steps (prefill) always use F.linear.
         self.matmul = matmul
         if matmul == "gemv":
             gemv.register()
