@@ -128,31 +128,6 @@ def bench_matrix(n: int, k: int, args, copy_bw: float) -> dict:
     return out
 
 
-def check_fused(n: int, k: int) -> dict:
-    """The kernel's norm-and-residual forms against eager's operations, at a model's shapes: the
-    residual sum equal, the projections within their bfloat16 rounding (relative to the largest)."""
-    from hsd_bench.models.native.layers import rms_norm
-
-    gemv.register()
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    x, delta = (torch.randn(1, 1, k, device=dev, dtype=torch.bfloat16) for _ in range(2))
-    ln = 1 + 0.1 * torch.randn(k, device=dev, dtype=torch.bfloat16)
-    w = torch.randn(n, k, device=dev, dtype=torch.bfloat16) * k**-0.5
-    residual = torch.randn(1, 1, n, device=dev, dtype=torch.bfloat16)
-    y, x_sum = gemv.add_norm_linear(x, delta, ln, 1e-5, w, None)
-    ref_sum = x + delta
-    ref = torch.nn.functional.linear(rms_norm(ref_sum, ln, 1e-5), w)
-    y_add = gemv.linear_add(x, w, None, residual)
-    ref_add = residual + torch.nn.functional.linear(x, w)
-
-    def rel(a, b):
-        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
-
-    return {"n": n, "k": k, "residual_sum_equal": bool(torch.equal(x_sum, ref_sum)),
-            "add_norm_linear_rel_err": rel(y, ref), "linear_add_rel_err": rel(y_add, ref_add)}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="llama-1b", help=f"comma-separated, of {sorted(SHAPES)}")
@@ -178,7 +153,7 @@ def main(argv=None) -> int:
           f"{'gemv us':>9} {'BW':>5} | best gemv", flush=True)
     for shape in args.shapes.split(","):
         qkv = projections(shape)["qkv"]
-        doc.setdefault("fused_checks", {})[shape] = check = check_fused(*qkv)
+        doc.setdefault("fused_checks", {})[shape] = check = gemv.check_against_eager(*qkv, torch.device("cuda"))
         print(f"{shape} fused forms at q/k/v: {check}", flush=True)
         for name, (n, k) in projections(shape).items():
             res = bench_matrix(n, k, args, copy_bw)

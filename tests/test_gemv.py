@@ -171,3 +171,12 @@ def test_matmul_option_is_checked():
     with pytest.raises(ValueError, match=r"matmul='cutlass' must be one of cublas, gemv"):
         from_hf_model(hf, max_context=32, matmul="cutlass")
     assert from_hf_model(hf.float(), max_context=32, fixed_shapes=True).matmul_kernel() == "cublas"  # float32
+
+
+def test_the_device_check_a_gpu_run_makes():
+    """``check_against_eager`` (what ``bench_gpu.py --parts smoke`` runs on the GPU) on the interpreter:
+    the same forms within one bfloat16 spacing (its bit-equal residual sum is the GPU's to show:
+    the interpreter truncates)."""
+    check = gemv.check_against_eager(24, 64, torch.device("cpu"))
+    assert (check["n"], check["k"]) == (24, 64)
+    assert check["add_norm_linear_rel_err"] <= 2.0**-7 and check["linear_add_rel_err"] <= 2.0**-7

@@ -251,3 +251,34 @@ def linear_add(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, residua
     """``residual + linear(x, w, b)`` in one kernel (the attention block's output projection and
     the residual add after it). Only where :func:`kernel_applies`."""
     return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, residual)[0]
+
+
+def check_against_eager(n: int, k: int, device: torch.device, seed: int = 0) -> dict:
+    """The kernel's fused forms on ``device`` against eager's operations at an ``[n, k]`` matrix
+    (bfloat16): the residual sum must be equal bit for bit and each projection within one bfloat16
+    spacing of its largest value (``passed``). What a GPU run checks before timing the kernel
+    (``bench_gpu.py --parts smoke``, ``scripts/bench_gemv.py``); the CPU tests run the same forms
+    through Triton's interpreter."""
+    from hsd_bench.models.native.layers import rms_norm  # layers imports this module
+
+    if not register():
+        return {"passed": False, "error": "Triton does not import here"}
+    g = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, device=device).to(torch.bfloat16)
+
+    x, delta, residual = randn(1, 1, k), randn(1, 1, k), randn(1, 1, n)
+    norm, w = 1 + 0.1 * randn(k), randn(n, k) * k**-0.5
+    y, x_sum = add_norm_linear(x, delta, norm, 1e-5, w, None)
+    y_add = linear_add(x, w, None, residual)
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+    out = {"n": n, "k": k, "residual_sum_equal": bool(torch.equal(x_sum, x + delta)),
+           "add_norm_linear_rel_err": rel(y, F.linear(rms_norm(x + delta, norm, 1e-5), w)),
+           "linear_add_rel_err": rel(y_add, residual + F.linear(x, w))}
+    out["passed"] = (out["residual_sum_equal"] and out["add_norm_linear_rel_err"] <= 2.0**-7
+                     and out["linear_add_rel_err"] <= 2.0**-7)
+    return out
