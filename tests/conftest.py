@@ -13,7 +13,7 @@ import os
 # The Hub is unreachable here: fail fast instead of waiting on network timeouts.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Triton's CPU interpreter, decided when triton is first imported: how test_gemv.py runs the GEMV
-# kernel without a GPU. Nothing else dispatches to it on CPU (gemv.CPU_INTERPRETER is off).
+# kernel without a GPU. Nothing else imports triton or dispatches to it on CPU (gemv.CPU_INTERPRETER).
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest

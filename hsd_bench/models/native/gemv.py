@@ -42,11 +42,26 @@ class GemvConfig(NamedTuple):
     num_stages: int = 3
 
 
-@functools.lru_cache(maxsize=None)
+def interpreted() -> bool:
+    """Triton's CPU interpreter is on (``TRITON_INTERPRET=1`` before triton was imported)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# Tests: run the kernel on CPU tensors through the interpreter. Off, CPU steps are F.linear even
+# where the interpreter is on (it would be far slower, and no CPU run should depend on it).
+CPU_INTERPRETER = [False]
+
+
 def triton_available() -> bool:
-    """Triton imports, where a kernel could run (CUDA, or the CPU interpreter)."""
-    if not (torch.cuda.is_available() or interpreted()):
+    """Triton imports, where a kernel could run: CUDA, or the CPU interpreter a test asked for
+    (:data:`CPU_INTERPRETER`). Elsewhere triton is not even imported (a CPU run pays nothing)."""
+    if not (torch.cuda.is_available() or (CPU_INTERPRETER[0] and interpreted())):
         return False
+    return _triton_imports()
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_imports() -> bool:
     try:
         import triton  # noqa: F401
         import triton.language  # noqa: F401
@@ -143,16 +158,6 @@ def _kernel():
         tl.store(y_ptr + rn, y, mask=n_ok)
 
     return gemv_kernel
-
-
-def interpreted() -> bool:
-    """Triton's CPU interpreter is on (``TRITON_INTERPRET=1`` before triton was imported)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-# Tests: run the kernel on CPU tensors through the interpreter. Off, CPU steps are F.linear even
-# where the interpreter is on (it would be far slower, and no CPU run should depend on it).
-CPU_INTERPRETER = [False]
 
 
 def kernel_applies(x: torch.Tensor, w: torch.Tensor) -> bool:
