@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsd_bench.bench.models import SHAPES  # noqa: E402
-from hsd_bench.bench.timing import copy_bandwidth, median  # noqa: E402
+from hsd_bench.bench.timing import copy_bandwidth, device_times, median  # noqa: E402
 from hsd_bench.models.native import gemv  # noqa: E402
 
 STREAMED_BYTES = 512 << 20  # copies of a matrix per graph: > 8x an H100/H200 L2 cache
@@ -60,14 +60,7 @@ def time_graph(fn, copies: int, calls: int, reps: int) -> dict:
             fn(c % copies)
     graph.replay()
     torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / calls)
+    times = [t * 1e6 / calls for t in device_times(graph.replay, reps)]
     del graph
     return {"us": median(times), "us_min": min(times), "us_max": max(times)}
 

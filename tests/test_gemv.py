@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from hsd_bench.models.native import from_hf_model, gemv
 from hsd_bench.models.native.layers import rms_norm
+from test_native_backend import make_hf_model
 
 if os.environ.get("HSD_REQUIRE_TRITON") == "1":  # .ci/run: the dev install has Triton; never skip there
     import triton  # noqa: F401
@@ -122,33 +123,18 @@ def test_the_op_traces_for_torch_compile(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
 
 
-def tiny_model(model_type: str, **extra):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.for_model(model_type, vocab_size=96, hidden_size=64, intermediate_size=96,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                  max_position_embeddings=128, tie_word_embeddings=False, **extra)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 2.0 / p.shape[-1] ** 0.5)
-            elif name.endswith("bias"):
-                p.normal_(0.0, 0.5)
-            else:  # norm weights
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-    return model.to(BF16)
+def tiny_model(arch: str):
+    """test_native_backend's randomised fixture model (biases and norm weights too), two layers, bf16."""
+    return make_hf_model(arch, num_layers=2).to(BF16)
 
 
-@pytest.mark.parametrize("model_type, extra", [("llama", {}), ("qwen2", {"use_sliding_window": False}),
-                                               ("qwen3", {"head_dim": 16})], ids=["llama", "qwen2_bias", "qwen3"])
-def test_native_steps_on_the_kernel_match_cublas(monkeypatch, model_type, extra):
+@pytest.mark.parametrize("arch", ["llama_gqa", "qwen2_bias", "qwen3_qknorm"])
+def test_native_steps_on_the_kernel_match_cublas(monkeypatch, arch):
     """A bfloat16 native model with ``matmul="gemv"`` against the same model with ``"cublas"``:
     one-row steps (the fused kernel: q/k/v bias, q/k norms, residual stream across layers and
     ranges) agree within bfloat16 rounding; steps of more rows run ``F.linear`` and agree exactly."""
     monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
-    hf = tiny_model(model_type, **extra)
+    hf = tiny_model(arch)
     models = {kind: from_hf_model(hf, max_context=32, fixed_shapes=True, max_graph_tokens=4, matmul=kind)
               for kind in ("cublas", "gemv")}
     assert {k: m.matmul_kernel() for k, m in models.items()} == {"cublas": "cublas", "gemv": "gemv"}
@@ -167,7 +153,7 @@ def test_native_steps_on_the_kernel_match_cublas(monkeypatch, model_type, extra)
 
 
 def test_matmul_option_is_checked():
-    hf = tiny_model("llama")
+    hf = tiny_model("llama_gqa")
     with pytest.raises(ValueError, match=r"matmul='cutlass' must be one of cublas, gemv"):
         from_hf_model(hf, max_context=32, matmul="cutlass")
     assert from_hf_model(hf.float(), max_context=32, fixed_shapes=True).matmul_kernel() == "cublas"  # float32

@@ -28,6 +28,20 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def device_times(fn: Callable[[], object], reps: int) -> list[float]:
+    """Seconds each of ``reps`` calls of ``fn`` kept the current CUDA stream busy: events recorded
+    around each call, read once it has finished (the device's time, not the host's)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return times
+
+
 def copy_bandwidth(device, nbytes: int = 1 << 30, reps: int = 20) -> float:
     """Device-to-device copy bandwidth in bytes/s, counting bytes read plus written.
 
@@ -38,14 +52,7 @@ def copy_bandwidth(device, nbytes: int = 1 << 30, reps: int = 20) -> float:
     dst = torch.empty_like(src)
     for _ in range(3):
         dst.copy_(src)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        dst.copy_(src)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
+    times = device_times(lambda: dst.copy_(src), reps)
     if not torch.equal(dst[:4096], src[:4096]):
         raise RuntimeError("copy bandwidth probe: destination does not match source")
     del src, dst
@@ -61,13 +68,6 @@ def matmul_flops(device, n: int = 8192, dtype=torch.bfloat16, reps: int = 10) ->
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        a @ b
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
+    times = device_times(lambda: a @ b, reps)
     del a, b
     return 2 * n**3 / median(times)
