@@ -62,7 +62,7 @@ def from_hf_model(
     fixed_shapes: bool | None = None,
     max_graph_tokens: int = 16,
     min_kv_bucket: int = 128,
-    attention: str = "math",
+    attention: str = "triton",
     prefill: str = "auto",
     matmul: str = "gemv",
 ) -> NativeLlama:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import top_probability
-from hsd_bench.models.native import gemv
+from hsd_bench.models.native import decode_attention, gemv
 
 
 class LayerWeights(NamedTuple):
@@ -77,7 +77,8 @@ def step_inputs(
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float, impl: str):
     """``softmax(q k^T * scale + mask) v``; ``impl`` = ``sdpa`` (PyTorch's fused
-    kernels) or ``math`` (plain ops that ``torch.compile`` can fuse itself)."""
+    kernels) or ``math`` (plain ops that ``torch.compile`` can fuse itself; also what
+    ``triton`` runs where its one-row kernel does not apply)."""
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale + mask.float()
@@ -98,6 +99,7 @@ def layer_forward(
     attn_impl: str = "sdpa",
     rows: torch.Tensor | None = None,
     matmul: str = "cublas",
+    window: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoder layer on ``x + delta`` ``[b, T, D]``, sequence ``i`` at positions ``pos[i]``
     (``pos``: ``[b, T]``); returns the layer's output as ``(x, delta)``, its sum not yet taken.
@@ -114,7 +116,9 @@ def layer_forward(
     ``rows[i]`` (``rows=None``: row ``i``) of the static caches
     ``[R, KV, S, hd]`` and attends over that row's slots ``[0, kv_len)``,
     ``kv_len = mask.shape[-1]``. ``matmul``: the projections through ``F.linear``
-    (``"cublas"``) or the one-pass GEMV kernel (``"gemv"``, :mod:`.gemv`).
+    (``"cublas"``) or the one-pass GEMV kernel (``"gemv"``, :mod:`.gemv`). ``attn_impl="triton"``:
+    a one-row step's RoPE, cache write and attention as one kernel (:mod:`.decode_attention`),
+    which needs the layer's sliding ``window`` (0: none; the mask carries it otherwise).
     """
     linear = gemv.linear if matmul == "gemv" else F.linear
     # One-row steps on the GEMV kernel also take the norms and residual adds into it
@@ -134,6 +138,9 @@ def layer_forward(
     if w.q_norm is not None:
         q = rms_norm(q, w.q_norm, eps)
         k = rms_norm(k, w.k_norm, eps)
+    if attn_impl == "triton" and decode_attention.kernel_applies(q, k_cache, rows):
+        o = decode_attention.attend(q, k, v, cos, sin, pos, k_cache, v_cache, hd**-0.5, kv_len, window)
+        return _mlp_block(o, x, w, eps, fused, linear)
     q = q.transpose(1, 2)
     k = k.transpose(1, 2)
     v = v.view(b, t, kv_heads, hd).transpose(1, 2)
@@ -159,6 +166,13 @@ def layer_forward(
     qg = q.reshape(b, kv_heads, groups * t, hd)
     o = attention(qg, keys, values, mask, hd**-0.5, attn_impl)
     o = o.reshape(b, heads, t, hd).transpose(1, 2).reshape(b, t, heads * hd)
+    return _mlp_block(o, x, w, eps, fused, linear)
+
+
+def _mlp_block(o: torch.Tensor, x: torch.Tensor, w: LayerWeights, eps: float, fused: bool, linear
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer after attention: the output projection and residual add, the MLP block; its output
+    as ``(x, delta)`` (see :func:`layer_forward`)."""
     if fused:
         x = gemv.linear_add(o, w.wo, w.bo, x)
         gate_up = gemv.add_norm_linear(x, None, w.ln_mlp, eps, w.w_gate_up, w.b_gate_up)[0]
@@ -174,14 +188,35 @@ def head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor
     return F.linear(rms_norm(hidden, norm, eps), lm_head)[0].float()
 
 
+ARGMAX_CHUNKS = 64  # slices of a vocabulary row reduced in parallel by argmax_rows
+
+
+def argmax_rows(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=-1)`` of ``[T, V]`` (ties to the lowest id) in two reductions.
+
+    Why: compiled, one row's argmax is one program looping over the whole row (inductor
+    splits long sum/max reductions but not argmax), 29 µs for a 128k vocabulary on an H200 --
+    3 % of a Llama-1B step. Here each of :data:`ARGMAX_CHUNKS` slices of the row is reduced
+    by its own program, then the slices' maxima: the first slice holding the maximum, and its
+    first position of it, is the lowest id of the maximum, as ``argmax`` returns.
+    """
+    t, v = scores.shape
+    width = -(-v // ARGMAX_CHUNKS)
+    if width < 512:  # small vocabularies: one reduction is no slower
+        return scores.argmax(dim=-1)
+    padded = F.pad(scores, (0, ARGMAX_CHUNKS * width - v), value=float("-inf"))
+    top, where = padded.view(t, ARGMAX_CHUNKS, width).max(dim=-1)  # first maximum of each slice
+    best = top.argmax(dim=-1)  # first slice holding the row's maximum
+    return best * width + where.gather(-1, best[:, None])[:, 0]
+
+
 def greedy_head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
     """Final norm + LM head + argmax: ``[1, T, D] -> [T]`` token ids.
 
     The same float32 logits as :func:`head_forward` (so the same argmax, ties
-    to the lowest id), but compiled as one graph the ``[T, V]`` logits never
-    leave the kernel that reduces them.
+    to the lowest id), reduced without leaving the compiled graph.
     """
-    return head_forward(hidden, norm, lm_head, eps).argmax(dim=-1)
+    return argmax_rows(head_forward(hidden, norm, lm_head, eps))
 
 
 def greedy_head_confidence(
@@ -190,4 +225,4 @@ def greedy_head_confidence(
     """:func:`greedy_head_forward` plus each row's top probability (softmax at temperature 1),
     the confidence a draft_stop rule reads: ``[1, T, D] -> ([T] ids, [T] float32)``."""
     logits = head_forward(hidden, norm, lm_head, eps)
-    return logits.argmax(dim=-1), top_probability(logits, logits=True)
+    return argmax_rows(logits), top_probability(logits, logits=True)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import HostValue, stops_after, top_probability
-from hsd_bench.models.native import gemv
+from hsd_bench.models.native import decode_attention, gemv
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
@@ -71,6 +71,7 @@ def _no_grad(fn):
 
 PREFILL_MODES = ("auto", "eager", "chunked")
 MATMUL_KERNELS = ("cublas", "gemv")  # layers.layer_forward's matmul
+ATTENTION_KERNELS = ("sdpa", "math", "triton")  # layers.layer_forward's attn_impl of fixed-shape steps
 # prefill="auto"'s cost model, measured on an H200 in bf16 (scripts/bench_prefill.py,
 # docs/performance.md "Prefill"): an eager prefill costs about 0.6 ms of host time per layer
 # whatever the model's size (5.6 M to 8B parameters, prompts of 32-1024 positions); a chunk of
@@ -114,7 +115,7 @@ class NativeLlama(RaggedSteps):
         fixed_shapes: bool | None = None,
         max_graph_tokens: int = 16,
         min_kv_bucket: int = MIN_KV_BUCKET,
-        attention: str = "math",
+        attention: str = "triton",
         prefill: str = "auto",
         matmul: str = "gemv",
     ):
@@ -124,8 +125,8 @@ class NativeLlama(RaggedSteps):
             raise ValueError(f"max_context={max_context} must be >= 2")
         if max_graph_tokens < 1 or max_graph_tokens & (max_graph_tokens - 1):
             raise ValueError(f"max_graph_tokens={max_graph_tokens} must be a power of two >= 1")
-        if attention not in ("sdpa", "math"):
-            raise ValueError(f"attention={attention!r} must be 'sdpa' or 'math'")
+        if attention not in ATTENTION_KERNELS:
+            raise ValueError(f"attention={attention!r} must be one of {', '.join(ATTENTION_KERNELS)}")
         if matmul not in MATMUL_KERNELS:
             raise ValueError(f"matmul={matmul!r} must be one of {', '.join(MATMUL_KERNELS)}")
         if prefill not in PREFILL_MODES:
@@ -142,7 +143,11 @@ class NativeLlama(RaggedSteps):
         # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
         # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
         # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
+        # "triton": a one-row step's RoPE, cache write and attention as one kernel
+        # (decode_attention.py), "math" for steps of more rows and where the kernel does not apply.
         self.attention = attention
+        if attention == "triton" and decode_attention.register():
+            decode_attention.counters(embed.device)  # before any capture: replays read this buffer
         # Projection kernel of the fixed-shape steps: "gemv", the one-pass Triton GEMV for one-row
         # steps, the norms and residual adds fused in on rows up to gemv.FUSE_MAX_HIDDEN wide
         # (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured 1.116x
@@ -227,6 +232,16 @@ class NativeLlama(RaggedSteps):
         probe = torch.empty(1, 1, self.args.hidden_size, dtype=self.dtype, device=self.device)
         applies = self.fixed_shapes and gemv.kernel_applies(probe, self.layers[0].wqkv)
         return "gemv" if self.matmul == "gemv" and applies else "cublas"
+
+    def attention_kernel(self) -> str:
+        """What runs the attention of this model's one-row fixed-shape steps: ``triton`` where the
+        option asks for it and the kernel applies (CUDA, Triton, bfloat16/float16, one sequence),
+        else the ``math`` or ``sdpa`` attention of every other fixed-shape step."""
+        probe = torch.empty(1, 1, self.args.num_heads, self.args.head_dim, dtype=self.dtype, device=self.device)
+        applies = self.fixed_shapes and decode_attention.kernel_applies(probe, self.cache.k[0], None)
+        if self.attention == "triton":
+            return "triton" if applies else "math"
+        return self.attention
 
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
@@ -623,7 +638,7 @@ class NativeLlama(RaggedSteps):
             cos, sin, mask = shared[window]
             x, delta = layer_fn(
                 x, delta, pos, self.layers[layer], self.cache.k[layer], self.cache.v[layer], cos, sin, mask,
-                self.dims, attention, rows, matmul,
+                self.dims, attention, rows, matmul, window,
             )
         return x + delta
 
