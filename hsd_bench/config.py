@@ -25,6 +25,9 @@ class ModelConf:
     # native backend: the projections of one-row steps -- gemv (a one-pass Triton GEMV where
     # Triton and a half-precision dtype are there, cuBLAS otherwise) | cublas: docs/performance.md
     matmul: str = "gemv"
+    # native backend: the attention of fixed-shape steps -- triton (a one-row step's RoPE, cache
+    # write and attention as one Triton kernel where it applies, math otherwise) | math | sdpa
+    attention: str = "triton"
 
 
 @dataclass

@@ -104,6 +104,8 @@ def identity(cfg: dict) -> dict:
         ident["model"] = {k: v for k, v in ident["model"].items() if k != "prefill"}
     if ident["model"].get("matmul", "gemv") == "gemv":  # nor the default projection kernel
         ident["model"] = {k: v for k, v in ident["model"].items() if k != "matmul"}
+    if ident["model"].get("attention", "triton") == "triton":  # nor the default attention kernel
+        ident["model"] = {k: v for k, v in ident["model"].items() if k != "attention"}
     ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
 
@@ -271,6 +273,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "compile_s": compile_s,
             "prefill": prefill,
             "matmul": matmul_kernels(m for d in decoders.values() for m in d.models),
+            "attention": attention_kernels(m for d in decoders.values() for m in d.models),
             # measured around every kept timing of this process (measure.timed_generate): must be 0
             "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
             "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
@@ -391,6 +394,13 @@ def matmul_kernels(models) -> dict[str, str]:
     for the Triton kernel, which needs CUDA, Triton and a half-precision dtype -- the summary says
     what ran."""
     return {m.name: m.matmul_kernel() for m in {id(m): m for m in models}.values() if hasattr(m, "matmul_kernel")}
+
+
+def attention_kernels(models) -> dict[str, str]:
+    """Which attention each native model's one-row steps ran (``model.attention``): ``triton`` asks for
+    the one-kernel decode attention, which needs CUDA, Triton and a half-precision dtype."""
+    return {m.name: m.attention_kernel() for m in {id(m): m for m in models}.values()
+            if hasattr(m, "attention_kernel")}
 
 
 def prefill_modes(models) -> dict[str, dict]:

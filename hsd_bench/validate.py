@@ -17,7 +17,7 @@ from typing import Any
 from hsd_bench.measure import timing_repeats_for
 from hsd_bench.methods import TARGET, ar_chunk_for, method_views
 from hsd_bench.models.loading import BACKENDS, DTYPES, RANDOM_ARCHS, REPO_ROOT, resolve_local_path
-from hsd_bench.models.native.model import MATMUL_KERNELS, PREFILL_MODES
+from hsd_bench.models.native.model import ATTENTION_KERNELS, MATMUL_KERNELS, PREFILL_MODES
 from hsd_bench.sampling import DecodingConfig
 from hsd_bench.tasks.base import available_tasks
 from hsd_bench.wandb_logging import wandb_mode
@@ -141,6 +141,8 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
         raise ValueError(f"model.prefill={model.get('prefill')!r} is not one of {', '.join(PREFILL_MODES)}")
     if model.get("matmul", "gemv") not in MATMUL_KERNELS:
         raise ValueError(f"model.matmul={model.get('matmul')!r} is not one of {', '.join(MATMUL_KERNELS)}")
+    if model.get("attention", "triton") not in ATTENTION_KERNELS:
+        raise ValueError(f"model.attention={model.get('attention')!r} is not one of {', '.join(ATTENTION_KERNELS)}")
     check_device(model.get("device", "cpu"))
     if hardware:
         check_device_available(model.get("device", "cpu"))

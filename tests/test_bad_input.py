@@ -194,6 +194,7 @@ CASES = [
     ("backend", ["model.backend=onnx"], r"model\.backend='onnx' is not one of auto, hf, native"),
     ("prefill", ["model.prefill=graphs"], r"model\.prefill='graphs' is not one of auto, eager, chunked"),
     ("matmul", ["model.matmul=cutlass"], r"model\.matmul='cutlass' is not one of cublas, gemv"),
+    ("attention", ["model.attention=flash"], r"model\.attention='flash' is not one of sdpa, math, triton"),
     ("random_architecture", ["model.path=random:gpt2"], r"model\.path='random:gpt2'.*llama"),
     ("missing_local_model", ["model.path=checkpoints/nope"], r"model\.path='checkpoints/nope'"),
     ("model_path_is_a_file", ["model.path=README.md"], r"model\.path='README\.md' is a file"),

@@ -103,10 +103,10 @@ def test_run_config_names_the_prefill_and_the_summary_reports_it(tmp_path, monke
     assert list(summary["prefill"].values()) == [{"mode": "auto", "chunk_tokens": None, "chunk_limit": None}]
 
 
-def test_run_config_names_the_matmul_kernel_and_the_summary_reports_it(tmp_path, monkeypatch):
-    """``model.matmul``: the default names nothing in the run hash, ``cublas`` does; the summary says
-    which kernel each model's one-row steps ran (``cublas`` here: a float32 CPU model never runs
-    the Triton GEMV, whatever the option asks)."""
+def test_run_config_names_the_kernels_and_the_summary_reports_them(tmp_path, monkeypatch):
+    """``model.matmul`` and ``model.attention``: the defaults name nothing in the run hash, others do;
+    the summary says which kernels each model's one-row steps ran (``cublas`` and ``math`` here: a
+    float32 CPU model never runs the Triton kernels, whatever the options ask)."""
     cfg = tiny_job_config(tmp_path, monkeypatch, "max_new_tokens=4", "dataset.limit=1", "method=layerskip", "exit=2")
     assert cfg["model"]["matmul"] == "gemv"
     assert "matmul" not in runner.identity(cfg)["model"]
@@ -114,5 +114,12 @@ def test_run_config_names_the_matmul_kernel_and_the_summary_reports_it(tmp_path,
     assert runner.identity(cublas)["model"]["matmul"] == "cublas"
     with pytest.raises(ValueError, match=r"model.matmul='cutlass' is not one of cublas, gemv"):
         validate_run_config({**cfg, "model": {**cfg["model"], "matmul": "cutlass"}}, hardware=False)
+    assert cfg["model"]["attention"] == "triton"
+    assert "attention" not in runner.identity(cfg)["model"]
+    math = {**cfg, "model": {**cfg["model"], "attention": "math"}}
+    assert runner.identity(math)["model"]["attention"] == "math"
+    with pytest.raises(ValueError, match=r"model.attention='flash' is not one of sdpa, math, triton"):
+        validate_run_config({**cfg, "model": {**cfg["model"], "attention": "flash"}}, hardware=False)
     summary = runner.run_job(cfg, log=lambda *_: None).summary
     assert list(summary["matmul"].values()) == ["cublas"]
+    assert list(summary["attention"].values()) == ["math"]

@@ -50,6 +50,7 @@ class ModelSpec:
     max_context: int | None = None
     prefill: str = "auto"  # native backend only (NativeLlama's prefill)
     matmul: str = "gemv"  # native backend only (NativeLlama's matmul)
+    attention: str = "triton"  # native backend only (NativeLlama's attention)
     config_key: str = "model.path"  # the config key that named this path, for error messages
 
 
@@ -203,6 +204,6 @@ def load_model(spec: ModelSpec, name: str = "model"):
         from hsd_bench.models.native import from_hf_model  # the static-cache backend
 
         return from_hf_model(hf_model, name=name, max_context=spec.max_context, prefill=spec.prefill,
-                             matmul=spec.matmul), codec
+                             matmul=spec.matmul, attention=spec.attention), codec
     return HFLayeredModel(hf_model, name=name, max_context=spec.max_context), codec
 
