@@ -58,7 +58,7 @@ from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, nati
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
-from hsd_bench.models.native import from_hf_model, gemv  # noqa: E402
+from hsd_bench.models.native import decode_attention, from_hf_model, gemv  # noqa: E402
 from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -146,9 +146,16 @@ def part_smoke(args, device) -> dict:
     # its fused forms against eager at the Llama-1B q/k/v shape and the shipped model's.
     res["gemv"] = ([gemv.check_against_eager(n, k, device) for n, k in ((3072, 2048), (384, 128))]
                    if device.type == "cuda" else "not on CUDA")
+    # Likewise the one-row decode attention kernel: Llama-1B and -8B heads over one program's span
+    # and over chunks merged in the kernel, a sliding window, and the shipped model's heads.
+    res["decode_attention"] = ([decode_attention.check_against_eager(h, kv, hd, span, device, window=w)
+                                for h, kv, hd, span, w in ((32, 8, 64, 512, 0), (32, 8, 128, 4096, 0),
+                                                           (32, 8, 128, 1024, 300), (4, 4, 32, 384, 0))]
+                               if device.type == "cuda" else "not on CUDA")
     res["passed"] = (rel <= 1e-4 and hf_out == loop and all(engine_equal.values())
                      and not res["guarded_round"].startswith("off")
-                     and (isinstance(res["gemv"], str) or all(c["passed"] for c in res["gemv"])))
+                     and all(isinstance(res[k], str) or all(c["passed"] for c in res[k])
+                             for k in ("gemv", "decode_attention")))
     log(f"smoke {'passed' if res['passed'] else 'FAILED (speed numbers below are suspect)'}: {res}")
     return res
 
@@ -161,6 +168,8 @@ VARIANTS = {
     "math+cdt": ("math", True, False),
     # The projections as one-pass Triton GEMVs instead of cuBLAS (models/native/gemv.py).
     "math+gemv": ("math", False, False, "gemv"),
+    # + a one-row step's RoPE, cache write and attention as one Triton kernel (decode_attention.py)
+    "triton+gemv": ("triton", False, False, "gemv"),
     # Triton matmul templates tried beside cuBLAS for every decode shape, with the layer's
     # pointwise ops fused into them where a template wins (issue 15: the per-layer kernels
     # around the GEMVs); compiles for minutes, so a roofline experiment, not run.py's default.
@@ -170,7 +179,7 @@ VARIANTS = {
 }
 # What the methods part uses: the roofline sweep's fastest variant, and how prompts are prefilled
 # (--prefill; NativeLlama's prefill: "auto" as run.py, "eager" or "chunked" fixed-shape steps).
-BACKEND_OPTIONS: dict = {"variant": "math+gemv", "prefill": "auto"}  # run.py's backend: math + gemv
+BACKEND_OPTIONS: dict = {"variant": "triton+gemv", "prefill": "auto"}  # run.py's backend: triton + gemv
 
 
 def make_native(hf, name: str, ctx: int, variant: str):
@@ -555,11 +564,11 @@ def parse_args(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--roofline-models", default="random:llama-1b",
                     help="comma-separated; the first gets the variant sweep, HF early exit and the profile")
-    ap.add_argument("--variants", default="math,math+gemv",
+    ap.add_argument("--variants", default="math+gemv,triton+gemv",
                     help=f"native variants for the first model: {list(VARIANTS)}")
     ap.add_argument("--methods-variant", default=None, choices=sorted(VARIANTS),
                     help="native variant of the methods and overhead parts (default: the roofline part's "
-                         "fastest, else run.py's: math+gemv)")
+                         "fastest, else run.py's: triton+gemv)")
     ap.add_argument("--prefill", default="auto", choices=PREFILL_MODES,
                     help="how native models run a prompt: one eager pass, chunked fixed-shape steps (graph "
                          "replays), or auto (run.py's default: chunked up to the number of chunks the cost "
