@@ -183,9 +183,10 @@ for head_dim, groups, merge, window in ((64, 4, True, False), (128, 4, False, Tr
         MERGE_BLOCK=8, HAS_WINDOW=window, DOT_F32=False))
 signature = {**dict.fromkeys(["x_ptr", "d_ptr", "ln_ptr", "r_ptr", "w_ptr", "b_ptr", "y_ptr", "xs_ptr"], "*bf16"),
              "N": "i32", "K": "i32", "stride_wn": "i32", "eps": "fp32"}
-for fused in (False, True):
-    compile_for_sm90(gemv._kernel(), signature, dict(HAS_BIAS=fused, HAS_DELTA=fused, NORM=fused, RESIDUAL=not fused,
-                                                     BLOCK_N=4, BLOCK_K=1024))
+for fused, gate_up in ((False, False), (True, False), (True, True), (False, True)):
+    compile_for_sm90(gemv._kernel(), signature, dict(
+        HAS_BIAS=fused, HAS_DELTA=fused and not gate_up, NORM=fused, RESIDUAL=not fused and not gate_up,
+        GATE_UP=gate_up, BLOCK_N=2, ROWS=4 if gate_up else 2, BLOCK_K=1024))
 print("compiled")
 """
 

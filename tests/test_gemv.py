@@ -86,6 +86,28 @@ def test_linear_add_is_the_residual_after_a_projection(monkeypatch):
     close_in_bf16(gemv.linear_add(x, w, None, residual), residual + F.linear(x, w))
 
 
+@pytest.mark.parametrize("norm", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_gate_up_silu_is_the_mlp_activation(monkeypatch, norm, bias):
+    """``silu(gate) * up`` of the stacked gate/up projection (optionally of the RMSNorm of the input),
+    each program pairing gate row j with up row j: eager's activation of eager's projections, for
+    tiles of one and of several pairs and a row count that leaves a tail."""
+    k, inter = 96, 37
+    x, w = randn(1, 1, k, seed=30), randn(2 * inter, k, seed=31) * k**-0.5
+    b = randn(2 * inter, seed=32) if bias else None
+    ln = 1 + 0.3 * randn(k, seed=33) if norm else None
+    h = rms_norm(x, ln, 1e-5) if norm else x
+    gate, up = F.linear(h, w, b).chunk(2, dim=-1)
+    ref = F.silu(gate.float()) * up.float()
+    for tiles in (gemv.GemvConfig(block_n=2, block_k=32), gemv.GemvConfig(block_n=8, block_k=64)):
+        monkeypatch.setattr(gemv, "default_config", lambda n, k, tiles=tiles: tiles)
+        got = gemv.gate_up_silu(x, w, b, ln, 1e-5)
+        assert got.shape == (1, 1, inter)
+        close_in_bf16(got, ref, ulps=4)  # the norm's two roundings, gate, up and the product: each truncated here
+    assert torch.equal(gemv.gate_up_silu(x.float(), w.float()), F.silu(F.linear(x.float(), w.float()).chunk(2, -1)[0])
+                       * F.linear(x.float(), w.float()).chunk(2, -1)[1])  # float32: F.linear, bit for bit
+
+
 def test_operands_that_do_not_fit_are_refused():
     w = randn(16, 32, seed=20)
     with pytest.raises(ValueError, match=r"x has 31 elements, the matrix \[16, 32\] needs 32"):

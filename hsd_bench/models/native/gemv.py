@@ -110,14 +110,20 @@ def _kernel():
     def gemv_kernel(
         x_ptr, d_ptr, ln_ptr, r_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, N, K, stride_wn, eps,
         HAS_BIAS: tl.constexpr, HAS_DELTA: tl.constexpr, NORM: tl.constexpr, RESIDUAL: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        GATE_UP: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
         dtype = y_ptr.dtype.element_ty  # rounding to it: to nearest-even on the GPU, as torch rounds
         pid = tl.program_id(0)
-        rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+        r = tl.arange(0, ROWS)  # the tile's weight rows
+        if GATE_UP:  # rows j of the gate and j of the up projection side by side: [2 N, K] stacked
+            out = pid * BLOCK_N + r // 2
+            w_row = out + (r % 2) * N
+        else:
+            out = pid * BLOCK_N + r
+            w_row = out
         rk = tl.arange(0, BLOCK_K)
-        n_ok = rn < N
-        w_ptrs = w_ptr + rn[:, None] * stride_wn + rk[None, :]
+        n_ok = out < N
+        w_ptrs = w_ptr + w_row[:, None] * stride_wn + rk[None, :]
         # Weights are loaded one slice ahead of their use (the slice a step multiplies was
         # requested a step earlier), so the next slice's read overlaps this step's arithmetic.
         w = tl.load(w_ptrs, mask=n_ok[:, None] & (rk < K)[None, :], other=0.0)
@@ -134,7 +140,7 @@ def _kernel():
                 xf = xk.to(tl.float32)
                 squares += xf * xf
             rstd = 1.0 / tl.sqrt(tl.sum(squares, axis=0) / K + eps)
-        acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        acc = tl.zeros((ROWS,), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
             k_ok = (k0 + rk) < K
             xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
@@ -150,12 +156,17 @@ def _kernel():
             w = w_next
             w_ptrs += BLOCK_K
         if HAS_BIAS:
-            acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
-        y = acc.to(dtype)
-        if RESIDUAL:  # the residual add after the projection, in the model's dtype
-            y = y.to(tl.float32) + tl.load(r_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)
-            y = y.to(dtype)
-        tl.store(y_ptr + rn, y, mask=n_ok)
+            acc += tl.load(b_ptr + w_row, mask=n_ok, other=0.0).to(tl.float32)
+        if GATE_UP:  # silu(gate) * up of the rounded projections, in float32 rounded once (as compiled)
+            gate, up = tl.split(tl.reshape(acc.to(dtype).to(tl.float32), (BLOCK_N, 2)))
+            rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+            tl.store(y_ptr + rn, (gate * tl.sigmoid(gate) * up).to(dtype), mask=rn < N)
+        else:
+            y = acc.to(dtype)
+            if RESIDUAL:  # the residual add after the projection, in the model's dtype
+                y = y.to(tl.float32) + tl.load(r_ptr + out, mask=n_ok, other=0.0).to(tl.float32)
+                y = y.to(dtype)
+            tl.store(y_ptr + out, y, mask=n_ok)
 
     return gemv_kernel
 
@@ -170,25 +181,32 @@ def kernel_applies(x: torch.Tensor, w: torch.Tensor) -> bool:
 
 def launch(x1: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y1: torch.Tensor,
            config: GemvConfig | None = None, *, delta: torch.Tensor | None = None, norm: torch.Tensor | None = None,
-           eps: float = 0.0, residual: torch.Tensor | None = None, x_sum: torch.Tensor | None = None) -> None:
+           eps: float = 0.0, residual: torch.Tensor | None = None, x_sum: torch.Tensor | None = None,
+           gate_up: bool = False) -> None:
     """``y1 = w @ x1 (+ b)`` for the contiguous vectors ``x1`` ``[K]`` and ``y1`` ``[N]``.
 
     Optionally with the operations around a projection in a decoder layer, in eager's order and
     rounding: ``x1 + delta`` first (written to ``x_sum``), then HF's RMSNorm with weight ``norm``
-    and ``eps``; after the projection, ``+ residual`` (``[N]``).
+    and ``eps``; after the projection, ``+ residual`` (``[N]``). ``gate_up``: ``w`` is a gated MLP's
+    gate and up projections stacked, ``[2 N, K]``, and ``y1`` gets ``silu(gate) * up`` ``[N]``.
     """
-    n, k = w.shape
+    rows, k = w.shape
+    n = rows // 2 if gate_up else rows
     if delta is not None and (norm is None or x_sum is None):
         raise ValueError("gemv.launch: delta is added before a norm and its sum written to x_sum")
-    for name, t, size in (("x", x1, k), ("y", y1, n), ("bias", b, n), ("delta", delta, k), ("norm", norm, k),
+    if gate_up and (residual is not None or rows % 2):
+        raise ValueError(f"gemv.launch: gate_up needs an even number of rows (got {rows}) and no residual")
+    for name, t, size in (("x", x1, k), ("y", y1, n), ("bias", b, rows), ("delta", delta, k), ("norm", norm, k),
                           ("residual", residual, n), ("x_sum", x_sum, k)):
         if t is not None and t.numel() != size:  # the kernel would read or write past it
-            raise ValueError(f"gemv.launch: {name} has {t.numel()} elements, the matrix [{n}, {k}] needs {size}")
-    cfg = config or default_config(n, k)
-    _kernel()[((n + cfg.block_n - 1) // cfg.block_n,)](
+            raise ValueError(f"gemv.launch: {name} has {t.numel()} elements, the matrix [{rows}, {k}] needs {size}")
+    cfg = config or default_config(rows, k)
+    block_n = max(1, cfg.block_n // 2) if gate_up else cfg.block_n  # the same weight rows per program
+    _kernel()[((n + block_n - 1) // block_n,)](
         x1, _or(delta, x1), _or(norm, x1), _or(residual, y1), w, _or(b, w), y1, _or(x_sum, x1), n, k, w.stride(0),
         float(eps), HAS_BIAS=b is not None, HAS_DELTA=delta is not None, NORM=norm is not None,
-        RESIDUAL=residual is not None, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+        RESIDUAL=residual is not None, GATE_UP=gate_up, BLOCK_N=block_n, ROWS=2 * block_n if gate_up else block_n,
+        BLOCK_K=cfg.block_k,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
@@ -199,14 +217,15 @@ def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
 
 
 def _gemv_impl(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, delta: torch.Tensor | None,
-               norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+               norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None, gate_up: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
     x1 = x.reshape(-1).contiguous()
-    y1 = torch.empty(w.shape[0], dtype=x.dtype, device=x.device)
+    n = w.shape[0] // 2 if gate_up else w.shape[0]
+    y1 = torch.empty(n, dtype=x.dtype, device=x.device)
     x_sum = torch.empty_like(x1) if delta is not None else None
     launch(x1, w, b, y1, delta=None if delta is None else delta.reshape(-1).contiguous(), norm=norm, eps=eps,
-           residual=None if residual is None else residual.reshape(-1).contiguous(), x_sum=x_sum)
-    return y1.reshape(*x.shape[:-1], w.shape[0]), x1.new_empty(0) if x_sum is None else x_sum.view(x.shape)
+           residual=None if residual is None else residual.reshape(-1).contiguous(), x_sum=x_sum, gate_up=gate_up)
+    return y1.reshape(*x.shape[:-1], n), x1.new_empty(0) if x_sum is None else x_sum.view(x.shape)
 
 
 _REGISTERED = [False]  # a plain flag, not a cached call: kernel_applies runs while dynamo traces
@@ -223,13 +242,14 @@ def register() -> bool:
 
     @torch.library.custom_op("hsd_bench::gemv", mutates_args=())
     def gemv_op(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, delta: torch.Tensor | None,
-                norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None
+                norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None, gate_up: bool
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        return _gemv_impl(x, w, b, delta, norm, eps, residual)
+        return _gemv_impl(x, w, b, delta, norm, eps, residual, gate_up)
 
     @gemv_op.register_fake
-    def _(x, w, b, delta, norm, eps, residual):
-        return x.new_empty((*x.shape[:-1], w.shape[0])), x.new_empty(x.shape if delta is not None else (0,))
+    def _(x, w, b, delta, norm, eps, residual, gate_up):
+        n = w.shape[0] // 2 if gate_up else w.shape[0]
+        return x.new_empty((*x.shape[:-1], n)), x.new_empty(x.shape if delta is not None else (0,))
 
     _REGISTERED[0] = True
     return True
@@ -240,7 +260,22 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     after :func:`register`, which ``NativeLlama(matmul="gemv")`` calls)."""
     if not kernel_applies(x, w):
         return F.linear(x, w, b)
-    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, None)[0]
+    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, None, False)[0]
+
+
+def gate_up_silu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, norm: torch.Tensor | None = None,
+                 eps: float = 0.0) -> torch.Tensor:
+    """``silu(gate) * up`` of ``linear(x, w, b)`` for a gated MLP's stacked ``[2 I, D]`` gate/up weights
+    (``norm``: of HF's RMSNorm of ``x``), the activation in the projection's epilogue instead of a
+    kernel of its own: each program multiplies row ``j`` of the gate and row ``j`` of the up
+    projection, so nothing is recomputed. ``F.linear`` and the activation where the kernel does
+    not apply."""
+    if not kernel_applies(x, w):
+        from hsd_bench.models.native.layers import rms_norm  # layers imports this module
+
+        gate, up = F.linear(x if norm is None else rms_norm(x, norm, eps), w, b).chunk(2, dim=-1)
+        return F.silu(gate) * up
+    return torch.ops.hsd_bench.gemv(x, w, b, None, norm, eps, None, True)[0]
 
 
 def add_norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm: torch.Tensor, eps: float, w: torch.Tensor,
@@ -248,14 +283,14 @@ def add_norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm: torch.Ten
     """``(linear(rms_norm(x + delta)), x + delta)`` in one kernel (``delta=None``: no add, and the
     second value is ``x``): the norm that opens a decoder layer's attention or MLP block, and the
     residual sum it reads, without a kernel of their own. Only where :func:`kernel_applies`."""
-    y, x_sum = torch.ops.hsd_bench.gemv(x, w, b, delta, norm, eps, None)
+    y, x_sum = torch.ops.hsd_bench.gemv(x, w, b, delta, norm, eps, None, False)
     return y, (x if delta is None else x_sum)
 
 
 def linear_add(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
     """``residual + linear(x, w, b)`` in one kernel (the attention block's output projection and
     the residual add after it). Only where :func:`kernel_applies`."""
-    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, residual)[0]
+    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, residual, False)[0]
 
 
 def check_against_eager(n: int, k: int, device: torch.device, seed: int = 0) -> dict:

@@ -175,12 +175,15 @@ def _mlp_block(o: torch.Tensor, x: torch.Tensor, w: LayerWeights, eps: float, fu
     as ``(x, delta)`` (see :func:`layer_forward`)."""
     if fused:
         x = gemv.linear_add(o, w.wo, w.bo, x)
-        gate_up = gemv.add_norm_linear(x, None, w.ln_mlp, eps, w.w_gate_up, w.b_gate_up)[0]
+        act = gemv.gate_up_silu(x, w.w_gate_up, w.b_gate_up, w.ln_mlp, eps)
+    elif linear is gemv.linear:  # the GEMV's epilogue takes silu(gate) * up (F.linear where it does not apply)
+        x = x + linear(o, w.wo, w.bo)
+        act = gemv.gate_up_silu(rms_norm(x, w.ln_mlp, eps), w.w_gate_up, w.b_gate_up)
     else:
         x = x + linear(o, w.wo, w.bo)
-        gate_up = linear(rms_norm(x, w.ln_mlp, eps), w.w_gate_up, w.b_gate_up)
-    gate, up = gate_up.chunk(2, dim=-1)
-    return x, linear(F.silu(gate) * up, w.w_down, w.b_down)
+        gate, up = linear(rms_norm(x, w.ln_mlp, eps), w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
+        act = F.silu(gate) * up
+    return x, linear(act, w.w_down, w.b_down)
 
 
 def head_forward(hidden: torch.Tensor, norm: torch.Tensor, lm_head: torch.Tensor, eps: float) -> torch.Tensor:
