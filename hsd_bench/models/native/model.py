@@ -141,10 +141,11 @@ class NativeLlama(RaggedSteps):
         # known); a limit of None: every long prompt runs eagerly.
         self.prefill = prefill
         # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
-        # mask + softmax and was faster on an H100 (Llama-1B shape: 695 vs 656 tok/s, see
-        # docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
-        # "triton": a one-row step's RoPE, cache write and attention as one kernel
-        # (decode_attention.py), "math" for steps of more rows and where the kernel does not apply.
+        # mask + softmax and was faster than "sdpa" on an H100 (Llama-1B shape: 695 vs 656 tok/s,
+        # see docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
+        # "triton" (the default): a one-row step's RoPE, cache write and attention as one kernel
+        # (decode_attention.py), "math" for steps of more rows and where the kernel does not
+        # apply: Llama-1B shape AR loop 1.09x math, 8B 1.03x (H200, docs/performance.md "Twelfth run").
         self.attention = attention
         if attention == "triton" and decode_attention.register():
             decode_attention.counters(embed.device)  # before any capture: replays read this buffer
