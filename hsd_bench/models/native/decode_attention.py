@@ -1,15 +1,15 @@
 """A one-row decode step's attention as one Triton kernel: RoPE, the cache write and attention.
 
 Why a kernel of our own: after the projections became one-pass GEMVs (:mod:`.gemv`), the
-rest of a batch-1 layer was six small kernels -- RoPE of q and k, the cache write, q·Kᵀ,
-the masked softmax and p·V -- each a launch plus a gap inside the step's CUDA graph, about
-11 µs per layer on an H200 against ~40 µs of weights (docs/performance.md, "Twelfth run").
+rest of a batch-1 layer's attention block was six small kernels -- RoPE of q and k, the cache
+write, q·Kᵀ, the masked softmax and p·V -- each a launch plus a gap inside the step's CUDA graph,
+about 10 µs per layer on an H200 against ~40 µs of weights (docs/performance.md, "Twelfth run").
 This kernel does all of it in one launch and reads only the cache slots a position can see
 (``[0, pos]``, inside a sliding window where the layer has one) instead of the whole
 attention span the step was compiled for.
 
-How: one program per (KV head, chunk of slots). Each applies RoPE to its group of query
-heads, scores them against its chunk with an online softmax and, where the key/value just
+How: one program per (KV head, chunk of slots; one chunk up to :data:`CHUNK_SLOTS`). Each
+applies RoPE to its group of query heads, scores them against its chunk with an online softmax and, where the key/value just
 computed falls in its chunk, writes them to the cache and takes them from registers (no
 program reads the slot being written, so no ordering between programs is needed for it).
 With more than one chunk the partial results are merged by whichever program of a head
@@ -173,10 +173,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
 def check_against_eager(heads: int, kv_heads: int, head_dim: int, kv_len: int, device: torch.device,
                         positions: tuple[int, ...] | None = None, window: int = 0, seed: int = 0) -> dict:
     """The kernel on ``device`` against the "math" attention it replaces (bfloat16), at a few positions
-    of a ``kv_len`` span (chunk boundaries, the first and last slot): the cache slot written must equal
-    eager's RoPE'd key and the value bit for bit on the GPU, every other slot untouched, and the output
-    within one bfloat16 spacing of the largest value plus the largest output (``rel_err``, ``passed``). What a GPU run checks before timing
-    the kernel (``bench_gpu.py --parts smoke``); the CPU tests run it through Triton's interpreter."""
+    of a ``kv_len`` span (chunk boundaries, the first and last slot): the cache slot written must
+    equal eager's RoPE'd key and the value bit for bit on the GPU, every other slot untouched, and
+    the output within one bfloat16 spacing of the largest value plus the largest output
+    (``rel_err``, ``passed``). What a GPU run checks before timing the kernel (``bench_gpu.py
+    --parts smoke``); the CPU tests run it through Triton's interpreter."""
     from hsd_bench.models.native.layers import attention, rotate_half  # layers imports this module
 
     if not register():
