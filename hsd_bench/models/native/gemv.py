@@ -295,8 +295,8 @@ def linear_add(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, residua
 
 def check_against_eager(n: int, k: int, device: torch.device, seed: int = 0) -> dict:
     """The kernel's fused forms on ``device`` against eager's operations at an ``[n, k]`` matrix
-    (bfloat16): the residual sum must be equal bit for bit and each projection within one bfloat16
-    spacing of its largest value (``passed``). What a GPU run checks before timing the kernel
+    (bfloat16; the gate/up form at ``[2 n, k]``): the residual sum must be equal bit for bit and
+    each result within one bfloat16 spacing of its largest value (``passed``). What a GPU run checks before timing the kernel
     (``bench_gpu.py --parts smoke``, ``scripts/bench_gemv.py``); the CPU tests run the same forms
     through Triton's interpreter."""
     from hsd_bench.models.native.layers import rms_norm  # layers imports this module
@@ -312,13 +312,17 @@ def check_against_eager(n: int, k: int, device: torch.device, seed: int = 0) -> 
     norm, w = 1 + 0.1 * randn(k), randn(n, k) * k**-0.5
     y, x_sum = add_norm_linear(x, delta, norm, 1e-5, w, None)
     y_add = linear_add(x, w, None, residual)
+    w_gate_up = randn(2 * n, k) * k**-0.5
+    act = gate_up_silu(x, w_gate_up, None, norm, 1e-5)
+    gate, up = F.linear(rms_norm(x, norm, 1e-5), w_gate_up).chunk(2, dim=-1)
 
     def rel(a: torch.Tensor, b: torch.Tensor) -> float:
         return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
     out = {"n": n, "k": k, "residual_sum_equal": bool(torch.equal(x_sum, x + delta)),
            "add_norm_linear_rel_err": rel(y, F.linear(rms_norm(x + delta, norm, 1e-5), w)),
-           "linear_add_rel_err": rel(y_add, residual + F.linear(x, w))}
+           "linear_add_rel_err": rel(y_add, residual + F.linear(x, w)),
+           "gate_up_silu_rel_err": rel(act, F.silu(gate.float()) * up.float())}
     out["passed"] = (out["residual_sum_equal"] and out["add_norm_linear_rel_err"] <= 2.0**-7
-                     and out["linear_add_rel_err"] <= 2.0**-7)
+                     and out["linear_add_rel_err"] <= 2.0**-7 and out["gate_up_silu_rel_err"] <= 2.0**-7)
     return out
