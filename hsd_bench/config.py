@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
+# ModelConf's keys that only the native backend reads: a run leaves them out of its hash at their
+# defaults (runner.identity), and validate_run_config checks each against its valid values.
+NATIVE_MODEL_OPTIONS = ("prefill", "matmul", "attention")
+
+
 @dataclass
 class ModelConf:
     path: str = "checkpoints/ee-24x128"  # Hub id, local dir, or random:<arch>

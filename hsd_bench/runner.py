@@ -26,7 +26,7 @@ import torch
 
 from hsd_bench import hf_reference, measure
 from hsd_bench.api import ModelPool, truncate_at_stop
-from hsd_bench.config import NON_IDENTITY_KEYS
+from hsd_bench.config import NATIVE_MODEL_OPTIONS, NON_IDENTITY_KEYS, ModelConf
 from hsd_bench.deferred import complete_pending, is_pending
 from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
@@ -100,12 +100,9 @@ def identity(cfg: dict) -> dict:
         ident.pop("ar_chunk", None)
     if ident.get("timing_repeats") is None:  # nor the default number of timed passes
         ident.pop("timing_repeats", None)
-    if ident["model"].get("prefill", "auto") == "auto":  # nor does the default prefill
-        ident["model"] = {k: v for k, v in ident["model"].items() if k != "prefill"}
-    if ident["model"].get("matmul", "gemv") == "gemv":  # nor the default projection kernel
-        ident["model"] = {k: v for k, v in ident["model"].items() if k != "matmul"}
-    if ident["model"].get("attention", "triton") == "triton":  # nor the default attention kernel
-        ident["model"] = {k: v for k, v in ident["model"].items() if k != "attention"}
+    # nor do the native backend's default prefill and kernels (ModelConf's defaults)
+    ident["model"] = {k: v for k, v in ident["model"].items()
+                      if not (k in NATIVE_MODEL_OPTIONS and v == getattr(ModelConf, k))}
     ident["input_hashes"] = input_hashes(input_paths(cfg))
     return ident
 
@@ -272,8 +269,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "timing_repeats": repeats,
             "compile_s": compile_s,
             "prefill": prefill,
-            "matmul": matmul_kernels(m for d in decoders.values() for m in d.models),
-            "attention": attention_kernels(m for d in decoders.values() for m in d.models),
+            "matmul": native_kernels((m for d in decoders.values() for m in d.models), "matmul"),
+            "attention": native_kernels((m for d in decoders.values() for m in d.models), "attention"),
             # measured around every kept timing of this process (measure.timed_generate): must be 0
             "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
             "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
@@ -389,18 +386,12 @@ def _row(timed, codec, sample, stop, name) -> dict:
     return row
 
 
-def matmul_kernels(models) -> dict[str, str]:
-    """Which kernel runs each native model's one-row projections (``model.matmul``): ``gemv`` asks
-    for the Triton kernel, which needs CUDA, Triton and a half-precision dtype -- the summary says
-    what ran."""
-    return {m.name: m.matmul_kernel() for m in {id(m): m for m in models}.values() if hasattr(m, "matmul_kernel")}
-
-
-def attention_kernels(models) -> dict[str, str]:
-    """Which attention each native model's one-row steps ran (``model.attention``): ``triton`` asks for
-    the one-kernel decode attention, which needs CUDA, Triton and a half-precision dtype."""
-    return {m.name: m.attention_kernel() for m in {id(m): m for m in models}.values()
-            if hasattr(m, "attention_kernel")}
+def native_kernels(models, option: str) -> dict[str, str]:
+    """Which kernel each native model's one-row steps ran for ``model.matmul`` or ``model.attention``
+    (``option``): ``gemv`` and ``triton`` ask for Triton kernels, which need CUDA, Triton and a
+    half-precision dtype -- the summary says what ran."""
+    method = f"{option}_kernel"
+    return {m.name: getattr(m, method)() for m in {id(m): m for m in models}.values() if hasattr(m, method)}
 
 
 def prefill_modes(models) -> dict[str, dict]:

@@ -108,18 +108,13 @@ def test_run_config_names_the_kernels_and_the_summary_reports_them(tmp_path, mon
     the summary says which kernels each model's one-row steps ran (``cublas`` and ``math`` here: a
     float32 CPU model never runs the Triton kernels, whatever the options ask)."""
     cfg = tiny_job_config(tmp_path, monkeypatch, "max_new_tokens=4", "dataset.limit=1", "method=layerskip", "exit=2")
-    assert cfg["model"]["matmul"] == "gemv"
-    assert "matmul" not in runner.identity(cfg)["model"]
-    cublas = {**cfg, "model": {**cfg["model"], "matmul": "cublas"}}
-    assert runner.identity(cublas)["model"]["matmul"] == "cublas"
-    with pytest.raises(ValueError, match=r"model.matmul='cutlass' is not one of cublas, gemv"):
-        validate_run_config({**cfg, "model": {**cfg["model"], "matmul": "cutlass"}}, hardware=False)
-    assert cfg["model"]["attention"] == "triton"
-    assert "attention" not in runner.identity(cfg)["model"]
-    math = {**cfg, "model": {**cfg["model"], "attention": "math"}}
-    assert runner.identity(math)["model"]["attention"] == "math"
-    with pytest.raises(ValueError, match=r"model.attention='flash' is not one of sdpa, math, triton"):
-        validate_run_config({**cfg, "model": {**cfg["model"], "attention": "flash"}}, hardware=False)
+    for key, default, other, bad, valid in (("matmul", "gemv", "cublas", "cutlass", "cublas, gemv"),
+                                            ("attention", "triton", "math", "flash", "sdpa, math, triton")):
+        assert cfg["model"][key] == default
+        assert key not in runner.identity(cfg)["model"]
+        assert runner.identity({**cfg, "model": {**cfg["model"], key: other}})["model"][key] == other
+        with pytest.raises(ValueError, match=rf"model.{key}='{bad}' is not one of {valid}"):
+            validate_run_config({**cfg, "model": {**cfg["model"], key: bad}}, hardware=False)
     summary = runner.run_job(cfg, log=lambda *_: None).summary
     assert list(summary["matmul"].values()) == ["cublas"]
     assert list(summary["attention"].values()) == ["math"]
