@@ -176,13 +176,14 @@ def _mlp_block(o: torch.Tensor, x: torch.Tensor, w: LayerWeights, eps: float, fu
     if fused:
         x = gemv.linear_add(o, w.wo, w.bo, x)
         act = gemv.gate_up_silu(x, w.w_gate_up, w.b_gate_up, w.ln_mlp, eps)
-    elif linear is gemv.linear:  # the GEMV's epilogue takes silu(gate) * up (F.linear where it does not apply)
-        x = x + linear(o, w.wo, w.bo)
-        act = gemv.gate_up_silu(rms_norm(x, w.ln_mlp, eps), w.w_gate_up, w.b_gate_up)
     else:
         x = x + linear(o, w.wo, w.bo)
-        gate, up = linear(rms_norm(x, w.ln_mlp, eps), w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
-        act = F.silu(gate) * up
+        h = rms_norm(x, w.ln_mlp, eps)
+        if linear is gemv.linear:  # the GEMV's epilogue takes silu(gate) * up (F.linear where it does not apply)
+            act = gemv.gate_up_silu(h, w.w_gate_up, w.b_gate_up)
+        else:
+            gate, up = linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
+            act = F.silu(gate) * up
     return x, linear(act, w.w_down, w.b_down)
 
 
