@@ -58,7 +58,7 @@ from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, nati
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
-from hsd_bench.models.native import decode_attention, from_hf_model, gemv  # noqa: E402
+from hsd_bench.models.native import add_norm, decode_attention, from_hf_model, gemv  # noqa: E402
 from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -152,12 +152,52 @@ def part_smoke(args, device) -> dict:
                                 for h, kv, hd, span, w in ((32, 8, 64, 512, 0), (32, 8, 128, 4096, 0),
                                                            (32, 8, 128, 1024, 300), (4, 4, 32, 384, 0))]
                                if device.type == "cuda" else "not on CUDA")
+    # The one-row add + RMSNorm kernel at the Llama-1B shape's width and the shipped model's.
+    res["add_norm"] = ([add_norm.check_against_eager(k, device) for k in (2048, 128)]
+                       if device.type == "cuda" else "not on CUDA")
+    res["programmatic_launch"] = programmatic_launch_check(device)
     res["passed"] = (rel <= 1e-4 and hf_out == loop and all(engine_equal.values())
                      and not res["guarded_round"].startswith("off")
                      and all(isinstance(res[k], str) or all(c["passed"] for c in res[k])
-                             for k in ("gemv", "decode_attention")))
+                             for k in ("gemv", "decode_attention", "add_norm"))
+                     and (isinstance(res["programmatic_launch"], str) or res["programmatic_launch"]["passed"]))
     log(f"smoke {'passed' if res['passed'] else 'FAILED (speed numbers below are suspect)'}: {res}")
     return res
+
+
+def programmatic_launch_check(device: torch.device) -> dict | str:
+    """Kernels launched while their predecessor still runs (``gemv.PROGRAMMATIC_LAUNCH``) read
+    nothing but weights before that kernel has finished, so a step must give the same bits either
+    way: a bfloat16 model's logits over 24 graph-replayed one-row steps, launched early and
+    launched plainly, with the add + norm kernel and with the compiled norms (the layer form of rows
+    wider than ``add_norm.MAX_HIDDEN``)."""
+    if device.type != "cuda":
+        return "not on CUDA"
+    hf, _ = load_hf("random:tiny", device, torch.bfloat16, seed=3)
+    prompt = list(range(1, 33))
+    widest, setting = add_norm.MAX_HIDDEN, gemv.PROGRAMMATIC_LAUNCH[0]
+    logits, kernels = {}, ""
+    try:
+        for norm_width in (widest, 0):
+            for early in (True, False):
+                add_norm.MAX_HIDDEN, gemv.PROGRAMMATIC_LAUNCH[0] = norm_width, early
+                torch._dynamo.reset()  # the layer's form is chosen while tracing
+                native = from_hf_model(hf, name="pdl", max_context=128)
+                h = native.run_layers(native.embed(torch.tensor(prompt, device=device)), 0, native.num_layers, 0)
+                tok, rows = native.greedy_tokens(h[:, -1:]), []
+                for pos in range(len(prompt), len(prompt) + 24):
+                    h = native.run_layers(native.embed(tok), 0, native.num_layers, pos)
+                    rows.append(native.logits(h))
+                    tok = native.greedy_tokens(h)
+                logits[norm_width, early] = torch.cat(rows)
+                kernels = f"{native.matmul_kernel()}, {native.attention_kernel()}"
+    finally:
+        add_norm.MAX_HIDDEN, gemv.PROGRAMMATIC_LAUNCH[0] = widest, setting
+        torch._dynamo.reset()
+    equal = {("add_norm kernel" if width else "compiled norms"): bool(torch.equal(logits[width, True], logits[width, False]))
+             for width in (widest, 0)}
+    return {"launched_early": gemv.programmatic_launch(device), "kernels": kernels, "bit_equal": equal,
+            "passed": all(equal.values())}
 
 
 VARIANTS = {

@@ -171,22 +171,41 @@ from hsd_bench.models.native.decode_attention_kernel import decode_attention_ker
 def compile_for_sm90(kernel, signature, constants):
     source = ASTSource(fn=kernel, signature={**signature, **dict.fromkeys(constants, "constexpr")},
                        constexprs={(kernel.arg_names.index(n),): v for n, v in constants.items()})
-    assert triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["cubin"]
+    asm = triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm
+    assert asm["cubin"]
+    return asm["ptx"]
+
+
+def first(ptx, instruction):
+    return ptx.index(instruction) if instruction in ptx else len(ptx)
 
 
 pointers = dict.fromkeys(["q_ptr", "k_ptr", "v_ptr", "cos_ptr", "sin_ptr", "kc_ptr", "vc_ptr", "o_ptr"], "*bf16")
 signature = {**pointers, "pos_ptr": "*i64", "part_ptr": "*fp32", "stat_ptr": "*fp32", "count_ptr": "*i32",
              **dict.fromkeys(["stride_ch", "stride_cs", "kv_len", "window", "chunk"], "i32"), "scale": "fp32"}
-for head_dim, groups, merge, window in ((64, 4, True, False), (128, 4, False, True), (32, 1, True, True)):
-    compile_for_sm90(decode_attention_kernel, signature, dict(
+for head_dim, groups, merge, window, pdl in ((64, 4, True, False, True), (128, 4, False, True, False),
+                                             (32, 1, True, True, True)):
+    ptx = compile_for_sm90(decode_attention_kernel, signature, dict(
         G=groups, GP=1 << (groups - 1).bit_length(), HD=head_dim, BLOCK_G=16, BLOCK_N=64, MERGE=merge,
-        MERGE_BLOCK=8, HAS_WINDOW=window, DOT_F32=False))
-signature = {**dict.fromkeys(["x_ptr", "d_ptr", "ln_ptr", "r_ptr", "w_ptr", "b_ptr", "y_ptr", "xs_ptr"], "*bf16"),
-             "N": "i32", "K": "i32", "stride_wn": "i32", "eps": "fp32"}
-for fused, gate_up in ((False, False), (True, False), (True, True), (False, True)):
-    compile_for_sm90(gemv._kernel(), signature, dict(
-        HAS_BIAS=fused, HAS_DELTA=fused and not gate_up, NORM=fused, RESIDUAL=not fused and not gate_up,
-        GATE_UP=gate_up, BLOCK_N=2, ROWS=4 if gate_up else 2, BLOCK_K=1024))
+        MERGE_BLOCK=8, HAS_WINDOW=window, DOT_F32=False, PDL=pdl))
+    # launched early, the attention kernel reads nothing before the previous kernel has finished
+    assert ("griddepcontrol.wait" in ptx) == pdl
+    assert not pdl or first(ptx, "griddepcontrol.wait") < first(ptx, "ld.global")
+signature = {**dict.fromkeys(["x_ptr", "w_ptr", "b_ptr", "y_ptr"], "*bf16"), "N": "i32", "K": "i32", "stride_wn": "i32"}
+for bias, gate_up, pdl in ((False, False, True), (True, False, True), (True, True, True), (False, True, False)):
+    ptx = compile_for_sm90(gemv._kernel(), signature, dict(
+        HAS_BIAS=bias, GATE_UP=gate_up, BLOCK_N=2, ROWS=4 if gate_up else 2, BLOCK_K=1024, PDL=pdl))
+    # the GEMV requests its first weight slice before waiting, and stores nothing before it
+    assert ("griddepcontrol.wait" in ptx) == pdl
+    if pdl:
+        assert first(ptx, "ld.global") < first(ptx, "griddepcontrol.wait") < first(ptx, "st.global"), ptx[:4000]
+from hsd_bench.models.native import add_norm
+signature = {**dict.fromkeys(["x_ptr", "d_ptr", "ln_ptr", "y_ptr", "xs_ptr"], "*bf16"), "K": "i32", "eps": "fp32"}
+for delta, pdl in ((True, True), (False, False)):
+    ptx = compile_for_sm90(add_norm._kernel(), signature, dict(HAS_DELTA=delta, BLOCK=4096, PDL=pdl))
+    assert ("griddepcontrol.wait" in ptx) == pdl
+    if pdl:  # the norm's weight requested before the wait, nothing stored before it
+        assert first(ptx, "ld.global") < first(ptx, "griddepcontrol.wait") < first(ptx, "st.global"), ptx[:4000]
 print("compiled")
 """
 

@@ -1,8 +1,8 @@
 """The one-row GEMV kernel (``models/native/gemv.py``) computes what eager PyTorch computes.
 
 The kernel runs here exactly as the GPU runs it, through Triton's CPU interpreter
-(``TRITON_INTERPRET=1``, set by conftest.py before triton is imported): same program, same masks and tails, same fused norm and
-residual adds. The interpreter truncates where the GPU rounds to nearest-even when it
+(``TRITON_INTERPRET=1``, set by conftest.py before triton is imported): same program, same masks and
+tails, same gate/up epilogue. The interpreter truncates where the GPU rounds to nearest-even when it
 casts float32 to bfloat16, so results are compared within a couple of bfloat16 ulps
 (a wrong offset, mask, bias or norm is off by far more); the GPU's own check of the
 same forms against eager is ``scripts/bench_gemv.py`` (docs/performance.md).
@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.models.native import from_hf_model, gemv
-from hsd_bench.models.native.layers import rms_norm
 from test_native_backend import make_hf_model
 
 if os.environ.get("HSD_REQUIRE_TRITON") == "1":  # .ci/run: the dev install has Triton; never skip there
@@ -62,48 +61,21 @@ def test_projection_matches_eager(n, k, bias):
         close_in_bf16(y, ref)
 
 
-def test_add_norm_linear_is_the_layer_opening(monkeypatch):
-    """``x + delta`` (written out), HF's RMSNorm with its weight, then the projection and bias."""
-    monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
-    k, n = 96, 24
-    x, delta, w = randn(1, 1, k, seed=4), randn(1, 1, k, seed=5), randn(n, k, seed=6) * k**-0.5
-    norm, b = 1 + 0.3 * randn(k, seed=7), randn(n, seed=8)
-    y, x_sum = gemv.add_norm_linear(x, delta, norm, 1e-5, w, b)
-    ref_sum = x + delta
-    close_in_bf16(x_sum, ref_sum, ulps=1)
-    assert x_sum.shape == x.shape and y.shape == (1, 1, n)
-    close_in_bf16(y, F.linear(rms_norm(ref_sum, norm, 1e-5), w, b))
-    # without delta: the norm of x itself, and x handed back as the residual stream
-    y2, same = gemv.add_norm_linear(ref_sum, None, norm, 1e-5, w, None)
-    assert same is ref_sum
-    close_in_bf16(y2, F.linear(rms_norm(ref_sum, norm, 1e-5), w))
-
-
-def test_linear_add_is_the_residual_after_a_projection(monkeypatch):
-    monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
-    k, n = 64, 72
-    x, w, residual = randn(1, 1, k, seed=9), randn(n, k, seed=10) * k**-0.5, randn(1, 1, n, seed=11)
-    close_in_bf16(gemv.linear_add(x, w, None, residual), residual + F.linear(x, w))
-
-
-@pytest.mark.parametrize("norm", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_gate_up_silu_is_the_mlp_activation(monkeypatch, norm, bias):
-    """``silu(gate) * up`` of the stacked gate/up projection (optionally of the RMSNorm of the input),
-    each program pairing gate row j with up row j: eager's activation of eager's projections, for
-    tiles of one and of several pairs and a row count that leaves a tail."""
+def test_gate_up_silu_is_the_mlp_activation(monkeypatch, bias):
+    """``silu(gate) * up`` of the stacked gate/up projection, each program pairing gate row j with up
+    row j: eager's activation of eager's projections, for tiles of one and of several pairs and a
+    row count that leaves a tail."""
     k, inter = 96, 37
     x, w = randn(1, 1, k, seed=30), randn(2 * inter, k, seed=31) * k**-0.5
     b = randn(2 * inter, seed=32) if bias else None
-    ln = 1 + 0.3 * randn(k, seed=33) if norm else None
-    h = rms_norm(x, ln, 1e-5) if norm else x
-    gate, up = F.linear(h, w, b).chunk(2, dim=-1)
+    gate, up = F.linear(x, w, b).chunk(2, dim=-1)
     ref = F.silu(gate.float()) * up.float()
     for tiles in (gemv.GemvConfig(block_n=2, block_k=32), gemv.GemvConfig(block_n=8, block_k=64)):
         monkeypatch.setattr(gemv, "default_config", lambda n, k, tiles=tiles: tiles)
-        got = gemv.gate_up_silu(x, w, b, ln, 1e-5)
+        got = gemv.gate_up_silu(x, w, b)
         assert got.shape == (1, 1, inter)
-        close_in_bf16(got, ref, ulps=4)  # the norm's two roundings, gate, up and the product: each truncated here
+        close_in_bf16(got, ref, ulps=4)  # gate, up and the product: each truncated here
     assert torch.equal(gemv.gate_up_silu(x.float(), w.float()), F.silu(F.linear(x.float(), w.float()).chunk(2, -1)[0])
                        * F.linear(x.float(), w.float()).chunk(2, -1)[1])  # float32: F.linear, bit for bit
 
@@ -112,8 +84,10 @@ def test_operands_that_do_not_fit_are_refused():
     w = randn(16, 32, seed=20)
     with pytest.raises(ValueError, match=r"x has 31 elements, the matrix \[16, 32\] needs 32"):
         gemv.launch(randn(31, seed=21), w, None, torch.empty(16, dtype=BF16))
-    with pytest.raises(ValueError, match=r"residual has 15 elements, the matrix \[16, 32\] needs 16"):
-        gemv.launch(randn(32, seed=21), w, None, torch.empty(16, dtype=BF16), residual=randn(15, seed=22))
+    with pytest.raises(ValueError, match=r"bias has 15 elements, the matrix \[16, 32\] needs 16"):
+        gemv.launch(randn(32, seed=21), w, randn(15, seed=22), torch.empty(16, dtype=BF16))
+    with pytest.raises(ValueError, match=r"gate_up needs an even number of rows \(got 15\)"):
+        gemv.launch(randn(32, seed=21), w[:15], None, torch.empty(7, dtype=BF16), gate_up=True)
 
 
 def test_only_one_row_half_precision_steps_take_the_kernel(monkeypatch):
@@ -130,19 +104,16 @@ def test_only_one_row_half_precision_steps_take_the_kernel(monkeypatch):
 
 def test_the_op_traces_for_torch_compile(monkeypatch):
     """``torch.compile(fullgraph=True)`` keeps the op as one call (its fake implementation gives the
-    shapes): compiled and eager calls of a layer's fused forms give the same bits."""
+    shapes): compiled and eager calls of a layer's projections give the same bits."""
     monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
     k, n = 64, 40
-    x, delta, w = randn(1, 1, k, seed=15), randn(1, 1, k, seed=16), randn(n, k, seed=17) * k**-0.5
-    norm, w_out = 1 + 0.3 * randn(k, seed=18), randn(k, n, seed=19) * n**-0.5
+    x, w = randn(1, 1, k, seed=15), randn(2 * n, k, seed=17) * k**-0.5
+    w_out = randn(k, n, seed=19) * n**-0.5
 
-    def block(x, delta):
-        y, x_sum = gemv.add_norm_linear(x, delta, norm, 1e-5, w, None)
-        return gemv.linear_add(y, w_out, None, x_sum), x_sum
+    def block(x):
+        return gemv.linear(gemv.gate_up_silu(x, w), w_out)
 
-    eager = block(x, delta)
-    compiled = torch.compile(block, backend="aot_eager", fullgraph=True)(x, delta)
-    assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
+    assert torch.equal(block(x), torch.compile(block, backend="aot_eager", fullgraph=True)(x))
 
 
 def tiny_model(arch: str):
@@ -153,8 +124,8 @@ def tiny_model(arch: str):
 @pytest.mark.parametrize("arch", ["llama_gqa", "qwen2_bias", "qwen3_qknorm"])
 def test_native_steps_on_the_kernel_match_cublas(monkeypatch, arch):
     """A bfloat16 native model with ``matmul="gemv"`` against the same model with ``"cublas"``:
-    one-row steps (the fused kernel: q/k/v bias, q/k norms, residual stream across layers and
-    ranges) agree within bfloat16 rounding; steps of more rows run ``F.linear`` and agree exactly."""
+    one-row steps (the kernel, and add_norm's: q/k/v bias, q/k norms, residual stream across layers
+    and ranges) agree within bfloat16 rounding; steps of more rows run ``F.linear`` and agree exactly."""
     monkeypatch.setattr(gemv, "default_config", lambda n, k: SMALL_TILES)
     hf = tiny_model(arch)
     models = {kind: from_hf_model(hf, max_context=32, fixed_shapes=True, max_graph_tokens=4, matmul=kind)
@@ -182,12 +153,9 @@ def test_matmul_option_is_checked():
 
 
 def test_the_device_check_a_gpu_run_makes():
-    """``check_against_eager`` (what ``bench_gpu.py --parts smoke`` runs on the GPU) on the interpreter:
-    the same forms within one bfloat16 spacing (its bit-equal residual sum is the GPU's to show:
-    the interpreter truncates)."""
+    """``check_against_eager`` (what ``bench_gpu.py --parts smoke`` runs on the GPU) on the interpreter."""
     check = gemv.check_against_eager(24, 64, torch.device("cpu"))
-    assert (check["n"], check["k"]) == (24, 64)
-    assert check["add_norm_linear_rel_err"] <= 2.0**-7 and check["linear_add_rel_err"] <= 2.0**-7
-    # the gate/up form: the interpreter's truncations all lean one way (the norm's two, gate's, up's
-    # and the product's), 2 % here; a wrong pairing of gate and up rows is off by the values themselves
+    assert (check["n"], check["k"]) == (24, 64) and check["linear_rel_err"] <= 2.0**-7
+    # the gate/up form: the interpreter's truncations all lean one way (gate's, up's and the
+    # product's); a wrong pairing of gate and up rows is off by the values themselves
     assert check["gate_up_silu_rel_err"] <= 2.0**-4

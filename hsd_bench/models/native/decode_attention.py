@@ -127,7 +127,7 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
         q, k, v, cos, sin, pos, k_cache, v_cache, out, part, stat, counters(out.device),
         k_cache.stride(1), k_cache.stride(2), kv_len, int(window), float(scale), cfg.chunk,
         G=groups, GP=group_p2, HD=hd, BLOCK_G=block_g, BLOCK_N=cfg.block_n, MERGE=merge, MERGE_BLOCK=8,
-        HAS_WINDOW=window > 0, DOT_F32=gemv.interpreted(), num_warps=cfg.num_warps,
+        HAS_WINDOW=window > 0, DOT_F32=gemv.interpreted(), num_warps=cfg.num_warps, **gemv.launch_options(out.device),
     )
 
 

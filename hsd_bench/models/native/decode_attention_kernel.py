@@ -32,7 +32,12 @@ def decode_attention_kernel(
     stride_ch, stride_cs, kv_len, window, scale, chunk,
     G: tl.constexpr, GP: tl.constexpr, HD: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
     MERGE: tl.constexpr, MERGE_BLOCK: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_F32: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:  # launched while the projection before it still runs (gemv.PROGRAMMATIC_LAUNCH): its
+        # q, k and v are that kernel's results, so nothing is read before the wait
+        tl.extra.cuda.gdc_launch_dependents()
+        tl.extra.cuda.gdc_wait()
     dtype = o_ptr.dtype.element_ty
     h = tl.program_id(0)
     s = tl.program_id(1)

@@ -8,12 +8,10 @@ plus a reduce; docs/performance.md). This kernel streams each matrix once, a
 few output features per program, the reduction over ``K`` inside the program
 and the next weight slice requested while the current one is multiplied.
 
-It also takes in the operations around a projection that would otherwise be
-kernels of their own (:func:`add_norm_linear`: the residual add and RMSNorm
-that open a layer's attention and MLP blocks; :func:`linear_add`: the residual
-add after the output projection), in eager's order and rounding. Each program
-recomputes the norm's scale from the whole row, which pays on rows up to
-:data:`FUSE_MAX_HIDDEN` wide and costs more than it saves beyond.
+A gated MLP's activation is its epilogue (:func:`gate_up_silu`). The residual adds and
+norms around the projections are a kernel of their own (:mod:`.add_norm`): fused into the
+GEMV, every program recomputed the norm's scale, which measured slower than that kernel
+launched early (docs/performance.md, "Thirteenth run").
 
 It is the native backend's ``matmul="gemv"`` (run.py: ``model.matmul``, the
 default) for one-row fixed-shape steps in bfloat16/float16 on CUDA; steps of
@@ -52,6 +50,33 @@ def interpreted() -> bool:
 CPU_INTERPRETER = [False]
 
 
+# Programmatic dependent launch (Hopper and later): a kernel of ours is launched while the kernel
+# before it still runs, requests its first weight slice -- which no kernel writes -- and only then
+# waits (griddepcontrol.wait) for that kernel's results. The launch and the first loads overlap the
+# previous kernel's tail instead of following it; everything that reads another kernel's output or
+# writes memory comes after the wait, so results are bit-equal to a plain launch. A list so that a
+# measurement can switch it off (before the step is captured: a captured launch keeps its mode).
+PROGRAMMATIC_LAUNCH = [True]
+
+
+def programmatic_launch(device: torch.device) -> bool:
+    """Whether kernels launched on ``device`` now overlap their predecessor
+    (:data:`PROGRAMMATIC_LAUNCH`): a CUDA device of compute capability 9.0 or later, not the
+    interpreter (it has no grid dependency control)."""
+    return (PROGRAMMATIC_LAUNCH[0] and device.type == "cuda" and not interpreted()
+            and _capability(device.index if device.index is not None else torch.cuda.current_device()) >= (9, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def launch_options(device: torch.device) -> dict:
+    """The ``PDL`` constexpr and launch option of a kernel of ours on ``device``."""
+    return {"PDL": True, "launch_pdl": True} if programmatic_launch(device) else {"PDL": False}
+
+
 def triton_available() -> bool:
     """Triton imports, where a kernel could run: CUDA, or the CPU interpreter a test asked for
     (:data:`CPU_INTERPRETER`). Elsewhere triton is not even imported (a CPU run pays nothing)."""
@@ -86,13 +111,6 @@ TUNED_TILES: dict[tuple[int, int], tuple[int, int]] = {
 }
 
 
-# Widest hidden state whose norms and residual adds are fused into the projections
-# (add_norm_linear, linear_add): each program recomputes the norm's scale from the whole row,
-# which costs more than the kernels it saves once rows are wide. H200, same process: Llama-1B
-# shape (2048) AR loop 1.031x unfused, Llama-8B shape (4096) 0.976x (results/gpu_run11/).
-FUSE_MAX_HIDDEN = 2048
-
-
 def default_config(n: int, k: int) -> GemvConfig:
     """Tiles for one row times a ``[n, k]`` matrix: :data:`TUNED_TILES` where measured, else two
     output features per program and 1024-wide slices (the fastest or within a few percent of it
@@ -108,9 +126,8 @@ def _kernel():
 
     @triton.jit
     def gemv_kernel(
-        x_ptr, d_ptr, ln_ptr, r_ptr, w_ptr, b_ptr, y_ptr, xs_ptr, N, K, stride_wn, eps,
-        HAS_BIAS: tl.constexpr, HAS_DELTA: tl.constexpr, NORM: tl.constexpr, RESIDUAL: tl.constexpr,
-        GATE_UP: tl.constexpr, BLOCK_N: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+        x_ptr, w_ptr, b_ptr, y_ptr, N, K, stride_wn, HAS_BIAS: tl.constexpr, GATE_UP: tl.constexpr,
+        BLOCK_N: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
     ):
         dtype = y_ptr.dtype.element_ty  # rounding to it: to nearest-even on the GPU, as torch rounds
         pid = tl.program_id(0)
@@ -126,31 +143,15 @@ def _kernel():
         w_ptrs = w_ptr + w_row[:, None] * stride_wn + rk[None, :]
         # Weights are loaded one slice ahead of their use (the slice a step multiplies was
         # requested a step earlier), so the next slice's read overlaps this step's arithmetic.
+        if PDL:  # the next kernel may launch once every program of this one has started
+            tl.extra.cuda.gdc_launch_dependents()
         w = tl.load(w_ptrs, mask=n_ok[:, None] & (rk < K)[None, :], other=0.0)
-        if NORM:  # HF's RMSNorm of the input row (after the residual add): its scale first
-            squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                k_ok = (k0 + rk) < K
-                xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
-                if HAS_DELTA:  # the residual add, rounded to the model's dtype as in eager
-                    xk = xk.to(tl.float32) + tl.load(d_ptr + k0 + rk, mask=k_ok, other=0.0).to(tl.float32)
-                    xk = xk.to(dtype)
-                    if pid == 0:  # the sum, written once
-                        tl.store(xs_ptr + k0 + rk, xk, mask=k_ok)
-                xf = xk.to(tl.float32)
-                squares += xf * xf
-            rstd = 1.0 / tl.sqrt(tl.sum(squares, axis=0) / K + eps)
+        if PDL:  # the first weight slice is requested; the inputs are the previous kernel's results
+            tl.extra.cuda.gdc_wait()
         acc = tl.zeros((ROWS,), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
             k_ok = (k0 + rk) < K
             xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
-            if HAS_DELTA:
-                xk = xk.to(tl.float32) + tl.load(d_ptr + k0 + rk, mask=k_ok, other=0.0).to(tl.float32)
-                xk = xk.to(dtype)
-            if NORM:  # weight * (x * rstd).to(dtype): each product rounded as eager rounds it
-                ln = tl.load(ln_ptr + k0 + rk, mask=k_ok, other=0.0).to(tl.float32)
-                xk = (xk.to(tl.float32) * rstd).to(dtype)
-                xk = (ln * xk.to(tl.float32)).to(dtype)
             w_next = tl.load(w_ptrs + BLOCK_K, mask=n_ok[:, None] & ((k0 + BLOCK_K + rk) < K)[None, :], other=0.0)
             acc += tl.sum(w.to(tl.float32) * xk.to(tl.float32)[None, :], axis=1)
             w = w_next
@@ -162,11 +163,7 @@ def _kernel():
             rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
             tl.store(y_ptr + rn, (gate * tl.sigmoid(gate) * up).to(dtype), mask=rn < N)
         else:
-            y = acc.to(dtype)
-            if RESIDUAL:  # the residual add after the projection, in the model's dtype
-                y = y.to(tl.float32) + tl.load(r_ptr + out, mask=n_ok, other=0.0).to(tl.float32)
-                y = y.to(dtype)
-            tl.store(y_ptr + out, y, mask=n_ok)
+            tl.store(y_ptr + out, acc.to(dtype), mask=n_ok)
 
     return gemv_kernel
 
@@ -180,52 +177,36 @@ def kernel_applies(x: torch.Tensor, w: torch.Tensor) -> bool:
 
 
 def launch(x1: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y1: torch.Tensor,
-           config: GemvConfig | None = None, *, delta: torch.Tensor | None = None, norm: torch.Tensor | None = None,
-           eps: float = 0.0, residual: torch.Tensor | None = None, x_sum: torch.Tensor | None = None,
-           gate_up: bool = False) -> None:
-    """``y1 = w @ x1 (+ b)`` for the contiguous vectors ``x1`` ``[K]`` and ``y1`` ``[N]``.
+           config: GemvConfig | None = None, *, gate_up: bool = False) -> None:
+    """``y1 = w @ x1 (+ b)`` for the contiguous vectors ``x1`` ``[K]`` and ``y1`` ``[N]``; with
+    ``gate_up``, ``w`` is a gated MLP's gate and up projections stacked, ``[2 N, K]``, and ``y1`` gets
+    ``silu(gate) * up`` ``[N]``.
 
-    Optionally with the operations around a projection in a decoder layer, in eager's order and
-    rounding: ``x1 + delta`` first (written to ``x_sum``), then HF's RMSNorm with weight ``norm``
-    and ``eps``; after the projection, ``+ residual`` (``[N]``). ``gate_up``: ``w`` is a gated MLP's
-    gate and up projections stacked, ``[2 N, K]``, and ``y1`` gets ``silu(gate) * up`` ``[N]``.
-    """
+    Launched early (:func:`programmatic_launch`), the kernel reads the start of ``w`` before the
+    kernels launched just before it have finished: ``w`` must be a weight, which no kernel of the
+    step writes."""
     rows, k = w.shape
     n = rows // 2 if gate_up else rows
-    if delta is not None and (norm is None or x_sum is None):
-        raise ValueError("gemv.launch: delta is added before a norm and its sum written to x_sum")
-    if gate_up and (residual is not None or rows % 2):
-        raise ValueError(f"gemv.launch: gate_up needs an even number of rows (got {rows}) and no residual")
-    for name, t, size in (("x", x1, k), ("y", y1, n), ("bias", b, rows), ("delta", delta, k), ("norm", norm, k),
-                          ("residual", residual, n), ("x_sum", x_sum, k)):
+    if gate_up and rows % 2:
+        raise ValueError(f"gemv.launch: gate_up needs an even number of rows (got {rows})")
+    for name, t, size in (("x", x1, k), ("y", y1, n), ("bias", b, rows)):
         if t is not None and t.numel() != size:  # the kernel would read or write past it
             raise ValueError(f"gemv.launch: {name} has {t.numel()} elements, the matrix [{rows}, {k}] needs {size}")
     cfg = config or default_config(rows, k)
     block_n = max(1, cfg.block_n // 2) if gate_up else cfg.block_n  # the same weight rows per program
     _kernel()[((n + block_n - 1) // block_n,)](
-        x1, _or(delta, x1), _or(norm, x1), _or(residual, y1), w, _or(b, w), y1, _or(x_sum, x1), n, k, w.stride(0),
-        float(eps), HAS_BIAS=b is not None, HAS_DELTA=delta is not None, NORM=norm is not None,
-        RESIDUAL=residual is not None, GATE_UP=gate_up, BLOCK_N=block_n, ROWS=2 * block_n if gate_up else block_n,
-        BLOCK_K=cfg.block_k,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        x1, w, w if b is None else b, y1, n, k, w.stride(0), HAS_BIAS=b is not None, GATE_UP=gate_up,
+        BLOCK_N=block_n, ROWS=2 * block_n if gate_up else block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages, **launch_options(x1.device),
     )
 
 
-def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
-    """A pointer argument the kernel does not read when ``t`` is None (its flag is off)."""
-    return placeholder if t is None else t
-
-
-def _gemv_impl(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, delta: torch.Tensor | None,
-               norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None, gate_up: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def _gemv_impl(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, gate_up: bool) -> torch.Tensor:
     x1 = x.reshape(-1).contiguous()
     n = w.shape[0] // 2 if gate_up else w.shape[0]
     y1 = torch.empty(n, dtype=x.dtype, device=x.device)
-    x_sum = torch.empty_like(x1) if delta is not None else None
-    launch(x1, w, b, y1, delta=None if delta is None else delta.reshape(-1).contiguous(), norm=norm, eps=eps,
-           residual=None if residual is None else residual.reshape(-1).contiguous(), x_sum=x_sum, gate_up=gate_up)
-    return y1.reshape(*x.shape[:-1], n), x1.new_empty(0) if x_sum is None else x_sum.view(x.shape)
+    launch(x1, w, b, y1, gate_up=gate_up)
+    return y1.reshape(*x.shape[:-1], n)
 
 
 _REGISTERED = [False]  # a plain flag, not a cached call: kernel_applies runs while dynamo traces
@@ -241,15 +222,12 @@ def register() -> bool:
         return _REGISTERED[0]
 
     @torch.library.custom_op("hsd_bench::gemv", mutates_args=())
-    def gemv_op(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, delta: torch.Tensor | None,
-                norm: torch.Tensor | None, eps: float, residual: torch.Tensor | None, gate_up: bool
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        return _gemv_impl(x, w, b, delta, norm, eps, residual, gate_up)
+    def gemv_op(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, gate_up: bool) -> torch.Tensor:
+        return _gemv_impl(x, w, b, gate_up)
 
     @gemv_op.register_fake
-    def _(x, w, b, delta, norm, eps, residual, gate_up):
-        n = w.shape[0] // 2 if gate_up else w.shape[0]
-        return x.new_empty((*x.shape[:-1], n)), x.new_empty(x.shape if delta is not None else (0,))
+    def _(x, w, b, gate_up):
+        return x.new_empty((*x.shape[:-1], w.shape[0] // 2 if gate_up else w.shape[0]))
 
     _REGISTERED[0] = True
     return True
@@ -260,47 +238,26 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     after :func:`register`, which ``NativeLlama(matmul="gemv")`` calls)."""
     if not kernel_applies(x, w):
         return F.linear(x, w, b)
-    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, None, False)[0]
+    return torch.ops.hsd_bench.gemv(x, w, b, False)
 
 
-def gate_up_silu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, norm: torch.Tensor | None = None,
-                 eps: float = 0.0) -> torch.Tensor:
-    """``silu(gate) * up`` of ``linear(x, w, b)`` for a gated MLP's stacked ``[2 I, D]`` gate/up weights
-    (``norm``: of HF's RMSNorm of ``x``), the activation in the projection's epilogue instead of a
-    kernel of its own: each program multiplies row ``j`` of the gate and row ``j`` of the up
-    projection, so nothing is recomputed. ``F.linear`` and the activation where the kernel does
-    not apply."""
+def gate_up_silu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``silu(gate) * up`` of ``linear(x, w, b)`` for a gated MLP's stacked ``[2 I, D]`` gate/up weights,
+    the activation in the projection's epilogue instead of a kernel of its own: each program
+    multiplies row ``j`` of the gate and row ``j`` of the up projection, so nothing is recomputed.
+    ``F.linear`` and the activation where the kernel does not apply."""
     if not kernel_applies(x, w):
-        from hsd_bench.models.native.layers import rms_norm  # layers imports this module
-
-        gate, up = F.linear(x if norm is None else rms_norm(x, norm, eps), w, b).chunk(2, dim=-1)
+        gate, up = F.linear(x, w, b).chunk(2, dim=-1)
         return F.silu(gate) * up
-    return torch.ops.hsd_bench.gemv(x, w, b, None, norm, eps, None, True)[0]
-
-
-def add_norm_linear(x: torch.Tensor, delta: torch.Tensor | None, norm: torch.Tensor, eps: float, w: torch.Tensor,
-                    b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(linear(rms_norm(x + delta)), x + delta)`` in one kernel (``delta=None``: no add, and the
-    second value is ``x``): the norm that opens a decoder layer's attention or MLP block, and the
-    residual sum it reads, without a kernel of their own. Only where :func:`kernel_applies`."""
-    y, x_sum = torch.ops.hsd_bench.gemv(x, w, b, delta, norm, eps, None, False)
-    return y, (x if delta is None else x_sum)
-
-
-def linear_add(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
-    """``residual + linear(x, w, b)`` in one kernel (the attention block's output projection and
-    the residual add after it). Only where :func:`kernel_applies`."""
-    return torch.ops.hsd_bench.gemv(x, w, b, None, None, 0.0, residual, False)[0]
+    return torch.ops.hsd_bench.gemv(x, w, b, True)
 
 
 def check_against_eager(n: int, k: int, device: torch.device, seed: int = 0) -> dict:
-    """The kernel's fused forms on ``device`` against eager's operations at an ``[n, k]`` matrix
-    (bfloat16; the gate/up form at ``[2 n, k]``): the residual sum must be equal bit for bit and
-    each result within one bfloat16 spacing of its largest value (``passed``). What a GPU run checks before timing the kernel
-    (``bench_gpu.py --parts smoke``, ``scripts/bench_gemv.py``); the CPU tests run the same forms
-    through Triton's interpreter."""
-    from hsd_bench.models.native.layers import rms_norm  # layers imports this module
-
+    """The kernel's forms on ``device`` against float32 arithmetic on the same bfloat16 operands at an
+    ``[n, k]`` matrix (with a bias; the gate/up form at ``[2 n, k]``): each result within one bfloat16
+    spacing of its largest value (``passed``; the kernel rounds once, so about half of that). What a GPU run checks before timing the kernel (``bench_gpu.py
+    --parts smoke``, ``scripts/bench_gemv.py``); the CPU tests run the same forms through Triton's
+    interpreter."""
     if not register():
         return {"passed": False, "error": "Triton does not import here"}
     g = torch.Generator(device=device).manual_seed(seed)
@@ -308,21 +265,15 @@ def check_against_eager(n: int, k: int, device: torch.device, seed: int = 0) -> 
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g, device=device).to(torch.bfloat16)
 
-    x, delta, residual = randn(1, 1, k), randn(1, 1, k), randn(1, 1, n)
-    norm, w = 1 + 0.1 * randn(k), randn(n, k) * k**-0.5
-    y, x_sum = add_norm_linear(x, delta, norm, 1e-5, w, None)
-    y_add = linear_add(x, w, None, residual)
+    x, w, b = randn(1, 1, k), randn(n, k) * k**-0.5, randn(n)
     w_gate_up = randn(2 * n, k) * k**-0.5
-    act = gate_up_silu(x, w_gate_up, None, norm, 1e-5)
-    gate, up = F.linear(rms_norm(x, norm, 1e-5), w_gate_up).chunk(2, dim=-1)
+    # gate and up rounded to bfloat16 as the kernel rounds them before the activation
+    gate, up = F.linear(x.float(), w_gate_up.float()).to(torch.bfloat16).float().chunk(2, dim=-1)
 
-    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+    def rel(a: torch.Tensor, ref: torch.Tensor) -> float:
+        return ((a.float() - ref).abs().max() / ref.abs().max()).item()
 
-    out = {"n": n, "k": k, "residual_sum_equal": bool(torch.equal(x_sum, x + delta)),
-           "add_norm_linear_rel_err": rel(y, F.linear(rms_norm(x + delta, norm, 1e-5), w)),
-           "linear_add_rel_err": rel(y_add, residual + F.linear(x, w)),
-           "gate_up_silu_rel_err": rel(act, F.silu(gate.float()) * up.float())}
-    out["passed"] = (out["residual_sum_equal"] and out["add_norm_linear_rel_err"] <= 2.0**-7
-                     and out["linear_add_rel_err"] <= 2.0**-7 and out["gate_up_silu_rel_err"] <= 2.0**-7)
+    out = {"n": n, "k": k, "linear_rel_err": rel(linear(x, w, b), F.linear(x.float(), w.float(), b.float())),
+           "gate_up_silu_rel_err": rel(gate_up_silu(x, w_gate_up), F.silu(gate) * up)}
+    out["passed"] = out["linear_rel_err"] <= 2.0**-7 and out["gate_up_silu_rel_err"] <= 2.0**-7
     return out

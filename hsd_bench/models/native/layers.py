@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import top_probability
-from hsd_bench.models.native import decode_attention, gemv
+from hsd_bench.models.native import add_norm, decode_attention, gemv
 
 
 class LayerWeights(NamedTuple):
@@ -121,17 +121,14 @@ def layer_forward(
     which needs the layer's sliding ``window`` (0: none; the mask carries it otherwise).
     """
     linear = gemv.linear if matmul == "gemv" else F.linear
-    # One-row steps on the GEMV kernel also take the norms and residual adds into it
-    # (gemv.add_norm_linear, gemv.linear_add): no kernels of their own for them.
-    fused = matmul == "gemv" and gemv.kernel_applies(x, w.wqkv) and x.shape[-1] <= gemv.FUSE_MAX_HIDDEN
+    # One-row steps on the GEMV kernel also take each residual add + RMSNorm as one kernel
+    # (add_norm.py, on rows up to add_norm.MAX_HIDDEN wide).
+    norm_kernel = matmul == "gemv" and gemv.kernel_applies(x, w.wqkv) and add_norm.kernel_applies(x)
     heads, kv_heads, hd, eps = dims
     b, t = x.shape[0], x.shape[1]
     kv_len = mask.shape[-1]
-    if fused:
-        qkv, x = gemv.add_norm_linear(x, delta, w.ln_attn, eps, w.wqkv, w.bqkv)
-    else:
-        x = x + delta
-        qkv = linear(rms_norm(x, w.ln_attn, eps), w.wqkv, w.bqkv)
+    h, x = _add_norm(x, delta, w.ln_attn, eps, norm_kernel)
+    qkv = linear(h, w.wqkv, w.bqkv)
     q, k, v = qkv.split([heads * hd, kv_heads * hd, kv_heads * hd], dim=-1)
     q = q.view(b, t, heads, hd)
     k = k.view(b, t, kv_heads, hd)
@@ -140,7 +137,7 @@ def layer_forward(
         k = rms_norm(k, w.k_norm, eps)
     if attn_impl == "triton" and decode_attention.kernel_applies(q, k_cache, rows):
         o = decode_attention.attend(q, k, v, cos, sin, pos, k_cache, v_cache, hd**-0.5, kv_len, window)
-        return _mlp_block(o, x, w, eps, fused, linear)
+        return _mlp_block(o, x, w, eps, norm_kernel, linear)
     q = q.transpose(1, 2)
     k = k.transpose(1, 2)
     v = v.view(b, t, kv_heads, hd).transpose(1, 2)
@@ -166,24 +163,28 @@ def layer_forward(
     qg = q.reshape(b, kv_heads, groups * t, hd)
     o = attention(qg, keys, values, mask, hd**-0.5, attn_impl)
     o = o.reshape(b, heads, t, hd).transpose(1, 2).reshape(b, t, heads * hd)
-    return _mlp_block(o, x, w, eps, fused, linear)
+    return _mlp_block(o, x, w, eps, norm_kernel, linear)
 
 
-def _mlp_block(o: torch.Tensor, x: torch.Tensor, w: LayerWeights, eps: float, fused: bool, linear
+def _add_norm(x: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, eps: float, kernel: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rms_norm(x + delta), x + delta)``: one kernel (add_norm.py) or plain PyTorch."""
+    if kernel:
+        return add_norm.add_rms_norm(x, delta, weight, eps)
+    x = x + delta
+    return rms_norm(x, weight, eps), x
+
+
+def _mlp_block(o: torch.Tensor, x: torch.Tensor, w: LayerWeights, eps: float, norm_kernel: bool, linear
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """A layer after attention: the output projection and residual add, the MLP block; its output
     as ``(x, delta)`` (see :func:`layer_forward`)."""
-    if fused:
-        x = gemv.linear_add(o, w.wo, w.bo, x)
-        act = gemv.gate_up_silu(x, w.w_gate_up, w.b_gate_up, w.ln_mlp, eps)
+    h, x = _add_norm(x, linear(o, w.wo, w.bo), w.ln_mlp, eps, norm_kernel)
+    if linear is gemv.linear:  # the GEMV's epilogue takes silu(gate) * up (F.linear where it does not apply)
+        act = gemv.gate_up_silu(h, w.w_gate_up, w.b_gate_up)
     else:
-        x = x + linear(o, w.wo, w.bo)
-        h = rms_norm(x, w.ln_mlp, eps)
-        if linear is gemv.linear:  # the GEMV's epilogue takes silu(gate) * up (F.linear where it does not apply)
-            act = gemv.gate_up_silu(h, w.w_gate_up, w.b_gate_up)
-        else:
-            gate, up = linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
-            act = F.silu(gate) * up
+        gate, up = linear(h, w.w_gate_up, w.b_gate_up).chunk(2, dim=-1)
+        act = F.silu(gate) * up
     return x, linear(act, w.w_down, w.b_down)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import HostValue, stops_after, top_probability
-from hsd_bench.models.native import decode_attention, gemv
+from hsd_bench.models.native import add_norm, decode_attention, gemv
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
@@ -150,13 +150,13 @@ class NativeLlama(RaggedSteps):
         if attention == "triton" and decode_attention.register():
             decode_attention.counters(embed.device)  # before any capture: replays read this buffer
         # Projection kernel of the fixed-shape steps: "gemv", the one-pass Triton GEMV for one-row
-        # steps, the norms and residual adds fused in on rows up to gemv.FUSE_MAX_HIDDEN wide
-        # (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured 1.116x
+        # steps (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured 1.116x
         # cuBLAS on the Llama-1B shape's AR loop and 1.068x on the 8B's (H200, docs/performance.md
-        # "Eleventh run"); or "cublas" (F.linear). Long eager steps (prefill) always use F.linear.
+        # "Eleventh run"), with each residual add + RMSNorm as one kernel on rows up to
+        # add_norm.MAX_HIDDEN wide; or "cublas" (F.linear). Long eager steps (prefill) always use F.linear.
         self.matmul = matmul
-        if matmul == "gemv":
-            gemv.register()
+        if matmul == "gemv" and gemv.register():
+            add_norm.register()
         self.args = args
         self.name = name
         self.num_layers = args.num_layers
