@@ -159,3 +159,20 @@ def test_the_device_check_a_gpu_run_makes():
     # the gate/up form: the interpreter's truncations all lean one way (gate's, up's and the
     # product's); a wrong pairing of gate and up rows is off by the values themselves
     assert check["gate_up_silu_rel_err"] <= 2.0**-4
+
+
+def test_kernels_launch_early_only_where_the_gpu_and_triton_can(monkeypatch):
+    """Programmatic dependent launch: on CUDA devices of compute capability 9.0 or later with a
+    Triton that has it (the constraints' does), never on CPU or through the interpreter, and off
+    when PROGRAMMATIC_LAUNCH says so -- then the kernels are launched plainly."""
+    assert gemv._triton_launches_early()
+    assert not gemv.programmatic_launch(torch.device("cpu"))
+    assert gemv.launch_options(torch.device("cpu")) == {"PDL": False}
+    assert not gemv.programmatic_launch(torch.device("cuda", 0))  # the interpreter is on in these tests
+    monkeypatch.setattr(gemv, "interpreted", lambda: False)
+    monkeypatch.setattr(gemv, "_capability", lambda index: (8, 0))
+    assert not gemv.programmatic_launch(torch.device("cuda", 0))  # an A100
+    monkeypatch.setattr(gemv, "_capability", lambda index: (9, 0))
+    assert gemv.launch_options(torch.device("cuda", 0)) == {"PDL": True, "launch_pdl": True}
+    monkeypatch.setattr(gemv, "PROGRAMMATIC_LAUNCH", [False])
+    assert not gemv.programmatic_launch(torch.device("cuda", 0))

@@ -62,14 +62,29 @@ PROGRAMMATIC_LAUNCH = [True]
 def programmatic_launch(device: torch.device) -> bool:
     """Whether kernels launched on ``device`` now overlap their predecessor
     (:data:`PROGRAMMATIC_LAUNCH`): a CUDA device of compute capability 9.0 or later, not the
-    interpreter (it has no grid dependency control)."""
-    return (PROGRAMMATIC_LAUNCH[0] and device.type == "cuda" and not interpreted()
+    interpreter (it has no grid dependency control), and a Triton that has it (3.3 or later;
+    older ones launch plainly)."""
+    return (PROGRAMMATIC_LAUNCH[0] and device.type == "cuda" and not interpreted() and _triton_launches_early()
             and _capability(device.index if device.index is not None else torch.cuda.current_device()) >= (9, 0))
 
 
 @functools.lru_cache(maxsize=None)
 def _capability(index: int) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_launches_early() -> bool:
+    """Triton has grid dependency control in the language and the ``launch_pdl`` launch option."""
+    try:
+        import dataclasses
+
+        import triton.language.extra.cuda as cuda_extra
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except Exception:  # noqa: BLE001 -- any import failure means: no early launch
+        return False
+    return (hasattr(cuda_extra, "gdc_wait") and hasattr(cuda_extra, "gdc_launch_dependents")
+            and "launch_pdl" in {f.name for f in dataclasses.fields(CUDAOptions)})
 
 
 def launch_options(device: torch.device) -> dict:
