@@ -164,7 +164,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from hsd_bench.models.native import gemv
+from hsd_bench.models.native import add_norm, gemv
 from hsd_bench.models.native.decode_attention_kernel import decode_attention_kernel
 
 
@@ -199,7 +199,6 @@ for bias, gate_up, pdl in ((False, False, True), (True, False, True), (True, Tru
     assert ("griddepcontrol.wait" in ptx) == pdl
     if pdl:
         assert first(ptx, "ld.global") < first(ptx, "griddepcontrol.wait") < first(ptx, "st.global"), ptx[:4000]
-from hsd_bench.models.native import add_norm
 signature = {**dict.fromkeys(["x_ptr", "d_ptr", "ln_ptr", "y_ptr", "xs_ptr"], "*bf16"), "K": "i32", "eps": "fp32"}
 for delta, pdl in ((True, True), (False, False)):
     ptx = compile_for_sm90(add_norm._kernel(), signature, dict(HAS_DELTA=delta, BLOCK=4096, PDL=pdl))
@@ -213,7 +212,8 @@ print("compiled")
 def test_kernels_compile_for_a_hopper_gpu():
     """The interpreter runs code the GPU compiler refuses (it let a variable change dtype across a
     branch through); compiling the Triton kernels for sm_90 -- without a GPU, in a process with the
-    interpreter off -- catches that on any machine."""
+    interpreter off -- catches that on any machine. The PTX also shows what early launch relies on:
+    only weights are loaded before ``griddepcontrol.wait``, nothing is stored before it."""
     import subprocess
     import sys
     from pathlib import Path
