@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hsd_bench.config import ModelConf
+from hsd_bench.config import NATIVE_MODEL_OPTIONS, ModelConf
 from hsd_bench.measure import timing_repeats_for
 from hsd_bench.methods import TARGET, ar_chunk_for, method_views
 from hsd_bench.models.loading import BACKENDS, DTYPES, RANDOM_ARCHS, REPO_ROOT, resolve_local_path
@@ -138,7 +138,9 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
         raise ValueError(f"model.dtype={model.get('dtype')!r} is not one of {', '.join(DTYPES)}")
     if model.get("backend", "hf") not in BACKENDS:
         raise ValueError(f"model.backend={model.get('backend')!r} is not one of {', '.join(BACKENDS)}")
-    for key, valid in (("prefill", PREFILL_MODES), ("matmul", MATMUL_KERNELS), ("attention", ATTENTION_KERNELS)):
+    choices = {"prefill": PREFILL_MODES, "matmul": MATMUL_KERNELS, "attention": ATTENTION_KERNELS}
+    for key in NATIVE_MODEL_OPTIONS:
+        valid = choices[key]
         if model.get(key, getattr(ModelConf, key)) not in valid:
             raise ValueError(f"model.{key}={model.get(key)!r} is not one of {', '.join(valid)}")
     check_device(model.get("device", "cpu"))

@@ -63,9 +63,8 @@ def kernel_applies(x: torch.Tensor) -> bool:
     """Whether a layer's add + norm of the row(s) ``x`` ``[..., D]`` runs the kernel: one row,
     bfloat16/float16, at most :data:`MAX_HIDDEN` wide, on CUDA or a test's interpreter, after
     :func:`register`."""
-    on_device = x.is_cuda or (gemv.CPU_INTERPRETER[0] and gemv.interpreted())
-    return (_REGISTERED[0] and on_device and x.numel() == x.shape[-1] and 1 <= x.shape[-1] <= MAX_HIDDEN
-            and x.dtype in (torch.bfloat16, torch.float16))
+    return (_REGISTERED[0] and gemv.kernel_device(x) and x.numel() == x.shape[-1]
+            and 1 <= x.shape[-1] <= MAX_HIDDEN and x.dtype in (torch.bfloat16, torch.float16))
 
 
 def launch(x1: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor, eps: float, y1: torch.Tensor,

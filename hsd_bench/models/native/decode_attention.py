@@ -87,8 +87,7 @@ def kernel_applies(q: torch.Tensor, k_cache: torch.Tensor, rows: torch.Tensor | 
     least 16 (the kernel's tensor-core dots), on CUDA or a test's interpreter."""
     b, t, heads, hd = q.shape
     kv_heads = k_cache.shape[1]
-    on_device = q.is_cuda or (gemv.CPU_INTERPRETER[0] and gemv.interpreted())
-    return (_REGISTERED[0] and on_device and rows is None and b == 1 and t == 1
+    return (_REGISTERED[0] and gemv.kernel_device(q) and rows is None and b == 1 and t == 1
             and q.dtype in (torch.bfloat16, torch.float16) and k_cache.dtype == q.dtype
             and hd >= 16 and hd & (hd - 1) == 0 and heads % kv_heads == 0 and kv_heads <= COUNTER_SLOTS
             and k_cache.stride(-1) == 1)

@@ -92,6 +92,12 @@ def launch_options(device: torch.device) -> dict:
     return {"PDL": True, "launch_pdl": True} if programmatic_launch(device) else {"PDL": False}
 
 
+def kernel_device(t: torch.Tensor) -> bool:
+    """``t`` lives where our Triton kernels run: on CUDA, or on CPU through the interpreter a test
+    asked for (:data:`CPU_INTERPRETER`). Each kernel's ``kernel_applies`` starts from this."""
+    return t.is_cuda or (CPU_INTERPRETER[0] and interpreted())
+
+
 def triton_available() -> bool:
     """Triton imports, where a kernel could run: CUDA, or the CPU interpreter a test asked for
     (:data:`CPU_INTERPRETER`). Elsewhere triton is not even imported (a CPU run pays nothing)."""
@@ -186,8 +192,7 @@ def _kernel():
 def kernel_applies(x: torch.Tensor, w: torch.Tensor) -> bool:
     """Whether :func:`linear` runs the kernel for these operands (else it is ``F.linear``)."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-    on_device = x.is_cuda or (CPU_INTERPRETER[0] and interpreted())
-    return (_REGISTERED[0] and on_device and 1 <= rows <= MAX_ROWS and x.dtype == w.dtype
+    return (_REGISTERED[0] and kernel_device(x) and 1 <= rows <= MAX_ROWS and x.dtype == w.dtype
             and x.dtype in (torch.bfloat16, torch.float16) and w.dim() == 2 and w.stride(-1) == 1)
 
 
