@@ -40,6 +40,13 @@ The rules (docs/performance.md, "How a run is timed"):
    one sample), and each sample keeps its median pass's timing, so a run's
    tokens/s is robust to one slow pass. The benchmark times with the same
    function.
+6. **The host's speed is probed before every pass** (:mod:`hsd_bench.host_probe`:
+   one tiny kernel launch and event wait, median of 64) and reported beside the
+   tokens/s (``host_probe_us_passes`` per row, ``host_probe_us`` in the summary).
+   On the lent H200 VM that round trip took 16-17 µs in some processes and
+   24-28 µs in others, and host-bound methods followed it (vanilla_sd on the
+   5.6 M model 1512-1885 tok/s across fresh processes): two runs that disagree
+   by that much measured two hosts, and the probe says so.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 
+from hsd_bench import host_probe
 from hsd_bench.engine import Generation
 from hsd_bench.sampling import DecodingConfig
 
@@ -74,6 +82,8 @@ class Timed:
     # (``generation`` is the median pass's), and whether every pass decoded the same tokens
     pass_wall_s: list[float] | None = None
     outputs_agree: bool = True
+    # the host probe (host_probe.round_trip_us, µs) taken before each pass of this timing
+    host_probe_us: list[float] | None = None
 
 
 def graph_captures(models: Iterable) -> int:
@@ -225,19 +235,25 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
     count) and every pass's wall time. A pass is one generation per prompt at batch 1
     (:func:`timed_generate`) or one refilled stream at ``batch_size`` > 1 (:func:`timed_stream`).
     ``on_generation()``, if given, is called after every timed generation of every pass (progress:
-    with several passes the results come only at the end)."""
+    with several passes the results come only at the end). Before each pass the host's speed is
+    probed (:func:`hsd_bench.host_probe.round_trip_us`, rule 6) and every ``Timed`` carries the
+    probes of the passes it was timed in."""
     repeats = timing_repeats_for(repeats, "cpu")
+    device = decoder_device(decoder)
+    probes: list[float] = []
 
     def one_pass() -> Iterator[tuple[int, Timed]]:
+        probes.append(host_probe.round_trip_us(device))
         if batch_size == 1:
             timed = ((i, timed_generate(decoder, p, max_new, decoding, stop_sequences, tokenizer))
                      for i, p in enumerate(prompts))
         else:
             timed = timed_stream(decoder, prompts, max_new, decoding, batch_size, stop_sequences, tokenizer)
-        for item in timed:
+        for index, item in timed:
             if on_generation is not None:
                 on_generation()
-            yield item
+            item.host_probe_us = list(probes)
+            yield index, item
 
     if repeats == 1:
         yield from one_pass()
@@ -249,4 +265,14 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
         kept = runs[sorted(range(repeats), key=walls.__getitem__)[(repeats - 1) // 2]]
         first = runs[0].generation.output_ids
         yield i, Timed(kept.generation, sum(t.graph_captures for t in runs), any(t.retimed for t in runs),
-                       pass_wall_s=walls, outputs_agree=all(t.generation.output_ids == first for t in runs))
+                       pass_wall_s=walls, outputs_agree=all(t.generation.output_ids == first for t in runs),
+                       host_probe_us=list(probes))
+
+
+def decoder_device(decoder) -> torch.device:
+    """The device a decoder's models run on (its first model's; CPU for one without models)."""
+    for model in getattr(decoder, "models", ()):
+        device = getattr(model, "device", None)
+        if device is not None:
+            return torch.device(device)
+    return torch.device("cpu")

@@ -10,6 +10,7 @@ batch; ``latency_s`` is a row's own admission-to-finish time.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 
 import numpy as np
@@ -35,6 +36,14 @@ def _pass_rates(rows: list[dict], tokens: int) -> list[float] | None:
     if not passes or any(p is None for p in passes) or len({len(p) for p in passes}) != 1:
         return None
     return [_ratio(tokens, sum(p[k] for p in passes)) for k in range(len(passes[0]))]
+
+
+def _host_probes(rows: list[dict]) -> list[float] | None:
+    """Each pass's host probe (µs, ``host_probe.py``), the median over rows, when every row has as many."""
+    probes = [r.get("host_probe_us_passes") for r in rows]
+    if not probes or any(p is None for p in probes) or len({len(p) for p in probes}) != 1:
+        return None
+    return [statistics.median(p[k] for p in probes) for k in range(len(probes[0]))]
 
 
 def summarize_method(rows: list[dict]) -> dict:
@@ -73,6 +82,7 @@ def summarize_method(rows: list[dict]) -> dict:
     diverged = [r["divergence"]["class"] for r in rows if r.get("parity_exact") is False and r.get("divergence")]
     latency = [r.get("latency_s", r["wall_s"]) for r in rows]
     taus = [r["mean_accepted_len"] for r in rows if r.get("mean_accepted_len") is not None]
+    probes = _host_probes(rows)
     return {
         "n_samples": len(rows),
         "batch_size": max((r.get("batch_size", 1) for r in rows), default=1),
@@ -81,6 +91,10 @@ def summarize_method(rows: list[dict]) -> dict:
         "decode_tokens_per_s": _ratio(tokens, decode),
         # timing_repeats > 1: tokens/s of each timed pass (the spread the median-pass timing hides)
         "tokens_per_s_passes": _pass_rates(rows, tokens),
+        # the host's speed before each pass (µs per launch + sync round trip; lower is faster) and its
+        # median: host-bound methods follow it, so two runs' tokens/s compare only at similar probes
+        "host_probe_us_passes": probes,
+        "host_probe_us": statistics.median(probes) if probes else None,
         "acceptance_rate": _ratio(accepted, drafted),
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],

@@ -139,6 +139,9 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
         f"{summary.get('backend', '?')} backend, compile {_num(summary.get('compile_s'), '.1f')} s,",
         f"{_num(summary.get('graph_captures_timed'), 'd')} captures timed",
     ]
+    if s.get("host_probe_us") is not None:  # the host's speed beside its tokens/s (host_probe.py)
+        parts[-1] += ","
+        parts.append(f"host probe {s['host_probe_us']:.1f} µs")
     if run_dir is not None:
         parts.append(f"-> {run_dir}")
     return " ".join(parts)

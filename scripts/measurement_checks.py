@@ -19,6 +19,9 @@ column also gives each side's range over passes, and for the methods the speedup
 inside the ``run.py`` job next to the benchmark's: on a host whose speed drifts over
 seconds, two processes' absolute rates can differ more than their passes do, while a
 speedup compares AR and the method within one process (docs/performance.md, "Sixth run").
+Where both sides probed the host (``host_probe_us``, ``hsd_bench/host_probe.py``), the column
+gives both probes too: a host-bound method disagreeing by as much as the two probes differ
+measured two host states, not two timing paths (docs/performance.md, "Fourteenth run").
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
         theirs = ref.get("speedup_vs_same_backend_ar")
         if summary and summary.get("speedup_vs_ar") and theirs:
             measured += f"; speedup {summary['speedup_vs_ar']:.2f}x vs {theirs:.2f}x"
+        if summary and summary.get("host_probe_us") and ref.get("host_probe_us"):
+            measured += f"; host probe {summary['host_probe_us']:.1f} vs {ref['host_probe_us']:.1f} µs"
         out.append(Check(f"`run.py` vs benchmark: {label}", target, measured, abs(diff) <= limit))
     return out
 

@@ -236,6 +236,38 @@ def test_one_pass_is_timed_generate_and_an_even_count_keeps_the_lower_middle():
     assert two[0].generation.stats.wall_s == 2.0 and two[0].pass_wall_s == [4.0, 2.0]
 
 
+def test_the_host_is_probed_before_every_pass_and_each_timing_carries_its_passes_probes(monkeypatch):
+    """Rule 6: a host-bound method's tokens/s follows the host's speed, so every timing says how
+    fast the host was -- probed before each pass (never inside one), on the decoder's device."""
+    decoder = ScriptedDecoder([1.0] * 6)
+    events = []
+
+    def probe(device):
+        events.append(("probe", str(device)))
+        return 10.0 * len(events)
+
+    monkeypatch.setattr(measure.host_probe, "round_trip_us", probe)
+    original = decoder.generate
+    decoder.generate = lambda p, *a, **k: (events.append(("generate", p[0])), original(p, *a, **k))[1]
+    out = dict(measure.timed_passes(decoder, [[1], [2]], 2, DecodingConfig(), repeats=3))
+    assert [e[0] for e in events] == ["probe", "generate", "generate"] * 3
+    assert {e[1] for e in events if e[0] == "probe"} == {"cpu"}
+    assert out[0].host_probe_us == out[1].host_probe_us == [10.0, 40.0, 70.0]
+    events.clear()
+    one = dict(measure.timed_passes(ScriptedDecoder([1.0]), [[1]], 2, DecodingConfig()))  # one pass: one probe
+    assert one[0].host_probe_us == [10.0]
+
+
+def test_the_host_probe_times_a_round_trip_and_allocates_once():
+    from hsd_bench import host_probe
+
+    first = host_probe.round_trip_us("cpu")
+    scratch = host_probe._SCRATCH["cpu"]
+    second = host_probe.round_trip_us(torch.device("cpu"))
+    assert 0 < first < 1e5 and 0 < second < 1e5
+    assert host_probe._SCRATCH["cpu"] is scratch
+
+
 def test_passes_that_decode_different_tokens_are_flagged():
     decoder = ScriptedDecoder([1.0, 1.0], outputs=[[5, 6], [5, 7]])
     (_, timed), = measure.timed_passes(decoder, [[1]], 2, DecodingConfig(), repeats=2)

@@ -103,3 +103,14 @@ def test_several_passes_show_each_sides_range_and_the_speedups(tmp_path):
     assert ("900.0 (passes 880.0-930.0) vs 920.0 (passes 800.0-1000.0) tok/s: -2.2%; speedup 1.32x vs 1.35x"
             in row(table, "`run.py` vs benchmark: hispec"))
     assert "(passes" not in row(table, "`run.py` vs benchmark: layerskip")  # one pass: no range
+
+
+def test_the_host_probes_of_both_sides_are_shown_where_both_took_them(tmp_path):
+    """A host-bound method's run.py/benchmark gap next to the two processes' host speeds."""
+    doc = checks()
+    doc["agree/2"]["methods"]["vanilla_sd"]["host_probe_us"] = 26.4
+    bench_doc = bench()
+    next(r for r in bench_doc["parts"]["methods"]["rows"] if r["method"] == "vanilla_sd")["host_probe_us"] = 16.5
+    _, table = run(tmp_path, doc, bench_doc)
+    assert row(table, "`run.py` vs benchmark: vanilla_sd").split(" | ")[2].endswith("; host probe 26.4 vs 16.5 µs")
+    assert "host probe" not in row(table, "`run.py` vs benchmark: hispec")  # neither side probed

@@ -92,5 +92,7 @@ def test_summary_line():
                     "tau 2.25, parity 1.00 (0 unexplained), native backend, compile 12.3 s, 0 captures timed "
                     "-> runs/abc")
     assert "\n" not in line
+    summary["methods"]["hispec"]["host_probe_us"] = 17.25
+    assert summary_line(summary).endswith("0 captures timed, host probe 17.2 µs")
     bare = summary_line({"methods": {"autoregressive": {"n_samples": 1, "tokens_per_s": 3.0}}})
     assert bare.startswith("[hsd-bench] done autoregressive on ?: 1 samples, 3.0 tok/s (- vs AR)")

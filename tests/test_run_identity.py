@@ -231,6 +231,11 @@ def test_timing_repeats_times_every_row_in_several_passes_and_enters_the_identit
         tokens = sum(r["n_generated"] for r in mine)
         assert s["tokens_per_s_passes"] == pytest.approx(
             [tokens / sum(r["wall_s_passes"][k] for r in mine) for k in range(3)])
+        # the host's speed before each pass (host_probe.py), the same passes for every row
+        probes = mine[0]["host_probe_us_passes"]
+        assert len(probes) == 3 and all(0 < p < 1e5 for p in probes)
+        assert all(r["host_probe_us_passes"] == probes for r in mine)
+        assert s["host_probe_us_passes"] == probes and s["host_probe_us"] == sorted(probes)[1]
 
 
 def test_passes_that_decode_different_tokens_are_flagged_counted_and_said(tmp_path, monkeypatch):

@@ -99,6 +99,9 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
                                   key=lambda it: it[0])]
     gens = [t.generation for t in timed]
     result.extra["retimed"] = sum(t.retimed for t in timed)
+    probes = timed[0].host_probe_us if timed else None  # every prompt was timed in the same passes
+    result.extra["host_probe_us_passes"] = probes
+    result.extra["host_probe_us"] = median(probes) if probes else None
     result.extra["graph_captures_timed"] = sum(t.graph_captures for t in timed)
     result.outputs = [g.output_ids for g in gens]
     result.tokens = sum(len(o) for o in result.outputs)
