@@ -119,7 +119,7 @@ for summary in sorted(runs.glob("**/summary.json")):
         "methods": {m: {k: v.get(k) for k in ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar",
                                                "mean_accepted_len", "acceptance_rate", "parity_exact",
                                                "parity_near_tie", "parity_unexplained", "discarded_tokens",
-                                               "tokens_per_s_passes")}
+                                               "tokens_per_s_passes", "host_probe_us", "host_probe_us_passes")}
                     for m, v in s["methods"].items()},
     }
 pathlib.Path(out).write_text(json.dumps(doc, indent=1))
