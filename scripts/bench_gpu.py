@@ -715,7 +715,8 @@ def main(argv=None) -> int:
                "*= AR*: share of prompts whose greedy output equals the same backend's engine AR; where one "
                "differs, why, in parentheses (hsd_bench/parity.py, as run.py classifies its rows): a near tie "
                "of the dtype's rounding at the first differing position, or unexplained -- which a lossless "
-               "method must never have."]
+               "method must never have. *host probe*: µs per tiny kernel launch + event wait before the timed passes "
+               "(hsd_bench/host_probe.py; lower is a faster host): host-bound rows follow it."]
         (out / "bench.md").write_text("\n".join(md) + "\n")
         return "\n".join(md)
 

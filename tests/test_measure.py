@@ -305,3 +305,11 @@ def test_the_benchmark_times_with_the_same_passes_as_run_py():
     assert r.wall_s == [6.0, 13.0, 9.0]  # every pass's sum: the spread
     assert r.tokens == 8 and r.tokens_per_s == pytest.approx(8 / (3.0 + 5.0))
     assert r.decode_tokens_per_s == pytest.approx(8 / (0.9 * 8.0))
+    # the host probe of each pass, as run.py's rows carry it, and in the benchmark's table
+    probes = r.extra["host_probe_us_passes"]
+    assert len(probes) == 3 and r.extra["host_probe_us"] == sorted(probes)[1]
+    from hsd_bench.bench.report import markdown, summarize
+
+    table = markdown(summarize([r], {"native": r}, None))
+    assert table.splitlines()[0].endswith("| host probe |")
+    assert table.splitlines()[-1].endswith(f"| {r.extra['host_probe_us']:.1f} µs |")

@@ -80,10 +80,14 @@ def markdown(rows: list[dict]) -> str:
       syncs): the engine overhead as decoding really runs;
     * *host-serial overhead* -- the same share with the device synchronised
       around every call: all of the engine's host time, an upper bound.
+
+    *host probe* (runs timed by ``measure.timed_passes``): the host's speed before the passes,
+    µs per tiny launch + event wait (``host_probe.py``, median over passes) -- host-bound rows
+    follow it, so a table's rates compare with another table's only at similar probes.
     """
     head = ("| run | backend | tok/s | decode tok/s | speedup vs same-backend AR | τ (tokens/target fwd) "
-            "| acceptance | = AR | outside forwards (async) | host-serial overhead | BW fraction |")
-    lines = [head, "|" + " --- |" * 11]
+            "| acceptance | = AR | outside forwards (async) | host-serial overhead | BW fraction | host probe |")
+    lines = [head, "|" + " --- |" * 12]
     for r in rows:
         acc = r.get("acceptance_per_level") or {}
         acc_s = ", ".join(f"{k}: {v:.2f}" for k, v in acc.items() if v is not None) or "–"
@@ -94,6 +98,6 @@ def markdown(rows: list[dict]) -> str:
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
             f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {_pct(idle)} "
             f"| {_pct(serial)} "
-            f"| {_pct(r.get('bw_fraction'))} |"
+            f"| {_pct(r.get('bw_fraction'))} | {_fmt(r.get('host_probe_us'))}{'' if r.get('host_probe_us') is None else ' µs'} |"
         )
     return "\n".join(lines)
