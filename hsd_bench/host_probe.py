@@ -50,3 +50,27 @@ def round_trip_us(device: torch.device | str = "cpu") -> float:
         if i >= WARMUP:
             times.append(dt)
     return statistics.median(times) * 1e6
+
+
+# Probes this far apart are two host states: the lent H200's measured ~1.5x apart (16-17 against
+# 24-28 µs), while one state's probes stayed within ~10 % of each other.
+STATE_RATIO = 1.25
+
+
+def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
+    """What a job's probes say about its rates: a method whose timed passes straddle host states
+    (its median-pass rate mixes them), and a method timed in another state than ``baseline`` (its
+    speedup compares two hosts). ``methods``: the summary's per-method entries."""
+    out = []
+    for name, s in methods.items():
+        passes = [p for p in s.get("host_probe_us_passes") or [] if p]
+        if len(passes) > 1 and max(passes) > STATE_RATIO * min(passes):
+            out.append(f"{name}'s timed passes ran in different host states (host probe {min(passes):.1f}-"
+                       f"{max(passes):.1f} µs): its tokens/s mixes them")
+    base = (methods.get(baseline) or {}).get("host_probe_us")
+    for name, s in methods.items():
+        mine = s.get("host_probe_us")
+        if name != baseline and base and mine and max(base, mine) > STATE_RATIO * min(base, mine):
+            out.append(f"{name} and {baseline} were timed in different host states (host probe {mine:.1f} vs "
+                       f"{base:.1f} µs): its speedup compares two hosts, not two methods alone")
+    return out

@@ -46,7 +46,8 @@ The rules (docs/performance.md, "How a run is timed"):
    On the lent H200 VM that round trip took 16-17 µs in some processes and
    24-28 µs in others, and host-bound methods followed it (vanilla_sd on the
    5.6 M model 1512-1885 tok/s across fresh processes): two runs that disagree
-   by that much measured two hosts, and the probe says so.
+   by that much measured two hosts, and the probe says so (``run_job`` warns
+   where one job's passes straddle states: ``host_probe.state_warnings``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from hsd_bench import hf_reference, measure
+from hsd_bench import hf_reference, host_probe, measure
 from hsd_bench.api import ModelPool, truncate_at_stop
 from hsd_bench.config import NATIVE_MODEL_OPTIONS, NON_IDENTITY_KEYS, ModelConf
 from hsd_bench.deferred import complete_pending, is_pending
@@ -287,6 +287,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
         run_dir.finish(summary)
         _log_wandb(cfg, summary, rows, run_dir.path)
         log(format_table(summary["methods"]))
+        for warning in host_probe.state_warnings(summary["methods"], BASELINE):
+            log(f"[hsd-bench] warning: {warning} (docs/performance.md, rule 6)")
         log(summary_line(summary, run_dir.path))
         log(f"run directory: {run_dir.path}")
         return JobResult(run_dir.path, summary, skipped=False)

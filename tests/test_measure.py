@@ -313,3 +313,21 @@ def test_the_benchmark_times_with_the_same_passes_as_run_py():
     table = markdown(summarize([r], {"native": r}, None))
     assert table.splitlines()[0].endswith("| host probe |")
     assert table.splitlines()[-1].endswith(f"| {r.extra['host_probe_us']:.1f} µs |")
+
+
+def test_host_state_warnings_name_mixed_passes_and_a_speedup_across_states():
+    """A job's probes two host states apart (the lent H200's were ~1.5x) are said in the log: a
+    rate that mixes states, and a speedup whose method and AR ran in different ones."""
+    from hsd_bench import host_probe
+
+    steady = {"autoregressive": {"host_probe_us_passes": [16.0, 16.5, 17.0], "host_probe_us": 16.5},
+              "hispec": {"host_probe_us_passes": [16.2, 16.8, 16.4], "host_probe_us": 16.4}}
+    assert host_probe.state_warnings(steady, "autoregressive") == []
+    mixed = {"autoregressive": {"host_probe_us_passes": [16.0, 16.5, 17.0], "host_probe_us": 16.5},
+             "vanilla_sd": {"host_probe_us_passes": [25.0, 26.0, 16.0], "host_probe_us": 25.0}}
+    warnings = host_probe.state_warnings(mixed, "autoregressive")
+    assert len(warnings) == 2
+    assert warnings[0].startswith("vanilla_sd's timed passes ran in different host states (host probe 16.0-26.0 µs)")
+    assert warnings[1].startswith("vanilla_sd and autoregressive were timed in different host states "
+                                  "(host probe 25.0 vs 16.5 µs)")
+    assert host_probe.state_warnings({"hispec": {"host_probe_us": 20.0}}, "autoregressive") == []  # no AR, no probes

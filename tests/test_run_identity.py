@@ -260,6 +260,25 @@ def test_passes_that_decode_different_tokens_are_flagged_counted_and_said(tmp_pa
     assert any("decoded different tokens in different timed passes" in line for line in lines)
 
 
+def test_a_job_timed_across_host_states_says_so_in_its_log(tmp_path, monkeypatch):
+    """The host probe before each pass (measure.py rule 6): AR's two passes in one host state, the
+    method's in another -- the log names both the method's mixed passes and its speedup."""
+    from hsd_bench import host_probe, measure
+
+    probes = iter([16.0, 16.4, 26.0, 16.2])  # AR pass 1, AR pass 2, layerskip pass 1, layerskip pass 2
+    monkeypatch.setattr(measure.host_probe, "round_trip_us", lambda device: next(probes))
+    data = _humaneval_file(tmp_path / "he.jsonl")
+    lines: list[str] = []
+    result = runner.run_job(_cfg(tmp_path / "runs", f"dataset.path={data}", "timing_repeats=2"), log=lines.append)
+    methods = json.loads((result.run_dir / "summary.json").read_text())["methods"]
+    assert methods["autoregressive"]["host_probe_us_passes"] == [16.0, 16.4]
+    assert methods["layerskip"]["host_probe_us_passes"] == [26.0, 16.2]
+    warned = [line for line in lines if line.startswith("[hsd-bench] warning:") and "host states" in line]
+    assert warned == [f"[hsd-bench] warning: {w} (docs/performance.md, rule 6)"
+                      for w in host_probe.state_warnings(methods, "autoregressive")]
+    assert len(warned) == 2 and "layerskip's timed passes" in warned[0]
+
+
 def test_the_progress_bar_counts_every_pass_and_ends_at_its_total(tmp_path, monkeypatch):
     """One unit per timed generation: samples x decoders x passes, advanced as each finishes."""
     from hsd_bench import progress
