@@ -114,3 +114,9 @@ def test_the_host_probes_of_both_sides_are_shown_where_both_took_them(tmp_path):
     _, table = run(tmp_path, doc, bench_doc)
     assert row(table, "`run.py` vs benchmark: vanilla_sd").split(" | ")[2].endswith("; host probe 26.4 vs 16.5 µs")
     assert "host probe" not in row(table, "`run.py` vs benchmark: hispec")  # neither side probed
+    assert "two host states" not in table  # met: nothing to explain
+    doc["agree/2"]["methods"]["vanilla_sd"]["tokens_per_s"] = 700.0  # 915 in the benchmark: a miss
+    rc, table = run(tmp_path, doc, bench_doc)
+    miss = row(table, "`run.py` vs benchmark: vanilla_sd")
+    assert rc == 1 and miss.endswith("host probe 26.4 vs 16.5 µs (two host states: the gap is the host's, rule 6) "
+                                     "| **no** |")
