@@ -241,6 +241,7 @@ def test_event_timer_cpu_fallback_sees_engine_time_outside_calls():
     slow = engine_outside_forwards(lambda wrap: build(wrap, delay=0.002), prompts, 10)
     for m in (fast, slow):
         assert 0.0 < m["model_busy_s"] <= m["decode_s"]
+        assert 0.0 < m["host_probe_us"] < 1e5  # the host's state for the pass (host_probe.py)
     assert slow["model_calls"] == fast["model_calls"]  # same rounds, same calls
     # the sleeps are host time outside model calls: more idle, not more busy
     assert slow["outside_s"] - fast["outside_s"] > 0.5 * 0.002 * 10

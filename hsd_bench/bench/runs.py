@@ -31,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from hsd_bench import host_probe
 from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate, Timeline
 from hsd_bench.bench.timing import median, sync
 from hsd_bench.metrics import summarize_method
@@ -213,7 +214,9 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     engine = build(wrap)
     engine.sync_timing = sync_timing
     engine.on_phase = gate
-    totals = {"decode_s": 0.0, "tokens": 0, "target_forwards": 0, "split": {}}
+    # the host's state for this pass (host_probe.py): an overhead share moves with it on small models
+    totals = {"decode_s": 0.0, "tokens": 0, "target_forwards": 0, "split": {},
+              "host_probe_us": host_probe.round_trip_us(engine.device)}
     for p in prompts:
         g = engine.generate(p, max_new, DecodingConfig())
         if timeline is not None:
@@ -238,8 +241,10 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
     decode-phase model calls, from CUDA events; host time on CPU),
     ``gpu_idle_frac = 1 - model_busy_s / decode_s``, the number of timed
     calls, and ``idle_by_transition``: the six hand-overs between two model calls
-    that hold the most of the outside time (``instrument.Timeline``). Engine
-    timing syncs are off, as in the throughput passes.
+    that hold the most of the outside time (``instrument.Timeline``), and
+    ``host_probe_us``, the host's state before the pass (``host_probe.py``: on
+    a small model the outside share moves with it). Engine timing syncs are
+    off, as in the throughput passes.
     """
     timeline = Timeline()
     _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False, timeline=timeline)
@@ -255,6 +260,7 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
         "model_calls_per_token": calls / max(totals["tokens"], 1),
         "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
         "idle_by_transition": timeline.top(6, decode),
+        "host_probe_us": totals["host_probe_us"],
     }
 
 
@@ -277,6 +283,7 @@ def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[i
         "overhead_frac": max(decode - calls_s, 0.0) / decode if decode > 0 else None,
         "model_calls": sum(t.calls for t in timers),
         "level_split_s": totals["split"],
+        "host_probe_us": totals["host_probe_us"],
     }
 
 
