@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 ROUNDS = 64
 WARMUP = 16
-_SCRATCH: dict[str, torch.Tensor] = {}  # one tensor per device, so a probe allocates nothing after its first
+_SCRATCH: dict[str, "torch.Tensor"] = {}  # one tensor per device, so a probe allocates nothing after its first
 
 
 def round_trip_us(device: torch.device | str = "cpu") -> float:
     """Median microseconds of one (tiny kernel launch, event record, event wait) round trip on ``device``."""
+    import torch  # here, so that judging saved probes (scripts/measurement_checks.py) needs no torch
+
     device = torch.device(device)
     key = str(device)
     if key not in _SCRATCH:

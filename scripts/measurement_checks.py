@@ -73,13 +73,16 @@ def hispec_default_backend(checks: dict) -> Check:
 
 
 def ar_repeats(checks: dict, limit: float) -> Check:
-    rates = [r["methods"]["autoregressive"]["tokens_per_s"] for r in _runs(checks, "ar_repeat_")]
+    runs = [r["methods"]["autoregressive"] for r in _runs(checks, "ar_repeat_")]
+    rates = [r["tokens_per_s"] for r in runs]
     target = f"within {limit:.0%}"
     if len(rates) < 2:
         return Check("AR in fresh processes", target, f"{len(rates)} run(s)", None)
     s = spread(rates)
-    return Check(f"{len(rates)} AR runs in fresh processes", target,
-                 " / ".join(f"{r:.1f}" for r in rates) + f" tok/s: {s:.1%}", s <= limit)
+    probes = [r.get("host_probe_us") for r in runs]
+    each = [f"{rate:.1f}" + (f" ({p:.1f} µs)" if p else "") for rate, p in zip(rates, probes)]
+    return Check(f"{len(rates)} AR runs in fresh processes", target, " / ".join(each) + f" tok/s: {s:.1%}",
+                 s <= limit)
 
 
 def bench_rows(bench: dict) -> dict[str, dict]:

@@ -115,6 +115,10 @@ def test_the_host_probes_of_both_sides_are_shown_where_both_took_them(tmp_path):
     assert row(table, "`run.py` vs benchmark: vanilla_sd").split(" | ")[2].endswith("; host probe 26.4 vs 16.5 µs")
     assert "host probe" not in row(table, "`run.py` vs benchmark: hispec")  # neither side probed
     assert "two host states" not in table  # met: nothing to explain
+    for i, probe in enumerate((26.2, 17.0, 16.0), 1):  # each AR process's host state beside its rate
+        doc[f"ar_repeat_{i}/bbb"]["methods"]["autoregressive"]["host_probe_us"] = probe
+    _, table = run(tmp_path, doc, bench_doc)
+    assert "690.0 (26.2 µs) / 695.0 (17.0 µs) / 697.0 (16.0 µs) tok/s: 1.0%" in row(table, "3 AR runs")
     doc["agree/2"]["methods"]["vanilla_sd"]["tokens_per_s"] = 700.0  # 915 in the benchmark: a miss
     rc, table = run(tmp_path, doc, bench_doc)
     miss = row(table, "`run.py` vs benchmark: vanilla_sd")
