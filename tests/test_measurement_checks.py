@@ -124,3 +124,15 @@ def test_the_host_probes_of_both_sides_are_shown_where_both_took_them(tmp_path):
     miss = row(table, "`run.py` vs benchmark: vanilla_sd")
     assert rc == 1 and miss.endswith("host probe 26.4 vs 16.5 µs (two host states: the gap is the host's, rule 6) "
                                      "| **no** |")
+
+
+def test_the_checks_judge_saved_json_without_torch(tmp_path):
+    """The script reads checks.json and bench.json; a machine without torch can judge them
+    (what it imports from the package, host_probe.STATE_RATIO, must not pull torch in)."""
+    c = tmp_path / "checks.json"
+    c.write_text(json.dumps(checks()))
+    code = ("import runpy, sys; sys.modules['torch'] = None; "  # any `import torch` now fails
+            f"sys.argv = ['measurement_checks.py', {str(c)!r}]; runpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr  # judged: the benchmark's side is missing, so not every check is met
+    assert "| 3 AR runs in fresh processes |" in done.stdout
