@@ -61,6 +61,11 @@ def round_trip_us(device: torch.device | str = "cpu") -> float:
 STATE_RATIO = 1.25
 
 
+def different_states(a: float, b: float) -> bool:
+    """Whether two probes (µs) are more than :data:`STATE_RATIO` apart: two host states, not one."""
+    return max(a, b) > STATE_RATIO * min(a, b)
+
+
 def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
     """What a job's probes say about its rates: a method whose timed passes straddle host states
     (its median-pass rate mixes them), and a method timed in another state than ``baseline`` (its
@@ -68,13 +73,13 @@ def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
     out = []
     for name, s in methods.items():
         passes = [p for p in s.get("host_probe_us_passes") or [] if p]
-        if len(passes) > 1 and max(passes) > STATE_RATIO * min(passes):
+        if len(passes) > 1 and different_states(min(passes), max(passes)):
             out.append(f"{name}'s timed passes ran in different host states (host probe {min(passes):.1f}-"
                        f"{max(passes):.1f} µs): its tokens/s mixes them")
     base = (methods.get(baseline) or {}).get("host_probe_us")
     for name, s in methods.items():
         mine = s.get("host_probe_us")
-        if name != baseline and base and mine and max(base, mine) > STATE_RATIO * min(base, mine):
+        if name != baseline and base and mine and different_states(base, mine):
             out.append(f"{name} and {baseline} were timed in different host states (host probe {mine:.1f} vs "
                        f"{base:.1f} µs): its speedup compares two hosts, not two methods alone")
     return out

@@ -250,14 +250,15 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
                      for i, p in enumerate(prompts))
         else:
             timed = timed_stream(decoder, prompts, max_new, decoding, batch_size, stop_sequences, tokenizer)
-        for index, item in timed:
+        for item in timed:
             if on_generation is not None:
                 on_generation()
-            item.host_probe_us = list(probes)
-            yield index, item
+            yield item
 
     if repeats == 1:
-        yield from one_pass()
+        for index, timed in one_pass():
+            timed.host_probe_us = list(probes)
+            yield index, timed
         return
     passes = [dict(one_pass()) for _ in range(repeats)]
     for i in range(len(prompts)):

@@ -30,20 +30,25 @@ def quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def _by_pass(rows: list[dict], key: str) -> list[list[float]] | None:
+    """Every row's per-pass values under ``key``, grouped by pass, when every row was timed in the
+    same number of passes (else None: a row lacks them, or rows from runs with other counts)."""
+    values = [r.get(key) for r in rows]
+    if not values or any(v is None for v in values) or len({len(v) for v in values}) != 1:
+        return None
+    return [[v[k] for v in values] for k in range(len(values[0]))]
+
+
 def _pass_rates(rows: list[dict], tokens: int) -> list[float] | None:
     """All rows' tokens over each pass's wall time, when every row was timed in the same passes."""
-    passes = [r.get("wall_s_passes") for r in rows]
-    if not passes or any(p is None for p in passes) or len({len(p) for p in passes}) != 1:
-        return None
-    return [_ratio(tokens, sum(p[k] for p in passes)) for k in range(len(passes[0]))]
+    passes = _by_pass(rows, "wall_s_passes")
+    return None if passes is None else [_ratio(tokens, sum(walls)) for walls in passes]
 
 
 def _host_probes(rows: list[dict]) -> list[float] | None:
     """Each pass's host probe (µs, ``host_probe.py``), the median over rows, when every row has as many."""
-    probes = [r.get("host_probe_us_passes") for r in rows]
-    if not probes or any(p is None for p in probes) or len({len(p) for p in probes}) != 1:
-        return None
-    return [statistics.median(p[k] for p in probes) for k in range(len(probes[0]))]
+    passes = _by_pass(rows, "host_probe_us_passes")
+    return None if passes is None else [statistics.median(probes) for probes in passes]
 
 
 def summarize_method(rows: list[dict]) -> dict:

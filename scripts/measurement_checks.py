@@ -20,9 +20,10 @@ inside the ``run.py`` job next to the benchmark's: on a host whose speed drifts 
 seconds, two processes' absolute rates can differ more than their passes do, while a
 speedup compares AR and the method within one process (docs/performance.md, "Sixth run").
 Where both sides probed the host (``host_probe_us``, ``hsd_bench/host_probe.py``), the column
-gives both probes too, and a miss whose probes are ``host_probe.STATE_RATIO`` apart says so: a
-host-bound method disagreeing by as much as the two probes differ measured two host states, not
-two timing paths (docs/performance.md, "Fourteenth run"). It stays a miss.
+gives both probes too, and a miss whose probes are two host states apart
+(``host_probe.different_states``) says so: a host-bound method disagreeing by as much as the two
+probes differ measured two host states, not two timing paths (docs/performance.md, "Fourteenth
+run"). It stays a miss.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hsd_bench.host_probe import STATE_RATIO  # noqa: E402  (probes this far apart: two host states)
+from hsd_bench.host_probe import different_states  # noqa: E402
 
 METHODS = ("layerskip", "hispec", "vanilla_sd")
 
@@ -132,7 +133,7 @@ def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
         mine, theirs_probe = (summary or {}).get("host_probe_us"), ref.get("host_probe_us")
         if mine and theirs_probe:
             measured += f"; host probe {mine:.1f} vs {theirs_probe:.1f} µs"
-            if not ok and max(mine, theirs_probe) > STATE_RATIO * min(mine, theirs_probe):
+            if not ok and different_states(mine, theirs_probe):
                 measured += " (two host states: the gap is the host's, rule 6)"
         out.append(Check(f"`run.py` vs benchmark: {label}", target, measured, ok))
     return out
