@@ -297,7 +297,7 @@ class ModelState:
         backend that implements ``model.greedy_draft`` (one sequence) or
         ``model.greedy_draft_rows`` (rows drafting the same count) runs the
         chain without returning to Python between steps (the native backend
-        replays one CUDA graph per step, the tokens never leave the device);
+        replays the round as one CUDA graph, the tokens never leave the device);
         that needs the view to be the model's first segment, which every
         drafting level is. Otherwise the steps go through
         :meth:`greedy_tokens_rows`. Both leave the same frontiers, pending

@@ -22,6 +22,7 @@ from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.models.native import from_hf_model
 from hsd_bench.verify import greedy_accept_values, greedy_accepted_on_device, greedy_verdict_inputs
 from tests.test_native_backend import VOCAB, make_hf_model
+from tests.test_native_fused_greedy import RecordingGraphs
 
 
 def native(model, **kw):
@@ -224,21 +225,6 @@ def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, monkeyp
         assert len(launches) - gen.stats.draft_calls_ahead >= 2, (len(launches), gen.stats.draft_calls_ahead)
 
 
-class _GraphsIgnoringConditions:
-    """Stands in for a ``GraphCache`` whose conditional nodes do not work: every replay runs its
-    step eagerly outside a capture, so a guarded round always runs."""
-
-    captures = 0
-
-    def __init__(self):
-        self.steps = {}
-
-    def run(self, key, fn):
-        if fn is not None:
-            self.steps[key] = fn
-        return self.steps[key]()
-
-
 @pytest.mark.parametrize("fault,reason", [("never skips", "a conditional CUDA graph never skips"),
                                           ("capture", "their capture failed: boom")])
 def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fault, reason):
@@ -248,7 +234,7 @@ def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fau
     import hsd_bench.models.native.model as native_model
 
     model = native(make_hf_model("llama_gqa", num_layers=2, seed=3))
-    model._graphs = _GraphsIgnoringConditions()
+    model._graphs = RecordingGraphs()
     monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: True)
     if fault == "capture":
         def broken(*args):
@@ -273,7 +259,7 @@ def test_without_guarded_graphs_a_middle_level_reads_its_verdict_first(monkeypat
     prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
     ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
     model = native(target_hf)
-    model._graphs = _GraphsIgnoringConditions()
+    model._graphs = RecordingGraphs()
     monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: False)
     guarded = []
     launch = model.launch_draft_after_verdict

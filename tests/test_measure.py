@@ -21,10 +21,15 @@ from tests.test_native_backend import VOCAB, make_hf_model
 
 
 class ShapeRecorder:
-    """Stands in for ``GraphCache`` on CPU: runs each step and records its key."""
+    """Stands in for ``GraphCache`` on CPU: runs each step and records its key (a replay the
+    caller asks for by key alone runs the step recorded first)."""
 
     def __init__(self):
         self.keys: set[tuple] = set()
+        self.steps: dict[tuple, object] = {}
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys
 
     @property
     def captures(self) -> int:
@@ -35,6 +40,10 @@ class ShapeRecorder:
 
     def run(self, key, fn):
         self.keys.add(key)
+        if fn is None:
+            fn = self.steps[key]
+        else:
+            self.steps.setdefault(key, fn)
         return fn()
 
 

@@ -130,3 +130,76 @@ def test_vanilla_sd_with_a_fused_draft_model_equals_generate():
     spec = MethodSpec("vanilla_sd", draft_len=4, draft_path="draft")
     engine = build_engine(spec, native(target), load_other=lambda _p: (native(draft), None))
     assert engine.generate(prompt, 30, DecodingConfig()).output_ids == ref
+
+
+class RecordingGraphs:
+    """Stands in for a ``GraphCache`` on CPU: a key's first step is kept ("captured") and every later
+    run of the key calls that kept step -- as a replay re-runs what was recorded, whatever the
+    caller passes -- so a step that read a host value at capture would replay it stale here too.
+    Nothing is captured, so a guarded round's condition is not a conditional node: it always runs
+    (what a graph whose conditional nodes do not work would do)."""
+
+    def __init__(self):
+        self.steps, self.replays, self.captures = {}, [], 0
+
+    def __contains__(self, key):
+        return key in self.steps
+
+    def run(self, key, fn):
+        if key not in self.steps:
+            self.steps[key] = fn
+            self.captures += 1
+        else:
+            self.replays.append(key[0])
+        return self.steps[key]()
+
+
+ROUND_METHODS = [
+    (MethodSpec("layerskip", exit=2, draft_len=3), None),  # process_last: the tail step too
+    (MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3), None),
+    (MethodSpec("vanilla_sd", draft_len=4, draft_path="draft"), "draft"),  # one view: no tail step
+]
+
+
+@pytest.mark.parametrize("spec,other", ROUND_METHODS, ids=[s.name for s, _ in ROUND_METHODS])
+@pytest.mark.parametrize("lookahead", [True, False])
+def test_a_prepared_draft_round_is_one_replay_and_decodes_what_its_steps_do(spec, other, lookahead):
+    """With graphs, a fixed-count greedy round whose graph prepare() captured is one replay
+    (``draft-round``) instead of one per step; it must decode what transformers' ``generate`` does,
+    count what the round-by-step engine counts, and capture nothing after prepare()."""
+    target = make_hf_model("llama_gqa", num_layers=3, seed=21)
+    draft = make_hf_model("llama_gqa", num_layers=1, seed=22)
+    prompt = torch.randint(0, VOCAB, (7,), generator=torch.Generator().manual_seed(2)).tolist()
+    max_new = 50
+    ref = target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
+    rows = {}
+    for graphs in (True, False):
+        models = [native(target), native(draft)]
+        if graphs:
+            for m in models:
+                m._graphs = RecordingGraphs()
+        engine = build_engine(spec, models[0], load_other=lambda _p: (models[1], None))
+        engine.lookahead = lookahead
+        engine.prepare(len(prompt) + max_new, greedy=True)
+        captured = [m._graphs.captures for m in models] if graphs else None
+        stepwise = []  # the counts of rounds replayed step by step
+        for m in models:
+            real = m._chain_steps
+            m._chain_steps = lambda *a, real=real: stepwise.append(a[3]) or real(*a)
+        gen = engine.generate(prompt, max_new, DecodingConfig())
+        assert gen.output_ids == ref, (spec.name, graphs)
+        rows[graphs] = gen.stats.as_row()
+        if graphs:
+            assert [m._graphs.captures for m in models] == captured, "a shape captured after prepare()"
+            replays = [k for m in models for k in m._graphs.replays]
+            drafting = models[1] if other else models[0]
+            assert any(k[0] == "draft-round" for k in drafting._graphs.steps)
+            # every round of the full draft length is one replay; only rounds cut short by the
+            # length limit (a count prepare() did not capture) go step by step
+            assert all(c < spec.draft_len for c in stepwise), (spec.name, stepwise)
+            assert replays.count("draft-round") >= rows[True]["draft_rounds"] - len(stepwise) > 0
+    # (rounds launched ahead may differ: without graphs a middle level's guarded rounds are
+    # decided on the host, with them only where conditional nodes were captured)
+    for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
+                "draft_rounds"):
+        assert rows[True][key] == rows[False][key], (spec.name, key)

@@ -66,6 +66,11 @@ class GraphCache:
     def __len__(self) -> int:
         return len(self.graphs)
 
+    def __contains__(self, key: tuple) -> bool:
+        """Whether ``key``'s graph is captured: a caller with a cheaper way than building its step
+        (a replay of ``run(key, None)``) asks first."""
+        return key in self.graphs
+
     def run(self, key: tuple, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         entry = self.graphs.get(key)
         if entry is None:

@@ -334,12 +334,13 @@ class NativeLlama(RaggedSteps):
         same model needs it next, and inside the chain it costs one more
         replay instead of a separate embed + run_layers call.
 
-        With CUDA graphs every step is one replay that reads its input token
-        from the previous step's output on the device, so the host neither
-        waits nor copies between steps: a round costs ``count`` replays plus
-        three small copies, where the step-by-step protocol (embed,
-        run_layers, head, argmax, token write) costs about a dozen launches
-        per token.
+        With CUDA graphs every step reads its input token from the previous
+        step's output on the device, so the host neither waits nor copies
+        between steps: a round whose graph :meth:`prepare` captured (every
+        step of it in one graph, :meth:`_chain`) costs one replay plus three
+        small copies, any other ``count`` replays, where the step-by-step
+        protocol (embed, run_layers, head, argmax, token write) costs about a
+        dozen launches per token.
 
         ``stop_below`` (a draft_stop threshold): the round ends after the
         first token whose top probability (softmax at temperature 1) is below
@@ -519,9 +520,39 @@ class NativeLlama(RaggedSteps):
         self._launched = None
 
     def _chain(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> None:
-        """The replays of a fixed-count greedy round (:meth:`_chain_steps`)."""
+        """A fixed-count greedy round (:meth:`_chain_steps`): one replay of the whole round's graph
+        where :meth:`prepare` captured it, else one replay per step.
+
+        Why one graph: every step of such a round reads its inputs from the step before it on the
+        device, so nothing the host does between them changes what they compute. Replayed step by
+        step, each costs the host a replay (and building its step) -- on the small models, where
+        the host is what a round waits for, most of a round's host time outside the verification
+        (docs/performance.md, "Fifteenth run"). The round's graph records the same kernels in the
+        same order, so its results are the steps' bit for bit."""
+        key = self._round_key(end, tb, upto, count, process_last)
+        if self._graphs is not None and key in self._graphs:
+            self._graphs.run(key, None)
+            return
         for key, step in self._chain_steps(end, tb, upto, count, process_last):
             self._replay(key, step)
+
+    def _round_key(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> tuple:
+        """A fixed-count round's graph key: its shape and the one attention span of all its steps
+        (a round whose steps would span two buckets gets a key no prepare() captures)."""
+        first = self._kv_bucket(upto)
+        last = self._kv_bucket(upto + count - (0 if process_last else 1))  # the span of its last step
+        return ("draft-round", end, tb, count, process_last, first if first == last else (first, last))
+
+    def _round_step(self, end: int, tb: int, upto: int, count: int, process_last: bool):
+        """The steps of a fixed-count round as one step (:meth:`_chain`), for capture."""
+        chain = self._chain_steps(end, tb, upto, count, process_last)
+
+        def step() -> torch.Tensor:
+            for _, fn in chain:
+                out = fn()
+            return out
+
+        return self._round_key(end, tb, upto, count, process_last), step
 
     def _chain_steps(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> list:
         """The steps of a fixed-count greedy round: the first over ``tb`` padded positions, then one
@@ -724,6 +755,8 @@ class NativeLlama(RaggedSteps):
             steps += [self._draft_next_step(end, i, True, span) for i in range(1, count)]
             if process_last:
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
+            if self._graphs is not None:  # the whole round as one graph (_chain); a span of 1 is the fixed one
+                steps += [self._round_step(end, tb, 1, count, process_last) for tb in sizes]
         if any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
             # a round launched after a verdict of k drafts (the engine's look-ahead): its inputs' step
             steps += [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
