@@ -525,9 +525,9 @@ class NativeLlama(RaggedSteps):
 
         Why one graph: every step of such a round reads its inputs from the step before it on the
         device, so nothing the host does between them changes what they compute. Replayed step by
-        step, each costs the host a replay (and building its step) -- on the small models, where
-        the host is what a round waits for, most of a round's host time outside the verification
-        (docs/performance.md, "Fifteenth run"). The round's graph records the same kernels in the
+        step, each costs the host a replay and building its step, which on the small models, where
+        the host is what a round waits for, is time the round waits (hispec 1.02x as one graph,
+        docs/performance.md "Fifteenth run"). The round's graph records the same kernels in the
         same order, so its results are the steps' bit for bit."""
         key = self._round_key(end, tb, upto, count, process_last)
         if self._graphs is not None and key in self._graphs:
@@ -721,7 +721,8 @@ class NativeLlama(RaggedSteps):
         the engine's segments) and each head ``kind`` at every padded token
         count, plus the steps of greedy draft chains ``(end, count,
         process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
-        round, whose steps split into layers and a confidence head), and for each verdict size
+        round, whose steps split into layers and a confidence head) and, with graphs, each
+        fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
         ``k`` in ``guarded`` the guarded rounds of those chains (``launch_draft_after_verdict``'s
         ``accepted_below``: one graph each, where CUDA conditional nodes are available -- a round
         whose graph is not captured here is never launched guarded). Each is compiled and captured here
