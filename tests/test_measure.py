@@ -18,38 +18,12 @@ from hsd_bench.engine import DecodingConfig, Generation, GenerationStats
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.models.native import from_hf_model
 from tests.test_native_backend import VOCAB, make_hf_model
-
-
-class ShapeRecorder:
-    """Stands in for ``GraphCache`` on CPU: runs each step and records its key (a replay the
-    caller asks for by key alone runs the step recorded first)."""
-
-    def __init__(self):
-        self.keys: set[tuple] = set()
-        self.steps: dict[tuple, object] = {}
-
-    def __contains__(self, key) -> bool:
-        return key in self.keys
-
-    @property
-    def captures(self) -> int:
-        return len(self.keys)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def run(self, key, fn):
-        self.keys.add(key)
-        if fn is None:
-            fn = self.steps[key]
-        else:
-            self.steps.setdefault(key, fn)
-        return fn()
+from tests.test_native_fused_greedy import RecordingGraphs
 
 
 def recorded_native(hf, name="target"):
     model = from_hf_model(hf, name=name, max_context=256, fixed_shapes=True, max_graph_tokens=8, min_kv_bucket=16)
-    model._graphs = ShapeRecorder()
+    model._graphs = RecordingGraphs()
     return model
 
 
@@ -86,7 +60,7 @@ def test_prepare_captures_every_shape_a_run_reaches(spec, temperature):
         if decoding.greedy:
             ref = hf_target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)
             assert out.output_ids == ref[0, len(prompt):].tolist()
-    new = {m.name: m._graphs.keys for m in engine.models}
+    new = {m.name: set(m._graphs.steps) for m in engine.models}
     assert measure.graph_captures(engine.models) == planned, f"shapes reached but not prepared: {new}"
 
 
@@ -94,7 +68,7 @@ def test_one_attention_span_after_prepare():
     model = recorded_native(make_hf_model("llama_gqa", num_layers=2))
     model.prepare(100, [(0, 2)], heads=("greedy-head",))
     assert model.fixed_span == 128  # rounded up to 64 slots
-    assert {key[-1] for key in model._graphs.keys if key[0] == "layers"} == {128}
+    assert {key[-1] for key in model._graphs.steps if key[0] == "layers"} == {128}
     assert model.cache_len(0) == 0  # prepare leaves the cache empty
 
 

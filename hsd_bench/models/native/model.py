@@ -473,7 +473,7 @@ class NativeLlama(RaggedSteps):
         ``_verdict_cap`` drafts: the verdict step, then the chain inside a CUDA conditional node
         (while capturing); without graphs the host reads the condition and runs or skips it."""
         _, verdict = self._verdict_step(k, tb)
-        chain = self._chain_steps(end, tb, upto, count, process_last)
+        _, chain = self._round_step(end, tb, upto, count, process_last)
 
         def step() -> torch.Tensor:
             accepted = verdict()
@@ -482,13 +482,11 @@ class NativeLlama(RaggedSteps):
                 graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
                 graph.begin_capture_to_if_node(run)
                 try:
-                    for _, fn in chain:
-                        fn()
+                    chain()
                 finally:
                     graph.end_capture_to_conditional_node()
             elif self._graphs is not None or bool(run):  # a capture's warm-up runs it regardless
-                for _, fn in chain:
-                    fn()
+                chain()
             return accepted
 
         return step
@@ -529,10 +527,11 @@ class NativeLlama(RaggedSteps):
         the host is what a round waits for, is time the round waits (hispec 1.02x as one graph,
         docs/performance.md "Fifteenth run"). The round's graph records the same kernels in the
         same order, so its results are the steps' bit for bit."""
-        key = self._round_key(end, tb, upto, count, process_last)
-        if self._graphs is not None and key in self._graphs:
-            self._graphs.run(key, None)
-            return
+        if self._graphs is not None:
+            key = self._round_key(end, tb, upto, count, process_last)
+            if key in self._graphs:
+                self._graphs.run(key, None)
+                return
         for key, step in self._chain_steps(end, tb, upto, count, process_last):
             self._replay(key, step)
 
@@ -544,7 +543,8 @@ class NativeLlama(RaggedSteps):
         return ("draft-round", end, tb, count, process_last, first if first == last else (first, last))
 
     def _round_step(self, end: int, tb: int, upto: int, count: int, process_last: bool):
-        """The steps of a fixed-count round as one step (:meth:`_chain`), for capture."""
+        """The steps of a fixed-count round as one step, for capture: the round's own graph
+        (:meth:`_chain`), or inside a guarded round's conditional node (:meth:`_guarded_round_step`)."""
         chain = self._chain_steps(end, tb, upto, count, process_last)
 
         def step() -> torch.Tensor:
