@@ -211,11 +211,18 @@ class ModelState:
 
     # -- views --------------------------------------------------------------------
     def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
-                    need_from: list[int]) -> torch.Tensor:
+                    need_from: list[int], greedy: list | None = None) -> torch.Tensor:
         """Hidden states at depth ``exit_layer`` for positions ``[need_from[i], upto[i])`` of each row
         ``rows[i]``, packed in row order: ``[1, sum(upto - need_from), D]``. Runs only the layer
-        segments that have not seen those positions, one ragged forward per segment."""
+        segments that have not seen those positions, one ragged forward per segment.
+
+        ``greedy``, a list: where the last segment's run is exactly those positions of one row
+        and the backend fuses a segment with the greedy head (``model.run_layers_greedy``), that
+        run does both and the argmax tokens are appended to it (:meth:`greedy_tokens_rows`)."""
         last = self.bounds.index(exit_layer)
+        fused = (getattr(self.model, "run_layers_greedy", None)
+                 if greedy is not None and self.rows == 1 and self.frontier[last][rows[0]] == need_from[0] < upto[0]
+                 else None)
         top = self.bounds[-1]
         for j in range(last + 1):
             start, end, front = self.starts[j], self.bounds[j], self.frontier[j]
@@ -241,7 +248,12 @@ class ModelState:
                     pend.take(r, f, u, pieces)
                     pend.drop_before(r, u)
                 inp = gather(pieces)
-            out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
+            if j == last and fused is not None:
+                out, argmax = fused(inp, start, end, firsts[0])
+                out = out[0]
+                greedy.append(argmax)
+            else:
+                out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
             pend, off = self.pending[end], 0
             for r, f, n, a in zip(work, firsts, lengths, needs):
                 self.layer_evals[r] += (end - start) * n
@@ -280,10 +292,15 @@ class ModelState:
 
         A backend may fuse head and argmax (``model.greedy_tokens``), which
         skips materialising ``[T, V]`` float32 logits; otherwise argmax of
-        the logits.
+        the logits. Where the view's last segment runs exactly these positions
+        (a verification of new drafts), a backend may fuse that segment with
+        the head too (``model.run_layers_greedy``, see :meth:`hidden_rows`).
         """
-        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from)
+        run_with_head: list[torch.Tensor] = []
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from, greedy=run_with_head)
         self._count_heads(rows, upto, need_from)
+        if run_with_head:
+            return run_with_head[0]
         fused = getattr(self.model, "greedy_tokens", None)
         return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
 
@@ -717,8 +734,13 @@ class Engine:
             if greedy and any(lv.draft_stop is not None for lv in self.levels[1:]):
                 heads += ("head",)  # a verifying level that also drafts reads its confidences from logits
             sizes = self._guarded_sizes() if greedy and bottom.state is state else ()
+            extra = {"guarded": sizes} if sizes else {}
+            if greedy and hasattr(state.model, "run_layers_greedy"):
+                # the segment each greedy verifying level ends with, fused with its head (hidden_rows)
+                ends = {lv.exit_layer for lv in self.levels[1:] if lv.state is state and lv.draft_stop is None}
+                extra["verifying"] = [(a, b) for a, b in zip(state.starts, state.bounds) if b in ends]
             prepare(min(max_len, state.model.max_context), list(zip(state.starts, state.bounds)),
-                    heads=heads, chains=chains, **({"guarded": sizes} if sizes else {}))
+                    heads=heads, chains=chains, **extra)
 
     def _guarded_sizes(self) -> tuple[int, ...]:
         """The verdict sizes after which a middle level may launch a guarded round (``_ahead_plan``):

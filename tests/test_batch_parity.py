@@ -58,6 +58,7 @@ def count_forwards(model) -> list:
     calls = []
     original, fused = model.run_layers, getattr(model, "greedy_draft", None)
     chained = getattr(model, "greedy_draft_rows", None)
+    verifying = getattr(model, "run_layers_greedy", None)
 
     def run_layers(hidden, start, end, first_pos, rows=None, lengths=None):
         if rows is None:
@@ -65,6 +66,10 @@ def count_forwards(model) -> list:
             return original(hidden, start, end, first_pos)
         calls.append(len(rows))
         return original(hidden, start, end, first_pos, rows=rows, lengths=lengths)
+
+    def run_layers_greedy(hidden, start, end, first_pos):  # a verification's segment and head (one row)
+        calls.append(1)
+        return verifying(hidden, start, end, first_pos)
 
     def greedy_draft(*args, **kwargs):  # a round launched ahead (launched=True) counts where it is taken
         calls.extend([1] * args[4])
@@ -75,6 +80,8 @@ def count_forwards(model) -> list:
         return chained(tokens, rows, first, upto, end, count, process_last)
 
     model.run_layers = run_layers
+    if verifying is not None:
+        model.run_layers_greedy = run_layers_greedy
     if fused is not None:
         model.greedy_draft = greedy_draft
     if chained is not None:

@@ -374,3 +374,53 @@ def test_lookahead_both_measures_each_speculative_method_again_without_it():
     assert not bench.build_method(specs, "layerskip" + bench.NO_AHEAD, target, None).lookahead
     label = bench.engine_label("hispec" + bench.NO_AHEAD, 2, 1, 2, 3, 2, 4)
     assert label == bench.engine_label("hispec", 2, 1, 2, 3, 2, 4) + " (no look-ahead)"
+
+
+@pytest.mark.parametrize("method", ["layerskip", "hispec", "vanilla_sd"])
+def test_every_step_a_greedy_run_replays_is_inside_a_timed_model_call(method):
+    """The engine-overhead measure counts as "outside forwards" whatever runs outside the model
+    calls the wrappers time: a backend fast path the wrappers pass through untimed would turn its
+    device time into engine overhead. With the native backend's fixed-shape steps (a CPU stand-in
+    for the graph cache), every step replayed while decoding must run inside a timed call."""
+    import torch
+
+    from hsd_bench.bench.instrument import _TimedModel
+    from hsd_bench.engine import DecodingConfig
+    from hsd_bench.methods import MethodSpec, build_engine
+    from tests.test_native_backend import VOCAB, make_hf_model
+    from tests.test_native_fused_greedy import RecordingGraphs, native
+
+    inside, outside = [0], []
+
+    class Flagging(_TimedModel):
+        def _timed(self, fn, *args, **kwargs):
+            inside[0] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside[0] -= 1
+
+    class Checked(RecordingGraphs):
+        checking = False
+
+        def run(self, key, fn):
+            if self.checking and not inside[0]:
+                outside.append(key[0])
+            return super().run(key, fn)
+
+    spec = {"layerskip": MethodSpec("layerskip", exit=2, draft_len=3),
+            "hispec": MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3),
+            "vanilla_sd": MethodSpec("vanilla_sd", draft_len=3, draft_path="draft")}[method]
+    models = [native(make_hf_model("llama_gqa", num_layers=3, seed=21)),
+              native(make_hf_model("llama_gqa", num_layers=1, seed=22))]
+    for m in models:
+        m._graphs = Checked()
+    timed = [Flagging(m) for m in models]
+    engine = build_engine(spec, timed[0], load_other=lambda _p: (timed[1], None))
+    engine.prepare(60, greedy=True)
+    for m in models:
+        m._graphs.checking = True
+    prompt = torch.randint(0, VOCAB, (7,), generator=torch.Generator().manual_seed(4)).tolist()
+    engine.generate(prompt, 40, DecodingConfig())
+    replayed = sum(len(m._graphs.replays) for m in models)
+    assert replayed > 0 and outside == [], (method, sorted(set(outside)))

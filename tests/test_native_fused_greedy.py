@@ -29,7 +29,7 @@ class Stepwise:
         self._model = model
 
     def __getattr__(self, name):
-        if name in ("greedy_draft", "greedy_tokens"):
+        if name in ("greedy_draft", "greedy_tokens", "run_layers_greedy"):
             raise AttributeError(name)
         return getattr(self._model, name)
 
@@ -76,6 +76,30 @@ def test_greedy_tokens_is_argmax_of_logits():
     h = m.run_layers(m.embed(torch.arange(7)), 0, 2, 0)
     for rows in (h[:, -1:], h[:, -3:], h):  # 1, 3 (padded) and 7 (> max_graph_tokens) rows
         assert m.greedy_tokens(rows).tolist() == m.logits(rows).argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window", "qwen2_bias"])
+def test_run_layers_greedy_equals_run_layers_then_greedy_tokens(arch):
+    """The fused verification step returns the pair's hidden states and tokens bit for bit and
+    leaves the same cache frontiers, for one row, a padded step (3 -> 4) and a step past
+    max_graph_tokens (the pair itself)."""
+    model = make_hf_model(arch, num_layers=3, seed=12)
+    fused, plain = native(model), native(model)
+    ids = torch.randint(0, VOCAB, (30,), generator=torch.Generator().manual_seed(3))
+    for m in (fused, plain):
+        m.run_layers(m.embed(ids[:12]), 0, 3, 0)
+    pos = 12
+    for t in (1, 3, 6, 2):
+        hidden = fused.run_layers(fused.embed(ids[pos : pos + t]), 0, 1, pos)  # both read the same input
+        plain.run_layers(plain.embed(ids[pos : pos + t]), 0, 1, pos)
+        out_f, tok_f = fused.run_layers_greedy(hidden, 1, 3, pos)
+        out_p = plain.run_layers(hidden, 1, 3, pos)
+        tok_p = plain.greedy_tokens(out_p)
+        assert torch.equal(out_f, out_p) and tok_f.tolist() == tok_p.tolist(), t
+        pos += t
+        assert [fused.cache_len(i) for i in range(3)] == [plain.cache_len(i) for i in range(3)] == [pos] * 3
+    with pytest.raises(ValueError, match="first_pos=3"):
+        fused.run_layers_greedy(hidden[:, :1], 1, 3, 3)  # layers [1, 3) hold 24 positions, not 3
 
 
 def test_greedy_draft_refuses_bad_rounds():
@@ -203,3 +227,70 @@ def test_a_prepared_draft_round_is_one_replay_and_decodes_what_its_steps_do(spec
     for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
                 "draft_rounds"):
         assert rows[True][key] == rows[False][key], (spec.name, key)
+
+
+VERIFYING_METHODS = [
+    (MethodSpec("layerskip", exit=2, draft_len=3), None),
+    (MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3), None),  # two verifying levels, one model
+    (MethodSpec("vanilla_sd", draft_len=3, draft_path="draft"), "draft"),  # k + 1 = 4 = max_graph_tokens
+]
+
+
+@pytest.mark.parametrize("spec,other", VERIFYING_METHODS, ids=[s.name for s, _ in VERIFYING_METHODS])
+def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other, monkeypatch):
+    """With graphs, every greedy verification whose new positions fit a fixed-shape step runs its
+    last segment and the head as one replay (``layers-greedy``): no separate head replay is
+    left, the output equals transformers' ``generate``, the counters equal those of the engine
+    without the fusion, and prepare() captured every such step."""
+    from hsd_bench.engine import ModelState
+
+    target = make_hf_model("llama_gqa", num_layers=3, seed=21)
+    draft = make_hf_model("llama_gqa", num_layers=1, seed=22)
+    prompt = torch.randint(0, VOCAB, (7,), generator=torch.Generator().manual_seed(4)).tolist()
+    max_new = 40
+    ref = target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
+    verifications = []  # those of a fixed shape: positions [need_from, upto) fit one step
+    real = ModelState.greedy_tokens_rows
+
+    def spy(self, rows, tokens, exit_layer, upto, need_from):
+        if upto[0] - need_from[0] <= self.model.max_graph_tokens:
+            verifications.append(upto[0] - need_from[0])
+        return real(self, rows, tokens, exit_layer, upto, need_from)
+
+    monkeypatch.setattr(ModelState, "greedy_tokens_rows", spy)
+    rows = {}
+    for fused in (True, False):
+        models = [native(target), native(draft)]
+        for m in models:
+            m._graphs = RecordingGraphs()
+        if not fused:
+            models = [Hidden(m, "run_layers_greedy") for m in models]
+        engine = build_engine(spec, models[0], load_other=lambda _p: (models[1], None))
+        engine.prepare(len(prompt) + max_new, greedy=True)
+        captured = [m._graphs.captures for m in models]
+        verifications.clear()
+        gen = engine.generate(prompt, max_new, DecodingConfig())
+        assert gen.output_ids == ref, (spec.name, fused)
+        rows[fused] = gen.stats.as_row()
+        assert [m._graphs.captures for m in models] == captured, "a shape captured after prepare()"
+        replays = [k for m in models for k in m._graphs.replays]
+        if fused:
+            assert "greedy-head" not in replays
+            assert replays.count("layers-greedy") == len(verifications) > 0
+        else:
+            assert "layers-greedy" not in replays and replays.count("greedy-head") == len(verifications) > 0
+    for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
+                "draft_rounds"):
+        assert rows[True][key] == rows[False][key], (spec.name, key)
+
+
+class Hidden:
+    """A model with some of its optional methods hidden from the engine (its getattr finds none)."""
+
+    def __init__(self, model, *names):
+        self._model, self._names = model, names
+
+    def __getattr__(self, name):
+        if name in self._names:
+            raise AttributeError(name)
+        return getattr(self._model, name)

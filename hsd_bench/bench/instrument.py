@@ -78,7 +78,9 @@ import torch
 from hsd_bench.bench.timing import sync
 
 FORWARD_METHODS = ("embed", "run_layers", "logits")  # the LayeredModel protocol's model calls
-OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens", "greedy_draft_rows", "launch_draft_after_verdict")  # fast paths, when present
+# fast paths, when present (a backend method that runs a step and is missing here would count as overhead)
+OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens", "greedy_draft_rows", "launch_draft_after_verdict",
+                            "run_layers_greedy")
 
 
 class PhaseGate:
@@ -199,9 +201,11 @@ class Timeline:
 
 
 def call_label(model, fn: Callable, args: tuple) -> str:
-    """``model.call``, with ``[start:end]`` for ``run_layers`` (positional ``hidden, start, end``)."""
+    """``model.call``, with ``[start:end]`` for ``run_layers`` and ``run_layers_greedy`` (positional
+    ``hidden, start, end``)."""
     name = f"{getattr(model, 'name', 'model')}.{getattr(fn, '__name__', 'call')}"
-    return f"{name}[{args[1]}:{args[2]}]" if name.endswith(".run_layers") and len(args) >= 3 else name
+    ranged = name.endswith((".run_layers", ".run_layers_greedy")) and len(args) >= 3
+    return f"{name}[{args[1]}:{args[2]}]" if ranged else name
 
 
 class EventTimer(_TimedModel):

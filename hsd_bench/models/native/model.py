@@ -266,15 +266,7 @@ class NativeLlama(RaggedSteps):
     def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos, rows=None, lengths=None) -> torch.Tensor:
         if rows is not None:
             return self._run_rows(hidden, start, end, first_pos, rows, lengths)
-        self._check_range(start, end)
-        if hidden.dim() != 3 or hidden.shape[0] != 1 or hidden.shape[2] != self.args.hidden_size:
-            raise ValueError(f"hidden must be [1, T, {self.args.hidden_size}], got {tuple(hidden.shape)}")
-        t = hidden.shape[1]
-        if t < 1 or first_pos < 0 or first_pos + t > self.max_context:
-            raise ValueError(
-                f"positions [{first_pos}, {first_pos + t}) must lie in [0, max_context={self.max_context})"
-            )
-        self.cache.check_frontier(start, end, first_pos)
+        t = self._check_step(hidden, start, end, first_pos)
         if t <= self.max_graph_tokens:
             out = self._run_fixed(hidden, start, end, first_pos)
         elif self.fixed_shapes and self._prefills_in_chunks(t):
@@ -285,6 +277,51 @@ class NativeLlama(RaggedSteps):
             out = self._run_eager(hidden, start, end, first_pos)
         self.cache.advance(start, end, first_pos + t)
         return out
+
+    def _check_step(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> int:
+        """Validate a one-sequence step of layers ``[start, end)`` from ``first_pos``; its token count."""
+        self._check_range(start, end)
+        if hidden.dim() != 3 or hidden.shape[0] != 1 or hidden.shape[2] != self.args.hidden_size:
+            raise ValueError(f"hidden must be [1, T, {self.args.hidden_size}], got {tuple(hidden.shape)}")
+        t = hidden.shape[1]
+        if t < 1 or first_pos < 0 or first_pos + t > self.max_context:
+            raise ValueError(
+                f"positions [{first_pos}, {first_pos + t}) must lie in [0, max_context={self.max_context})"
+            )
+        self.cache.check_frontier(start, end, first_pos)
+        return t
+
+    @_no_grad
+    def run_layers_greedy(self, hidden: torch.Tensor, start: int, end: int,
+                          first_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run_layers`` and then ``greedy_tokens`` of its whole output, as one fixed-shape step.
+
+        Why: a greedy verification is exactly this pair -- the verifying view's last segment on
+        the new positions, then head and argmax on what it returned -- and as two steps it cost
+        the host two replays and a copy of the hidden states into the head's input, and the
+        device a graph boundary, per verification (docs/performance.md, "Sixteenth run"). One
+        graph runs both on the same kernels (the head reads the layers' output where it read a
+        copy of it), so the results are the pair's bit for bit. With graphs it runs where
+        :meth:`prepare` captured that step (``verifying``), so a timed call never captures one;
+        other steps run the pair.
+        """
+        t = hidden.shape[1]
+        if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
+            self._check_step(hidden, start, end, first_pos)
+            tb = next_pow2(t)
+            kv_len = self._kv_bucket(first_pos + t)
+            key = ("layers-greedy", start, end, tb, kv_len)
+            if self._graphs is None or key in self._graphs:
+                self._static(self._x_in, tb)[:, :t].copy_(hidden)
+                self._pos_base.fill_(first_pos)
+                if self._graphs is None:
+                    out, tokens = self._layers_greedy_step(start, end, tb, kv_len)[1]()
+                else:
+                    out, tokens = self._graphs.run(key, None)
+                self.cache.advance(start, end, first_pos + t)
+                return out[:, :t].clone(), tokens[:t].clone()
+        out = self.run_layers(hidden, start, end, first_pos)
+        return out, self.greedy_tokens(out)
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -692,6 +729,16 @@ class NativeLlama(RaggedSteps):
 
         return ("layers", start, end, tb, kv_len), step
 
+    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int):
+        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`)."""
+        _, layers = self._layers_step(start, end, tb, kv_len)
+
+        def step() -> tuple[torch.Tensor, torch.Tensor]:
+            out = layers()
+            return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
+
+        return ("layers-greedy", start, end, tb, kv_len), step
+
     # -- helpers ----------------------------------------------------------------
     def _replay(self, key: tuple, step) -> torch.Tensor:
         """Run a fixed-shape step: as its captured CUDA graph where there are graphs, else directly."""
@@ -712,6 +759,7 @@ class NativeLlama(RaggedSteps):
         heads: tuple[str, ...] = ("head", "greedy-head"),
         chains: list[tuple[int, int, bool, bool]] = (),
         guarded: tuple[int, ...] = (),
+        verifying: list[tuple[int, int]] = (),
     ) -> int:
         """Compile and capture every fixed-shape step a run can reach, before it is timed.
 
@@ -719,7 +767,8 @@ class NativeLlama(RaggedSteps):
         attention span (``max_len`` rounded up to 64 slots) for every step, so
         its whole shape set is: each layer range in ``ranges`` (``(start, end)``,
         the engine's segments) and each head ``kind`` at every padded token
-        count, plus the steps of greedy draft chains ``(end, count,
+        count, each range in ``verifying`` followed by the greedy head at every padded token
+        count (:meth:`run_layers_greedy`), plus the steps of greedy draft chains ``(end, count,
         process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
         round, whose steps split into layers and a confidence head) and, with graphs, each
         fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
@@ -745,6 +794,7 @@ class NativeLlama(RaggedSteps):
         sizes = [1 << k for k in range(self.max_graph_tokens.bit_length())]
         steps = [self._layers_step(a, b, tb, span) for a, b in sorted(set(ranges)) for tb in sizes]
         steps += [self._head_step(kind, tb) for kind in heads for tb in sizes]
+        steps += [self._layers_greedy_step(a, b, tb, span) for a, b in sorted(set(verifying)) for tb in sizes]
         for end, count, process_last, stopping in sorted(set(chains)):
             if count > MAX_FUSED_DRAFT:
                 continue  # such rounds go step by step (the layer and head steps above)
