@@ -211,17 +211,17 @@ class ModelState:
 
     # -- views --------------------------------------------------------------------
     def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
-                    need_from: list[int], greedy: list | None = None) -> torch.Tensor:
+                    need_from: list[int], argmax_out: list | None = None) -> torch.Tensor:
         """Hidden states at depth ``exit_layer`` for positions ``[need_from[i], upto[i])`` of each row
         ``rows[i]``, packed in row order: ``[1, sum(upto - need_from), D]``. Runs only the layer
         segments that have not seen those positions, one ragged forward per segment.
 
-        ``greedy``, a list: where the last segment's run is exactly those positions of one row
+        ``argmax_out``, a list: where the last segment's run is exactly those positions of one row
         and the backend fuses a segment with the greedy head (``model.run_layers_greedy``), that
-        run does both and the argmax tokens are appended to it (:meth:`greedy_tokens_rows`)."""
+        run does both and appends the argmax tokens to it (:meth:`greedy_tokens_rows`)."""
         last = self.bounds.index(exit_layer)
         fused = (getattr(self.model, "run_layers_greedy", None)
-                 if greedy is not None and self.rows == 1 and self.frontier[last][rows[0]] == need_from[0] < upto[0]
+                 if argmax_out is not None and self.rows == 1 and self.frontier[last][rows[0]] == need_from[0] < upto[0]
                  else None)
         top = self.bounds[-1]
         for j in range(last + 1):
@@ -251,7 +251,7 @@ class ModelState:
             if j == last and fused is not None:
                 out, argmax = fused(inp, start, end, firsts[0])
                 out = out[0]
-                greedy.append(argmax)
+                argmax_out.append(argmax)
             else:
                 out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
             pend, off = self.pending[end], 0
@@ -297,7 +297,7 @@ class ModelState:
         the head too (``model.run_layers_greedy``, see :meth:`hidden_rows`).
         """
         run_with_head: list[torch.Tensor] = []
-        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from, greedy=run_with_head)
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from, argmax_out=run_with_head)
         self._count_heads(rows, upto, need_from)
         if run_with_head:
             return run_with_head[0]
