@@ -310,7 +310,7 @@ class NativeLlama(RaggedSteps):
             self._check_step(hidden, start, end, first_pos)
             tb = next_pow2(t)
             kv_len = self._kv_bucket(first_pos + t)
-            key = ("layers-greedy", start, end, tb, kv_len)
+            key = self._layers_greedy_key(start, end, tb, kv_len)
             if self._graphs is None or key in self._graphs:
                 self._static(self._x_in, tb)[:, :t].copy_(hidden)
                 self._pos_base.fill_(first_pos)
@@ -729,6 +729,12 @@ class NativeLlama(RaggedSteps):
 
         return ("layers", start, end, tb, kv_len), step
 
+    @staticmethod
+    def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int) -> tuple:
+        """The graph key of :meth:`_layers_greedy_step`, which :meth:`run_layers_greedy` looks up
+        without building the step."""
+        return ("layers-greedy", start, end, tb, kv_len)
+
     def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int):
         """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`)."""
         _, layers = self._layers_step(start, end, tb, kv_len)
@@ -737,7 +743,7 @@ class NativeLlama(RaggedSteps):
             out = layers()
             return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
 
-        return ("layers-greedy", start, end, tb, kv_len), step
+        return self._layers_greedy_key(start, end, tb, kv_len), step
 
     # -- helpers ----------------------------------------------------------------
     def _replay(self, key: tuple, step) -> torch.Tensor:
