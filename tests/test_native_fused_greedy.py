@@ -22,16 +22,30 @@ from hsd_bench.models.native.model import MAX_FUSED_DRAFT
 from tests.test_native_backend import VOCAB, make_hf_model
 
 
-class Stepwise:
+class Hidden:
+    """A model with some of its optional methods hidden from the engine (its getattr finds none)."""
+
+    def __init__(self, model, *names):
+        self._model, self._names = model, names
+
+    def __getattr__(self, name):
+        if name in self._names:
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+class Stepwise(Hidden):
     """The same model without the optional fused methods: the engine's generic path."""
 
     def __init__(self, model):
-        self._model = model
+        super().__init__(model, "greedy_draft", "greedy_tokens", "run_layers_greedy")
 
-    def __getattr__(self, name):
-        if name in ("greedy_draft", "greedy_tokens", "run_layers_greedy"):
-            raise AttributeError(name)
-        return getattr(self._model, name)
+
+# The counters two engines doing the same rounds must agree on (rounds launched ahead may differ:
+# without graphs a middle level's guarded rounds are decided on the host, with them only where
+# conditional nodes were captured).
+ROUND_COUNTERS = ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
+                  "draft_rounds")
 
 
 def native(model, **kw):
@@ -222,10 +236,7 @@ def test_a_prepared_draft_round_is_one_replay_and_decodes_what_its_steps_do(spec
             # length limit (a count prepare() did not capture) go step by step
             assert all(c < spec.draft_len for c in stepwise), (spec.name, stepwise)
             assert replays.count("draft-round") >= rows[True]["draft_rounds"] - len(stepwise) > 0
-    # (rounds launched ahead may differ: without graphs a middle level's guarded rounds are
-    # decided on the host, with them only where conditional nodes were captured)
-    for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
-                "draft_rounds"):
+    for key in ROUND_COUNTERS:
         assert rows[True][key] == rows[False][key], (spec.name, key)
 
 
@@ -279,18 +290,5 @@ def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other
             assert replays.count("layers-greedy") == len(verifications) > 0
         else:
             assert "layers-greedy" not in replays and replays.count("greedy-head") == len(verifications) > 0
-    for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level",
-                "draft_rounds"):
+    for key in ROUND_COUNTERS:
         assert rows[True][key] == rows[False][key], (spec.name, key)
-
-
-class Hidden:
-    """A model with some of its optional methods hidden from the engine (its getattr finds none)."""
-
-    def __init__(self, model, *names):
-        self._model, self._names = model, names
-
-    def __getattr__(self, name):
-        if name in self._names:
-            raise AttributeError(name)
-        return getattr(self._model, name)
