@@ -407,6 +407,21 @@ class ModelState:
         # first segment. A model with one view leaves it to the next round, which may reject it.
         return len(self.bounds) > 1
 
+    def book_catch_up(self, r: int, pos: int, exit_layer: int, hidden: torch.Tensor) -> None:
+        """Frontiers, pending states and counters after the segments up to ``exit_layer`` ran
+        position ``pos`` of row ``r`` outside :meth:`hidden_rows` (``model.queue_catch_up``), its
+        hidden state at that depth ``hidden`` ``[1, 1, D]``: what :meth:`hidden_rows` leaves."""
+        last = self.bounds.index(exit_layer)
+        for j in range(last + 1):
+            if self.frontier[j][r] != pos:
+                raise RuntimeError(f"{self.model.name}: a catch-up at position {pos} of row {r}, but layers "
+                                   f"[{self.starts[j]}, {self.bounds[j]}) hold {self.frontier[j][r]} positions")
+            self.frontier[j][r] = pos + 1
+            self.layer_evals[r] += self.bounds[j] - self.starts[j]
+            if j:
+                self.pending[self.starts[j]].drop_before(r, pos + 1)
+        self.pending[exit_layer].append(r, pos, hidden[0], 0, 1)
+
     def truncate_rows(self, rows: list[int], lengths: list[int]) -> None:
         """Forget every position ``>= lengths[i]`` of row ``rows[i]`` (a rejection there)."""
         for r, length in zip(rows, lengths):
@@ -739,8 +754,19 @@ class Engine:
                 # the segment each greedy verifying level ends with, fused with its head (hidden_rows)
                 ends = {lv.exit_layer for lv in self.levels[1:] if lv.state is state and lv.draft_stop is None}
                 extra["verifying"] = [(a, b) for a, b in zip(state.starts, state.bounds) if b in ends]
+            catch_ups = self._catch_up_depths(state) if greedy else ()
+            if catch_ups and hasattr(state.model, "queue_catch_up"):
+                extra["catch_ups"] = catch_ups
             prepare(min(max_len, state.model.max_context), list(zip(state.starts, state.bounds)),
                     heads=heads, chains=chains, **extra)
+
+    def _catch_up_depths(self, state: ModelState) -> tuple[int, ...]:
+        """The exits of the middle levels of ``state`` that hand up to a deeper view of the same
+        model -- where a certain hand-up's catch-up may run ahead (``_catch_up_plan``)."""
+        if not self.lookahead:
+            return ()
+        return tuple(sorted({lv.exit_layer for lv, above in zip(self.levels[1:-1], self.levels[2:])
+                             if lv.state is state and above.state is state and lv.draft_stop is None}))
 
     def _guarded_sizes(self) -> tuple[int, ...]:
         """The verdict sizes after which a middle level may launch a guarded round (``_ahead_plan``):
@@ -991,6 +1017,7 @@ class Engine:
             upto = [mm + kk for mm, kk in zip(m, k)]
             need = [mm - 1 for mm in m]
             confidence = None  # this level's top probability at each position, for its draft_stop
+            caught_up = False
             if greedy:
                 if level.draft_stop is None:
                     target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
@@ -999,24 +1026,11 @@ class Engine:
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
                 drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
                           else token_spans(self._tokens, sub, m, upto))
-                plan = self._ahead_plan(i, sub, m, k, [out[j] for j in active]) if confidence is None else None
-                if plan is None:
-                    verdicts = greedy_accept_rows(drafts, k, target)
+                if confidence is None:
+                    verdicts, caught_up, mark = self._greedy_verdicts(i, sub, m, k, [out[j] for j in active], drafts,
+                                                                      target, mark)
                 else:
-                    # The verdict's copy is queued first and read after the next draft round
-                    # is queued behind it, so the device drafts while the host reads and books.
-                    front, packed, below = plan
-                    verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
-                    self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
-                    mark = None
-                    launched = self._launch_ahead(front, sub[0], m[0], k[0], below)
-                    verdicts = greedy_accept_values(verdict.get(), k)
-                    if launched:
-                        a = verdicts[0][0]
-                        if below is None or a < below:
-                            self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
-                        else:  # the level hands up: the device skipped the guarded round
-                            self.levels[0].state.model.discard_launched()
+                    verdicts = greedy_accept_rows(drafts, k, target)
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 p_rows = None
@@ -1057,6 +1071,9 @@ class Engine:
             ends = [n[j] + out[j] - 1 for j in active]
             for state in self.states:
                 state.truncate_rows(sub, ends)
+            if caught_up:
+                pos = m[0] + accepted[0]
+                level.state.book_catch_up(sub[0], pos, level.exit_layer, level.state.model.finish_catch_up(pos))
             if mark is not None:
                 self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
             active = still
@@ -1106,11 +1123,56 @@ class Engine:
         return counts, probs
 
     # -- the look-ahead draft -------------------------------------------------
+    def _greedy_verdicts(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int],
+                         drafts: torch.Tensor, target: torch.Tensor, mark) -> tuple[list, bool, object]:
+        """Level ``i``'s greedy verdicts on ``drafts`` (``target``: its argmax tokens) as host values,
+        with the device work that follows whatever they say queued before they are read.
+
+        Reading a verdict waits for the device; whatever the host queues only after it, the device
+        waits for. So where the next work is known before the verdict -- level 0's next round
+        (``_ahead_plan``: launched, guarded on the device, or with its guard read on the host and
+        only its inputs queued), or the level above's catch-up (``_catch_up_plan``) -- it is queued
+        first. Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
+        (``finish_catch_up``), and level ``i``'s clock mark, None once stopped here (work for
+        another level was queued behind its own).
+        """
+        plan = self._ahead_plan(i, sub, m, k, out)
+        catch_up = self._catch_up_plan(i, sub, m, k, out) if plan is None else None
+        if plan is None and catch_up is None:
+            return greedy_accept_rows(drafts, k, target), False, mark
+        packed = catch_up if plan is None else plan[1]
+        verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
+        self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
+        if catch_up is not None:
+            # The level hands up whatever the verdict: the level above's first work, the
+            # verifier's token through this level's layers, is queued before the read.
+            caught_up = self._queue_catch_up(i, sub[0], m[0], k[0])
+            return greedy_accept_values(verdict.get(), k), caught_up, None
+        front, _, below, on_device = plan
+        if on_device:
+            launched = self._launch_ahead(front, sub[0], m[0], k[0], below)
+            verdicts = greedy_accept_values(verdict.get(), k)
+        else:
+            # No guarded graph: the host reads the guard, with the round's inputs queued,
+            # and launches the round the moment it knows the level continues.
+            queued = self._queue_ahead_inputs(front, m[0], k[0])
+            verdicts = greedy_accept_values(verdict.get(), k)
+            launched = (queued and verdicts[0][0] < below
+                        and self._launch_ahead(front, sub[0], m[0], k[0], None, inputs_queued=True))
+        if launched:
+            a = verdicts[0][0]
+            if below is None or a < below:
+                self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
+            else:  # the level hands up: the device skipped the guarded round
+                self.levels[0].state.model.discard_launched()
+        return verdicts, False, None
+
     def _ahead_plan(self, i: int, sub: list[int], m: list[int], k: list[int],
-                    out: list[int]) -> tuple[int, torch.Tensor, int | None] | None:
+                    out: list[int]) -> tuple[int, torch.Tensor, int | None, bool] | None:
         """Whether level ``i``'s greedy verification can queue the next level-0 draft round before
-        its verdict is read: ``(F0, packed, below)`` when it can -- the drafting model's frontier,
-        the static buffer its backend reads the verdict from, and the guard -- else None.
+        its verdict is read: ``(F0, packed, below, on_device)`` when it can -- the drafting model's
+        frontier, the static buffer its backend reads the verdict from, the guard, and whether the
+        device evaluates it -- else None.
 
         It can when that round is the next device work whatever the verdict, or whenever the
         verdict accepts fewer than ``below`` drafts (a guard the device evaluates): one row;
@@ -1121,6 +1183,11 @@ class Engine:
         the round's length is level 0's full batch for every verdict; level 0 drafts on the
         fused path; and the round starts at most two positions before the verdict's token
         (``F0 >= m + k - 1``), the first-step shapes the device can choose between by itself.
+
+        A guard the backend cannot evaluate on the device (no guarded graph: torch without CUDA
+        conditional nodes) is evaluated on the host (``on_device`` False): only the round's inputs
+        are queued before the verdict is read, and the round is launched right after the read
+        where the level continues.
         """
         if not self.lookahead or i == 0 or len(sub) != 1 or len(self._slots) != 1:
             return None
@@ -1147,11 +1214,47 @@ class Engine:
         front = state.frontier[0][r]
         if front < mm + kk - 1:
             return None
-        if below is not None and not model.launches_guarded(mm, kk, front < mm + kk, bottom.exit_layer, bottom.batch,
-                                                            state._process_last):
-            return None  # no guarded graph (torch without conditional nodes): read the verdict first
+        on_device = below is None or model.launches_guarded(mm, kk, front < mm + kk, bottom.exit_layer, bottom.batch,
+                                                            state._process_last)
+        if not on_device and getattr(model, "queue_draft_inputs", None) is None:
+            return None  # the guard is read on the host, and the backend cannot queue the inputs before
         packed = model.verdict_input(kk)
-        return None if packed is None else (front, packed, below)
+        return None if packed is None else (front, packed, below, on_device)
+
+    def _catch_up_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> torch.Tensor | None:
+        """Whether middle level ``i``'s greedy verification can queue, before its verdict is read,
+        the catch-up the level above starts with: the static buffer the model reads the packed
+        verdict from when it can, else None.
+
+        It can when the level hands up whatever the verdict (``out + 1`` reaches its batch), the
+        level above is a deeper view of the same model (HiSpec), the verdict leaves the hand-up
+        within the row's limit, one row, and every segment up to this level's exit has run every
+        draft -- so the level above's first work is exactly the verifier's token at ``m + a``
+        through those segments, which the device can place by itself.
+        """
+        if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
+            return None
+        level, above = self.levels[i], self.levels[i + 1]
+        state = level.state
+        if above.state is not state or level.draft_stop is not None or state.rows != 1:
+            return None
+        r, mm, kk = sub[0], m[0], k[0]
+        if out[0] + 1 < level.batch or mm + kk + 1 > self._slots[r].limit:
+            return None  # the level may continue (a round, or the guarded look-ahead), or the limit cuts it
+        last = state.bounds.index(level.exit_layer)
+        if any(state.frontier[j][r] < mm + kk for j in range(last + 1)):
+            return None
+        if getattr(state.model, "queue_catch_up", None) is None or getattr(state.model, "verdict_input", None) is None:
+            return None
+        return state.model.verdict_input(kk)
+
+    def _queue_catch_up(self, i: int, r: int, m: int, k: int) -> bool:
+        """Queue the catch-up ``_catch_up_plan`` allowed, timed as the level above's work."""
+        level = self.levels[i]
+        mark = self._level_clock.start()
+        queued = level.state.model.queue_catch_up(m, k, level.exit_layer)
+        self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
+        return queued
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:
         """A pinned buffer, an event and the stream for reading a packed verdict, made once."""
@@ -1162,18 +1265,27 @@ class Engine:
                                   torch.cuda.Event(), torch.cuda.current_stream(packed.device))
         return self._verdict_read
 
-    def _launch_ahead(self, front: int, r: int, m: int, k: int, below: int | None) -> bool:
+    def _queue_ahead_inputs(self, front: int, m: int, k: int) -> bool:
+        """Queue the inputs of level 0's next round from the packed verdict (the first part of
+        :meth:`_launch_ahead`), for a round whose guard the host reads."""
+        bottom = self.levels[0]
+        return bottom.state.model.queue_draft_inputs(m, k, front < m + k, bottom.batch)
+
+    def _launch_ahead(self, front: int, r: int, m: int, k: int, below: int | None, inputs_queued: bool = False) -> bool:
         """Queue level 0's next round from the packed verdict, on the device (docs/engine.md).
 
         With ``a`` accepted the committed length becomes ``m + a + 1`` and the drafting model's
         frontier ``min(front, m + a)``: the round processes the positions from there -- one, the
         verifier's token, or, when every draft was accepted and the frontier stops one short
         (``front == m + k - 1``), the last draft too; the backend chooses on the device, and
-        with a guard ``below`` it runs the round only where ``a < below``.
+        with a guard ``below`` it runs the round only where ``a < below``. ``inputs_queued``: the
+        round's inputs are queued already (:meth:`_queue_ahead_inputs`), only its chain is left.
         """
         bottom = self.levels[0]
         mark = self._level_clock.start()
         guard = {} if below is None else {"accepted_below": below}
+        if inputs_queued:
+            guard["inputs_queued"] = True
         launched = bottom.state.model.launch_draft_after_verdict(
             m, k, front < m + k, bottom.exit_layer, bottom.batch, bottom.state._process_last, **guard)
         self._level_clock.stop(0, mark, [self._slots[r].stats])

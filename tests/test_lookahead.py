@@ -249,27 +249,122 @@ def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fau
     assert model.launch_draft_after_verdict(0, 3, False, 2, 3, False)  # an unguarded round still launches
 
 
-def test_without_guarded_graphs_a_middle_level_reads_its_verdict_first(monkeypatch):
-    """Where prepare captured no guarded round (torch without conditional nodes), the engine does
-    not try one: an uncertain middle round waits for its verdict, read the ordinary way."""
+@pytest.mark.parametrize("label", ["hispec", "hierarchy"])
+def test_without_guarded_graphs_a_middle_level_reads_its_guard_with_the_round_inputs_queued(label, monkeypatch):
+    """Where prepare captured no guarded round (torch without conditional nodes), the host reads the
+    guard: the round's inputs are queued from the packed verdict before the read
+    (``queue_draft_inputs``), and its chain is launched right after it where the level continues
+    -- never guarded, never where the level hands up. Outputs are HF's, counters those of the
+    look-ahead off, and every such round launched is taken."""
     import hsd_bench.models.native.model as native_model
 
-    _, spec, _ = next(c for c in CASES if c[0] == "hispec")
+    _, spec, draft_kind = next(c for c in CASES if c[0] == label)
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    draft_hf = make_hf_model("llama_gqa", num_layers=2, seed=9) if draft_kind else None
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
+    monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: False)
+    rows, calls = {}, []
+    for lookahead in (True, False):
+        models = [native(target_hf)] + ([native(draft_hf, name="draft")] if draft_hf is not None else [])
+        for model in models:
+            model._graphs = RecordingGraphs()
+            queue, launch = model.queue_draft_inputs, model.launch_draft_after_verdict
+            model.queue_draft_inputs = lambda *a, _q=queue, **kw: calls.append(("queue", a, kw)) or _q(*a, **kw)
+            model.launch_draft_after_verdict = (
+                lambda *a, _l=launch, **kw: calls.append(("launch", a, kw)) or _l(*a, **kw))
+        engine = build_engine(spec, models[0], load_other=lambda _p: (models[-1], None))
+        engine.lookahead = lookahead
+        engine.prepare(len(prompt) + 60, greedy=True)
+        gen = engine.generate(prompt, 60, DecodingConfig())
+        assert gen.output_ids == ref, lookahead
+        assert not any(m._guarded_keys for m in models)
+        rows[lookahead] = gen.stats.as_row()
+        if lookahead:
+            on_calls, calls = calls, []
+    assert not calls  # the look-ahead off queues and launches nothing
+    for key in COUNTERS:
+        assert rows[True][key] == rows[False][key], (label, key)
+    assert not any(kw.get("accepted_below") is not None for kind, _, kw in on_calls)
+    queued = [i for i, (kind, _, _) in enumerate(on_calls) if kind == "queue"]
+    after_queue = [on_calls[i + 1] for i in queued if i + 1 < len(on_calls)]
+    taken = [c for c in after_queue if c[0] == "launch" and c[2].get("inputs_queued")]
+    # each launch from queued inputs follows its queue at the same verdict (m, k)
+    assert all(c[1][:2] == on_calls[i][1][:2] for i, c in zip(queued, after_queue) if c in taken)
+    assert sum(1 for c in on_calls if c[2].get("inputs_queued")) == len(taken)
+    assert taken, label  # the level continued after some host-read guards
+    if label == "hispec":
+        assert len(taken) < len(queued), (len(taken), len(queued))  # ... and handed up after others
+    assert rows[True]["draft_rounds_ahead"] >= len(taken)
+
+
+@pytest.mark.parametrize("accepted", [0, 2, 3])
+def test_a_catch_up_from_a_packed_verdict_equals_running_the_token_through_the_segments(accepted):
+    """Verdict at m = 10 on k = 3 drafts, the verifier's token at m + a: the catch-up run of layers
+    [0, 3) the device places by itself equals embed + run_layers over [0, 1) and [1, 3) at that
+    position, and leaves the cache holding m + a + 1 positions."""
+    model = make_hf_model("llama_gqa", num_layers=4, seed=11)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, VOCAB, (40,), generator=g)
+    m, k = 10, 3
+    target = torch.randint(0, VOCAB, (k + 1,), generator=g)
+    target[:accepted] = ids[m : m + accepted]
+    if accepted < k and target[accepted] == ids[m + accepted]:
+        target[accepted] = (target[accepted] + 1) % VOCAB
+    pos = m + accepted
+    caught, plain = native(model), native(model)
+    for x in (caught, plain):
+        x.run_layers(x.embed(ids[: m + k]), 0, 3, 0)  # every draft through the segments, as a verification leaves them
+    greedy_verdict_inputs(ids[m : m + k], [k], target, out=caught.verdict_input(k))
+    assert caught.queue_catch_up(m, k, 3)
+    caught.truncate(0, 3, pos)  # the engine rolls back once it has read the verdict
+    h1 = caught.finish_catch_up(pos)
+    plain.truncate(0, 3, pos)
+    h2 = plain.run_layers(plain.run_layers(plain.embed(target[accepted : accepted + 1]), 0, 1, pos), 1, 3, pos)
+    assert torch.equal(h1, h2)
+    assert [caught.cache_len(layer) for layer in range(4)] == [pos + 1] * 3 + [0]
+    for layer in range(3):  # the token's keys at its position, as the plain run wrote them
+        torch.testing.assert_close(caught.cache.k[layer][:, :, : pos + 1], plain.cache.k[layer][:, :, : pos + 1],
+                                   atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="no catch-up queued"):
+        caught.finish_catch_up(pos)
+
+
+@pytest.mark.parametrize("graphs", [False, True], ids=["no-graphs", "graph-stand-in"])
+@pytest.mark.parametrize("label", ["hispec", "hispec-flush"])
+def test_a_certain_hand_up_queues_the_level_above_s_catch_up_before_its_verdict(label, graphs):
+    """HiSpec's middle level hands up whatever its verdict once its batch is full: the verifier's
+    token is run through the middle's segments before the verdict is read, and booked after it.
+    Outputs are HF's, counters those of the look-ahead off; with the graph stand-in the catch-up is
+    a replay of a step prepare() captured (nothing captured while decoding)."""
+    _, spec, _ = next(c for c in CASES if c[0] == label)
     target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
     prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
     ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
-    model = native(target_hf)
-    model._graphs = RecordingGraphs()
-    monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: False)
-    guarded = []
-    launch = model.launch_draft_after_verdict
-    model.launch_draft_after_verdict = lambda *a, **kw: guarded.append(kw) or launch(*a, **kw)
-    engine = build_engine(spec, model, load_other=None)
-    engine.prepare(len(prompt) + 60, greedy=True)
-    gen = engine.generate(prompt, 60, DecodingConfig())
-    assert gen.output_ids == ref
-    assert not model._guarded_keys and guarded and not any(guarded), guarded  # only unguarded launches
-    assert gen.stats.draft_calls_ahead > 0
+    rows = {}
+    for lookahead in (True, False):
+        model = native(target_hf)
+        if graphs:
+            model._graphs = RecordingGraphs()
+        queued = []
+        queue = model.queue_catch_up
+        model.queue_catch_up = lambda *a, **kw: queued.append(queue(*a, **kw)) or queued[-1]
+        engine = build_engine(spec, model, load_other=None)
+        engine.lookahead = lookahead
+        engine.prepare(len(prompt) + 60, greedy=True)
+        captured = model.graph_captures
+        gen = engine.generate(prompt, 60, DecodingConfig())
+        assert gen.output_ids == ref, lookahead
+        assert model.graph_captures == captured, "a shape captured after prepare()"
+        rows[lookahead] = gen.stats.as_row()
+        if lookahead:
+            assert queued and all(queued), queued
+            if graphs:
+                assert model._graphs.replays.count("catch-up") == len(queued)
+        else:
+            assert not queued
+    for key in COUNTERS:
+        assert rows[True][key] == rows[False][key], (label, key)
 
 
 def test_guarded_sizes_are_the_verdicts_a_middle_level_can_see():
@@ -301,6 +396,13 @@ def test_taking_a_round_that_was_not_launched_is_an_error():
     with pytest.raises(RuntimeError, match="launched ahead"):
         model.greedy_draft(ids, 5, 6, 2, 3, launched=True)  # three tokens asked, two launched
     assert model.verdict_input(8) is None  # k + 1 > max_graph_tokens: no fixed-shape verdict
+    model.discard_launched()
+    with pytest.raises(RuntimeError, match="inputs queued"):  # nothing queued
+        model.launch_draft_after_verdict(3, 2, False, 2, 2, False, inputs_queued=True)
+    assert model.queue_draft_inputs(3, 2, False, 2)
+    model.run_layers(model.embed(ids[5:6]), 0, 2, 5)  # a step staged since: the queued inputs are gone
+    with pytest.raises(RuntimeError, match="inputs queued"):
+        model.launch_draft_after_verdict(3, 2, False, 2, 2, False, inputs_queued=True)
 
 
 def test_a_committed_token_is_written_by_a_fill_not_a_host_copy():

@@ -217,6 +217,11 @@ class NativeLlama(RaggedSteps):
         # A round queued ahead by launch_draft_after_verdict, not yet taken: (end, count, process_last, tb),
         # and the static verdict it starts from (drafts then verifier tokens; the drafts' first position).
         self._launched: tuple[int, int, bool, int] | None = None
+        # A round's inputs queued by queue_draft_inputs, not yet launched: (m, k, tb).
+        self._inputs_queued: tuple[int, int, int] | None = None
+        # A verifier's token run through layers [0, end) by queue_catch_up, not yet booked:
+        # (end, m, k, its hidden state at depth end).
+        self._caught_up: tuple[int, int, int, torch.Tensor] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
         # A guarded round (launch_draft_after_verdict's accepted_below) runs only where the verdict
@@ -247,7 +252,7 @@ class NativeLlama(RaggedSteps):
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
         self.cache.reset()
-        self._launched = None
+        self._launched = self._inputs_queued = self._caught_up = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -313,7 +318,7 @@ class NativeLlama(RaggedSteps):
             key = self._layers_greedy_key(start, end, tb, kv_len)
             if self._graphs is None or key in self._graphs:
                 self._static(self._x_in, tb)[:, :t].copy_(hidden)
-                self._pos_base.fill_(first_pos)
+                self._stage_position(first_pos)
                 if self._graphs is None:
                     out, tokens = self._layers_greedy_step(start, end, tb, kv_len)[1]()
                 else:
@@ -416,7 +421,7 @@ class NativeLlama(RaggedSteps):
             return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
         else:
             self._draft_ids[:t0].copy_(tokens[first:upto])
-            self._pos_base.fill_(first)
+            self._stage_position(first)
             self._draft_last.fill_(t0 - 1)
         stopping = stop_below is not None
         if stopping:
@@ -438,8 +443,80 @@ class NativeLlama(RaggedSteps):
         return self._verdict_in[: 2 * k + 1]
 
     @_no_grad
+    def queue_catch_up(self, m: int, k: int, end: int) -> bool:
+        """Run the verifier's token of a packed verdict (:meth:`verdict_input`: ``k`` drafts at
+        ``m``) through layers ``[0, end)`` at its position ``m + a``, both chosen on the device,
+        before the host reads the verdict; True if queued. :meth:`finish_catch_up` books it.
+
+        Why: a middle level of a self-speculative hierarchy (HiSpec) that hands up whatever its
+        verdict says is verified next by a deeper view of this model, which needs that token's
+        hidden state at the middle's exit first -- an embed and a replay per lower segment that
+        the host used to issue only after reading the verdict, while the device waited
+        (docs/engine.md, "The look-ahead draft"). Queued here, the device runs them while the host
+        reads. One captured step after the verdict step, only where :meth:`prepare` captured it
+        (``catch_ups``), so no timed call captures.
+        """
+        if self.verdict_input(k) is None or m + k + 1 > self.max_context:
+            return False
+        self._check_range(0, end)
+        key, step = self._catch_up_step(end, self._kv_bucket(m + k + 1))
+        if self._graphs is not None and key not in self._graphs:
+            return False
+        self._verdict_m.fill_(m)
+        self._replay(*self._verdict_step(k, 1))
+        out = self._replay(key, step)
+        self._inputs_queued = None  # the verdict step rewrote the chain's inputs
+        self._caught_up = (end, m, k, out)
+        return True
+
+    def finish_catch_up(self, pos: int) -> torch.Tensor:
+        """Book the token :meth:`queue_catch_up` ran, now that the host knows its position ``pos``
+        (``m + a``): layers ``[0, end)`` hold ``pos + 1`` positions. Returns its hidden state at
+        depth ``end``, ``[1, 1, D]``; the caller has rolled the range back to ``pos`` first."""
+        queued, self._caught_up = self._caught_up, None
+        if queued is None or not queued[1] <= pos <= queued[1] + queued[2]:
+            raise RuntimeError(f"finish_catch_up at position {pos}: no catch-up queued for a verdict covering it "
+                               f"(queued: {None if queued is None else queued[:3]} as (end, m, k))")
+        end, out = queued[0], queued[3]
+        self.cache.check_frontier(0, end, pos)
+        self.cache.advance(0, end, pos + 1)
+        return out.clone()
+
+    def _catch_up_step(self, end: int, kv_len: int):
+        """Layers ``[0, end)`` on the one token the verdict step put in ``_draft_ids`` at ``_pos_base``."""
+
+        def step() -> torch.Tensor:
+            x = F.embedding(self._draft_ids[:1], self.embed_weight)[None]
+            return self._layers(x, self._pos_base + self._arange[:1], 0, end, kv_len, self._layer_fn, self._prep_fn,
+                                self.attention, matmul=self.matmul)
+
+        return ("catch-up", end, kv_len), step
+
+    @_no_grad
+    def queue_draft_inputs(self, m: int, k: int, two_first: bool, count: int) -> bool:
+        """Queue only the first part of :meth:`launch_draft_after_verdict`: the step that turns the
+        packed verdict into the next round's inputs, on the device; True if queued. The round itself
+        is launched later with ``inputs_queued=True``, or never.
+
+        Why: a middle level whose round is guarded (it continues only where ``a`` is below a bound)
+        but has no guarded graph -- torch without CUDA conditional nodes -- must read its verdict
+        before it launches the round. Queued before that read, this step runs while the host waits,
+        so once the host knows the level continues the round is one replay away, instead of the
+        round's bookkeeping and staging (docs/engine.md, "The look-ahead draft"). Where the level
+        hands up instead, the inputs are left unused: every later step stages its own.
+        """
+        if not self._verdict_round_fits(m, k, count):
+            return False
+        tb = 2 if two_first else 1
+        self._verdict_m.fill_(m)
+        self._replay(*self._verdict_step(k, tb))
+        self._inputs_queued = (m, k, tb)
+        return True
+
+    @_no_grad
     def launch_draft_after_verdict(self, m: int, k: int, two_first: bool, end: int, count: int,
-                                   process_last: bool, accepted_below: int | None = None) -> bool:
+                                   process_last: bool, accepted_below: int | None = None,
+                                   inputs_queued: bool = False) -> bool:
         """Queue the greedy draft round that follows a verdict the host has not read; True if queued.
 
         The verdict -- ``k`` drafts at positions ``m ..`` and the verifier's ``k + 1`` tokens,
@@ -462,12 +539,23 @@ class NativeLlama(RaggedSteps):
         that the device evaluates; such a round is launched only where :meth:`prepare` captured
         its graph (``guarded``), so no timed call captures one. The caller takes the round only
         where ``a < accepted_below`` and discards it otherwise.
+
+        ``inputs_queued``: :meth:`queue_draft_inputs` queued the verdict step of this verdict
+        already (the host has read the verdict since and knows the round is needed): only the
+        chain is left to launch.
         """
+        queued, self._inputs_queued = self._inputs_queued, None
         if not self._verdict_round_fits(m, k, count):
             return False
         self._check_range(0, end)
         tb = 2 if two_first else 1
-        if accepted_below is not None:
+        if inputs_queued:
+            if queued != (m, k, tb) or accepted_below is not None:
+                raise RuntimeError(f"launch_draft_after_verdict(inputs_queued=True) at m={m} with k={k} "
+                                   f"(first-step size {tb}, accepted_below={accepted_below}) does not match the "
+                                   f"inputs queued: {queued} (m, k, first-step size), unguarded")
+            self._chain(end, tb, m + k + 1, count, process_last)
+        elif accepted_below is not None:
             key = self._guarded_key(m + k + 1, k, tb, end, count, process_last)
             if self._graphs is not None and key not in self._guarded_keys:
                 return False
@@ -715,7 +803,7 @@ class NativeLlama(RaggedSteps):
         t = hidden.shape[1]
         tb = next_pow2(t)
         self._static(self._x_in, tb)[:, :t].copy_(hidden)
-        self._pos_base.fill_(first_pos)
+        self._stage_position(first_pos)
         out = self._replay(*self._layers_step(start, end, tb, self._kv_bucket(first_pos + t)))
         return out[:, :t].clone()
 
@@ -750,6 +838,12 @@ class NativeLlama(RaggedSteps):
         """Run a fixed-shape step: as its captured CUDA graph where there are graphs, else directly."""
         return self._graphs.run(key, step) if self._graphs is not None else step()
 
+    def _stage_position(self, first_pos: int) -> None:
+        """A step's first position, staged by the host: it overwrites what a verdict step wrote,
+        so a round's inputs queued by :meth:`queue_draft_inputs` are no longer there to launch."""
+        self._pos_base.fill_(first_pos)
+        self._inputs_queued = None
+
     def _kv_bucket(self, kv_len: int) -> int:
         """The attention span a step covering positions ``[0, kv_len)`` reads."""
         if self.fixed_span is not None and kv_len <= self.fixed_span:
@@ -766,6 +860,7 @@ class NativeLlama(RaggedSteps):
         chains: list[tuple[int, int, bool, bool]] = (),
         guarded: tuple[int, ...] = (),
         verifying: list[tuple[int, int]] = (),
+        catch_ups: tuple[int, ...] = (),
     ) -> int:
         """Compile and capture every fixed-shape step a run can reach, before it is timed.
 
@@ -780,7 +875,9 @@ class NativeLlama(RaggedSteps):
         fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
         ``k`` in ``guarded`` the guarded rounds of those chains (``launch_draft_after_verdict``'s
         ``accepted_below``: one graph each, where CUDA conditional nodes are available -- a round
-        whose graph is not captured here is never launched guarded). Each is compiled and captured here
+        whose graph is not captured here is never launched guarded), and for each depth in
+        ``catch_ups`` the one-token run of layers ``[0, depth)`` from a verdict
+        (:meth:`queue_catch_up`). Each is compiled and captured here
         (inputs are zeros at position 0: every slot a capture writes is
         rewritten by its real token before any query reads it). Returns how
         many graphs this captured; :attr:`graph_captures` counts all of them,
@@ -814,9 +911,10 @@ class NativeLlama(RaggedSteps):
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
             if self._graphs is not None:  # the whole round as one graph (_chain); a span of 1 is the fixed one
                 steps += [self._round_step(end, tb, 1, count, process_last) for tb in sizes]
-        if any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
-            # a round launched after a verdict of k drafts (the engine's look-ahead): its inputs' step
+        if catch_ups or any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
+            # a round launched after a verdict of k drafts (the engine's look-ahead), or a catch-up: its inputs' step
             steps += [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
+        steps += [self._catch_up_step(end, span) for end in sorted(set(catch_ups))]
         for key, step in steps:
             self._replay(key, step)
         self._prepare_guarded(chains, guarded)
