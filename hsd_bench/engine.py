@@ -211,14 +211,15 @@ class ModelState:
 
     # -- views --------------------------------------------------------------------
     def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
-                    need_from: list[int], argmax_out: list | None = None) -> torch.Tensor:
+                    need_from: list[int], argmax_out: list | None = None) -> torch.Tensor | None:
         """Hidden states at depth ``exit_layer`` for positions ``[need_from[i], upto[i])`` of each row
         ``rows[i]``, packed in row order: ``[1, sum(upto - need_from), D]``. Runs only the layer
         segments that have not seen those positions, one ragged forward per segment.
 
         ``argmax_out``, a list: where the last segment's run is exactly those positions of one row
         and the backend fuses a segment with the greedy head (``model.run_layers_greedy``), that
-        run does both and appends the argmax tokens to it (:meth:`greedy_tokens_rows`)."""
+        run does both and appends the argmax tokens to it (:meth:`greedy_tokens_rows`); where that
+        segment is the model's last, no copy of its states is kept and this returns None."""
         last = self.bounds.index(exit_layer)
         fused = (getattr(self.model, "run_layers_greedy", None)
                  if argmax_out is not None and self.rows == 1 and self.frontier[last][rows[0]] == need_from[0] < upto[0]
@@ -249,9 +250,17 @@ class ModelState:
                     pend.drop_before(r, u)
                 inp = gather(pieces)
             if j == last and fused is not None:
-                out, argmax = fused(inp, start, end, firsts[0])
-                out = out[0]
+                out, argmax = fused(inp, start, end, firsts[0], keep_hidden=end != top)
                 argmax_out.append(argmax)
+                if out is None:
+                    # The model's last layer: nothing but the head (just run) reads these states,
+                    # and a later view of them starts at this frontier (the fused condition).
+                    r, f, n = work[0], firsts[0], lengths[0]
+                    self.layer_evals[r] += (end - start) * n
+                    front[r] = f + n
+                    self.pending[end].drop_before(r, f + n)
+                    return None
+                out = out[0]
             else:
                 out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
             pend, off = self.pending[end], 0

@@ -67,9 +67,9 @@ def count_forwards(model) -> list:
         calls.append(len(rows))
         return original(hidden, start, end, first_pos, rows=rows, lengths=lengths)
 
-    def run_layers_greedy(hidden, start, end, first_pos):  # a verification's segment and head (one row)
+    def run_layers_greedy(hidden, start, end, first_pos, keep_hidden=True):  # a verification's segment and head
         calls.append(1)
-        return verifying(hidden, start, end, first_pos)
+        return verifying(hidden, start, end, first_pos, keep_hidden=keep_hidden)
 
     def greedy_draft(*args, **kwargs):  # a round launched ahead (launched=True) counts where it is taken
         calls.extend([1] * args[4])

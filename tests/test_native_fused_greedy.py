@@ -99,7 +99,7 @@ def test_run_layers_greedy_equals_run_layers_then_greedy_tokens(arch):
     max_graph_tokens (the pair itself)."""
     model = make_hf_model(arch, num_layers=3, seed=12)
     fused, plain = native(model), native(model)
-    ids = torch.randint(0, VOCAB, (30,), generator=torch.Generator().manual_seed(3))
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(3))
     for m in (fused, plain):
         m.run_layers(m.embed(ids[:12]), 0, 3, 0)
     pos = 12
@@ -112,8 +112,14 @@ def test_run_layers_greedy_equals_run_layers_then_greedy_tokens(arch):
         assert torch.equal(out_f, out_p) and tok_f.tolist() == tok_p.tolist(), t
         pos += t
         assert [fused.cache_len(i) for i in range(3)] == [plain.cache_len(i) for i in range(3)] == [pos] * 3
+    for t in (2, 9):  # no copy of the hidden states asked for: the same tokens, on the fused step and off it
+        hidden = fused.run_layers(fused.embed(ids[pos : pos + t]), 0, 1, pos)
+        plain.run_layers(plain.embed(ids[pos : pos + t]), 0, 1, pos)
+        out_f, tok_f = fused.run_layers_greedy(hidden, 1, 3, pos, keep_hidden=False)
+        assert out_f is None and tok_f.tolist() == plain.greedy_tokens(plain.run_layers(hidden, 1, 3, pos)).tolist()
+        pos += t
     with pytest.raises(ValueError, match="first_pos=3"):
-        fused.run_layers_greedy(hidden[:, :1], 1, 3, 3)  # layers [1, 3) hold 24 positions, not 3
+        fused.run_layers_greedy(hidden[:, :1], 1, 3, 3)  # layers [1, 3) hold 35 positions, not 3
 
 
 def test_greedy_draft_refuses_bad_rounds():

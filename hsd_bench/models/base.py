@@ -98,9 +98,12 @@ class LayeredModel(Protocol):
 #       -> [1, N, D]: greedy_draft for several rows of a batch at once (the same count each), the
 #       hidden states of every processed position packed row by row.
 #
-#   run_layers_greedy(hidden [1, T, D], start, end, first_pos) -> ([1, T, D], LongTensor[T])
+#   run_layers_greedy(hidden [1, T, D], start, end, first_pos, keep_hidden=True)
+#       -> ([1, T, D] or None, LongTensor[T])
 #       run_layers and then greedy_tokens of its whole output, as one step: a greedy
-#       verification whose last segment runs exactly the positions it checks.
+#       verification whose last segment runs exactly the positions it checks. The tokens
+#       may be the step's own buffer (read them before the model's next step);
+#       keep_hidden=False returns None for the hidden states (no copy kept).
 #
 # The native backend implements all four (hsd_bench/models/native/model.py, batched.py). A
 # wrapper that times model calls must time every one of them (bench/instrument.py).

@@ -297,8 +297,8 @@ class NativeLlama(RaggedSteps):
         return t
 
     @_no_grad
-    def run_layers_greedy(self, hidden: torch.Tensor, start: int, end: int,
-                          first_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_layers_greedy(self, hidden: torch.Tensor, start: int, end: int, first_pos: int,
+                          keep_hidden: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
         """``run_layers`` and then ``greedy_tokens`` of its whole output, as one fixed-shape step.
 
         Why: a greedy verification is exactly this pair -- the verifying view's last segment on
@@ -309,6 +309,12 @@ class NativeLlama(RaggedSteps):
         copy of it), so the results are the pair's bit for bit. With graphs it runs where
         :meth:`prepare` captured that step (``verifying``), so a timed call never captures one;
         other steps run the pair.
+
+        On that step the tokens are the graph's own output, not a copy: read them before this
+        model's next step (the engine packs them into the verdict at once). ``keep_hidden=False``
+        (a caller that has no use for the hidden states: nothing reads the last layer's output but
+        the head) returns None for them instead of a copy. Each copy is a host launch per
+        verification, on the path the device waits on.
         """
         t = hidden.shape[1]
         if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
@@ -324,9 +330,9 @@ class NativeLlama(RaggedSteps):
                 else:
                     out, tokens = self._graphs.run(key, None)
                 self.cache.advance(start, end, first_pos + t)
-                return out[:, :t].clone(), tokens[:t].clone()
+                return (out[:, :t].clone() if keep_hidden else None), tokens[:t]
         out = self.run_layers(hidden, start, end, first_pos)
-        return out, self.greedy_tokens(out)
+        return (out if keep_hidden else None), self.greedy_tokens(out)
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
