@@ -330,14 +330,19 @@ def test_a_catch_up_from_a_packed_verdict_equals_running_the_token_through_the_s
         caught.finish_catch_up(pos)
 
 
+CATCH_UP_SPECS = {label: spec for label, spec, _ in CASES if label.startswith("hispec")}
+# level 0 with an adaptive draft length: every drafted token is processed, however many
+CATCH_UP_SPECS["hispec-draft-stop"] = MethodSpec("hispec", exit=[1, 3], draft_len=3, period=4, draft_stop=0.6)
+
+
 @pytest.mark.parametrize("graphs", [False, True], ids=["no-graphs", "graph-stand-in"])
-@pytest.mark.parametrize("label", ["hispec", "hispec-flush"])
+@pytest.mark.parametrize("label", sorted(CATCH_UP_SPECS))
 def test_a_certain_hand_up_queues_the_level_above_s_catch_up_before_its_verdict(label, graphs):
     """HiSpec's middle level hands up whatever its verdict once its batch is full: the verifier's
     token is run through the middle's segments before the verdict is read, and booked after it.
     Outputs are HF's, counters those of the look-ahead off; with the graph stand-in the catch-up is
     a replay of a step prepare() captured (nothing captured while decoding)."""
-    _, spec, _ = next(c for c in CASES if c[0] == label)
+    spec = CATCH_UP_SPECS[label]
     target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
     prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
     ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
