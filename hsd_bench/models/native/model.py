@@ -462,17 +462,14 @@ class NativeLlama(RaggedSteps):
         reads. One captured step after the verdict step, only where :meth:`prepare` captured it
         (``catch_ups``), so no timed call captures.
         """
-        if self.verdict_input(k) is None or m + k + 1 > self.max_context:
+        if not self._verdict_round_fits(m, k, 0):  # the verdict step alone: no drafted tokens
             return False
         self._check_range(0, end)
         key, step = self._catch_up_step(end, self._kv_bucket(m + k + 1))
         if self._graphs is not None and key not in self._graphs:
             return False
-        self._verdict_m.fill_(m)
-        self._replay(*self._verdict_step(k, 1))
-        out = self._replay(key, step)
-        self._inputs_queued = None  # the verdict step rewrote the chain's inputs
-        self._caught_up = (end, m, k, out)
+        self._queue_verdict_step(m, k, 1)
+        self._caught_up = (end, m, k, self._replay(key, step))
         return True
 
     def finish_catch_up(self, pos: int) -> torch.Tensor:
@@ -514,10 +511,16 @@ class NativeLlama(RaggedSteps):
         if not self._verdict_round_fits(m, k, count):
             return False
         tb = 2 if two_first else 1
-        self._verdict_m.fill_(m)
-        self._replay(*self._verdict_step(k, tb))
+        self._queue_verdict_step(m, k, tb)
         self._inputs_queued = (m, k, tb)
         return True
+
+    def _queue_verdict_step(self, m: int, k: int, tb: int) -> None:
+        """The verdict step of ``k`` drafts at ``m`` (:meth:`_verdict_step`): it rewrites the chain's
+        inputs, so inputs queued for another round are gone."""
+        self._verdict_m.fill_(m)
+        self._replay(*self._verdict_step(k, tb))
+        self._inputs_queued = None
 
     @_no_grad
     def launch_draft_after_verdict(self, m: int, k: int, two_first: bool, end: int, count: int,
@@ -572,8 +575,7 @@ class NativeLlama(RaggedSteps):
             else:
                 self._guarded_round_step(k, tb, end, m + k + 1, count, process_last)()
         else:
-            self._verdict_m.fill_(m)
-            self._replay(*self._verdict_step(k, tb))
+            self._queue_verdict_step(m, k, tb)
             self._chain(end, tb, m + k + 1, count, process_last)
         self._launched = (end, count, process_last, tb)
         return True
