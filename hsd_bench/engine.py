@@ -219,7 +219,8 @@ class ModelState:
         ``argmax_out``, a list: where the last segment's run is exactly those positions of one row
         and the backend fuses a segment with the greedy head (``model.run_layers_greedy``), that
         run does both and appends the argmax tokens to it (:meth:`greedy_tokens_rows`); where that
-        segment is the model's last, no copy of its states is kept and this returns None."""
+        segment is the model's first it gets the token ids, not their embedding; where it is the
+        model's last, no copy of its states is kept and this returns None."""
         last = self.bounds.index(exit_layer)
         fused = (getattr(self.model, "run_layers_greedy", None)
                  if argmax_out is not None and self.rows == 1 and self.frontier[last][rows[0]] == need_from[0] < upto[0]
@@ -241,7 +242,9 @@ class ModelState:
                 if tokens.shape[1] < max(ends):
                     raise ValueError(f"{self.model.name}: asked for position {max(ends) - 1} of a "
                                      f"{tokens.shape[1]}-token sequence")
-                inp = self.model.embed(self._ids(tokens, work, firsts, ends))
+                ids = self._ids(tokens, work, firsts, ends)
+                # A fused verification from layer 0 embeds its ids itself (one launch fewer).
+                inp = ids if j == last and fused is not None else self.model.embed(ids)
             else:
                 pend, pieces = self.pending[start], []
                 for r, f, u in zip(work, firsts, ends):
@@ -346,8 +349,10 @@ class ModelState:
                 fused = getattr(self.model, "greedy_draft", None)
                 if self.rows == 1 and fused is not None:
                     if stop_below is None:
-                        ahead = {"launched": True} if launched else {}  # a backend without look-ahead never sees it
-                        out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last, **ahead)
+                        opts = {"launched": True} if launched else {}  # a backend without look-ahead never sees it
+                        if self._draft_states_unread:
+                            opts["keep_hidden"] = False
+                        out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last, **opts)
                         self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
                         return [c]
                     out = fused(tokens[0], firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
@@ -390,11 +395,11 @@ class ModelState:
         self.hidden_rows(rows, tokens, exit_layer, [p + 1 for p in pos], list(pos))
         return [stops_after(value, stop_below) for value in pending.get()]
 
-    def _book_draft(self, out: torch.Tensor, rows: list[int], exit_layer: int, firsts: list[int], n: list[int],
-                    count: int, process_last: bool) -> None:
+    def _book_draft(self, out: torch.Tensor | None, rows: list[int], exit_layer: int, firsts: list[int],
+                    n: list[int], count: int, process_last: bool) -> None:
         """Frontiers, pending states and counters after a fused draft round whose packed
-        hidden states of every processed position, row by row, are ``out``."""
-        out = out[0]
+        hidden states of every processed position, row by row, are ``out`` (None: none kept)."""
+        out = out[0] if out is not None else None
         pend, off = self.pending[exit_layer], 0
         for r, first, nn in zip(rows, firsts, n):
             upto = nn + count - (0 if process_last else 1)
@@ -402,12 +407,26 @@ class ModelState:
             self.layer_evals[r] += exit_layer * processed
             self.head_evals[r] += count
             self.frontier[0][r] = upto
-            if exit_layer == self.bounds[-1]:
+            if out is None:  # a round of the model's only view: no state kept (_draft_states_unread)
+                pend.drop_before(r, upto)
+            elif exit_layer == self.bounds[-1]:
                 pend.drop_before(r, upto - 1)  # nothing deeper consumes it: keep only the last position
                 pend.append(r, upto - 1, out, off + processed - 1, 1)
             else:
                 pend.append(r, first, out, off, processed)
             off += processed
+
+    @property
+    def _draft_states_unread(self) -> bool:
+        """Whether a fused greedy draft round (one row, no draft_stop) may keep no hidden states.
+
+        Why it may: a model with one view that drafts (vanilla_sd's and the hierarchy's draft,
+        AR's target) has no deeper segment to read them, and the next greedy round starts past
+        its frontier (a verdict commits at least one token the draft has not processed), so its
+        first step processes its own positions from their ids. The copy kept for nothing was a
+        host launch per round (docs/performance.md, "Eighteenth run"); where a later call does
+        ask for those states, :meth:`hidden_rows` says so loudly."""
+        return len(self.bounds) == 1
 
     @property
     def _process_last(self) -> bool:

@@ -122,6 +122,32 @@ def test_run_layers_greedy_equals_run_layers_then_greedy_tokens(arch):
         fused.run_layers_greedy(hidden[:, :1], 1, 3, 3)  # layers [1, 3) hold 35 positions, not 3
 
 
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window"])
+def test_run_layers_greedy_from_ids_equals_embed_then_the_pair(arch):
+    """From token ids (a segment starting at layer 0) the fused step embeds them itself: the same
+    hidden states and tokens as embed, run_layers, greedy_tokens, bit for bit, and the same
+    frontiers -- one row, a padded step (3 -> 4) and a step past max_graph_tokens (the pair)."""
+    model = make_hf_model(arch, num_layers=3, seed=13)
+    fused, plain = native(model), native(model)
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(5))
+    for m in (fused, plain):
+        m.run_layers(m.embed(ids[:9]), 0, 2, 0)
+    pos = 9
+    for t, keep in ((1, True), (3, True), (6, True), (2, False), (4, False)):
+        out_f, tok_f = fused.run_layers_greedy(ids[pos : pos + t], 0, 2, pos, keep_hidden=keep)
+        out_p = plain.run_layers(plain.embed(ids[pos : pos + t]), 0, 2, pos)
+        assert tok_f.tolist() == plain.greedy_tokens(out_p).tolist(), t
+        assert torch.equal(out_f, out_p) if keep else out_f is None
+        pos += t
+        assert [fused.cache_len(i) for i in range(2)] == [plain.cache_len(i) for i in range(2)] == [pos] * 2
+    with pytest.raises(ValueError, match="start=1"):
+        fused.run_layers_greedy(ids[pos : pos + 1], 1, 3, pos)
+    with pytest.raises(ValueError, match="LongTensor"):
+        fused.run_layers_greedy(ids[pos : pos + 1].int(), 0, 2, pos)
+    with pytest.raises(ValueError, match="first_pos=3"):
+        fused.run_layers_greedy(ids[3:4], 0, 2, 3)  # layers [0, 2) hold 29 positions, not 3
+
+
 def test_greedy_draft_refuses_bad_rounds():
     m = native(make_hf_model("llama_gqa", num_layers=2))
     ids = torch.arange(30)
@@ -174,6 +200,41 @@ def test_vanilla_sd_with_a_fused_draft_model_equals_generate():
     spec = MethodSpec("vanilla_sd", draft_len=4, draft_path="draft")
     engine = build_engine(spec, native(target), load_other=lambda _p: (native(draft), None))
     assert engine.generate(prompt, 30, DecodingConfig()).output_ids == ref
+
+
+@pytest.mark.parametrize("spec", [MethodSpec("vanilla_sd", draft_len=4, draft_path="draft"),
+                                  MethodSpec("autoregressive")], ids=["vanilla_sd", "autoregressive"])
+def test_a_model_whose_only_view_drafts_keeps_no_hidden_states(spec, monkeypatch):
+    """vanilla_sd's draft model and AR's target have one view: every fused greedy round of theirs
+    asks for no copy of its hidden states (``keep_hidden=False``), and the run equals transformers'
+    ``generate`` with the counters of the same engine keeping the copies -- any later call that did
+    need them would fail in ``hidden_rows``, not decode something else."""
+    from hsd_bench.engine import ModelState
+
+    target = make_hf_model("llama_gqa", num_layers=3, seed=21)
+    draft = make_hf_model("llama_gqa", num_layers=1, seed=22)
+    prompt = torch.randint(0, VOCAB, (6,), generator=torch.Generator().manual_seed(3)).tolist()
+    max_new = 40
+    ref = target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
+    rows, kept = {}, {}
+    for unread in (True, False):
+        monkeypatch.setattr(ModelState, "_draft_states_unread", property(lambda self, u=unread: u and len(self.bounds) == 1))
+        models = [native(target), native(draft)]
+        drafting = models[1] if spec.name == "vanilla_sd" else models[0]
+        asked = kept[unread] = []
+        real = drafting.greedy_draft
+        drafting.greedy_draft = lambda *a, **kw: asked.append(kw.get("keep_hidden", True)) or real(*a, **kw)
+        gen = build_engine(spec, models[0], load_other=lambda _p: (models[1], None)).generate(
+            prompt, max_new, DecodingConfig())
+        assert gen.output_ids == ref, (spec.name, unread)
+        rows[unread] = gen.stats.as_row()
+    assert kept[True] and not any(kept[True]) and all(kept[False])
+    for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level"):
+        assert rows[True][key] == rows[False][key], (spec.name, key)
+    m = native(draft)
+    m.run_layers(m.embed(torch.arange(5)), 0, 1, 0)
+    with pytest.raises(ValueError, match="keep_hidden=False needs stop_below=None"):
+        m.greedy_draft(torch.arange(30), 5, 6, 1, 3, stop_below=0.5, keep_hidden=False)
 
 
 class RecordingGraphs:
@@ -256,7 +317,8 @@ VERIFYING_METHODS = [
 @pytest.mark.parametrize("spec,other", VERIFYING_METHODS, ids=[s.name for s, _ in VERIFYING_METHODS])
 def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other, monkeypatch):
     """With graphs, every greedy verification whose new positions fit a fixed-shape step runs its
-    last segment and the head as one replay (``layers-greedy``): no separate head replay is
+    last segment and the head as one replay (``layers-greedy``; ``ids-greedy`` from token ids where
+    that segment starts at layer 0): no separate head replay is
     left, the output equals transformers' ``generate``, the counters equal those of the engine
     without the fusion, and prepare() captured every such step."""
     from hsd_bench.engine import ModelState
@@ -291,10 +353,13 @@ def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other
         rows[fused] = gen.stats.as_row()
         assert [m._graphs.captures for m in models] == captured, "a shape captured after prepare()"
         replays = [k for m in models for k in m._graphs.replays]
+        # a verification from layer 0 (vanilla_sd's target) runs from its token ids
+        from_ids = spec.name == "vanilla_sd"
+        kind, other_kind = ("ids-greedy", "layers-greedy") if from_ids else ("layers-greedy", "ids-greedy")
         if fused:
-            assert "greedy-head" not in replays
-            assert replays.count("layers-greedy") == len(verifications) > 0
+            assert "greedy-head" not in replays and other_kind not in replays
+            assert replays.count(kind) == len(verifications) > 0
         else:
-            assert "layers-greedy" not in replays and replays.count("greedy-head") == len(verifications) > 0
+            assert kind not in replays and replays.count("greedy-head") == len(verifications) > 0
     for key in ROUND_COUNTERS:
         assert rows[True][key] == rows[False][key], (spec.name, key)

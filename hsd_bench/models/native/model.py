@@ -206,6 +206,8 @@ class NativeLlama(RaggedSteps):
         # Head steps pack the positions of every row of a batch: fixed-shape up to this many.
         self.max_head_tokens = self.max_graph_tokens
         self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
+        # Static token ids of a verification that starts at layer 0 (run_layers_greedy from ids).
+        self._verify_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
         # Static buffers of a fused greedy draft round (greedy_draft): the first step's
@@ -288,7 +290,10 @@ class NativeLlama(RaggedSteps):
         self._check_range(start, end)
         if hidden.dim() != 3 or hidden.shape[0] != 1 or hidden.shape[2] != self.args.hidden_size:
             raise ValueError(f"hidden must be [1, T, {self.args.hidden_size}], got {tuple(hidden.shape)}")
-        t = hidden.shape[1]
+        return self._check_span(hidden.shape[1], start, end, first_pos)
+
+    def _check_span(self, t: int, start: int, end: int, first_pos: int) -> int:
+        """Validate ``t`` positions from ``first_pos`` for layers ``[start, end)``; returns ``t``."""
         if t < 1 or first_pos < 0 or first_pos + t > self.max_context:
             raise ValueError(
                 f"positions [{first_pos}, {first_pos + t}) must lie in [0, max_context={self.max_context})"
@@ -310,27 +315,47 @@ class NativeLlama(RaggedSteps):
         :meth:`prepare` captured that step (``verifying``), so a timed call never captures one;
         other steps run the pair.
 
+        ``hidden``: the ``[1, T, D]`` states entering layer ``start``, or -- where ``start`` is 0 --
+        the ``LongTensor[T]`` token ids themselves. From ids the embedding is part of the step: a
+        verification by a model that does not draft (vanilla_sd's target, every model of the
+        hierarchy above its draft) then costs the host one copy of its ids instead of an embed
+        launch and a copy of its states (docs/performance.md, "Eighteenth run").
+
         On that step the tokens are the graph's own output, not a copy: read them before this
         model's next step (the engine packs them into the verdict at once). ``keep_hidden=False``
         (a caller that has no use for the hidden states: nothing reads the last layer's output but
         the head) returns None for them instead of a copy. Each copy is a host launch per
         verification, on the path the device waits on.
         """
-        t = hidden.shape[1]
+        from_ids = hidden.dim() == 1
+        if from_ids:
+            self._check_range(start, end)
+            if start != 0 or hidden.dtype != torch.long:
+                raise ValueError(f"run_layers_greedy from token ids needs start=0 and a LongTensor[T], got "
+                                 f"start={start} and {hidden.dtype} of shape {tuple(hidden.shape)}")
+        t = hidden.shape[0] if from_ids else hidden.shape[1]
         if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
-            self._check_step(hidden, start, end, first_pos)
+            if from_ids:
+                self._check_span(t, start, end, first_pos)
+            else:
+                self._check_step(hidden, start, end, first_pos)
             tb = next_pow2(t)
             kv_len = self._kv_bucket(first_pos + t)
-            key = self._layers_greedy_key(start, end, tb, kv_len)
+            key = self._layers_greedy_key(start, end, tb, kv_len, from_ids)
             if self._graphs is None or key in self._graphs:
-                self._static(self._x_in, tb)[:, :t].copy_(hidden)
+                if from_ids:
+                    self._verify_ids[:t].copy_(hidden)
+                else:
+                    self._static(self._x_in, tb)[:, :t].copy_(hidden)
                 self._stage_position(first_pos)
                 if self._graphs is None:
-                    out, tokens = self._layers_greedy_step(start, end, tb, kv_len)[1]()
+                    out, tokens = self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]()
                 else:
                     out, tokens = self._graphs.run(key, None)
                 self.cache.advance(start, end, first_pos + t)
                 return (out[:, :t].clone() if keep_hidden else None), tokens[:t]
+        if from_ids:
+            hidden = self.embed(hidden)
         out = self.run_layers(hidden, start, end, first_pos)
         return (out if keep_hidden else None), self.greedy_tokens(out)
 
@@ -367,8 +392,8 @@ class NativeLlama(RaggedSteps):
     @_no_grad
     def greedy_draft(
         self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False,
-        stop_below: float | None = None, launched: bool = False,
-    ) -> torch.Tensor:
+        stop_below: float | None = None, launched: bool = False, keep_hidden: bool = True,
+    ) -> torch.Tensor | None:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
         Processes positions ``[first, upto)`` (ids ``tokens[first:upto]``),
@@ -405,8 +430,15 @@ class NativeLlama(RaggedSteps):
         the verdict that fixes ``first`` reached the host); only the host's
         part is left -- the drafted tokens' copy into ``tokens``, the cache
         frontier, the hidden states.
+
+        ``keep_hidden=False`` (a fixed-count round of a model whose only view drafts: nothing
+        reads its hidden states) returns None instead of a copy of them -- a host launch per
+        round, on the path the device waits on.
         """
         self._check_range(0, end)
+        if not keep_hidden and stop_below is not None:
+            raise ValueError("greedy_draft: a stopping round (stop_below) returns its hidden states, whose "
+                             "count says how many tokens it drafted; keep_hidden=False needs stop_below=None")
         t0 = upto - first
         last = upto + count - (0 if process_last else 1)
         if t0 < 1 or count < 1:
@@ -424,7 +456,8 @@ class NativeLlama(RaggedSteps):
                                    f"(process_last={process_last}, {t0} positions first) does not match the "
                                    f"round launched ahead: {ahead}")
         elif not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
-            return self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
+            out = self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
+            return out if keep_hidden else None
         else:
             self._draft_ids[:t0].copy_(tokens[first:upto])
             self._stage_position(first)
@@ -438,7 +471,7 @@ class NativeLlama(RaggedSteps):
             self._chain(end, next_pow2(t0), upto, count, process_last)
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
-        return self._draft_hidden[:, : last - first].clone()
+        return self._draft_hidden[:, : last - first].clone() if keep_hidden else None
 
     def verdict_input(self, k: int) -> torch.Tensor | None:
         """The static ``LongTensor[2k + 1]`` a greedy verdict of ``k`` drafts is packed into (drafts,
@@ -826,20 +859,24 @@ class NativeLlama(RaggedSteps):
         return ("layers", start, end, tb, kv_len), step
 
     @staticmethod
-    def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int) -> tuple:
+    def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int, from_ids: bool) -> tuple:
         """The graph key of :meth:`_layers_greedy_step`, which :meth:`run_layers_greedy` looks up
         without building the step."""
-        return ("layers-greedy", start, end, tb, kv_len)
+        return ("ids-greedy" if from_ids else "layers-greedy", start, end, tb, kv_len)
 
-    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int):
-        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`)."""
-        _, layers = self._layers_step(start, end, tb, kv_len)
+    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool):
+        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`);
+        ``from_ids`` (``start`` 0): the step embeds the static ids first."""
+        x_in = self._static(self._x_in, tb)
+        ids = self._verify_ids[:tb]
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            out = layers()
+            x = F.embedding(ids, self.embed_weight)[None] if from_ids else x_in
+            out = self._layers(x, self._pos_base + self._arange[:tb], start, end, kv_len, self._layer_fn,
+                               self._prep_fn, self.attention, matmul=self.matmul)
             return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
 
-        return self._layers_greedy_key(start, end, tb, kv_len), step
+        return self._layers_greedy_key(start, end, tb, kv_len, from_ids), step
 
     # -- helpers ----------------------------------------------------------------
     def _replay(self, key: tuple, step) -> torch.Tensor:
@@ -877,7 +914,7 @@ class NativeLlama(RaggedSteps):
         its whole shape set is: each layer range in ``ranges`` (``(start, end)``,
         the engine's segments) and each head ``kind`` at every padded token
         count, each range in ``verifying`` followed by the greedy head at every padded token
-        count (:meth:`run_layers_greedy`), plus the steps of greedy draft chains ``(end, count,
+        count (:meth:`run_layers_greedy`; a range from layer 0 from token ids), plus the steps of greedy draft chains ``(end, count,
         process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
         round, whose steps split into layers and a confidence head) and, with graphs, each
         fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
@@ -905,7 +942,7 @@ class NativeLlama(RaggedSteps):
         sizes = [1 << k for k in range(self.max_graph_tokens.bit_length())]
         steps = [self._layers_step(a, b, tb, span) for a, b in sorted(set(ranges)) for tb in sizes]
         steps += [self._head_step(kind, tb) for kind in heads for tb in sizes]
-        steps += [self._layers_greedy_step(a, b, tb, span) for a, b in sorted(set(verifying)) for tb in sizes]
+        steps += [self._layers_greedy_step(a, b, tb, span, a == 0) for a, b in sorted(set(verifying)) for tb in sizes]
         for end, count, process_last, stopping in sorted(set(chains)):
             if count > MAX_FUSED_DRAFT:
                 continue  # such rounds go step by step (the layer and head steps above)
