@@ -18,6 +18,14 @@ class TextCodec:
             self.bos_token_id = hf_tokenizer.bos_token_id
             self.eos_token_id = hf_tokenizer.eos_token_id
             self.vocab_size = len(hf_tokenizer)
+        # The engine's stop check decodes a sample's text after every verification, on the path
+        # the device may wait on; transformers' decode of a fast tokenizer is the Rust decode plus
+        # Python conversions that cost about as much again (an H200 host profile, docs/performance.md
+        # "Eighteenth run"). Without its clean-up of spaces it returns the Rust decode's text, so
+        # that is called directly; any other tokenizer goes through transformers.
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        clean_up = getattr(hf_tokenizer, "clean_up_tokenization_spaces", True)
+        self._rust_decode = backend.decode if backend is not None and clean_up is False else None
 
     def encode(self, text: str) -> list[int]:
         if self.hf is None:
@@ -25,8 +33,11 @@ class TextCodec:
         return list(self.hf(text, add_special_tokens=True)["input_ids"])
 
     def decode(self, ids: list[int]) -> str:
+        """The text of ``ids`` (host ints), special tokens skipped."""
         if self.hf is None:
             return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+        if self._rust_decode is not None:
+            return self._rust_decode(ids.tolist() if hasattr(ids, "tolist") else list(ids), skip_special_tokens=True)
         return self.hf.decode(ids, skip_special_tokens=True)
 
     def vocab_fingerprint(self) -> tuple:
