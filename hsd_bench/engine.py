@@ -180,7 +180,6 @@ class ModelState:
         self.pending = {b: _Pending(n) for b in self.bounds}
         self.layer_evals = [0] * n
         self.head_evals = [0] * n
-        self._draft_view: torch.Tensor | None = None  # the last draft round's states, as the model's own buffer
 
     def reset_row(self, r: int) -> None:
         """Forget every position of row ``r`` (a new sequence takes it)."""
@@ -351,13 +350,10 @@ class ModelState:
                 if self.rows == 1 and fused is not None:
                     if stop_below is None:
                         opts = {"launched": True} if launched else {}  # a backend without look-ahead never sees it
-                        states = self._draft_states
-                        if states != "copy":
-                            opts["states"] = states
-                        if not launched:
-                            self.settle_draft_view()  # this round rewrites the buffer
+                        if self._draft_states_unread:
+                            opts["keep_hidden"] = False
                         out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last, **opts)
-                        self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last, view=states == "view")
+                        self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
                         return [c]
                     out = fused(tokens[0], firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
                     drafted = out.shape[1] - (n[0] - firsts[0])  # with a stopping rule every drafted token is processed
@@ -400,13 +396,10 @@ class ModelState:
         return [stops_after(value, stop_below) for value in pending.get()]
 
     def _book_draft(self, out: torch.Tensor | None, rows: list[int], exit_layer: int, firsts: list[int],
-                    n: list[int], count: int, process_last: bool, view: bool = False) -> None:
+                    n: list[int], count: int, process_last: bool) -> None:
         """Frontiers, pending states and counters after a fused draft round whose packed
-        hidden states of every processed position, row by row, are ``out`` (None: none kept;
-        ``view``: the model's round buffer, see :meth:`settle_draft_view`)."""
+        hidden states of every processed position, row by row, are ``out`` (None: none kept)."""
         out = out[0] if out is not None else None
-        if view:
-            self._draft_view = out
         pend, off = self.pending[exit_layer], 0
         for r, first, nn in zip(rows, firsts, n):
             upto = nn + count - (0 if process_last else 1)
@@ -414,7 +407,7 @@ class ModelState:
             self.layer_evals[r] += exit_layer * processed
             self.head_evals[r] += count
             self.frontier[0][r] = upto
-            if out is None:  # a round of the model's only view: no state kept (_draft_states)
+            if out is None:  # a round of the model's only view: no state kept (_draft_states_unread)
                 pend.drop_before(r, upto)
             elif exit_layer == self.bounds[-1]:
                 pend.drop_before(r, upto - 1)  # nothing deeper consumes it: keep only the last position
@@ -424,34 +417,16 @@ class ModelState:
             off += processed
 
     @property
-    def _draft_states(self) -> str:
-        """How a fused greedy draft round (one row, no draft_stop) returns its hidden states
-        (``greedy_draft``'s ``states``): ``"none"`` or ``"view"``; ``"copy"`` where neither applies.
+    def _draft_states_unread(self) -> bool:
+        """Whether a fused greedy draft round (one row, no draft_stop) may keep no hidden states.
 
-        ``"none"``: a model with one view that drafts (vanilla_sd's and the hierarchy's draft, AR's
-        target) has no deeper segment to read them, and the next greedy round starts past its
-        frontier (a verdict commits at least one token the draft has not processed), so its first
-        step processes its own positions from their ids; where a later call does ask for those
-        states, :meth:`hidden_rows` says so loudly. ``"view"``: a deeper segment (LayerSkip's,
-        HiSpec's verifier) reads them next, where the round left them (:meth:`settle_draft_view`).
-        Each copy was a host launch per round (docs/performance.md, "Eighteenth run")."""
-        return "none" if len(self.bounds) == 1 else "view"
-
-    def settle_draft_view(self) -> None:
-        """Copy what the pending states still hold of the last draft round's buffer (a view,
-        ``_draft_states``) before a new round rewrites it; call before launching one.
-
-        Usually nothing is left: the verification that follows a round consumes every state the
-        round processed. Where something is (a round whose verification has not run), this keeps
-        it exact at the cost of the copy the view saved."""
-        view, self._draft_view = self._draft_view, None
-        if view is None:
-            return
-        pend = self.pending[self.bounds[0]]
-        for pieces in pend.pieces:
-            for idx, (source, off, n) in enumerate(pieces):
-                if source is view:
-                    pieces[idx] = (source[off : off + n].clone(), 0, n)
+        Why it may: a model with one view that drafts (vanilla_sd's and the hierarchy's draft,
+        AR's target) has no deeper segment to read them, and the next greedy round starts past
+        its frontier (a verdict commits at least one token the draft has not processed), so its
+        first step processes its own positions from their ids. The copy kept for nothing was a
+        host launch per round (docs/performance.md, "Eighteenth run"); where a later call does
+        ask for those states, :meth:`hidden_rows` says so loudly."""
+        return len(self.bounds) == 1
 
     @property
     def _process_last(self) -> bool:
@@ -1335,7 +1310,6 @@ class Engine:
         round's inputs are queued already (:meth:`_queue_ahead_inputs`), only its chain is left.
         """
         bottom = self.levels[0]
-        bottom.state.settle_draft_view()  # the round rewrites the buffer the last one's states lie in
         mark = self._level_clock.start()
         guard = {} if below is None else {"accepted_below": below}
         if inputs_queued:

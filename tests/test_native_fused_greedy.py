@@ -206,7 +206,7 @@ def test_vanilla_sd_with_a_fused_draft_model_equals_generate():
                                   MethodSpec("autoregressive")], ids=["vanilla_sd", "autoregressive"])
 def test_a_model_whose_only_view_drafts_keeps_no_hidden_states(spec, monkeypatch):
     """vanilla_sd's draft model and AR's target have one view: every fused greedy round of theirs
-    asks for no copy of its hidden states (``states="none"``), and the run equals transformers'
+    asks for no copy of its hidden states (``keep_hidden=False``), and the run equals transformers'
     ``generate`` with the counters of the same engine keeping the copies -- any later call that did
     need them would fail in ``hidden_rows``, not decode something else."""
     from hsd_bench.engine import ModelState
@@ -218,69 +218,23 @@ def test_a_model_whose_only_view_drafts_keeps_no_hidden_states(spec, monkeypatch
     ref = target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
     rows, kept = {}, {}
     for unread in (True, False):
-        monkeypatch.setattr(ModelState, "_draft_states", property(lambda self, u=unread: "none" if u else "copy"))
+        monkeypatch.setattr(ModelState, "_draft_states_unread", property(lambda self, u=unread: u and len(self.bounds) == 1))
         models = [native(target), native(draft)]
         drafting = models[1] if spec.name == "vanilla_sd" else models[0]
         asked = kept[unread] = []
         real = drafting.greedy_draft
-        drafting.greedy_draft = lambda *a, **kw: asked.append(kw.get("states", "copy")) or real(*a, **kw)
+        drafting.greedy_draft = lambda *a, **kw: asked.append(kw.get("keep_hidden", True)) or real(*a, **kw)
         gen = build_engine(spec, models[0], load_other=lambda _p: (models[1], None)).generate(
             prompt, max_new, DecodingConfig())
         assert gen.output_ids == ref, (spec.name, unread)
         rows[unread] = gen.stats.as_row()
-    assert kept[True] and set(kept[True]) == {"none"} and set(kept[False]) == {"copy"}
+    assert kept[True] and not any(kept[True]) and all(kept[False])
     for key in ("layer_evals", "head_evals_per_token", "target_forwards", "drafted_per_level", "accepted_per_level"):
         assert rows[True][key] == rows[False][key], (spec.name, key)
     m = native(draft)
     m.run_layers(m.embed(torch.arange(5)), 0, 1, 0)
-    with pytest.raises(ValueError, match="states='none' needs stop_below=None"):
-        m.greedy_draft(torch.arange(30), 5, 6, 1, 3, stop_below=0.5, states="none")
-    with pytest.raises(ValueError, match="states='all' must be"):
-        m.greedy_draft(torch.arange(30), 5, 6, 1, 3, states="all")
-
-
-def test_a_draft_round_s_states_as_a_view_verify_as_a_copy_does():
-    """``states="view"`` returns the round's own buffer: a verification of it reads it in place and
-    equals one of a copy bit for bit; once a later round rewrote the buffer (returning a copy), the
-    old view is refused."""
-    model = make_hf_model("llama_gqa", num_layers=3, seed=14)
-    viewed, copied = native(model), native(model)
-    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(6))
-    for m in (viewed, copied):
-        m.run_layers(m.embed(ids[:8]), 0, 3, 0)
-    a, b = ids.clone(), ids.clone()
-    view = viewed.greedy_draft(a, 8, 9, 1, 3, process_last=True, states="view")
-    copy = copied.greedy_draft(b, 8, 9, 1, 3, process_last=True)
-    assert view.data_ptr() == viewed._draft_hidden.data_ptr() and torch.equal(view, copy) and torch.equal(a, b)
-    out_v, tok_v = viewed.run_layers_greedy(view, 1, 3, 8)
-    out_c, tok_c = copied.run_layers_greedy(copy, 1, 3, 8)
-    assert torch.equal(out_v, out_c) and tok_v.tolist() == tok_c.tolist()
-    viewed.greedy_draft(a, 12, 13, 1, 2)
-    with pytest.raises(RuntimeError, match="rewritten since"):
-        viewed.run_layers_greedy(view, 1, 3, 12)
-
-
-def test_states_left_in_a_round_view_are_copied_before_the_next_round():
-    """A state whose model views drafted twice before its deeper view ran (the first round's states
-    still pending, as views of the round buffer) reads the first round's states, not the second's:
-    ``settle_draft_view`` copies them before the second round rewrites the buffer."""
-    from hsd_bench.engine import ModelState
-
-    model = make_hf_model("llama_gqa", num_layers=3, seed=15)
-    ids = torch.randint(0, VOCAB, (1, 40), generator=torch.Generator().manual_seed(7))
-    logits = {}
-    for states in ("view", "copy"):
-        state = ModelState(native(model), [1, 3])
-        state.__class__ = type("Pinned", (ModelState,), {"_draft_states": property(lambda self, s=states: s)})
-        tokens = ids.clone()
-        state.hidden(tokens, 3, 5, 4)  # every segment holds 5 positions
-        state.greedy_draft(tokens, 1, 6, 3)  # processes [5, 9) on layers [0, 1), pending for [1, 3)
-        view = state.pending[1].pieces[0][0][0]
-        assert (view.data_ptr() == state.model._draft_hidden.data_ptr()) == (states == "view")
-        state.greedy_draft(tokens, 1, 10, 2)  # the second round starts at 9
-        logits[states] = (tokens.clone(), state.logits(tokens, 3, 11, 5))
-    assert torch.equal(logits["view"][0], logits["copy"][0])
-    torch.testing.assert_close(logits["view"][1], logits["copy"][1], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="keep_hidden=False needs stop_below=None"):
+        m.greedy_draft(torch.arange(30), 5, 6, 1, 3, stop_below=0.5, keep_hidden=False)
 
 
 class RecordingGraphs:
@@ -364,8 +318,7 @@ VERIFYING_METHODS = [
 def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other, monkeypatch):
     """With graphs, every greedy verification whose new positions fit a fixed-shape step runs its
     last segment and the head as one replay (``layers-greedy``; ``ids-greedy`` from token ids where
-    that segment starts at layer 0, ``draft-greedy`` on a draft round's states where it left them):
-    no separate head replay is
+    that segment starts at layer 0): no separate head replay is
     left, the output equals transformers' ``generate``, the counters equal those of the engine
     without the fusion, and prepare() captured every such step."""
     from hsd_bench.engine import ModelState
@@ -400,15 +353,13 @@ def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other
         rows[fused] = gen.stats.as_row()
         assert [m._graphs.captures for m in models] == captured, "a shape captured after prepare()"
         replays = [k for m in models for k in m._graphs.replays]
-        kinds = ("layers-greedy", "ids-greedy", "draft-greedy")
+        # a verification from layer 0 (vanilla_sd's target) runs from its token ids
+        from_ids = spec.name == "vanilla_sd"
+        kind, other_kind = ("ids-greedy", "layers-greedy") if from_ids else ("layers-greedy", "ids-greedy")
         if fused:
-            assert "greedy-head" not in replays
-            assert sum(replays.count(kind) for kind in kinds) == len(verifications) > 0
-            if spec.name == "vanilla_sd":  # a verification from layer 0 runs from its token ids
-                assert replays.count("ids-greedy") == len(verifications)
-            else:  # the segment after the draft's reads the round's states where the round left them
-                assert replays.count("draft-greedy") > 0 and "ids-greedy" not in replays
+            assert "greedy-head" not in replays and other_kind not in replays
+            assert replays.count(kind) == len(verifications) > 0
         else:
-            assert not set(kinds) & set(replays) and replays.count("greedy-head") == len(verifications) > 0
+            assert kind not in replays and replays.count("greedy-head") == len(verifications) > 0
     for key in ROUND_COUNTERS:
         assert rows[True][key] == rows[False][key], (spec.name, key)

@@ -89,10 +89,8 @@ class LayeredModel(Protocol):
 #       (except the last, unless process_last) process it; returns the hidden
 #       states at depth `end` of every processed position. Layers [0, end) must
 #       hold `first` positions.
-#       `states` (passed only when not "copy"; never with stop_below): "none" returns None
-#       (a model's only view drafting greedily: nothing reads its states), "view" the
-#       round's own buffer, valid until the model's next draft round (the engine calls
-#       ModelState.settle_draft_view before launching one).
+#       With `keep_hidden=False` (passed only when set; never with stop_below) it returns
+#       None instead: a model's only view drafting greedily, whose states nothing reads.
 #       With `stop_below=t` (a draft_stop threshold; passed only when set) the round
 #       ends after the first token whose top probability (softmax at temperature 1)
 #       is below t, and every drafted token is processed, the last one too: the
@@ -107,7 +105,7 @@ class LayeredModel(Protocol):
 #       run_layers and then greedy_tokens of its whole output, as one step: a greedy
 #       verification whose last segment runs exactly the positions it checks. Where start
 #       is 0 the engine passes the token ids (LongTensor[T]) instead of their embedding:
-#       the step embeds them; states that are a draft round's view are read in place. The tokens
+#       the step embeds them. The tokens
 #       may be the step's own buffer (read them before the model's next step);
 #       keep_hidden=False returns None for the hidden states (no copy kept).
 #

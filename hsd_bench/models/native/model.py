@@ -233,10 +233,6 @@ class NativeLlama(RaggedSteps):
         self._draft_hidden = torch.zeros(
             1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
         )
-        # Rounds that rewrote _draft_hidden, and the one whose states greedy_draft last returned as a
-        # view of it (states="view"): a view is read where it lies only while they are equal.
-        self._draft_round = 0
-        self._viewed_round: int | None = None
 
     def matmul_kernel(self) -> str:
         """What runs the projections of this model's one-row fixed-shape steps: ``gemv`` where the
@@ -258,7 +254,7 @@ class NativeLlama(RaggedSteps):
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
         self.cache.reset()
-        self._launched = self._inputs_queued = self._caught_up = self._viewed_round = None
+        self._launched = self._inputs_queued = self._caught_up = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -323,12 +319,7 @@ class NativeLlama(RaggedSteps):
         the ``LongTensor[T]`` token ids themselves. From ids the embedding is part of the step: a
         verification by a model that does not draft (vanilla_sd's target, every model of the
         hierarchy above its draft) then costs the host one copy of its ids instead of an embed
-        launch and a copy of its states (docs/performance.md, "Eighteenth run"). States that are
-        the last draft round's own buffer from its first row (:meth:`greedy_draft`'s
-        ``states="view"``: LayerSkip's and HiSpec's verification of that round) are read there by
-        the step, with no copy; where a later round has rewritten that buffer without returning a
-        view of its own, this refuses them (the engine copies what it still holds of a view before
-        any round, ``ModelState.settle_draft_view``).
+        launch and a copy of its states (docs/performance.md, "Eighteenth run").
 
         On that step the tokens are the graph's own output, not a copy: read them before this
         model's next step (the engine packs them into the verdict at once). ``keep_hidden=False``
@@ -336,51 +327,37 @@ class NativeLlama(RaggedSteps):
         the head) returns None for them instead of a copy. Each copy is a host launch per
         verification, on the path the device waits on.
         """
-        source = self._verification_source(hidden, start, end)
-        t = hidden.shape[0] if source == "ids" else hidden.shape[1]
+        from_ids = hidden.dim() == 1
+        if from_ids:
+            self._check_range(start, end)
+            if start != 0 or hidden.dtype != torch.long:
+                raise ValueError(f"run_layers_greedy from token ids needs start=0 and a LongTensor[T], got "
+                                 f"start={start} and {hidden.dtype} of shape {tuple(hidden.shape)}")
+        t = hidden.shape[0] if from_ids else hidden.shape[1]
         if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
-            if source == "ids":
+            if from_ids:
                 self._check_span(t, start, end, first_pos)
             else:
                 self._check_step(hidden, start, end, first_pos)
             tb = next_pow2(t)
             kv_len = self._kv_bucket(first_pos + t)
-            key = self._layers_greedy_key(start, end, tb, kv_len, source)
-            if source == "draft" and self._graphs is not None and key not in self._graphs:
-                source, key = "hidden", self._layers_greedy_key(start, end, tb, kv_len, "hidden")
+            key = self._layers_greedy_key(start, end, tb, kv_len, from_ids)
             if self._graphs is None or key in self._graphs:
-                if source == "ids":
+                if from_ids:
                     self._verify_ids[:t].copy_(hidden)
-                elif source == "hidden":
+                else:
                     self._static(self._x_in, tb)[:, :t].copy_(hidden)
                 self._stage_position(first_pos)
                 if self._graphs is None:
-                    out, tokens = self._layers_greedy_step(start, end, tb, kv_len, source)[1]()
+                    out, tokens = self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]()
                 else:
                     out, tokens = self._graphs.run(key, None)
                 self.cache.advance(start, end, first_pos + t)
                 return (out[:, :t].clone() if keep_hidden else None), tokens[:t]
-        if source == "ids":
+        if from_ids:
             hidden = self.embed(hidden)
         out = self.run_layers(hidden, start, end, first_pos)
         return (out if keep_hidden else None), self.greedy_tokens(out)
-
-    def _verification_source(self, hidden: torch.Tensor, start: int, end: int) -> str:
-        """Where a fused verification's step reads its input: ``"ids"`` (token ids, from layer 0),
-        ``"draft"`` (the last draft round's buffer from its first row, still unchanged) or
-        ``"hidden"`` (copied into the step's static input)."""
-        if hidden.dim() == 1:
-            self._check_range(start, end)
-            if start != 0 or hidden.dtype != torch.long:
-                raise ValueError(f"run_layers_greedy from token ids needs start=0 and a LongTensor[T], got "
-                                 f"start={start} and {hidden.dtype} of shape {tuple(hidden.shape)}")
-            return "ids"
-        if hidden.data_ptr() != self._draft_hidden.data_ptr():
-            return "hidden"
-        if self._viewed_round != self._draft_round:
-            raise RuntimeError(f"{self.name}: run_layers_greedy was given the states of an earlier draft round as a "
-                               "view of the round buffer, which a later round has rewritten since")
-        return "draft"
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -415,7 +392,7 @@ class NativeLlama(RaggedSteps):
     @_no_grad
     def greedy_draft(
         self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False,
-        stop_below: float | None = None, launched: bool = False, states: str = "copy",
+        stop_below: float | None = None, launched: bool = False, keep_hidden: bool = True,
     ) -> torch.Tensor | None:
         """A greedy draft round on layers ``[0, end)``, chained on the device.
 
@@ -454,20 +431,14 @@ class NativeLlama(RaggedSteps):
         part is left -- the drafted tokens' copy into ``tokens``, the cache
         frontier, the hidden states.
 
-        ``states``: how the hidden states come back -- ``"copy"``; ``"none"`` (a model whose only
-        view drafts: nothing reads them); or ``"view"``, the round's own buffer, valid until this
-        model's next draft round (the engine consumes them first, and copies what it still holds
-        before launching one). A view that reaches :meth:`run_layers_greedy` is read where it
-        lies, so the states of a round feed the next segment's verification without the two
-        copies (out of the round, into the step's input) that cost a host launch each per round
-        (docs/performance.md, "Eighteenth run"); a stale one is refused there.
+        ``keep_hidden=False`` (a fixed-count round of a model whose only view drafts: nothing
+        reads its hidden states) returns None instead of a copy of them -- a host launch per
+        round, on the path the device waits on.
         """
         self._check_range(0, end)
-        if states not in ("copy", "view", "none"):
-            raise ValueError(f"greedy_draft: states={states!r} must be 'copy', 'view' or 'none'")
-        if states != "copy" and stop_below is not None:
-            raise ValueError("greedy_draft: a stopping round (stop_below) returns a copy of its hidden states, whose "
-                             f"count says how many tokens it drafted; states={states!r} needs stop_below=None")
+        if not keep_hidden and stop_below is not None:
+            raise ValueError("greedy_draft: a stopping round (stop_below) returns its hidden states, whose "
+                             "count says how many tokens it drafted; keep_hidden=False needs stop_below=None")
         t0 = upto - first
         last = upto + count - (0 if process_last else 1)
         if t0 < 1 or count < 1:
@@ -486,9 +457,8 @@ class NativeLlama(RaggedSteps):
                                    f"round launched ahead: {ahead}")
         elif not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
             out = self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
-            return None if states == "none" else out  # its own tensor: a view of nothing shared
+            return out if keep_hidden else None
         else:
-            self._draft_round += 1  # the round's buffer is rewritten
             self._draft_ids[:t0].copy_(tokens[first:upto])
             self._stage_position(first)
             self._draft_last.fill_(t0 - 1)
@@ -501,12 +471,7 @@ class NativeLlama(RaggedSteps):
             self._chain(end, next_pow2(t0), upto, count, process_last)
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
-        if states == "none":
-            return None
-        if states == "view":
-            self._viewed_round = self._draft_round
-            return self._draft_hidden[:, : last - first]
-        return self._draft_hidden[:, : last - first].clone()
+        return self._draft_hidden[:, : last - first].clone() if keep_hidden else None
 
     def verdict_input(self, k: int) -> torch.Tensor | None:
         """The static ``LongTensor[2k + 1]`` a greedy verdict of ``k`` drafts is packed into (drafts,
@@ -646,7 +611,6 @@ class NativeLlama(RaggedSteps):
             self._queue_verdict_step(m, k, tb)
             self._chain(end, tb, m + k + 1, count, process_last)
         self._launched = (end, count, process_last, tb)
-        self._draft_round += 1  # the round's buffer is rewritten
         return True
 
     def launches_guarded(self, m: int, k: int, two_first: bool, end: int, count: int, process_last: bool) -> bool:
@@ -895,27 +859,24 @@ class NativeLlama(RaggedSteps):
         return ("layers", start, end, tb, kv_len), step
 
     @staticmethod
-    def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int, source: str) -> tuple:
+    def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int, from_ids: bool) -> tuple:
         """The graph key of :meth:`_layers_greedy_step`, which :meth:`run_layers_greedy` looks up
         without building the step."""
-        return ({"hidden": "layers-greedy", "ids": "ids-greedy", "draft": "draft-greedy"}[source],
-                start, end, tb, kv_len)
+        return ("ids-greedy" if from_ids else "layers-greedy", start, end, tb, kv_len)
 
-    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, source: str):
-        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`), on
-        ``source``'s rows: the static hidden-state input, the static ids embedded (``start`` 0), or
-        the draft round's buffer."""
-        inputs = {"hidden": lambda: self._static(self._x_in, tb), "draft": lambda: self._draft_hidden[:, :tb],
-                  "ids": lambda: None}[source]()
+    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool):
+        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`);
+        ``from_ids`` (``start`` 0): the step embeds the static ids first."""
+        x_in = self._static(self._x_in, tb)
         ids = self._verify_ids[:tb]
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            x = F.embedding(ids, self.embed_weight)[None] if source == "ids" else inputs
+            x = F.embedding(ids, self.embed_weight)[None] if from_ids else x_in
             out = self._layers(x, self._pos_base + self._arange[:tb], start, end, kv_len, self._layer_fn,
                                self._prep_fn, self.attention, matmul=self.matmul)
             return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
 
-        return self._layers_greedy_key(start, end, tb, kv_len, source), step
+        return self._layers_greedy_key(start, end, tb, kv_len, from_ids), step
 
     # -- helpers ----------------------------------------------------------------
     def _replay(self, key: tuple, step) -> torch.Tensor:
@@ -953,8 +914,7 @@ class NativeLlama(RaggedSteps):
         its whole shape set is: each layer range in ``ranges`` (``(start, end)``,
         the engine's segments) and each head ``kind`` at every padded token
         count, each range in ``verifying`` followed by the greedy head at every padded token
-        count (:meth:`run_layers_greedy`; a range from layer 0 from token ids, a range that starts
-        where a fixed-count draft round ends from that round's buffer too), plus the steps of greedy draft chains ``(end, count,
+        count (:meth:`run_layers_greedy`; a range from layer 0 from token ids), plus the steps of greedy draft chains ``(end, count,
         process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
         round, whose steps split into layers and a confidence head) and, with graphs, each
         fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
@@ -982,12 +942,7 @@ class NativeLlama(RaggedSteps):
         sizes = [1 << k for k in range(self.max_graph_tokens.bit_length())]
         steps = [self._layers_step(a, b, tb, span) for a, b in sorted(set(ranges)) for tb in sizes]
         steps += [self._head_step(kind, tb) for kind in heads for tb in sizes]
-        # a verification from layer 0 reads ids; one right after a fixed-count round's layers, their buffer too
-        round_ends = {end for end, count, _, stopping in chains if not stopping and count <= MAX_FUSED_DRAFT}
-        sources = {(a, b): ("ids",) if a == 0 else ("hidden", "draft") if a in round_ends else ("hidden",)
-                   for a, b in set(verifying)}
-        steps += [self._layers_greedy_step(a, b, tb, span, source)
-                  for (a, b), kinds in sorted(sources.items()) for source in kinds for tb in sizes]
+        steps += [self._layers_greedy_step(a, b, tb, span, a == 0) for a, b in sorted(set(verifying)) for tb in sizes]
         for end, count, process_last, stopping in sorted(set(chains)):
             if count > MAX_FUSED_DRAFT:
                 continue  # such rounds go step by step (the layer and head steps above)
