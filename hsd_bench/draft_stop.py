@@ -110,7 +110,7 @@ class HostValue:
             n = value.numel()
             if host is None:
                 host = torch.empty(n, dtype=value.dtype, pin_memory=True)
-            self._host = host if host.numel() == n else host[:n]
+            self._host = host[:n]
             self._host.copy_(value.reshape(-1), non_blocking=True)
             self._event = event if event is not None else torch.cuda.Event()
             self._event.record(stream if stream is not None else torch.cuda.current_stream(value.device))

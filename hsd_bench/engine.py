@@ -121,8 +121,6 @@ def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
     index list to copy to the device (an ``index_select`` needs one per call).
     """
     first = pieces[0][0]
-    if len(pieces) == 1:  # the usual case, a view without the checks below (host time per verification)
-        return first[pieces[0][1] : pieces[0][1] + pieces[0][2]][None]
     if all(source is first for source, _, _ in pieces) and all(
             a[1] + a[2] == b[1] for a, b in zip(pieces, pieces[1:])):
         return first[pieces[0][1] : pieces[-1][1] + pieces[-1][2]][None]
@@ -739,7 +737,7 @@ class Engine:
         # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
         self.lookahead = True
         self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
-        self._verdict_read: tuple | None = None  # pinned buffer, event, stream, its slices by size (_verdict_host)
+        self._verdict_read: tuple | None = None  # pinned buffer, event, stream (_verdict_host)
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
@@ -1290,15 +1288,10 @@ class Engine:
         """A pinned buffer, an event and the stream for reading a packed verdict, made once."""
         if packed.device.type != "cuda":
             return ()
-        n = packed.numel()
-        if self._verdict_read is None or self._verdict_read[0].numel() < n:
-            self._verdict_read = (torch.empty(max(n, 64), dtype=packed.dtype, pin_memory=True),
-                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device), {})
-        buffer, event, stream, sized = self._verdict_read
-        host = sized.get(n)
-        if host is None:  # one slice per verdict size, not per read
-            host = sized[n] = buffer[:n]
-        return host, event, stream
+        if self._verdict_read is None or self._verdict_read[0].numel() < packed.numel():
+            self._verdict_read = (torch.empty(max(packed.numel(), 64), dtype=packed.dtype, pin_memory=True),
+                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device))
+        return self._verdict_read
 
     def _queue_ahead_inputs(self, front: int, m: int, k: int) -> bool:
         """Queue the inputs of level 0's next round from the packed verdict (the first part of

@@ -226,7 +226,6 @@ class NativeLlama(RaggedSteps):
         self._caught_up: tuple[int, int, int, torch.Tensor] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
-        self._verdict_views: dict[int, torch.Tensor] = {}  # k -> _verdict_in[: 2k + 1] (verdict_input)
         # A guarded round (launch_draft_after_verdict's accepted_below) runs only where the verdict
         # accepts fewer drafts than this; the graphs of such rounds prepare() captured, by key.
         self._verdict_cap = torch.zeros(1, dtype=torch.long, device=self.device)
@@ -480,10 +479,7 @@ class NativeLlama(RaggedSteps):
         ``k`` is past what a fixed-shape verification covers (``k + 1 > max_graph_tokens``)."""
         if not self.fixed_shapes or not 1 <= k < self.max_graph_tokens:
             return None
-        view = self._verdict_views.get(k)
-        if view is None:  # made once per size: the engine asks once or twice per verification
-            view = self._verdict_views[k] = self._verdict_in[: 2 * k + 1]
-        return view
+        return self._verdict_in[: 2 * k + 1]
 
     @_no_grad
     def queue_catch_up(self, m: int, k: int, end: int) -> bool:
@@ -630,8 +626,7 @@ class NativeLlama(RaggedSteps):
     def _verdict_round_fits(self, m: int, k: int, count: int) -> bool:
         """A round after a verdict of ``k`` drafts at ``m`` can be queued: its verdict fits a fixed-shape
         verification, its ``count`` tokens a fused chain, and the context what it writes."""
-        return (self.fixed_shapes and 1 <= k < self.max_graph_tokens and count <= MAX_FUSED_DRAFT
-                and m + k + 1 + count <= self.max_context)
+        return self.verdict_input(k) is not None and count <= MAX_FUSED_DRAFT and m + k + 1 + count <= self.max_context
 
     def _guarded_key(self, upto: int, k: int, tb: int, end: int, count: int, process_last: bool) -> tuple:
         """A guarded round's graph key: its shape and the one attention span of all its steps (a round
