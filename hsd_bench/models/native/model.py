@@ -848,15 +848,19 @@ class NativeLlama(RaggedSteps):
         out = self._replay(*self._layers_step(start, end, tb, self._kv_bucket(first_pos + t)))
         return out[:, :t].clone()
 
-    def _layers_step(self, start: int, end: int, tb: int, kv_len: int):
+    def _layers_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool = False):
+        """Layers ``[start, end)`` on the static hidden-state input, or (``from_ids``, ``start`` 0) on
+        the embedding of the static verification ids (:meth:`run_layers_greedy`)."""
         x_in = self._static(self._x_in, tb)
+        ids = self._verify_ids[:tb]
 
         def step() -> torch.Tensor:
+            x = F.embedding(ids, self.embed_weight)[None] if from_ids else x_in
             pos = self._pos_base + self._arange[:tb]
-            return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
-                               matmul=self.matmul)
+            return self._layers(x, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                                matmul=self.matmul)
 
-        return ("layers", start, end, tb, kv_len), step
+        return ("ids-layers" if from_ids else "layers", start, end, tb, kv_len), step
 
     @staticmethod
     def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int, from_ids: bool) -> tuple:
@@ -865,15 +869,11 @@ class NativeLlama(RaggedSteps):
         return ("ids-greedy" if from_ids else "layers-greedy", start, end, tb, kv_len)
 
     def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool):
-        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`);
-        ``from_ids`` (``start`` 0): the step embeds the static ids first."""
-        x_in = self._static(self._x_in, tb)
-        ids = self._verify_ids[:tb]
+        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`)."""
+        _, layers = self._layers_step(start, end, tb, kv_len, from_ids)
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            x = F.embedding(ids, self.embed_weight)[None] if from_ids else x_in
-            out = self._layers(x, self._pos_base + self._arange[:tb], start, end, kv_len, self._layer_fn,
-                               self._prep_fn, self.attention, matmul=self.matmul)
+            out = layers()
             return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
 
         return self._layers_greedy_key(start, end, tb, kv_len, from_ids), step
