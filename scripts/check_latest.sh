@@ -37,7 +37,8 @@ echo "== default run"
 python run.py results_dir="$results"
 echo "== drift tests"
 python -m pytest -q -p no:cacheprovider tests/test_hf_compat.py tests/test_engine_greedy.py \
-    tests/test_native_backend.py tests/test_native_fused_greedy.py tests/test_gemv.py tests/test_add_norm.py tests/test_decode_attention.py
+    tests/test_native_backend.py tests/test_native_fused_greedy.py tests/test_gemv.py tests/test_add_norm.py tests/test_decode_attention.py \
+    tests/test_tokenizer.py
 
 if [ $update = 1 ]; then
     echo "== the whole suite"
