@@ -218,7 +218,8 @@ def test_a_model_whose_only_view_drafts_keeps_no_hidden_states(spec, monkeypatch
     ref = target.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
     rows, kept = {}, {}
     for unread in (True, False):
-        monkeypatch.setattr(ModelState, "_draft_states_unread", property(lambda self, u=unread: u and len(self.bounds) == 1))
+        unread_now = property(lambda self, u=unread: u and len(self.bounds) == 1)
+        monkeypatch.setattr(ModelState, "_draft_states_unread", unread_now)
         models = [native(target), native(draft)]
         drafting = models[1] if spec.name == "vanilla_sd" else models[0]
         asked = kept[unread] = []

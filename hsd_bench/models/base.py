@@ -105,9 +105,9 @@ class LayeredModel(Protocol):
 #       run_layers and then greedy_tokens of its whole output, as one step: a greedy
 #       verification whose last segment runs exactly the positions it checks. Where start
 #       is 0 the engine passes the token ids (LongTensor[T]) instead of their embedding:
-#       the step embeds them. The tokens
-#       may be the step's own buffer (read them before the model's next step);
-#       keep_hidden=False returns None for the hidden states (no copy kept).
+#       the step embeds them. The tokens may be the step's own buffer (read them before
+#       the model's next step); keep_hidden=False returns None for the hidden states (no
+#       copy kept).
 #
 # The native backend implements all four (hsd_bench/models/native/model.py, batched.py). A
 # wrapper that times model calls must time every one of them (bench/instrument.py).

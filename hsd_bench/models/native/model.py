@@ -914,10 +914,10 @@ class NativeLlama(RaggedSteps):
         its whole shape set is: each layer range in ``ranges`` (``(start, end)``,
         the engine's segments) and each head ``kind`` at every padded token
         count, each range in ``verifying`` followed by the greedy head at every padded token
-        count (:meth:`run_layers_greedy`; a range from layer 0 from token ids), plus the steps of greedy draft chains ``(end, count,
-        process_last, stopping)`` (``greedy_draft``; ``stopping``: a draft_stop
-        round, whose steps split into layers and a confidence head) and, with graphs, each
-        fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
+        count (:meth:`run_layers_greedy`; a range from layer 0 from token ids), plus the steps
+        of greedy draft chains ``(end, count, process_last, stopping)`` (``greedy_draft``;
+        ``stopping``: a draft_stop round, whose steps split into layers and a confidence head)
+        and, with graphs, each fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
         ``k`` in ``guarded`` the guarded rounds of those chains (``launch_draft_after_verdict``'s
         ``accepted_below``: one graph each, where CUDA conditional nodes are available -- a round
         whose graph is not captured here is never launched guarded), and for each depth in
