@@ -51,6 +51,7 @@ class Decoder:
         verifier: str = "tokenwise",
         draft_stop: Any = None,
         lookahead: bool = True,
+        level_split: bool | None = None,
         device: str = "cpu",
         dtype: str = "float32",
         backend: str = "auto",
@@ -61,7 +62,7 @@ class Decoder:
         spec = MethodSpec(
             name=method, exit=exit, draft_len=draft_len, period=period, flush_on_mismatch=flush_on_mismatch,
             draft_path=draft_path, levels=list(levels or []), verifier=verifier, draft_stop=draft_stop,
-            lookahead=lookahead,
+            lookahead=lookahead, level_split=level_split,
         )
         engine = build_engine(spec, target, pool.get, codec)
         return cls(engine, codec, spec)

@@ -123,6 +123,11 @@ class RunConf:
     # (hsd_bench/measure.py, rule 5). null = 3 on CUDA (a host-bound method's speed moves from
     # pass to pass there), 1 elsewhere. Outputs do not depend on it; timings do (run identity).
     timing_repeats: Optional[int] = None
+    # Each level's share of decode time (time_split_s). null = where it costs nothing: on CPU
+    # (a host clock); on asynchronous CUDA decoding it is off, because its CUDA events (about 2 µs
+    # of host time each, 8 per token for HiSpec, 2 per chunk for AR) slow the host-bound methods
+    # it would describe: true records it anyway (docs/performance.md, "Nineteenth run").
+    level_split: Optional[bool] = None
     progress: bool = True
     # Intra-op CPU threads. Small models are overhead-bound: on a 2-core
     # machine extra threads only contend (measured 5x slower under load).

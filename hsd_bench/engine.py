@@ -545,7 +545,8 @@ class GenerationStats:
     draft_calls_ahead: int = 0
     position_reached: list[int] = field(default_factory=list)  # top level, per draft position
     position_accepted: list[int] = field(default_factory=list)
-    level_time_s: list[float] = field(default_factory=list)
+    # Seconds in each level (LevelClock); None where the split was not recorded (Engine.level_split).
+    level_time_s: list[float] | None = field(default_factory=list)
     layer_evals: dict[str, int] = field(default_factory=dict)
     head_evals: dict[str, int] = field(default_factory=dict)
     level_names: list[str] = field(default_factory=list)
@@ -601,7 +602,7 @@ class GenerationStats:
             "layer_evals_per_token_by_model": {k: v / n for k, v in self.layer_evals.items()},
             "head_evals_per_token": sum(self.head_evals.values()) / n,
             "discarded_tokens": self.discarded,
-            "time_split_s": {
+            "time_split_s": {} if self.level_time_s is None else {
                 **{f"level:{name}": t for name, t in zip(self.level_names, self.level_time_s)},
                 "other": max(0.0, self.decode_s - sum(self.level_time_s)),
             },
@@ -643,11 +644,17 @@ class LevelClock:
     included), and it counts for every row the level's forward served. On
     CPU, and with ``synchronous=True`` (host-serial profiling), it is the host
     clock, synchronised on CUDA.
+
+    ``enabled=False`` records nothing (``start`` returns None, ``stop`` of None does nothing): the
+    split's CUDA events are two host calls of about 2 µs per interval, four intervals per token
+    for HiSpec and the hierarchy against one per chunk for AR, so recording them slows exactly the
+    host-bound methods being compared (``Engine.level_split``, docs/performance.md).
     """
 
-    def __init__(self, device: torch.device, synchronous: bool = False):
+    def __init__(self, device: torch.device, synchronous: bool = False, enabled: bool = True):
         self.device = device
-        self.events = device.type == "cuda" and not synchronous
+        self.enabled = enabled
+        self.events = enabled and device.type == "cuda" and not synchronous
         self.synchronous = synchronous and device.type == "cuda"
         self._pool: list[tuple] = []  # event pairs, reused after each flush
         self._open: list[tuple[int, tuple, list]] = []  # (level, pair, the served rows' stats)
@@ -663,6 +670,8 @@ class LevelClock:
             self._stream = torch.cuda.current_stream(self.device)
 
     def start(self):
+        if not self.enabled:
+            return None
         if self.events:
             if len(self._open) == len(self._pool):
                 self._pool.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
@@ -674,6 +683,8 @@ class LevelClock:
         return time.perf_counter()
 
     def stop(self, level: int, mark, served: list[GenerationStats]) -> None:
+        if mark is None:  # a clock that records nothing
+            return
         if self.events:
             mark[1].record(self._stream)
             self._open.append((level, mark, served))
@@ -723,16 +734,34 @@ def _holds_stop(text: str, stop_sequences) -> bool:
     return any(s in text for s in stop_sequences)
 
 
+def level_split_for(value, device: torch.device | str, synchronous: bool = False) -> bool:
+    """``level_split`` resolved: the configured bool, else (None) the split wherever it costs the
+    decode nothing -- a host clock off CUDA, or CUDA decoding made host-serial on purpose
+    (``sync_timing``) -- and not on asynchronous CUDA, where its events would slow the host-bound
+    methods (``LevelClock``)."""
+    if value is None:
+        return torch.device(device).type != "cuda" or synchronous
+    if not isinstance(value, bool):
+        raise ValueError(f"level_split={value!r} must be true, false or null (null: the per-level time split "
+                         "where it costs nothing -- off CUDA -- and not on asynchronous CUDA decoding)")
+    return value
+
+
 class Engine:
     """Runs a stack of levels (bottom -> top) to generate from prompts, one or a batch at a time."""
 
-    def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = False):
+    def __init__(self, levels: list[Level], eos_token_ids: list[int] | tuple[int, ...] = (), sync_timing: bool = False,
+                 level_split: bool | None = None):
         if not levels:
             raise ValueError("a method needs at least one level")
         self.levels = levels
         self.eos_token_ids = set(int(t) for t in eos_token_ids if t is not None)
         # True only to profile host-serially (the device waits around every level).
         self.sync_timing = sync_timing
+        # Record each level's share of decode time (time_split_s): True, False, or None for
+        # level_split_for's default -- on where it is free, off on asynchronous CUDA.
+        self.level_split = level_split
+        level_split_for(level_split, "cpu")  # a bad value fails here, not at the first generation
         # Queue the next draft round before a greedy verdict is read, where that round is
         # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
         self.lookahead = True
@@ -861,8 +890,10 @@ class Engine:
             raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
         self._decoding = decoding
         self._stop = (tuple(stop_sequences), tokenizer)
-        if self._level_clock is None or self._level_clock.synchronous != (self.sync_timing and self.device.type == "cuda"):
-            self._level_clock = LevelClock(self.device, synchronous=self.sync_timing)
+        split = level_split_for(self.level_split, self.device, self.sync_timing)
+        if (self._level_clock is None or self._level_clock.enabled != split
+                or self._level_clock.synchronous != (self.sync_timing and self.device.type == "cuda")):
+            self._level_clock = LevelClock(self.device, synchronous=self.sync_timing, enabled=split)
         self._level_clock.begin()
         stream = iter(enumerate(prompts))
         seed_iter = iter(seeds) if seeds is not None else None
@@ -984,7 +1015,7 @@ class Engine:
         depth = len(self.levels)
         stats = GenerationStats(
             n_prompt=n, drafted=[0] * depth, accepted=[0] * depth, rounds=[0] * depth,
-            level_time_s=[0.0] * depth, level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
+            level_time_s=[0.0] * depth if self._level_clock.enabled else None, level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
         )
         return _Row(index, prompt, limit, max_new, stats, generator, self._now(), committed=n)
 

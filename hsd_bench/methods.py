@@ -56,6 +56,8 @@ class MethodSpec:
     ar_chunk: int | None = None
     # Engine.lookahead: queue the next draft round before a greedy verdict is read (docs/engine.md).
     lookahead: bool = True
+    # Engine.level_split: record each level's share of decode time (None: engine.level_split_for).
+    level_split: bool | None = None
 
 
 @dataclass
@@ -249,7 +251,7 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
         for i, v in enumerate(views)
     ]
     eos = [target_codec.eos_token_id] if target_codec is not None else []
-    engine = Engine(levels, eos_token_ids=eos)
+    engine = Engine(levels, eos_token_ids=eos, level_split=spec.level_split)
     engine.lookahead = spec.lookahead
     return engine
 

@@ -28,6 +28,7 @@ from hsd_bench import hf_reference, host_probe, measure
 from hsd_bench.api import ModelPool, truncate_at_stop
 from hsd_bench.config import NATIVE_MODEL_OPTIONS, NON_IDENTITY_KEYS, ModelConf
 from hsd_bench.deferred import complete_pending, is_pending
+from hsd_bench.engine import level_split_for
 from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
 from hsd_bench.methods import MethodSpec, ar_chunk_for, build_engine
@@ -74,6 +75,7 @@ def method_spec(cfg: dict) -> MethodSpec:
         draft_stop=m.get("draft_stop"),
         ar_chunk=cfg.get("ar_chunk"),
         lookahead=m.get("lookahead", True),
+        level_split=cfg.get("level_split"),
     )
 
 
@@ -100,6 +102,8 @@ def identity(cfg: dict) -> dict:
         ident.pop("ar_chunk", None)
     if ident.get("timing_repeats") is None:  # nor the default number of timed passes
         ident.pop("timing_repeats", None)
+    if ident.get("level_split") is None:  # nor the default level split
+        ident.pop("level_split", None)
     # nor do the native backend's default prefill and kernels (ModelConf's defaults)
     ident["model"] = {k: v for k, v in ident["model"].items()
                       if not (k in NATIVE_MODEL_OPTIONS and v == getattr(ModelConf, k))}
@@ -161,7 +165,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
         load_other = other_model_loader(cfg, pool)
         decoders = {spec.name: build_decoder(spec, cfg, target, load_other, codec)}
         if cfg.get("baseline", True) and spec.name != BASELINE:
-            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier, ar_chunk=spec.ar_chunk),
+            decoders[BASELINE] = build_engine(MethodSpec(BASELINE, verifier=spec.verifier, ar_chunk=spec.ar_chunk,
+                                                         level_split=spec.level_split),
                                               target, load_other, codec)
         rule = get_rule(spec.verifier)
 
@@ -267,6 +272,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "batch_size": batch_size,
             "ar_chunk": ar_chunk_for(spec.ar_chunk, target.device),
             "timing_repeats": repeats,
+            # whether time_split_s was recorded (engine.level_split_for: off on asynchronous CUDA by default)
+            "level_split": level_split_for(spec.level_split, target.device),
             "compile_s": compile_s,
             "prefill": prefill,
             "matmul": native_kernels((m for d in decoders.values() for m in d.models), "matmul"),

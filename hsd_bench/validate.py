@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hsd_bench.config import NATIVE_MODEL_OPTIONS, ModelConf
+from hsd_bench.engine import level_split_for
 from hsd_bench.measure import timing_repeats_for
 from hsd_bench.methods import TARGET, ar_chunk_for, method_views
 from hsd_bench.models.loading import BACKENDS, DTYPES, RANDOM_ARCHS, REPO_ROOT, resolve_local_path
@@ -154,6 +155,7 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
     _int_at_least("warmup_tokens", cfg.get("warmup_tokens"), 0, "max_new_tokens")
     ar_chunk_for(cfg.get("ar_chunk"), "cpu")
     timing_repeats_for(cfg.get("timing_repeats"), "cpu")
+    level_split_for(cfg.get("level_split"), "cpu")
     dataset = cfg["dataset"]["name"]
     if dataset not in available_tasks():
         raise ValueError(f"dataset.name: unknown dataset {dataset!r}; valid datasets: {', '.join(available_tasks())}")

@@ -212,6 +212,7 @@ CASES = [
     ("warmup_negative", ["warmup_tokens=-1"], r"warmup_tokens=-1"),
     ("ar_chunk_too_long", ["ar_chunk=65"], r"ar_chunk=65 must be an integer in 1\.\.64"),
     ("timing_repeats_zero", ["timing_repeats=0"], r"timing_repeats=0 must be an integer >= 1"),
+    ("level_split_not_a_bool", ["level_split=sometimes"], r"level_split=sometimes: Value 'sometimes' is not a valid bool"),
     ("max_new_tokens_zero", ["max_new_tokens=0"], r"max_new_tokens=0"),
     ("results_dir_is_a_file", ["results_dir=<a_file>"], r"results_dir=.*a_file.*a file of that name is in the way"),
     ("results_dir_read_only", ["!read_only"], r"results_dir=.*the file system is read-only"),

@@ -140,7 +140,8 @@ def measure_stack(pool: ModelPool, target_path: str, levels: list[dict], prompts
     target, codec = pool.get(target_path)
     engines = {
         "autoregressive": build_engine(MethodSpec("autoregressive"), target, pool.get, codec),
-        "hierarchy": build_engine(MethodSpec("hierarchy", levels=levels), target, pool.get, codec),
+        # the gap analysis reads each level's time (level_s): recorded even on CUDA, at its cost
+        "hierarchy": build_engine(MethodSpec("hierarchy", levels=levels, level_split=True), target, pool.get, codec),
     }
     totals = {k: [0, 0.0] for k in engines}
     depth = len(levels) + 1
