@@ -1015,7 +1015,8 @@ class Engine:
         depth = len(self.levels)
         stats = GenerationStats(
             n_prompt=n, drafted=[0] * depth, accepted=[0] * depth, rounds=[0] * depth,
-            level_time_s=[0.0] * depth if self._level_clock.enabled else None, level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
+            level_time_s=[0.0] * depth if self._level_clock.enabled else None,
+            level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
         )
         return _Row(index, prompt, limit, max_new, stats, generator, self._now(), committed=n)
 
