@@ -15,8 +15,9 @@ The rules (docs/performance.md, "How a run is timed"):
    reported apart and never mixed into tokens/s.
 2. **Clocks are read with the device synchronised** (``Engine.generate``
    synchronises before the prefill, after it, and at the end) **and nothing
-   else waits**: no per-level syncs -- the level split comes from CUDA events
-   (``engine.LevelClock``).
+   else waits or adds host work**: no per-level syncs, and on asynchronous CUDA
+   no per-level events either unless ``level_split=true`` asks for the split
+   (``engine.level_split_for``: its events slowed the host-bound methods).
 3. **Zero captures in a kept timing.** :func:`timed_generate` counts graph
    captures and ``torch.compile`` graphs around each generation; one that
    captured or compiled a shape ``prepare`` did not foresee is generated
