@@ -399,7 +399,7 @@ def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int
 def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None):
     """Throughput (clean passes), then both overhead measures (one instrumented pass each)."""
     r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec)
-    r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new))
+    r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new, stop, codec))
     async_ = r.extra["outside_forwards_async"]
     # the events' own host cost, visible as a slower instrumented pass (instrument.py's caveat)
     inst = async_["decode_tokens_per_s"]

@@ -198,9 +198,17 @@ def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new
 
 
 def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: list[list[int]], max_new: int,
-                       sync_timing: bool, timeline: Timeline | None = None) -> tuple[object, list, dict]:
+                       sync_timing: bool, timeline: Timeline | None = None, stop: tuple[str, ...] = (),
+                       codec=None) -> tuple[object, list, dict]:
     """One pass over ``prompts`` with every model wrapped in ``timer_cls`` gated to the decode phase
-    (sharing ``timeline``, an ``EventTimer`` option, collected after every generation)."""
+    (sharing ``timeline``, an ``EventTimer`` option, collected after every generation).
+
+    ``stop``/``codec``: the timed passes' stop sequences and tokenizer (``decoder_run``), so the
+    instrumented pass decodes exactly the tokens the timed ones did. Without them it decoded past
+    every stop sequence to ``max_new``: text after the sample's end, where a draft accepts
+    differently, so its overhead share described another workload (an H200, the hierarchy on a
+    294 M model: that pass ran 41-64 % slower than the timed ones; docs/performance.md,
+    "Nineteenth run")."""
     from hsd_bench.engine import DecodingConfig
 
     gate = PhaseGate(("decode",))
@@ -218,7 +226,7 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     totals = {"decode_s": 0.0, "tokens": 0, "target_forwards": 0, "split": {},
               "host_probe_us": host_probe.round_trip_us(engine.device)}
     for p in prompts:
-        g = engine.generate(p, max_new, DecodingConfig())
+        g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
         if timeline is not None:
             timeline.collect()  # before the timers recycle their events
         for t in timers:
@@ -232,7 +240,8 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     return engine, timers, totals
 
 
-def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int) -> dict:
+def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
+                            stop: tuple[str, ...] = (), codec=None) -> dict:
     """Device time outside model calls during decode, under asynchronous dispatch (one pass).
 
     ``build(wrap)`` builds the engine with every model wrapped by ``wrap``.
@@ -244,10 +253,11 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
     that hold the most of the outside time (``instrument.Timeline``), and
     ``host_probe_us``, the host's state before the pass (``host_probe.py``: on
     a small model the outside share moves with it). Engine timing syncs are
-    off, as in the throughput passes.
+    off, as in the throughput passes, and the pass stops where they stop (``stop``, ``codec``).
     """
     timeline = Timeline()
-    _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False, timeline=timeline)
+    _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False, timeline=timeline,
+                                           stop=stop, codec=codec)
     decode = totals["decode_s"]
     busy = sum(t.seconds for t in timers)
     calls = sum(t.calls for t in timers)
@@ -258,13 +268,15 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
         "gpu_idle_frac": 1.0 - busy / decode if decode > 0 else None,
         "model_calls": calls,
         "model_calls_per_token": calls / max(totals["tokens"], 1),
+        "tokens": totals["tokens"],  # what the timed passes decoded, when given their stop sequences
         "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
         "idle_by_transition": timeline.top(6, decode),
         "host_probe_us": totals["host_probe_us"],
     }
 
 
-def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int) -> dict:
+def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
+                       stop: tuple[str, ...] = (), codec=None) -> dict:
     """The engine's host time with nothing overlapped: an upper bound of its overhead (one pass).
 
     Every decode-phase model call is synchronised on both sides
@@ -273,7 +285,8 @@ def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[i
     calls plus the engine's own device kernels, serialised.
     ``level_split_s`` is the engine's synchronised time per level.
     """
-    _, timers, totals = _instrumented_pass(build, CallTimer, prompts, max_new, sync_timing=True)
+    _, timers, totals = _instrumented_pass(build, CallTimer, prompts, max_new, sync_timing=True, stop=stop,
+                                           codec=codec)
     decode = totals["decode_s"]
     calls_s = sum(t.seconds for t in timers)
     return {
@@ -282,14 +295,17 @@ def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[i
         "overhead_s": max(decode - calls_s, 0.0),
         "overhead_frac": max(decode - calls_s, 0.0) / decode if decode > 0 else None,
         "model_calls": sum(t.calls for t in timers),
+        "tokens": totals["tokens"],
         "level_split_s": totals["split"],
         "host_probe_us": totals["host_probe_us"],
     }
 
 
-def engine_overheads(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int) -> dict:
-    """Both measures, keyed as they appear in ``bench.json`` rows."""
+def engine_overheads(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
+                     stop: tuple[str, ...] = (), codec=None) -> dict:
+    """Both measures, keyed as they appear in ``bench.json`` rows, on the timed passes' workload
+    (``stop``, ``codec``: their stop sequences and tokenizer)."""
     return {
-        "outside_forwards_async": engine_outside_forwards(build, prompts, max_new),
-        "host_serial": engine_host_serial(build, prompts, max_new),
+        "outside_forwards_async": engine_outside_forwards(build, prompts, max_new, stop, codec),
+        "host_serial": engine_host_serial(build, prompts, max_new, stop, codec),
     }
