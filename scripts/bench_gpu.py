@@ -411,6 +411,10 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         f"host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
            if r.extra.get("draft_rounds_ahead") is not None else ""))
+    for measure in ("outside_forwards_async", "host_serial"):
+        if r.extra[measure]["tokens"] != r.tokens:  # greedy: the same tokens, or the share is of another workload
+            log(f"WARNING: {label}: the {measure} pass decoded {r.extra[measure]['tokens']} tokens, the timed "
+                f"passes {r.tokens}: its overhead share describes a different workload")
     waits = async_.get("idle_by_transition") or []
     if waits:
         log("  device time between calls, largest: " + "; ".join(

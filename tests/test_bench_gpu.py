@@ -66,6 +66,8 @@ def _check_overheads(row: dict) -> None:
     assert 0.0 <= serial["overhead_frac"] < 1.0, row["name"]
     # the two passes make the same calls: both see every decode-phase model call
     assert async_["model_calls"] == serial["model_calls"], row["name"]
+    # ... and decode what the timed passes decoded (their share describes the timed workload)
+    assert async_["tokens"] == serial["tokens"] == row["tokens_per_rep"], row["name"]
 
 
 def test_bench_script_rejects_unknown_part(tmp_path):
