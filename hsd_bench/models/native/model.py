@@ -851,11 +851,11 @@ class NativeLlama(RaggedSteps):
     def _layers_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool = False):
         """Layers ``[start, end)`` on the static hidden-state input, or (``from_ids``, ``start`` 0) on
         the embedding of the static verification ids (:meth:`run_layers_greedy`)."""
-        x_in = self._static(self._x_in, tb)
-        ids = self._verify_ids[:tb]
+        # Only the input this step reads: run_layers builds its step on every call.
+        x_in = self._verify_ids[:tb] if from_ids else self._static(self._x_in, tb)
 
         def step() -> torch.Tensor:
-            x = F.embedding(ids, self.embed_weight)[None] if from_ids else x_in
+            x = F.embedding(x_in, self.embed_weight)[None] if from_ids else x_in
             pos = self._pos_base + self._arange[:tb]
             return self._layers(x, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
                                 matmul=self.matmul)
