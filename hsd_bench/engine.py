@@ -33,8 +33,7 @@ from hsd_bench.draft_stop import HostValue, first_stop, stops_after, top_probabi
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.models.ragged import device_index, token_spans
 from hsd_bench.sampling import DecodingConfig, sample, warp
-from hsd_bench.verify import (VerificationRule, greedy_accept_rows, greedy_accept_values, greedy_accepted_on_device,
-                              greedy_verdict_inputs)
+from hsd_bench.verify import VerificationRule, greedy_accept_rows, greedy_accept_values, greedy_verdict_inputs
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
 
@@ -544,10 +543,6 @@ class GenerationStats:
     draft_calls: int = 0  # level-0 draft rounds: rounds[0] / draft_calls is the mean draft length
     # Of those, the rounds queued before the verdict that started them was read (Engine.lookahead).
     draft_calls_ahead: int = 0
-    # Verifications a middle level's hand-up queued before its verdict was read (Engine._hand_up_plan),
-    # and the positions they verified past what was handed up (padding: real work, in layer_evals).
-    hand_ups_ahead: int = 0
-    hand_up_padding: int = 0
     position_reached: list[int] = field(default_factory=list)  # top level, per draft position
     position_accepted: list[int] = field(default_factory=list)
     # Seconds in each level (LevelClock); None where the split was not recorded (Engine.level_split).
@@ -601,8 +596,6 @@ class GenerationStats:
             "draft_tokens": self.rounds[0] if top > 0 else 0,
             "draft_rounds": self.draft_calls if top > 0 else 0,
             "draft_rounds_ahead": self.draft_calls_ahead if top > 0 else 0,
-            "hand_ups_ahead": self.hand_ups_ahead,
-            "hand_up_padding": self.hand_up_padding,
             "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
             "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
@@ -636,20 +629,6 @@ class _Row:
     admitted: float  # engine clock at admission
     committed: int = 0
     generated: list[int] = field(default_factory=list)  # committed ids past the prompt, on the host
-
-
-@dataclass
-class _HandUp:
-    """A verification queued by a middle level's hand-up before its verdict was read: level
-    ``level`` (its ``state``) verified row ``row`` from position ``start`` (``longest`` tokens, the
-    longest hand-up), its argmax ``tokens`` for positions ``[start - 1, start + longest)``."""
-
-    level: int
-    state: "ModelState"
-    row: int
-    start: int
-    longest: int
-    tokens: torch.Tensor
 
 
 class LevelClock:
@@ -787,7 +766,6 @@ class Engine:
         # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
         self.lookahead = True
         self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
-        self._handed_up: _HandUp | None = None  # the verification a hand-up queued ahead (_hand_up_plan)
         self._verdict_read: tuple | None = None  # pinned buffer, event, stream (_verdict_host)
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
@@ -925,7 +903,6 @@ class Engine:
         self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         self._ahead = None
-        self._handed_up = None
         self._verdict_read = None  # the stream is taken per generation, as the level clock's
         depth = len(self.levels)
         exhausted = False
@@ -1103,9 +1080,7 @@ class Engine:
             caught_up = False
             if greedy:
                 if level.draft_stop is None:
-                    target = self._take_hand_up(i, sub, m, k)
-                    if target is None:
-                        target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
+                    target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
                 else:
                     logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
@@ -1139,9 +1114,7 @@ class Engine:
                 for jj, kk in enumerate(k):
                     cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
                     off += kk + 1
-            handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
-            if handed is None:  # (a hand-up queued ahead wrote the verifier's token on the device)
-                write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)
+            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)
             still = []
             for jj, j in enumerate(active):
                 a = accepted[jj]
@@ -1157,10 +1130,7 @@ class Engine:
                     still.append(j)
             ends = [n[j] + out[j] - 1 for j in active]
             for state in self.states:
-                # The level above, where it verified ahead, holds the handed-up tokens through the last
-                # (the verifier's token): everything past it is padding.
-                held = ends if handed is None or state is not handed.state else [e + 1 for e in ends]
-                state.truncate_rows(sub, held)
+                state.truncate_rows(sub, ends)
             if caught_up:
                 pos = m[0] + accepted[0]
                 level.state.book_catch_up(sub[0], pos, level.exit_layer, level.state.model.finish_catch_up(pos))
@@ -1221,22 +1191,15 @@ class Engine:
         Reading a verdict waits for the device; whatever the host queues only after it, the device
         waits for. So where the next work is known before the verdict -- level 0's next round
         (``_ahead_plan``: launched, guarded on the device, or with its guard read on the host and
-        only its inputs queued), the level above's catch-up (``_catch_up_plan``), or the level
-        above's verification of a certain hand-up (``_hand_up_plan``) -- it is queued first.
-        Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
+        only its inputs queued), or the level above's catch-up (``_catch_up_plan``) -- it is queued
+        first. Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
         (``finish_catch_up``), and level ``i``'s clock mark, None once stopped here (work for
         another level was queued behind its own).
         """
         plan = self._ahead_plan(i, sub, m, k, out)
         catch_up = self._catch_up_plan(i, sub, m, k, out) if plan is None else None
         if plan is None and catch_up is None:
-            if not self._hand_up_plan(i, sub, m, k, out):
-                return greedy_accept_rows(drafts, k, target), False, mark
-            packed = greedy_verdict_inputs(drafts, k, target)
-            verdict = HostValue(packed, *self._verdict_host(packed))
-            self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
-            self._queue_hand_up(i, sub[0], m[0], k[0], out[0], drafts, target)
-            return greedy_accept_values(verdict.get(), k), False, None
+            return greedy_accept_rows(drafts, k, target), False, mark
         packed = catch_up if plan is None else plan[1]
         verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
         self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
@@ -1352,60 +1315,6 @@ class Engine:
         queued = level.state.model.queue_catch_up(m, k, level.exit_layer)
         self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
         return queued
-
-    def _hand_up_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> bool:
-        """Whether middle level ``i``'s greedy verification can queue, before its verdict is read,
-        the verification of its hand-up by the level above, a separate model.
-
-        It can when the level hands up whatever the verdict (``out + 1`` reaches its batch, no
-        draft_stop) and the level above verifies greedily from token ids a model no lower level
-        views (a Mohri-style hierarchy: draft -> mid -> target) with no fixed-length rule; one row,
-        and the longest hand-up within the row's limit. The hand-up's length, ``out + a + 1``, is
-        known only with the verdict, so the level above verifies the longest one, ``out + k + 1``,
-        with the verifier's token placed at ``m + a`` on the device: its tokens up to there are
-        exactly those of the unpadded verification (attention is causal), and the positions past it
-        -- stale drafts -- are computed and dropped (``hand_up_padding``; counted in layer_evals).
-        On a memory-bound verifier they cost about nothing; the wait they remove is the host's
-        whole turn between the middle's verdict and the verifier's launch (docs/engine.md).
-        """
-        if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
-            return False
-        level, above = self.levels[i], self.levels[i + 1]
-        if level.draft_stop is not None or above.draft_stop is not None or out[0] + 1 < level.batch:
-            return False
-        if above.rule is not None and above.rule.fixed_length:
-            return False
-        if any(lv.state is above.state for lv in self.levels[: i + 1]) or above.state.rows != 1:
-            return False
-        return m[0] + k[0] + 1 <= self._slots[sub[0]].limit
-
-    def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, drafts: torch.Tensor,
-                       target: torch.Tensor) -> None:
-        """Queue what ``_hand_up_plan`` allowed: the verifier's token written at ``m + a`` (both
-        chosen on the device from the verdict), then the level above's verification of positions
-        ``[n - 1, m + k + 1)``, timed as the level above's work."""
-        accepted = greedy_accepted_on_device(drafts, target)
-        self._tokens[r].index_copy_(0, accepted + m, target.index_select(0, accepted))
-        above, n = self.levels[i + 1], m - out
-        mark = self._level_clock.start()
-        tokens = above.state.greedy_tokens_rows([r], self._tokens, above.exit_layer, [m + k + 1], [n - 1])
-        self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
-        self._handed_up = _HandUp(i + 1, above.state, r, n, out + k + 1, tokens)
-
-    def _take_hand_up(self, i: int, sub: list[int], m: list[int], k: list[int]) -> torch.Tensor | None:
-        """Level ``i``'s argmax tokens for the ``k`` drafts at ``m`` where the level below queued
-        their verification (``_queue_hand_up``), else None."""
-        handed = self._handed_up
-        if handed is None or handed.level != i:
-            return None
-        self._handed_up = None
-        if sub != [handed.row] or m != [handed.start] or not 1 <= k[0] <= handed.longest:
-            raise RuntimeError(f"level {i}: a verification was queued for row {handed.row} at {handed.start} "
-                               f"(up to {handed.longest} tokens), but the level verifies rows {sub} at {m}, {k} tokens")
-        stats = self._slots[handed.row].stats
-        stats.hand_ups_ahead += 1
-        stats.hand_up_padding += handed.longest - k[0]
-        return handed.tokens[: k[0] + 1]
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:
         """A pinned buffer, an event and the stream for reading a packed verdict, made once."""
