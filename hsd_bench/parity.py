@@ -20,12 +20,25 @@ the first differing position ``j``, recomputes the target's logits there
 * ``mismatch`` -- anything else: the target clearly preferred one token, and
   the method committed another. For a lossless method this is a bug.
 
+The tolerance is a few units in the last place of the logits, not of everything
+that led to them: a deep model's hidden states carry their own rounding over
+many layers and positions, and two bf16 computations of the same token (AR as
+one step at a time and AR in rounds, say) can part by more. So where the caller
+can afford a float32 copy of the target (the benchmark, on models that fit), a
+``mismatch`` also carries a float32 second opinion (``reference_logits``): the
+two tokens' float32 gap, and how far the run dtype's own logits of those two
+tokens are from float32 there. A gap within that error is the arithmetic's; a
+gap far beyond it is a preference the method overrode. It is evidence beside the
+class, which it does not change: ``parity_unexplained`` counts by the rule above.
+
 A run reports ``parity_exact`` (share of samples equal to AR), and
 ``parity_near_tie`` / ``parity_unexplained`` (counts), and
 ``parity_unexplained`` must be 0 for a lossless method.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -58,8 +71,11 @@ def target_logits(model, ids: list[int]) -> torch.Tensor:
         model.reset()
 
 
-def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[int]) -> dict | None:
-    """Why ``method_ids`` differs from ``ar_ids`` (``None`` when equal); see the module doc."""
+def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[int],
+            reference_logits: Callable[[list[int]], torch.Tensor] | None = None) -> dict | None:
+    """Why ``method_ids`` differs from ``ar_ids`` (``None`` when equal); see the module doc.
+    ``reference_logits(ids)``: the same target's float32 logits ``[V]`` after ``ids``, asked for
+    a ``mismatch`` only (the float32 second opinion)."""
     j = first_difference(ar_ids, method_ids)
     if j is None:
         return None
@@ -74,7 +90,7 @@ def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[in
     gap = float(logits[ar_tok]) - float(logits[method_tok]) if both else None
     # how far the worse of the two tokens is below the target's best
     behind = top1 - min(float(logits[ar_tok]), float(logits[method_tok])) if both else float("inf")
-    return {
+    out = {
         "position": j,
         "ar_token": ar_tok,
         "method_token": method_tok,
@@ -85,15 +101,25 @@ def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[in
         "dtype": str(model.dtype).replace("torch.", ""),
         "class": "near_tie" if behind <= tol else "mismatch",
     }
+    if out["class"] == "mismatch" and both and reference_logits is not None:
+        ref = reference_logits(list(prompt_ids) + list(ar_ids[:j])).float()
+        out["float32"] = {
+            "ar_minus_method_logit": float(ref[ar_tok]) - float(ref[method_tok]),
+            "top1_token": int(ref.argmax()),
+            # the run dtype's own error at the two tokens: |its logit - float32's|, the larger
+            "run_dtype_error": max(abs(float(logits[t]) - float(ref[t])) for t in (ar_tok, method_tok)),
+        }
+    return out
 
 
-def classify(model, prompts: list[list[int]], ar_outputs: list[list[int]], outputs: list[list[int]]) -> dict:
+def classify(model, prompts: list[list[int]], ar_outputs: list[list[int]], outputs: list[list[int]],
+             reference_logits: Callable[[list[int]], torch.Tensor] | None = None) -> dict:
     """:func:`explain` over paired outputs (the benchmark's rows): how many samples equal AR,
     part from it at a near tie, or are unexplained, and each divergence. Runs the model (one
     pass per differing sample) and resets its caches: call it between decodes, not inside one."""
     exact, divergences = 0, []
     for prompt, ar_ids, ids in zip(prompts, ar_outputs, outputs):
-        why = explain(model, prompt, ar_ids, ids)
+        why = explain(model, prompt, ar_ids, ids, reference_logits)
         if why is None:
             exact += 1
         else:

@@ -52,7 +52,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
-from hsd_bench.bench.models import load_hf, prompts_for, same_vocabulary  # noqa: E402
+from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, summarize  # noqa: E402
 from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
@@ -486,12 +486,13 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
             log(f"{r.name}: {r.tokens_per_s:.1f} tok/s, τ={r.mean_accepted_len:.2f}")
     results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps, stop, codec))
     eng_results = {}
+    reference = float32_reference(hf_t)  # a float32 copy only once a divergence is unexplained
     for name in method_names(specs, args.lookahead):
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
                            stop, codec)
         eng_results[name] = r
         results.append(r)
-        explain_parity(results, eng_results["autoregressive"], nat_t, prompts)
+        explain_parity(results, eng_results["autoregressive"], nat_t, prompts, reference)
         bpt, _ = ar_bytes_per_token(nat_t, prompts, max_new, results)
         doc["rows"] = summarize(results, {"hf": hf_ar, "native": eng_results["autoregressive"]} if hf_ar else
                                 {"native": eng_results["autoregressive"]}, hf_ar, bpt, copy_bw)

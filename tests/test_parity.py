@@ -54,6 +54,50 @@ def test_a_token_far_below_the_top_is_a_mismatch_even_when_the_top_two_tie(monke
     assert out["class"] == "mismatch"
 
 
+@pytest.mark.parametrize(("reference", "gap"), [([20.1, 18.05, 3.0], 2.05), ([19.0, 18.98, 3.0], 0.02)])
+def test_a_mismatch_carries_a_float32_second_opinion_that_does_not_change_its_class(monkeypatch, reference, gap):
+    """The bf16 rule says mismatch (token 1 is 2 below the top); float32 says either the same (a
+    2.05 gap: a preference) or a near tie (0.02, within the bf16 logits' own error of ~1): the
+    evidence is reported, the class and so the unexplained count stay the rule's."""
+    monkeypatch.setattr(parity, "target_logits", lambda m, ids: m.logits_)
+    asked = []
+
+    def ref(ids):
+        asked.append(list(ids))
+        return torch.tensor(reference)
+
+    out = parity.explain(FixedLogits([20.0, 18.0, 3.0]), [5, 6], ar_ids=[9, 0], method_ids=[9, 1],
+                         reference_logits=ref)
+    assert out["class"] == "mismatch" and asked == [[5, 6, 9]]  # the prefix up to the divergence
+    second = out["float32"]
+    assert second["ar_minus_method_logit"] == pytest.approx(gap, abs=1e-4)
+    assert second["top1_token"] == 0
+    assert second["run_dtype_error"] == pytest.approx(max(abs(20.0 - reference[0]), abs(18.0 - reference[1])), abs=1e-4)
+
+
+def test_a_near_tie_asks_no_second_opinion(monkeypatch):
+    monkeypatch.setattr(parity, "target_logits", lambda m, ids: m.logits_)
+
+    def ref(ids):
+        raise AssertionError("a near tie needs no float32 copy")
+
+    out = parity.explain(FixedLogits([20.0, 19.99, 3.0]), [1], ar_ids=[0], method_ids=[1], reference_logits=ref)
+    assert out["class"] == "near_tie" and "float32" not in out
+
+
+def test_the_benchmarks_float32_reference_is_the_models_own_logits_in_float32():
+    from hsd_bench.bench.models import float32_reference
+    from test_native_backend import make_hf_model
+
+    model = make_hf_model("llama_gqa", num_layers=2, seed=3).to(torch.bfloat16)
+    ref = float32_reference(model)
+    ids = [3, 1, 4, 1, 5]
+    upcast = make_hf_model("llama_gqa", num_layers=2, seed=3).to(torch.bfloat16).float()
+    torch.testing.assert_close(ref(ids), upcast(torch.tensor([ids])).logits[0, -1].detach())
+    assert next(model.parameters()).dtype == torch.bfloat16  # the run's model is left as it was
+    assert float32_reference(model, limit_bytes=16) is None  # too big for the limit: no copy
+
+
 def test_target_logits_is_the_full_models_next_token_distribution():
     from conftest import make_model
 

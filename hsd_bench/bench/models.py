@@ -85,6 +85,26 @@ def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0):
     return model, tokenizer
 
 
+def float32_reference(model, limit_bytes: int = 8 << 30):
+    """``ids -> [V]`` float32 logits of ``model`` (a transformers causal LM) after ``ids``, from a
+    float32 copy made at the first call -- the float32 second opinion on a divergence the run
+    dtype's near-tie rule does not explain (``parity.explain``). None where that copy would exceed
+    ``limit_bytes``: the benchmark's small models get it, an 8B shape does not."""
+    import copy
+
+    if sum(p.numel() for p in model.parameters()) * 4 > limit_bytes:
+        return None
+    held = []
+
+    @torch.no_grad()
+    def logits(ids: list[int]) -> torch.Tensor:
+        if not held:
+            held.append(copy.deepcopy(model).float().eval())
+        return held[0](torch.tensor([ids], device=model.device)).logits[0, -1].float()
+
+    return logits
+
+
 def load_tokenizer(path: Path):
     try:
         from transformers import AutoTokenizer

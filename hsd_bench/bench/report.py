@@ -12,15 +12,18 @@ def parity(a: list[list[int]], b: list[list[int]]) -> float | None:
     return sum(x == y for x, y in zip(a, b)) / len(a)
 
 
-def explain_parity(results: list[RunResult], ar: RunResult, model, prompts: list[list[int]]) -> None:
+def explain_parity(results: list[RunResult], ar: RunResult, model, prompts: list[list[int]],
+                   reference_logits=None) -> None:
     """For every run of ``model``'s backend that is not ``ar`` itself: why its outputs differ from
     ``ar``'s (``parity.classify``: near ties of the dtype's arithmetic, or unexplained), kept in
     ``r.extra["parity_explained"]`` (once per run). In bf16 the benchmark's "= AR" share alone
-    cannot tell a rounding tie from a bug; run.py's rows are classified by the same function."""
+    cannot tell a rounding tie from a bug; run.py's rows are classified by the same function.
+    ``reference_logits``: the target's float32 logits after given ids, for the float32 second
+    opinion on every unexplained divergence (``parity.explain``)."""
     for r in results:
         if r is ar or r.backend != ar.backend or not r.outputs or "parity_explained" in r.extra:
             continue
-        r.extra["parity_explained"] = classify(model, prompts, ar.outputs, r.outputs)
+        r.extra["parity_explained"] = classify(model, prompts, ar.outputs, r.outputs, reference_logits)
 
 
 def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResult | None,
