@@ -79,7 +79,8 @@ def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[in
     j = first_difference(ar_ids, method_ids)
     if j is None:
         return None
-    logits = target_logits(model, list(prompt_ids) + list(ar_ids[:j]))
+    prefix = list(prompt_ids) + list(ar_ids[:j])  # the target's context at the first differing position
+    logits = target_logits(model, prefix)
     top = torch.topk(logits, 2)
     top1, top2 = float(top.values[0]), float(top.values[1])
     margin = top1 - top2
@@ -102,7 +103,7 @@ def explain(model, prompt_ids: list[int], ar_ids: list[int], method_ids: list[in
         "class": "near_tie" if behind <= tol else "mismatch",
     }
     if out["class"] == "mismatch" and both and reference_logits is not None:
-        ref = reference_logits(list(prompt_ids) + list(ar_ids[:j])).float()
+        ref = reference_logits(prefix).float()
         out["float32"] = {
             "ar_minus_method_logit": float(ref[ar_tok]) - float(ref[method_tok]),
             "top1_token": int(ref.argmax()),
