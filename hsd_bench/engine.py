@@ -1295,8 +1295,10 @@ class Engine:
         batch -- certainly (``below`` None) when ``out + k + 1`` does, else only where ``a <
         below = batch - out - 1``, and where it hands up instead the device skips the round;
         the round's length is level 0's full batch for every verdict; level 0 drafts on the
-        fused path; and the round starts at most two positions before the verdict's token
-        (``F0 >= m + k - 1``), the first-step shapes the device can choose between by itself.
+        fused path; and the round starts at most ``model.max_verdict_back`` positions before
+        ``m + k`` (``F0 >= m + k - back``: a separate draft's frontier stops one short, a
+        hierarchy's draft two short after its middle level accepted every draft and handed up),
+        the first-step shapes the device can choose between by itself.
 
         A guard the backend cannot evaluate on the device (no guarded graph: torch without CUDA
         conditional nodes) is evaluated on the host (``on_device`` False): only the round's inputs
@@ -1326,9 +1328,10 @@ class Engine:
         if getattr(model, "greedy_draft", None) is None or getattr(model, "verdict_input", None) is None:
             return None  # the round would not take the fused path that finishes a launched round
         front = state.frontier[0][r]
-        if front < mm + kk - 1:
+        back = max(0, mm + kk - front)
+        if back > min(kk, getattr(model, "max_verdict_back", 1)):
             return None
-        on_device = below is None or model.launches_guarded(mm, kk, front < mm + kk, bottom.exit_layer, bottom.batch,
+        on_device = below is None or model.launches_guarded(mm, kk, back, bottom.exit_layer, bottom.batch,
                                                             state._process_last)
         if not on_device and getattr(model, "queue_draft_inputs", None) is None:
             return None  # the guard is read on the host, and the backend cannot queue the inputs before
@@ -1474,15 +1477,15 @@ class Engine:
         """Queue the inputs of level 0's next round from the packed verdict (the first part of
         :meth:`_launch_ahead`), for a round whose guard the host reads."""
         bottom = self.levels[0]
-        return bottom.state.model.queue_draft_inputs(m, k, front < m + k, bottom.batch)
+        return bottom.state.model.queue_draft_inputs(m, k, max(0, m + k - front), bottom.batch)
 
     def _launch_ahead(self, front: int, r: int, m: int, k: int, below: int | None, inputs_queued: bool = False) -> bool:
         """Queue level 0's next round from the packed verdict, on the device (docs/engine.md).
 
         With ``a`` accepted the committed length becomes ``m + a + 1`` and the drafting model's
         frontier ``min(front, m + a)``: the round processes the positions from there -- one, the
-        verifier's token, or, when every draft was accepted and the frontier stops one short
-        (``front == m + k - 1``), the last draft too; the backend chooses on the device, and
+        verifier's token, or, where the verdict accepted past a frontier that stops short of
+        ``m + k``, the accepted drafts from it too; the backend chooses on the device, and
         with a guard ``below`` it runs the round only where ``a < below``. ``inputs_queued``: the
         round's inputs are queued already (:meth:`_queue_ahead_inputs`), only its chain is left.
         """
@@ -1492,7 +1495,7 @@ class Engine:
         if inputs_queued:
             guard["inputs_queued"] = True
         launched = bottom.state.model.launch_draft_after_verdict(
-            m, k, front < m + k, bottom.exit_layer, bottom.batch, bottom.state._process_last, **guard)
+            m, k, max(0, m + k - front), bottom.exit_layer, bottom.batch, bottom.state._process_last, **guard)
         self._level_clock.stop(0, mark, [self._slots[r].stats])
         return launched
 

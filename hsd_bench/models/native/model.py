@@ -42,6 +42,9 @@ from hsd_bench.verify import greedy_accepted_on_device
 MIN_KV_BUCKET = 128
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
 MAX_FUSED_DRAFT = 64
+# How far behind ``m + k`` a round launched after a verdict of ``k`` drafts at ``m`` may start (the
+# drafting model's frontier): its first step then runs up to ``back + 1`` positions, padded to 4.
+MAX_VERDICT_BACK = 3
 
 
 def conditional_graphs_available() -> bool:
@@ -99,6 +102,7 @@ class NativeLlama(RaggedSteps):
     """A Llama / Qwen2 / Qwen3 / Mistral decoder with static KV caches (one or more cache rows)."""
 
     backend = "native"
+    max_verdict_back = MAX_VERDICT_BACK  # what launch_draft_after_verdict's ``back`` may be (the engine asks)
 
     def __init__(
         self,
@@ -509,7 +513,7 @@ class NativeLlama(RaggedSteps):
         key, step = self._catch_up_step(end, self._kv_bucket(m + k + 1))
         if self._graphs is not None and key not in self._graphs:
             return False
-        self._queue_verdict_step(m, k, 1)
+        self._queue_verdict_step(m, k, 0)
         self._caught_up = (end, m, k, self._replay(key, step))
         return True
 
@@ -537,7 +541,7 @@ class NativeLlama(RaggedSteps):
         return ("catch-up", end, kv_len), step
 
     @_no_grad
-    def queue_draft_inputs(self, m: int, k: int, two_first: bool, count: int) -> bool:
+    def queue_draft_inputs(self, m: int, k: int, back: int, count: int) -> bool:
         """Queue only the first part of :meth:`launch_draft_after_verdict`: the step that turns the
         packed verdict into the next round's inputs, on the device; True if queued. The round itself
         is launched later with ``inputs_queued=True``, or never.
@@ -549,34 +553,35 @@ class NativeLlama(RaggedSteps):
         round's bookkeeping and staging (docs/engine.md, "The look-ahead draft"). Where the level
         hands up instead, the inputs are left unused: every later step stages its own.
         """
-        if not self._verdict_round_fits(m, k, count):
+        if not self._verdict_round_fits(m, k, count, back):
             return False
-        tb = 2 if two_first else 1
-        self._queue_verdict_step(m, k, tb)
-        self._inputs_queued = (m, k, tb)
+        self._queue_verdict_step(m, k, back)
+        self._inputs_queued = (m, k, back)
         return True
 
-    def _queue_verdict_step(self, m: int, k: int, tb: int) -> None:
+    def _queue_verdict_step(self, m: int, k: int, back: int) -> None:
         """The verdict step of ``k`` drafts at ``m`` (:meth:`_verdict_step`): it rewrites the chain's
         inputs, so inputs queued for another round are gone."""
         self._verdict_m.fill_(m)
-        self._replay(*self._verdict_step(k, tb))
+        self._replay(*self._verdict_step(k, back))
         self._inputs_queued = None
 
     @_no_grad
-    def launch_draft_after_verdict(self, m: int, k: int, two_first: bool, end: int, count: int,
+    def launch_draft_after_verdict(self, m: int, k: int, back: int, end: int, count: int,
                                    process_last: bool, accepted_below: int | None = None,
                                    inputs_queued: bool = False) -> bool:
         """Queue the greedy draft round that follows a verdict the host has not read; True if queued.
 
         The verdict -- ``k`` drafts at positions ``m ..`` and the verifier's ``k + 1`` tokens,
         packed in :meth:`verdict_input` -- accepts ``a`` drafts (counted on the device), so the
-        next round starts at ``m + a`` with the verifier's token there; or, with ``two_first``
-        (this model's frontier stops at ``m + k - 1``) and every draft accepted, one position
-        earlier, at the last draft. One captured step turns the verdict into the chain's
-        inputs (``_draft_ids``, ``_pos_base``, ``_draft_last``), then the chain's own steps run
-        (the first over ``tb`` = 1 or 2 padded positions; the span of ``m + k + 1``, an upper
-        bound of the round's ``upto``): about as many launches as the round run after the
+        next round starts at ``m + a`` with the verifier's token there; or, where this model's
+        frontier stops ``back`` positions short of ``m + k`` (a separate draft: 1; a hierarchy's
+        draft after its middle level accepted every draft and handed up: 2) and the verdict
+        accepts past it, at that frontier, with the accepted drafts it has not run. One captured
+        step turns the verdict into the chain's inputs (``_draft_ids``, ``_pos_base``,
+        ``_draft_last``), then the chain's own steps run (the first over ``back + 1`` positions
+        padded to a power of two -- the round the host would run after the verdict pads them
+        alike; the span of ``m + k + 1``, an upper bound of the round's ``upto``): about as many launches as the round run after the
         verdict, so the host pays nothing for queueing it early. Once it has the verdict the
         caller finishes the round with ``greedy_draft(..., launched=True)`` or forgets it
         (:meth:`discard_launched`): its cache writes lie past the frontier, where stale slots are
@@ -595,18 +600,18 @@ class NativeLlama(RaggedSteps):
         chain is left to launch.
         """
         queued, self._inputs_queued = self._inputs_queued, None
-        if not self._verdict_round_fits(m, k, count):
+        if not self._verdict_round_fits(m, k, count, back):
             return False
         self._check_range(0, end)
-        tb = 2 if two_first else 1
+        tb = next_pow2(back + 1)
         if inputs_queued:
-            if queued != (m, k, tb) or accepted_below is not None:
+            if queued != (m, k, back) or accepted_below is not None:
                 raise RuntimeError(f"launch_draft_after_verdict(inputs_queued=True) at m={m} with k={k} "
-                                   f"(first-step size {tb}, accepted_below={accepted_below}) does not match the "
-                                   f"inputs queued: {queued} (m, k, first-step size), unguarded")
+                                   f"(back={back}, accepted_below={accepted_below}) does not match the "
+                                   f"inputs queued: {queued} (m, k, back), unguarded")
             self._chain(end, tb, m + k + 1, count, process_last)
         elif accepted_below is not None:
-            key = self._guarded_key(m + k + 1, k, tb, end, count, process_last)
+            key = self._guarded_key(m + k + 1, k, back, end, count, process_last)
             if self._graphs is not None and key not in self._guarded_keys:
                 return False
             self._verdict_cap.fill_(accepted_below)
@@ -614,40 +619,42 @@ class NativeLlama(RaggedSteps):
             if self._graphs is not None:  # captured by prepare(): a replay, no step to build
                 self._graphs.run(key, None)
             else:
-                self._guarded_round_step(k, tb, end, m + k + 1, count, process_last)()
+                self._guarded_round_step(k, back, end, m + k + 1, count, process_last)()
         else:
-            self._queue_verdict_step(m, k, tb)
+            self._queue_verdict_step(m, k, back)
             self._chain(end, tb, m + k + 1, count, process_last)
         self._launched = (end, count, process_last, tb)
         return True
 
-    def launches_guarded(self, m: int, k: int, two_first: bool, end: int, count: int, process_last: bool) -> bool:
+    def launches_guarded(self, m: int, k: int, back: int, end: int, count: int, process_last: bool) -> bool:
         """Whether :meth:`launch_draft_after_verdict` with a guard would queue this round: on CUDA
         graphs only where :meth:`prepare` captured (and checked) its graph. The engine asks first,
         so that where it would not, the verdict is read the ordinary way at no extra cost."""
-        if not self._verdict_round_fits(m, k, count):
+        if not self._verdict_round_fits(m, k, count, back):
             return False
         if self._graphs is None:
             return True
-        return self._guarded_key(m + k + 1, k, 2 if two_first else 1, end, count, process_last) in self._guarded_keys
+        return self._guarded_key(m + k + 1, k, back, end, count, process_last) in self._guarded_keys
 
-    def _verdict_round_fits(self, m: int, k: int, count: int) -> bool:
+    def _verdict_round_fits(self, m: int, k: int, count: int, back: int = 0) -> bool:
         """A round after a verdict of ``k`` drafts at ``m`` can be queued: its verdict fits a fixed-shape
-        verification, its ``count`` tokens a fused chain, and the context what it writes."""
-        return self.verdict_input(k) is not None and count <= MAX_FUSED_DRAFT and m + k + 1 + count <= self.max_context
+        verification, its ``count`` tokens a fused chain, the context what it writes, and its first
+        step the ``back`` positions it may start short of ``m + k``."""
+        return (self.verdict_input(k) is not None and count <= MAX_FUSED_DRAFT and m + k + 1 + count <= self.max_context
+                and 0 <= back <= min(k, self.max_verdict_back) and back < self.max_graph_tokens)
 
-    def _guarded_key(self, upto: int, k: int, tb: int, end: int, count: int, process_last: bool) -> tuple:
+    def _guarded_key(self, upto: int, k: int, back: int, end: int, count: int, process_last: bool) -> tuple:
         """A guarded round's graph key: its shape and the one attention span of all its steps (a round
         whose steps would span two buckets gets a key no prepare() captures)."""
         first, last = self._kv_bucket(upto), self._kv_bucket(upto + count)
-        return ("guarded", k, tb, end, count, process_last, first if first == last else (first, last))
+        return ("guarded", k, back, end, count, process_last, first if first == last else (first, last))
 
-    def _guarded_round_step(self, k: int, tb: int, end: int, upto: int, count: int, process_last: bool):
+    def _guarded_round_step(self, k: int, back: int, end: int, upto: int, count: int, process_last: bool):
         """A round launched after a verdict, run only where the verdict accepts fewer than
         ``_verdict_cap`` drafts: the verdict step, then the chain inside a CUDA conditional node
         (while capturing); without graphs the host reads the condition and runs or skips it."""
-        _, verdict = self._verdict_step(k, tb)
-        _, chain = self._round_step(end, tb, upto, count, process_last)
+        _, verdict = self._verdict_step(k, back)
+        _, chain = self._round_step(end, next_pow2(back + 1), upto, count, process_last)
 
         def step() -> torch.Tensor:
             accepted = verdict()
@@ -665,27 +672,31 @@ class NativeLlama(RaggedSteps):
 
         return step
 
-    def _verdict_step(self, k: int, tb: int):
-        """The chain's inputs from a packed verdict, on the device (idempotent, as a captured step must be)."""
+    def _verdict_step(self, k: int, back: int):
+        """The chain's inputs from a packed verdict, on the device (idempotent, as a captured step must
+        be): the round starts at ``min(m + k - back, m + a)`` -- this model's frontier, or the
+        verifier's token -- with the accepted drafts between them, then that token."""
         buf = self._verdict_in
+        tb = next_pow2(back + 1)
+        rows = self._arange[:tb]
 
         def step() -> torch.Tensor:
             drafts, target = buf[:k], buf[k : 2 * k + 1]
             accepted = greedy_accepted_on_device(drafts, target)
             token = target.index_select(0, accepted)
-            if tb == 1:
+            if back == 0:
                 self._draft_ids[:1].copy_(token)
                 self._draft_last.zero_()
                 self._pos_base.copy_(self._verdict_m + accepted)
-            else:  # every draft accepted: start at the last draft, whose layers this model has not run
-                last = (accepted == k).long()
-                self._draft_ids[:1].copy_(torch.where(last.bool(), drafts[k - 1 :], token))
-                self._draft_ids[1:2].copy_(token)
-                self._draft_last.copy_(last)
-                self._pos_base.copy_(self._verdict_m + accepted - last)
+            else:  # accepted past the frontier: start there, at the accepted drafts this model has not run
+                behind = (accepted - (k - back)).clamp_min(0)
+                source = (accepted - behind + rows).clamp(max=k - 1)
+                self._draft_ids[:tb].copy_(torch.where(rows < behind, drafts.index_select(0, source), token))
+                self._draft_last.copy_(behind)
+                self._pos_base.copy_(self._verdict_m + accepted - behind)
             return accepted
 
-        return ("verdict", k, tb), step
+        return ("verdict", k, back), step
 
     def discard_launched(self) -> None:
         """Forget a round queued by :meth:`launch_draft_after_verdict` that the engine will not use."""
@@ -966,7 +977,8 @@ class NativeLlama(RaggedSteps):
                 steps += [self._round_step(end, tb, 1, count, process_last) for tb in sizes]
         if catch_ups or any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
             # a round launched after a verdict of k drafts (the engine's look-ahead), or a catch-up: its inputs' step
-            steps += [self._verdict_step(k, tb) for k in range(1, self.max_graph_tokens) for tb in (1, 2)]
+            steps += [self._verdict_step(k, back) for k in range(1, self.max_graph_tokens)
+                      for back in range(min(k, self.max_verdict_back, self.max_graph_tokens - 1) + 1)]
         steps += [self._catch_up_step(end, span) for end in sorted(set(catch_ups))]
         for key, step in steps:
             self._replay(key, step)
@@ -989,9 +1001,9 @@ class NativeLlama(RaggedSteps):
                 if stopping or count > MAX_FUSED_DRAFT:
                     continue
                 for k in sorted({k for k in guarded if 1 <= k < self.max_graph_tokens}):
-                    for tb in (1, 2):
-                        key = self._guarded_key(1, k, tb, end, count, process_last)
-                        self._replay(key, self._guarded_round_step(k, tb, end, 1, count, process_last))
+                    for back in (0, 1):  # a separate draft's frontier: where a middle level's round starts
+                        key = self._guarded_key(1, k, back, end, count, process_last)
+                        self._replay(key, self._guarded_round_step(k, back, end, 1, count, process_last))
                         keys.append(key)
                         self._guarded_keys.add(key)
             verdict = self._guard_check(keys[0]) if keys and self._graphs is not None else "runs and skips"
