@@ -363,14 +363,6 @@ class NativeLlama(RaggedSteps):
         out = self.run_layers(hidden, start, end, first_pos)
         return (out if keep_hidden else None), self.greedy_tokens(out)
 
-    def step_rows(self, t: int) -> int:
-        """The rows a step of ``t`` positions runs at: a fixed-shape step pads them to a power of
-        two (:meth:`run_layers_greedy`), so up to that many cost what ``t`` do. The engine sizes
-        work it queues before knowing its exact length by it (``Engine._hand_up_plan``)."""
-        if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
-            return next_pow2(t)
-        return t
-
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.shape[1] > self.max_head_tokens:
