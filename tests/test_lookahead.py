@@ -47,6 +47,10 @@ CASES = [
     # three models (the middle a second instance of the draft's weights): no view shares a model
     ("hierarchy-3-models", MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"path": "mid", "batch": 4}]),
      "other"),
+    # three models, every one a copy of the target: the middle accepts every draft and hands up, so
+    # the draft's frontier stops two short of the target's verdict (back = 2)
+    ("hierarchy-3-models-copy", MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2},
+                                                                {"path": "mid", "batch": 2}]), "copy"),
     # two middle levels: the upper one verifies what the lower hands up (its guarded sizes vary)
     ("hierarchy-4", MethodSpec("hierarchy", levels=[{"path": "target", "exit": 1, "batch": 2},
                                                     {"path": "target", "exit": 2, "batch": 3},
@@ -80,6 +84,32 @@ def test_lookahead_changes_nothing_but_the_order_of_work(arch, label, spec, draf
         # 2k + 1 rounds of one token). Three levels launch where the middle surely continues.
         k = spec.draft_len
         assert on["draft_rounds_ahead"] >= on["draft_rounds"] - 2 - 2 * k, (label, on["draft_rounds_ahead"])
+
+
+def test_a_round_two_short_of_the_verdict_is_launched_ahead(monkeypatch):
+    """Draft -> mid -> target, all copies of the target: the middle accepts both drafts and hands
+    up three tokens, and the draft model, which ran only the first draft, stops two short of the
+    target's verdict. Its next round is launched before that verdict is read (back = 2, three
+    positions in the first step); limited to back = 1, as before, it is not."""
+    from hsd_bench.models.native.model import NativeLlama
+
+    _, spec, _ = next(c for c in CASES if c[0] == "hierarchy-3-models-copy")
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=40)[0, len(prompt):].tolist()
+    backs, launch = [], NativeLlama.launch_draft_after_verdict
+    monkeypatch.setattr(NativeLlama, "launch_draft_after_verdict",
+                        lambda self, m, k, back, *a, **kw: backs.append(back) or launch(self, m, k, back, *a, **kw))
+    ahead = {}
+    for limit in (3, 1):
+        monkeypatch.setattr(NativeLlama, "max_verdict_back", limit)
+        backs.clear()
+        engine = build_engine(spec, native(target_hf), load_other=lambda _p: (native(target_hf), None))
+        gen = engine.generate(prompt, 40, DecodingConfig())
+        assert gen.output_ids == ref, limit
+        assert max(backs) == (2 if limit == 3 else 1), sorted(set(backs))
+        ahead[limit] = gen.stats.draft_calls_ahead
+    assert ahead[3] > ahead[1], ahead
 
 
 def test_a_stop_drops_the_round_launched_ahead_and_the_next_prompt_is_unaffected():
