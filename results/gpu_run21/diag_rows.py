@@ -11,12 +11,13 @@ from hsd_bench.training.config import get_preset
 torch.manual_seed(0)
 res = {}
 for preset in (sys.argv[2].split(",") if len(sys.argv) > 2 else ("gpu-24x1024", "ee-24x128")):
-    try:
+    if preset.startswith("random:"):
+        hf, _ = bench_gpu.load_hf(preset, "cuda", torch.bfloat16, seed=0)
+        cfg = hf.config
+    else:
         shape = get_preset(preset).shape
-    except Exception as e:
-        print(preset, e); continue
-    cfg = shape.llama_config(bos_token_id=1, eos_token_id=2)
-    hf = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
+        cfg = shape.llama_config(bos_token_id=1, eos_token_id=2)
+        hf = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
     nat = bench_gpu.make_native(hf, preset, 512, bench_gpu.BACKEND_OPTIONS["variant"])
     L = nat.num_layers
     nat.prepare(400, [(0, L)], verifying=[(0, L)])
