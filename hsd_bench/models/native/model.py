@@ -573,9 +573,10 @@ class NativeLlama(RaggedSteps):
         step turns the verdict into the chain's inputs (``_draft_ids``, ``_pos_base``,
         ``_draft_last``), then the chain's own steps run (the first over ``back + 1`` positions
         padded to a power of two -- the round the host would run after the verdict pads them
-        alike; the span of ``m + k + 1``, an upper bound of the round's ``upto``): about as many launches as the round run after the
-        verdict, so the host pays nothing for queueing it early. Once it has the verdict the
-        caller finishes the round with ``greedy_draft(..., launched=True)`` or forgets it
+        alike; the span of ``m + k + 1``, an upper bound of the round's ``upto``): about as many
+        launches as the round run after the verdict, so the host pays nothing for queueing it
+        early. Once it has the verdict the caller finishes the round with
+        ``greedy_draft(..., launched=True)`` or forgets it
         (:meth:`discard_launched`): its cache writes lie past the frontier, where stale slots are
         masked and rewritten (docs/engine.md, "The look-ahead draft").
 
