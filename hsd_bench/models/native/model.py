@@ -634,7 +634,7 @@ class NativeLlama(RaggedSteps):
         verification, its ``count`` tokens a fused chain, the context what it writes, and its first
         step the ``back`` positions it may start short of ``m + k``."""
         return (self.verdict_input(k) is not None and count <= MAX_FUSED_DRAFT and m + k + 1 + count <= self.max_context
-                and 0 <= back <= min(k, self.max_verdict_back) and back < self.max_graph_tokens)
+                and 0 <= back <= min(k, self.max_verdict_back))  # k < max_graph_tokens: tb fits a graph
 
     def _guarded_key(self, upto: int, k: int, back: int, end: int, count: int, process_last: bool) -> tuple:
         """A guarded round's graph key: its shape and the one attention span of all its steps (a round
@@ -971,7 +971,7 @@ class NativeLlama(RaggedSteps):
         if catch_ups or any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
             # a round launched after a verdict of k drafts (the engine's look-ahead), or a catch-up: its inputs' step
             steps += [self._verdict_step(k, back) for k in range(1, self.max_graph_tokens)
-                      for back in range(min(k, self.max_verdict_back, self.max_graph_tokens - 1) + 1)]
+                      for back in range(min(k, self.max_verdict_back) + 1)]
         steps += [self._catch_up_step(end, span) for end in sorted(set(catch_ups))]
         for key, step in steps:
             self._replay(key, step)
