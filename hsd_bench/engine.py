@@ -37,6 +37,14 @@ from hsd_bench.verify import VerificationRule, greedy_accept_rows, greedy_accept
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
 
+# A hand-up verified ahead (Engine._hand_up_plan) that may outgrow its step saves the host's turn
+# between the middle level's verdict and the level above's launch (~0.1 ms on an H200) where it
+# fits, and costs a step of the level above where it does not (~0.5 ms for a 294 M target): so it is
+# planned only while the middle level's verdicts outgrew such a step at most this often, over at
+# least HAND_UP_MIN_VERDICTS of them (the statistics of a model pair, kept across generations).
+HAND_UP_OVERFLOW_MAX = 0.1
+HAND_UP_MIN_VERDICTS = 8
+
 
 class _Pending:
     """Hidden states at one boundary depth, per row, for positions the next segment has not processed.
@@ -543,6 +551,11 @@ class GenerationStats:
     draft_calls: int = 0  # level-0 draft rounds: rounds[0] / draft_calls is the mean draft length
     # Of those, the rounds queued before the verdict that started them was read (Engine.lookahead).
     draft_calls_ahead: int = 0
+    # Verifications a middle level's hand-up queued before its verdict was read (Engine._hand_up_plan),
+    # and the positions they verified past what was handed up (padding: real work, in layer_evals).
+    hand_ups_ahead: int = 0
+    hand_up_padding: int = 0
+    hand_ups_continued: int = 0  # of those, hand-ups longer than the queued step, finished by a second
     position_reached: list[int] = field(default_factory=list)  # top level, per draft position
     position_accepted: list[int] = field(default_factory=list)
     # Seconds in each level (LevelClock); None where the split was not recorded (Engine.level_split).
@@ -596,6 +609,9 @@ class GenerationStats:
             "draft_tokens": self.rounds[0] if top > 0 else 0,
             "draft_rounds": self.draft_calls if top > 0 else 0,
             "draft_rounds_ahead": self.draft_calls_ahead if top > 0 else 0,
+            "hand_ups_ahead": self.hand_ups_ahead,
+            "hand_up_padding": self.hand_up_padding,
+            "hand_ups_continued": self.hand_ups_continued,
             "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
             "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
@@ -629,6 +645,20 @@ class _Row:
     admitted: float  # engine clock at admission
     committed: int = 0
     generated: list[int] = field(default_factory=list)  # committed ids past the prompt, on the host
+
+
+@dataclass
+class _HandUp:
+    """A verification queued by a middle level's hand-up before its verdict was read: level
+    ``level`` (its ``state``) verified row ``row`` from position ``start``, the first ``covered``
+    handed-up tokens, its argmax ``tokens`` for positions ``[start - 1, start + covered)``."""
+
+    level: int
+    state: "ModelState"
+    row: int
+    start: int
+    covered: int
+    tokens: torch.Tensor
 
 
 class LevelClock:
@@ -766,6 +796,11 @@ class Engine:
         # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
         self.lookahead = True
         self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
+        self._handed_up: _HandUp | None = None  # the verification a hand-up queued ahead (_hand_up_plan)
+        # A hand-up verified ahead that may outgrow its step is planned only while at most this share
+        # of the middle level's verdicts so far would have (1: always; 0: never).
+        self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
+        self._verdicts_seen: dict[int, list[int]] = {}  # middle level -> count of verdicts per accepted number
         self._verdict_read: tuple | None = None  # pinned buffer, event, stream (_verdict_host)
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
@@ -814,6 +849,9 @@ class Engine:
             catch_ups = self._catch_up_depths(state) if greedy else ()
             if catch_ups and hasattr(state.model, "queue_catch_up"):
                 extra["catch_ups"] = catch_ups
+            hand_ups = self._hand_up_shapes(state) if greedy else ()
+            if hand_ups and hasattr(state.model, "arm_hand_up"):
+                extra["hand_ups"] = hand_ups
             prepare(min(max_len, state.model.max_context), list(zip(state.starts, state.bounds)),
                     heads=heads, chains=chains, **extra)
 
@@ -824,6 +862,31 @@ class Engine:
             return ()
         return tuple(sorted({lv.exit_layer for lv, above in zip(self.levels[1:-1], self.levels[2:])
                              if lv.state is state and above.state is state and lv.draft_stop is None}))
+
+    def _hand_up_shapes(self, state: ModelState) -> tuple[tuple[int, int, int], ...]:
+        """``(end, k, at)`` of each verification of ``state`` that a certain hand-up may queue ahead
+        (``_hand_up_plan``): the level above a middle level of another model, its exit ``end``;
+        every verdict size ``k`` the middle level can see (``_verdict_sizes``); ``at = batch``,
+        the middle's batch, the row of its first draft among the ids (a certain hand-up has
+        ``out = batch - 1``)."""
+        if not self.lookahead:
+            return ()
+        shapes = set()
+        for i in range(1, len(self.levels) - 1):
+            level, above = self.levels[i], self.levels[i + 1]
+            if (above.state is not state or level.draft_stop is not None or above.draft_stop is not None
+                    or any(lv.state is state for lv in self.levels[: i + 1])):
+                continue
+            shapes.update((above.exit_layer, k, level.batch) for k in self._verdict_sizes(i))
+        return tuple(sorted(shapes))
+
+    def _verdict_sizes(self, i: int) -> range:
+        """How many drafts middle level ``i`` can verify at once: level 0's batch for level 1; for a
+        level above it as many as the one below hands up, at most the sum of the batches below (each
+        level overshoots its batch by at most the last round it took from the level below)."""
+        if i == 1:
+            return range(self.levels[0].batch, self.levels[0].batch + 1)
+        return range(1, sum(lv.batch for lv in self.levels[:i]) + 1)
 
     def _guarded_sizes(self) -> tuple[int, ...]:
         """The verdict sizes after which a middle level may launch a guarded round (``_ahead_plan``):
@@ -837,10 +900,7 @@ class Engine:
             level = self.levels[i]
             if level.flush_on_reject or level.draft_stop is not None:
                 continue
-            if i == 1:
-                sizes.add(self.levels[0].batch)
-            else:
-                sizes.update(range(1, sum(lv.batch for lv in self.levels[:i]) + 1))
+            sizes.update(self._verdict_sizes(i))
         return tuple(sorted(sizes))
 
     # -- public -----------------------------------------------------------
@@ -903,6 +963,7 @@ class Engine:
         self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         self._ahead = None
+        self._handed_up = None
         self._verdict_read = None  # the stream is taken per generation, as the level clock's
         depth = len(self.levels)
         exhausted = False
@@ -1080,7 +1141,9 @@ class Engine:
             caught_up = False
             if greedy:
                 if level.draft_stop is None:
-                    target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
+                    target = self._take_hand_up(i, sub, m, k)
+                    if target is None:
+                        target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
                 else:
                     logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
@@ -1094,6 +1157,8 @@ class Engine:
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 p_rows = None
+                if self.lookahead and i < len(self.levels) - 1:
+                    self._count_verdicts(i, accepted)
             else:
                 logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                 p = warp(logits, self._decoding)
@@ -1114,6 +1179,7 @@ class Engine:
                 for jj, kk in enumerate(k):
                     cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
                     off += kk + 1
+            handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
             write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)
             still = []
             for jj, j in enumerate(active):
@@ -1130,7 +1196,10 @@ class Engine:
                     still.append(j)
             ends = [n[j] + out[j] - 1 for j in active]
             for state in self.states:
-                state.truncate_rows(sub, ends)
+                # The level above, where it verified ahead, holds the handed-up tokens through the last
+                # (the verifier's token): everything past it is padding.
+                held = ends if handed is None or state is not handed.state else [e + 1 for e in ends]
+                state.truncate_rows(sub, held)
             if caught_up:
                 pos = m[0] + accepted[0]
                 level.state.book_catch_up(sub[0], pos, level.exit_layer, level.state.model.finish_catch_up(pos))
@@ -1191,15 +1260,24 @@ class Engine:
         Reading a verdict waits for the device; whatever the host queues only after it, the device
         waits for. So where the next work is known before the verdict -- level 0's next round
         (``_ahead_plan``: launched, guarded on the device, or with its guard read on the host and
-        only its inputs queued), or the level above's catch-up (``_catch_up_plan``) -- it is queued
-        first. Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
+        only its inputs queued), the level above's catch-up (``_catch_up_plan``), or the level
+        above's verification of a certain hand-up (``_hand_up_plan``) -- it is queued first.
+        Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
         (``finish_catch_up``), and level ``i``'s clock mark, None once stopped here (work for
         another level was queued behind its own).
         """
         plan = self._ahead_plan(i, sub, m, k, out)
         catch_up = self._catch_up_plan(i, sub, m, k, out) if plan is None else None
         if plan is None and catch_up is None:
-            return greedy_accept_rows(drafts, k, target), False, mark
+            covered = self._hand_up_plan(i, sub, m, k, out)
+            if covered is None:
+                return greedy_accept_rows(drafts, k, target), False, mark
+            above = self.levels[i + 1].state.model
+            packed = greedy_verdict_inputs(drafts, k, target, out=above.hand_up_input(k[0]))
+            verdict = HostValue(packed, *self._verdict_host(packed))
+            self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
+            self._queue_hand_up(i, sub[0], m[0], k[0], out[0], covered)
+            return greedy_accept_values(verdict.get(), k), False, None
         packed = catch_up if plan is None else plan[1]
         verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
         self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
@@ -1318,6 +1396,103 @@ class Engine:
         queued = level.state.model.queue_catch_up(m, k, level.exit_layer)
         self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
         return queued
+
+    def _count_verdicts(self, i: int, accepted: list[int]) -> None:
+        """Middle level ``i``'s verdicts by how many drafts they accepted, for ``_hand_up_plan``."""
+        seen = self._verdicts_seen.setdefault(i, [])
+        for a in accepted:
+            if a >= len(seen):
+                seen.extend([0] * (a + 1 - len(seen)))
+            seen[a] += 1
+
+    def _hand_up_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> int | None:
+        """How many handed-up tokens middle level ``i``'s greedy verification can have the level
+        above, a separate model, verify before its verdict is read; None where it cannot.
+
+        It can when the level hands up whatever the verdict (``out + 1`` reaches its batch, no
+        draft_stop) and the level above verifies greedily from token ids a model no lower level
+        views (a Mohri-style hierarchy: draft -> mid -> target) with no fixed-length rule; one row,
+        and the longest hand-up within the row's limit. The hand-up's length, ``out + a + 1``, is
+        known only with the verdict, so the level above verifies the tokens a step of the shortest
+        hand-up's padded size holds (``step_rows``: a fixed-shape model pads a step of 5 positions
+        to 8), up to the longest hand-up, in one step that places the verifier's token at ``m + a``
+        among its ids on the device (``model.arm_hand_up``; only where the model has that step,
+        ``hand_up_ready``): its tokens up to there are exactly those of the unpadded verification
+        (attention is causal), and the positions past it -- stale drafts -- are computed and
+        dropped (``hand_up_padding``; counted in layer_evals). Such padding costs nothing the
+        unpadded step would not have cost. As one step the plan costs the host about what the
+        plain launch after the read costs; the placement as separate launches cost more than the
+        wait it removed (docs/performance.md, "Twenty-first run" and "Twenty-second run").
+
+        A hand-up longer than that step (``a`` past what it covers) is finished by a second step
+        of the level above on the rest (``_take_hand_up``) -- a forward the unpadded order did not
+        need. So where that can happen the plan is made only while this level's verdicts so far
+        ran past it rarely: at most ``hand_up_overflow_max`` of them, over at least
+        ``HAND_UP_MIN_VERDICTS``. The wait a plan removes is the host's whole turn between the
+        middle's verdict and the verifier's launch (docs/engine.md).
+        """
+        if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
+            return None
+        level, above = self.levels[i], self.levels[i + 1]
+        if level.draft_stop is not None or above.draft_stop is not None or out[0] + 1 < level.batch:
+            return None
+        if above.rule is not None and above.rule.fixed_length:
+            return None
+        if any(lv.state is above.state for lv in self.levels[: i + 1]) or above.state.rows != 1:
+            return None
+        if m[0] + k[0] + 1 > self._slots[sub[0]].limit:
+            return None
+        model = above.state.model
+        if getattr(model, "hand_up_ready", None) is None:
+            return None
+        shortest, longest = out[0] + 1, out[0] + k[0] + 1
+        covered = min(longest, model.step_rows(shortest + 1) - 1)
+        if not model.hand_up_ready(above.exit_layer, k[0], out[0] + 1, covered + 1, m[0] - out[0] - 1):
+            return None
+        if covered < longest and self.hand_up_overflow_max < 1:
+            seen = self._verdicts_seen.get(i)
+            beyond = covered - out[0] - 1  # verdicts accepting more drafts than this overflow the step
+            if seen is None or sum(seen) < HAND_UP_MIN_VERDICTS:
+                return None
+            if sum(seen[beyond + 1 :]) > self.hand_up_overflow_max * sum(seen):
+                return None
+        return covered
+
+    def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, covered: int) -> None:
+        """Queue what ``_hand_up_plan`` allowed: the level above's verification of positions
+        ``[n - 1, n + covered)`` as one step that first places the verifier's token at ``m + a``
+        among its ids (both chosen on the device from the verdict packed in
+        ``model.hand_up_input``), timed as the level above's work. The token reaches the
+        engine's own buffer once the verdict is read (``_produce``)."""
+        above, n = self.levels[i + 1], m - out
+        mark = self._level_clock.start()
+        above.state.model.arm_hand_up(k, out + 1)
+        tokens = above.state.greedy_tokens_rows([r], self._tokens, above.exit_layer, [n + covered], [n - 1])
+        self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
+        self._handed_up = _HandUp(i + 1, above.state, r, n, covered, tokens)
+
+    def _take_hand_up(self, i: int, sub: list[int], m: list[int], k: list[int]) -> torch.Tensor | None:
+        """Level ``i``'s argmax tokens for the ``k`` drafts at ``m`` where the level below queued
+        their verification (``_queue_hand_up``), else None. A hand-up longer than the queued step
+        covered is finished here by a step on the rest."""
+        handed = self._handed_up
+        if handed is None or handed.level != i:
+            return None
+        self._handed_up = None
+        if sub != [handed.row] or m != [handed.start] or k[0] < 1:
+            raise RuntimeError(f"level {i}: a verification was queued for row {handed.row} at {handed.start} "
+                               f"({handed.covered} tokens), but the level verifies rows {sub} at {m}, {k} tokens")
+        stats = self._slots[handed.row].stats
+        stats.hand_ups_ahead += 1
+        if k[0] <= handed.covered:
+            stats.hand_up_padding += handed.covered - k[0]
+            return handed.tokens[: k[0] + 1]
+        stats.hand_ups_continued += 1
+        level, start = self.levels[i], m[0] + handed.covered
+        # a copy first: the step on the rest may replay the graph whose output the queued tokens are
+        queued = handed.tokens[: handed.covered + 1].clone()
+        rest = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, [m[0] + k[0]], [start])
+        return torch.cat([queued, rest])
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:
         """A pinned buffer, an event and the stream for reading a packed verdict, made once."""

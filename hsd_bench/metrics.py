@@ -108,6 +108,12 @@ def summarize_method(rows: list[dict]) -> dict:
         "mean_draft_len": _ratio(draft_tokens, draft_rounds),
         # share of draft rounds queued before the verdict that started them came back (Engine.lookahead)
         "draft_rounds_ahead": _ratio(sum(r.get("draft_rounds_ahead", 0) for r in rows), draft_rounds),
+        # hand-ups whose verification was queued before the middle level's verdict came back, and the
+        # positions those verified past the hand-up (computed and dropped; in layer_evals_per_token)
+        "hand_ups_ahead": sum(r.get("hand_ups_ahead", 0) for r in rows),
+        "hand_up_padding": sum(r.get("hand_up_padding", 0) for r in rows),
+        # of those, hand-ups longer than the queued step: finished by a second step of the level above
+        "hand_ups_continued": sum(r.get("hand_ups_continued", 0) for r in rows),
         # per-row spread: a batch's rows accept differently
         "mean_accepted_len_per_row": {"p10": quantile(taus, 0.1), "p50": quantile(taus, 0.5),
                                       "p90": quantile(taus, 0.9)},

@@ -128,21 +128,26 @@ def part_smoke(args, device) -> dict:
         "hispec": MethodSpec("hispec", exit=[1, max(2, depth // 2)], draft_len=2, period=3),
         "vanilla_sd": MethodSpec("vanilla_sd", draft_len=3, draft_path="draft"),
         "hierarchy": MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"exit": max(1, depth // 2), "batch": 3}]),
-        # three models (the middle a second copy of the target): separate models at every level
+        # three models (the middle a second copy of the target): hand-ups verified before the middle's
+        # verdict, every one of them (hand_up_overflow_max = 1), so hand-ups longer than the queued step occur
         "hierarchy-3": MethodSpec("hierarchy", levels=[{"path": "draft", "batch": 2}, {"path": "mid", "batch": 3}]),
     }
     from hsd_bench.engine import DecodingConfig
 
     others = {"draft": draft, "mid": from_hf_model(hf, name="mid", max_context=256)}
-    engine_equal, ahead = {}, {}
+    engine_equal, ahead, hand_ups = {}, {}, {}
     for name, spec in specs.items():
         engine = build_engine(spec, native, load_other=lambda path: (others[path], None))
         engine.prepare(len(prompt) + 32, True)  # as run.py does: the look-ahead's guarded rounds are captured here
+        if name == "hierarchy-3":
+            engine.hand_up_overflow_max = 1.0
         gen = engine.generate(prompt, 32, DecodingConfig())
         engine_equal[name] = gen.output_ids == hf_out
         ahead[name] = f"{gen.stats.draft_calls_ahead}/{gen.stats.draft_calls}"
+        hand_ups[name] = f"{gen.stats.hand_ups_ahead} ({gen.stats.hand_ups_continued} continued)"
     res["engine_equal"] = engine_equal
     res["draft_rounds_ahead"] = ahead
+    res["hand_ups_ahead"] = hand_ups
     res["guarded_round"] = guarded_round_check(native)
     res["graphs"] = native.num_graphs()
     # The one-row GEMV kernel runs in bfloat16 only, so the float32 checks above never reach it:

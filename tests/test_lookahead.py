@@ -14,6 +14,8 @@ between (one position, or the last draft too when every draft was accepted).
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 
@@ -369,6 +371,54 @@ def test_a_catch_up_from_a_packed_verdict_equals_running_the_token_through_the_s
         caught.finish_catch_up(pos)
 
 
+@pytest.mark.parametrize("accepted", [0, 1, 2, 3])
+def test_a_hand_up_step_places_the_verdict_s_token_then_verifies_as_the_plain_step(accepted):
+    """A middle level's verdict on k = 3 drafts at m, with out = 2 tokens before them (at = 3): the
+    level above's armed verification of positions ``[n - 1, m + k]`` -- the drafts still in place --
+    equals the plain verification of the same ids with the verifier's token written at m + a by
+    the host, in argmax tokens and cache (attention is causal, so both agree through m + a, and
+    the stale drafts past it are the same ids in both). An armed step is used once."""
+    model = make_hf_model("llama_gqa", num_layers=4, seed=11)
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, VOCAB, (40,), generator=g)
+    n, out, k = 12, 2, 3
+    m, at = n + out, out + 1
+    mid = torch.randint(0, VOCAB, (k + 1,), generator=g)  # the middle level's argmax tokens
+    mid[:accepted] = ids[m : m + accepted]
+    if accepted < k and mid[accepted] == ids[m + accepted]:
+        mid[accepted] = (mid[accepted] + 1) % VOCAB
+    armed, plain = native(model), native(model)
+    for x in (armed, plain):
+        x.run_layers(x.embed(ids[: n - 1]), 0, 4, 0)
+    span = ids[n - 1 : m + k + 1]  # the longest hand-up, out + k + 1 tokens, after the last committed one
+    assert armed.hand_up_ready(4, k, at, span.numel(), n - 1)
+    greedy_verdict_inputs(ids[m : m + k], [k], mid, out=armed.hand_up_input(k))
+    armed.arm_hand_up(k, at)
+    _, tokens = armed.run_layers_greedy(span, 0, 4, n - 1, keep_hidden=False)
+    placed = span.clone()
+    placed[at + accepted] = mid[accepted]
+    _, expected = plain.run_layers_greedy(placed, 0, 4, n - 1, keep_hidden=False)
+    assert torch.equal(tokens, expected)
+    for layer in range(4):
+        assert torch.equal(armed.cache.k[layer], plain.cache.k[layer])
+    again = armed.run_layers_greedy(span, 0, 4, n - 1 + span.numel(), keep_hidden=False)[1]  # not armed now
+    assert torch.equal(again, plain.run_layers_greedy(span, 0, 4, n - 1 + span.numel(), keep_hidden=False)[1])
+
+
+def test_a_hand_up_step_is_ready_only_where_prepare_captured_it():
+    """With graphs, an armed verification runs only as a step prepare() captured (``hand_ups``):
+    hand_up_ready says so before the engine plans one, and a shape it did not capture (another k,
+    another ``at``, a verification too short to hold the verifier's row) is not ready."""
+    model = native(make_hf_model("llama_gqa", num_layers=4, seed=11))
+    model._graphs = RecordingGraphs()
+    model.prepare(64, [(0, 4)], heads=("greedy-head",), verifying=[(0, 4)], hand_ups=((4, 2, 3),))
+    assert model.hand_up_ready(4, 2, 3, 5, 10) and model.hand_up_ready(4, 2, 3, 8, 10)
+    assert not model.hand_up_ready(4, 3, 3, 5, 10)  # k not captured
+    assert not model.hand_up_ready(4, 2, 2, 5, 10)  # at not captured
+    assert not model.hand_up_ready(4, 2, 3, 2, 10)  # 2 rows pad to 2: no row for the token at 3 + a
+    assert not model.hand_up_ready(4, 2, 3, 9, 10)  # past the fixed-shape steps
+
+
 CATCH_UP_SPECS = {label: spec for label, spec, _ in CASES if label.startswith("hispec")}
 # level 0 with an adaptive draft length: every drafted token is processed, however many
 CATCH_UP_SPECS["hispec-draft-stop"] = MethodSpec("hispec", exit=[1, 3], draft_len=3, period=4, draft_stop=0.6)
@@ -409,6 +459,119 @@ def test_a_certain_hand_up_queues_the_level_above_s_catch_up_before_its_verdict(
             assert not queued
     for key in COUNTERS:
         assert rows[True][key] == rows[False][key], (label, key)
+
+
+def perturbed(model, scale: float, seed: int):
+    """A copy of ``model`` with every weight moved by ``scale`` of its spread: a draft that agrees
+    with it often, not always."""
+    copy = deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in copy.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale * p.std().clamp_min(1e-3))
+    return copy
+
+
+# Mohri-style, three models: the middle level hands up whatever its verdict once one more token fills
+# its batch, and the level above verifies ahead what a step of the shortest hand-up's padded size
+# holds (fixed shapes: powers of two). Per spec: the layers a padded position runs, whether a
+# hand-up can be shorter than that step (padding) and whether it is often longer (continued).
+#   draft 4 -> mid 4: out = 3, k = 4: 4..8 tokens, a step of 5 positions pads to 8 (7 tokens):
+#     padded where the mid rejects early, continued only where it accepts all 4 (rare at out = 3).
+#   draft 2 -> mid 3: out = 2, k = 2: 3..5 tokens, 4 positions hold 3: never padded, continued
+#     wherever the mid accepts a draft.
+#   Each also under the target's exit 2 (a middle level itself, whose own hand-up is a catch-up).
+_EXIT2 = {"path": "target", "exit": 2, "batch": 4}
+HAND_UP_SPECS = {
+    "draft4-mid4-target": ([{"path": "draft", "batch": 4}, {"path": "mid", "batch": 4}], 4, True, False),
+    "draft2-mid3-target": ([{"path": "draft", "batch": 2}, {"path": "mid", "batch": 3}], 4, False, True),
+    "draft4-mid4-exit2-target": ([{"path": "draft", "batch": 4}, {"path": "mid", "batch": 4}, _EXIT2], 2, True, False),
+    "draft2-mid3-exit2-target": ([{"path": "draft", "batch": 2}, {"path": "mid", "batch": 3}, _EXIT2], 2, False, True),
+}
+HAND_UP_CASES = [(label, mid_kind, arch, graphs) for label in HAND_UP_SPECS for mid_kind in ("copy", "other")
+                 for arch, graphs in ([("llama_gqa", False), ("llama_gqa", True), ("mistral_window", False)]
+                                      if "exit2" not in label else [("llama_gqa", True)])]
+
+
+@pytest.mark.parametrize("label,mid_kind,arch,graphs", HAND_UP_CASES,
+                         ids=["-".join([c[0], c[1], c[2], "graph-stand-in" if c[3] else "no-graphs"])
+                              for c in HAND_UP_CASES])
+def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_verdict(label, mid_kind, arch, graphs):
+    """A middle level that hands up whatever its verdict, to a separate model: the level above
+    verifies the hand-up, with the verifier's token placed on the device, before the middle's
+    verdict is read -- as many tokens as a step of the shortest hand-up's padded size holds, a
+    longer hand-up finished by a second step on the rest. Run three ways: the look-ahead off, on
+    with every such hand-up planned (``hand_up_overflow_max = 1``), and on by default (planned
+    only while the middle's verdicts rarely outgrew the step).
+
+    In each, outputs are HF's and every counter is that of the look-ahead off but the verifier's
+    layer and head evaluations, which exceed it by exactly the padding verified
+    (``hand_up_padding``, past a rejection); a continued hand-up adds none. With the graph
+    stand-in nothing is captured after prepare(). A middle model that copies the target accepts
+    most of a near-target draft's tokens (long hand-ups: continued where the spec allows it; the
+    default then plans fewer than always), its own token placed wherever it rejects (a wrong
+    token placed on the device would be rejected: acceptance would differ); an unrelated one
+    rejects early (short hand-ups: padded where the spec allows it, and planned by default)."""
+    levels, padded_layers, can_pad, often_continued = HAND_UP_SPECS[label]
+    spec = MethodSpec("hierarchy", levels=levels)
+    target_hf = make_hf_model(arch, num_layers=4, seed=7)
+    # a draft near the target: the middle accepts some of its drafts, not all (0 < a < k occurs)
+    others = {"draft": perturbed(target_hf, 0.02, seed=3),
+              "mid": target_hf if mid_kind == "copy" else make_hf_model(arch, num_layers=3, seed=11)}
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    max_new = 60
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new)[0, len(prompt):].tolist()
+    rows = {}
+    for mode in ("off", "always", "default"):
+        target = native(target_hf)
+        models = [target]
+
+        def load(path):
+            models.append(native(others[path]))
+            models[-1].name = path
+            return models[-1], None
+
+        if graphs:
+            target._graphs = RecordingGraphs()
+        engine = build_engine(spec, target, load_other=load)
+        if graphs:
+            for model in models[1:]:
+                model._graphs = RecordingGraphs()
+        engine.lookahead = mode != "off"
+        if mode == "always":
+            engine.hand_up_overflow_max = 1.0
+        engine.prepare(len(prompt) + max_new, greedy=True)
+        captured = [model.graph_captures for model in models]
+        gen = engine.generate(prompt, max_new, DecodingConfig())
+        assert gen.output_ids == ref, mode
+        assert [model.graph_captures for model in models] == captured, "a shape captured after prepare()"
+        rows[mode] = gen.stats.as_row()
+    off = rows["off"]
+    assert off["hand_ups_ahead"] == off["hand_up_padding"] == off["hand_ups_continued"] == 0
+    name = target.name
+    for mode in ("always", "default"):
+        on = rows[mode]
+        padding = on["hand_up_padding"]
+        assert on["hand_ups_continued"] <= on["hand_ups_ahead"]
+        assert on["layer_evals"][name] == off["layer_evals"][name] + padding * padded_layers, mode
+        assert on["head_evals_per_token"] == pytest.approx(off["head_evals_per_token"] + padding / len(ref))
+        for key in COUNTERS:
+            if key == "layer_evals":
+                assert ({k: v for k, v in on[key].items() if k != name}
+                        == {k: v for k, v in off[key].items() if k != name}), (mode, key)
+            elif key != "head_evals_per_token":
+                assert on[key] == off[key], (mode, key)
+    always, default = rows["always"], rows["default"]
+    assert always["hand_ups_ahead"] > 0, always
+    if not can_pad:
+        assert always["hand_up_padding"] == default["hand_up_padding"] == 0
+    elif mid_kind == "other":
+        assert always["hand_up_padding"] > 0, always
+    if mid_kind == "copy" and often_continued:
+        assert always["hand_ups_continued"] > 0, always
+        assert default["hand_ups_ahead"] < always["hand_ups_ahead"], (default, always)
+    elif mid_kind == "other":
+        assert default["hand_ups_ahead"] > 0 and default["hand_ups_continued"] <= always["hand_ups_continued"]
 
 
 def test_guarded_sizes_are_the_verdicts_a_middle_level_can_see():

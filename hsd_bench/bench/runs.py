@@ -119,6 +119,9 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
         result.extra["acceptance_per_level"] = summary["acceptance_per_level"]
         # share of draft rounds queued before their verdict was read (Engine.lookahead): 0 means none were
         result.extra["draft_rounds_ahead"] = summary["draft_rounds_ahead"]
+        # hand-ups verified before the middle level's verdict was read, and those finished by a second step
+        result.extra["hand_ups_ahead"] = summary["hand_ups_ahead"]
+        result.extra["hand_ups_continued"] = summary["hand_ups_continued"]
         result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
             sum(r["n_generated"] for r in rows), 1
         )

@@ -210,8 +210,9 @@ class NativeLlama(RaggedSteps):
         # Head steps pack the positions of every row of a batch: fixed-shape up to this many.
         self.max_head_tokens = self.max_graph_tokens
         self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
-        # Static token ids of a verification that starts at layer 0 (run_layers_greedy from ids).
-        self._verify_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
+        # Static token ids of a verification that starts at layer 0 (run_layers_greedy from ids); past
+        # max_graph_tokens, room for a hand-up's token placed beyond the rows a step reads (arm_hand_up).
+        self._verify_ids = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
         # Static buffers of a fused greedy draft round (greedy_draft): the first step's
@@ -229,6 +230,11 @@ class NativeLlama(RaggedSteps):
         # (end, m, k, its hidden state at depth end).
         self._caught_up: tuple[int, int, int, torch.Tensor] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
+        # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
+        # verification's (k, at) once armed (arm_hand_up); the hand-up steps prepare() captured.
+        self._hand_up_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
+        self._hand_up_armed: tuple[int, int] | None = None
+        self._hand_up_keys: set[tuple] = set()
         self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
         # A guarded round (launch_draft_after_verdict's accepted_below) runs only where the verdict
         # accepts fewer drafts than this; the graphs of such rounds prepare() captured, by key.
@@ -258,7 +264,7 @@ class NativeLlama(RaggedSteps):
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
         self.cache.reset()
-        self._launched = self._inputs_queued = self._caught_up = None
+        self._launched = self._inputs_queued = self._caught_up = self._hand_up_armed = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -345,7 +351,15 @@ class NativeLlama(RaggedSteps):
                 self._check_step(hidden, start, end, first_pos)
             tb = next_pow2(t)
             kv_len = self._kv_bucket(first_pos + t)
-            key = self._layers_greedy_key(start, end, tb, kv_len, from_ids)
+            armed, self._hand_up_armed = self._hand_up_armed, None
+            if armed is not None:
+                if not from_ids:
+                    raise RuntimeError("a hand-up verification (arm_hand_up) runs from token ids")
+                key = self._hand_up_key(end, tb, kv_len, *armed)
+                build = lambda: self._hand_up_step(end, tb, kv_len, *armed)[1]  # noqa: E731
+            else:
+                key = self._layers_greedy_key(start, end, tb, kv_len, from_ids)
+                build = lambda: self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]  # noqa: E731
             if self._graphs is None or key in self._graphs:
                 if from_ids:
                     self._verify_ids[:t].copy_(hidden)
@@ -353,15 +367,72 @@ class NativeLlama(RaggedSteps):
                     self._static(self._x_in, tb)[:, :t].copy_(hidden)
                 self._stage_position(first_pos)
                 if self._graphs is None:
-                    out, tokens = self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]()
+                    out, tokens = build()()
                 else:
                     out, tokens = self._graphs.run(key, None)
                 self.cache.advance(start, end, first_pos + t)
                 return (out[:, :t].clone() if keep_hidden else None), tokens[:t]
+            if armed is not None:
+                raise RuntimeError(f"a hand-up verification of {t} positions at {first_pos} on layers [0, {end}) "
+                                   f"has no captured step (hand_up_ready said so)")
         if from_ids:
             hidden = self.embed(hidden)
         out = self.run_layers(hidden, start, end, first_pos)
         return (out if keep_hidden else None), self.greedy_tokens(out)
+
+    def hand_up_input(self, k: int) -> torch.Tensor:
+        """The static ``LongTensor[2k + 1]`` the verdict of the level below is packed into (its ``k``
+        drafts, then its ``k + 1`` argmax tokens) for a hand-up verified ahead (:meth:`arm_hand_up`)."""
+        return self._hand_up_in[: 2 * k + 1]
+
+    def hand_up_ready(self, end: int, k: int, at: int, t: int, first_pos: int) -> bool:
+        """Whether :meth:`arm_hand_up` ``(k, at)`` followed by a verification of ``t`` positions from
+        ``first_pos`` on layers ``[0, end)`` (from ids) runs as one step -- with graphs, one that
+        :meth:`prepare` captured (``hand_ups``), so a timed call never captures."""
+        if not (self.fixed_shapes and 1 <= k and at + k < self._verify_ids.numel() and 2 * k + 1 <= self._hand_up_in.numel()
+                and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens) and first_pos + t <= self.max_context):
+            return False
+        if self._graphs is None:
+            return True
+        return self._hand_up_key(end, next_pow2(t), self._kv_bucket(first_pos + t), k, at) in self._graphs
+
+    def arm_hand_up(self, k: int, at: int) -> None:
+        """Have the next verification from ids (:meth:`run_layers_greedy`) first place the verifier's
+        token of the verdict in :meth:`hand_up_input` -- ``k`` drafts, ``a`` of them accepted, counted
+        on the device -- at row ``at + a`` of its ids, in the same step.
+
+        Why: a middle level of a hierarchy that hands up whatever its verdict says to this model
+        knows every id of the hand-up before its verdict but the one at ``m + a``. Queued before the
+        host reads that verdict, this verification costs the host one replay and the copies it
+        always costs; the token's placement as separate launches cost more host time than reading
+        the verdict first saved (docs/performance.md, "Twenty-first run")."""
+        self._hand_up_armed = (k, at)
+
+    @staticmethod
+    def _hand_up_key(end: int, tb: int, kv_len: int, k: int, at: int) -> tuple:
+        return ("hand-up", end, tb, kv_len, k, at)
+
+    def _hand_up_step(self, end: int, tb: int, kv_len: int, k: int, at: int):
+        """:meth:`_layers_greedy_step` from ids, after the verifier's token of the packed verdict is
+        placed among them (:meth:`arm_hand_up`); idempotent, as a captured step must be."""
+        _, verify = self._layers_greedy_step(0, end, tb, kv_len, True)
+        buf = self._hand_up_in
+
+        def step() -> tuple[torch.Tensor, torch.Tensor]:
+            drafts, target = buf[:k], buf[k : 2 * k + 1]
+            accepted = greedy_accepted_on_device(drafts, target)
+            self._verify_ids.index_copy_(0, accepted + at, target.index_select(0, accepted))
+            return verify()
+
+        return self._hand_up_key(end, tb, kv_len, k, at), step
+
+    def step_rows(self, t: int) -> int:
+        """The rows a step of ``t`` positions runs at: a fixed-shape step pads them to a power of
+        two (:meth:`run_layers_greedy`), so up to that many cost what ``t`` do. The engine sizes
+        work it queues before knowing its exact length by it (``Engine._hand_up_plan``)."""
+        if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
+            return next_pow2(t)
+        return t
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -918,6 +989,7 @@ class NativeLlama(RaggedSteps):
         guarded: tuple[int, ...] = (),
         verifying: list[tuple[int, int]] = (),
         catch_ups: tuple[int, ...] = (),
+        hand_ups: tuple[tuple[int, int, int], ...] = (),
     ) -> int:
         """Compile and capture every fixed-shape step a run can reach, before it is timed.
 
@@ -934,7 +1006,9 @@ class NativeLlama(RaggedSteps):
         ``accepted_below``: one graph each, where CUDA conditional nodes are available -- a round
         whose graph is not captured here is never launched guarded), and for each depth in
         ``catch_ups`` the one-token run of layers ``[0, depth)`` from a verdict
-        (:meth:`queue_catch_up`). Each is compiled and captured here
+        (:meth:`queue_catch_up`), and for each ``(end, k, at)`` in ``hand_ups`` the verification of
+        layers ``[0, end)`` that places a packed verdict's token first (:meth:`arm_hand_up`) at every
+        padded token count past ``at``. Each is compiled and captured here
         (inputs are zeros at position 0: every slot a capture writes is
         rewritten by its real token before any query reads it). Returns how
         many graphs this captured; :attr:`graph_captures` counts all of them,
@@ -973,11 +1047,14 @@ class NativeLlama(RaggedSteps):
             steps += [self._verdict_step(k, back) for k in range(1, self.max_graph_tokens)
                       for back in range(min(k, self.max_verdict_back) + 1)]
         steps += [self._catch_up_step(end, span) for end in sorted(set(catch_ups))]
+        steps += [self._hand_up_step(end, tb, span, k, at) for end, k, at in sorted(set(hand_ups))
+                  if at + k < self._verify_ids.numel() and 2 * k + 1 <= self._hand_up_in.numel()
+                  for tb in sizes if tb > at]
         for key, step in steps:
             self._replay(key, step)
         self._prepare_guarded(chains, guarded)
         for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in,
-                    self._verdict_cap):
+                    self._verdict_cap, self._hand_up_in, self._verify_ids):
             buf.zero_()  # the verdict steps wrote chain inputs; a run starts from the same zeros every time
         self.reset()
         return self.graph_captures - before
