@@ -39,7 +39,7 @@ __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level",
 
 # A hand-up verified ahead (Engine._hand_up_plan) that may outgrow its step saves the host's turn
 # between the middle level's verdict and the level above's launch (~0.1 ms on an H200) where it
-# fits, and costs a step of the level above where it does not (~0.5 ms for a 294 M target): so it is
+# fits, and costs a step of the level above where it does not (~0.9 ms for a 294 M target): so it is
 # planned only while the middle level's verdicts outgrew such a step at most this often, over at
 # least HAND_UP_MIN_VERDICTS of them (the statistics of a model pair, kept across generations).
 HAND_UP_OVERFLOW_MAX = 0.1

@@ -231,10 +231,9 @@ class NativeLlama(RaggedSteps):
         self._caught_up: tuple[int, int, int, torch.Tensor] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
-        # verification's (k, at) once armed (arm_hand_up); the hand-up steps prepare() captured.
+        # verification's (k, at) once armed (arm_hand_up).
         self._hand_up_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._hand_up_armed: tuple[int, int] | None = None
-        self._hand_up_keys: set[tuple] = set()
         self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
         # A guarded round (launch_draft_after_verdict's accepted_below) runs only where the verdict
         # accepts fewer drafts than this; the graphs of such rounds prepare() captured, by key.
@@ -389,8 +388,10 @@ class NativeLlama(RaggedSteps):
         """Whether :meth:`arm_hand_up` ``(k, at)`` followed by a verification of ``t`` positions from
         ``first_pos`` on layers ``[0, end)`` (from ids) runs as one step -- with graphs, one that
         :meth:`prepare` captured (``hand_ups``), so a timed call never captures."""
-        if not (self.fixed_shapes and 1 <= k and at + k < self._verify_ids.numel() and 2 * k + 1 <= self._hand_up_in.numel()
-                and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens) and first_pos + t <= self.max_context):
+        fits = (1 <= k and at + k < self._verify_ids.numel() and 2 * k + 1 <= self._hand_up_in.numel()
+                and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens) and next_pow2(t) > at
+                and first_pos + t <= self.max_context)
+        if not (self.fixed_shapes and fits):
             return False
         if self._graphs is None:
             return True
@@ -405,7 +406,8 @@ class NativeLlama(RaggedSteps):
         knows every id of the hand-up before its verdict but the one at ``m + a``. Queued before the
         host reads that verdict, this verification costs the host one replay and the copies it
         always costs; the token's placement as separate launches cost more host time than reading
-        the verdict first saved (docs/performance.md, "Twenty-first run")."""
+        the verdict first saved (docs/performance.md, "Twenty-first run"; as one step, 1.015x on a
+        294 M target, "Twenty-second run")."""
         self._hand_up_armed = (k, at)
 
     @staticmethod
