@@ -874,11 +874,19 @@ class Engine:
         shapes = set()
         for i in range(1, len(self.levels) - 1):
             level, above = self.levels[i], self.levels[i + 1]
-            if (above.state is not state or level.draft_stop is not None or above.draft_stop is not None
-                    or any(lv.state is state for lv in self.levels[: i + 1])):
-                continue
-            shapes.update((above.exit_layer, k, level.batch) for k in self._verdict_sizes(i))
+            if above.state is state and self._hands_up_to_another_model(i):
+                shapes.update((above.exit_layer, k, level.batch) for k in self._verdict_sizes(i))
         return tuple(sorted(shapes))
+
+    def _hands_up_to_another_model(self, i: int) -> bool:
+        """Whether middle level ``i``'s certain hand-ups can be verified ahead at all (``_hand_up_plan``
+        adds what depends on the round): neither it nor the level above stops its drafts early
+        (draft_stop), the level above verifies greedily without a fixed-length rule, and its model
+        is one no level up to ``i`` views (a Mohri-style hierarchy: draft -> mid -> target)."""
+        level, above = self.levels[i], self.levels[i + 1]
+        return (level.draft_stop is None and above.draft_stop is None
+                and not (above.rule is not None and above.rule.fixed_length)
+                and not any(lv.state is above.state for lv in self.levels[: i + 1]))
 
     def _verdict_sizes(self, i: int) -> range:
         """How many drafts middle level ``i`` can verify at once: level 0's batch for level 1; for a
@@ -1434,11 +1442,7 @@ class Engine:
         if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
             return None
         level, above = self.levels[i], self.levels[i + 1]
-        if level.draft_stop is not None or above.draft_stop is not None or out[0] + 1 < level.batch:
-            return None
-        if above.rule is not None and above.rule.fixed_length:
-            return None
-        if any(lv.state is above.state for lv in self.levels[: i + 1]) or above.state.rows != 1:
+        if out[0] + 1 < level.batch or above.state.rows != 1 or not self._hands_up_to_another_model(i):
             return None
         if m[0] + k[0] + 1 > self._slots[sub[0]].limit:
             return None

@@ -343,7 +343,7 @@ class NativeLlama(RaggedSteps):
                 raise ValueError(f"run_layers_greedy from token ids needs start=0 and a LongTensor[T], got "
                                  f"start={start} and {hidden.dtype} of shape {tuple(hidden.shape)}")
         t = hidden.shape[0] if from_ids else hidden.shape[1]
-        if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
+        if self._greedy_step_fixed(t):
             if from_ids:
                 self._check_span(t, start, end, first_pos)
             else:
@@ -388,10 +388,8 @@ class NativeLlama(RaggedSteps):
         """Whether :meth:`arm_hand_up` ``(k, at)`` followed by a verification of ``t`` positions from
         ``first_pos`` on layers ``[0, end)`` (from ids) runs as one step -- with graphs, one that
         :meth:`prepare` captured (``hand_ups``), so a timed call never captures."""
-        fits = (1 <= k and at + k < self._verify_ids.numel() and 2 * k + 1 <= self._hand_up_in.numel()
-                and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens) and next_pow2(t) > at
-                and first_pos + t <= self.max_context)
-        if not (self.fixed_shapes and fits):
+        if not (self._greedy_step_fixed(t) and self._hand_up_fits(k, at) and next_pow2(t) > at
+                and first_pos + t <= self.max_context):
             return False
         if self._graphs is None:
             return True
@@ -409,6 +407,10 @@ class NativeLlama(RaggedSteps):
         the verdict first saved (docs/performance.md, "Twenty-first run"; as one step, 1.015x on a
         294 M target, "Twenty-second run")."""
         self._hand_up_armed = (k, at)
+
+    def _hand_up_fits(self, k: int, at: int) -> bool:
+        """A verdict of ``k`` drafts fits :meth:`hand_up_input`, and its token's row ``at + a`` the ids."""
+        return 1 <= k and 2 * k + 1 <= self._hand_up_in.numel() and at + k < self._verify_ids.numel()
 
     @staticmethod
     def _hand_up_key(end: int, tb: int, kv_len: int, k: int, at: int) -> tuple:
@@ -432,9 +434,11 @@ class NativeLlama(RaggedSteps):
         """The rows a step of ``t`` positions runs at: a fixed-shape step pads them to a power of
         two (:meth:`run_layers_greedy`), so up to that many cost what ``t`` do. The engine sizes
         work it queues before knowing its exact length by it (``Engine._hand_up_plan``)."""
-        if self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens):
-            return next_pow2(t)
-        return t
+        return next_pow2(t) if self._greedy_step_fixed(t) else t
+
+    def _greedy_step_fixed(self, t: int) -> bool:
+        """Whether :meth:`run_layers_greedy` runs ``t`` positions as one fixed-shape step."""
+        return self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens)
 
     @_no_grad
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -1050,8 +1054,7 @@ class NativeLlama(RaggedSteps):
                       for back in range(min(k, self.max_verdict_back) + 1)]
         steps += [self._catch_up_step(end, span) for end in sorted(set(catch_ups))]
         steps += [self._hand_up_step(end, tb, span, k, at) for end, k, at in sorted(set(hand_ups))
-                  if at + k < self._verify_ids.numel() and 2 * k + 1 <= self._hand_up_in.numel()
-                  for tb in sizes if tb > at]
+                  if self._hand_up_fits(k, at) for tb in sizes if tb > at]
         for key, step in steps:
             self._replay(key, step)
         self._prepare_guarded(chains, guarded)
