@@ -14,8 +14,9 @@
 # Steps, each skipped once too little of SESSION_LIMIT is left (results so far are kept):
 #  1. the GPU-trained model (scripts/gpu_train_model.sh);
 #  2. the measurement-path checks (docs/performance.md): `method=hispec exit=8,16` with no backend
-#     named; AR three times in fresh processes; layerskip / hispec / vanilla_sd through run.py and
-#     the same configurations through scripts/bench_gpu.py on run.py's workload (--dataset);
+#     named; AR three times in fresh processes; layerskip / hispec / vanilla_sd / the three-model
+#     hierarchy (DRAFT -> MID -> MODEL) through run.py and the same configurations through
+#     scripts/bench_gpu.py on run.py's workload (--dataset);
 #     transformers' assistant_early_exit through run.py (method=hf_early_exit; HF_CHECK=0 skips it);
 #     with PARTS=...,ar_chunk1, AR three more times at ar_chunk=1 (one host round trip per token),
 #     interleaved with the default-chunk repeats;
@@ -31,6 +32,7 @@ RUNS=${RUNS:-runs/headline}
 RESULTS=${RESULTS:-$RUNS/results}
 MODEL=${MODEL:-runs/gpu-24x1024}
 DRAFT=${DRAFT:-checkpoints/family-2x128}
+MID=${MID:-checkpoints/family-6x128}
 TRAIN=${TRAIN:-1}
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-bfloat16}
@@ -78,8 +80,10 @@ done
 step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
 step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
 step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
+step agree_hierarchy 50 $PY run.py "${COMMON[@]}" method=hierarchy method.levels.0.path="$DRAFT" method.levels.0.batch=4 \
+  method.levels.1.path="$MID" method.levels.1.batch=4 results_dir="$RUNS/agree"
 step agree_bench 90 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
-  --draft "$DRAFT" --mid-draft '' --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
+  --draft "$DRAFT" --mid-draft "$MID" --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
   --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --out "$RUNS/bench"
 [[ "${HF_CHECK:-1}" == 1 ]] && step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"
 fi

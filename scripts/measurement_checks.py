@@ -10,7 +10,8 @@ of docs/performance.md ("run.py on a GPU"): the ``hispec exit=8,16`` run on the 
 backend with ``compile_s`` apart, no capture while timing and no unexplained
 divergence; three AR runs in fresh processes within ``--ar-spread`` of each other
 (max - min over mean); and ``run.py`` against the benchmark within ``--agreement`` for
-AR (the method jobs' own AR, averaged) and each method. Exit status 0 when every check
+AR (the method jobs' own AR, averaged) and each speculative method -- layerskip, hispec,
+vanilla_sd and the three-model hierarchy. Exit status 0 when every check
 is met, 1 when one is not, 2 when an input is missing. Why a script: the numbers
 were worked out by hand each session, and a hand can pick the wrong AR.
 
@@ -38,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hsd_bench.host_probe import different_states  # noqa: E402
 
-METHODS = ("layerskip", "hispec", "vanilla_sd")
+METHODS = ("layerskip", "hispec", "vanilla_sd", "hierarchy")
 
 
 @dataclass

@@ -23,14 +23,16 @@ def checks(ar_repeats=(690.0, 695.0, 697.0), hispec_default=None, agree=None) ->
     doc = {"check/aaa": hispec_default or summary("hispec", 691.0, 940.0)}
     for i, rate in enumerate(ar_repeats, 1):
         doc[f"ar_repeat_{i}/bbb"] = summary("autoregressive", rate)
-    agree = agree or {"layerskip": (700.0, 1150.0), "hispec": (680.0, 900.0), "vanilla_sd": (670.0, 880.0)}
+    agree = agree or {"layerskip": (700.0, 1150.0), "hispec": (680.0, 900.0), "vanilla_sd": (670.0, 880.0),
+                      "hierarchy": (690.0, 610.0)}
     for j, (method, (ar, rate)) in enumerate(agree.items()):
         doc[f"agree/{j}"] = summary(method, ar, rate)
     return doc
 
 
 def bench(**rates) -> dict:
-    rates = {"autoregressive": 691.0, "layerskip": 1190.0, "hispec": 920.0, "vanilla_sd": 915.0, **rates}
+    rates = {"autoregressive": 691.0, "layerskip": 1190.0, "hispec": 920.0, "vanilla_sd": 915.0, "hierarchy": 600.0,
+             **rates}
     rows = [{"name": "native AR (loop, no engine)", "method": "autoregressive(loop)", "tokens_per_s": 5000.0}]
     rows += [{"name": f"ours {m}", "method": m, "tokens_per_s": r} for m, r in rates.items()]
     return {"parts": {"methods": {"rows": rows}}}
@@ -56,10 +58,11 @@ def test_every_check_met(tmp_path):
     rc, table = run(tmp_path, checks(), bench())
     assert rc == 0, table
     assert table == (tmp_path / "checks.md").read_text()
-    # AR is the mean of the method jobs' own AR (700, 680, 670 -> 683.3), not the repeats'
-    assert "683.3 vs 691.0 tok/s: -1.1%" in row(table, "`run.py` vs benchmark: AR")
+    # AR is the mean of the method jobs' own AR (700, 680, 670, 690 -> 685.0), not the repeats'
+    assert "685.0 vs 691.0 tok/s: -0.9%" in row(table, "`run.py` vs benchmark: AR")
     assert "690.0 / 695.0 / 697.0 tok/s: 1.0%" in row(table, "3 AR runs")  # (max - min) / mean
     assert row(table, "`run.py` vs benchmark: hispec").endswith("| yes |")
+    assert "610.0 vs 600.0 tok/s: +1.7%" in row(table, "`run.py` vs benchmark: hierarchy")
 
 
 def test_each_miss_is_named_and_fails_the_run(tmp_path):
@@ -69,6 +72,8 @@ def test_each_miss_is_named_and_fails_the_run(tmp_path):
     assert "900.0 vs 1010.0 tok/s: -10.9%" in row(table, "`run.py` vs benchmark: hispec")
     assert row(table, "`run.py` vs benchmark: hispec").endswith("| **no** |")
     assert row(table, "`run.py` vs benchmark: layerskip").endswith("| yes |")
+    rc, table = run(tmp_path, checks(), bench(hierarchy=700.0))  # the three-model hierarchy is judged too
+    assert rc == 1 and row(table, "`run.py` vs benchmark: hierarchy").endswith("| **no** |")
 
 
 def test_an_unexplained_divergence_or_a_timed_capture_fails_the_default_backend_check(tmp_path):
@@ -84,6 +89,10 @@ def test_missing_runs_are_not_run_never_met(tmp_path):
     doc = {k: v for k, v in checks().items() if not k.startswith("agree/2")}  # no vanilla_sd job
     rc, table = run(tmp_path, doc, bench())
     assert rc == 1 and row(table, "`run.py` vs benchmark: vanilla_sd").endswith("| not run |")
+    rows = bench()["parts"]["methods"]["rows"]  # a benchmark without --mid-draft has no hierarchy row
+    no_mid = {"parts": {"methods": {"rows": [r for r in rows if r["method"] != "hierarchy"]}}}
+    rc, table = run(tmp_path, checks(), no_mid)
+    assert rc == 1 and row(table, "`run.py` vs benchmark: hierarchy").endswith("| not run |")
     missing = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.json")], capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "nope.json does not exist" in missing.stderr
