@@ -860,8 +860,15 @@ class Engine:
         model -- where a certain hand-up's catch-up may run ahead (``_catch_up_plan``)."""
         if not self.lookahead:
             return ()
-        return tuple(sorted({lv.exit_layer for lv, above in zip(self.levels[1:-1], self.levels[2:])
-                             if lv.state is state and above.state is state and lv.draft_stop is None}))
+        return tuple(sorted({self.levels[i].exit_layer for i in range(1, len(self.levels) - 1)
+                             if self.levels[i].state is state and self._hands_up_within_its_model(i)}))
+
+    def _hands_up_within_its_model(self, i: int) -> bool:
+        """Whether middle level ``i``'s certain hand-ups can start the level above's catch-up ahead
+        at all (``_catch_up_plan`` adds what depends on the round): the level above is a deeper view
+        of the same model (HiSpec) and level ``i`` does not stop its drafts early (draft_stop)."""
+        level, above = self.levels[i], self.levels[i + 1]
+        return above.state is level.state and level.draft_stop is None
 
     def _hand_up_shapes(self, state: ModelState) -> tuple[tuple[int, int, int], ...]:
         """``(end, k, at)`` of each verification of ``state`` that a certain hand-up may queue ahead
@@ -1383,9 +1390,9 @@ class Engine:
         """
         if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
             return None
-        level, above = self.levels[i], self.levels[i + 1]
+        level = self.levels[i]
         state = level.state
-        if above.state is not state or level.draft_stop is not None or state.rows != 1:
+        if not self._hands_up_within_its_model(i) or state.rows != 1:
             return None
         r, mm, kk = sub[0], m[0], k[0]
         if out[0] + 1 < level.batch or mm + kk + 1 > self._slots[r].limit:
