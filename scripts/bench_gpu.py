@@ -16,9 +16,11 @@ Parts:
   autoregressive, layerskip, hispec and vanilla_sd on the native backend.
 * ``overhead`` -- random-weight models of real shapes (default Llama-3.2-1B's
   and Llama-3.1-8B's): the engine's autoregressive, layerskip (E = L/4, γ)
-  and hispec (E_d, E_v = L/8, L/4, N_d, N_i) on the native backend. Random
-  weights accept ~nothing, so this is the cost structure of the rounds, not
-  a speedup.
+  and hispec (E_d, E_v = L/8, L/4, N_d, N_i) on the native backend, and
+  vanilla_sd and the draft -> mid -> target hierarchy (γ, γ) with the drafts
+  of ``--overhead-drafts`` (default: the target's own shape cut to L/8 and
+  L/4 layers). Random weights accept ~nothing, so this is the cost structure
+  of the rounds, not a speedup.
 
 For every engine method (methods and overhead parts) two overhead figures
 (``hsd_bench/bench/runs.py``): *outside forwards (async)* -- the share of
@@ -529,7 +531,8 @@ OVERHEAD_NOTE = (
 
 
 def part_overhead(args, device, dtype, publish=lambda _doc: None, deadline: float | None = None) -> dict:
-    """Engine overhead on random models of real shapes: AR, layerskip and hispec per model."""
+    """Engine overhead on random models of real shapes: AR, layerskip and hispec per model, and
+    vanilla_sd and the hierarchy with the drafts of ``--overhead-drafts``."""
     doc = {"note": OVERHEAD_NOTE, "event_pair_host_s": event_pair_host_s(device), "models": {}, "rows": []}
     log(f"overhead: {OVERHEAD_NOTE}")
     if doc["event_pair_host_s"] is not None:
@@ -557,6 +560,19 @@ def part_overhead(args, device, dtype, publish=lambda _doc: None, deadline: floa
     return doc
 
 
+def overhead_drafts(spec: str, drafts: str, depth: int) -> list[tuple[str, str, int | None]]:
+    """The overhead part's draft models for target ``spec`` (``--overhead-drafts``) as ``(key,
+    spec, layers)``: "draft" (vanilla_sd, the hierarchy's bottom) and "mid" (the hierarchy's
+    middle). ``auto``: the target's own random shape cut to ``depth // 8`` and ``depth // 4``
+    layers (at least 1 and 2) -- same width and vocabulary, as a model family's smaller
+    members; none for a checkpoint. ``''``: none. Else one or two specs (draft, then mid)."""
+    if drafts == "auto":
+        if not spec.startswith("random:"):
+            return []
+        return [("draft", spec, max(1, depth // 8)), ("mid", spec, max(2, depth // 4))]
+    return [(key, d, None) for key, d in zip(("draft", "mid"), [d for d in drafts.split(",") if d])]
+
+
 def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> dict:
     hf, _ = load_hf(spec, device, dtype)
     prompts = prompts_for(None, hf.config.vocab_size, args.overhead_prompts, args.prompt_len, seed=2)
@@ -566,20 +582,34 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
     g, nd, ni, max_new = args.gamma, args.nd, args.ni, args.overhead_max_new
     ctx = context_for(max(len(p) for p in prompts), max_new)
     nparams = sum(p.numel() for p in hf.parameters())
+    vocab = hf.config.vocab_size
     native = make_native(hf, "target", ctx, BACKEND_OPTIONS["variant"])
     del hf  # the native model keeps the weights it uses
     gc.collect()
+    others, drafts_doc = {}, {}
+    for seed, (key, d_spec, layers) in enumerate(overhead_drafts(spec, args.overhead_drafts, depth), 1):
+        hf_d, _ = load_hf(d_spec, device, dtype, seed=10 + seed, layers=layers)
+        if hf_d.config.vocab_size != vocab:
+            raise ValueError(f"--overhead-drafts: {d_spec} has a vocabulary of {hf_d.config.vocab_size}, the target "
+                             f"{spec} one of {vocab}; a draft must share the target's token ids")
+        drafts_doc[key] = {"spec": d_spec, "layers": hf_d.config.num_hidden_layers,
+                           "params": sum(p.numel() for p in hf_d.parameters())}
+        others[key] = from_hf_model(hf_d, name=key, max_context=ctx, min_kv_bucket=ONE_SPAN,
+                                    attention=native.attention, prefill=native.prefill)
+        del hf_d
     tag = spec.split(":")[-1]
+    shown = "; ".join(f"{k} {v['spec']} ({v['layers']} layers)" for k, v in drafts_doc.items()) or "no drafts"
     log(f"overhead [{tag}]: {nparams / 1e9:.3f}B params, {depth} layers; E={e} γ={g}, hispec E={e_d},{e_v} "
-        f"N_d={nd} N_i={ni}; {len(prompts)} random prompts of {args.prompt_len} tokens, {max_new} new")
-    specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=False)
+        f"N_d={nd} N_i={ni}; {shown}; {len(prompts)} random prompts of {args.prompt_len} tokens, {max_new} new")
+    specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft="draft" in others, mid="mid" in others)
 
     def build(name, wrap=lambda m: m):
-        return build_method(specs, name, wrap(native), None)
+        wrapped = {key: wrap(m) for key, m in others.items()}
+        return build_method(specs, name, wrap(native), lambda path: (wrapped[path], None))
 
     doc = {"params": nparams, "layers": depth, "exit": e, "hispec_exits": [e_d, e_v], "gamma": g, "nd": nd,
            "ni": ni, "prompts": len(prompts), "prompt_len": args.prompt_len, "max_new": max_new,
-           "variant": BACKEND_OPTIONS["variant"], "rows": []}
+           "variant": BACKEND_OPTIONS["variant"], "drafts": drafts_doc, "rows": []}
     results = [native_loop(f"[{tag}] native AR (loop, no engine)", native, prompts, max_new, args.reps)]
     eng = {}
     for name in method_names(specs, args.lookahead):
@@ -589,7 +619,7 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
         explain_parity(results, eng["autoregressive"], native, prompts)
         doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
         partial(doc)
-    del native
+    del native, others
     return doc
 
 
@@ -653,6 +683,9 @@ def parse_args(argv=None):
                          "right after it (an A/B in one process)")
     ap.add_argument("--overhead-models", default="random:llama-1b,random:llama-8b",
                     help="overhead part: comma-separated random:<shape> specs (or checkpoint directories)")
+    ap.add_argument("--overhead-drafts", default="auto",
+                    help="overhead part: the draft (vanilla_sd) and middle (hierarchy) models, comma-separated; "
+                         "auto: each random target's own shape cut to L/8 and L/4 layers; '' for neither")
     ap.add_argument("--overhead-prompts", type=int, default=2, help="overhead part: random prompts per model")
     ap.add_argument("--overhead-max-new", type=int, default=128, help="overhead part: new tokens per prompt")
     args = ap.parse_args(argv)

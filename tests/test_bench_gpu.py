@@ -90,9 +90,12 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
     model = part["models"]["random:tiny"]
     assert "error" not in model, model
     assert (model["layers"], model["exit"], model["hispec_exits"]) == (8, 2, [1, 2])  # L/4; L/8, L/4
+    # --overhead-drafts auto: the target's shape cut to L/8 and L/4 layers drafts for vanilla_sd and the hierarchy
+    assert {k: (d["spec"], d["layers"]) for k, d in model["drafts"].items()} == {
+        "draft": ("random:tiny", 1), "mid": ("random:tiny", 2)}
     rows = {r["method"]: r for r in part["rows"]}
-    assert set(rows) == {"autoregressive(loop)", "autoregressive", "layerskip", "hispec"}
-    for method in ("autoregressive", "layerskip", "hispec"):
+    assert set(rows) == {"autoregressive(loop)", "autoregressive", "layerskip", "hispec", "vanilla_sd", "hierarchy"}
+    for method in ("autoregressive", "layerskip", "hispec", "vanilla_sd", "hierarchy"):
         r = rows[method]
         assert r["tokens_per_rep"] == 2 * 12 and r["tokens_per_s"] > 0
         assert r["parity_vs_same_backend_ar"] == 1.0, method  # float32: every method reproduces AR
@@ -101,7 +104,28 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
     per_token = {m: rows[m]["outside_forwards_async"]["model_calls_per_token"] for m in ("autoregressive", "hispec")}
     assert per_token["hispec"] > per_token["autoregressive"], per_token
     md = (tmp_path / "bench.md").read_text()
-    assert "accept almost nothing" in md and "[tiny] ours hispec" in md
+    assert "accept almost nothing" in md and "[tiny] ours hispec" in md and "[tiny] ours hierarchy" in md
+
+
+def test_overhead_part_drafts_are_chosen_or_refused_by_name():
+    """--overhead-drafts: auto derives a random target's family, '' gives none, named specs are taken
+    in order (draft, then mid); a draft of another vocabulary is refused before any timing."""
+    import torch
+
+    from hsd_bench.bench.models import load_hf
+
+    bench = load_script("bench_gpu")
+    assert bench.overhead_drafts("random:llama-8b", "auto", 32) == [("draft", "random:llama-8b", 4),
+                                                                     ("mid", "random:llama-8b", 8)]
+    assert bench.overhead_drafts("checkpoints/ee-24x128", "auto", 24) == []  # a checkpoint has no random family
+    assert bench.overhead_drafts("random:tiny", "", 8) == []
+    assert bench.overhead_drafts("random:tiny", "random:tiny-draft", 8) == [("draft", "random:tiny-draft", None)]
+    args = bench.parse_args(["--overhead-models", "random:tiny", "--overhead-drafts", "random:llama-1b"])
+    with pytest.raises(ValueError, match="vocabulary of 128256, the target random:tiny one of 512"):
+        bench.overhead_one(args, "random:tiny", torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match="only a random shape takes a layer count"):
+        load_hf("checkpoints/ee-24x128", "cpu", torch.float32, layers=2)
+    assert load_hf("random:tiny", "cpu", torch.float32, layers=3)[0].config.num_hidden_layers == 3
 
 
 def test_bench_script_roofline_part_without_transformers_rows(tmp_path):

@@ -64,12 +64,21 @@ def random_config(shape: str):
                      f"({', '.join(PRESETS)})")
 
 
-def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0):
-    """``random:<shape>`` or a checkpoint directory -> (transformers model, tokenizer or None)."""
+def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0, layers: int | None = None):
+    """``random:<shape>`` or a checkpoint directory -> (transformers model, tokenizer or None).
+
+    ``layers`` gives a random shape that many layers instead of its own (the same width and
+    vocabulary: a draft of the shape's family for the overhead part's vanilla_sd and hierarchy
+    rows); a checkpoint keeps its own."""
     from transformers import AutoModelForCausalLM
 
+    if layers is not None and (not spec.startswith("random:") or layers < 1):
+        raise ValueError(f"layers={layers!r}: only a random shape takes a layer count, and it must be >= 1 "
+                         f"(spec {spec!r})")
     if spec.startswith("random:"):
         config = random_config(spec.split(":", 1)[1])
+        if layers is not None:
+            config.num_hidden_layers = layers
         torch.manual_seed(seed)
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
