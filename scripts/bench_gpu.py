@@ -693,6 +693,10 @@ def parse_args(argv=None):
                  "ni"):
         if getattr(args, name) < 1:  # --reps too: every timed run needs at least one pass (measure.timed_passes)
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    named = [d for d in args.overhead_drafts.split(",") if d]
+    if args.overhead_drafts != "auto" and len(named) > 2:
+        ap.error(f"--overhead-drafts={args.overhead_drafts!r} names {len(named)} models; at most two: the draft, "
+                 "then the hierarchy's middle model (or auto, or '' for none)")
     if args.roofline_hf_reps < 0:
         ap.error(f"--roofline-hf-reps={args.roofline_hf_reps} must be >= 0 (0 skips the transformers rows)")
     if args.hf_reps is not None and args.hf_reps < 1:

@@ -120,6 +120,8 @@ def test_overhead_part_drafts_are_chosen_or_refused_by_name():
     assert bench.overhead_drafts("checkpoints/ee-24x128", "auto", 24) == []  # a checkpoint has no random family
     assert bench.overhead_drafts("random:tiny", "", 8) == []
     assert bench.overhead_drafts("random:tiny", "random:tiny-draft", 8) == [("draft", "random:tiny-draft", None)]
+    with pytest.raises(SystemExit):  # a third model has no place: draft, then mid
+        bench.parse_args(["--overhead-drafts", "random:tiny,random:tiny,random:tiny"])
     args = bench.parse_args(["--overhead-models", "random:tiny", "--overhead-drafts", "random:llama-1b"])
     with pytest.raises(ValueError, match="vocabulary of 128256, the target random:tiny one of 512"):
         bench.overhead_one(args, "random:tiny", torch.device("cpu"), torch.float32)
