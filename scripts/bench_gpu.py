@@ -398,6 +398,24 @@ def build_method(specs: dict, name: str, target, load_other, codec=None):
     return build_engine(spec, target, load_other=load_other, target_codec=codec)
 
 
+def draft_native(hf, name: str, ctx: int, target):
+    """A draft or middle model on the native backend, sharing the target's attention and prefill
+    (so every level of a hierarchy steps through the same kind of kernels)."""
+    return from_hf_model(hf, name=name, max_context=ctx, min_kv_bucket=ONE_SPAN, attention=target.attention,
+                         prefill=target.prefill)
+
+
+def engine_builder(specs: dict, target, others: dict, codec=None):
+    """``build(name, wrap=identity)`` for :func:`measure_engine`: the method's engine over ``target``
+    and the models of ``others`` (keyed as the specs name them: "draft", "mid"), each wrapped."""
+
+    def build(name, wrap=lambda m: m):
+        wrapped = {key: wrap(m) for key, m in others.items()}
+        return build_method(specs, name, wrap(target), lambda path: (wrapped[path], None), codec)
+
+    return build
+
+
 def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int) -> str:
     if name.endswith(NO_AHEAD):
         return engine_label(name.removesuffix(NO_AHEAD), e, e_d, e_v, g, nd, ni) + " (no look-ahead)"
@@ -454,24 +472,18 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     ctx = context_for(n_max, args.methods_max_new or args.max_new)
     variant = BACKEND_OPTIONS["variant"]
     nat_t = make_native(hf_t, "target", ctx, variant)
-    nat_d = from_hf_model(hf_d, name="draft", max_context=ctx, min_kv_bucket=ONE_SPAN, attention=nat_t.attention,
-                          prefill=nat_t.prefill)
-    others = {"draft": nat_d}
+    others = {"draft": draft_native(hf_d, "draft", ctx, nat_t)}
     if args.mid_draft and same_vocab is not False:
         hf_m, tok_m = load_hf(args.mid_draft, device, dtype)
         if same_vocabulary(tok, tok_m) is False:
             log(f"WARNING: mid draft {args.mid_draft} has other token ids than the target: hierarchy skipped")
         else:
-            others["mid"] = from_hf_model(hf_m, name="mid", max_context=ctx, min_kv_bucket=ONE_SPAN,
-                                          attention=nat_t.attention, prefill=nat_t.prefill)
+            others["mid"] = draft_native(hf_m, "mid", ctx, nat_t)
     log(f"methods: target {args.target} ({depth} layers), draft {args.draft}, mid draft {args.mid_draft}; "
         f"E={e} γ={g} hispec={e_d},{e_v} N_d={nd} N_i={ni}; {len(prompts)} prompts of "
         f"{min(map(len, prompts))}-{n_max} tokens; native variant {variant}")
     specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft=same_vocab is not False, mid="mid" in others)
-
-    def build(name, wrap=lambda m: m):
-        wrapped = {key: wrap(m) for key, m in others.items()}
-        return build_method(specs, name, wrap(nat_t), lambda path: (wrapped[path], None), codec)
+    build = engine_builder(specs, nat_t, others, codec)
 
     reps, max_new = args.reps, args.methods_max_new or args.max_new
     hf_reps = args.hf_reps or reps
@@ -594,18 +606,14 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
                              f"{spec} one of {vocab}; a draft must share the target's token ids")
         drafts_doc[key] = {"spec": d_spec, "layers": hf_d.config.num_hidden_layers,
                            "params": sum(p.numel() for p in hf_d.parameters())}
-        others[key] = from_hf_model(hf_d, name=key, max_context=ctx, min_kv_bucket=ONE_SPAN,
-                                    attention=native.attention, prefill=native.prefill)
+        others[key] = draft_native(hf_d, key, ctx, native)
         del hf_d
     tag = spec.split(":")[-1]
     shown = "; ".join(f"{k} {v['spec']} ({v['layers']} layers)" for k, v in drafts_doc.items()) or "no drafts"
     log(f"overhead [{tag}]: {nparams / 1e9:.3f}B params, {depth} layers; E={e} γ={g}, hispec E={e_d},{e_v} "
         f"N_d={nd} N_i={ni}; {shown}; {len(prompts)} random prompts of {args.prompt_len} tokens, {max_new} new")
     specs = engine_specs(depth, e, e_d, e_v, g, nd, ni, draft="draft" in others, mid="mid" in others)
-
-    def build(name, wrap=lambda m: m):
-        wrapped = {key: wrap(m) for key, m in others.items()}
-        return build_method(specs, name, wrap(native), lambda path: (wrapped[path], None))
+    build = engine_builder(specs, native, others)
 
     doc = {"params": nparams, "layers": depth, "exit": e, "hispec_exits": [e_d, e_v], "gamma": g, "nd": nd,
            "ni": ni, "prompts": len(prompts), "prompt_len": args.prompt_len, "max_new": max_new,
