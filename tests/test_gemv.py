@@ -55,6 +55,7 @@ def test_projection_matches_eager(n, k, bias):
     x, w = randn(k, seed=1), randn(n, k, seed=2) * k**-0.5
     b = randn(n, seed=3) if bias else None
     ref = F.linear(x.float(), w.float(), None if b is None else b.float())
+    # The last tiles' slice covers K for two of the shapes: the one-slice path (no loop).
     for cfg in (SMALL_TILES, gemv.GemvConfig(block_n=1, block_k=32), gemv.GemvConfig(block_n=16, block_k=256)):
         y = torch.full((n,), float("nan"), dtype=BF16)
         gemv.launch(x, w, b, y, cfg)
@@ -65,13 +66,14 @@ def test_projection_matches_eager(n, k, bias):
 def test_gate_up_silu_is_the_mlp_activation(monkeypatch, bias):
     """``silu(gate) * up`` of the stacked gate/up projection, each program pairing gate row j with up
     row j: eager's activation of eager's projections, for tiles of one and of several pairs and a
-    row count that leaves a tail."""
+    row count that leaves a tail, with the row in slices and in one."""
     k, inter = 96, 37
     x, w = randn(1, 1, k, seed=30), randn(2 * inter, k, seed=31) * k**-0.5
     b = randn(2 * inter, seed=32) if bias else None
     gate, up = F.linear(x, w, b).chunk(2, dim=-1)
     ref = F.silu(gate.float()) * up.float()
-    for tiles in (gemv.GemvConfig(block_n=2, block_k=32), gemv.GemvConfig(block_n=8, block_k=64)):
+    for tiles in (gemv.GemvConfig(block_n=2, block_k=32), gemv.GemvConfig(block_n=8, block_k=64),
+                  gemv.GemvConfig(block_n=4, block_k=128)):  # the last: one slice covers K
         monkeypatch.setattr(gemv, "default_config", lambda n, k, tiles=tiles: tiles)
         got = gemv.gate_up_silu(x, w, b)
         assert got.shape == (1, 1, inter)

@@ -117,27 +117,31 @@ def _triton_imports() -> bool:
 
 
 # Tiles measured fastest on an H200 for the Llama-3 shapes' projections, (N, K) -> (block_n,
-# block_k), each call after the elementwise kernel that writes its input (scripts/bench_gemv.py
-# --sweep, results/gpu_run11/): the good tiles lie within a few percent of each other, but a
-# poor one costs up to 15 % (Llama-8B's down projection with two features per program).
-TUNED_TILES: dict[tuple[int, int], tuple[int, int]] = {
-    (3072, 2048): (4, 1024),  # Llama-3.2-1B q/k/v
-    (2048, 2048): (2, 1024),  # 1B o
-    (16384, 2048): (4, 1024),  # 1B gate/up
-    (2048, 8192): (1, 1024),  # 1B down
-    (6144, 4096): (2, 1024),  # Llama-3.1-8B q/k/v
-    (4096, 4096): (4, 1024),  # 8B o
-    (28672, 4096): (2, 2048),  # 8B gate/up
-    (4096, 14336): (4, 1024),  # 8B down
+# block_k, num_warps), in the model: each set's AR loop on the real shapes, graphs recaptured
+# per set, alternated in one process (docs/performance.md, "Twenty-fourth run";
+# results/gpu_run24/). Where one slice covers the row (block_k >= K) a program requests all of
+# its weights before it waits for the previous kernel (programmatic launch): on the matrices
+# that read in a few microseconds (q/k/v, o) that overlap is most of the gain -- Llama-8B's AR
+# loop 85.5 -> 90.8 % of copy bandwidth, Llama-1B's 69.6 -> 72.0 %. The 1B down projection kept
+# its sliced tiles (one slice of 8192 measured 0.2 % slower).
+TUNED_TILES: dict[tuple[int, int], tuple[int, int, int]] = {
+    (3072, 2048): (1, 2048, 4),  # Llama-3.2-1B q/k/v
+    (2048, 2048): (1, 2048, 4),  # 1B o
+    (16384, 2048): (2, 2048, 8),  # 1B gate/up
+    (2048, 8192): (1, 1024, 4),  # 1B down
+    (6144, 4096): (1, 4096, 8),  # Llama-3.1-8B q/k/v
+    (4096, 4096): (1, 4096, 8),  # 8B o
+    (28672, 4096): (2, 4096, 8),  # 8B gate/up
+    (4096, 14336): (1, 16384, 16),  # 8B down: one slice, its last 2048 columns masked
 }
 
 
 def default_config(n: int, k: int) -> GemvConfig:
     """Tiles for one row times a ``[n, k]`` matrix: :data:`TUNED_TILES` where measured, else two
     output features per program and 1024-wide slices (the fastest or within a few percent of it
-    for every matrix of the sweep)."""
-    block_n, block_k = TUNED_TILES.get((n, k), (2, 1024))
-    return GemvConfig(block_n, block_k)
+    for every matrix of the eleventh run's sweep; rows up to 1024 wide take one slice)."""
+    block_n, block_k, num_warps = TUNED_TILES.get((n, k), (2, 1024, 4))
+    return GemvConfig(block_n, block_k, num_warps)
 
 
 @functools.lru_cache(maxsize=None)
@@ -148,7 +152,8 @@ def _kernel():
     @triton.jit
     def gemv_kernel(
         x_ptr, w_ptr, b_ptr, y_ptr, N, K, stride_wn, HAS_BIAS: tl.constexpr, GATE_UP: tl.constexpr,
-        BLOCK_N: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
+        BLOCK_N: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr, ONE_SLICE: tl.constexpr,
+        PDL: tl.constexpr,
     ):
         dtype = y_ptr.dtype.element_ty  # rounding to it: to nearest-even on the GPU, as torch rounds
         pid = tl.program_id(0)
@@ -169,14 +174,19 @@ def _kernel():
         w = tl.load(w_ptrs, mask=n_ok[:, None] & (rk < K)[None, :], other=0.0)
         if PDL:  # the first weight slice is requested; the inputs are the previous kernel's results
             tl.extra.cuda.gdc_wait()
-        acc = tl.zeros((ROWS,), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            k_ok = (k0 + rk) < K
-            xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
-            w_next = tl.load(w_ptrs + BLOCK_K, mask=n_ok[:, None] & ((k0 + BLOCK_K + rk) < K)[None, :], other=0.0)
-            acc += tl.sum(w.to(tl.float32) * xk.to(tl.float32)[None, :], axis=1)
-            w = w_next
-            w_ptrs += BLOCK_K
+        if ONE_SLICE:  # the slice is the whole row: the program's weights were all requested before
+            # the wait, and no registers are held for a next slice
+            xk = tl.load(x_ptr + rk, mask=rk < K, other=0.0)
+            acc = tl.sum(w.to(tl.float32) * xk.to(tl.float32)[None, :], axis=1)
+        else:
+            acc = tl.zeros((ROWS,), dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                k_ok = (k0 + rk) < K
+                xk = tl.load(x_ptr + k0 + rk, mask=k_ok, other=0.0)
+                w_next = tl.load(w_ptrs + BLOCK_K, mask=n_ok[:, None] & ((k0 + BLOCK_K + rk) < K)[None, :], other=0.0)
+                acc += tl.sum(w.to(tl.float32) * xk.to(tl.float32)[None, :], axis=1)
+                w = w_next
+                w_ptrs += BLOCK_K
         if HAS_BIAS:
             acc += tl.load(b_ptr + w_row, mask=n_ok, other=0.0).to(tl.float32)
         if GATE_UP:  # silu(gate) * up of the rounded projections, in float32 rounded once (as compiled)
@@ -216,7 +226,8 @@ def launch(x1: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y1: torch.
     block_n = max(1, cfg.block_n // 2) if gate_up else cfg.block_n  # the same weight rows per program
     _kernel()[((n + block_n - 1) // block_n,)](
         x1, w, w if b is None else b, y1, n, k, w.stride(0), HAS_BIAS=b is not None, GATE_UP=gate_up,
-        BLOCK_N=block_n, ROWS=2 * block_n if gate_up else block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
+        BLOCK_N=block_n, ROWS=2 * block_n if gate_up else block_n, BLOCK_K=cfg.block_k, ONE_SLICE=cfg.block_k >= k,
+        num_warps=cfg.num_warps,
         num_stages=cfg.num_stages, **launch_options(x1.device),
     )
 
