@@ -192,10 +192,14 @@ for head_dim, groups, merge, window, pdl in ((64, 4, True, False, True), (128, 4
     assert ("griddepcontrol.wait" in ptx) == pdl
     assert not pdl or first(ptx, "griddepcontrol.wait") < first(ptx, "ld.global")
 signature = {**dict.fromkeys(["x_ptr", "w_ptr", "b_ptr", "y_ptr"], "*bf16"), "N": "i32", "K": "i32", "stride_wn": "i32"}
-for bias, gate_up, pdl in ((False, False, True), (True, False, True), (True, True, True), (False, True, False)):
+for bias, gate_up, one_slice, pdl in ((False, False, False, True), (True, False, False, True),
+                                      (True, True, False, True), (False, True, False, False),
+                                      (False, False, True, True), (True, True, True, True)):
     ptx = compile_for_sm90(gemv._kernel(), signature, dict(
-        HAS_BIAS=bias, GATE_UP=gate_up, BLOCK_N=2, ROWS=4 if gate_up else 2, BLOCK_K=1024, PDL=pdl))
-    # the GEMV requests its first weight slice before waiting, and stores nothing before it
+        HAS_BIAS=bias, GATE_UP=gate_up, BLOCK_N=2, ROWS=4 if gate_up else 2, BLOCK_K=1024, ONE_SLICE=one_slice,
+        PDL=pdl))
+    # the GEMV requests its first weight slice (one_slice: all its weights) before waiting, and
+    # stores nothing before it
     assert ("griddepcontrol.wait" in ptx) == pdl
     if pdl:
         assert first(ptx, "ld.global") < first(ptx, "griddepcontrol.wait") < first(ptx, "st.global"), ptx[:4000]
