@@ -6,7 +6,9 @@ large ones near the copy bandwidth, but the small per-layer matrices of a 1B
 model (q/k/v, o, the down projection) at about half of it (split-K kernels
 plus a reduce; docs/performance.md). This kernel streams each matrix once, a
 few output features per program, the reduction over ``K`` inside the program
-and the next weight slice requested while the current one is multiplied.
+and the next weight slice requested while the current one is multiplied -- or,
+where one slice covers the row, every weight of the program requested before it
+waits for the kernel ahead of it (launched early, it overlaps that kernel's end).
 
 A gated MLP's activation is its epilogue (:func:`gate_up_silu`). The residual adds and
 norms around the projections are a kernel of their own (:mod:`.add_norm`): fused into the
