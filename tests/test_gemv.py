@@ -178,3 +178,18 @@ def test_kernels_launch_early_only_where_the_gpu_and_triton_can(monkeypatch):
     assert gemv.launch_options(torch.device("cuda", 0)) == {"PDL": True, "launch_pdl": True}
     monkeypatch.setattr(gemv, "PROGRAMMATIC_LAUNCH", [False])
     assert not gemv.programmatic_launch(torch.device("cuda", 0))
+
+
+def test_tuned_tiles_are_tiles_triton_builds():
+    """Every measured tile is one Triton can build (power-of-two blocks, warps) and reads each
+    weight row once: a one-slice tile's slice covers the row, a sliced one's is narrower than it.
+    A typo in the table would otherwise surface only as a compile error on a GPU."""
+    def pow2(v: int) -> bool:
+        return v > 0 and v & (v - 1) == 0
+
+    for (n, k), (block_n, block_k, warps) in gemv.TUNED_TILES.items():
+        cfg = gemv.default_config(n, k)
+        assert (cfg.block_n, cfg.block_k, cfg.num_warps) == (block_n, block_k, warps)
+        assert pow2(block_n) and pow2(block_k) and pow2(warps) and warps <= 32, (n, k)
+        assert block_k < 2 * k, f"({n}, {k}): a slice of {block_k} is more than twice the row"
+    assert gemv.default_config(384, 128) == gemv.GemvConfig(2, 1024, 4)  # unmeasured: one slice up to 1024
