@@ -124,8 +124,8 @@ def _triton_imports() -> bool:
 # results/gpu_run24/). Where one slice covers the row (block_k >= K) a program requests all of
 # its weights before it waits for the previous kernel (programmatic launch): on the matrices
 # that read in a few microseconds (q/k/v, o) that overlap is most of the gain -- Llama-8B's AR
-# loop 85.5 -> 90.8 % of copy bandwidth, Llama-1B's 69.6 -> 72.0 %. The 1B down projection kept
-# its sliced tiles (one slice of 8192 measured 0.2 % slower).
+# loop 85.5-86.8 -> 90.7-90.8 % of copy bandwidth, Llama-1B's 69.6-69.8 -> 71.8-72.0 %. The 1B
+# down projection kept its sliced tiles (one slice of 8192 measured 0.2-0.4 % slower).
 TUNED_TILES: dict[tuple[int, int], tuple[int, int, int]] = {
     (3072, 2048): (1, 2048, 4),  # Llama-3.2-1B q/k/v
     (2048, 2048): (1, 2048, 4),  # 1B o
