@@ -25,8 +25,10 @@ Parts:
 For every engine method (methods and overhead parts) two overhead figures
 (``hsd_bench/bench/runs.py``): *outside forwards (async)* -- the share of
 decode wall time the device spends outside model calls, timed with CUDA
-events and no added syncs: the engine overhead of issue 7 -- and the
-*host-serial overhead*, the same with the device synchronised around every
+events and no added syncs: the engine overhead of issue 7, the median of
+``--overhead-passes`` instrumented passes with every pass's share, rate and
+host probe beside it, and the share recomputed at the timed passes' decode
+time as a cross-check -- and the *host-serial overhead*, the same with the device synchronised around every
 call (an upper bound: all of the engine's host time).
 
 Greedy, same prompts and token budget everywhere (EOS off), warm-up
@@ -56,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, summarize  # noqa: E402
-from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop  # noqa: E402
+from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
@@ -424,19 +426,28 @@ def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int
             "hierarchy": f"ours hierarchy draft→mid→target γ={g},{g}"}[name]
 
 
-def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None):
-    """Throughput (clean passes), then both overhead measures (one instrumented pass each)."""
+def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None,
+                   overhead_passes: int = 1):
+    """Throughput (clean passes), then both overhead measures: ``overhead_passes`` instrumented passes
+    for the outside share (the median pass reported, every pass listed), one host-serial pass."""
     r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec)
-    r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new, stop, codec))
+    r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new, stop, codec, overhead_passes))
     async_ = r.extra["outside_forwards_async"]
-    # the events' own host cost, visible as a slower instrumented pass (instrument.py's caveat)
-    inst = async_["decode_tokens_per_s"]
-    async_["instrumented_slowdown"] = r.decode_tokens_per_s / inst - 1 if inst and r.decode_tokens_per_s else None
+    # the events' own host cost and the pass's host state, visible as a slower instrumented pass
+    # (instrument.py's caveat); per pass, since each met its own state
+    clean = r.decode_tokens_per_s
+    for p in [async_] + async_["passes"]:
+        inst = p["decode_tokens_per_s"]
+        p["instrumented_slowdown"] = clean / inst - 1 if inst and clean else None
+    async_["outside_at_timed_rate"] = outside_at_rate(async_, r.kept_decode_s)
     idle, serial = async_["gpu_idle_frac"], r.extra["host_serial"]["overhead_frac"]
     slow = async_["instrumented_slowdown"]
+    lo, hi = async_["gpu_idle_frac_range"] or (idle, idle)
+    at_rate = async_["outside_at_timed_rate"]
     log(f"{label}: {r.tokens_per_s:.1f} tok/s (decode {r.decode_tokens_per_s:.1f}), τ={r.mean_accepted_len:.2f}, "
-        f"outside forwards (async) {100 * idle:.1f}% (instrumented pass {100 * (slow or 0):+.1f}% decode time), "
-        f"host-serial overhead {100 * serial:.1f}%"
+        f"outside forwards (async) {100 * idle:.1f}% (median of {len(async_['passes'])} passes, "
+        f"{100 * lo:.1f}-{100 * hi:.1f}%; that pass {100 * (slow or 0):+.1f}% decode time; at the timed passes' rate "
+        + (f"{100 * at_rate:.1f}%" if at_rate is not None else "–") + f"), host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
            if r.extra.get("draft_rounds_ahead") is not None else ""))
     for measure in ("outside_forwards_async", "host_serial"):
@@ -508,7 +519,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     reference = float32_reference(hf_t)  # a float32 copy only once a divergence is unexplained
     for name in method_names(specs, args.lookahead):
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
-                           stop, codec)
+                           stop, codec, args.overhead_passes)
         eng_results[name] = r
         results.append(r)
         explain_parity(results, eng_results["autoregressive"], nat_t, prompts, reference)
@@ -622,7 +633,8 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
     eng = {}
     for name in method_names(specs, args.lookahead):
         label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
-        eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps)
+        eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps,
+                                   overhead_passes=args.overhead_passes)
         results.append(eng[name])
         explain_parity(results, eng["autoregressive"], native, prompts)
         doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
@@ -696,9 +708,13 @@ def parse_args(argv=None):
                          "auto: each random target's own shape cut to L/8 and L/4 layers; '' for neither")
     ap.add_argument("--overhead-prompts", type=int, default=2, help="overhead part: random prompts per model")
     ap.add_argument("--overhead-max-new", type=int, default=128, help="overhead part: new tokens per prompt")
+    ap.add_argument("--overhead-passes", type=int, default=3,
+                    help="methods and overhead parts: instrumented passes per engine for the outside share (the "
+                         "median pass is reported, every pass listed: on a host-bound model one pass meets one "
+                         "host state)")
     args = ap.parse_args(argv)
-    for name in ("reps", "prompts", "overhead_prompts", "overhead_max_new", "max_new", "prompt_len", "gamma", "nd",
-                 "ni"):
+    for name in ("reps", "prompts", "overhead_prompts", "overhead_max_new", "overhead_passes", "max_new",
+                 "prompt_len", "gamma", "nd", "ni"):
         if getattr(args, name) < 1:  # --reps too: every timed run needs at least one pass (measure.timed_passes)
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
     named = [d for d in args.overhead_drafts.split(",") if d]

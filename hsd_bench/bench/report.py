@@ -67,6 +67,13 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
+def _spread(span) -> str:
+    """What follows a median outside share taken over several passes, e.g. " (5.7-18.0%)"."""
+    if not span or span[0] == span[1]:
+        return ""
+    return f" ({100 * span[0]:.1f}-{100 * span[1]:.1f}%)"
+
+
 def _why(explained: dict | None) -> str:
     """What follows a parity share below 1, e.g. " (2 near ties, 0 unexplained)"; nothing when all are exact."""
     if not explained or not (explained["near_tie"] or explained["unexplained"]):
@@ -80,7 +87,8 @@ def markdown(rows: list[dict]) -> str:
 
     * *outside forwards (async)* -- share of decode wall time the device spends
       outside model calls with asynchronous dispatch (CUDA events, no added
-      syncs): the engine overhead as decoding really runs;
+      syncs): the engine overhead as decoding really runs; the median of the row's
+      instrumented passes, their range in brackets when there were several;
     * *host-serial overhead* -- the same share with the device synchronised
       around every call: all of the engine's host time, an upper bound.
 
@@ -94,12 +102,13 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         acc = r.get("acceptance_per_level") or {}
         acc_s = ", ".join(f"{k}: {v:.2f}" for k, v in acc.items() if v is not None) or "–"
-        idle = (r.get("outside_forwards_async") or {}).get("gpu_idle_frac")
+        outside = r.get("outside_forwards_async") or {}
+        idle, spread = outside.get("gpu_idle_frac"), outside.get("gpu_idle_frac_range")
         serial = (r.get("host_serial") or {}).get("overhead_frac")
         lines.append(
             f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
-            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {_pct(idle)} "
+            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {_pct(idle)}{_spread(spread)} "
             f"| {_pct(serial)} "
             f"| {_pct(r.get('bw_fraction'))} | {_fmt(r.get('host_probe_us'))}{'' if r.get('host_probe_us') is None else ' µs'} |"
         )

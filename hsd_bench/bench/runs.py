@@ -6,15 +6,18 @@ capture, cuBLAS handles) and is then repeated; the reported figure is the
 median over repetitions of (all tokens / all wall time).
 
 Throughput comes from clean passes (no instrumentation, engine timing syncs
-off). Where an engine method's decode time goes is measured in separate,
-single instrumented passes over the same prompts (``instrument.py``):
+off). Where an engine method's decode time goes is measured in separate
+instrumented passes over the same prompts (``instrument.py``):
 
 * :func:`engine_outside_forwards` -- *asynchronous*: CUDA events around every
   model call, no added syncs. ``gpu_idle_frac = 1 - busy_s / decode_s`` is the
   share of decode wall time in which the device is not running a model call:
   "wall time outside model forwards" as decoding really runs (the host's
   Python overlaps the queued forwards). This is the figure issue 7's target
-  "engine overhead <= 10 % of decode time" refers to.
+  "engine overhead <= 10 % of decode time" refers to. Taken over several
+  passes (the median pass, with every pass listed): on a host-bound model one
+  pass meets one host state. :func:`outside_at_rate` recomputes it against
+  the timed passes' decode time, a cross-check.
 * :func:`engine_host_serial` -- *host-serial*: the device synchronised around
   every call, so none of the engine's host work can hide behind the device.
   ``overhead_frac`` is an upper bound of the async figure and the engine's
@@ -244,38 +247,77 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
 
 
 def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
-                            stop: tuple[str, ...] = (), codec=None) -> dict:
-    """Device time outside model calls during decode, under asynchronous dispatch (one pass).
+                            stop: tuple[str, ...] = (), codec=None, passes: int = 1) -> dict:
+    """Device time outside model calls during decode, under asynchronous dispatch (``passes`` passes).
 
     ``build(wrap)`` builds the engine with every model wrapped by ``wrap``.
-    Returns ``decode_s`` (the engine's own decode wall time, summed over
-    prompts, of this instrumented pass), ``model_busy_s`` (device time inside
-    decode-phase model calls, from CUDA events; host time on CPU),
+    Each pass returns ``decode_s`` (the engine's own decode wall time, summed
+    over prompts, of that instrumented pass), ``model_busy_s`` (device time
+    inside decode-phase model calls, from CUDA events; host time on CPU),
     ``gpu_idle_frac = 1 - model_busy_s / decode_s``, the number of timed
-    calls, and ``idle_by_transition``: the six hand-overs between two model calls
-    that hold the most of the outside time (``instrument.Timeline``), and
+    calls, and ``idle_by_transition``: the six hand-overs between two model
+    calls that hold the most of the outside time (``instrument.Timeline``), and
     ``host_probe_us``, the host's state before the pass (``host_probe.py``: on
     a small model the outside share moves with it). Engine timing syncs are
-    off, as in the throughput passes, and the pass stops where they stop (``stop``, ``codec``).
+    off, as in the throughput passes, and the pass stops where they stop
+    (``stop``, ``codec``).
+
+    Why several passes: on a host-bound model one pass's share is the share of
+    whichever host state it met -- HiSpec on the shipped 5.6 M model measured
+    5.7 % in one call and 18.0 % in another with the same code, the slow pass
+    running 32 % below its own timed passes (docs/performance.md, twenty-third
+    and twenty-fourth runs). The figures returned are those of the pass with
+    the median share (the upper one of an even count: never the kinder half),
+    and ``passes`` lists every pass's share, busy and decode time, rate and
+    probe in the order they ran, so the spread is read beside the figure.
     """
-    timeline = Timeline()
-    _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False, timeline=timeline,
-                                           stop=stop, codec=codec)
-    decode = totals["decode_s"]
-    busy = sum(t.seconds for t in timers)
-    calls = sum(t.calls for t in timers)
-    return {
-        "decode_s": decode,
-        "model_busy_s": busy,
-        "outside_s": decode - busy,
-        "gpu_idle_frac": 1.0 - busy / decode if decode > 0 else None,
-        "model_calls": calls,
-        "model_calls_per_token": calls / max(totals["tokens"], 1),
-        "tokens": totals["tokens"],  # what the timed passes decoded, when given their stop sequences
-        "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
-        "idle_by_transition": timeline.top(6, decode),
-        "host_probe_us": totals["host_probe_us"],
-    }
+    if passes < 1:
+        raise ValueError(f"passes={passes}: the outside share needs at least one instrumented pass")
+    runs = []
+    for _ in range(passes):
+        timeline = Timeline()
+        _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False,
+                                               timeline=timeline, stop=stop, codec=codec)
+        decode = totals["decode_s"]
+        busy = sum(t.seconds for t in timers)
+        calls = sum(t.calls for t in timers)
+        runs.append({
+            "decode_s": decode,
+            "model_busy_s": busy,
+            "outside_s": decode - busy,
+            "gpu_idle_frac": 1.0 - busy / decode if decode > 0 else None,
+            "model_calls": calls,
+            "model_calls_per_token": calls / max(totals["tokens"], 1),
+            "tokens": totals["tokens"],  # what the timed passes decoded, when given their stop sequences
+            "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
+            "idle_by_transition": timeline.top(6, decode),
+            "host_probe_us": totals["host_probe_us"],
+        })
+    ranked = sorted(runs, key=lambda r: r["gpu_idle_frac"] if r["gpu_idle_frac"] is not None else float("inf"))
+    chosen = dict(ranked[len(ranked) // 2])
+    kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us", "tokens")
+    chosen["passes"] = [{k: r[k] for k in kept} for r in runs]
+    shares = [r["gpu_idle_frac"] for r in runs if r["gpu_idle_frac"] is not None]
+    chosen["gpu_idle_frac_range"] = [min(shares), max(shares)] if shares else None
+    return chosen
+
+
+def outside_at_rate(outside: dict, decode_s: float | None) -> float | None:
+    """The outside share the timed passes would show if their device did the instrumented passes' work:
+    ``1 - median(model_busy_s) / decode_s`` (``decode_s``: the timed passes' kept decode time, as
+    ``RunResult.kept_decode_s``).
+
+    Why: the events cost host time, and a host-bound instrumented pass also meets its own host
+    state, so its wall time is not the timed passes' (``instrumented_slowdown``); the device's work
+    inside model calls is the same greedy graphs for the same tokens either way. This is a
+    cross-check beside the measured share, not a replacement: a stall inside one call counts as
+    busy in the instrumented pass, and a share below zero means the timed passes ran faster than
+    the instrumented passes' busy time alone -- noise or a changed host, reported as it is.
+    """
+    busy = [p["model_busy_s"] for p in outside.get("passes") or [outside]]
+    if not decode_s or not busy:
+        return None
+    return 1.0 - median(busy) / decode_s
 
 
 def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
@@ -305,10 +347,11 @@ def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[i
 
 
 def engine_overheads(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
-                     stop: tuple[str, ...] = (), codec=None) -> dict:
+                     stop: tuple[str, ...] = (), codec=None, async_passes: int = 1) -> dict:
     """Both measures, keyed as they appear in ``bench.json`` rows, on the timed passes' workload
-    (``stop``, ``codec``: their stop sequences and tokenizer)."""
+    (``stop``, ``codec``: their stop sequences and tokenizer); ``async_passes`` instrumented passes
+    for the outside share (:func:`engine_outside_forwards`), one host-serial pass."""
     return {
-        "outside_forwards_async": engine_outside_forwards(build, prompts, max_new, stop, codec),
+        "outside_forwards_async": engine_outside_forwards(build, prompts, max_new, stop, codec, async_passes),
         "host_serial": engine_host_serial(build, prompts, max_new, stop, codec),
     }
