@@ -382,8 +382,15 @@ def test_wrappers_time_optional_fast_paths_only_when_present(timer_name):
     assert fast.calls == 1 and fast.collect() >= 0.001  # the fast path is a model call
     assert fast.num_layers == 2 and fast.name == "fake"  # plain attributes pass through
 
+    # the wrapper is built once and kept: later lookups add no host time between two calls
+    assert fast.greedy_draft is fast.greedy_draft and "greedy_draft" in vars(fast)
+    assert fast.greedy_draft(3) == "drafted" and fast.calls == 2
+    fast._gate = instrument.PhaseGate()  # a closed gate (phase None): the kept wrapper stops counting
+    assert fast.greedy_draft(4) == "drafted" and fast.calls == 2 and len(fast._model.seen) == 3
+
     plain = timer_cls(_PlainBackend())
     assert not hasattr(plain, "greedy_draft")  # the engine probes with hasattr: no phantom fast path
+    assert not hasattr(plain, "greedy_draft")  # ... and still not on a second probe
     assert plain.logits("h") == "h" and plain.calls == 1
 
 

@@ -35,7 +35,10 @@ and pass everything else through. Given a :class:`PhaseGate` installed as
     wait *more* when the host is the bottleneck, so the async figure is, if
     anything, slightly pessimistic. The benchmark reports the instrumented
     pass's decode rate next to the clean one (``decode_tokens_per_s`` inside
-    ``outside_forwards_async``), so the distortion is visible.
+    ``outside_forwards_async``), so the distortion is visible. For the same reason the
+    wrappers keep their fast-path closures (no new one per lookup) and leave the timeline's
+    labels to be formatted after the generation: host time between two calls is what the
+    share counts.
 
     On CPU every call is synchronous, so it falls back to ``perf_counter``
     around calls: busy is host time inside model calls and the rest is the
@@ -70,6 +73,7 @@ counts as engine time.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable, Iterable
 
@@ -118,11 +122,17 @@ class _TimedModel:
             raise AttributeError(name)
         attr = getattr(model, name)  # AttributeError when the model lacks it: hasattr() stays truthful
         if name in OPTIONAL_FORWARD_METHODS and callable(attr):
-            return lambda *args, **kwargs: self._call(attr, *args, **kwargs)
+            timed = functools.partial(self._call, attr)
+            # Kept on the instance, so the next lookup skips __getattr__ and this wrapping: under
+            # asynchronous dispatch a host-bound engine's device waits through the timer's own host
+            # time between two calls, which the outside share would then count as the engine's.
+            self.__dict__[name] = timed
+            return timed
         return attr
 
     def _call(self, fn: Callable, *args, **kwargs):
-        if self._gate is not None and not self._gate.open:
+        gate = self._gate
+        if gate is not None and gate.phase not in gate.counted:  # PhaseGate.open, without a property call
             return fn(*args, **kwargs)
         self.calls += 1
         return self._timed(fn, *args, **kwargs)
@@ -177,16 +187,20 @@ class Timeline:
     """
 
     def __init__(self):
-        self.entries: list[tuple[str, object, object]] = []
+        self.entries: list[tuple[str | tuple, object, object]] = []
         self.idle: dict[tuple[str, str], list] = {}
 
-    def add(self, label: str, start, end) -> None:
+    def add(self, label: str | tuple[str, int, int], start, end) -> None:
+        """``label``: ``model.call``, or ``(model.call, start, end)`` for a layer range, formatted only
+        in :meth:`collect` -- the host formats nothing between two calls while the device waits."""
         self.entries.append((label, start, end))
 
     def collect(self) -> None:
         if len(self.entries) > 1 and isinstance(self.entries[0][1], torch.cuda.Event):
             torch.cuda.synchronize()
-        for (a, _, end), (b, start, _) in zip(self.entries, self.entries[1:]):
+        entries = [(label if isinstance(label, str) else f"{label[0]}[{label[1]}:{label[2]}]", start, end)
+                   for label, start, end in self.entries]
+        for (a, _, end), (b, start, _) in zip(entries, entries[1:]):
             gap = end.elapsed_time(start) / 1e3 if isinstance(end, torch.cuda.Event) else start - end
             slot = self.idle.setdefault((a, b), [0, 0.0])
             slot[0] += 1
@@ -200,12 +214,7 @@ class Timeline:
                 for (a, b), (c, sec) in rows]
 
 
-def call_label(model, fn: Callable, args: tuple) -> str:
-    """``model.call``, with ``[start:end]`` for ``run_layers`` and ``run_layers_greedy`` (positional
-    ``hidden, start, end``)."""
-    name = f"{getattr(model, 'name', 'model')}.{getattr(fn, '__name__', 'call')}"
-    ranged = name.endswith((".run_layers", ".run_layers_greedy")) and len(args) >= 3
-    return f"{name}[{args[1]}:{args[2]}]" if ranged else name
+RANGED_METHODS = ("run_layers", "run_layers_greedy")  # labelled with their layer range: a HiSpec level's own
 
 
 class EventTimer(_TimedModel):
@@ -228,6 +237,17 @@ class EventTimer(_TimedModel):
         # Looked up once: torch.cuda.current_stream() costs ~6 µs of host time per call on the
         # H100 host, more than the two records. The benchmark runs on the default stream.
         self._stream = torch.cuda.current_stream(self._device) if self._cuda else None
+        self._prefixes: dict[str, str] = {}  # method name -> "model.call", built once
+
+    def _label(self, fn: Callable, args: tuple) -> str | tuple[str, int, int]:
+        """The call's timeline label: ``model.call``, with ``[start:end]`` for the methods of
+        :data:`RANGED_METHODS` (positional ``hidden, start, end``), the formatting left to
+        ``Timeline.collect``."""
+        name = getattr(fn, "__name__", "call")
+        prefix = self._prefixes.get(name)
+        if prefix is None:
+            prefix = self._prefixes[name] = f"{getattr(self._model, 'name', 'model')}.{name}"
+        return (prefix, args[1], args[2]) if name in RANGED_METHODS and len(args) >= 3 else prefix
 
     def _timed(self, fn, *args, **kwargs):
         if not self._cuda:  # CPU work is synchronous: the host clock is the device clock
@@ -238,7 +258,7 @@ class EventTimer(_TimedModel):
                 t1 = time.perf_counter()
                 self.seconds += t1 - t0
                 if self._timeline is not None:
-                    self._timeline.add(call_label(self._model, fn, args), t0, t1)
+                    self._timeline.add(self._label(fn, args), t0, t1)
         if self._used == len(self._pool):
             self._pool.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
         start, end = self._pool[self._used]
@@ -249,7 +269,7 @@ class EventTimer(_TimedModel):
         finally:
             end.record(self._stream)
             if self._timeline is not None:
-                self._timeline.add(call_label(self._model, fn, args), start, end)
+                self._timeline.add(self._label(fn, args), start, end)
 
     def collect(self) -> float:
         """Sum the pending event pairs (one device sync) into ``seconds``; returns ``seconds``."""
