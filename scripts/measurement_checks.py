@@ -83,8 +83,13 @@ def ar_repeats(checks: dict, limit: float) -> Check:
     s = spread(rates)
     probes = [r.get("host_probe_us") for r in runs]
     each = [f"{rate:.1f}" + (f" ({p:.1f} µs)" if p else "") for rate, p in zip(rates, probes)]
-    return Check(f"{len(rates)} AR runs in fresh processes", target, " / ".join(each) + f" tok/s: {s:.1%}",
-                 s <= limit)
+    measured = " / ".join(each) + f" tok/s: {s:.1%}"
+    ok = s <= limit
+    taken = [p for p in probes if p]
+    if not ok and len(taken) == len(probes) and different_states(min(taken), max(taken)):
+        # as for the agreements below: a miss whose processes probed two host states apart
+        measured += " (two host states: the spread is the host's, rule 6)"
+    return Check(f"{len(rates)} AR runs in fresh processes", target, measured, ok)
 
 
 def bench_rows(bench: dict) -> dict[str, dict]:

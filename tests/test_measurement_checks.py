@@ -128,6 +128,15 @@ def test_the_host_probes_of_both_sides_are_shown_where_both_took_them(tmp_path):
         doc[f"ar_repeat_{i}/bbb"]["methods"]["autoregressive"]["host_probe_us"] = probe
     _, table = run(tmp_path, doc, bench_doc)
     assert "690.0 (26.2 µs) / 695.0 (17.0 µs) / 697.0 (16.0 µs) tok/s: 1.0%" in row(table, "3 AR runs")
+    # a spread past 5 % between processes two host states apart says so; one host state does not
+    doc["ar_repeat_1/bbb"]["methods"]["autoregressive"]["tokens_per_s"] = 640.0
+    rc, table = run(tmp_path, doc, bench_doc)
+    assert rc == 1 and row(table, "3 AR runs").endswith(
+        "tok/s: 8.4% (two host states: the spread is the host's, rule 6) | **no** |")
+    doc["ar_repeat_1/bbb"]["methods"]["autoregressive"]["host_probe_us"] = 17.5
+    _, table = run(tmp_path, doc, bench_doc)
+    assert "two host states" not in row(table, "3 AR runs")
+    doc["ar_repeat_1/bbb"]["methods"]["autoregressive"]["tokens_per_s"] = 690.0
     doc["agree/2"]["methods"]["vanilla_sd"]["tokens_per_s"] = 700.0  # 915 in the benchmark: a miss
     rc, table = run(tmp_path, doc, bench_doc)
     miss = row(table, "`run.py` vs benchmark: vanilla_sd")
