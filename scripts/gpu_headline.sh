@@ -107,28 +107,8 @@ for fig in method_comparison exit_layer draft_length; do
     >>"$OUT/headline.log" 2>&1
 done
 $PY scripts/make_figures.py --results "$RESULTS" >>"$OUT/headline.log" 2>&1 || log "make_figures failed"
-$PY - "$RUNS" "$OUT/checks.json" <<'EOF' >>"$OUT/headline.log" 2>&1
 # The measurement-path checks in one file: each run.py summary's timing and parity fields.
-import json, pathlib, sys
-runs, out = pathlib.Path(sys.argv[1]), sys.argv[2]
-doc = {}
-for summary in sorted(runs.glob("**/summary.json")):
-    s = json.loads(summary.read_text())
-    doc[str(summary.parent.relative_to(runs))] = {
-        "method": s.get("method"), "backend": s.get("backend"), "dtype": s.get("dtype"),
-        "compile_s": s.get("compile_s"), "graph_captures_timed": s.get("graph_captures_timed"),
-        "ar_chunk": s.get("ar_chunk"), "timing_repeats": s.get("timing_repeats"),
-        "retimed_samples": s.get("retimed_samples"), "config": {k: s["config"].get(k) for k in ("method", "exit", "verifier")},
-        "dataset": s["config"]["dataset"]["name"],
-        "methods": {m: {k: v.get(k) for k in ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar",
-                                               "mean_accepted_len", "acceptance_rate", "parity_exact",
-                                               "parity_near_tie", "parity_unexplained", "discarded_tokens",
-                                               "tokens_per_s_passes", "host_probe_us", "host_probe_us_passes")}
-                    for m, v in s["methods"].items()},
-    }
-pathlib.Path(out).write_text(json.dumps(doc, indent=1))
-print(f"checks.json: {len(doc)} runs")
-EOF
+$PY scripts/measurement_checks.py "$OUT/checks.json" --collect "$RUNS" >>"$OUT/headline.log" 2>&1
 # The checks judged against their targets (scripts/measurement_checks.py): $OUT/checks.md
 part checks && $PY scripts/measurement_checks.py "$OUT/checks.json" "$RUNS/bench/bench.json" --out "$OUT/checks.md" \
   >>"$OUT/headline.log" 2>&1

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The measurement-path checks, judged: does ``run.py`` on a GPU report what the benchmark measures?
 
-    python scripts/measurement_checks.py $RUNS/checks.json $RUNS/bench/bench.json --out $OUT/checks.md
+    python scripts/measurement_checks.py $OUT/checks.json --collect $RUNS    # write checks.json
+    python scripts/measurement_checks.py $OUT/checks.json $RUNS/bench/bench.json --out $OUT/checks.md
 
 Reads what ``scripts/gpu_headline.sh PARTS=checks`` writes -- ``checks.json`` (every
 ``run.py`` summary's timing and parity fields, keyed by run directory) and the
@@ -40,6 +41,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hsd_bench.host_probe import different_states  # noqa: E402
 
 METHODS = ("layerskip", "hispec", "vanilla_sd", "hierarchy")
+# what checks.json keeps of a run.py summary, and of each of its methods
+RUN_FIELDS = ("method", "backend", "dtype", "compile_s", "graph_captures_timed", "ar_chunk", "timing_repeats",
+              "retimed_samples")
+CONFIG_FIELDS = ("method", "exit", "verifier")
+METHOD_FIELDS = ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar", "mean_accepted_len",
+                 "acceptance_rate", "parity_exact", "parity_near_tie", "parity_unexplained", "discarded_tokens",
+                 "tokens_per_s_passes", "host_probe_us", "host_probe_us_passes")
+
+
+def checks_entry(summary: dict) -> dict:
+    """One run.py ``summary.json`` reduced to the timing and parity fields the checks judge."""
+    entry = {k: summary.get(k) for k in RUN_FIELDS}
+    entry["config"] = {k: summary["config"].get(k) for k in CONFIG_FIELDS}
+    entry["dataset"] = summary["config"]["dataset"]["name"]
+    entry["methods"] = {m: {k: v.get(k) for k in METHOD_FIELDS} for m, v in summary["methods"].items()}
+    return entry
+
+
+def collect(runs: Path) -> dict:
+    """``checks.json``: every ``summary.json`` under ``runs``, keyed by its folder relative to ``runs``
+    (``agree/<hash>``, ``ar_repeat_1/<hash>``: the step names the checks select by)."""
+    return {str(path.parent.relative_to(runs)): checks_entry(json.loads(path.read_text()))
+            for path in sorted(runs.glob("**/summary.json"))}
 
 
 @dataclass
@@ -163,12 +187,22 @@ def markdown(results: list[Check]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checks", type=Path, help="checks.json written by gpu_headline.sh")
+    ap.add_argument("checks", type=Path, help="checks.json written by gpu_headline.sh (or by --collect)")
     ap.add_argument("bench", type=Path, nargs="?", help="the benchmark's bench.json on the same workload")
+    ap.add_argument("--collect", type=Path, metavar="RUNS",
+                    help="write CHECKS from every run.py summary.json under RUNS instead of judging it")
     ap.add_argument("--ar-spread", type=float, default=0.05, help="largest (max - min) / mean of the AR runs")
     ap.add_argument("--agreement", type=float, default=0.10, help="largest |run.py / benchmark - 1|")
     ap.add_argument("--out", type=Path, help="also write the table here")
     args = ap.parse_args(argv)
+    if args.collect is not None:
+        if not args.collect.is_dir():
+            print(f"error: --collect {args.collect} is not a folder of run.py results", file=sys.stderr)
+            return 2
+        doc = collect(args.collect)
+        args.checks.write_text(json.dumps(doc, indent=1))
+        print(f"{args.checks}: {len(doc)} runs")
+        return 0
     for path in filter(None, (args.checks, args.bench)):
         if not path.is_file():
             print(f"error: {path} does not exist (run scripts/gpu_headline.sh with PARTS=checks first)",

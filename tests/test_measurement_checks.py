@@ -154,3 +154,34 @@ def test_the_checks_judge_saved_json_without_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr  # judged: the benchmark's side is missing, so not every check is met
     assert "| 3 AR runs in fresh processes |" in done.stdout
+
+
+def test_collect_writes_the_checks_from_run_py_summaries(tmp_path):
+    """``--collect RUNS`` is how gpu_headline.sh writes checks.json: each summary.json under RUNS,
+    keyed by its folder (the step name first, which the checks select by), reduced to the fields
+    they judge; the result is what the judging reads."""
+    runs = tmp_path / "runs"
+    for step, method, rate in (("ar_repeat_1/aaa", "autoregressive", 690.0), ("agree/bbb", "hispec", 900.0)):
+        folder = runs / step
+        folder.mkdir(parents=True)
+        methods = {"autoregressive": {"tokens_per_s": 690.0, "parity_exact": 1.0, "not_kept": 1},
+                   method: {"tokens_per_s": rate, "host_probe_us": 12.5, "parity_unexplained": 0}}
+        (folder / "summary.json").write_text(json.dumps({
+            "method": method, "backend": "native", "compile_s": 3.0, "graph_captures_timed": 0, "rows": [1, 2],
+            "config": {"method": method, "exit": [3, 6], "dataset": {"name": "humaneval"}, "seed": 0},
+            "methods": methods}))
+    out = tmp_path / "checks.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(out), "--collect", str(runs)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert sorted(doc) == ["agree/bbb", "ar_repeat_1/aaa"]
+    entry = doc["agree/bbb"]
+    assert entry["dataset"] == "humaneval" and entry["config"] == {"method": "hispec", "exit": [3, 6], "verifier": None}
+    assert "rows" not in entry and "not_kept" not in entry["methods"]["autoregressive"]
+    assert entry["methods"]["hispec"]["host_probe_us"] == 12.5
+    _, table = run(tmp_path, doc, None)  # the collected file is one the judging reads
+    assert "1 AR runs" not in table and "AR in fresh processes" in table
+    missing = subprocess.run([sys.executable, str(SCRIPT), str(out), "--collect", str(tmp_path / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
