@@ -66,9 +66,21 @@ def time_graph(fn, copies: int, calls: int, reps: int) -> dict:
 
 
 def sweep_configs(n: int, k: int, full: bool) -> list[gemv.GemvConfig]:
-    """The kernel's own choice first, then (``--sweep``) a grid of tiles."""
-    grid = itertools.product((1, 2, 4), (512, 1024, 2048), ((4, 1), (4, 2), (4, 3), (8, 2))) if full else ()
-    return [gemv.default_config(n, k)] + [gemv.GemvConfig(bn, bk, w, s) for bn, bk, (w, s) in grid]
+    """The kernel's own choice first, then (``--sweep``) a grid of tiles: sliced loops, and the
+    one-slice form (``block_k`` the whole row, a power of two) with one or two output features per
+    program and 4-16 warps -- the tiles the twenty-fourth run committed came from that family, found
+    by a sweep inside the model, which this grid could not reach."""
+    if not full:
+        return [gemv.default_config(n, k)]
+    sliced = [gemv.GemvConfig(bn, bk, w, s) for bn, bk, (w, s) in
+              itertools.product((1, 2, 4), (512, 1024, 2048), ((4, 1), (4, 2), (4, 3), (8, 2))) if bk < k]
+    whole = 1 << (k - 1).bit_length()
+    one_slice = [gemv.GemvConfig(bn, whole, w) for bn, w in itertools.product((1, 2), (4, 8, 16))]  # no loop: stages unused
+    configs = [gemv.default_config(n, k)]
+    for cfg in sliced + one_slice:  # the default once, whichever family it belongs to
+        if cfg not in configs:
+            configs.append(cfg)
+    return configs
 
 
 def bench_matrix(n: int, k: int, args, copy_bw: float) -> dict:

@@ -193,3 +193,25 @@ def test_tuned_tiles_are_tiles_triton_builds():
         assert pow2(block_n) and pow2(block_k) and pow2(warps) and warps <= 32, (n, k)
         assert block_k < 2 * k, f"({n}, {k}): a slice of {block_k} is more than twice the row"
     assert gemv.default_config(384, 128) == gemv.GemvConfig(2, 1024, 4)  # unmeasured: one slice up to 1024
+
+
+def test_bench_gemv_sweep_reaches_the_one_slice_tiles():
+    """``scripts/bench_gemv.py --sweep`` times the one-slice family the committed tiles come from
+    (``block_k`` covering the row), the default first and no tile twice; without ``--sweep`` only
+    the default."""
+    from conftest import load_script
+
+    from hsd_bench.models.native import gemv
+
+    bench = load_script("bench_gemv")
+    for n, k in ((6144, 4096), (2048, 8192), (4096, 14336), (384, 128), (1000, 1000)):
+        configs = bench.sweep_configs(n, k, True)
+        assert configs[0] == gemv.default_config(n, k) and len(set(configs)) == len(configs)
+        whole = [c for c in configs if c.block_k >= k]
+        assert {(c.block_n, c.num_warps) for c in whole} >= {(1, 8), (2, 8), (1, 16)}, (n, k)
+        assert all(c.block_k & (c.block_k - 1) == 0 for c in configs)  # Triton's block sizes: powers of two
+        # sliced loops, or one slice of the row's power-of-two width: nothing wider
+        assert all(c.block_k < k or c.block_k == 1 << (k - 1).bit_length() for c in configs[1:])
+    # the 8B down's committed tile (one slice of 16384 for 14336 columns) is one the grid holds
+    assert gemv.GemvConfig(*gemv.TUNED_TILES[(4096, 14336)]) in bench.sweep_configs(4096, 14336, True)
+    assert bench.sweep_configs(6144, 4096, False) == [gemv.default_config(6144, 4096)]
