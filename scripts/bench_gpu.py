@@ -28,8 +28,9 @@ decode wall time the device spends outside model calls, timed with CUDA
 events and no added syncs: the engine overhead of issue 7, the median of
 ``--overhead-passes`` instrumented passes with every pass's share, rate and
 host probe beside it, and the share recomputed at the timed passes' decode
-time as a cross-check -- and the *host-serial overhead*, the same with the device synchronised around every
-call (an upper bound: all of the engine's host time).
+time as a cross-check -- and the *host-serial overhead*, the same with the
+device synchronised around every call (an upper bound: all of the engine's
+host time).
 
 Greedy, same prompts and token budget everywhere (EOS off), warm-up
 excluded, device synchronised before every clock read, medians over
