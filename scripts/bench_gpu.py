@@ -30,7 +30,8 @@ events and no added syncs: the engine overhead of issue 7, the median of
 host probe beside it, and the share recomputed at the timed passes' decode
 time as a cross-check -- and the *host-serial overhead*, the same with the
 device synchronised around every call (an upper bound: all of the engine's
-host time).
+host time). With ``--device-trace``, a third: the device's own idle share
+while decoding, from a kernel trace of one more pass (``bench/trace.py``).
 
 Greedy, same prompts and token budget everywhere (EOS off), warm-up
 excluded, device synchronised before every clock read, medians over
@@ -61,6 +62,7 @@ from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same
 from hsd_bench.bench.report import explain_parity, markdown, summarize  # noqa: E402
 from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
+from hsd_bench.bench.trace import decode_device_idle  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
 from hsd_bench.models.native import add_norm, decode_attention, from_hf_model, gemv  # noqa: E402
@@ -428,9 +430,11 @@ def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int
 
 
 def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None,
-                   overhead_passes: int = 1):
+                   overhead_passes: int = 1, device_trace: bool = False):
     """Throughput (clean passes), then both overhead measures: ``overhead_passes`` instrumented passes
-    for the outside share (the median pass reported, every pass listed), one host-serial pass."""
+    for the outside share (the median pass reported, every pass listed), one host-serial pass; with
+    ``device_trace``, one more pass under a kernel trace for the device's own idle share
+    (``bench/trace.py``)."""
     r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec)
     r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new, stop, codec, overhead_passes))
     async_ = r.extra["outside_forwards_async"]
@@ -451,6 +455,19 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         + (f"{100 * at_rate:.1f}%" if at_rate is not None else "–") + f"), host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
            if r.extra.get("draft_rounds_ahead") is not None else ""))
+    if device_trace:
+        try:
+            traced = decode_device_idle(lambda wrap: build(name, wrap), prompts, max_new, stop, codec)
+        except Exception as err:  # noqa: BLE001 -- a tracer that fails costs this figure, not the row
+            traced = {"error": f"{type(err).__name__}: {err}"}
+        if traced.get("decode_tokens_per_s") and clean:
+            traced["traced_slowdown"] = clean / traced["decode_tokens_per_s"] - 1
+        r.extra["device_trace"] = traced
+        if traced.get("device_idle_frac") is not None:
+            log(f"  device idle in decode (kernel trace): {100 * traced['device_idle_frac']:.1f}% over "
+                f"{traced['windows']} windows (that pass {100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
+        else:
+            log(f"  device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
     for measure in ("outside_forwards_async", "host_serial"):
         if r.extra[measure]["tokens"] != r.tokens:  # greedy: the same tokens, or the share is of another workload
             log(f"WARNING: {label}: the {measure} pass decoded {r.extra[measure]['tokens']} tokens, the timed "
@@ -520,7 +537,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     reference = float32_reference(hf_t)  # a float32 copy only once a divergence is unexplained
     for name in method_names(specs, args.lookahead):
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
-                           stop, codec, args.overhead_passes)
+                           stop, codec, args.overhead_passes, args.device_trace)
         eng_results[name] = r
         results.append(r)
         explain_parity(results, eng_results["autoregressive"], nat_t, prompts, reference)
@@ -635,7 +652,7 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
     for name in method_names(specs, args.lookahead):
         label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
         eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps,
-                                   overhead_passes=args.overhead_passes)
+                                   overhead_passes=args.overhead_passes, device_trace=args.device_trace)
         results.append(eng[name])
         explain_parity(results, eng["autoregressive"], native, prompts)
         doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
@@ -709,6 +726,9 @@ def parse_args(argv=None):
                          "auto: each random target's own shape cut to L/8 and L/4 layers; '' for neither")
     ap.add_argument("--overhead-prompts", type=int, default=2, help="overhead part: random prompts per model")
     ap.add_argument("--overhead-max-new", type=int, default=128, help="overhead part: new tokens per prompt")
+    ap.add_argument("--device-trace", action="store_true",
+                    help="methods and overhead parts: one more pass per engine under a kernel trace, for the "
+                         "device's own idle share while decoding (bench/trace.py; CUDA only)")
     ap.add_argument("--overhead-passes", type=int, default=3,
                     help="methods and overhead parts: instrumented passes per engine for the outside share (the "
                          "median pass is reported, every pass listed: on a host-bound model one pass meets one "

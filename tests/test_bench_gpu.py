@@ -87,7 +87,7 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models", "random:tiny",
         "--overhead-prompts", "2", "--overhead-max-new", "12", "--prompt-len", "8", "--reps", "1",
-        "--out", str(tmp_path),
+        "--device-trace", "--out", str(tmp_path),
     ])
     assert rc == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
@@ -106,6 +106,8 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
         assert r["tokens_per_rep"] == 2 * 12 and r["tokens_per_s"] > 0
         assert r["parity_vs_same_backend_ar"] == 1.0, method  # float32: every method reproduces AR
         _check_overheads(r)
+        # --device-trace on CPU: no asynchronous device to trace, said as such rather than a number
+        assert set(r["device_trace"]) == {"skipped"} and "CUDA" in r["device_trace"]["skipped"], method
     # speculative rounds make more model calls per token than AR (drafts + verifies)
     per_token = {m: rows[m]["outside_forwards_async"]["model_calls_per_token"] for m in ("autoregressive", "hispec")}
     assert per_token["hispec"] > per_token["autoregressive"], per_token

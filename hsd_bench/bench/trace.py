@@ -1,0 +1,127 @@
+"""The device's own idle share while an engine decodes, from a kernel trace.
+
+Why a third measure: the outside-forwards share (``instrument.EventTimer``) times model
+*calls* with CUDA events. Where a host-bound engine's own host work sits inside a call -- the
+native backend's static-input copies, fills and graph replays -- the device reaches the call's
+start event and then waits through that work, and the wait counts as busy. The twenty-fifth GPU
+run saw it: HiSpec's and the hierarchy's instrumented passes spent more time inside calls than
+their timed passes took in all (docs/performance.md). A kernel trace sees what the device ran:
+busy is the union of the kernels, copies and fills that ran while the engine decoded, idle is
+the rest, wherever the host was at the time.
+
+How the decode phase is found on the device: the engine's ``on_phase`` hook launches a marker
+kernel (``torch.cuda._sleep``, a spin kernel no decode path launches) when decoding starts and
+when it stops. The device runs the marks in stream order, so each generation's decode window is
+``[end of its start mark, start of its end mark]``; device work of the prefill still running at
+the start mark lies before it. The trace is torch.profiler's (CUDA activity only, no host op
+recording), exported as a Chrome trace, whose ``kernel``/``gpu_memcpy``/``gpu_memset`` events
+carry device timestamps in microseconds.
+
+The tracer costs host time too (a record per launch and runtime call): the pass's decode rate is
+reported beside it (``decode_tokens_per_s``), as for the instrumented passes. Off CUDA there is no
+asynchronous device to trace, and the measure says so instead of a number.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from hsd_bench import host_probe
+
+MARK = "spin_kernel"  # the name torch.cuda._sleep's kernel carries in a trace
+DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+class PhaseMarks:
+    """An ``Engine.on_phase`` hook that launches a mark when decoding starts and when it stops.
+
+    ``launch`` issues one mark on the device (default: a one-cycle ``torch.cuda._sleep``);
+    ``marks`` counts them, ``"start"`` and ``"end"`` in the order they were launched.
+    """
+
+    def __init__(self, launch: Callable[[], None] | None = None):
+        self._launch = launch or (lambda: torch.cuda._sleep(1))
+        self._decoding = False
+        self.marks: list[str] = []
+
+    def __call__(self, phase: str) -> None:
+        if (phase == "decode") == self._decoding:
+            return
+        self._decoding = phase == "decode"
+        self._launch()
+        self.marks.append("start" if self._decoding else "end")
+
+
+def decode_windows(events: list[dict]) -> list[tuple[float, float]]:
+    """The decode windows (µs) between consecutive start and end marks of a Chrome trace's events."""
+    marks = sorted((e for e in events if e.get("cat") == "kernel" and MARK in e.get("name", "")),
+                   key=lambda e: e["ts"])
+    if not marks or len(marks) % 2:
+        raise ValueError(f"{len(marks)} phase marks ({MARK!r} kernels) in the trace: a decode window needs a "
+                         "start and an end mark")
+    return [(start["ts"] + start.get("dur", 0.0), end["ts"]) for start, end in zip(marks[::2], marks[1::2])]
+
+
+def busy_in(events: list[dict], windows: list[tuple[float, float]]) -> float:
+    """Microseconds inside ``windows`` during which the device ran at least one kernel, copy or fill
+    (marks excluded): overlapping work -- kernels launched early, copies beside kernels -- counts once."""
+    spans = sorted((e["ts"], e["ts"] + e.get("dur", 0.0)) for e in events
+                   if e.get("cat") in DEVICE_CATEGORIES and MARK not in e.get("name", ""))
+    busy = 0.0
+    for lo, hi in windows:
+        end = lo
+        for s, t in spans:
+            s, t = max(s, end), min(t, hi)
+            if t > s:
+                busy += t - s
+                end = t
+    return busy
+
+
+def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
+                       stop: tuple[str, ...] = (), codec=None) -> dict:
+    """One traced pass over ``prompts`` (``build(wrap)`` as for the instrumented passes, models
+    unwrapped): ``device_idle_frac = 1 - busy / window`` over the decode windows, with the window
+    and busy seconds, the pass's decode time and rate, and the host probe before it. Off CUDA,
+    ``{"skipped": why}``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from hsd_bench.engine import DecodingConfig
+
+    engine = build(lambda model: model)
+    if engine.device.type != "cuda":
+        return {"skipped": f"a kernel trace needs a CUDA device, the engine runs on {engine.device.type}"}
+    marks = PhaseMarks()
+    engine.on_phase = marks
+    probe = host_probe.round_trip_us(engine.device)
+    decode_s, tokens = 0.0, 0
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for p in prompts:
+            g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
+            decode_s += g.stats.decode_s
+            tokens += g.stats.n_generated
+        torch.cuda.synchronize(engine.device)
+    engine.on_phase = None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        events = json.loads(path.read_text()).get("traceEvents", [])
+    windows = decode_windows(events)
+    window_us = sum(hi - lo for lo, hi in windows)
+    busy_us = busy_in(events, windows)
+    return {
+        "device_idle_frac": 1.0 - busy_us / window_us if window_us > 0 else None,
+        "window_s": window_us / 1e6,
+        "busy_s": busy_us / 1e6,
+        "windows": len(windows),
+        "device_events": sum(e.get("cat") in DEVICE_CATEGORIES for e in events),
+        "decode_s": decode_s,
+        "tokens": tokens,
+        "decode_tokens_per_s": tokens / decode_s if decode_s > 0 else None,  # with the tracer's own cost
+        "host_probe_us": probe,
+    }
