@@ -7,7 +7,7 @@
 #   OUT=<dir> PARTS=checks bash scripts/gpu_headline.sh    # train + the measurement-path checks
 #     (training ~4 min with GPU_BUDGET=140, the checks ~7.5 min with HF_CHECK=0 on an H200: more than
 #     one 10-minute call -- the steps that do not fit are skipped and logged. Train in one call
-#     (PARTS= TRAIN=1), then PARTS=checks on the warm machine, which reuses the model.)
+#     (PARTS=none TRAIN=1), then PARTS=checks on the warm machine, which reuses the model.)
 #   OUT=<dir> PARTS=figures bash scripts/gpu_headline.sh   # (train +) the named sweeps + figures (9.4 min on an H200)
 #   OUT=<dir> bash scripts/gpu_headline.sh                 # both, where no 10-minute limit applies
 #   OUT=<dir> PARTS=checks,ar_chunk1 HF_CHECK=0 TRAIN=0 bash scripts/gpu_headline.sh  # + AR at ar_chunk=1
