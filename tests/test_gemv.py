@@ -180,13 +180,15 @@ def test_kernels_launch_early_only_where_the_gpu_and_triton_can(monkeypatch):
     assert not gemv.programmatic_launch(torch.device("cuda", 0))
 
 
+def pow2(v: int) -> bool:
+    """Whether ``v`` is a block size or warp count Triton builds: a positive power of two."""
+    return v > 0 and v & (v - 1) == 0
+
+
 def test_tuned_tiles_are_tiles_triton_builds():
     """Every measured tile is one Triton can build (power-of-two blocks, warps) and reads each
     weight row once: a one-slice tile's slice covers the row, a sliced one's is narrower than it.
     A typo in the table would otherwise surface only as a compile error on a GPU."""
-    def pow2(v: int) -> bool:
-        return v > 0 and v & (v - 1) == 0
-
     for (n, k), (block_n, block_k, warps) in gemv.TUNED_TILES.items():
         cfg = gemv.default_config(n, k)
         assert (cfg.block_n, cfg.block_k, cfg.num_warps) == (block_n, block_k, warps)
@@ -201,15 +203,13 @@ def test_bench_gemv_sweep_reaches_the_one_slice_tiles():
     the default."""
     from conftest import load_script
 
-    from hsd_bench.models.native import gemv
-
     bench = load_script("bench_gemv")
     for n, k in ((6144, 4096), (2048, 8192), (4096, 14336), (384, 128), (1000, 1000)):
         configs = bench.sweep_configs(n, k, True)
         assert configs[0] == gemv.default_config(n, k) and len(set(configs)) == len(configs)
         whole = [c for c in configs if c.block_k >= k]
         assert {(c.block_n, c.num_warps) for c in whole} >= {(1, 8), (2, 8), (1, 16)}, (n, k)
-        assert all(c.block_k & (c.block_k - 1) == 0 for c in configs)  # Triton's block sizes: powers of two
+        assert all(pow2(c.block_k) for c in configs)
         # sliced loops, or one slice of the row's power-of-two width: nothing wider
         assert all(c.block_k < k or c.block_k == 1 << (k - 1).bit_length() for c in configs[1:])
     # the 8B down's committed tile (one slice of 16384 for 14336 columns) is one the grid holds

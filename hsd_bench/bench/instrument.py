@@ -131,8 +131,7 @@ class _TimedModel:
         return attr
 
     def _call(self, fn: Callable, *args, **kwargs):
-        gate = self._gate
-        if gate is not None and gate.phase not in gate.counted:  # PhaseGate.open, without a property call
+        if self._gate is not None and not self._gate.open:
             return fn(*args, **kwargs)
         self.calls += 1
         return self._timed(fn, *args, **kwargs)
