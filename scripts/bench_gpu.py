@@ -31,7 +31,9 @@ host probe beside it, and the share recomputed at the timed passes' decode
 time as a cross-check -- and the *host-serial overhead*, the same with the
 device synchronised around every call (an upper bound: all of the engine's
 host time). With ``--device-trace``, a third: the device's own idle share
-while decoding, from a kernel trace of one more pass (``bench/trace.py``).
+in the timed passes, the busy time of a kernel trace of one more pass against
+their decode time (``bench/trace.py``; the traced pass's own share, which
+mostly measures the tracer's host cost, is kept beside it).
 
 Greedy, same prompts and token budget everywhere (EOS off), warm-up
 excluded, device synchronised before every clock read, medians over
@@ -59,10 +61,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary  # noqa: E402
-from hsd_bench.bench.report import explain_parity, markdown, summarize  # noqa: E402
+from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
 from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
-from hsd_bench.bench.trace import decode_device_idle  # noqa: E402
+from hsd_bench.bench.trace import at_timed_rate, decode_device_idle  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
 from hsd_bench.models.native import add_norm, decode_attention, from_hf_model, gemv  # noqa: E402
@@ -462,10 +464,16 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
             traced = {"error": f"{type(err).__name__}: {err}"}
         if traced.get("decode_tokens_per_s") and clean:
             traced["traced_slowdown"] = clean / traced["decode_tokens_per_s"] - 1
+        if "busy_s" in traced:
+            traced.update(at_timed_rate(traced, r.kept_decode_s))
         r.extra["device_trace"] = traced
-        if traced.get("device_idle_frac") is not None:
-            log(f"  device idle in decode (kernel trace): {100 * traced['device_idle_frac']:.1f}% over "
-                f"{traced['windows']} windows (that pass {100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
+        if traced.get("idle_at_timed_rate") is not None:
+            log(f"  device idle in decode (kernel trace): {100 * traced['idle_at_timed_rate']:.1f}% at the timed "
+                f"passes' rate, {pct(traced['between_launches_at_timed_rate'])} between launches and "
+                f"{pct(traced['within_launches_at_timed_rate'])} inside them "
+                f"(busy {traced['busy_s']:.4f} s of {r.kept_decode_s:.4f} s; the traced pass itself "
+                f"{pct(traced.get('device_idle_frac'))} over {traced['windows']} windows, "
+                f"{100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
         else:
             log(f"  device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
     for measure in ("outside_forwards_async", "host_serial"):
@@ -807,6 +815,9 @@ def main(argv=None) -> int:
                "timed with CUDA events and no added syncs (the engine overhead as decoding runs). "
                "*host-serial overhead*: the same with the device synchronised around every call "
                "(all of the engine's host time; an upper bound). See hsd_bench/bench/instrument.py. "
+               "*device idle (trace)* (--device-trace): the device's idle share in the timed passes, a kernel "
+               "trace's busy time against their decode time (hsd_bench/bench/trace.py); it does not count the "
+               "device waiting inside a call for the host as busy. "
                "*= AR*: share of prompts whose greedy output equals the same backend's engine AR; where one "
                "differs, why, in parentheses (hsd_bench/parity.py, as run.py classifies its rows): a near tie "
                "of the dtype's rounding at the first differing position, or unexplained -- which a lossless "

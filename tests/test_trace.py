@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from hsd_bench.bench.trace import MARK, PhaseMarks, busy_in, decode_device_idle, decode_windows
+from hsd_bench.bench.report import markdown
+from hsd_bench.bench.trace import (MARK, PhaseMarks, at_timed_rate, busy_in, decode_device_idle, decode_windows,
+                                   idle_by_launch)
 
 
-def kernel(ts: float, dur: float, name: str = "gemv", cat: str = "kernel") -> dict:
-    return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur}
+def kernel(ts: float, dur: float, name: str = "gemv", cat: str = "kernel", launch: int = 0) -> dict:
+    """A device event of the launch ``launch`` (its correlation id: a graph replay's kernels share one)."""
+    return {"ph": "X", "cat": cat, "name": name, "ts": ts, "dur": dur, "args": {"correlation": launch}}
 
 
 def mark(ts: float) -> dict:
@@ -75,3 +78,49 @@ def test_off_cuda_the_trace_says_why_instead_of_a_number(codec):
     out = decode_device_idle(lambda wrap: build_engine(MethodSpec("autoregressive"), wrap(model), None, codec),
                              [codec.encode("x = 1")], 4)
     assert set(out) == {"skipped"} and "CUDA" in out["skipped"]
+
+
+def test_idle_splits_into_gaps_inside_one_launch_and_gaps_between_launches():
+    events = [
+        mark(0.0),  # window [2, 100]
+        kernel(5.0, 10.0, launch=1),  # 3 µs from the window's start: between launches
+        kernel(17.0, 10.0, launch=1),  # 2 µs inside launch 1 (a graph's next node)
+        kernel(20.0, 30.0, launch=2),  # launched early: overlaps, no gap; launch 2 now ends last (at 50)
+        kernel(45.0, 3.0, launch=1),  # inside the busy span: no gap, the owner stays launch 2
+        kernel(52.0, 8.0, launch=2),  # 2 µs inside launch 2
+        kernel(70.0, 10.0, "fill", cat="gpu_memset", launch=3),  # 10 µs waiting for the host's fill
+        mark(100.0),  # 20 µs from the last work to the end mark: between launches
+    ]
+    windows = decode_windows(events)
+    within, between = idle_by_launch(events, windows)
+    assert (within, between) == (pytest.approx(4.0), pytest.approx(3.0 + 10.0 + 20.0))
+    assert within + between == pytest.approx(98.0 - busy_in(events, windows))  # every idle µs, once
+    no_ids = [{k: v for k, v in e.items() if k != "args"} if e["name"] == "gemv" else e for e in events]
+    assert idle_by_launch(no_ids, windows) is None
+
+
+def test_the_idle_share_at_the_timed_rate_takes_the_traces_device_times_against_the_timed_decode():
+    # A traced pass slowed by the tracer: its own window says 60 % idle, but the device's work was
+    # 0.3 s of the timed passes' 0.5 s, so they left it idle 40 % of their decode time, 5 points
+    # of it inside launches.
+    traced = {"device_idle_frac": 0.6, "window_s": 0.75, "busy_s": 0.3, "idle_within_launches_s": 0.025}
+    shares = at_timed_rate(traced, 0.5)
+    assert shares["idle_at_timed_rate"] == pytest.approx(0.4)
+    assert shares["within_launches_at_timed_rate"] == pytest.approx(0.05)
+    assert shares["between_launches_at_timed_rate"] == pytest.approx(0.35)
+    # kernels longer under the tracer: shown as they are, not clipped
+    assert at_timed_rate(traced, 0.25)["idle_at_timed_rate"] == pytest.approx(-0.2)
+    assert set(at_timed_rate(traced, None).values()) == {None}
+    assert set(at_timed_rate({"error": "no phase marks"}, 0.5).values()) == {None}
+    assert at_timed_rate({**traced, "idle_within_launches_s": None}, 0.5)["between_launches_at_timed_rate"] is None
+
+
+def test_the_methods_table_shows_the_traced_idle_at_the_timed_rate():
+    row = {"name": "ours hispec", "backend": "native", "tokens_per_s": 1.0, "decode_tokens_per_s": 1.0,
+           "speedup_vs_same_backend_ar": 1.0, "mean_accepted_len": 3.0, "parity_vs_same_backend_ar": 1.0,
+           "device_trace": {"device_idle_frac": 0.6, "busy_s": 0.3, "idle_at_timed_rate": 0.4,
+                            "between_launches_at_timed_rate": 0.35}}
+    head, _, traced, failed = markdown([row, {**row, "device_trace": {"error": "no phase marks"}}]).splitlines()
+    column = [c.strip() for c in head.split("|")].index("device idle (trace)")
+    assert traced.split("|")[column].strip() == "40.0% (35.0%)"
+    assert failed.split("|")[column].strip() == "–"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from hsd_bench.bench.report import pct
 from hsd_bench.bench.runs import RunResult, _repeat
 from hsd_bench.bench.timing import sync
 from hsd_bench.metrics import quantile, summarize_method
@@ -215,14 +216,11 @@ def markdown(doc: dict) -> str:
                 out.append(
                     f"* {label}: B={r['batch']}, {1e3 * r['step_s']:.3f} ms per step; {r['binds']} binds "
                     f"({1e3 * r['roofline_s']:.3f} ms): **{100 * r['fraction']:.1f}% of the roofline** "
-                    f"(memory {_pct(r.get('memory_fraction'))}, compute {_pct(r.get('compute_fraction'))}; "
+                    f"(memory {pct(r.get('memory_fraction'))}, compute {pct(r.get('compute_fraction'))}; "
                     f"{r['bytes_per_step'] / 1e9:.2f} GB, {r['flops_per_step'] / 1e12:.2f} TFLOP per step)"
                 )
     return "\n".join(out)
 
-
-def _pct(v) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
 
 
 def workload_label(doc: dict, model: str, m: dict) -> str:

@@ -63,7 +63,8 @@ def _fmt(v, spec: str = ".1f") -> str:
     return str(v)
 
 
-def _pct(v) -> str:
+def pct(v) -> str:
+    """A share as a percentage with one decimal, "–" where there is none."""
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
@@ -90,26 +91,34 @@ def markdown(rows: list[dict]) -> str:
       syncs): the engine overhead as decoding really runs; the median of the row's
       instrumented passes, their range in brackets when there were several;
     * *host-serial overhead* -- the same share with the device synchronised
-      around every call: all of the engine's host time, an upper bound.
+      around every call: all of the engine's host time, an upper bound;
+    * *device idle (trace)* (``bench_gpu.py --device-trace``) -- the device's own idle share
+      in the timed passes: a kernel trace's busy time against their decode time, and in
+      brackets the part between launches, the device waiting for the host
+      (``trace.at_timed_rate``). Unlike the outside share it does not count the device waiting
+      inside a call for the host as busy, which on host-bound methods is most of the gap.
 
     *host probe* (runs timed by ``measure.timed_passes``): the host's speed before the passes,
     µs per tiny launch + event wait (``host_probe.py``, median over passes) -- host-bound rows
     follow it, so a table's rates compare with another table's only at similar probes.
     """
     head = ("| run | backend | tok/s | decode tok/s | speedup vs same-backend AR | τ (tokens/target fwd) "
-            "| acceptance | = AR | outside forwards (async) | host-serial overhead | BW fraction | host probe |")
-    lines = [head, "|" + " --- |" * 12]
+            "| acceptance | = AR | outside forwards (async) | host-serial overhead | device idle (trace) | BW fraction "
+            "| host probe |")
+    lines = [head, "|" + " --- |" * 13]
     for r in rows:
         acc = r.get("acceptance_per_level") or {}
         acc_s = ", ".join(f"{k}: {v:.2f}" for k, v in acc.items() if v is not None) or "–"
         outside = r.get("outside_forwards_async") or {}
         idle, spread = outside.get("gpu_idle_frac"), outside.get("gpu_idle_frac_range")
         serial = (r.get("host_serial") or {}).get("overhead_frac")
+        traced = r.get("device_trace") or {}
+        between = traced.get("between_launches_at_timed_rate")
         lines.append(
             f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
-            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {_pct(idle)}{_spread(spread)} "
-            f"| {_pct(serial)} "
-            f"| {_pct(r.get('bw_fraction'))} | {_fmt(r.get('host_probe_us'))}{'' if r.get('host_probe_us') is None else ' µs'} |"
+            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {pct(idle)}{_spread(spread)} "
+            f"| {pct(serial)} | {pct(traced.get('idle_at_timed_rate'))}{'' if between is None else f' ({pct(between)})'} "
+            f"| {pct(r.get('bw_fraction'))} | {_fmt(r.get('host_probe_us'))}{'' if r.get('host_probe_us') is None else ' µs'} |"
         )
     return "\n".join(lines)
