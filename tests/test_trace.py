@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from hsd_bench.bench.report import markdown
-from hsd_bench.bench.trace import (MARK, PhaseMarks, at_timed_rate, busy_in, decode_device_idle, decode_windows,
-                                   idle_by_launch)
+from hsd_bench.bench.trace import (END_OF_DECODE, MARK, PhaseMarks, at_timed_rate, busy_in, decode_device_idle,
+                                   decode_windows, idle_by_launch)
 
 
 def kernel(ts: float, dur: float, name: str = "gemv", cat: str = "kernel", launch: int = 0) -> dict:
@@ -92,9 +92,12 @@ def test_idle_splits_into_gaps_inside_one_launch_and_gaps_between_launches():
         mark(100.0),  # 20 µs from the last work to the end mark: between launches
     ]
     windows = decode_windows(events)
-    within, between = idle_by_launch(events, windows)
-    assert (within, between) == (pytest.approx(4.0), pytest.approx(3.0 + 10.0 + 20.0))
-    assert within + between == pytest.approx(98.0 - busy_in(events, windows))  # every idle µs, once
+    split = idle_by_launch(events, windows)
+    assert (split.within, split.between) == (pytest.approx(4.0), pytest.approx(3.0 + 10.0 + 20.0))
+    assert split.within + split.between == pytest.approx(98.0 - busy_in(events, windows))  # every idle µs, once
+    # each wait between launches, by the work that ended it: the host's fill, the first kernel, the end
+    assert split.waits == {"fill": (pytest.approx(10.0), 1), "gemv": (pytest.approx(3.0), 1),
+                           END_OF_DECODE: (pytest.approx(20.0), 1)}
     no_ids = [{k: v for k, v in e.items() if k != "args"} if e["name"] == "gemv" else e for e in events]
     assert idle_by_launch(no_ids, windows) is None
 

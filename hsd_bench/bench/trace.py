@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -39,6 +39,8 @@ from hsd_bench import host_probe
 
 MARK = "spin_kernel"  # the name torch.cuda._sleep's kernel carries in a trace
 DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+WAIT_NAME_CHARS = 80  # a kernel's name as the waits list it (templated names run to hundreds)
+TOP_WAITS = 6
 
 
 class PhaseMarks:
@@ -87,15 +89,27 @@ def busy_in(events: list[dict], windows: list[tuple[float, float]]) -> float:
     return busy
 
 
-def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """Microseconds of idle inside ``windows`` split by what the device waited for: ``(within,
-    between)`` -- between two kernels of one launch (a graph replay's own node scheduling: the same
-    ``correlation`` id in the event's args) and between launches (the host's next launch, or the
-    window's edges). None where a device event carries no correlation id.
+class IdleSplit(NamedTuple):
+    """Idle microseconds inside the decode windows by what the device waited for (:func:`idle_by_launch`)."""
+
+    within: float  # between two kernels of one launch: a graph replay's own node scheduling
+    between: float  # between launches: the host's next launch, or a window's edges
+    waits: dict[str, tuple[float, int]]  # ``between`` by the work that ended the wait: (µs, gaps)
+
+
+END_OF_DECODE = "(end of decode)"  # the wait from the last work to a window's end mark
+
+
+def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> IdleSplit | None:
+    """The idle inside ``windows`` split by what the device waited for: the next kernel of the same
+    launch (the same ``correlation`` id in the event's args) or the host's next launch, that part
+    also by the name of the work that ended each wait (a fill's memset, a copy, a graph's first
+    kernel). None where a device event carries no correlation id.
 
     Why: the trace's idle share counts the device's own gaps inside a captured graph, which no
     host work can remove, beside the gaps the engine's host work leaves. Only the second is the
     engine's overhead; the tracer's host cost stretches it, not the first (:func:`at_timed_rate`).
+    What ended a wait says which host work it waited for.
     """
     spans = []
     for e in events:
@@ -103,12 +117,18 @@ def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> tu
             corr = (e.get("args") or {}).get("correlation")
             if corr is None:
                 return None
-            spans.append((e["ts"], e["ts"] + e.get("dur", 0.0), corr))
+            spans.append((e["ts"], e["ts"] + e.get("dur", 0.0), corr, e.get("name", "?")[:WAIT_NAME_CHARS]))
     spans.sort()
     within = between = 0.0
+    waits: dict[str, tuple[float, int]] = {}
+
+    def wait(name: str, us: float) -> None:
+        total, n = waits.get(name, (0.0, 0))
+        waits[name] = (total + us, n + 1)
+
     for lo, hi in windows:
         end, owner = lo, None  # how far the device was busy, and the launch of the work that ended last
-        for s, t, corr in spans:
+        for s, t, corr, name in spans:
             if t <= lo or s >= hi:
                 continue
             s, t = max(s, lo), min(t, hi)
@@ -117,10 +137,13 @@ def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> tu
                     within += s - end
                 else:
                     between += s - end
+                    wait(name, s - end)
             if t > end:
                 end, owner = t, corr
-        between += max(0.0, hi - end)
-    return within, between
+        if hi > end:
+            between += hi - end
+            wait(END_OF_DECODE, hi - end)
+    return IdleSplit(within, between, waits)
 
 
 def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
@@ -187,8 +210,11 @@ def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[i
     split = idle_by_launch(events, windows)
     return {
         # the idle split by launch (idle_by_launch), seconds; None where the trace has no correlation ids
-        "idle_within_launches_s": None if split is None else split[0] / 1e6,
-        "idle_between_launches_s": None if split is None else split[1] / 1e6,
+        "idle_within_launches_s": None if split is None else split.within / 1e6,
+        "idle_between_launches_s": None if split is None else split.between / 1e6,
+        # the waits between launches by the work that ended them, largest first: [name, s, gaps]
+        "waits_before": None if split is None else [
+            [name, us / 1e6, n] for name, (us, n) in sorted(split.waits.items(), key=lambda kv: -kv[1][0])[:TOP_WAITS]],
         "device_idle_frac": 1.0 - busy_us / window_us if window_us > 0 else None,
         "window_s": window_us / 1e6,
         "busy_s": busy_us / 1e6,
