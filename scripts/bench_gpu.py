@@ -474,9 +474,10 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
                 f"(busy {traced['busy_s']:.4f} s of {r.kept_decode_s:.4f} s; the traced pass itself "
                 f"{pct(traced.get('device_idle_frac'))} over {traced['windows']} windows, "
                 f"{100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
-            if traced.get("waits_before"):  # seconds of the traced pass, whose gaps the tracer stretched
-                log("  the device waited longest before: " + "; ".join(
-                    f"{name} {1e3 * sec:.1f} ms ({n}×)" for name, sec, n in traced["waits_before"][:3]))
+            for key, what in (("waits_before", "between launches"), ("gaps_inside_before", "inside launches")):
+                if traced.get(key):  # seconds of the traced pass (the tracer stretched the gaps between launches)
+                    log(f"  the device waited longest {what} before: " + "; ".join(
+                        f"{name} {1e3 * sec:.1f} ms ({n}×)" for name, sec, n in traced[key][:3]))
         else:
             log(f"  device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
     for measure in ("outside_forwards_async", "host_serial"):

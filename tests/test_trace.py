@@ -10,7 +10,7 @@ import pytest
 
 from hsd_bench.bench.report import markdown
 from hsd_bench.bench.trace import (END_OF_DECODE, MARK, PhaseMarks, at_timed_rate, busy_in, decode_device_idle,
-                                   decode_windows, idle_by_launch)
+                                   decode_windows, idle_by_launch, largest)
 
 
 def kernel(ts: float, dur: float, name: str = "gemv", cat: str = "kernel", launch: int = 0) -> dict:
@@ -98,6 +98,8 @@ def test_idle_splits_into_gaps_inside_one_launch_and_gaps_between_launches():
     # each wait between launches, by the work that ended it: the host's fill, the first kernel, the end
     assert split.waits == {"fill": (pytest.approx(10.0), 1), "gemv": (pytest.approx(3.0), 1),
                            END_OF_DECODE: (pytest.approx(20.0), 1)}
+    assert split.inside_waits == {"gemv": (pytest.approx(4.0), 2)}  # launch 1's and launch 2's second kernels
+    assert largest(split.waits, top=2) == [[END_OF_DECODE, pytest.approx(20e-6), 1], ["fill", pytest.approx(10e-6), 1]]
     no_ids = [{k: v for k, v in e.items() if k != "args"} if e["name"] == "gemv" else e for e in events]
     assert idle_by_launch(no_ids, windows) is None
 

@@ -95,6 +95,7 @@ class IdleSplit(NamedTuple):
     within: float  # between two kernels of one launch: a graph replay's own node scheduling
     between: float  # between launches: the host's next launch, or a window's edges
     waits: dict[str, tuple[float, int]]  # ``between`` by the work that ended the wait: (µs, gaps)
+    inside_waits: dict[str, tuple[float, int]]  # ``within`` by the kernel that ended the gap: (µs, gaps)
 
 
 END_OF_DECODE = "(end of decode)"  # the wait from the last work to a window's end mark
@@ -102,14 +103,16 @@ END_OF_DECODE = "(end of decode)"  # the wait from the last work to a window's e
 
 def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> IdleSplit | None:
     """The idle inside ``windows`` split by what the device waited for: the next kernel of the same
-    launch (the same ``correlation`` id in the event's args) or the host's next launch, that part
-    also by the name of the work that ended each wait (a fill's memset, a copy, a graph's first
-    kernel). None where a device event carries no correlation id.
+    launch (the same ``correlation`` id in the event's args) or the host's next launch, each also
+    by the name of the work that ended the gap (a fill's memset, a copy, a graph's first kernel;
+    inside a launch, the graph node the device was slow to start). None where a device event
+    carries no correlation id.
 
     Why: the trace's idle share counts the device's own gaps inside a captured graph, which no
     host work can remove, beside the gaps the engine's host work leaves. Only the second is the
     engine's overhead; the tracer's host cost stretches it, not the first (:func:`at_timed_rate`).
-    What ended a wait says which host work it waited for.
+    What ended a wait says which host work it waited for; what ended a gap inside a launch, which
+    of a graph's nodes cost the device its own time.
     """
     spans = []
     for e in events:
@@ -121,10 +124,11 @@ def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> Id
     spans.sort()
     within = between = 0.0
     waits: dict[str, tuple[float, int]] = {}
+    inside: dict[str, tuple[float, int]] = {}
 
-    def wait(name: str, us: float) -> None:
-        total, n = waits.get(name, (0.0, 0))
-        waits[name] = (total + us, n + 1)
+    def wait(into: dict, name: str, us: float) -> None:
+        total, n = into.get(name, (0.0, 0))
+        into[name] = (total + us, n + 1)
 
     for lo, hi in windows:
         end, owner = lo, None  # how far the device was busy, and the launch of the work that ended last
@@ -135,15 +139,22 @@ def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> Id
             if s > end:
                 if owner is not None and corr == owner:
                     within += s - end
+                    wait(inside, name, s - end)
                 else:
                     between += s - end
-                    wait(name, s - end)
+                    wait(waits, name, s - end)
             if t > end:
                 end, owner = t, corr
         if hi > end:
             between += hi - end
-            wait(END_OF_DECODE, hi - end)
-    return IdleSplit(within, between, waits)
+            wait(waits, END_OF_DECODE, hi - end)
+    return IdleSplit(within, between, waits, inside)
+
+
+def largest(gaps: dict[str, tuple[float, int]], top: int = TOP_WAITS) -> list[list]:
+    """The ``top`` largest entries of :class:`IdleSplit`'s ``waits`` or ``inside_waits`` as
+    ``[name, seconds, gaps]`` rows, largest first."""
+    return [[name, us / 1e6, n] for name, (us, n) in sorted(gaps.items(), key=lambda kv: -kv[1][0])[:top]]
 
 
 def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
@@ -212,9 +223,10 @@ def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[i
         # the idle split by launch (idle_by_launch), seconds; None where the trace has no correlation ids
         "idle_within_launches_s": None if split is None else split.within / 1e6,
         "idle_between_launches_s": None if split is None else split.between / 1e6,
-        # the waits between launches by the work that ended them, largest first: [name, s, gaps]
-        "waits_before": None if split is None else [
-            [name, us / 1e6, n] for name, (us, n) in sorted(split.waits.items(), key=lambda kv: -kv[1][0])[:TOP_WAITS]],
+        # the gaps between launches and inside them by the work that ended them, largest first:
+        # [name, s, gaps]
+        "waits_before": None if split is None else largest(split.waits),
+        "gaps_inside_before": None if split is None else largest(split.inside_waits),
         "device_idle_frac": 1.0 - busy_us / window_us if window_us > 0 else None,
         "window_s": window_us / 1e6,
         "busy_s": busy_us / 1e6,
