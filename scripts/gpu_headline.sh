@@ -5,7 +5,7 @@
 # the still-warm machine reuses it):
 #
 #   OUT=<dir> PARTS=checks bash scripts/gpu_headline.sh    # train + the measurement-path checks
-#     (training ~4 min with GPU_BUDGET=140, the checks ~7.5 min with HF_CHECK=0 on an H200: more than
+#     (training ~4 min with GPU_BUDGET=140, the checks ~8 min with HF_CHECK=0 on an H200: more than
 #     one 10-minute call -- the steps that do not fit are skipped and logged. Train in one call
 #     (PARTS=none TRAIN=1), then PARTS=checks on the warm machine, which reuses the model.)
 #   OUT=<dir> PARTS=figures bash scripts/gpu_headline.sh   # (train +) the named sweeps + figures (9.4 min on an H200)
@@ -19,7 +19,8 @@
 #  2. the measurement-path checks (docs/performance.md): `method=hispec exit=8,16` with no backend
 #     named; AR three times in fresh processes; layerskip / hispec / vanilla_sd / the three-model
 #     hierarchy (DRAFT -> MID -> MODEL) through run.py and the same configurations through
-#     scripts/bench_gpu.py on run.py's workload (--dataset);
+#     scripts/bench_gpu.py on run.py's workload (--dataset), with the device's own idle share from
+#     a kernel trace (--device-trace, about 30 s more; DEVICE_TRACE=0 leaves it out);
 #     transformers' assistant_early_exit through run.py (method=hf_early_exit; HF_CHECK=0 skips it);
 #     with PARTS=...,ar_chunk1, AR three more times at ar_chunk=1 (one host round trip per token),
 #     interleaved with the default-chunk repeats;
@@ -37,6 +38,7 @@ MODEL=${MODEL:-runs/gpu-24x1024}
 DRAFT=${DRAFT:-checkpoints/family-2x128}
 MID=${MID:-checkpoints/family-6x128}
 TRAIN=${TRAIN:-1}
+DEVICE_TRACE=${DEVICE_TRACE:-1}
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-bfloat16}
 LIMIT=${LIMIT:-8}
@@ -85,9 +87,11 @@ step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.dra
 step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
 step agree_hierarchy 50 $PY run.py "${COMMON[@]}" method=hierarchy method.levels.0.path="$DRAFT" method.levels.0.batch=4 \
   method.levels.1.path="$MID" method.levels.1.batch=4 results_dir="$RUNS/agree"
-step agree_bench 90 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
+TRACE_ARGS=()
+[[ "$DEVICE_TRACE" == 1 ]] && TRACE_ARGS=(--device-trace)
+step agree_bench 120 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
   --draft "$DRAFT" --mid-draft "$MID" --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
-  --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --out "$RUNS/bench"
+  --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf "${TRACE_ARGS[@]}" --out "$RUNS/bench"
 [[ "${HF_CHECK:-1}" == 1 ]] && step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"
 fi
 
