@@ -222,7 +222,6 @@ def markdown(doc: dict) -> str:
     return "\n".join(out)
 
 
-
 def workload_label(doc: dict, model: str, m: dict) -> str:
     """Hardware, dtype and what was decoded, for a figure's title: a figure read alone says it."""
     info = doc.get("info", {})
