@@ -471,7 +471,8 @@ def test_every_step_a_greedy_run_replays_is_inside_a_timed_model_call(method):
     from hsd_bench.engine import DecodingConfig
     from hsd_bench.methods import MethodSpec, build_engine
     from tests.test_native_backend import VOCAB, make_hf_model
-    from tests.test_native_fused_greedy import RecordingGraphs, native
+    from hsd_bench.models.native.graphs import RecordingGraphs
+    from tests.test_native_fused_greedy import native
 
     inside, outside = [0], []
 

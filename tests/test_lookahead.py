@@ -22,10 +22,9 @@ import torch
 from hsd_bench.engine import DecodingConfig
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.models.native import from_hf_model
-from hsd_bench.models.native.graphs import next_pow2
+from hsd_bench.models.native.graphs import RecordingGraphs, next_pow2
 from hsd_bench.verify import greedy_accept_values, greedy_accepted_on_device, greedy_verdict_inputs
 from tests.test_native_backend import VOCAB, make_hf_model
-from tests.test_native_fused_greedy import RecordingGraphs
 
 
 def native(model, **kw):

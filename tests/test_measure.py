@@ -17,8 +17,8 @@ from hsd_bench import measure
 from hsd_bench.engine import DecodingConfig, Generation, GenerationStats
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.models.native import from_hf_model
+from hsd_bench.models.native.graphs import RecordingGraphs
 from tests.test_native_backend import VOCAB, make_hf_model
-from tests.test_native_fused_greedy import RecordingGraphs
 
 
 def recorded_native(hf, name="target"):

@@ -18,6 +18,7 @@ import torch
 from hsd_bench.engine import DecodingConfig
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.models.native import from_hf_model
+from hsd_bench.models.native.graphs import RecordingGraphs
 from hsd_bench.models.native.model import MAX_FUSED_DRAFT
 from tests.test_native_backend import VOCAB, make_hf_model
 
@@ -236,28 +237,6 @@ def test_a_model_whose_only_view_drafts_keeps_no_hidden_states(spec, monkeypatch
     m.run_layers(m.embed(torch.arange(5)), 0, 1, 0)
     with pytest.raises(ValueError, match="keep_hidden=False needs stop_below=None"):
         m.greedy_draft(torch.arange(30), 5, 6, 1, 3, stop_below=0.5, keep_hidden=False)
-
-
-class RecordingGraphs:
-    """Stands in for a ``GraphCache`` on CPU: a key's first step is kept ("captured") and every later
-    run of the key calls that kept step -- as a replay re-runs what was recorded, whatever the
-    caller passes -- so a step that read a host value at capture would replay it stale here too.
-    Nothing is captured, so a guarded round's condition is not a conditional node: it always runs
-    (what a graph whose conditional nodes do not work would do)."""
-
-    def __init__(self):
-        self.steps, self.replays, self.captures = {}, [], 0
-
-    def __contains__(self, key):
-        return key in self.steps
-
-    def run(self, key, fn):
-        if key not in self.steps:
-            self.steps[key] = fn
-            self.captures += 1
-        else:
-            self.replays.append(key[0])
-        return self.steps[key]()
 
 
 ROUND_METHODS = [

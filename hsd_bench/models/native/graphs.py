@@ -95,3 +95,31 @@ class GraphCache:
         with torch.cuda.graph(graph, pool=self.pool):
             out = fn()
         return graph, out
+
+
+class RecordingGraphs:
+    """Stands in for a :class:`GraphCache` off CUDA: a key's first step is kept ("captured") and every
+    later run of the key calls that kept step -- as a replay re-runs what was recorded, whatever the
+    caller passes -- so a step that read a host value at capture would replay it stale here too.
+
+    Why: the fixed-shape steps and the engine's host path around them are what a GPU runs; with
+    this stand-in a CPU runs them too, so tests check them and ``bench/launches.py`` counts what
+    the host launches on them. Nothing is captured, so a guarded round's condition is not a
+    conditional node: it always runs (what a graph whose conditional nodes do not work would do).
+    """
+
+    def __init__(self):
+        self.steps: dict[tuple, Callable[[], torch.Tensor]] = {}
+        self.replays: list = []  # the first element of each replayed key, in order
+        self.captures = 0
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.steps
+
+    def run(self, key: tuple, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self.steps:
+            self.steps[key] = fn
+            self.captures += 1
+        else:
+            self.replays.append(key[0])
+        return self.steps[key]()

@@ -1,0 +1,146 @@
+"""What the host launches per generated token on the graph path, counted without a GPU.
+
+Why: on the small models a round's host work decides how long the device waits (the
+twenty-sixth GPU run: HiSpec on the 5.6 M model leaves an H200 idle 30-50 % of its decode time
+between launches), and a host's state moves any timing of that work by up to a third between
+processes. What the host launches per token -- fills, copies, clones, cats, graph replays, each a
+few µs of host time on any machine -- does not move: it is a property of the code, the same on
+every machine and in every run, so a change to it can be seen, and kept from coming back, on a
+CPU.
+
+How: the native backend's fixed-shape steps (the path a GPU runs) with a graph stand-in
+(:class:`~hsd_bench.models.native.graphs.RecordingGraphs`) in place of CUDA graphs. A
+``TorchDispatchMode`` sees every ATen op the engine issues; an op that launches device work (not
+a view, not an allocation) is counted with the project line that issued it, except inside a
+replayed step, whose ops a captured graph runs as one launch: the replay is counted instead.
+Reading a value on the host (``item``) is counted apart, as a read; ``tolist`` dispatches no op.
+What only CUDA does is not counted: the copy of each verdict into its pinned host buffer
+(``Engine._verdict_host``, about one launch per verification) and the events around it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from hsd_bench.models.native.graphs import RecordingGraphs
+
+# ops that allocate or describe memory without a kernel
+NO_LAUNCH = {"empty", "empty_like", "empty_strided", "detach", "lift_fresh", "alias", "resize_", "set_"}
+READS = {"_local_scalar_dense"}  # a value read on the host: a sync on a device
+REPLAY = "(graph replay)"
+PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _site() -> str:
+    """The innermost project line outside this module on the caller's stack, as ``path:line (function)``."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(PACKAGE) and not path.endswith("launches.py"):
+            short = path[len(PACKAGE) + 1:]
+            return f"{short}:{frame.f_lineno} ({frame.f_code.co_name})"
+        frame = frame.f_back
+    return "(outside hsd_bench)"
+
+
+class HostLaunches(TorchDispatchMode):
+    """Counts the device launches the host issues, by op and by project line, outside replays of
+    the given graph stand-ins (each replay counted once, as :data:`REPLAY`)."""
+
+    def __init__(self, graphs: Iterable[RecordingGraphs]):
+        super().__init__()
+        self.ops: Counter = Counter()
+        self.sites: Counter = Counter()
+        self.reads = 0
+        self.decoding = True  # counting on; per_token turns it on only in the engine's decode phase
+        self._inside = 0
+        self._graphs = list(graphs)
+        self._runs: list[Callable] = []
+
+    def __enter__(self):
+        for g in self._graphs:
+            self._runs.append(g.run)
+            g.run = self._counting(g.run)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for g, run in zip(self._graphs, self._runs):
+            g.run = run
+        self._runs = []
+        return super().__exit__(*exc)
+
+    def _counting(self, run: Callable) -> Callable:
+        def counted(key, fn):
+            if self.decoding and not self._inside:
+                self._count(REPLAY)
+            self._inside += 1
+            try:
+                return run(key, fn)
+            finally:
+                self._inside -= 1
+
+        return counted
+
+    def _count(self, op: str) -> None:
+        self.ops[op] += 1
+        self.sites[_site()] += 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.decoding and not self._inside:
+            name = func.overloadpacket.__name__
+            if name in READS:
+                self.reads += 1
+            elif not func.is_view and name not in NO_LAUNCH:
+                self._count(name)
+        return out
+
+    @property
+    def launches(self) -> int:
+        return sum(self.ops.values())
+
+
+def stand_in_graphs(models: Iterable) -> list[RecordingGraphs]:
+    """Put a graph stand-in in every native model that runs fixed-shape steps without CUDA graphs
+    (before ``prepare``, which records its steps into it); return the stand-ins."""
+    stand_ins = []
+    for m in models:
+        if getattr(m, "fixed_shapes", False) and getattr(m, "_graphs", None) is None:
+            m._graphs = RecordingGraphs()
+        if isinstance(getattr(m, "_graphs", None), RecordingGraphs):
+            stand_ins.append(m._graphs)
+    return stand_ins
+
+
+def per_token(engine, graphs: list[RecordingGraphs], prompts: list[list[int]], max_new: int, decoding,
+              stop: tuple[str, ...] = (), codec=None, top: int = 12) -> dict:
+    """One pass over ``prompts`` under :class:`HostLaunches`, counting in the engine's decode phase only
+    (its ``on_phase`` hook; the prompt's prefill is not a round's work): launches, replays and reads
+    per generated token, the ``top`` ops and project lines by launches per token, and the steps
+    recorded during the pass (0 once ``prepare`` recorded every shape, as on a GPU)."""
+    recorded = sum(g.captures for g in graphs)
+    tokens = 0
+    with HostLaunches(graphs) as count:
+        engine.on_phase = lambda phase: setattr(count, "decoding", phase == "decode")
+        try:
+            for p in prompts:
+                g = engine.generate(p, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+                tokens += g.stats.n_generated
+        finally:
+            engine.on_phase = None
+    n = max(tokens, 1)
+    return {
+        "tokens": tokens,
+        "launches_per_token": count.launches / n,
+        "replays_per_token": count.ops[REPLAY] / n,
+        "reads_per_token": count.reads / n,
+        "ops": {op: c / n for op, c in count.ops.most_common(top)},
+        "sites": {site: c / n for site, c in count.sites.most_common(top)},
+        "recorded_while_decoding": sum(g.captures for g in graphs) - recorded,
+    }

@@ -1,0 +1,82 @@
+"""hsd_bench/bench/launches.py and scripts/count_launches.py: the host's launches per generated token
+on the graph path, counted on a CPU through the native backend's fixed-shape steps and the graph
+stand-in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hsd_bench.bench.launches import REPLAY, HostLaunches, per_token, stand_in_graphs
+from hsd_bench.engine import DecodingConfig
+from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.models.native import from_hf_model
+from hsd_bench.models.native.graphs import RecordingGraphs
+from tests.conftest import load_script
+from tests.test_native_backend import VOCAB, make_hf_model
+
+
+def test_a_replay_is_one_launch_and_views_and_allocations_are_none():
+    graphs = RecordingGraphs()
+    static = torch.zeros(4)
+
+    def step():  # three ops a captured graph would run as one launch
+        static.add_(1.0)
+        static.mul_(2.0)
+        return static.clone()
+
+    graphs.run(("step",), step)  # recorded before counting, as prepare() records
+    with HostLaunches([graphs]) as count:
+        static[:2].fill_(3.0)  # a view (not counted), then a fill (counted)
+        torch.empty(8)  # an allocation: no kernel
+        graphs.run(("step",), None)
+        value = static.sum().item()  # a reduction (a launch), then a host read
+    assert dict(count.ops) == {"fill_": 1, REPLAY: 1, "sum": 1}
+    assert count.launches == 3 and count.reads == 1
+    assert value == pytest.approx(2 * 8.0 + 2 * 6.0)  # the replay ran the step: (3 + 1) * 2 and (2 + 1) * 2
+    assert graphs.run.__func__ is RecordingGraphs.run  # the stand-in is itself again after counting
+    site = next(iter(count.sites))
+    assert site.startswith("(outside hsd_bench)")  # this test's own lines are not the project's
+
+
+def native(hf, **kw):
+    return from_hf_model(hf, max_context=160, fixed_shapes=True, max_graph_tokens=8, min_kv_bucket=16, **kw)
+
+
+@pytest.mark.parametrize("spec", [MethodSpec("autoregressive"), MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3)],
+                         ids=["autoregressive", "hispec"])
+def test_the_count_is_of_the_decode_phase_on_the_graph_path_and_the_same_every_pass(spec):
+    """Every forward of a decode runs inside a replayed step (no matmul is counted: the prompt's
+    eager prefill is outside the count), nothing is recorded while decoding, and the count is a
+    property of the code: two passes count the same."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=3)
+    model = native(hf)
+    graphs = stand_in_graphs([model])
+    assert len(graphs) == 1 and model._graphs is graphs[0]
+    engine = build_engine(spec, model, load_other=None)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in (9, 14)]
+    engine.prepare(40, greedy=True)
+    engine.generate(prompts[0], 24, DecodingConfig())  # records the shapes a first pass meets
+    first = per_token(engine, graphs, prompts, 24, DecodingConfig())
+    second = per_token(engine, graphs, prompts, 24, DecodingConfig())
+    assert first == second
+    assert first["tokens"] == 48 and first["recorded_while_decoding"] == 0
+    assert first["replays_per_token"] > 0 and "mm" not in first["ops"] and "addmm" not in first["ops"]
+    assert first["launches_per_token"] == pytest.approx(sum(first["ops"].values()))
+    assert engine.on_phase is None  # the counting hook is gone
+
+
+def test_count_launches_writes_a_row_per_method_and_refuses_bad_arguments(tmp_path, capsys):
+    script = load_script("count_launches")
+    assert script.main(["--methods", "hispec", "--prompts", "1", "--max-new", "8", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "launches.json").read_text())
+    row = doc["methods"]["hispec"]
+    assert row["tokens"] > 0 and row["launches_per_token"] > row["replays_per_token"] > 0
+    assert "| hispec |" in (tmp_path / "launches.md").read_text()
+    for bad, says in ((["--methods", "beam"], "unknown beam"), (["--max-new", "0"], "--max-new=0"),
+                      (["--hispec-exits", "3"], "two layer numbers")):
+        with pytest.raises(SystemExit):
+            script.parse_args(bad + ["--out", str(tmp_path)])
+        assert says in capsys.readouterr().err
