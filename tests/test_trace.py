@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from hsd_bench.bench.report import markdown
-from hsd_bench.bench.trace import (END_OF_DECODE, MARK, PhaseMarks, at_timed_rate, busy_in, decode_device_idle,
-                                   decode_windows, idle_by_launch, largest)
+from hsd_bench.bench.trace import (END_OF_DECODE, MARK, PhaseMarks, at_timed_rate, decode_device_idle, decode_windows,
+                                   largest, sweep)
 
 
 def kernel(ts: float, dur: float, name: str = "gemv", cat: str = "kernel", launch: int = 0) -> dict:
@@ -38,7 +38,7 @@ def test_windows_lie_between_paired_marks_and_busy_counts_overlap_once():
     ]
     windows = decode_windows(events)
     assert windows == [(102.0, 200.0), (302.0, 352.0)]
-    assert busy_in(events, windows) == pytest.approx(40.0 + 10.0 + 5.0 + 38.0)
+    assert sweep(events, windows).busy == pytest.approx(40.0 + 10.0 + 5.0 + 38.0)
 
 
 @pytest.mark.parametrize("marks", [[], [mark(1.0)], [mark(1.0), mark(5.0), mark(9.0)]])
@@ -92,16 +92,16 @@ def test_idle_splits_into_gaps_inside_one_launch_and_gaps_between_launches():
         mark(100.0),  # 20 µs from the last work to the end mark: between launches
     ]
     windows = decode_windows(events)
-    split = idle_by_launch(events, windows)
+    busy, split = sweep(events, windows)
     assert (split.within, split.between) == (pytest.approx(4.0), pytest.approx(3.0 + 10.0 + 20.0))
-    assert split.within + split.between == pytest.approx(98.0 - busy_in(events, windows))  # every idle µs, once
+    assert split.within + split.between == pytest.approx(98.0 - busy)  # every idle µs, once
     # each wait between launches, by the work that ended it: the host's fill, the first kernel, the end
     assert split.waits == {"fill": (pytest.approx(10.0), 1), "gemv": (pytest.approx(3.0), 1),
                            END_OF_DECODE: (pytest.approx(20.0), 1)}
     assert split.inside_waits == {"gemv": (pytest.approx(4.0), 2)}  # launch 1's and launch 2's second kernels
     assert largest(split.waits, top=2) == [[END_OF_DECODE, pytest.approx(20e-6), 1], ["fill", pytest.approx(10e-6), 1]]
     no_ids = [{k: v for k, v in e.items() if k != "args"} if e["name"] == "gemv" else e for e in events]
-    assert idle_by_launch(no_ids, windows) is None
+    assert sweep(no_ids, windows) == (pytest.approx(busy), None)  # the busy time needs no ids
 
 
 def test_the_idle_share_at_the_timed_rate_takes_the_traces_device_times_against_the_timed_decode():

@@ -73,24 +73,8 @@ def decode_windows(events: list[dict]) -> list[tuple[float, float]]:
     return [(start["ts"] + start.get("dur", 0.0), end["ts"]) for start, end in zip(marks[::2], marks[1::2])]
 
 
-def busy_in(events: list[dict], windows: list[tuple[float, float]]) -> float:
-    """Microseconds inside ``windows`` during which the device ran at least one kernel, copy or fill
-    (marks excluded): overlapping work -- kernels launched early, copies beside kernels -- counts once."""
-    spans = sorted((e["ts"], e["ts"] + e.get("dur", 0.0)) for e in events
-                   if e.get("cat") in DEVICE_CATEGORIES and MARK not in e.get("name", ""))
-    busy = 0.0
-    for lo, hi in windows:
-        end = lo
-        for s, t in spans:
-            s, t = max(s, end), min(t, hi)
-            if t > s:
-                busy += t - s
-                end = t
-    return busy
-
-
 class IdleSplit(NamedTuple):
-    """Idle microseconds inside the decode windows by what the device waited for (:func:`idle_by_launch`)."""
+    """Idle microseconds inside the decode windows by what the device waited for (:func:`sweep`)."""
 
     within: float  # between two kernels of one launch: a graph replay's own node scheduling
     between: float  # between launches: the host's next launch, or a window's edges
@@ -98,31 +82,37 @@ class IdleSplit(NamedTuple):
     inside_waits: dict[str, tuple[float, int]]  # ``within`` by the kernel that ended the gap: (µs, gaps)
 
 
+class Sweep(NamedTuple):
+    """What one pass over a trace's device events inside the decode windows finds (:func:`sweep`)."""
+
+    busy: float  # µs during which the device ran at least one kernel, copy or fill
+    split: IdleSplit | None  # the rest of the windows by what the device waited for; None without ids
+
+
 END_OF_DECODE = "(end of decode)"  # the wait from the last work to a window's end mark
 
 
-def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> IdleSplit | None:
-    """The idle inside ``windows`` split by what the device waited for: the next kernel of the same
-    launch (the same ``correlation`` id in the event's args) or the host's next launch, each also
-    by the name of the work that ended the gap (a fill's memset, a copy, a graph's first kernel;
-    inside a launch, the graph node the device was slow to start). None where a device event
-    carries no correlation id.
+def sweep(events: list[dict], windows: list[tuple[float, float]]) -> Sweep:
+    """One pass over the device events (kernels, copies, fills; marks excluded) inside ``windows``.
 
-    Why: the trace's idle share counts the device's own gaps inside a captured graph, which no
-    host work can remove, beside the gaps the engine's host work leaves. Only the second is the
-    engine's overhead; the tracer's host cost stretches it, not the first (:func:`at_timed_rate`).
-    What ended a wait says which host work it waited for; what ended a gap inside a launch, which
-    of a graph's nodes cost the device its own time.
+    Busy time counts overlapping work -- kernels launched early, copies beside kernels -- once.
+    The idle is split by what the device waited for: the next kernel of the same launch (the same
+    ``correlation`` id in the event's args) or the host's next launch, each also by the name of
+    the work that ended the gap (a fill's memset, a copy, a graph's first kernel; inside a launch,
+    the graph node the device was slow to start). No split where a device event carries no
+    correlation id.
+
+    Why the split: the trace's idle share counts the device's own gaps inside a captured graph,
+    which no host work can remove, beside the gaps the engine's host work leaves. Only the second
+    is the engine's overhead; the tracer's host cost stretches it, not the first
+    (:func:`at_timed_rate`). What ended a wait says which host work it waited for; what ended a
+    gap inside a launch, which of a graph's nodes cost the device its own time.
     """
-    spans = []
-    for e in events:
-        if e.get("cat") in DEVICE_CATEGORIES and MARK not in e.get("name", ""):
-            corr = (e.get("args") or {}).get("correlation")
-            if corr is None:
-                return None
-            spans.append((e["ts"], e["ts"] + e.get("dur", 0.0), corr, e.get("name", "?")[:WAIT_NAME_CHARS]))
-    spans.sort()
-    within = between = 0.0
+    spans = sorted(((e["ts"], e["ts"] + e.get("dur", 0.0), (e.get("args") or {}).get("correlation"),
+                     e.get("name", "?")[:WAIT_NAME_CHARS])
+                    for e in events if e.get("cat") in DEVICE_CATEGORIES and MARK not in e.get("name", "")),
+                   key=lambda span: span[:2])
+    busy = within = between = 0.0
     waits: dict[str, tuple[float, int]] = {}
     inside: dict[str, tuple[float, int]] = {}
 
@@ -144,11 +134,13 @@ def idle_by_launch(events: list[dict], windows: list[tuple[float, float]]) -> Id
                     between += s - end
                     wait(waits, name, s - end)
             if t > end:
+                busy += t - max(s, end)
                 end, owner = t, corr
         if hi > end:
             between += hi - end
             wait(waits, END_OF_DECODE, hi - end)
-    return IdleSplit(within, between, waits, inside)
+    ids = all(corr is not None for _, _, corr, _ in spans)
+    return Sweep(busy, IdleSplit(within, between, waits, inside) if ids else None)
 
 
 def largest(gaps: dict[str, tuple[float, int]], top: int = TOP_WAITS) -> list[list]:
@@ -162,7 +154,7 @@ def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
     and their kept decode time ``decode_s`` (``RunResult.kept_decode_s``):
 
     * ``idle_at_timed_rate`` -- ``1 - busy_s / decode_s``;
-    * ``within_launches_at_timed_rate`` -- the gaps inside launches (:func:`idle_by_launch`), a
+    * ``within_launches_at_timed_rate`` -- the gaps inside launches (:func:`sweep`), a
       graph replay's own, over ``decode_s``;
     * ``between_launches_at_timed_rate`` -- the rest: the device waiting for the host's launches,
       the engine's overhead as the device sees it.
@@ -217,10 +209,9 @@ def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[i
         events = json.loads(path.read_text()).get("traceEvents", [])
     windows = decode_windows(events)
     window_us = sum(hi - lo for lo, hi in windows)
-    busy_us = busy_in(events, windows)
-    split = idle_by_launch(events, windows)
+    busy_us, split = sweep(events, windows)
     return {
-        # the idle split by launch (idle_by_launch), seconds; None where the trace has no correlation ids
+        # the idle split by launch (sweep), seconds; None where the trace has no correlation ids
         "idle_within_launches_s": None if split is None else split.within / 1e6,
         "idle_between_launches_s": None if split is None else split.between / 1e6,
         # the gaps between launches and inside them by the work that ended them, largest first:
