@@ -124,15 +124,32 @@ class _Pending:
 def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
     """Pieces ``(source [N, D], offset, length)`` packed in order into ``[1, sum(length), D]``.
 
-    A view when the pieces are consecutive rows of one source; otherwise one ``torch.cat``
-    of the pieces' row slices -- one device op whatever the number of sources, and no
-    index list to copy to the device (an ``index_select`` needs one per call).
+    A view when the pieces are consecutive rows of one memory -- of one source, or of views
+    of one storage that lie end to end (a backend that keeps hidden states by position
+    returns such views from separate steps); otherwise one ``torch.cat`` of the pieces' row
+    slices -- one device op whatever the number of sources, and no index list to copy to
+    the device (an ``index_select`` needs one per call).
     """
     first = pieces[0][0]
     if all(source is first for source, _, _ in pieces) and all(
             a[1] + a[2] == b[1] for a, b in zip(pieces, pieces[1:])):
         return first[pieces[0][1] : pieces[-1][1] + pieces[-1][2]][None]
+    if _end_to_end(pieces):
+        rows = sum(n for _, _, n in pieces)
+        return first.as_strided((1, rows, first.shape[1]), (rows * first.stride(0), *first.stride()),
+                                first.storage_offset() + pieces[0][1] * first.stride(0))
     return torch.cat([source[off : off + n] for source, off, n in pieces])[None]
+
+
+def _end_to_end(pieces: list[tuple[torch.Tensor, int, int]]) -> bool:
+    """Whether the pieces' rows lie end to end in one storage, each row as the first's."""
+    first = pieces[0][0]
+    storage, layout = first.untyped_storage().data_ptr(), (first.stride(), first.dtype)
+    for (a, a_off, a_n), (b, b_off, _) in zip(pieces, pieces[1:]):
+        if (b.untyped_storage().data_ptr() != storage or (b.stride(), b.dtype) != layout
+                or a.storage_offset() + (a_off + a_n) * a.stride(0) != b.storage_offset() + b_off * b.stride(0)):
+            return False
+    return True
 
 
 class ModelState:

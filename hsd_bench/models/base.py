@@ -95,6 +95,10 @@ class LayeredModel(Protocol):
 #       ends after the first token whose top probability (softmax at temperature 1)
 #       is below t, and every drafted token is processed, the last one too: the
 #       returned states cover [first, upto + drafted).
+#       The states may be a view of the backend's own memory that stays valid until those
+#       positions are run again at that depth (the engine forgets them first: a rejection
+#       truncates both); states of consecutive positions may then lie end to end in one
+#       storage, which the engine packs as one view (engine.gather).
 #
 #   greedy_draft_rows(tokens LongTensor[R, L], rows, first: list, upto: list, end, count, process_last=False)
 #       -> [1, N, D]: greedy_draft for several rows of a batch at once (the same count each), the
@@ -106,8 +110,8 @@ class LayeredModel(Protocol):
 #       verification whose last segment runs exactly the positions it checks. Where start
 #       is 0 the engine passes the token ids (LongTensor[T]) instead of their embedding:
 #       the step embeds them. The tokens may be the step's own buffer (read them before
-#       the model's next step); keep_hidden=False returns None for the hidden states (no
-#       copy kept).
+#       the model's next step); the hidden states may be a view valid as greedy_draft's are;
+#       keep_hidden=False returns None for them.
 #
 # The native backend implements all four (hsd_bench/models/native/model.py, batched.py). A
 # wrapper that times model calls must time every one of them (bench/instrument.py).

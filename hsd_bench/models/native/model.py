@@ -203,6 +203,8 @@ class NativeLlama(RaggedSteps):
         # Row of the last position a draft chain's first step processes (t0 - 1), on the
         # device, so a chain step's graph does not depend on how many positions came first.
         self._draft_last = torch.zeros(1, dtype=torch.long, device=self.device)
+        # What the host last queued into each one-value input (_stage_scalar), where it knows it.
+        self._staged: dict[str, int] = {}
         # One attention span for every fixed-shape step, set by prepare() for a run's longest
         # sequence: the whole shape set is then known, small, and captured before timing.
         self.fixed_span: int | None = None
@@ -239,9 +241,8 @@ class NativeLlama(RaggedSteps):
         # accepts fewer drafts than this; the graphs of such rounds prepare() captured, by key.
         self._verdict_cap = torch.zeros(1, dtype=torch.long, device=self.device)
         self._guarded_keys: set[tuple] = set()
-        self._draft_hidden = torch.zeros(
-            1, max(self.max_graph_tokens, 1) + MAX_FUSED_DRAFT, args.hidden_size, dtype=self.dtype, device=self.device
-        )
+        # Hidden states by depth and position (_state_store): what the fused greedy steps read and write.
+        self._states: dict[int, torch.Tensor] = {}
 
     def matmul_kernel(self) -> str:
         """What runs the projections of this model's one-row fixed-shape steps: ``gemv`` where the
@@ -263,6 +264,7 @@ class NativeLlama(RaggedSteps):
     # -- LayeredModel ---------------------------------------------------------
     def reset(self) -> None:
         self.cache.reset()
+        self._staged.clear()
         self._launched = self._inputs_queued = self._caught_up = self._hand_up_armed = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
@@ -331,10 +333,13 @@ class NativeLlama(RaggedSteps):
         launch and a copy of its states (docs/performance.md, "Eighteenth run").
 
         On that step the tokens are the graph's own output, not a copy: read them before this
-        model's next step (the engine packs them into the verdict at once). ``keep_hidden=False``
-        (a caller that has no use for the hidden states: nothing reads the last layer's output but
-        the head) returns None for them instead of a copy. Each copy is a host launch per
-        verification, on the path the device waits on.
+        model's next step (the engine packs them into the verdict at once). The step reads its
+        input states from the store at depth ``start`` (:meth:`_state_store`; ``hidden`` is staged
+        there by one copy unless it is that very slice, as the views this model returns are) and,
+        below the last layer, writes its output to the store at depth ``end`` and returns a view of
+        it. ``keep_hidden=False`` (a caller that has no use for the hidden states: nothing reads
+        the last layer's output but the head) returns None for them instead of the last layer's
+        copy. Each copy is a host launch per verification, on the path the device waits on.
         """
         from_ids = hidden.dim() == 1
         if from_ids:
@@ -363,14 +368,18 @@ class NativeLlama(RaggedSteps):
                 if from_ids:
                     self._verify_ids[:t].copy_(hidden)
                 else:
-                    self._static(self._x_in, tb)[:, :t].copy_(hidden)
+                    self._stage_states(start, first_pos, hidden)
                 self._stage_position(first_pos)
                 if self._graphs is None:
                     out, tokens = build()()
                 else:
                     out, tokens = self._graphs.run(key, None)
                 self.cache.advance(start, end, first_pos + t)
-                return (out[:, :t].clone() if keep_hidden else None), tokens[:t]
+                if not keep_hidden:
+                    return None, tokens[:t]
+                if self._stores_output(end):
+                    return self._state_store(end)[:, first_pos : first_pos + t], tokens[:t]
+                return out[:, :t].clone(), tokens[:t]
             if armed is not None:
                 raise RuntimeError(f"a hand-up verification of {t} positions at {first_pos} on layers [0, {end}) "
                                    f"has no captured step (hand_up_ready said so)")
@@ -512,9 +521,10 @@ class NativeLlama(RaggedSteps):
         part is left -- the drafted tokens' copy into ``tokens``, the cache
         frontier, the hidden states.
 
+        On the fused path the returned states are a view of the store at depth ``end``
+        (:meth:`_state_store`), not a copy: valid until those positions are drafted again.
         ``keep_hidden=False`` (a fixed-count round of a model whose only view drafts: nothing
-        reads its hidden states) returns None instead of a copy of them -- a host launch per
-        round, on the path the device waits on.
+        reads its hidden states) returns None instead.
         """
         self._check_range(0, end)
         if not keep_hidden and stop_below is not None:
@@ -536,13 +546,15 @@ class NativeLlama(RaggedSteps):
                 raise RuntimeError(f"greedy_draft(launched=True) of {count} tokens on layers [0, {end}) "
                                    f"(process_last={process_last}, {t0} positions first) does not match the "
                                    f"round launched ahead: {ahead}")
+            # The verdict step chose the round's start on the device; the host now knows it.
+            self._staged.update(pos=first, draft_last=t0 - 1)
         elif not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
             out = self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
             return out if keep_hidden else None
         else:
             self._draft_ids[:t0].copy_(tokens[first:upto])
             self._stage_position(first)
-            self._draft_last.fill_(t0 - 1)
+            self._stage_scalar("draft_last", self._draft_last, t0 - 1)
         stopping = stop_below is not None
         if stopping:
             self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto), True))
@@ -550,9 +562,10 @@ class NativeLlama(RaggedSteps):
             last = upto + count
         elif not launched:
             self._chain(end, next_pow2(t0), upto, count, process_last)
+        self._staged["verdict_m"] = upto  # the round's first step wrote it
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
-        return self._draft_hidden[:, : last - first].clone() if keep_hidden else None
+        return self._state_store(end)[:, first:last] if keep_hidden else None
 
     def verdict_input(self, k: int) -> torch.Tensor | None:
         """The static ``LongTensor[2k + 1]`` a greedy verdict of ``k`` drafts is packed into (drafts,
@@ -594,18 +607,24 @@ class NativeLlama(RaggedSteps):
         if queued is None or not queued[1] <= pos <= queued[1] + queued[2]:
             raise RuntimeError(f"finish_catch_up at position {pos}: no catch-up queued for a verdict covering it "
                                f"(queued: {None if queued is None else queued[:3]} as (end, m, k))")
-        end, out = queued[0], queued[3]
+        end = queued[0]
+        self._staged.update(pos=pos, draft_last=0)  # what its verdict step chose on the device
         self.cache.check_frontier(0, end, pos)
         self.cache.advance(0, end, pos + 1)
-        return out.clone()
+        return self._state_store(end)[:, pos : pos + 1]
 
     def _catch_up_step(self, end: int, kv_len: int):
-        """Layers ``[0, end)`` on the one token the verdict step put in ``_draft_ids`` at ``_pos_base``."""
+        """Layers ``[0, end)`` on the one token the verdict step put in ``_draft_ids`` at ``_pos_base``;
+        its hidden state goes to the store at depth ``end``."""
+        states = self._state_store(end)
 
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_ids[:1], self.embed_weight)[None]
-            return self._layers(x, self._pos_base + self._arange[:1], 0, end, kv_len, self._layer_fn, self._prep_fn,
-                                self.attention, matmul=self.matmul)
+            pos = self._pos_base + self._arange[:1]
+            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                               matmul=self.matmul)
+            states.index_copy_(1, pos, out)
+            return out
 
         return ("catch-up", end, kv_len), step
 
@@ -631,8 +650,9 @@ class NativeLlama(RaggedSteps):
     def _queue_verdict_step(self, m: int, k: int, back: int) -> None:
         """The verdict step of ``k`` drafts at ``m`` (:meth:`_verdict_step`): it rewrites the chain's
         inputs, so inputs queued for another round are gone."""
-        self._verdict_m.fill_(m)
+        self._stage_scalar("verdict_m", self._verdict_m, m)
         self._replay(*self._verdict_step(k, back))
+        self._device_staged()
         self._inputs_queued = None
 
     @_no_grad
@@ -684,15 +704,17 @@ class NativeLlama(RaggedSteps):
             key = self._guarded_key(m + k + 1, k, back, end, count, process_last)
             if self._graphs is not None and key not in self._guarded_keys:
                 return False
-            self._verdict_cap.fill_(accepted_below)
-            self._verdict_m.fill_(m)
+            self._stage_scalar("verdict_cap", self._verdict_cap, accepted_below)
+            self._stage_scalar("verdict_m", self._verdict_m, m)
             if self._graphs is not None:  # captured by prepare(): a replay, no step to build
                 self._graphs.run(key, None)
             else:
                 self._guarded_round_step(k, back, end, m + k + 1, count, process_last)()
+            self._device_staged()
         else:
             self._queue_verdict_step(m, k, back)
             self._chain(end, tb, m + k + 1, count, process_last)
+        self._staged.pop("verdict_m", None)  # the round's first step writes its own start, chosen on the device
         self._launched = (end, count, process_last, tb)
         return True
 
@@ -826,19 +848,23 @@ class NativeLlama(RaggedSteps):
             self._replay(*self._draft_next_step(end, s + 1, False, self._kv_bucket(upto + s + 1)))
             if confidence is None or stops_after(confidence.get()[0], stop_below):
                 return s + 1
-            self._replay(*self._draft_head_step(s + 1))
+            self._replay(*self._draft_head_step(end, s + 1))
         return count
 
     def _draft_first_step(self, end: int, tb: int, kv_len: int, confidence: bool = False):
         """The first step of a chain over ``tb`` (padded) positions from ``_pos_base``; its head
         reads row ``_draft_last``, so one graph serves every real count up to ``tb``."""
+        states = self._state_store(end)
 
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_ids[:tb], self.embed_weight)[None]
             pos = self._pos_base + self._arange[:tb]
             out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
                                matmul=self.matmul)
-            self._draft_hidden[:, :tb].copy_(out)  # rows past the real ones are overwritten by later steps
+            # rows past the real ones lie past the frontier: later steps overwrite them or nothing reads them
+            states.index_copy_(1, pos, out)
+            # The round's first drafted position: where the verdict on its drafts starts (_stage_scalar).
+            torch.add(pos.index_select(0, self._draft_last), 1, out=self._verdict_m)
             return self._draft_head(out.index_select(1, self._draft_last), 0, confidence)
 
         return ("draft-first", end, tb, kv_len, confidence), step
@@ -848,24 +874,27 @@ class NativeLlama(RaggedSteps):
         (``head``) the argmax that becomes drafted token ``i``. Its row is ``_draft_last + i``
         and its position ``_pos_base`` + that row, both read on the device."""
 
+        states = self._state_store(end)
+
         def step() -> torch.Tensor:
             x = F.embedding(self._draft_tok[i - 1 : i], self.embed_weight)[None]
-            row = self._draft_last + i
-            out = self._layers(x, self._pos_base + row, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+            pos = self._pos_base + self._draft_last + i
+            out = self._layers(x, pos, 0, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
                                matmul=self.matmul)
-            self._draft_hidden.index_copy_(1, row, out)
+            states.index_copy_(1, pos, out)
             return self._draft_head(out, i, False) if head else out
 
         return ("draft-next", end, i, head, kv_len), step
 
-    def _draft_head_step(self, i: int):
-        """The head alone on the hidden state of chain step ``i - 1`` (row ``_draft_last + i``):
-        drafted token ``i`` and its top probability."""
+    def _draft_head_step(self, end: int, i: int):
+        """The head alone on the hidden state of chain step ``i - 1`` (row ``_draft_last + i``) at
+        depth ``end``: drafted token ``i`` and its top probability."""
+        states = self._state_store(end)
 
         def step() -> torch.Tensor:
-            return self._draft_head(self._draft_hidden.index_select(1, self._draft_last + i), i, True)
+            return self._draft_head(states.index_select(1, self._pos_base + self._draft_last + i), i, True)
 
-        return ("draft-head", i), step
+        return ("draft-head", end, i), step
 
     def _draft_head(self, hidden: torch.Tensor, i: int, confidence: bool) -> torch.Tensor:
         """Drafted token ``i`` from one hidden state (and, with ``confidence``, its top probability)."""
@@ -937,19 +966,17 @@ class NativeLlama(RaggedSteps):
         out = self._replay(*self._layers_step(start, end, tb, self._kv_bucket(first_pos + t)))
         return out[:, :t].clone()
 
-    def _layers_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool = False):
-        """Layers ``[start, end)`` on the static hidden-state input, or (``from_ids``, ``start`` 0) on
-        the embedding of the static verification ids (:meth:`run_layers_greedy`)."""
+    def _layers_step(self, start: int, end: int, tb: int, kv_len: int):
+        """Layers ``[start, end)`` on the static hidden-state input (:meth:`run_layers`)."""
         # Only the input this step reads: run_layers builds its step on every call.
-        x_in = self._verify_ids[:tb] if from_ids else self._static(self._x_in, tb)
+        x_in = self._static(self._x_in, tb)
 
         def step() -> torch.Tensor:
-            x = F.embedding(x_in, self.embed_weight)[None] if from_ids else x_in
             pos = self._pos_base + self._arange[:tb]
-            return self._layers(x, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+            return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
                                 matmul=self.matmul)
 
-        return ("ids-layers" if from_ids else "layers", start, end, tb, kv_len), step
+        return ("layers", start, end, tb, kv_len), step
 
     @staticmethod
     def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int, from_ids: bool) -> tuple:
@@ -958,11 +985,22 @@ class NativeLlama(RaggedSteps):
         return ("ids-greedy" if from_ids else "layers-greedy", start, end, tb, kv_len)
 
     def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool):
-        """:meth:`_layers_step`, then the greedy head on its output (:meth:`run_layers_greedy`)."""
-        _, layers = self._layers_step(start, end, tb, kv_len, from_ids)
+        """Layers ``[start, end)`` on the stored states at depth ``start`` of the step's positions, or
+        (``from_ids``, ``start`` 0) on the embedding of the static verification ids, then the greedy
+        head on their output (:meth:`run_layers_greedy`); below the model's last layer the output
+        goes to the store at depth ``end`` too."""
+        ids = self._verify_ids[:tb] if from_ids else None
+        states_in = None if from_ids else self._state_store(start)
+        states_out = self._state_store(end) if self._stores_output(end) else None
+        rows = self._arange[:tb]
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            out = layers()
+            pos = self._pos_base + rows
+            x = F.embedding(ids, self.embed_weight)[None] if from_ids else states_in.index_select(1, pos)
+            out = self._layers(x, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                               matmul=self.matmul)
+            if states_out is not None:
+                states_out.index_copy_(1, pos, out)
             return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
 
         return self._layers_greedy_key(start, end, tb, kv_len, from_ids), step
@@ -972,11 +1010,67 @@ class NativeLlama(RaggedSteps):
         """Run a fixed-shape step: as its captured CUDA graph where there are graphs, else directly."""
         return self._graphs.run(key, step) if self._graphs is not None else step()
 
+    def _state_store(self, depth: int) -> torch.Tensor:
+        """The hidden states at depth ``depth`` by position, ``[1, slots, D]``: the store the fused
+        greedy steps (draft rounds, verifications, catch-ups) write their output to, and a
+        verification from hidden states reads its input from.
+
+        Why: a step's static output is rewritten by its graph's next replay, so it cost a clone per
+        step to keep, then a copy into the next step's static input -- and, where the engine's
+        pending states came from several steps, a ``torch.cat`` first: about four host launches
+        per HiSpec token, on the path the device waits on (docs/performance.md, "Twenty-seventh
+        run"). Written by position, a state stays where it is until that position is run again at
+        that depth, which the engine does only after forgetting it (a rejection truncates both). So
+        the steps return views of the store, the engine's pending states of consecutive positions
+        are one view (``engine.gather``), and a verification whose input is that view reads it in
+        its graph, at no host cost. Rows a padded step writes past its real ones lie past that
+        depth's frontier, where no pending state is. Allocated when a step is first built, which
+        is before its capture (zeros: a padded row never reads uninitialised memory)."""
+        states = self._states.get(depth)
+        if states is None:
+            if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(f"the hidden-state store at depth {depth} must exist before a capture uses it")
+            states = torch.zeros(1, self.cache.slots, self.args.hidden_size, dtype=self.dtype, device=self.device)
+            self._states[depth] = states
+        return states
+
+    def _stores_output(self, end: int) -> bool:
+        """Whether a verification of layers ``[.., end)`` keeps its output in the store: below the last
+        layer, where a deeper segment may read it; the last layer's states only a caller that asks
+        for them gets (a copy)."""
+        return end < self.num_layers
+
+    def _stage_states(self, depth: int, first_pos: int, hidden: torch.Tensor) -> None:
+        """Make the store at ``depth`` hold ``hidden`` (``[1, T, D]``) at positions ``first_pos ..``:
+        nothing to do where ``hidden`` is that very slice (a view the steps returned), else one copy."""
+        states = self._state_store(depth)
+        row = states.stride(1)
+        if hidden.data_ptr() != states.data_ptr() + first_pos * row * states.element_size() or hidden.stride(1) != row:
+            states[:, first_pos : first_pos + hidden.shape[1]].copy_(hidden)
+
     def _stage_position(self, first_pos: int) -> None:
         """A step's first position, staged by the host: it overwrites what a verdict step wrote,
         so a round's inputs queued by :meth:`queue_draft_inputs` are no longer there to launch."""
-        self._pos_base.fill_(first_pos)
+        self._stage_scalar("pos", self._pos_base, first_pos)
         self._inputs_queued = None
+
+    def _stage_scalar(self, name: str, buf: torch.Tensor, value: int) -> None:
+        """``buf.fill_(value)``, unless the host knows the device holds ``value`` there already.
+
+        Why: each fill is a host launch, and a step's first position is most often where the step
+        before it left it -- a middle level's verification starts where the round launched ahead
+        of its verdict started, a position the verdict step wrote on the device and the host learns
+        with the verdict (:meth:`greedy_draft`, :meth:`finish_catch_up`). Every write the host
+        cannot see forgets the value (:meth:`_device_staged`; :meth:`reset`, which :meth:`prepare`
+        ends with), so a skipped fill is always one whose value is already queued."""
+        if self._staged.get(name) != value:
+            buf.fill_(value)
+            self._staged[name] = value
+
+    def _device_staged(self) -> None:
+        """A verdict step chose the chain's start on the device: the host no longer knows it."""
+        self._staged.pop("pos", None)
+        self._staged.pop("draft_last", None)
 
     def _kv_bucket(self, kv_len: int) -> int:
         """The attention span a step covering positions ``[0, kv_len)`` reads."""
@@ -1041,7 +1135,7 @@ class NativeLlama(RaggedSteps):
             steps += [self._draft_first_step(end, tb, span, stopping) for tb in sizes]
             if stopping:  # per token: the layers on it, then the confidence head for the next
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
-                steps += [self._draft_head_step(i) for i in range(1, count)]
+                steps += [self._draft_head_step(end, i) for i in range(1, count)]
                 continue
             steps += [self._draft_next_step(end, i, True, span) for i in range(1, count)]
             if process_last:

@@ -1,0 +1,125 @@
+"""The native backend keeps the fused greedy steps' hidden states by position (``_state_store``)
+and skips host fills whose value the device already holds (``_stage_scalar``); the engine packs
+pending states that lie end to end in one storage as one view (``engine.gather``).
+
+Both remove host launches from the path the device waits on; what they must not do is change a
+result or read a state after it was overwritten. The end-to-end parity of every method with
+these paths is in test_native_fused_greedy.py, test_lookahead.py and test_engine_greedy.py; here
+the mechanisms themselves, each with an assertion that fails where they go wrong.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hsd_bench.bench.launches import REPLAY, HostLaunches, stand_in_graphs
+from hsd_bench.engine import gather
+from hsd_bench.models.native import from_hf_model
+from tests.test_native_backend import VOCAB, make_hf_model
+
+
+def native(hf, **kw):
+    return from_hf_model(hf, max_context=96, fixed_shapes=True, max_graph_tokens=4, min_kv_bucket=16, **kw)
+
+
+def test_gather_packs_views_lying_end_to_end_as_one_view_and_anything_else_by_copy():
+    store = torch.arange(40.0).view(1, 10, 4)
+    a, b = store[0, 2:5], store[0, 5:8]  # two view objects of one storage, end to end
+    out = gather([(a, 1, 2), (b, 0, 2)])  # rows 3, 4 then 5, 6
+    assert out.shape == (1, 4, 4) and torch.equal(out[0], store[0, 3:7])
+    assert out.data_ptr() == store[0, 3].data_ptr()  # a view: no copy launched
+    store[0, 4] = -1.0
+    assert torch.equal(out[0, 1], store[0, 4])
+    gap = gather([(a, 0, 2), (b, 0, 1)])  # rows 2, 3 then 5: not end to end
+    assert torch.equal(gap[0], torch.cat([store[0, 2:4], store[0, 5:6]]))
+    assert gap.data_ptr() != store[0, 2].data_ptr()
+    other = b.clone()  # another storage, whatever its address
+    copied = gather([(a, 0, 3), (other, 0, 1)])
+    assert torch.equal(copied[0], store[0, 2:6]) and copied.data_ptr() != store[0, 2].data_ptr()
+    wide = torch.arange(40.0).view(10, 4)[:, :2]  # rows of another layout than the first piece's
+    assert torch.equal(gather([(a[:, :2], 0, 1), (wide, 3, 1)])[0], torch.stack([a[0, :2], wide[3]]))
+
+
+def _prefilled(hf, graphs: bool = True):
+    model = native(hf)
+    stand_in = stand_in_graphs([model])[0] if graphs else None
+    # the steps below, recorded before they run, as a timed run's are (else they run unfused)
+    model.prepare(40, [(0, 2), (2, 4)], verifying=[(2, 4)], chains=[(2, 3, True, False)])
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(5))
+    model.run_layers(model.embed(ids[:10]), 0, 4, 0)  # positions [0, 10) on every layer
+    return model, stand_in, ids
+
+
+def test_steps_return_views_of_the_store_and_a_verification_of_one_reads_it_without_a_copy():
+    """A draft round's states are a view of the store at its exit; a verification of them stages
+    nothing (no copy) where the same states as a separate tensor cost one; both give the same
+    states and tokens, and the draft's view still holds its values after the verification wrote
+    the next depth."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=3)
+    model, graphs, ids = _prefilled(hf)
+    copy, _, _ = _prefilled(hf, graphs=False)
+    tokens = ids.clone()
+    drafted = model.greedy_draft(tokens, 10, 11, 2, 3, process_last=True)  # positions [10, 14) at depth 2
+    assert drafted.shape == (1, 4, hf.config.hidden_size)
+    assert drafted.data_ptr() == model._state_store(2)[:, 10].data_ptr()
+    kept = drafted.clone()
+    tokens_copy = ids.clone()
+    separate = copy.greedy_draft(tokens_copy, 10, 11, 2, 3, process_last=True).clone()
+    assert tokens.tolist() == tokens_copy.tolist() and torch.equal(separate, kept)
+
+    with HostLaunches([graphs]) as count:
+        out, argmax = model.run_layers_greedy(drafted, 2, 4, 10)
+    assert "copy_" not in count.ops and count.ops[REPLAY] == 1
+    out_copy, argmax_copy = copy.run_layers_greedy(separate, 2, 4, 10)
+    assert torch.equal(out, out_copy) and argmax.tolist() == argmax_copy.tolist()
+    assert torch.equal(drafted, kept)  # the verification wrote depth 4's output, not depth 2's store
+
+    model.truncate(2, 4, 10)  # the same positions again, from a tensor that is not the store's slice
+    with HostLaunches([graphs]) as count:
+        again, _ = model.run_layers_greedy(kept.clone(), 2, 4, 10)
+    assert count.ops["copy_"] == 1 and torch.equal(again, out)
+
+
+def test_a_fill_is_skipped_only_where_the_device_holds_its_value():
+    """A position staged twice is filled once; a verdict step rewrites the chain's start on the
+    device, so the next staging fills again even with the value the host staged before -- the
+    position the step then reads is the staged one. A draft round leaves its first drafted
+    position as the next verdict's start, so that verdict stages it without a fill."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=3)
+    model, graphs, ids = _prefilled(hf)
+    for expect in (1, 0):
+        with HostLaunches([graphs]) as count:
+            model._stage_position(10)
+        assert count.ops.get("fill_", 0) == expect
+    model._verdict_in.zero_()  # two drafts equal to the verifier's tokens: both accepted
+    model._queue_verdict_step(10, 2, 0)
+    assert model._pos_base.item() == 12  # the verdict step's choice: m + a
+    with HostLaunches([graphs]) as count:
+        model._stage_position(10)
+    assert count.ops["fill_"] == 1 and model._pos_base.item() == 10
+
+    tokens = ids.clone()
+    model.truncate(0, 4, 10)
+    model.greedy_draft(tokens, 10, 11, 2, 3, process_last=True)  # drafts at positions 11, 12, 13
+    assert model._verdict_m.item() == 11
+    with HostLaunches([graphs]) as count:
+        model._queue_verdict_step(11, 3, 0)
+    assert "fill_" not in count.ops
+    model.reset()
+    with HostLaunches([graphs]) as count:
+        model._stage_position(10)
+    assert count.ops["fill_"] == 1  # reset forgets what the device holds
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_the_store_is_made_before_any_capture_and_a_capture_cannot_make_one(depth, monkeypatch):
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=3)
+    model = native(hf)
+    store = model._state_store(depth)
+    assert store.shape == (1, model.cache.slots, hf.config.hidden_size) and not store.any()
+    assert model._state_store(depth) is store
+    model.device = torch.device("cuda")  # as on a GPU, inside a capture
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(RuntimeError, match=f"depth {depth + 1}"):
+        model._state_store(depth + 1)
