@@ -859,6 +859,9 @@ class Engine:
                 heads += ("head",)  # a verifying level that also drafts reads its confidences from logits
             sizes = self._guarded_sizes() if greedy and bottom.state is state else ()
             extra = {"guarded": sizes} if sizes else {}
+            rounds = self._round_verdict_sizes() if greedy and bottom.state is state else ()
+            if rounds:
+                extra["verdict_rounds"] = rounds
             if greedy and hasattr(state.model, "run_layers_greedy"):
                 # the segment each greedy verifying level ends with, fused with its head (hidden_rows)
                 ends = {lv.exit_layer for lv in self.levels[1:] if lv.state is state and lv.draft_stop is None}
@@ -919,6 +922,13 @@ class Engine:
         if i == 1:
             return range(self.levels[0].batch, self.levels[0].batch + 1)
         return range(1, sum(lv.batch for lv in self.levels[:i]) + 1)
+
+    def _round_verdict_sizes(self) -> tuple[int, ...]:
+        """The verdict sizes after which level 0's next round may be launched ahead unguarded
+        (``_ahead_plan``): every verifying level's (``_verdict_sizes``)."""
+        if not self.lookahead or self.levels[0].draft_stop is not None:
+            return ()
+        return tuple(sorted({k for i in range(1, len(self.levels)) for k in self._verdict_sizes(i)}))
 
     def _guarded_sizes(self) -> tuple[int, ...]:
         """The verdict sizes after which a middle level may launch a guarded round (``_ahead_plan``):

@@ -641,3 +641,35 @@ def test_method_lookahead_config_reaches_the_engine_and_names_the_run_only_when_
         assert build_engine(runner.method_spec(cfg), target, load_other=None).lookahead is expected
     with pytest.raises(ValueError, match="method.lookahead='yes' must be true or false"):
         method_views(MethodSpec("layerskip", exit=2, lookahead="yes"), 4)
+
+
+@pytest.mark.parametrize("accepted", [0, 1, 3])
+def test_an_unguarded_round_after_a_verdict_is_one_replay_and_drafts_what_its_two_steps_do(accepted):
+    """Where prepare() captured it (``verdict_rounds``), a round launched after a verdict without a
+    guard is one replay of the verdict step and the round together, where it was two; the round
+    starts at m + a and drafts the same tokens and hidden states either way."""
+    from hsd_bench.bench.launches import REPLAY, HostLaunches
+
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(4))
+    m, k = 10, 3
+    drafts = ids[m : m + k]
+    target = torch.cat([drafts[:accepted], (drafts[accepted:] + 1) % VOCAB, ids[m + k : m + k + 1]])[: k + 1]
+    results, replays = [], []
+    for rounds in ((k,), ()):
+        model = native(hf)
+        model._graphs = RecordingGraphs()
+        model.prepare(40, [(0, 2), (2, 4)], chains=[(2, 3, True, False)], verdict_rounds=rounds)
+        model.run_layers(model.embed(ids[: m + k]), 0, 2, 0)  # the drafts processed: frontier m + k
+        greedy_verdict_inputs(drafts, [k], target, out=model.verdict_input(k))
+        with HostLaunches([model._graphs]) as count:
+            assert model.launch_draft_after_verdict(m, k, 0, 2, 3, True)
+        replays.append(count.ops[REPLAY])
+        model.truncate(0, 2, m + accepted)  # what the engine does once it reads the verdict
+        tokens = ids.clone()
+        tokens[m + accepted] = target[accepted]
+        states = model.greedy_draft(tokens, m + accepted, m + accepted + 1, 2, 3, True, launched=True)
+        results.append((tokens.tolist(), states.clone(), model.cache_len(0)))
+    assert replays == [1, 2]
+    (tokens_a, states_a, len_a), (tokens_b, states_b, len_b) = results
+    assert tokens_a == tokens_b and torch.equal(states_a, states_b) and len_a == len_b == m + accepted + 4

@@ -712,8 +712,14 @@ class NativeLlama(RaggedSteps):
                 self._guarded_round_step(k, back, end, m + k + 1, count, process_last)()
             self._device_staged()
         else:
-            self._queue_verdict_step(m, k, back)
-            self._chain(end, tb, m + k + 1, count, process_last)
+            key = self._verdict_round_key(m + k + 1, k, back, end, count, process_last)
+            if self._graphs is not None and key in self._graphs:  # captured by prepare(): one replay
+                self._stage_scalar("verdict_m", self._verdict_m, m)
+                self._graphs.run(key, None)
+                self._device_staged()
+            else:
+                self._queue_verdict_step(m, k, back)
+                self._chain(end, tb, m + k + 1, count, process_last)
         self._staged.pop("verdict_m", None)  # the round's first step writes its own start, chosen on the device
         self._launched = (end, count, process_last, tb)
         return True
@@ -740,6 +746,28 @@ class NativeLlama(RaggedSteps):
         whose steps would span two buckets gets a key no prepare() captures)."""
         first, last = self._kv_bucket(upto), self._kv_bucket(upto + count)
         return ("guarded", k, back, end, count, process_last, first if first == last else (first, last))
+
+    def _verdict_round_key(self, upto: int, k: int, back: int, end: int, count: int, process_last: bool) -> tuple:
+        """The graph key of an unguarded round launched after a verdict (:meth:`_verdict_round_step`)."""
+        return ("verdict-round", *self._guarded_key(upto, k, back, end, count, process_last)[1:])
+
+    def _verdict_round_step(self, k: int, back: int, end: int, upto: int, count: int, process_last: bool):
+        """The verdict step and the fixed-count round it starts, as one step.
+
+        Why: launched after a verdict that does not decide whether it runs (a top level's, or a
+        middle level's that stays short of its batch whatever it accepts), the round was two
+        replays, the verdict step's and the round's; as one graph it is one host launch fewer
+        per round, on the path the device waits on. The same kernels in the same order, so the
+        same results as the two."""
+        _, verdict = self._verdict_step(k, back)
+        _, chain = self._round_step(end, next_pow2(back + 1), upto, count, process_last)
+
+        def step() -> torch.Tensor:
+            accepted = verdict()
+            chain()
+            return accepted
+
+        return self._verdict_round_key(upto, k, back, end, count, process_last), step
 
     def _guarded_round_step(self, k: int, back: int, end: int, upto: int, count: int, process_last: bool):
         """A round launched after a verdict, run only where the verdict accepts fewer than
@@ -1090,6 +1118,7 @@ class NativeLlama(RaggedSteps):
         verifying: list[tuple[int, int]] = (),
         catch_ups: tuple[int, ...] = (),
         hand_ups: tuple[tuple[int, int, int], ...] = (),
+        verdict_rounds: tuple[int, ...] = (),
     ) -> int:
         """Compile and capture every fixed-shape step a run can reach, before it is timed.
 
@@ -1104,7 +1133,9 @@ class NativeLlama(RaggedSteps):
         and, with graphs, each fixed-count chain's whole round as one graph (:meth:`_chain`), and for each verdict size
         ``k`` in ``guarded`` the guarded rounds of those chains (``launch_draft_after_verdict``'s
         ``accepted_below``: one graph each, where CUDA conditional nodes are available -- a round
-        whose graph is not captured here is never launched guarded), and for each depth in
+        whose graph is not captured here is never launched guarded), for each verdict size ``k`` in
+        ``verdict_rounds`` the unguarded rounds of those chains after such a verdict, with its verdict
+        step, as one graph each (:meth:`_verdict_round_step`), and for each depth in
         ``catch_ups`` the one-token run of layers ``[0, depth)`` from a verdict
         (:meth:`queue_catch_up`), and for each ``(end, k, at)`` in ``hand_ups`` the verification of
         layers ``[0, end)`` that places a packed verdict's token first (:meth:`arm_hand_up`) at every
@@ -1142,6 +1173,9 @@ class NativeLlama(RaggedSteps):
                 steps += [self._draft_next_step(end, i, False, span) for i in range(1, count + 1)]
             if self._graphs is not None:  # the whole round as one graph (_chain); a span of 1 is the fixed one
                 steps += [self._round_step(end, tb, 1, count, process_last) for tb in sizes]
+                steps += [self._verdict_round_step(k, back, end, 1, count, process_last)
+                          for k in sorted({k for k in verdict_rounds if 1 <= k < self.max_graph_tokens})
+                          for back in range(min(k, self.max_verdict_back) + 1)]
         if catch_ups or any(count <= MAX_FUSED_DRAFT and not stopping for _, count, _, stopping in chains):
             # a round launched after a verdict of k drafts (the engine's look-ahead), or a catch-up: its inputs' step
             steps += [self._verdict_step(k, back) for k in range(1, self.max_graph_tokens)
