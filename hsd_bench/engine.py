@@ -860,7 +860,7 @@ class Engine:
             sizes = self._guarded_sizes() if greedy and bottom.state is state else ()
             extra = {"guarded": sizes} if sizes else {}
             rounds = self._round_verdict_sizes() if greedy and bottom.state is state else ()
-            if rounds:
+            if rounds and hasattr(state.model, "launch_draft_after_verdict"):
                 extra["verdict_rounds"] = rounds
             if greedy and hasattr(state.model, "run_layers_greedy"):
                 # the segment each greedy verifying level ends with, fused with its head (hidden_rows)
