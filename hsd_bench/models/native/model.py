@@ -218,8 +218,8 @@ class NativeLlama(RaggedSteps):
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
         # Static buffers of a fused greedy draft round (greedy_draft): the first step's
-        # token ids, every step's argmax (and its top probability, for a stopping rule),
-        # every processed position's hidden state.
+        # token ids, every step's argmax (and its top probability, for a stopping rule);
+        # every processed position's hidden state goes to the store (_state_store).
         self._draft_ids = torch.zeros(max(self.max_graph_tokens, 1), dtype=torch.long, device=self.device)
         self._draft_tok = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.long, device=self.device)
         self._draft_conf = torch.zeros(MAX_FUSED_DRAFT, dtype=torch.float32, device=self.device)
@@ -229,8 +229,8 @@ class NativeLlama(RaggedSteps):
         # A round's inputs queued by queue_draft_inputs, not yet launched: (m, k, tb).
         self._inputs_queued: tuple[int, int, int] | None = None
         # A verifier's token run through layers [0, end) by queue_catch_up, not yet booked:
-        # (end, m, k, its hidden state at depth end).
-        self._caught_up: tuple[int, int, int, torch.Tensor] | None = None
+        # (end, m, k); its hidden state is in the store at depth end.
+        self._caught_up: tuple[int, int, int] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
         # verification's (k, at) once armed (arm_hand_up).
@@ -596,7 +596,8 @@ class NativeLlama(RaggedSteps):
         if self._graphs is not None and key not in self._graphs:
             return False
         self._queue_verdict_step(m, k, 0)
-        self._caught_up = (end, m, k, self._replay(key, step))
+        self._replay(key, step)  # its hidden state goes to the store (_catch_up_step)
+        self._caught_up = (end, m, k)
         return True
 
     def finish_catch_up(self, pos: int) -> torch.Tensor:
@@ -606,7 +607,7 @@ class NativeLlama(RaggedSteps):
         queued, self._caught_up = self._caught_up, None
         if queued is None or not queued[1] <= pos <= queued[1] + queued[2]:
             raise RuntimeError(f"finish_catch_up at position {pos}: no catch-up queued for a verdict covering it "
-                               f"(queued: {None if queued is None else queued[:3]} as (end, m, k))")
+                               f"(queued: {queued} as (end, m, k))")
         end = queued[0]
         self._staged.update(pos=pos, draft_last=0)  # what its verdict step chose on the device
         self.cache.check_frontier(0, end, pos)
@@ -648,11 +649,18 @@ class NativeLlama(RaggedSteps):
         return True
 
     def _queue_verdict_step(self, m: int, k: int, back: int) -> None:
-        """The verdict step of ``k`` drafts at ``m`` (:meth:`_verdict_step`): it rewrites the chain's
-        inputs, so inputs queued for another round are gone."""
+        """The verdict step of ``k`` drafts at ``m`` (:meth:`_verdict_step`) alone."""
+        self._replay_after_verdict(m, *self._verdict_step(k, back))
+
+    def _replay_after_verdict(self, m: int, key: tuple, step) -> None:
+        """Replay a step that begins with the verdict step of drafts at ``m`` (``step`` None: one
+        :meth:`prepare` captured). The verdict step rewrites the chain's inputs on the device: the
+        host no longer knows the chain's start (:meth:`_stage_scalar`), and inputs queued for another
+        round are gone."""
         self._stage_scalar("verdict_m", self._verdict_m, m)
-        self._replay(*self._verdict_step(k, back))
-        self._device_staged()
+        self._replay(key, step)
+        self._staged.pop("pos", None)
+        self._staged.pop("draft_last", None)
         self._inputs_queued = None
 
     @_no_grad
@@ -705,18 +713,14 @@ class NativeLlama(RaggedSteps):
             if self._graphs is not None and key not in self._guarded_keys:
                 return False
             self._stage_scalar("verdict_cap", self._verdict_cap, accepted_below)
-            self._stage_scalar("verdict_m", self._verdict_m, m)
-            if self._graphs is not None:  # captured by prepare(): a replay, no step to build
-                self._graphs.run(key, None)
-            else:
-                self._guarded_round_step(k, back, end, m + k + 1, count, process_last)()
-            self._device_staged()
+            # with graphs captured by prepare(): a replay, no step to build
+            step = None if self._graphs is not None else self._guarded_round_step(k, back, end, m + k + 1, count,
+                                                                                   process_last)
+            self._replay_after_verdict(m, key, step)
         else:
             key = self._verdict_round_key(m + k + 1, k, back, end, count, process_last)
             if self._graphs is not None and key in self._graphs:  # captured by prepare(): one replay
-                self._stage_scalar("verdict_m", self._verdict_m, m)
-                self._graphs.run(key, None)
-                self._device_staged()
+                self._replay_after_verdict(m, key, None)
             else:
                 self._queue_verdict_step(m, k, back)
                 self._chain(end, tb, m + k + 1, count, process_last)
@@ -901,7 +905,6 @@ class NativeLlama(RaggedSteps):
         """Step ``i`` of a chain: the token drafted by step ``i - 1`` through the layers, then
         (``head``) the argmax that becomes drafted token ``i``. Its row is ``_draft_last + i``
         and its position ``_pos_base`` + that row, both read on the device."""
-
         states = self._state_store(end)
 
         def step() -> torch.Tensor:
@@ -1089,16 +1092,11 @@ class NativeLlama(RaggedSteps):
         before it left it -- a middle level's verification starts where the round launched ahead
         of its verdict started, a position the verdict step wrote on the device and the host learns
         with the verdict (:meth:`greedy_draft`, :meth:`finish_catch_up`). Every write the host
-        cannot see forgets the value (:meth:`_device_staged`; :meth:`reset`, which :meth:`prepare`
-        ends with), so a skipped fill is always one whose value is already queued."""
+        cannot see forgets the value (:meth:`_replay_after_verdict`; :meth:`reset`, which
+        :meth:`prepare` ends with), so a skipped fill is always one whose value is already queued."""
         if self._staged.get(name) != value:
             buf.fill_(value)
             self._staged[name] = value
-
-    def _device_staged(self) -> None:
-        """A verdict step chose the chain's start on the device: the host no longer knows it."""
-        self._staged.pop("pos", None)
-        self._staged.pop("draft_last", None)
 
     def _kv_bucket(self, kv_len: int) -> int:
         """The attention span a step covering positions ``[0, kv_len)`` reads."""
