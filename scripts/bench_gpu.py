@@ -33,7 +33,9 @@ device synchronised around every call (an upper bound: all of the engine's
 host time). With ``--device-trace``, a third: the device's own idle share
 in the timed passes, the busy time of a kernel trace of one more pass against
 their decode time (``bench/trace.py``; the traced pass's own share, which
-mostly measures the tracer's host cost, is kept beside it).
+mostly measures the tracer's host cost, is kept beside it). The traced passes
+run last, after every part's timed passes (``PendingTrace``): a trace leaves
+the profiler attached to the process and slows every launch after it.
 
 Greedy, same prompts and token budget everywhere (EOS off), warm-up
 excluded, device synchronised before every clock read, medians over
@@ -52,8 +54,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -431,12 +435,42 @@ def engine_label(name: str, e: int, e_d: int, e_v: int, g: int, nd: int, ni: int
             "hierarchy": f"ours hierarchy draft→mid→target γ={g},{g}"}[name]
 
 
+class PendingTrace(NamedTuple):
+    """A row's kernel-traced pass (``--device-trace``), owed until every timed pass of the process has run.
+
+    Why last: a torch.profiler trace leaves CUPTI attached to the process -- Kineto finalizes it
+    only under ``TEARDOWN_CUPTI=1`` (pytorch/pytorch#144455) -- and every launch after it costs the
+    host more. In the twenty-sixth to twenty-eighth GPU runs, which traced each method right after
+    timing it, the host probe of the rows timed after a trace was per process a median 1.08x (mean
+    1.15x) the probe of the first row, timed before any (0.99x / 0.98x in the runs without traces),
+    and 19 of 50 such probes were 17 µs or more against 3 of 101 (``results/gpu_run28/
+    probe_after_trace.py``); the host-bound rows follow the probe, so the benchmark timed every
+    method but the first on a slowed host, and ``run.py`` (which never traces) against it compared
+    two hosts (docs/performance.md, "Twenty-eighth run"). ``refresh`` rewrites the rows of the
+    part the result belongs to once the trace is in."""
+
+    label: str
+    name: str
+    build: Callable
+    prompts: list
+    max_new: int
+    stop: tuple
+    codec: object
+    result: object  # the row's RunResult, whose extra["device_trace"] the trace fills
+    refresh: Callable[[], None]
+
+
+NOT_TRACED = "not traced: the process stopped before its traced passes, which run after every timed pass"
+
+
 def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None,
-                   overhead_passes: int = 1, device_trace: bool = False):
+                   overhead_passes: int = 1, traces: list[PendingTrace] | None = None,
+                   refresh: Callable[[], None] = lambda: None):
     """Throughput (clean passes), then both overhead measures: ``overhead_passes`` instrumented passes
-    for the outside share (the median pass reported, every pass listed), one host-serial pass; with
-    ``device_trace``, one more pass under a kernel trace for the device's own idle share
-    (``bench/trace.py``)."""
+    for the outside share (the median pass reported, every pass listed), one host-serial pass. With
+    ``traces`` (a list), the row's pass under a kernel trace for the device's own idle share
+    (``bench/trace.py``) is appended to it as a :class:`PendingTrace`, to be run by
+    :func:`run_traces` after every timed pass of the process; ``refresh`` rewrites the part's rows."""
     r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec)
     r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new, stop, codec, overhead_passes))
     async_ = r.extra["outside_forwards_async"]
@@ -457,29 +491,9 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         + (f"{100 * at_rate:.1f}%" if at_rate is not None else "–") + f"), host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
            if r.extra.get("draft_rounds_ahead") is not None else ""))
-    if device_trace:
-        try:
-            traced = decode_device_idle(lambda wrap: build(name, wrap), prompts, max_new, stop, codec)
-        except Exception as err:  # noqa: BLE001 -- a tracer that fails costs this figure, not the row
-            traced = {"error": f"{type(err).__name__}: {err}"}
-        if traced.get("decode_tokens_per_s") and clean:
-            traced["traced_slowdown"] = clean / traced["decode_tokens_per_s"] - 1
-        if "busy_s" in traced:
-            traced.update(at_timed_rate(traced, r.kept_decode_s))
-        r.extra["device_trace"] = traced
-        if traced.get("idle_at_timed_rate") is not None:
-            log(f"  device idle in decode (kernel trace): {100 * traced['idle_at_timed_rate']:.1f}% at the timed "
-                f"passes' rate, {pct(traced['between_launches_at_timed_rate'])} between launches and "
-                f"{pct(traced['within_launches_at_timed_rate'])} inside them "
-                f"(busy {traced['busy_s']:.4f} s of {r.kept_decode_s:.4f} s; the traced pass itself "
-                f"{pct(traced.get('device_idle_frac'))} over {traced['windows']} windows, "
-                f"{100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
-            for key, what in (("waits_before", "between launches"), ("gaps_inside_before", "inside launches")):
-                if traced.get(key):  # seconds of the traced pass (the tracer stretched the gaps between launches)
-                    log(f"  the device waited longest {what} before: " + "; ".join(
-                        f"{name} {1e3 * sec:.1f} ms ({n}×)" for name, sec, n in traced[key][:3]))
-        else:
-            log(f"  device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
+    if traces is not None:
+        r.extra["device_trace"] = {"skipped": NOT_TRACED}
+        traces.append(PendingTrace(label, name, build, prompts, max_new, stop, codec, r, refresh))
     for measure in ("outside_forwards_async", "host_serial"):
         if r.extra[measure]["tokens"] != r.tokens:  # greedy: the same tokens, or the share is of another workload
             log(f"WARNING: {label}: the {measure} pass decoded {r.extra[measure]['tokens']} tokens, the timed "
@@ -491,7 +505,51 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     return r
 
 
-def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float | None = None) -> dict:
+def trace_row(job: PendingTrace) -> None:
+    """One pass of ``job``'s engine under a kernel trace: the device's own idle share, read at the
+    rate of the row's timed passes (``bench/trace.py``), into the row's ``device_trace``."""
+    r, clean = job.result, job.result.decode_tokens_per_s
+    try:
+        traced = decode_device_idle(lambda wrap: job.build(job.name, wrap), job.prompts, job.max_new, job.stop,
+                                    job.codec)
+    except Exception as err:  # noqa: BLE001 -- a tracer that fails costs this figure, not the row
+        traced = {"error": f"{type(err).__name__}: {err}"}
+    if traced.get("decode_tokens_per_s") and clean:
+        traced["traced_slowdown"] = clean / traced["decode_tokens_per_s"] - 1
+    if "busy_s" in traced:
+        traced.update(at_timed_rate(traced, r.kept_decode_s))
+    r.extra["device_trace"] = traced
+    if traced.get("idle_at_timed_rate") is None:
+        log(f"{job.label}: device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
+        return
+    log(f"{job.label}: device idle in decode (kernel trace): {100 * traced['idle_at_timed_rate']:.1f}% at the timed "
+        f"passes' rate, {pct(traced['between_launches_at_timed_rate'])} between launches and "
+        f"{pct(traced['within_launches_at_timed_rate'])} inside them "
+        f"(busy {traced['busy_s']:.4f} s of {r.kept_decode_s:.4f} s; the traced pass itself "
+        f"{pct(traced.get('device_idle_frac'))} over {traced['windows']} windows, "
+        f"{100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
+    for key, what in (("waits_before", "between launches"), ("gaps_inside_before", "inside launches")):
+        if traced.get(key):  # seconds of the traced pass (the tracer stretched the gaps between launches)
+            log(f"  the device waited longest {what} before: " + "; ".join(
+                f"{kernel} {1e3 * sec:.1f} ms ({n}×)" for kernel, sec, n in traced[key][:3]))
+
+
+def run_traces(traces: list[PendingTrace], deadline: float | None = None) -> None:
+    """Every pending traced pass, in the order the rows were timed, each row's part rewritten after
+    its trace; a trace that would start past ``deadline`` is left as :data:`NOT_TRACED`."""
+    if traces:
+        log(f"device traces: {len(traces)} traced passes, after every timed pass (a trace slows the launches after it)")
+    for job in traces:
+        if deadline is not None and time.perf_counter() > deadline:
+            job.result.extra["device_trace"] = {"skipped": f"{NOT_TRACED}; time limit reached (--time-limit-s)"}
+        else:
+            trace_row(job)
+        job.refresh()
+    traces.clear()
+
+
+def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float | None = None,
+                 traces: list[PendingTrace] | None = None) -> dict:
     hf_t, tok = load_hf(args.target, device, dtype)
     hf_d, tok_d = load_hf(args.draft, device, dtype)
     same_vocab = same_vocabulary(tok, tok_d)
@@ -547,16 +605,20 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
     results.append(native_loop("native AR (loop, no engine)", nat_t, prompts, max_new, reps, stop, codec))
     eng_results = {}
     reference = float32_reference(hf_t)  # a float32 copy only once a divergence is unexplained
-    for name in method_names(specs, args.lookahead):
-        r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
-                           stop, codec, args.overhead_passes, args.device_trace)
-        eng_results[name] = r
-        results.append(r)
-        explain_parity(results, eng_results["autoregressive"], nat_t, prompts, reference)
+
+    def tabulate() -> None:  # the rows from every result so far (again once a deferred trace is in)
         bpt, _ = ar_bytes_per_token(nat_t, prompts, max_new, results)
         doc["rows"] = summarize(results, {"hf": hf_ar, "native": eng_results["autoregressive"]} if hf_ar else
                                 {"native": eng_results["autoregressive"]}, hf_ar, bpt, copy_bw)
         publish(doc)
+
+    for name in method_names(specs, args.lookahead):
+        r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
+                           stop, codec, args.overhead_passes, traces, tabulate)
+        eng_results[name] = r
+        results.append(r)
+        explain_parity(results, eng_results["autoregressive"], nat_t, prompts, reference)
+        tabulate()
     by = {r["name"]: r for r in doc["rows"]}
 
     def ratio(ours: str, theirs: str | None):
@@ -583,7 +645,8 @@ OVERHEAD_NOTE = (
 )
 
 
-def part_overhead(args, device, dtype, publish=lambda _doc: None, deadline: float | None = None) -> dict:
+def part_overhead(args, device, dtype, publish=lambda _doc: None, deadline: float | None = None,
+                  traces: list[PendingTrace] | None = None) -> dict:
     """Engine overhead on random models of real shapes: AR, layerskip and hispec per model, and
     vanilla_sd and the hierarchy with the drafts of ``--overhead-drafts``."""
     doc = {"note": OVERHEAD_NOTE, "event_pair_host_s": event_pair_host_s(device), "models": {}, "rows": []}
@@ -601,7 +664,7 @@ def part_overhead(args, device, dtype, publish=lambda _doc: None, deadline: floa
             publish(doc)
 
         try:
-            doc["models"][spec] = overhead_one(args, spec, device, dtype, partial)
+            doc["models"][spec] = overhead_one(args, spec, device, dtype, partial, traces)
         except Exception as err:  # noqa: BLE001 -- keep the other models' numbers
             import traceback
 
@@ -626,7 +689,8 @@ def overhead_drafts(spec: str, drafts: str, depth: int) -> list[tuple[str, str, 
     return [(key, d, None) for key, d in zip(("draft", "mid"), [d for d in drafts.split(",") if d])]
 
 
-def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> dict:
+def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None,
+                 traces: list[PendingTrace] | None = None) -> dict:
     hf, _ = load_hf(spec, device, dtype)
     prompts = prompts_for(None, hf.config.vocab_size, args.overhead_prompts, args.prompt_len, seed=2)
     depth = hf.config.num_hidden_layers
@@ -661,14 +725,18 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None) -> d
            "variant": BACKEND_OPTIONS["variant"], "drafts": drafts_doc, "rows": []}
     results = [native_loop(f"[{tag}] native AR (loop, no engine)", native, prompts, max_new, args.reps)]
     eng = {}
+
+    def tabulate() -> None:  # the rows from every result so far (again once a deferred trace is in)
+        doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
+        partial(doc)
+
     for name in method_names(specs, args.lookahead):
         label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
         eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps,
-                                   overhead_passes=args.overhead_passes, device_trace=args.device_trace)
+                                   overhead_passes=args.overhead_passes, traces=traces, refresh=tabulate)
         results.append(eng[name])
         explain_parity(results, eng["autoregressive"], native, prompts)
-        doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
-        partial(doc)
+        tabulate()
     del native, others
     return doc
 
@@ -820,7 +888,8 @@ def main(argv=None) -> int:
                "*host-serial overhead*: the same with the device synchronised around every call "
                "(all of the engine's host time; an upper bound). See hsd_bench/bench/instrument.py. "
                "*device idle (trace)* (--device-trace): the device's idle share in the timed passes, a kernel "
-               "trace's busy time against their decode time (hsd_bench/bench/trace.py); it does not count the "
+               "trace's busy time against their decode time (hsd_bench/bench/trace.py; every traced pass runs after "
+               "every timed pass of the process, as a trace slows the host's launches after it); it does not count the "
                "device waiting inside a call for the host as busy. "
                "*= AR*: share of prompts whose greedy output equals the same backend's engine AR; where one "
                "differs, why, in parentheses (hsd_bench/parity.py, as run.py classifies its rows): a near tie "
@@ -836,6 +905,11 @@ def main(argv=None) -> int:
             save()
         return _publish
 
+    # Every row's traced pass waits for the end of the process (PendingTrace: a trace slows the launches after it).
+    traces: list[PendingTrace] | None = [] if args.device_trace else None
+    if args.profile and "roofline" in parts and {"methods", "overhead"} & set(parts[parts.index("roofline") + 1:]):
+        log("WARNING: --profile traces the roofline part's decode, and the profiler stays attached: the later parts' "
+            "timed passes run on a host slowed by it (PendingTrace); profile in a process of its own")
     for part in parts:
         if deadline is not None and time.perf_counter() > deadline:
             doc["parts"][part] = {"skipped": f"time limit reached (--time-limit-s {args.time_limit_s:g})"}
@@ -849,9 +923,9 @@ def main(argv=None) -> int:
             elif part == "roofline":
                 doc["parts"]["roofline"] = part_roofline(args, device, dtype, copy_bw, out)
             elif part == "methods":
-                doc["parts"]["methods"] = part_methods(args, device, dtype, publish(part), copy_bw)
+                doc["parts"]["methods"] = part_methods(args, device, dtype, publish(part), copy_bw, traces)
             else:
-                doc["parts"]["overhead"] = part_overhead(args, device, dtype, publish(part), deadline)
+                doc["parts"]["overhead"] = part_overhead(args, device, dtype, publish(part), deadline, traces)
         except Exception as err:  # noqa: BLE001 -- keep the other parts' numbers
             import traceback
 
@@ -861,6 +935,10 @@ def main(argv=None) -> int:
         log(f"part {part} took {doc['part_seconds'][part]:.1f} s")
         save()
         free_device_memory(device)
+    t0 = time.perf_counter()
+    run_traces(traces or [], deadline)
+    if args.device_trace:
+        doc["trace_seconds"] = time.perf_counter() - t0
     print(save())
     return 0
 

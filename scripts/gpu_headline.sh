@@ -89,7 +89,10 @@ step agree_hierarchy 50 $PY run.py "${COMMON[@]}" method=hierarchy method.levels
   method.levels.1.path="$MID" method.levels.1.batch=4 results_dir="$RUNS/agree"
 TRACE_ARGS=()
 [[ "$DEVICE_TRACE" == 1 ]] && TRACE_ARGS=(--device-trace)
-step agree_bench 120 $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
+# smoke + methods: about 70 + 80 s on an H200, the traced passes about 30 s more (twenty-eighth run:
+# a 147 s remainder cut it off before its last two methods)
+BENCH_NEED=150; [[ "$DEVICE_TRACE" == 1 ]] && BENCH_NEED=200
+step agree_bench $BENCH_NEED $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
   --draft "$DRAFT" --mid-draft "$MID" --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
   --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf "${TRACE_ARGS[@]}" --out "$RUNS/bench"
 [[ "${HF_CHECK:-1}" == 1 ]] && step hf_early_exit 70 $PY run.py "${COMMON[@]}" method=hf_early_exit exit=6 method.draft_len=4 results_dir="$RUNS/hf"

@@ -534,3 +534,55 @@ def test_the_instrumented_passes_decode_what_the_timed_passes_decoded(codec, met
         assert overheads[measure]["tokens"] == timed.tokens, measure
     unstopped = engine_overheads(lambda wrap: build_engine(spec, wrap(model), None, codec), prompts, 24)
     assert unstopped["outside_forwards_async"]["tokens"] == free.tokens
+
+
+def test_device_traces_run_after_every_timed_pass(tmp_path, monkeypatch):
+    """--device-trace: every row's traced pass runs only after the last timed pass of the process (a
+    trace leaves the profiler attached and slows the launches after it), and each row then carries
+    its own trace's result -- the rows are rewritten, not left with the placeholder."""
+    bench = load_script("bench_gpu")
+    calls = []
+    engine_run, idle = bench.engine_run, bench.decode_device_idle
+
+    def timed(label, engine, method, *args, **kwargs):
+        calls.append(("timed", method))
+        return engine_run(label, engine, method, *args, **kwargs)
+
+    def traced(build, prompts, max_new, stop=(), codec=None):
+        calls.append(("traced", None))
+        out = idle(build, prompts, max_new, stop, codec)
+        return {**out, "skipped": f"trace {sum(kind == 'traced' for kind, _ in calls)}"}
+
+    monkeypatch.setattr(bench, "engine_run", timed)
+    monkeypatch.setattr(bench, "decode_device_idle", traced)
+    rc = bench.main([
+        "--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models", "random:tiny",
+        "--overhead-prompts", "1", "--overhead-max-new", "6", "--prompt-len", "8", "--reps", "1",
+        "--overhead-passes", "1", "--device-trace", "--out", str(tmp_path),
+    ])
+    assert rc == 0
+    kinds = [kind for kind, _ in calls]
+    assert kinds.count("timed") == 5 and kinds.count("traced") == 5, calls
+    assert kinds.index("traced") > max(i for i, kind in enumerate(kinds) if kind == "timed"), calls
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    rows = [r for r in doc["parts"]["overhead"]["rows"] if r["method"] != "autoregressive(loop)"]
+    # each row was rewritten with its own trace, in the order the rows were timed
+    assert [r["device_trace"]["skipped"] for r in rows] == [f"trace {i}" for i in range(1, 6)], rows
+    assert "trace_seconds" in doc
+
+
+def test_a_stopped_process_says_which_rows_were_not_traced(monkeypatch):
+    """A trace that would start past the time limit leaves its row saying so, and the row is
+    rewritten all the same."""
+    bench = load_script("bench_gpu")
+    monkeypatch.setattr(bench, "decode_device_idle", lambda *a, **k: pytest.fail("traced past the deadline"))
+
+    class Result:
+        extra = {"device_trace": {"skipped": bench.NOT_TRACED}}
+        decode_tokens_per_s = 1.0
+
+    refreshed = []
+    job = bench.PendingTrace("row", "hispec", None, [], 1, (), None, Result(), lambda: refreshed.append(1))
+    bench.run_traces([job], deadline=0.0)
+    assert job.result.extra["device_trace"]["skipped"].startswith(bench.NOT_TRACED)
+    assert "time limit" in job.result.extra["device_trace"]["skipped"] and refreshed == [1]
