@@ -138,8 +138,21 @@ def _bench_passes(row: dict) -> list[float]:
     return [tokens / w for w in row.get("wall_s") or [] if tokens and w]
 
 
+def timed_after_traces(bench: dict) -> set[str]:
+    """The benchmark's engine rows timed after a kernel trace in its process: every row but the
+    first, where ``bench_gpu.py --device-trace`` traced each method right after timing it (before
+    its traces moved to the end of the process, ``bench_gpu.PendingTrace``, which writes
+    ``trace_seconds``). A trace leaves the profiler attached and slows the host's launches after it,
+    so those rows measured a slowed host."""
+    command = (bench.get("info") or {}).get("command") or ""
+    if "--device-trace" not in command.split() or "trace_seconds" in bench:
+        return set()
+    return set(list(bench_rows(bench))[1:])
+
+
 def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
     ours = bench_rows(bench)
+    after_traces = timed_after_traces(bench)
     agree = _runs(checks, "agree")
     target = f"within {limit:.0%}"
     out = []
@@ -165,6 +178,8 @@ def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
             measured += f"; host probe {mine:.1f} vs {theirs_probe:.1f} µs"
             if not ok and different_states(mine, theirs_probe):
                 measured += " (two host states: the gap is the host's, rule 6)"
+        if not ok and method in after_traces:
+            measured += " (the benchmark timed it after its own kernel traces, on a host they slowed)"
         out.append(Check(f"`run.py` vs benchmark: {label}", target, measured, ok))
     return out
 

@@ -185,3 +185,26 @@ def test_collect_writes_the_checks_from_run_py_summaries(tmp_path):
     missing = subprocess.run([sys.executable, str(SCRIPT), str(out), "--collect", str(tmp_path / "nope")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_a_miss_timed_after_the_benchmarks_own_traces_says_so(tmp_path):
+    """A benchmark that traced each method right after timing it (bench_gpu.py before its traces
+    moved to the end of the process) timed every row after the first on a host its traces had
+    slowed: a miss on such a row says so; the first row, and a benchmark that traced last, do not."""
+    doc = checks()
+    doc["agree/2"]["methods"]["vanilla_sd"]["tokens_per_s"] = 1100.0  # 915 in the benchmark: +20 %
+    bench_doc = {**bench(), "info": {"command": "bench_gpu.py --parts methods --device-trace"}}
+    note = "after its own kernel traces"
+    rc, table = run(tmp_path, doc, bench_doc)
+    assert rc == 1 and note in row(table, "`run.py` vs benchmark: vanilla_sd")
+    assert note not in row(table, "`run.py` vs benchmark: hispec")  # met: nothing to explain
+    _, table = run(tmp_path, doc, {**bench_doc, "trace_seconds": 30.0})  # traces after every timed pass
+    assert note not in table
+    _, table = run(tmp_path, doc, {**bench(), "info": {"command": "bench_gpu.py --parts methods"}})
+    assert note not in table
+    doc = checks(agree={"layerskip": (700.0, 1150.0), "hispec": (680.0, 900.0), "vanilla_sd": (670.0, 880.0),
+                        "hierarchy": (690.0, 610.0)})
+    for j in range(4):
+        doc[f"agree/{j}"]["methods"]["autoregressive"]["tokens_per_s"] = 900.0  # +30 % against 691
+    _, table = run(tmp_path, doc, bench_doc)
+    assert "**no**" in row(table, "`run.py` vs benchmark: AR") and note not in row(table, "`run.py` vs benchmark: AR")
