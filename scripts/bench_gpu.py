@@ -907,9 +907,12 @@ def main(argv=None) -> int:
 
     # Every row's traced pass waits for the end of the process (PendingTrace: a trace slows the launches after it).
     traces: list[PendingTrace] | None = [] if args.device_trace else None
-    if args.profile and "roofline" in parts and {"methods", "overhead"} & set(parts[parts.index("roofline") + 1:]):
-        log("WARNING: --profile traces the roofline part's decode, and the profiler stays attached: the later parts' "
-            "timed passes run on a host slowed by it (PendingTrace); profile in a process of its own")
+    later = set(parts[parts.index("roofline") + 1:]) if "roofline" in parts else set()
+    if args.profile and "roofline" in parts and ({"methods", "overhead"} & later
+                                                  or len([m for m in args.roofline_models.split(",") if m]) > 1):
+        log("WARNING: --profile traces the first roofline model's decode, and the profiler stays attached: the "
+            "timed passes after it (later roofline models, later parts) run on a host slowed by it (PendingTrace); "
+            "profile in a process of its own")
     for part in parts:
         if deadline is not None and time.perf_counter() > deadline:
             doc["parts"][part] = {"skipped": f"time limit reached (--time-limit-s {args.time_limit_s:g})"}
