@@ -81,6 +81,35 @@ def test_steps_return_views_of_the_store_and_a_verification_of_one_reads_it_with
     assert count.ops["copy_"] == 1 and torch.equal(again, out)
 
 
+def test_plain_layer_steps_keep_their_output_in_the_store_and_the_next_segment_reads_it_in_place():
+    """run_layers' fixed-shape step (a HiSpec catch-up of lower segments, a prefill chunk) below
+    the last layer returns a view of the store at its end, not a clone; the next segment on that
+    view stages nothing (one replay, no copy); the last segment's output is a copy. Values equal
+    the eager model's, and a view keeps its values while later positions run at its depth."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=4)
+    model, graphs, ids = _prefilled(hf)
+    eager = from_hf_model(hf, max_context=96, fixed_shapes=False)
+    eager.run_layers(eager.embed(ids[:10]), 0, 4, 0)
+    x = model.embed(ids[10:13])  # three positions: a padded four-row step
+    with HostLaunches([graphs]) as count:
+        low = model.run_layers(x, 0, 2, 10)
+    assert low.data_ptr() == model._state_store(2)[:, 10].data_ptr()  # a view: no clone launched
+    assert "clone" not in count.ops and count.ops[REPLAY] == 1
+    kept = low.clone()
+    with HostLaunches([graphs]) as count:
+        top = model.run_layers(low, 2, 4, 10)
+    assert "copy_" not in count.ops and count.ops[REPLAY] == 1 and count.ops["clone"] == 1
+    assert top.data_ptr() != model._state_store(2).data_ptr()
+    low_ref = eager.run_layers(eager.embed(ids[10:13]), 0, 2, 10)
+    top_ref = eager.run_layers(low_ref, 2, 4, 10)
+    close = dict(atol=1e-4, rtol=1e-3)  # the eager model's kernels and spans, float32 rounding apart
+    torch.testing.assert_close(low, low_ref, **close)
+    torch.testing.assert_close(top, top_ref, **close)
+    later = model.run_layers(model.embed(ids[13:14]), 0, 2, 13)  # the next position at depth 2
+    assert torch.equal(low, kept)  # the padded row the first step wrote past 12 was no live state
+    torch.testing.assert_close(later, eager.run_layers(eager.embed(ids[13:14]), 0, 2, 13), **close)
+
+
 def test_a_fill_is_skipped_only_where_the_device_holds_its_value():
     """A position staged twice is filled once; a verdict step rewrites the chain's start on the
     device, so the next staging fills again even with the value the host staged before -- the

@@ -48,7 +48,9 @@ class LayeredModel(Protocol):
         positions ``[first_pos, first_pos + T)``.
 
         Every layer in the range must hold exactly ``first_pos`` cached
-        positions; afterwards it holds ``first_pos + T``.
+        positions; afterwards it holds ``first_pos + T``. The result may be a
+        view of the backend's own memory, valid as greedy_draft's states are
+        (below): until those positions run again at depth ``end``.
         """
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

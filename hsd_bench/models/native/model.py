@@ -211,7 +211,6 @@ class NativeLlama(RaggedSteps):
         self._arange = torch.arange(self.max_graph_tokens or 1, dtype=torch.long, device=self.device)
         # Head steps pack the positions of every row of a batch: fixed-shape up to this many.
         self.max_head_tokens = self.max_graph_tokens
-        self._x_in: dict[int, torch.Tensor] = {}  # padded T -> static hidden-state input
         # Static token ids of a verification that starts at layer 0 (run_layers_greedy from ids); past
         # max_graph_tokens, room for a hand-up's token placed beyond the rows a step reads (arm_hand_up).
         self._verify_ids = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
@@ -990,22 +989,39 @@ class NativeLlama(RaggedSteps):
         return x + delta
 
     def _run_fixed(self, hidden: torch.Tensor, start: int, end: int, first_pos: int) -> torch.Tensor:
+        """Layers ``[start, end)`` on ``hidden`` as one fixed-shape step, by way of the hidden-state
+        store as the fused greedy steps: the input is staged into the store at depth ``start``
+        (nothing to do where it is already that slice, as a view this model returned is), and below
+        the last layer the output stays in the store at depth ``end`` and a view of it is returned.
+
+        Why: a HiSpec verification whose lower segments have not seen the verifier's token yet
+        runs them here first, one position each, and a copy in and a clone out per segment were
+        three of the host's launches per such catch-up (docs/performance.md, "Twenty-eighth
+        run"). The views stay valid as long as the store's (:meth:`_state_store`)."""
         t = hidden.shape[1]
         tb = next_pow2(t)
-        self._static(self._x_in, tb)[:, :t].copy_(hidden)
+        self._stage_states(start, first_pos, hidden)
         self._stage_position(first_pos)
         out = self._replay(*self._layers_step(start, end, tb, self._kv_bucket(first_pos + t)))
+        if self._stores_output(end):
+            return self._state_store(end)[:, first_pos : first_pos + t]
         return out[:, :t].clone()
 
     def _layers_step(self, start: int, end: int, tb: int, kv_len: int):
-        """Layers ``[start, end)`` on the static hidden-state input (:meth:`run_layers`)."""
-        # Only the input this step reads: run_layers builds its step on every call.
-        x_in = self._static(self._x_in, tb)
+        """Layers ``[start, end)`` on the stored states at depth ``start`` of the step's positions
+        (:meth:`run_layers`); below the model's last layer the output goes to the store at depth
+        ``end`` too."""
+        states_in = self._state_store(start)
+        states_out = self._state_store(end) if self._stores_output(end) else None
+        rows = self._arange[:tb]
 
         def step() -> torch.Tensor:
-            pos = self._pos_base + self._arange[:tb]
-            return self._layers(x_in, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
-                                matmul=self.matmul)
+            pos = self._pos_base + rows
+            out = self._layers(states_in.index_select(1, pos), pos, start, end, kv_len, self._layer_fn, self._prep_fn,
+                               self.attention, matmul=self.matmul)
+            if states_out is not None:
+                states_out.index_copy_(1, pos, out)
+            return out
 
         return ("layers", start, end, tb, kv_len), step
 
