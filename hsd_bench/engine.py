@@ -1199,6 +1199,9 @@ class Engine:
                 accepted = [a for a, _ in verdicts]
                 tokens = [c[-1] for _, c in verdicts]
                 p_rows = None
+                note = getattr(level.state.model, "note_verdict", None)
+                if note is not None and len(sub) == 1:
+                    note(accepted[0])  # where its verification moved its next position on the device
                 if self.lookahead and i < len(self.levels) - 1:
                     self._count_verdicts(i, accepted)
             else:

@@ -110,6 +110,44 @@ def test_plain_layer_steps_keep_their_output_in_the_store_and_the_next_segment_r
     torch.testing.assert_close(later, eager.run_layers(eager.embed(ids[13:14]), 0, 2, 13), **close)
 
 
+def _verifier(hf, graphs: bool = True):
+    model = native(hf)
+    stand_in = stand_in_graphs([model])[0] if graphs else None
+    model.prepare(40, [(0, 4)], verifying=[(0, 4)])  # a verification from ids, as vanilla_sd's target's
+    ids = torch.randint(0, VOCAB, (40,), generator=torch.Generator().manual_seed(7))
+    model.run_layers(model.embed(ids[:10]), 0, 4, 0)
+    return model, stand_in, ids
+
+
+def test_a_verification_from_ids_moves_its_position_by_its_verdict_and_the_next_one_stages_no_fill():
+    """A greedy verification from ids leaves its model's position where the next one starts: its
+    first + its accepted drafts + 1, counting only its own drafts (stale ids past them in the
+    static input that happen to match do not count). Told that verdict (note_verdict), the next
+    verification at that position fills nothing; its tokens equal those of a model that stages
+    every position. Not told, it fills the position again."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=6)
+    model, graphs, ids = _verifier(hf)
+    probe, _, _ = _verifier(hf, graphs=False)
+    greedy = [int(ids[10])]  # the model's own greedy continuation from position 10
+    for p in range(10, 13):
+        greedy.append(int(probe.run_layers_greedy(torch.tensor([greedy[-1]]), 0, 4, p)[1][0]))
+    model._verify_ids[3] = greedy[3]  # a stale id past the two drafts that matches the step's third token
+    _, tokens = model.run_layers_greedy(torch.tensor(greedy[:3]), 0, 4, 10)  # 2 drafts, both right
+    assert tokens.tolist()[:3] == greedy[1:4]
+    assert int(model._pos_base) == 13  # 10 + 2 accepted + 1, not 14: the stale match is not a draft
+    model.note_verdict(2)
+    model.truncate(0, 4, 13)
+    nxt = torch.tensor([greedy[3], 5, 6])
+    with HostLaunches([graphs]) as count:
+        _, again = model.run_layers_greedy(nxt, 0, 4, 13)
+    assert "fill_" not in count.ops and count.ops[REPLAY] == 1  # position and draft count already staged
+    assert again.tolist() == probe.run_layers_greedy(nxt, 0, 4, 13)[1].tolist()
+    model.truncate(0, 4, 14)  # no note: the host does not know where that step left the position
+    with HostLaunches([graphs]) as count:
+        model.run_layers_greedy(torch.tensor([int(again[0]), 1, 2]), 0, 4, 14)
+    assert count.ops["fill_"] == 1
+
+
 def test_a_fill_is_skipped_only_where_the_device_holds_its_value():
     """A position staged twice is filled once; a verdict step rewrites the chain's start on the
     device, so the next staging fills again even with the value the host staged before -- the

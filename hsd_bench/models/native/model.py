@@ -205,6 +205,9 @@ class NativeLlama(RaggedSteps):
         self._draft_last = torch.zeros(1, dtype=torch.long, device=self.device)
         # What the host last queued into each one-value input (_stage_scalar), where it knows it.
         self._staged: dict[str, int] = {}
+        # After a verification from ids, the first position it leaves on the device for its verdict of
+        # no accepted draft (its own first + 1), until the host learns the verdict (note_verdict).
+        self._pos_after: int | None = None
         # One attention span for every fixed-shape step, set by prepare() for a run's longest
         # sequence: the whole shape set is then known, small, and captured before timing.
         self.fixed_span: int | None = None
@@ -214,6 +217,8 @@ class NativeLlama(RaggedSteps):
         # Static token ids of a verification that starts at layer 0 (run_layers_greedy from ids); past
         # max_graph_tokens, room for a hand-up's token placed beyond the rows a step reads (arm_hand_up).
         self._verify_ids = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
+        # How many of those ids are drafts (t - 1): the step counts its verdict's accepted drafts among them.
+        self._verify_k = torch.zeros(1, dtype=torch.long, device=self.device)
         self._h_in: dict[int, torch.Tensor] = {}  # padded T -> static head input
         self._graphs = GraphCache(self.device) if self.use_graphs else None
         # Static buffers of a fused greedy draft round (greedy_draft): the first step's
@@ -264,7 +269,7 @@ class NativeLlama(RaggedSteps):
     def reset(self) -> None:
         self.cache.reset()
         self._staged.clear()
-        self._launched = self._inputs_queued = self._caught_up = self._hand_up_armed = None
+        self._launched = self._inputs_queued = self._caught_up = self._hand_up_armed = self._pos_after = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -281,6 +286,7 @@ class NativeLlama(RaggedSteps):
 
     @_no_grad
     def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos, rows=None, lengths=None) -> torch.Tensor:
+        self._pos_after = None  # a step since a verification from ids: its verdict's position is not the one noted
         if rows is not None:
             return self._run_rows(hidden, start, end, first_pos, rows, lengths)
         t = self._check_step(hidden, start, end, first_pos)
@@ -340,6 +346,7 @@ class NativeLlama(RaggedSteps):
         the last layer's output but the head) returns None for them instead of the last layer's
         copy. Each copy is a host launch per verification, on the path the device waits on.
         """
+        self._pos_after = None  # only this call's own step may leave a verdict's position (note_verdict)
         from_ids = hidden.dim() == 1
         if from_ids:
             self._check_range(start, end)
@@ -366,6 +373,8 @@ class NativeLlama(RaggedSteps):
             if self._graphs is None or key in self._graphs:
                 if from_ids:
                     self._verify_ids[:t].copy_(hidden)
+                    if armed is None:
+                        self._stage_scalar("verify_k", self._verify_k, t - 1)
                 else:
                     self._stage_states(start, first_pos, hidden)
                 self._stage_position(first_pos)
@@ -373,6 +382,10 @@ class NativeLlama(RaggedSteps):
                     out, tokens = build()()
                 else:
                     out, tokens = self._graphs.run(key, None)
+                if from_ids and armed is None:
+                    # the step moved its position on by its verdict (_layers_greedy_step)
+                    self._staged.pop("pos", None)
+                    self._pos_after = first_pos + 1
                 self.cache.advance(start, end, first_pos + t)
                 if not keep_hidden:
                     return None, tokens[:t]
@@ -386,6 +399,18 @@ class NativeLlama(RaggedSteps):
             hidden = self.embed(hidden)
         out = self.run_layers(hidden, start, end, first_pos)
         return (out if keep_hidden else None), self.greedy_tokens(out)
+
+    def note_verdict(self, accepted: int) -> None:
+        """The verdict of this model's last greedy verification from ids: ``accepted`` drafts.
+
+        Why: that step moved its position on the device to where this model's next verification
+        starts (its first position + ``accepted`` + 1, :meth:`_layers_greedy_step`); told the
+        verdict, the host knows that value is staged and skips the fill (:meth:`_stage_scalar`) --
+        one host launch per verification of vanilla_sd's target and of every level of a hierarchy
+        above its draft. A no-op unless that verification is the last thing to have set the position."""
+        if self._pos_after is not None:
+            self._staged["pos"] = min(self._pos_after + accepted, self.max_context - 1)
+            self._pos_after = None
 
     def hand_up_input(self, k: int) -> torch.Tensor:
         """The static ``LongTensor[2k + 1]`` the verdict of the level below is packed into (its ``k``
@@ -547,6 +572,7 @@ class NativeLlama(RaggedSteps):
                                    f"round launched ahead: {ahead}")
             # The verdict step chose the round's start on the device; the host now knows it.
             self._staged.update(pos=first, draft_last=t0 - 1)
+            self._pos_after = None
         elif not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
             out = self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
             return out if keep_hidden else None
@@ -609,6 +635,7 @@ class NativeLlama(RaggedSteps):
                                f"(queued: {queued} as (end, m, k))")
         end = queued[0]
         self._staged.update(pos=pos, draft_last=0)  # what its verdict step chose on the device
+        self._pos_after = None
         self.cache.check_frontier(0, end, pos)
         self.cache.advance(0, end, pos + 1)
         return self._state_store(end)[:, pos : pos + 1]
@@ -660,7 +687,7 @@ class NativeLlama(RaggedSteps):
         self._replay(key, step)
         self._staged.pop("pos", None)
         self._staged.pop("draft_last", None)
-        self._inputs_queued = None
+        self._inputs_queued = self._pos_after = None
 
     @_no_grad
     def launch_draft_after_verdict(self, m: int, k: int, back: int, end: int, count: int,
@@ -1040,6 +1067,7 @@ class NativeLlama(RaggedSteps):
         states_in = None if from_ids else self._state_store(start)
         states_out = self._state_store(end) if self._stores_output(end) else None
         rows = self._arange[:tb]
+        last = self.max_context - 1
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
             pos = self._pos_base + rows
@@ -1048,7 +1076,16 @@ class NativeLlama(RaggedSteps):
                                matmul=self.matmul)
             if states_out is not None:
                 states_out.index_copy_(1, pos, out)
-            return out, self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
+            tokens = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
+            if from_ids:
+                # The next verification of this model starts at the verifier's token: this one's
+                # first position + its accepted drafts + 1 (note_verdict). Moved here, on the device,
+                # that position costs the host no fill when the verdict confirms it. Clamped into
+                # the context, so that steps replayed before any real one stay in range.
+                match = (ids[1:] == tokens[: tb - 1]) & (rows[: tb - 1] < self._verify_k)
+                accepted = match.long().cumprod(0).sum()
+                self._pos_base.copy_((self._pos_base + accepted + 1).clamp(max=last))
+            return out, tokens
 
         return self._layers_greedy_key(start, end, tb, kv_len, from_ids), step
 
@@ -1099,7 +1136,7 @@ class NativeLlama(RaggedSteps):
         """A step's first position, staged by the host: it overwrites what a verdict step wrote,
         so a round's inputs queued by :meth:`queue_draft_inputs` are no longer there to launch."""
         self._stage_scalar("pos", self._pos_base, first_pos)
-        self._inputs_queued = None
+        self._inputs_queued = self._pos_after = None
 
     def _stage_scalar(self, name: str, buf: torch.Tensor, value: int) -> None:
         """``buf.fill_(value)``, unless the host knows the device holds ``value`` there already.
