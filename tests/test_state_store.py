@@ -16,6 +16,7 @@ import torch
 from hsd_bench.bench.launches import REPLAY, HostLaunches, stand_in_graphs
 from hsd_bench.engine import gather
 from hsd_bench.models.native import from_hf_model
+from tests.test_lookahead import CASES as LOOKAHEAD_CASES
 from tests.test_native_backend import VOCAB, make_hf_model
 
 
@@ -190,3 +191,40 @@ def test_the_store_is_made_before_any_capture_and_a_capture_cannot_make_one(dept
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
     with pytest.raises(RuntimeError, match=f"depth {depth + 1}"):
         model._state_store(depth + 1)
+
+
+@pytest.mark.parametrize("label", [c[0] for c in LOOKAHEAD_CASES])
+def test_every_fill_the_host_skips_holds_its_value_on_the_device(label, monkeypatch):
+    """The invariant the skipped fills rest on, checked whenever the host stages a value during
+    every method's greedy decode (look-ahead rounds, catch-ups, hand-ups verified ahead,
+    verifications that move their own position): every value the host believes staged is what
+    the device holds. The outputs are the target's greedy ones."""
+    from hsd_bench.engine import DecodingConfig
+    from hsd_bench.methods import build_engine
+    from hsd_bench.models.native.model import NativeLlama
+
+    _, spec, draft_kind = next(c for c in LOOKAHEAD_CASES if c[0] == label)
+    skipped = []
+    stage = NativeLlama._stage_scalar
+
+    buffers = {"pos": "_pos_base", "draft_last": "_draft_last", "verdict_m": "_verdict_m",
+               "verdict_cap": "_verdict_cap", "verify_k": "_verify_k"}
+
+    def checked(self, name, buf, value):
+        # every value the host believes staged is on the device, not only the one asked for now
+        held = {n: int(getattr(self, buffers[n]).view(-1)[0]) for n in self._staged}
+        assert held == self._staged, (self.name, name, held, self._staged)
+        if self._staged.get(name) == value:
+            skipped.append(name)
+        stage(self, name, buf, value)
+
+    monkeypatch.setattr(NativeLlama, "_stage_scalar", checked)
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    draft_hf = target_hf if draft_kind == "copy" else make_hf_model("llama_gqa", num_layers=2, seed=9)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
+    opts = dict(max_context=160, fixed_shapes=True, max_graph_tokens=8, min_kv_bucket=16)
+    engine = build_engine(spec, from_hf_model(target_hf, **opts),
+                          load_other=lambda _p: (from_hf_model(draft_hf, **opts), None))
+    assert engine.generate(prompt, 60, DecodingConfig()).output_ids == ref
+    assert skipped, label  # every method skips some fill: the check ran

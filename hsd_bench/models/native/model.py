@@ -452,7 +452,7 @@ class NativeLlama(RaggedSteps):
     def _hand_up_step(self, end: int, tb: int, kv_len: int, k: int, at: int):
         """:meth:`_layers_greedy_step` from ids, after the verifier's token of the packed verdict is
         placed among them (:meth:`arm_hand_up`); idempotent, as a captured step must be."""
-        _, verify = self._layers_greedy_step(0, end, tb, kv_len, True)
+        _, verify = self._layers_greedy_step(0, end, tb, kv_len, True, advance=False)
         buf = self._hand_up_in
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
@@ -1058,11 +1058,15 @@ class NativeLlama(RaggedSteps):
         without building the step."""
         return ("ids-greedy" if from_ids else "layers-greedy", start, end, tb, kv_len)
 
-    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool):
+    def _layers_greedy_step(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool,
+                            advance: bool | None = None):
         """Layers ``[start, end)`` on the stored states at depth ``start`` of the step's positions, or
         (``from_ids``, ``start`` 0) on the embedding of the static verification ids, then the greedy
         head on their output (:meth:`run_layers_greedy`); below the model's last layer the output
-        goes to the store at depth ``end`` too."""
+        goes to the store at depth ``end`` too. From ids it then moves the position on by its
+        verdict (:meth:`note_verdict`), unless ``advance`` is False (a hand-up's step, whose drafts
+        are not counted by ``_verify_k``)."""
+        advance = from_ids if advance is None else advance
         ids = self._verify_ids[:tb] if from_ids else None
         states_in = None if from_ids else self._state_store(start)
         states_out = self._state_store(end) if self._stores_output(end) else None
@@ -1077,7 +1081,7 @@ class NativeLlama(RaggedSteps):
             if states_out is not None:
                 states_out.index_copy_(1, pos, out)
             tokens = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
-            if from_ids:
+            if advance:
                 # The next verification of this model starts at the verifier's token: this one's
                 # first position + its accepted drafts + 1 (note_verdict). Moved here, on the device,
                 # that position costs the host no fill when the verdict confirms it. Clamped into
