@@ -1086,8 +1086,8 @@ class NativeLlama(RaggedSteps):
                 # first position + its accepted drafts + 1 (note_verdict). Moved here, on the device,
                 # that position costs the host no fill when the verdict confirms it. Clamped into
                 # the context, so that steps replayed before any real one stay in range.
-                match = (ids[1:] == tokens[: tb - 1]) & (rows[: tb - 1] < self._verify_k)
-                accepted = match.long().cumprod(0).sum()
+                # Its drafts are the first _verify_k of ids[1:]: the leading matches, capped there.
+                accepted = torch.minimum(greedy_accepted_on_device(ids[1:], tokens), self._verify_k)
                 self._pos_base.copy_((self._pos_base + accepted + 1).clamp(max=last))
             return out, tokens
 
