@@ -153,12 +153,25 @@ def greedy_accept_values(values: list[int], lengths: list[int]) -> list[tuple[in
     return out
 
 
-def greedy_accepted_on_device(draft: torch.Tensor, p_argmax: torch.Tensor) -> torch.Tensor:
+def greedy_accepted_on_device(draft: torch.Tensor, p_argmax: torch.Tensor,
+                              limit: torch.Tensor | None = None) -> torch.Tensor:
     """How many of ``draft`` (``LongTensor[k]``) greedy verification keeps, as a one-element
     device tensor: the count :func:`greedy_accept_values` computes on the host, for device
-    work queued before the host has the verdict (the engine's look-ahead draft)."""
+    work queued before the host has the verdict (the engine's look-ahead draft). With ``limit``
+    (a one-element device tensor), only the first ``limit`` of ``draft`` are drafts: the count
+    stops there.
+
+    Why the first stop rather than a running product of matches: it is one reduction, which
+    ``torch.compile`` fuses with the work around it into a single kernel inside a captured step
+    (``models/native/verdicts.py``), where a scan and a sum were two."""
     k = draft.shape[0]
-    return (draft == p_argmax[:k]).long().cumprod(0).sum().view(1)
+    if k == 0:
+        return torch.zeros(1, dtype=torch.long, device=draft.device)
+    rows = torch.arange(k, device=draft.device)
+    stop = draft != p_argmax[:k]
+    if limit is not None:
+        stop = stop | (rows >= limit)
+    return torch.where(stop, rows, k).amin().view(1)
 
 
 def greedy_verify(draft: torch.Tensor, p_argmax: torch.Tensor) -> Verdict:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hsd_bench.draft_stop import HostValue, stops_after, top_probability
-from hsd_bench.models.native import add_norm, decode_attention, gemv
+from hsd_bench.models.native import add_norm, decode_attention, gemv, verdicts
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
@@ -37,7 +37,7 @@ from hsd_bench.models.native.layers import (
     layer_forward,
     step_inputs,
 )
-from hsd_bench.verify import greedy_accepted_on_device
+from hsd_bench.models.native.verdicts import compile_verdict_fn
 
 MIN_KV_BUCKET = 128
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
@@ -199,6 +199,10 @@ class NativeLlama(RaggedSteps):
         self._greedy_head_fn = compile_fn(greedy_head_forward) if self.compiled else greedy_head_forward
         self._greedy_conf_fn = compile_fn(greedy_head_confidence) if self.compiled else greedy_head_confidence
         self._prep_fn = compile_fn(step_inputs) if self.compiled else step_inputs
+        fused = compile_verdict_fn if self.compiled else (lambda fn: fn)
+        self._advance_fn = fused(verdicts.advance_past_verdict)
+        self._round_inputs_fn = fused(verdicts.round_inputs_from_verdict)
+        self._place_token_fn = fused(verdicts.place_verifier_token)
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         # Row of the last position a draft chain's first step processes (t0 - 1), on the
         # device, so a chain step's graph does not depend on how many positions came first.
@@ -456,9 +460,7 @@ class NativeLlama(RaggedSteps):
         buf = self._hand_up_in
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            drafts, target = buf[:k], buf[k : 2 * k + 1]
-            accepted = greedy_accepted_on_device(drafts, target)
-            self._verify_ids.index_copy_(0, accepted + at, target.index_select(0, accepted))
+            self._place_token_fn(buf, k, at, self._verify_ids)
             return verify()
 
         return self._hand_up_key(end, tb, kv_len, k, at), step
@@ -831,20 +833,8 @@ class NativeLlama(RaggedSteps):
         rows = self._arange[:tb]
 
         def step() -> torch.Tensor:
-            drafts, target = buf[:k], buf[k : 2 * k + 1]
-            accepted = greedy_accepted_on_device(drafts, target)
-            token = target.index_select(0, accepted)
-            if back == 0:
-                self._draft_ids[:1].copy_(token)
-                self._draft_last.zero_()
-                self._pos_base.copy_(self._verdict_m + accepted)
-            else:  # accepted past the frontier: start there, at the accepted drafts this model has not run
-                behind = (accepted - (k - back)).clamp_min(0)
-                source = (accepted - behind + rows).clamp(max=k - 1)
-                self._draft_ids[:tb].copy_(torch.where(rows < behind, drafts.index_select(0, source), token))
-                self._draft_last.copy_(behind)
-                self._pos_base.copy_(self._verdict_m + accepted - behind)
-            return accepted
+            return self._round_inputs_fn(buf, k, back, rows, self._draft_ids, self._draft_last, self._pos_base,
+                                         self._verdict_m)
 
         return ("verdict", k, back), step
 
@@ -1087,8 +1077,7 @@ class NativeLlama(RaggedSteps):
                 # that position costs the host no fill when the verdict confirms it. Clamped into
                 # the context, so that steps replayed before any real one stay in range.
                 # Its drafts are the first _verify_k of ids[1:]: the leading matches, capped there.
-                accepted = torch.minimum(greedy_accepted_on_device(ids[1:], tokens), self._verify_k)
-                self._pos_base.copy_((self._pos_base + accepted + 1).clamp(max=last))
+                self._advance_fn(self._pos_base, ids, tokens, self._verify_k, last)
             return out, tokens
 
         return self._layers_greedy_key(start, end, tb, kv_len, from_ids), step
