@@ -63,7 +63,9 @@ def place_verifier_token(verdict: torch.Tensor, k: int, at: int, ids: torch.Tens
 
 @functools.cache
 def compile_verdict_fn(fn: Callable) -> Callable:
-    """``fn`` compiled once for every model, with dynamic sizes: one compiled kernel serves every
-    draft count ``k`` and look-back, where a static compile would build one per pair."""
+    """``fn`` compiled once for every model, with dynamic sizes: a few compiled variants (dynamo
+    specialises sizes 0 and 1 and a look-back of 0) serve every draft count ``k`` and look-back,
+    where a static compile would build one per pair -- dozens per model, each a compile before
+    the first timed pass."""
     configure_compile()
     return torch.compile(fn, dynamic=True, fullgraph=True)
