@@ -1028,19 +1028,28 @@ class NativeLlama(RaggedSteps):
         """Layers ``[start, end)`` on the stored states at depth ``start`` of the step's positions
         (:meth:`run_layers`); below the model's last layer the output goes to the store at depth
         ``end`` too."""
-        states_in = self._state_store(start)
+        return ("layers", start, end, tb, kv_len), self._stored_layers(start, end, tb, kv_len, False)
+
+    def _stored_layers(self, start: int, end: int, tb: int, kv_len: int, from_ids: bool):
+        """The part of every layer step by way of the store (:meth:`_layers_step`,
+        :meth:`_layers_greedy_step`): layers ``[start, end)`` at the step's positions on the stored
+        states at depth ``start``, or (``from_ids``) on the embedding of the static verification ids,
+        and below the model's last layer their output written to the store at depth ``end``."""
+        ids = self._verify_ids[:tb] if from_ids else None
+        states_in = None if from_ids else self._state_store(start)
         states_out = self._state_store(end) if self._stores_output(end) else None
         rows = self._arange[:tb]
 
-        def step() -> torch.Tensor:
+        def layers() -> torch.Tensor:
             pos = self._pos_base + rows
-            out = self._layers(states_in.index_select(1, pos), pos, start, end, kv_len, self._layer_fn, self._prep_fn,
-                               self.attention, matmul=self.matmul)
+            x = F.embedding(ids, self.embed_weight)[None] if from_ids else states_in.index_select(1, pos)
+            out = self._layers(x, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
+                               matmul=self.matmul)
             if states_out is not None:
                 states_out.index_copy_(1, pos, out)
             return out
 
-        return ("layers", start, end, tb, kv_len), step
+        return layers
 
     @staticmethod
     def _layers_greedy_key(start: int, end: int, tb: int, kv_len: int, from_ids: bool) -> tuple:
@@ -1057,19 +1066,12 @@ class NativeLlama(RaggedSteps):
         verdict (:meth:`note_verdict`), unless ``advance`` is False (a hand-up's step, whose drafts
         are not counted by ``_verify_k``)."""
         advance = from_ids if advance is None else advance
-        ids = self._verify_ids[:tb] if from_ids else None
-        states_in = None if from_ids else self._state_store(start)
-        states_out = self._state_store(end) if self._stores_output(end) else None
-        rows = self._arange[:tb]
+        layers = self._stored_layers(start, end, tb, kv_len, from_ids)
+        ids = self._verify_ids[:tb]
         last = self.max_context - 1
 
         def step() -> tuple[torch.Tensor, torch.Tensor]:
-            pos = self._pos_base + rows
-            x = F.embedding(ids, self.embed_weight)[None] if from_ids else states_in.index_select(1, pos)
-            out = self._layers(x, pos, start, end, kv_len, self._layer_fn, self._prep_fn, self.attention,
-                               matmul=self.matmul)
-            if states_out is not None:
-                states_out.index_copy_(1, pos, out)
+            out = layers()
             tokens = self._greedy_head_fn(out, self.norm_weight, self.lm_head, self.args.rms_eps)
             if advance:
                 # The next verification of this model starts at the verifier's token: this one's
