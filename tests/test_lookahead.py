@@ -673,3 +673,57 @@ def test_an_unguarded_round_after_a_verdict_is_one_replay_and_drafts_what_its_tw
     assert replays == [1, 2]
     (tokens_a, states_a, len_a), (tokens_b, states_b, len_b) = results
     assert tokens_a == tokens_b and torch.equal(states_a, states_b) and len_a == len_b == m + accepted + 4
+
+
+@pytest.mark.parametrize("label", ["vanilla_sd-other", "hispec", "layerskip"])
+def test_a_verification_packs_its_verdict_before_the_engine_books_it(label, monkeypatch):
+    """Where the look-ahead will read a greedy verdict from the level-0 model's buffer, the
+    verification packs it there the moment its step returns: before the look-ahead's plan and
+    the state's bookkeeping (which on a small model the device waited out idle, 40-55 µs per
+    verification on the CPU stand-in), and only once. Output and counters are checked against
+    ``generate`` and the look-ahead off by the test above."""
+    import hsd_bench.engine as engine_module
+    from hsd_bench.engine import Engine, ModelState
+    from hsd_bench.models.native.model import NativeLlama
+
+    spec, draft_kind = next((s, d) for name, s, d in CASES if name == label)
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    draft_hf = make_hf_model("llama_gqa", num_layers=2, seed=9) if draft_kind else None
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    events: list[str] = []
+
+    def spy(cls, name, before=None, after=None):
+        real = getattr(cls, name)
+
+        def wrapped(*args, **kwargs):
+            if before:
+                events.append(before)
+            out = real(*args, **kwargs)
+            if after:
+                events.append(after)
+            return out
+
+        monkeypatch.setattr(cls, name, wrapped)
+
+    spy(NativeLlama, "run_layers_greedy", after="step")
+    spy(ModelState, "greedy_tokens_rows", before="verify", after="verified")
+    spy(Engine, "_ahead_plan", before="plan")
+    real_pack = engine_module.greedy_verdict_inputs
+    monkeypatch.setattr(engine_module, "greedy_verdict_inputs",
+                        lambda *a, **kw: (events.append("pack"), real_pack(*a, **kw))[1])
+    models = [native(target_hf)] + ([native(draft_hf)] if draft_hf is not None else [])
+    for m in models:
+        m._graphs = RecordingGraphs()
+    engine = build_engine(spec, models[0], load_other=lambda _p: (models[1], None))
+    engine.prepare(len(prompt) + 40, greedy=True)
+    engine.generate(prompt, 40, DecodingConfig())
+
+    verifications = [j for j, e in enumerate(events) if e == "verify"]
+    assert verifications and events.count("plan") == len(verifications)
+    for start in verifications:
+        mine = events[start : events.index("plan", start) + 1]
+        # the step, then at once its pack; the plan (and every later pack) only after
+        assert mine.count("pack") == 1 and mine.index("pack") < mine.index("verified"), mine
+        if "step" in mine:
+            assert mine[mine.index("step") + 1] == "pack", mine
+    assert events.count("pack") == len(verifications), "a verdict packed twice"
