@@ -106,7 +106,6 @@ class HostValue:
         """``host`` (pinned, at least ``value.numel()`` elements of its dtype), ``event`` and
         ``stream``: reused instead of made per read, for a caller that reads once per round --
         a pinned allocation, an event and a stream lookup cost more host time than the copy."""
-        self.source = value  # the device tensor read (the engine checks which buffer a verdict is in)
         if value.device.type == "cuda":
             n = value.numel()
             if host is None:

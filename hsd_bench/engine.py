@@ -141,11 +141,6 @@ def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
     return torch.cat([source[off : off + n] for source, off, n in pieces])[None]
 
 
-def _same_buffer(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors are the same elements of one memory (views made by separate calls)."""
-    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
-
-
 def _end_to_end(pieces: list[tuple[torch.Tensor, int, int]]) -> bool:
     """Whether the pieces' rows lie end to end in one storage, each row as the first's."""
     first = pieces[0][0]
@@ -241,8 +236,7 @@ class ModelState:
 
     # -- views --------------------------------------------------------------------
     def hidden_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
-                    need_from: list[int], argmax_out: list | None = None,
-                    pack: tuple[torch.Tensor, list[int], torch.Tensor] | None = None) -> torch.Tensor | None:
+                    need_from: list[int], argmax_out: list | None = None) -> torch.Tensor | None:
         """Hidden states at depth ``exit_layer`` for positions ``[need_from[i], upto[i])`` of each row
         ``rows[i]``, packed in row order: ``[1, sum(upto - need_from), D]``. Runs only the layer
         segments that have not seen those positions, one ragged forward per segment.
@@ -252,12 +246,8 @@ class ModelState:
         run does both and appends the argmax tokens to it (:meth:`greedy_tokens_rows`); where that
         segment is the model's first it gets the token ids, not their embedding; where it is the
         model's last, no copy of its states is kept and this returns None. Where that run
-        happened, the caller reads only the argmax: this returns None then too.
-
-        ``pack``, ``(drafts, lengths, buffer)``: the argmax is a greedy verdict's, packed into
-        ``buffer`` (``verify.greedy_verdict_inputs``) the moment the fused run returns -- before
-        this method's bookkeeping, which the device would otherwise wait out idle
-        (:meth:`greedy_tokens_rows`)."""
+        happened the caller reads only the argmax, so this returns None then too: gathering
+        states nobody reads cost host time on the path the device waits on."""
         last = self.bounds.index(exit_layer)
         fused = (getattr(self.model, "run_layers_greedy", None)
                  if argmax_out is not None and self.rows == 1 and self.frontier[last][rows[0]] == need_from[0] < upto[0]
@@ -291,8 +281,6 @@ class ModelState:
                 inp = gather(pieces)
             if j == last and fused is not None:
                 out, argmax = fused(inp, start, end, firsts[0], keep_hidden=end != top)
-                if pack is not None:
-                    greedy_verdict_inputs(pack[0], pack[1], argmax, out=pack[2])
                 argmax_out.append(argmax)
                 if out is None:
                     # The model's last layer: nothing but the head (just run) reads these states,
@@ -340,8 +328,7 @@ class ModelState:
         return self.model.logits(h)
 
     def greedy_tokens_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, upto: list[int],
-                           need_from: list[int],
-                           pack: tuple[torch.Tensor, list[int], torch.Tensor] | None = None) -> torch.Tensor:
+                           need_from: list[int]) -> torch.Tensor:
         """``LongTensor[sum(upto - need_from)]``: the argmax token of the view at each position.
 
         A backend may fuse head and argmax (``model.greedy_tokens``), which
@@ -349,22 +336,14 @@ class ModelState:
         the logits. Where the view's last segment runs exactly these positions
         (a verification of new drafts), a backend may fuse that segment with
         the head too (``model.run_layers_greedy``, see :meth:`hidden_rows`).
-
-        ``pack``, ``(drafts, lengths, buffer)``: these tokens are the verifier's of a greedy
-        verification of ``drafts``; they are packed with them into ``buffer`` as soon as they
-        exist. Why: on a small model the verification's step ends on the device long before the
-        host has booked its run, and the pack is the next device work the verdict waits for.
         """
         run_with_head: list[torch.Tensor] = []
-        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from, argmax_out=run_with_head, pack=pack)
+        h = self.hidden_rows(rows, tokens, exit_layer, upto, need_from, argmax_out=run_with_head)
         self._count_heads(rows, upto, need_from)
         if run_with_head:
             return run_with_head[0]
         fused = getattr(self.model, "greedy_tokens", None)
-        argmax = fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
-        if pack is not None:
-            greedy_verdict_inputs(pack[0], pack[1], argmax, out=pack[2])
-        return argmax
+        return fused(h) if fused is not None else self.model.logits(h).argmax(dim=-1)
 
     def greedy_draft_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, n: list[int],
                           count: list[int], stop_below: float | None = None, launched: bool = False) -> list[int]:
@@ -1207,24 +1186,18 @@ class Engine:
             confidence = None  # this level's top probability at each position, for its draft_stop
             caught_up = False
             if greedy:
-                drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
-                          else token_spans(self._tokens, sub, m, upto))
-                verdict = None  # the verdict on its way to the host, where packed with the verification
                 if level.draft_stop is None:
                     target = self._take_hand_up(i, sub, m, k)
                     if target is None:
-                        packed = self._verdict_buffer(i, sub, k, [out[j] for j in active])
-                        target = level.state.greedy_tokens_rows(
-                            sub, self._tokens, level.exit_layer, upto, need,
-                            pack=None if packed is None else (drafts, k, packed))
-                        if packed is not None:
-                            verdict = HostValue(packed, *self._verdict_host(packed))
+                        target = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, upto, need)
                 else:
                     logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
+                drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
+                          else token_spans(self._tokens, sub, m, upto))
                 if confidence is None:
                     verdicts, caught_up, mark = self._greedy_verdicts(i, sub, m, k, [out[j] for j in active], drafts,
-                                                                      target, mark, verdict)
+                                                                      target, mark)
                 else:
                     verdicts = greedy_accept_rows(drafts, k, target)
                 accepted = [a for a, _ in verdicts]
@@ -1329,8 +1302,7 @@ class Engine:
 
     # -- the look-ahead draft -------------------------------------------------
     def _greedy_verdicts(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int],
-                         drafts: torch.Tensor, target: torch.Tensor, mark,
-                         verdict: HostValue | None = None) -> tuple[list, bool, object]:
+                         drafts: torch.Tensor, target: torch.Tensor, mark) -> tuple[list, bool, object]:
         """Level ``i``'s greedy verdicts on ``drafts`` (``target``: its argmax tokens) as host values,
         with the device work that follows whatever they say queued before they are read.
 
@@ -1342,25 +1314,21 @@ class Engine:
         Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
         (``finish_catch_up``), and level ``i``'s clock mark, None once stopped here (work for
         another level was queued behind its own).
-
-        ``verdict``: the verdict already packed with the verification (:meth:`_verdict_buffer`)
-        and on its way to the host; it is packed again only into a plan's other buffer.
         """
         plan = self._ahead_plan(i, sub, m, k, out)
         catch_up = self._catch_up_plan(i, sub, m, k, out) if plan is None else None
         if plan is None and catch_up is None:
             covered = self._hand_up_plan(i, sub, m, k, out)
             if covered is None:
-                if verdict is not None:
-                    return greedy_accept_values(verdict.get(), k), False, mark
                 return greedy_accept_rows(drafts, k, target), False, mark
             above = self.levels[i + 1].state.model
-            verdict = self._packed_verdict(verdict, drafts, k, target, above.hand_up_input(k[0]))
+            packed = greedy_verdict_inputs(drafts, k, target, out=above.hand_up_input(k[0]))
+            verdict = HostValue(packed, *self._verdict_host(packed))
             self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
             self._queue_hand_up(i, sub[0], m[0], k[0], out[0], covered)
             return greedy_accept_values(verdict.get(), k), False, None
         packed = catch_up if plan is None else plan[1]
-        verdict = self._packed_verdict(verdict, drafts, k, target, packed)
+        verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
         self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
         if catch_up is not None:
             # The level hands up whatever the verdict: the level above's first work, the
@@ -1570,34 +1538,6 @@ class Engine:
         queued = handed.tokens[: handed.covered + 1].clone()
         rest = level.state.greedy_tokens_rows(sub, self._tokens, level.exit_layer, [m[0] + k[0]], [start])
         return torch.cat([queued, rest])
-
-    def _verdict_buffer(self, i: int, sub: list[int], k: list[int], out: list[int]) -> torch.Tensor | None:
-        """The static buffer level ``i``'s coming greedy verification of ``k`` drafts will likely be
-        packed into (:meth:`_greedy_verdicts`' plans), so that the verification packs it the moment
-        it ends (``ModelState.greedy_tokens_rows``' ``pack``); None where no plan can apply or the
-        buffer is the level above's (a certain hand-up to another model).
-
-        Why: the plans read frontiers the verification moves, so they are made after it -- 10-20 µs
-        of host time on a small model, and the pack waited behind them while the device idled. The
-        buffer does not depend on them: the level-0 model's (the look-ahead, and for HiSpec the
-        catch-up, whose model is the same). A guess that a plan overrides costs one more pack into
-        the plan's buffer; the verdict read is the early one either way.
-        """
-        if not self.lookahead or i == 0 or len(sub) != 1 or len(self._slots) != 1:
-            return None
-        if i < len(self.levels) - 1 and out[0] + 1 >= self.levels[i].batch and self._hands_up_to_another_model(i):
-            return None  # the hand-up plan packs into the level above's own buffer
-        verdict_input = getattr(self.levels[0].state.model, "verdict_input", None)
-        return None if verdict_input is None else verdict_input(k[0])
-
-    def _packed_verdict(self, verdict: HostValue | None, drafts: torch.Tensor, k: list[int], target: torch.Tensor,
-                        packed: torch.Tensor) -> HostValue:
-        """The verdict packed into ``packed`` and on its way to the host: ``verdict`` where the
-        verification already packed it there, else packed now (and, without ``verdict``, sent)."""
-        if verdict is not None and _same_buffer(verdict.source, packed):
-            return verdict
-        greedy_verdict_inputs(drafts, k, target, out=packed)
-        return verdict if verdict is not None else HostValue(packed, *self._verdict_host(packed))
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:
         """A pinned buffer, an event and the stream for reading a packed verdict, made once."""

@@ -315,10 +315,10 @@ def test_a_greedy_verification_is_one_replay_of_its_segment_and_head(spec, other
     verifications = []  # those of a fixed shape: positions [need_from, upto) fit one step
     real = ModelState.greedy_tokens_rows
 
-    def spy(self, rows, tokens, exit_layer, upto, need_from, **kwargs):
+    def spy(self, rows, tokens, exit_layer, upto, need_from):
         if upto[0] - need_from[0] <= self.model.max_graph_tokens:
             verifications.append(upto[0] - need_from[0])
-        return real(self, rows, tokens, exit_layer, upto, need_from, **kwargs)
+        return real(self, rows, tokens, exit_layer, upto, need_from)
 
     monkeypatch.setattr(ModelState, "greedy_tokens_rows", spy)
     rows = {}
