@@ -673,3 +673,91 @@ def test_an_unguarded_round_after_a_verdict_is_one_replay_and_drafts_what_its_tw
     assert replays == [1, 2]
     (tokens_a, states_a, len_a), (tokens_b, states_b, len_b) = results
     assert tokens_a == tokens_b and torch.equal(states_a, states_b) and len_a == len_b == m + accepted + 4
+
+
+@pytest.mark.parametrize("label", ["layerskip", "hispec", "hispec-flush"])
+def test_a_round_launched_ahead_is_verified_before_the_host_books_its_verdict(label, monkeypatch):
+    """Where level 1 verifies from the round's stored states (a deeper view of the drafting model),
+    every round launched ahead and taken is verified by a step queued the moment the verdict that
+    fixed the round's start is read: after that read and before the verdict's token is written
+    (the first of the host's bookkeeping), and the engine's own verification then books that
+    step instead of launching another -- with the output of the engine without it."""
+    import hsd_bench.engine as engine_module
+    from hsd_bench.models.native.model import NativeLlama
+
+    _, spec, _ = next(c for c in CASES if c[0] == label)
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=48)[0, len(prompt):].tolist()
+    events = []
+    launch, verify, write = (NativeLlama.launch_round_verification, NativeLlama.run_layers_greedy,
+                             engine_module.write_tokens)
+
+    def launched(self, *a):
+        ok = launch(self, *a)
+        events.append("early" if ok else "not early")
+        return ok
+
+    def verified(self, hidden, start, *a, **kw):
+        events.append("booked" if self._verify_early is not None else f"verify from {start}")
+        return verify(self, hidden, start, *a, **kw)
+
+    def written(*a):
+        events.append("write")
+        return write(*a)
+
+    monkeypatch.setattr(NativeLlama, "launch_round_verification", launched)
+    monkeypatch.setattr(NativeLlama, "run_layers_greedy", verified)
+    monkeypatch.setattr(engine_module, "write_tokens", written)
+    engine = build_engine(spec, native(target_hf), load_other=None)
+    gen = engine.generate(prompt, 48, DecodingConfig())
+    assert gen.output_ids == ref
+    early = events.count("early")
+    assert early == gen.stats.draft_calls_ahead > 0, (early, gen.stats.draft_calls_ahead)
+    assert "not early" not in events
+    assert events.count("booked") == early
+    for j, e in enumerate(events):
+        if e == "early":  # the verdict's token is written after, and the verification booked after that
+            assert events[j + 1] == "write", events[j : j + 3]
+            assert events.index("booked", j) < events.index("early", j + 1) if "early" in events[j + 1:] else True
+
+
+def test_a_verification_launched_early_must_be_the_one_the_engine_asks_for(monkeypatch):
+    """The engine's later call is checked against the step queued early: a step queued for other
+    positions is an error, not a verdict on positions nobody verified."""
+    from hsd_bench.engine import Engine
+
+    _, spec, _ = next(c for c in CASES if c[0] == "layerskip")
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    early = Engine._verify_round_early
+    monkeypatch.setattr(Engine, "_verify_round_early", lambda self, first, upto: early(self, first, upto + 1))
+    engine = build_engine(spec, native(target_hf), load_other=None)
+    with pytest.raises(RuntimeError, match="does not match the verification launched early"):
+        engine.generate(prompt, 48, DecodingConfig())
+
+
+def test_a_stop_forgets_the_verification_launched_early(monkeypatch):
+    """A row that stops right after a verdict leaves its next round and that round's verification
+    queued; both are forgotten, and the next prompt through the same row decodes as it does alone."""
+    from hsd_bench.models.native.model import NativeLlama
+
+    forgotten, discard = [], NativeLlama.discard_launched
+    monkeypatch.setattr(NativeLlama, "discard_launched",
+                        lambda self: forgotten.append(self._verify_early is not None) or discard(self))
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=torch.Generator().manual_seed(s)).tolist()
+               for n, s in ((9, 8), (6, 3))]
+    _, spec, _ = next(c for c in CASES if c[0] == "hispec")
+    full = build_engine(spec, native(target_hf), load_other=None).generate(prompts[0], 40).output_ids
+    eos = full[17]
+    engine = build_engine(spec, native(target_hf), load_other=None)
+    engine.eos_token_ids = {eos}
+    model = engine.levels[0].state.model
+    outs = dict(engine.generate_many(prompts[:1], 40, DecodingConfig(), batch_size=1))
+    assert outs[0].stop_reason == "stop" and outs[0].output_ids == full[: full.index(eos) + 1]
+    assert forgotten[-1] and model._verify_early is None and model._launched is None  # the stop forgot one
+    outs = dict(engine.generate_many(prompts, 40, DecodingConfig(), batch_size=1))
+    alone = build_engine(spec, native(target_hf), load_other=None)
+    alone.eos_token_ids = {eos}
+    assert outs[1].output_ids == alone.generate(prompts[1], 40).output_ids

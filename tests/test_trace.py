@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from hsd_bench.bench.report import markdown
-from hsd_bench.bench.trace import (END_OF_DECODE, MARK, PhaseMarks, at_timed_rate, decode_device_idle, decode_windows,
-                                   largest, sweep)
+from hsd_bench.bench.trace import (END_OF_DECODE, MARK, WAIT_NAME_CHARS, PhaseMarks, at_timed_rate, decode_device_idle,
+                                   decode_windows, largest, short_name, sweep)
 
 
 def kernel(ts: float, dur: float, name: str = "gemv", cat: str = "kernel", launch: int = 0) -> dict:
@@ -78,6 +78,21 @@ def test_off_cuda_the_trace_says_why_instead_of_a_number(codec):
     out = decode_device_idle(lambda wrap: build_engine(MethodSpec("autoregressive"), wrap(model), None, codec),
                              [codec.encode("x = 1")], 4)
     assert set(out) == {"skipped"} and "CUDA" in out["skipped"]
+
+
+def test_a_wait_names_the_kernel_s_functor_not_only_its_template():
+    """Every elementwise op's kernel starts with the same 80 characters of template; the waits
+    drop the namespaces first, so the names still tell a broadcast add from a copy."""
+    add = ("void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_impl_nocast<"
+           "at::native::CUDAFunctor_add<long> >(at::TensorIteratorBase&, at::native::CUDAFunctor_add<long> const&)"
+           "::{lambda(int)#1}>(int, at::native::gpu_kernel_impl_nocast<at::native::CUDAFunctor_add<long> >)")
+    copy = add.replace("CUDAFunctor_add<long>", "direct_copy_kernel_cuda<long>")
+    assert short_name(add).startswith("elementwise_kernel<128, 2, gpu_kernel_impl_nocast<CUDAFunctor_add<long>")
+    assert short_name(add) != short_name(copy) and add[:WAIT_NAME_CHARS] == copy[:WAIT_NAME_CHARS]
+    assert len(short_name(add)) == WAIT_NAME_CHARS and short_name("gemv") == "gemv"
+    events = [mark(0.0), kernel(10.0, 5.0, add, launch=1), kernel(30.0, 5.0, copy, launch=2), mark(50.0)]
+    waits = sweep(events, decode_windows(events)).split.waits
+    assert set(waits) == {short_name(add), short_name(copy), END_OF_DECODE}
 
 
 def test_idle_splits_into_gaps_inside_one_launch_and_gaps_between_launches():

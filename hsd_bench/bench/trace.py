@@ -40,6 +40,10 @@ from hsd_bench import host_probe
 MARK = "spin_kernel"  # the name torch.cuda._sleep's kernel carries in a trace
 DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
 WAIT_NAME_CHARS = 80  # a kernel's name as the waits list it (templated names run to hundreds)
+# Namespaces and the return type a templated kernel's name repeats: dropped before the cut, so
+# that what is left names the kernel's functor (the thirtieth run's waits listed
+# "elementwise_kernel<128, 2, at::native::gpu_kernel_impl_nocast<a" -- every elementwise op alike).
+NAME_NOISE = ("void ", "at::native::", "(anonymous namespace)::", "at::cuda::")
 TOP_WAITS = 6
 
 
@@ -71,6 +75,14 @@ def decode_windows(events: list[dict]) -> list[tuple[float, float]]:
         raise ValueError(f"{len(marks)} phase marks ({MARK!r} kernels) in the trace: a decode window needs a "
                          "start and an end mark")
     return [(start["ts"] + start.get("dur", 0.0), end["ts"]) for start, end in zip(marks[::2], marks[1::2])]
+
+
+def short_name(name: str) -> str:
+    """A device event's name as the waits list it: without :data:`NAME_NOISE`, cut at
+    :data:`WAIT_NAME_CHARS` characters."""
+    for noise in NAME_NOISE:
+        name = name.replace(noise, "")
+    return name[:WAIT_NAME_CHARS]
 
 
 class IdleSplit(NamedTuple):
@@ -109,7 +121,7 @@ def sweep(events: list[dict], windows: list[tuple[float, float]]) -> Sweep:
     gap inside a launch, which of a graph's nodes cost the device its own time.
     """
     spans = sorted(((e["ts"], e["ts"] + e.get("dur", 0.0), (e.get("args") or {}).get("correlation"),
-                     e.get("name", "?")[:WAIT_NAME_CHARS])
+                     short_name(e.get("name", "?")))
                     for e in events if e.get("cat") in DEVICE_CATEGORIES and MARK not in e.get("name", "")),
                    key=lambda span: span[:2])
     busy = within = between = 0.0
