@@ -1350,7 +1350,6 @@ class Engine:
             a = verdicts[0][0]
             if below is None or a < below:
                 self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
-                self._verify_round_early(min(front, m[0] + a), m[0] + a + 1)
             else:  # the level hands up: the device skipped the guarded round
                 self.levels[0].state.model.discard_launched()
         return verdicts, False, None
@@ -1574,31 +1573,6 @@ class Engine:
             m, k, max(0, m + k - front), bottom.exit_layer, bottom.batch, bottom.state._process_last, **guard)
         self._level_clock.stop(0, mark, [self._slots[r].stats])
         return launched
-
-    def _verify_round_early(self, first: int, upto: int) -> None:
-        """Queue level 1's verification of the level-0 round launched ahead, now that the host knows
-        the round's start ``first`` and its first drafted position ``upto``, before the host's
-        bookkeeping of the verdict and the round (``model.launch_round_verification``).
-
-        Why: that verification is the device's next work whatever the host does first, and with the
-        round long finished the device waited through all of that host work for it (an H200 trace of
-        HiSpec on the 5.6 M model: the largest waits between launches, before every verification;
-        docs/performance.md, "Thirty-first run"). Only where level 1 verifies from the round's
-        stored states -- a deeper view of the drafting model (layerskip, HiSpec) whose segment
-        starts where level 0 exits -- so that what it will ask for is known here: the round's
-        positions ``[first, upto + batch)`` (its start, the verifier's token, the drafts; the
-        round processes its last draft too, ``ModelState._process_last``). The model checks the
-        later call against it and raises where they differ."""
-        bottom, above = self.levels[0], self.levels[1]
-        state = bottom.state
-        if above.state is not state or above.draft_stop is not None or not state._process_last:
-            return
-        j = state.bounds.index(above.exit_layer)
-        if j == 0 or state.bounds[j - 1] != bottom.exit_layer:
-            return
-        launch = getattr(state.model, "launch_round_verification", None)
-        if launch is not None:
-            launch(above.exit_layer, first, upto + bottom.batch - first)
 
     def _take_ahead(self, level: Level, rows: list[int], n: list[int], counts: list[int]) -> bool:
         """True when this level-0 round is the one launched ahead (same row, start and length);

@@ -239,9 +239,6 @@ class NativeLlama(RaggedSteps):
         # A verifier's token run through layers [0, end) by queue_catch_up, not yet booked:
         # (end, m, k); its hidden state is in the store at depth end.
         self._caught_up: tuple[int, int, int] | None = None
-        # A launched round's verification queued by launch_round_verification, not yet booked:
-        # (start, end, first_pos, t, its step's output states, its argmax tokens).
-        self._verify_early: tuple | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
         # verification's (k, at) once armed (arm_hand_up).
@@ -277,7 +274,6 @@ class NativeLlama(RaggedSteps):
         self.cache.reset()
         self._staged.clear()
         self._launched = self._inputs_queued = self._caught_up = self._hand_up_armed = self._pos_after = None
-        self._verify_early = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -355,7 +351,6 @@ class NativeLlama(RaggedSteps):
         copy. Each copy is a host launch per verification, on the path the device waits on.
         """
         self._pos_after = None  # only this call's own step may leave a verdict's position (note_verdict)
-        early, self._verify_early = self._verify_early, None
         from_ids = hidden.dim() == 1
         if from_ids:
             self._check_range(start, end)
@@ -363,12 +358,6 @@ class NativeLlama(RaggedSteps):
                 raise ValueError(f"run_layers_greedy from token ids needs start=0 and a LongTensor[T], got "
                                  f"start={start} and {hidden.dtype} of shape {tuple(hidden.shape)}")
         t = hidden.shape[0] if from_ids else hidden.shape[1]
-        if early is not None and (early[:4] != (start, end, first_pos, t) or from_ids
-                                  or not self._is_stored(start, first_pos, hidden)):
-            raise RuntimeError(
-                f"run_layers_greedy of {t} positions at {first_pos} on layers [{start}, {end}) "
-                f"({'from ids' if from_ids else 'from states'}) does not match the verification launched "
-                f"early: {early[:4]} as (start, end, first_pos, t), from the stored states")
         if self._greedy_step_fixed(t):
             if from_ids:
                 self._check_span(t, start, end, first_pos)
@@ -385,9 +374,7 @@ class NativeLlama(RaggedSteps):
             else:
                 key = self._layers_greedy_key(start, end, tb, kv_len, from_ids)
                 build = lambda: self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]  # noqa: E731
-            if early is not None:  # queued by launch_round_verification: only the host's part is left
-                out, tokens = early[4], early[5]
-            elif self._graphs is None or key in self._graphs:
+            if self._graphs is None or key in self._graphs:
                 if from_ids:
                     self._verify_ids[:t].copy_(hidden)
                     if armed is None:
@@ -399,7 +386,6 @@ class NativeLlama(RaggedSteps):
                     out, tokens = build()()
                 else:
                     out, tokens = self._graphs.run(key, None)
-            if early is not None or self._graphs is None or key in self._graphs:
                 if from_ids and armed is None:
                     # the step moved its position on by its verdict (_layers_greedy_step)
                     self._staged.pop("pos", None)
@@ -853,51 +839,8 @@ class NativeLlama(RaggedSteps):
         return ("verdict", k, back), step
 
     def discard_launched(self) -> None:
-        """Forget a round queued by :meth:`launch_draft_after_verdict` that the engine will not use,
-        and its verification if :meth:`launch_round_verification` queued one: the writes of both lie
-        past the frontier."""
-        self._launched = self._verify_early = None
-
-    @_no_grad
-    def launch_round_verification(self, end: int, first: int, t: int) -> bool:
-        """Queue the greedy verification of the round :meth:`launch_draft_after_verdict` queued, by
-        this model's view ending at layer ``end``, the moment the host has read the verdict that fixed
-        the round's start ``first``: :meth:`run_layers_greedy` of the round's stored states (depth
-        ``e``, the round's last layer) at positions ``[first, first + t)`` on layers ``[e, end)``.
-        True if queued. The engine's own call for exactly that verification, which comes after its
-        bookkeeping of the verdict and of the round, then books it instead of launching it (any
-        other call raises); :meth:`discard_launched` forgets it.
-
-        Why: that bookkeeping -- the verdict's tokens written, every level's frontier rolled back, the
-        stop check, the round's tokens copied -- is host work the device used to wait through, the
-        round launched ahead being done long before it: on an H200 the device waited longest before
-        every verification of the 5.6 M model's HiSpec (docs/performance.md, "Thirty-first run").
-        Queued here, the verification runs while the host does it. The same step on the same
-        inputs, so the same results: the round's states are in the store before the step reads
-        them (stream order), and nothing between writes what it reads.
-
-        Only for a round that processed its last drafted token (``process_last``: the states of
-        every position it verifies are stored) and a fixed-shape step :meth:`prepare` captured.
-        """
-        launched = self._launched
-        if launched is None or not launched[2] or self._hand_up_armed is not None:
-            return False
-        start = launched[0]
-        if not start < end <= self.num_layers or not self._greedy_step_fixed(t) or first + t > self.max_context:
-            return False
-        tb, kv_len = next_pow2(t), self._kv_bucket(first + t)
-        key = self._layers_greedy_key(start, end, tb, kv_len, False)
-        if self._graphs is not None and key not in self._graphs:
-            return False
-        # The round's first step wrote its start there, on the device (as greedy_draft(launched=True) books).
-        self._staged["pos"] = first
-        self._stage_position(first)
-        if self._graphs is None:
-            out, tokens = self._layers_greedy_step(start, end, tb, kv_len, False)[1]()
-        else:
-            out, tokens = self._graphs.run(key, None)
-        self._verify_early = (start, end, first, t, out, tokens)
-        return True
+        """Forget a round queued by :meth:`launch_draft_after_verdict` that the engine will not use."""
+        self._launched = None
 
     def _chain(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> None:
         """A fixed-count greedy round (:meth:`_chain_steps`): one replay of the whole round's graph
@@ -1179,14 +1122,10 @@ class NativeLlama(RaggedSteps):
     def _stage_states(self, depth: int, first_pos: int, hidden: torch.Tensor) -> None:
         """Make the store at ``depth`` hold ``hidden`` (``[1, T, D]``) at positions ``first_pos ..``:
         nothing to do where ``hidden`` is that very slice (a view the steps returned), else one copy."""
-        if not self._is_stored(depth, first_pos, hidden):
-            self._state_store(depth)[:, first_pos : first_pos + hidden.shape[1]].copy_(hidden)
-
-    def _is_stored(self, depth: int, first_pos: int, hidden: torch.Tensor) -> bool:
-        """Whether ``hidden`` (``[1, T, D]``) is the store's own slice at ``depth`` from ``first_pos``."""
         states = self._state_store(depth)
         row = states.stride(1)
-        return hidden.data_ptr() == states.data_ptr() + first_pos * row * states.element_size() and hidden.stride(1) == row
+        if hidden.data_ptr() != states.data_ptr() + first_pos * row * states.element_size() or hidden.stride(1) != row:
+            states[:, first_pos : first_pos + hidden.shape[1]].copy_(hidden)
 
     def _stage_position(self, first_pos: int) -> None:
         """A step's first position, staged by the host: it overwrites what a verdict step wrote,
