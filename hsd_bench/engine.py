@@ -588,6 +588,11 @@ class GenerationStats:
     # sequence): computed and timed, then dropped. Bounded by a round's length (ar_chunk - 1
     # for autoregressive decoding, methods.py).
     discarded: int = 0
+    # Tokens of the level-0 round queued before the read that ended the row (Engine.lookahead:
+    # AR's next chunk, _launch_next_chunk, or a draft round launched ahead of the top verdict):
+    # the device computed them and the row's time includes them, but no counter above does, as
+    # they depend on when the host looked, not on the method. At most one round per sequence.
+    dropped_in_flight: int = 0
 
     @property
     def decode_s(self) -> float:
@@ -639,6 +644,7 @@ class GenerationStats:
             "layer_evals_per_token_by_model": {k: v / n for k, v in self.layer_evals.items()},
             "head_evals_per_token": sum(self.head_evals.values()) / n,
             "discarded_tokens": self.discarded,
+            "dropped_in_flight_tokens": self.dropped_in_flight,
             "time_split_s": {} if self.level_time_s is None else {
                 **{f"level:{name}": t for name, t in zip(self.level_names, self.level_time_s)},
                 "other": max(0.0, self.decode_s - sum(self.level_time_s)),
@@ -1047,7 +1053,9 @@ class Engine:
                     state.truncate_rows(going, [self._slots[r].committed - 1 for r in going])
             if finished:
                 if self._ahead is not None:
-                    self._drop_ahead()  # a stopped row's next round, queued ahead, is not taken
+                    # a stopped row's next round, queued before this one was read, is not taken
+                    self._slots[self._ahead[0]].stats.dropped_in_flight += self.levels[0].batch
+                    self._drop_ahead()
                 self._sync()
                 self._level_clock.flush()  # the finished rows' level times are complete now
             self._charge(rows, decode=True)
@@ -1158,7 +1166,7 @@ class Engine:
         as host values where verification already read them (else ``None``)."""
         level = self.levels[i]
         if i == 0:
-            return (*self._draft(level, rows, n), None)
+            return self._draft(level, rows, n)
         rule = level.rule
         lower = self.levels[i - 1]
         greedy = self._decoding.greedy
@@ -1259,18 +1267,21 @@ class Engine:
         merged = [torch.cat(p)[:c] for p, c in zip(probs, counts)] if not greedy else None
         return counts, merged, ([kn[:c] for kn, c in zip(known, counts)] if known is not None else None)
 
-    def _draft(self, level: Level, rows: list[int], n: list[int]) -> tuple[list[int], list | None]:
+    def _draft(self, level: Level, rows: list[int], n: list[int]) -> tuple[list[int], list | None, list | None]:
         """Level 0: sample up to ``batch`` tokens autoregressively from its view, every row in step
-        (a row drafts fewer when its ``draft_stop`` rule ends its draft)."""
+        (a row drafts fewer when its ``draft_stop`` rule ends its draft). Returns the counts, the
+        probabilities (None when greedy) and, where the next round was queued before this one's
+        tokens were read (:meth:`_launch_next_chunk`), those tokens as host values (else None)."""
         counts = [min(level.batch, self._slots[r].limit - nn) for r, nn in zip(rows, n)]
         mark = self._level_clock.start()
-        probs = None
+        probs = known = None
         if self._decoding.greedy:
             ahead = self._take_ahead(level, rows, n, counts)
             counts = level.state.greedy_draft_rows(rows, self._tokens, level.exit_layer, n, counts, level.draft_stop,
                                                    launched=ahead)
             if ahead:
                 self._slots[rows[0]].stats.draft_calls_ahead += 1
+            known = self._launch_next_chunk(level, rows, n, counts)
         else:
             probs = [[] for _ in rows]
             going = list(range(len(rows)))
@@ -1298,7 +1309,40 @@ class Engine:
             self._slots[r].stats.rounds[0] += c
             self._slots[r].stats.draft_calls += 1
         self._level_clock.stop(0, mark, [self._slots[r].stats for r in rows])
-        return counts, probs
+        return counts, probs, known
+
+    def _launch_next_chunk(self, level: Level, rows: list[int], n: list[int], counts: list[int]) -> list | None:
+        """Autoregressive decoding's next chunk, queued before this one is read: this chunk's
+        tokens as host values where it was (read behind an event recorded before the launch), else
+        None (the caller reads them back).
+
+        Why: between two chunks the host reads the tokens, checks them for a stop and launches the
+        next chunk, and the device waits for all of it (on an H200 with the 294 M model about 390 µs
+        per chunk of eight tokens, 8 % of AR's decode time: docs/performance.md, "Thirty-first
+        run"). The next chunk's inputs are tokens already on the device and its length is known, so
+        it can be queued first; the host's turn then overlaps it. Where the row stops in this chunk
+        the queued one was computed for nothing: it is dropped and reported
+        (``GenerationStats.dropped_in_flight``, one chunk at most per sequence). Only where level 0
+        is the top level (nothing verifies it), one row decodes, greedily, on the fused path, and
+        the next chunk is a full one within the row's limit (a row that runs to its limit drops
+        nothing).
+        """
+        if not self.lookahead or len(self.levels) != 1 or len(self._slots) != 1 or level.draft_stop is not None:
+            return None
+        state, r = level.state, rows[0]
+        nxt = n[0] + counts[0]
+        if (counts[0] != level.batch or nxt + level.batch > self._slots[r].limit or state.rows != 1
+                or level.exit_layer != state.bounds[0]):
+            return None
+        launch = getattr(state.model, "launch_next_round", None)
+        if launch is None or getattr(state.model, "greedy_draft", None) is None:
+            return None  # the next round would not take the fused path that finishes a launched round
+        chunk = self._tokens[r, n[0] : nxt]
+        read = HostValue(chunk, *self._verdict_host(chunk))
+        first = state.frontier[0][r]
+        if launch(self._tokens[r], first, nxt, level.exit_layer, level.batch, state._process_last):
+            self._ahead = (r, first, nxt)
+        return [read.get()]
 
     # -- the look-ahead draft -------------------------------------------------
     def _greedy_verdicts(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int],

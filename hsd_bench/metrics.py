@@ -131,6 +131,8 @@ def summarize_method(rows: list[dict]) -> dict:
         "parity_unexplained": (len([p for p in parity if not p]) - diverged.count("near_tie")) if parity else None,
         # tokens computed past a stop and dropped (a round's tail; ar_chunk - 1 at most for AR)
         "discarded_tokens": sum(r.get("discarded_tokens", 0) for r in rows),
+        # a round queued before the read that ended its sequence, computed and dropped (AR: one chunk)
+        "dropped_in_flight_tokens": sum(r.get("dropped_in_flight_tokens", 0) for r in rows),
         "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows),
         "retimed_samples": sum(bool(r.get("retimed")) for r in rows),
         "scores": {k: sum(v) / len(v) for k, v in scores.items()},

@@ -391,13 +391,31 @@ def engine_specs(depth: int, e: int, e_d: int, e_v: int, g: int, nd: int, ni: in
 NO_AHEAD = "-no-lookahead"  # a method name's suffix: the same engine with Engine.lookahead off
 
 
-def method_names(specs: dict, lookahead: str) -> list[str]:
-    """The engines to measure: every method, and with ``--lookahead both`` each speculative one
-    again right after it with the look-ahead draft off (an A/B in one process)."""
+METHOD_NAMES = ("autoregressive", "layerskip", "hispec", "vanilla_sd", "hierarchy")  # engine_specs' keys
+
+
+def method_list(value: str) -> list[str]:
+    """``--methods``: a comma-separated subset of :data:`METHOD_NAMES`, refused early otherwise."""
+    names = [m for m in value.split(",") if m]
+    bad = [m for m in names if m not in METHOD_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{value!r}: name methods among {', '.join(METHOD_NAMES)}")
+    return names
+
+
+def method_names(specs: dict, lookahead: str, only: list[str] | None = None) -> list[str]:
+    """The engines to measure: every method (``only``: AR, the baseline of every ratio, and those
+    named), and with ``--lookahead both`` each again right after it with the look-ahead off (an A/B
+    in one process; for AR the next chunk queued before a chunk is read)."""
+    for name in only or ():
+        if name not in specs:
+            raise ValueError(f"--methods: {name!r} is not one of {', '.join(specs)}")
     names = []
     for name in specs:
+        if only and name != "autoregressive" and name not in only:
+            continue
         names.append(name)
-        if lookahead == "both" and name != "autoregressive":
+        if lookahead == "both":
             names.append(name + NO_AHEAD)
     return names
 
@@ -612,7 +630,7 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
                                 {"native": eng_results["autoregressive"]}, hf_ar, bpt, copy_bw)
         publish(doc)
 
-    for name in method_names(specs, args.lookahead):
+    for name in method_names(specs, args.lookahead, args.methods):
         r = measure_engine(engine_label(name, e, e_d, e_v, g, nd, ni), name, build, prompts, max_new, reps,
                            stop, codec, args.overhead_passes, traces, tabulate)
         eng_results[name] = r
@@ -631,8 +649,10 @@ def part_methods(args, device, dtype, publish=lambda _doc: None, copy_bw: float 
         "layerskip_ours_over_hf": ratio("layerskip", next((n for n in hf_names if "early_exit" in n), None)),
         "vanilla_sd_ours_over_hf": ratio("vanilla_sd", next((n for n in hf_names if "assistant_model" in n), None)),
         "ar_ours_over_hf": ratio("autoregressive", hf_ar.name if hf_ar else None),
-        "hispec_outside_forwards_async_frac": eng_results["hispec"].extra["outside_forwards_async"]["gpu_idle_frac"],
-        "hispec_host_serial_overhead_frac": eng_results["hispec"].extra["host_serial"]["overhead_frac"],
+        "hispec_outside_forwards_async_frac":
+            eng_results["hispec"].extra["outside_forwards_async"]["gpu_idle_frac"] if "hispec" in eng_results else None,
+        "hispec_host_serial_overhead_frac":
+            eng_results["hispec"].extra["host_serial"]["overhead_frac"] if "hispec" in eng_results else None,
     }
     log(f"comparisons: {doc['comparisons']}")
     return doc
@@ -730,7 +750,7 @@ def overhead_one(args, spec: str, device, dtype, partial=lambda _doc: None,
         doc["rows"] = summarize(results, {"native": eng["autoregressive"]}, None)
         partial(doc)
 
-    for name in method_names(specs, args.lookahead):
+    for name in method_names(specs, args.lookahead, args.methods):
         label = f"[{tag}] " + engine_label(name, e, e_d, e_v, g, nd, ni)
         eng[name] = measure_engine(label, name, build, prompts, max_new, args.reps,
                                    overhead_passes=args.overhead_passes, traces=traces, refresh=tabulate)
@@ -797,8 +817,10 @@ def parse_args(argv=None):
     ap.add_argument("--nd", type=int, default=2)
     ap.add_argument("--ni", type=int, default=4)
     ap.add_argument("--lookahead", default="on", choices=["on", "both"],
-                    help="both: measure every speculative method again with the engine's look-ahead draft off, "
-                         "right after it (an A/B in one process)")
+                    help="both: measure every method again with the engine's look-ahead off, right after it "
+                         "(an A/B in one process; AR's is the next chunk queued before a chunk is read)")
+    ap.add_argument("--methods", default=None, type=method_list,
+                    help="methods part: comma-separated engines to measure besides AR (default: all)")
     ap.add_argument("--overhead-models", default="random:llama-1b,random:llama-8b",
                     help="overhead part: comma-separated random:<shape> specs (or checkpoint directories)")
     ap.add_argument("--overhead-drafts", default="auto",

@@ -35,8 +35,8 @@ def target_model(backend: str):
                          min_kv_bucket=16)
 
 
-def decode(model, codec, chunk: int, prompts, batch: int, decoding=None, eos=None, stop=()):
-    engine = build_engine(MethodSpec("autoregressive", ar_chunk=chunk), model, None, codec)
+def decode(model, codec, chunk: int, prompts, batch: int, decoding=None, eos=None, stop=(), lookahead=True):
+    engine = build_engine(MethodSpec("autoregressive", ar_chunk=chunk, lookahead=lookahead), model, None, codec)
     assert engine.levels[0].batch == chunk
     if eos is not None:
         engine.eos_token_ids = {eos}
@@ -56,24 +56,59 @@ def test_chunks_commit_what_one_token_rounds_commit(backend, codec):
     if backend == "native-fixed":  # spy: each fused round, and how many tokens it drafted
         fused = model.greedy_draft
         model.greedy_draft = lambda *args, **kw: chains.append(args[4]) or fused(*args, **kw)
-    one = decode(model, codec, 1, prompts, 1, eos=eos, stop=stop)
+    one = decode(model, codec, 1, prompts, 1, eos=eos, stop=stop, lookahead=False)
     assert {g.stop_reason for g in one} == {"stop", "max_new_tokens"}
     for chunk in (3, 8):
         for batch in (1, 3):
-            chains.clear()
-            got = decode(model, codec, chunk, prompts, batch, eos=eos, stop=stop)
-            for a, b in zip(got, one):
-                assert (a.output_ids, a.stop_reason, a.stats.n_generated) == (b.output_ids, b.stop_reason,
-                                                                              b.stats.n_generated), (chunk, batch)
-                # every computed token is committed or counted as discarded, at most a chunk's tail
-                assert a.stats.rounds[0] == a.stats.n_generated + a.stats.discarded
-                assert 0 <= a.stats.discarded < chunk
-                assert a.stats.draft_calls == -(-a.stats.rounds[0] // chunk)
-                assert a.stats.as_row()["discarded_tokens"] == a.stats.discarded
-            assert any(a.stats.discarded > 0 for a in got), (chunk, batch)
-            if backend == "native-fixed" and batch == 1:  # every round was one chain on the device
-                assert len(chains) == sum(g.stats.draft_calls for g in got) and max(chains) == chunk
+            for lookahead in (True, False):
+                chains.clear()
+                got = decode(model, codec, chunk, prompts, batch, eos=eos, stop=stop, lookahead=lookahead)
+                # the next chunk is queued before a chunk is read only for one row on the fused path
+                in_flight = lookahead and backend == "native-fixed" and batch == 1
+                case = (chunk, batch, lookahead)
+                for a, b in zip(got, one):
+                    assert (a.output_ids, a.stop_reason, a.stats.n_generated) == (b.output_ids, b.stop_reason,
+                                                                                  b.stats.n_generated), case
+                    # every token a round committed is kept or counted as discarded, at most a chunk's tail
+                    assert a.stats.rounds[0] == a.stats.n_generated + a.stats.discarded
+                    assert 0 <= a.stats.discarded < chunk
+                    assert a.stats.draft_calls == -(-a.stats.rounds[0] // chunk)
+                    assert a.stats.as_row()["discarded_tokens"] == a.stats.discarded
+                    assert 0 <= a.stats.draft_calls_ahead <= (a.stats.draft_calls - 1 if in_flight else 0), case
+                    # the chunk queued past a row's stop: computed, dropped and reported, once per row
+                    dropped = chunk if in_flight and a.stop_reason == "stop" and a.stats.n_generated < MAX_NEW else 0
+                    assert a.stats.dropped_in_flight in ({0, dropped} if dropped else {0}), case
+                    assert a.stats.as_row()["dropped_in_flight_tokens"] == a.stats.dropped_in_flight
+                assert any(a.stats.discarded > 0 for a in got), case
+                assert any(g.stats.draft_calls_ahead > 0 for g in got) == in_flight, case
+                assert any(g.stats.dropped_in_flight > 0 for g in got) == in_flight, case
+                if backend == "native-fixed" and batch == 1:  # every round was one chain on the device
+                    assert len(chains) == sum(g.stats.draft_calls for g in got) and max(chains) == chunk
     assert all(g.stats.discarded == 0 for g in one)
+
+
+def test_the_next_chunk_is_queued_before_this_chunk_is_read(codec, monkeypatch):
+    """The order that takes the host's read and stop check off the device's path: chunk c + 1's
+    launch comes before chunk c's tokens reach the host, and the launched chunk is the one taken."""
+    from hsd_bench import engine as engine_module
+
+    model = target_model("native-fixed")
+    order = []
+    launch, draft = model.launch_next_round, model.greedy_draft
+    model.launch_next_round = lambda *a, **kw: order.append(("launch", a[2])) or launch(*a, **kw)
+    model.greedy_draft = lambda *a, **kw: order.append(("take" if kw.get("launched") else "run", a[2])) or draft(*a, **kw)
+    get = engine_module.HostValue.get
+    monkeypatch.setattr(engine_module.HostValue, "get", lambda self: order.append(("read",)) or get(self))
+    prompt = codec.encode(TEXTS[0])
+    (gen,) = decode(model, codec, 4, [prompt], 1)
+    n = len(prompt)
+    assert gen.stop_reason == "max_new_tokens" and gen.stats.n_generated == MAX_NEW
+    # 20 tokens in chunks of 4: the first run, four taken; each launched before the read before it
+    expected = [("run", n)]
+    for c in range(1, 5):
+        expected += [("launch", n + 4 * c), ("read",), ("take", n + 4 * c)]
+    assert order == expected  # the last chunk, with none after it, is read back the ordinary way
+    assert gen.stats.draft_calls_ahead == 4 and gen.stats.discarded == 0
 
 
 def test_sampled_chunks_draw_what_one_token_rounds_draw(codec):

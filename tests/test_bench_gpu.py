@@ -7,6 +7,7 @@ backend's autoregressive output exactly, and the script must report it so.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -442,7 +443,7 @@ def test_native_loop_outputs_are_cut_where_the_engine_stops(codec):
     assert len(loop.outputs[0]) < 24 and loop.tokens == 2 * 24  # cut for parity, timed over every token
 
 
-def test_lookahead_both_measures_each_speculative_method_again_without_it():
+def test_lookahead_both_measures_each_method_again_without_it():
     from conftest import make_model
 
     from hsd_bench.models.native import from_hf_model
@@ -451,7 +452,16 @@ def test_lookahead_both_measures_each_speculative_method_again_without_it():
     specs = bench.engine_specs(4, 2, 1, 2, 3, 2, 4, draft=False)
     assert bench.method_names(specs, "on") == list(specs)
     assert bench.method_names(specs, "both") == [
-        "autoregressive", "layerskip", "layerskip" + bench.NO_AHEAD, "hispec", "hispec" + bench.NO_AHEAD]
+        "autoregressive", "autoregressive" + bench.NO_AHEAD, "layerskip", "layerskip" + bench.NO_AHEAD,
+        "hispec", "hispec" + bench.NO_AHEAD]
+    # --methods: AR, the baseline of every ratio, and the named ones, in the table's order
+    assert bench.method_names(specs, "both", ["hispec"]) == [
+        "autoregressive", "autoregressive" + bench.NO_AHEAD, "hispec", "hispec" + bench.NO_AHEAD]
+    with pytest.raises(ValueError, match="--methods: 'nope' is not one of autoregressive, layerskip, hispec"):
+        bench.method_names(specs, "on", ["nope"])
+    assert bench.method_list("hispec,hierarchy") == ["hispec", "hierarchy"]
+    with pytest.raises(argparse.ArgumentTypeError, match="'hispek': name methods among autoregressive"):
+        bench.method_list("hispek")  # refused by the parser, before any model loads
     target = from_hf_model(make_model("llama", num_layers=4, seed=1).hf_model, max_context=64)
     assert bench.build_method(specs, "layerskip", target, None).lookahead
     assert not bench.build_method(specs, "layerskip" + bench.NO_AHEAD, target, None).lookahead
@@ -459,7 +469,7 @@ def test_lookahead_both_measures_each_speculative_method_again_without_it():
     assert label == bench.engine_label("hispec", 2, 1, 2, 3, 2, 4) + " (no look-ahead)"
 
 
-@pytest.mark.parametrize("method", ["layerskip", "hispec", "vanilla_sd"])
+@pytest.mark.parametrize("method", ["layerskip", "hispec", "vanilla_sd", "autoregressive"])
 def test_every_step_a_greedy_run_replays_is_inside_a_timed_model_call(method):
     """The engine-overhead measure counts as "outside forwards" whatever runs outside the model
     calls the wrappers time: a backend fast path the wrappers pass through untimed would turn its
@@ -494,7 +504,9 @@ def test_every_step_a_greedy_run_replays_is_inside_a_timed_model_call(method):
 
     spec = {"layerskip": MethodSpec("layerskip", exit=2, draft_len=3),
             "hispec": MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3),
-            "vanilla_sd": MethodSpec("vanilla_sd", draft_len=3, draft_path="draft")}[method]
+            "vanilla_sd": MethodSpec("vanilla_sd", draft_len=3, draft_path="draft"),
+            # chunks of 4, each queued before the one before it is read (launch_next_round)
+            "autoregressive": MethodSpec("autoregressive", ar_chunk=4)}[method]
     models = [native(make_hf_model("llama_gqa", num_layers=3, seed=21)),
               native(make_hf_model("llama_gqa", num_layers=1, seed=22))]
     for m in models:
@@ -505,9 +517,10 @@ def test_every_step_a_greedy_run_replays_is_inside_a_timed_model_call(method):
     for m in models:
         m._graphs.checking = True
     prompt = torch.randint(0, VOCAB, (7,), generator=torch.Generator().manual_seed(4)).tolist()
-    engine.generate(prompt, 40, DecodingConfig())
+    gen = engine.generate(prompt, 40, DecodingConfig())
     replayed = sum(len(m._graphs.replays) for m in models)
     assert replayed > 0 and outside == [], (method, sorted(set(outside)))
+    assert gen.stats.draft_calls_ahead > 0, method  # the look-ahead's launches were among them
 
 
 @pytest.mark.parametrize("method", ["hispec", "autoregressive"])

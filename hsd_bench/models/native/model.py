@@ -575,24 +575,66 @@ class NativeLlama(RaggedSteps):
             # The verdict step chose the round's start on the device; the host now knows it.
             self._staged.update(pos=first, draft_last=t0 - 1)
             self._pos_after = None
-        elif not self.fixed_shapes or t0 > self.max_graph_tokens or count > MAX_FUSED_DRAFT:
+        elif not self._fuses_round(t0, count):
             out = self._greedy_draft_stepwise(tokens, first, upto, end, count, process_last, stop_below)
             return out if keep_hidden else None
-        else:
-            self._draft_ids[:t0].copy_(tokens[first:upto])
-            self._stage_position(first)
-            self._stage_scalar("draft_last", self._draft_last, t0 - 1)
-        stopping = stop_below is not None
-        if stopping:
+        elif stop_below is not None:
+            self._stage_round_inputs(tokens, first, upto)
             self._replay(*self._draft_first_step(end, next_pow2(t0), self._kv_bucket(upto), True))
             count = self._chain_until_unconfident(end, upto, count, stop_below)
             last = upto + count
-        elif not launched:
-            self._chain(end, next_pow2(t0), upto, count, process_last)
+        else:
+            self._queue_round(tokens, first, upto, end, count, process_last)
         self._staged["verdict_m"] = upto  # the round's first step wrote it
         tokens[upto : upto + count].copy_(self._draft_tok[:count])
         self.cache.advance(0, end, last)
         return self._state_store(end)[:, first:last] if keep_hidden else None
+
+    def _fuses_round(self, t0: int, count: int) -> bool:
+        """Whether a greedy round whose first step runs ``t0`` positions and drafts ``count`` tokens
+        takes the fused path (fixed-shape steps chained on the device), not the stepwise one."""
+        return self.fixed_shapes and t0 <= self.max_graph_tokens and count <= MAX_FUSED_DRAFT
+
+    def _stage_round_inputs(self, tokens: torch.Tensor, first: int, upto: int) -> None:
+        """A fused round's inputs: the ids of positions ``[first, upto)``, its first position and
+        the row its head reads -- all device work, stream-ordered behind whatever wrote ``tokens``."""
+        self._draft_ids[: upto - first].copy_(tokens[first:upto])
+        self._stage_position(first)
+        self._stage_scalar("draft_last", self._draft_last, upto - first - 1)
+
+    def _queue_round(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int,
+                     process_last: bool) -> None:
+        """A fixed-count fused round's device work: its inputs, then its chain."""
+        self._stage_round_inputs(tokens, first, upto)
+        self._chain(end, next_pow2(upto - first), upto, count, process_last)
+        self._staged["verdict_m"] = upto  # the round's first step wrote it
+
+    @_no_grad
+    def launch_next_round(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int,
+                          process_last: bool = False) -> bool:
+        """Queue the greedy round :meth:`greedy_draft` would run next -- positions ``[first, upto)``
+        first, ``count`` tokens -- before the host has read the tokens it starts from; True if
+        queued. The caller finishes it with ``greedy_draft(..., launched=True)`` or forgets it
+        (:meth:`discard_launched`): its cache writes lie past the frontier, where stale slots are
+        masked and rewritten.
+
+        Why: autoregressive decoding drafts its chunks with no verdict between them, so the next
+        chunk's inputs are exactly the tokens the previous chunk wrote, already on the device (its
+        copy into ``tokens`` is queued before this). Queued before the host reads that chunk and
+        checks it for a stop, the device runs it while the host does, instead of waiting for the
+        host's read, stop check and launch at every chunk boundary (docs/engine.md, "The next chunk
+        in flight"). Only a round that takes the fused path, whose positions the cache holds up to
+        ``first``."""
+        t0 = upto - first
+        last = upto + count - (0 if process_last else 1)
+        if (self._launched is not None or t0 < 1 or count < 1 or not self._fuses_round(t0, count)
+                or last > self.max_context or tokens.shape[0] < upto + count):
+            return False
+        self._check_range(0, end)
+        self.cache.check_frontier(0, end, first)
+        self._queue_round(tokens, first, upto, end, count, process_last)
+        self._launched = (end, count, process_last, next_pow2(t0))
+        return True
 
     def verdict_input(self, k: int) -> torch.Tensor | None:
         """The static ``LongTensor[2k + 1]`` a greedy verdict of ``k`` drafts is packed into (drafts,
