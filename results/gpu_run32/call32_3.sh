@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Thirty-second run, call 3 (a fresh machine), second processes of call 2: the 294 M model trained
+# again, every method through the benchmark (traces last), the shipped 5.6 M model's methods, then
+# AR with and without its next chunk in flight on 294 M (--lookahead both).
+source scripts/gpu_env.sh
+export CI=true
+start=$SECONDS
+W=/tmp/w3; mkdir -p $W
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > $W/gpu.txt
+left() { echo $((${LIMIT:-585} - (SECONDS - start))); }
+pack() { tar czf $OUT/call3.tgz -C $W --exclude='*.safetensors' --exclude='*.pt' . ; }
+MODEL=runs/gpu-24x1024
+M=(--parts methods --dataset humaneval --prompts 8 --methods-max-new 128 --reps 3 --exit 6 --gamma 4
+   --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --draft checkpoints/family-2x128 --mid-draft checkpoints/family-6x128
+   --device-trace)
+t0=$SECONDS
+OUT=$W/t GPU_CKPT=$MODEL GPU_BUDGET=120 bash scripts/gpu_train_model.sh > $W/train.log 2>&1
+echo "train rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
+t0=$SECONDS
+timeout $(( $(left) - 80 )) python3 scripts/bench_gpu.py "${M[@]}" --target $MODEL --out $W/m294 > $W/m294.log 2>&1
+echo "m294 rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
+if (( $(left) > 150 )); then
+  t0=$SECONDS
+  timeout $(( $(left) - 3 )) python3 scripts/bench_gpu.py "${M[@]}" --out $W/m5m > $W/m5m.log 2>&1
+  echo "m5m rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
+else echo "skip m5m: $(left) s left" >> $W/calls.log; fi
+if (( $(left) > 70 )); then
+  t0=$SECONDS
+  timeout $(( $(left) - 3 )) python3 scripts/bench_gpu.py "${M[@]}" --target $MODEL --methods autoregressive \
+    --lookahead both --out $W/ar294 > $W/ar294.log 2>&1
+  echo "ar294 rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
+else echo "skip ar294: $(left) s left" >> $W/calls.log; fi
+cat $W/calls.log
