@@ -55,8 +55,9 @@ class MethodConf:
     draft_stop: Any = None
     # The look-ahead draft (docs/engine.md): queue the next draft round before a greedy verdict is
     # read where that round is certain (or guarded on the device by the verdict: a middle level that
-    # may hand up). Outputs and counters are the same either way; false = the old order, for an A/B
-    # through run.py.
+    # may hand up), and AR's next chunk before a chunk is read. Outputs and counters are the same
+    # either way (a chunk a stop made useless is reported as dropped_in_flight_tokens); false = the
+    # old order, for an A/B through run.py.
     lookahead: bool = True
 
 

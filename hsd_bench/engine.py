@@ -570,7 +570,8 @@ class GenerationStats:
     accepted: list[int] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)  # forwards of each level (level 0: drafted tokens)
     draft_calls: int = 0  # level-0 draft rounds: rounds[0] / draft_calls is the mean draft length
-    # Of those, the rounds queued before the verdict that started them was read (Engine.lookahead).
+    # Of those, the rounds queued before the verdict (AR: the chunk) before them was read
+    # (Engine.lookahead).
     draft_calls_ahead: int = 0
     # Verifications a middle level's hand-up queued before its verdict was read (Engine._hand_up_plan),
     # and the positions they verified past what was handed up (padding: real work, in layer_evals).
@@ -820,7 +821,8 @@ class Engine:
         self.level_split = level_split
         level_split_for(level_split, "cpu")  # a bad value fails here, not at the first generation
         # Queue the next draft round before a greedy verdict is read, where that round is
-        # certain (one row, fused drafts: _ahead_plan); False runs every round after its verdict.
+        # certain (one row, fused drafts: _ahead_plan), and AR's next chunk before a chunk is read
+        # (_launch_next_chunk); False runs every round after the read that decides it.
         self.lookahead = True
         self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
         self._handed_up: _HandUp | None = None  # the verification a hand-up queued ahead (_hand_up_plan)

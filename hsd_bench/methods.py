@@ -54,7 +54,8 @@ class MethodSpec:
     draft_stop: Any = None
     # Tokens autoregressive decoding commits per host round trip (None: ar_chunk_for's default).
     ar_chunk: int | None = None
-    # Engine.lookahead: queue the next draft round before a greedy verdict is read (docs/engine.md).
+    # Engine.lookahead: queue the next draft round before a greedy verdict is read, and AR's next
+    # chunk before a chunk is read (docs/engine.md).
     lookahead: bool = True
     # Engine.level_split: record each level's share of decode time (None: engine.level_split_for).
     level_split: bool | None = None

@@ -15,6 +15,7 @@ between (one position, or the last draft too when every draft was accepted).
 from __future__ import annotations
 
 from copy import deepcopy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -128,6 +129,14 @@ def test_a_stop_drops_the_round_launched_ahead_and_the_next_prompt_is_unaffected
     outs = dict(engine.generate_many(prompts, 40, DecodingConfig(), batch_size=1))
     assert outs[0].stop_reason == "stop" and outs[0].output_ids == full[: full.index(eos) + 1]
     assert outs[0].stats.draft_calls_ahead > 0
+    # the round queued past the stop ran and is reported, in no other counter (equal with look-ahead off)
+    assert outs[0].stats.as_row()["dropped_in_flight_tokens"] == spec.draft_len
+    off = build_engine(replace(spec, lookahead=False), native(target_hf), load_other=None)
+    off.eos_token_ids = {eos}
+    plain = off.generate(prompts[0], 40)
+    assert plain.stats.dropped_in_flight == 0 and plain.output_ids == outs[0].output_ids
+    for key in ("layer_evals", "head_evals_per_token", "draft_tokens", "draft_rounds", "discarded_tokens"):
+        assert plain.stats.as_row()[key] == outs[0].stats.as_row()[key], key
     alone = build_engine(spec, native(target_hf), load_other=None)
     alone.eos_token_ids = {eos}
     assert outs[1].output_ids == alone.generate(prompts[1], 40).output_ids
