@@ -820,7 +820,7 @@ def parse_args(argv=None):
                     help="both: measure every method again with the engine's look-ahead off, right after it "
                          "(an A/B in one process; AR's is the next chunk queued before a chunk is read)")
     ap.add_argument("--methods", default=None, type=method_list,
-                    help="methods part: comma-separated engines to measure besides AR (default: all)")
+                    help="methods and overhead parts: comma-separated engines to measure besides AR (default: all)")
     ap.add_argument("--overhead-models", default="random:llama-1b,random:llama-8b",
                     help="overhead part: comma-separated random:<shape> specs (or checkpoint directories)")
     ap.add_argument("--overhead-drafts", default="auto",
