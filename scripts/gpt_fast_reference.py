@@ -24,7 +24,10 @@ rounds over the prompts, synchronised around every clock read, median), our engi
 on the same prompts (``bench.runs.engine_run``: ``measure.prepare``, then
 ``measure.timed_passes`` as ``run.py`` times it, EOS off as in gpt-fast), the ratio, and
 how many of gpt-fast's greedy tokens equal ours (the weight mapping's check: 1.0 in
-float32; bf16 may part at a near tie).
+float32), and, where a prompt's tokens part, why (``hsd_bench.parity``, as the benchmark's rows:
+our target's logits at the first differing position -- a near tie of the dtype's rounding, or
+unexplained). In bf16 the two decoders' different kernels part at near ties, and every token
+after one differs too, so the equal fraction alone cannot tell a mapping bug from arithmetic.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from hsd_bench import parity  # noqa: E402
 from hsd_bench.bench.models import load_hf, prompts_for  # noqa: E402
 from hsd_bench.bench.runs import engine_run  # noqa: E402
 from hsd_bench.bench.timing import median, timed  # noqa: E402
@@ -193,7 +197,7 @@ def main(argv=None) -> int:
         engine = build_engine(MethodSpec("autoregressive"), native, None, None)  # no codec: no EOS, as gpt-fast
         ours = engine_run(f"ours AR {spec}", engine, "autoregressive", prompts, args.max_new, args.reps)
         log(f"{spec}: ours AR {ours.tokens_per_s:.1f} tok/s")
-        del native, engine
+        del engine  # the model stays: it explains where gpt-fast's tokens part from ours (after the timing)
         gfm = gpt_fast_transformer(gf_model, hf, max_seq, args.device, dtype)
         del hf
         if args.device.startswith("cuda"):
@@ -205,10 +209,14 @@ def main(argv=None) -> int:
                "ours_tokens_per_s": ours.tokens_per_s, "ours_decode_tokens_per_s": ours.decode_tokens_per_s,
                "ours_wall_s": ours.wall_s, "ours_over_gpt_fast": ours.tokens_per_s / (tokens / median(walls)),
                "tokens_equal_fraction": sum(same) / len(same), "prompt_lengths": [len(p) for p in prompts]}
+        del gfm
+        row["parity"] = parity.classify(native, prompts, ours.outputs, outs)
         results["models"][spec] = row
         log(f"{spec}: gpt-fast {row['gpt_fast_tokens_per_s']:.1f} tok/s, ours AR {row['ours_tokens_per_s']:.1f} "
-            f"({row['ours_over_gpt_fast']:.2f}x), tokens equal {row['tokens_equal_fraction']:.2f}")
-        del gfm
+            f"({row['ours_over_gpt_fast']:.2f}x), tokens equal {row['tokens_equal_fraction']:.2f}; prompts equal "
+            f"{row['parity']['exact']} of {len(prompts)}, near ties {row['parity']['near_tie']}, unexplained "
+            f"{row['parity']['unexplained']}")
+        del native
         args.out.write_text(json.dumps(results, indent=1))  # after every model: a timeout keeps the finished ones
     return 0
 
