@@ -21,6 +21,11 @@ Parts:
   of ``--overhead-drafts`` (default: the target's own shape cut to L/8 and
   L/4 layers). Random weights accept ~nothing, so this is the cost structure
   of the rounds, not a speedup.
+* ``gpt_fast`` -- the external reference (``--gpt-fast``, a clone of
+  pytorch-labs/gpt-fast; not in the default parts): gpt-fast's own decoder,
+  compiled as its ``main`` does, against the engine's AR on the same weights
+  and prompts (``--gpt-fast-models``, default the ``--target``), with the
+  ratio and why any prompt's tokens part (``hsd_bench/bench/gpt_fast.py``).
 
 For every engine method (methods and overhead parts) two overhead figures
 (``hsd_bench/bench/runs.py``): *outside forwards (async)* -- the share of
@@ -63,6 +68,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hsd_bench.bench import gpt_fast  # noqa: E402
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
@@ -767,8 +773,35 @@ def free_device_memory(device) -> None:
         torch.cuda.empty_cache()
 
 
+def part_gpt_fast(args, device, dtype, publish: Callable[[dict], None]) -> dict:
+    """gpt-fast against our AR on each of ``--gpt-fast-models`` (``gpt_fast.compare_model``), compiled
+    as gpt-fast's ``main`` does on CUDA and eager elsewhere (a CPU dry run). A model that fails is
+    recorded as such and the next one runs."""
+    gf_model, gf_generate = gpt_fast.import_gpt_fast(Path(args.gpt_fast))
+    compiled = device.type == "cuda"
+    if compiled:
+        gpt_fast.compile_like_gpt_fast_main(gf_generate)
+    doc = {"gpt_fast": str(args.gpt_fast), "compiled": compiled, "models": {},
+           "note": "gpt-fast's own generate() on our weights and prompts (EOS off on both sides), beside the "
+                   "engine's AR timed as run.py times it; *prompts equal / near tie / unexplained*: why a prompt's "
+                   "greedy tokens part from ours (hsd_bench/parity.py on our target)."}
+    models = args.gpt_fast_models or args.target
+    for spec in [m for m in models.split(",") if m]:
+        try:
+            doc["models"][spec] = gpt_fast.compare_model(spec, gf_model, gf_generate, str(device), dtype,
+                                                         args.gpt_fast_prompts, args.prompt_len, args.max_new,
+                                                         args.reps, log)
+        except Exception as err:  # noqa: BLE001 -- keep the other models' rows
+            doc["models"][spec] = {"error": f"{type(err).__name__}: {err}"}
+            log(f"gpt_fast {spec}: {doc['models'][spec]['error']}")
+        doc["table"] = gpt_fast.markdown(doc["models"])
+        publish(doc)
+        free_device_memory(device)
+    return doc
+
+
 # -- main ------------------------------------------------------------------------
-PARTS = ("smoke", "roofline", "methods", "overhead")
+PARTS = ("smoke", "roofline", "methods", "overhead", "gpt_fast")
 
 
 def parse_args(argv=None):
@@ -831,19 +864,28 @@ def parse_args(argv=None):
     ap.add_argument("--device-trace", action="store_true",
                     help="methods and overhead parts: one more pass per engine under a kernel trace, for the "
                          "device's own idle share while decoding (bench/trace.py; CUDA only)")
+    ap.add_argument("--gpt-fast", default=None, metavar="PATH",
+                    help="gpt_fast part: a clone of pytorch-labs/gpt-fast (its model.py and generate.py are imported)")
+    ap.add_argument("--gpt-fast-models", default=None,
+                    help="gpt_fast part: comma-separated checkpoints or random:<shape> (default: --target)")
+    ap.add_argument("--gpt-fast-prompts", type=int, default=2, help="gpt_fast part: prompts per model")
     ap.add_argument("--overhead-passes", type=int, default=3,
                     help="methods and overhead parts: instrumented passes per engine for the outside share (the "
                          "median pass is reported, every pass listed: on a host-bound model one pass meets one "
                          "host state)")
     args = ap.parse_args(argv)
     for name in ("reps", "prompts", "overhead_prompts", "overhead_max_new", "overhead_passes", "max_new",
-                 "prompt_len", "gamma", "nd", "ni"):
+                 "prompt_len", "gamma", "nd", "ni", "gpt_fast_prompts"):
         if getattr(args, name) < 1:  # --reps too: every timed run needs at least one pass (measure.timed_passes)
             ap.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
     named = [d for d in args.overhead_drafts.split(",") if d]
     if args.overhead_drafts != "auto" and len(named) > 2:
         ap.error(f"--overhead-drafts={args.overhead_drafts!r} names {len(named)} models; at most two: the draft, "
                  "then the hierarchy's middle model (or auto, or '' for none)")
+    if "gpt_fast" in args.parts.split(","):
+        problem = gpt_fast.clone_problem(args.gpt_fast)
+        if problem:
+            ap.error(f"--parts gpt_fast needs --gpt-fast: {problem}")
     if args.roofline_hf_reps < 0:
         ap.error(f"--roofline-hf-reps={args.roofline_hf_reps} must be >= 0 (0 skips the transformers rows)")
     if args.hf_reps is not None and args.hf_reps < 1:
@@ -896,6 +938,8 @@ def main(argv=None) -> int:
                 md += [markdown(part["rows"])]
                 if "comparisons" in part:
                     md += ["", "```", json.dumps(part["comparisons"], indent=1), "```"]
+            elif isinstance(part, dict) and "table" in part:
+                md += ["", f"## {name}", "", part["note"], "", part["table"]]
             elif isinstance(part, dict) and ("error" in part or "skipped" in part):
                 md += ["", f"## {name}"]
             for key in ("error", "skipped"):
@@ -949,6 +993,8 @@ def main(argv=None) -> int:
                 doc["parts"]["roofline"] = part_roofline(args, device, dtype, copy_bw, out)
             elif part == "methods":
                 doc["parts"]["methods"] = part_methods(args, device, dtype, publish(part), copy_bw, traces)
+            elif part == "gpt_fast":
+                doc["parts"]["gpt_fast"] = part_gpt_fast(args, device, dtype, publish(part))
             else:
                 doc["parts"]["overhead"] = part_overhead(args, device, dtype, publish(part), deadline, traces)
         except Exception as err:  # noqa: BLE001 -- keep the other parts' numbers
