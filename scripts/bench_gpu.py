@@ -70,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hsd_bench.bench import gpt_fast  # noqa: E402
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
-from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary  # noqa: E402
+from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary, spec_problem  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
 from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate  # noqa: E402
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
@@ -773,6 +773,11 @@ def free_device_memory(device) -> None:
         torch.cuda.empty_cache()
 
 
+def gpt_fast_models(args) -> list[str]:
+    """The gpt_fast part's models: ``--gpt-fast-models``, else the ``--target``."""
+    return [m for m in (args.gpt_fast_models or args.target).split(",") if m]
+
+
 def part_gpt_fast(args, device, dtype, publish: Callable[[dict], None]) -> dict:
     """gpt-fast against our AR on each of ``--gpt-fast-models`` (``gpt_fast.compare_model``), compiled
     as gpt-fast's ``main`` does on CUDA and eager elsewhere (a CPU dry run). A model that fails is
@@ -785,8 +790,7 @@ def part_gpt_fast(args, device, dtype, publish: Callable[[dict], None]) -> dict:
            "note": "gpt-fast's own generate() on our weights and prompts (EOS off on both sides), beside the "
                    "engine's AR timed as run.py times it; *prompts equal / near tie / unexplained*: why a prompt's "
                    "greedy tokens part from ours (hsd_bench/parity.py on our target)."}
-    models = args.gpt_fast_models or args.target
-    for spec in [m for m in models.split(",") if m]:
+    for spec in gpt_fast_models(args):
         try:
             doc["models"][spec] = gpt_fast.compare_model(spec, gf_model, gf_generate, str(device), dtype,
                                                          args.gpt_fast_prompts, args.prompt_len, args.max_new,
@@ -886,6 +890,9 @@ def parse_args(argv=None):
         problem = gpt_fast.clone_problem(args.gpt_fast)
         if problem:
             ap.error(f"--parts gpt_fast needs --gpt-fast: {problem}")
+        for spec in gpt_fast_models(args):
+            if spec_problem(spec):
+                ap.error(f"--gpt-fast-models: {spec_problem(spec)}")
     if args.roofline_hf_reps < 0:
         ap.error(f"--roofline-hf-reps={args.roofline_hf_reps} must be >= 0 (0 skips the transformers rows)")
     if args.hf_reps is not None and args.hf_reps < 1:

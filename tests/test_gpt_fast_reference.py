@@ -78,6 +78,14 @@ def test_a_decoder_that_parts_from_ours_is_reported_unexplained():
     assert [d["position"] for d in row["parity"]["divergences"]] == [0, 0]
 
 
+def fake_clone(tmp_path):
+    clone = tmp_path / "gpt-fast"
+    clone.mkdir()
+    (clone / "model.py").write_text("")
+    (clone / "generate.py").write_text("")
+    return clone
+
+
 @pytest.mark.parametrize("extra, message", [
     ([], "no gpt-fast clone given"),
     (["--gpt-fast", "{empty}"], "no model.py and generate.py there"),
@@ -91,22 +99,38 @@ def test_the_gpt_fast_part_needs_a_clone_before_anything_runs(tmp_path, capsys, 
     assert "--parts gpt_fast needs --gpt-fast" in err and message in err and gpt_fast.GPT_FAST_URL in err
 
 
+@pytest.mark.parametrize("models, message", [
+    ("random:tiny,checkpoints/no-such-model", "checkpoint directory 'checkpoints/no-such-model' does not exist"),
+    ("random:no-such-shape", "unknown random shape 'no-such-shape'"),
+])
+def test_the_gpt_fast_part_refuses_a_model_it_cannot_load_before_anything_runs(tmp_path, capsys, models, message):
+    bench = load_script("bench_gpu")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--parts", "gpt_fast", "--gpt-fast", str(fake_clone(tmp_path)), "--gpt-fast-models", models])
+    assert message in capsys.readouterr().err
+
+
 def test_the_gpt_fast_part_writes_its_table_and_keeps_going_past_a_failed_model(tmp_path, monkeypatch):
-    clone = tmp_path / "gpt-fast"
-    clone.mkdir()
-    (clone / "model.py").write_text("")
-    (clone / "generate.py").write_text("")
+    clone = fake_clone(tmp_path)
     gf_model, gf_generate, _ = fake_gpt_fast("greedy")
     monkeypatch.setattr(gpt_fast, "import_gpt_fast", lambda path: (gf_model, gf_generate))
+    compare = gpt_fast.compare_model
+
+    def failing_on_the_draft(spec, *args, **kwargs):
+        if spec == "random:tiny-draft":
+            raise RuntimeError("gpt-fast could not build this model")
+        return compare(spec, *args, **kwargs)
+
+    monkeypatch.setattr(gpt_fast, "compare_model", failing_on_the_draft)
     bench = load_script("bench_gpu")
     out = tmp_path / "out"
     rc = bench.main(["--device", "cpu", "--dtype", "float32", "--parts", "gpt_fast", "--gpt-fast", str(clone),
-                     "--gpt-fast-models", "checkpoints/no-such-model,random:tiny", "--gpt-fast-prompts", "2",
+                     "--gpt-fast-models", "random:tiny-draft,random:tiny", "--gpt-fast-prompts", "2",
                      "--prompt-len", "6", "--max-new", "8", "--reps", "1", "--out", str(out)])
     assert rc == 0
     part = json.loads((out / "bench.json").read_text())["parts"]["gpt_fast"]
     assert part["compiled"] is False  # CPU: gpt-fast eager
-    assert "does not exist" in part["models"]["checkpoints/no-such-model"]["error"]
+    assert part["models"]["random:tiny-draft"]["error"] == "RuntimeError: gpt-fast could not build this model"
     assert part["models"]["random:tiny"]["parity"]["exact"] == 2
     md = (out / "bench.md").read_text()
-    assert "## gpt_fast" in md and "| random:tiny |" in md and "| checkpoints/no-such-model | error:" in md
+    assert "## gpt_fast" in md and "| random:tiny |" in md and "| random:tiny-draft | error:" in md

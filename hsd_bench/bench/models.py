@@ -64,6 +64,21 @@ def random_config(shape: str):
                      f"({', '.join(PRESETS)})")
 
 
+def spec_problem(spec: str) -> str | None:
+    """Why :func:`load_hf` cannot load ``spec`` (``None`` when it can, as far as can be told without
+    loading): an unknown random shape or a checkpoint directory that is not there. For a command
+    line's early check, before minutes of other work."""
+    if spec.startswith("random:"):
+        try:
+            random_config(spec.split(":", 1)[1])
+        except ValueError as err:
+            return str(err)
+        return None
+    if not Path(spec).is_dir():
+        return f"checkpoint directory {spec!r} does not exist; valid: a checkpoint directory or random:<shape>"
+    return None
+
+
 def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0, layers: int | None = None):
     """``random:<shape>`` or a checkpoint directory -> (transformers model, tokenizer or None).
 
