@@ -14,7 +14,10 @@ configurations (``bench_gpu.py --parts methods``: target, draft and middle model
 exits, N_d, N_i, the HumanEval workload), AR in chunks of ``AR_CHUNK_CUDA`` as on CUDA. Only the
 decode phase is counted; a replayed step's ops are its graph's, counted as one replay. Not counted:
 the copy of each verdict into its pinned host buffer, which only CUDA makes (about one launch per
-verification). Writes ``launches.json`` and ``launches.md`` to ``--out``.
+verification). Beside the counts, with ``--host-passes N`` (default 3; 0 leaves it out), the host's
+own time per token outside the step replays, the median of N plain passes
+(``launches.host_time_per_token``): a time of this machine's CPU, not a GPU host's, for comparing
+two versions of the engine on one machine. Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import torch  # noqa: E402
 
 import bench_gpu  # noqa: E402  (this folder: the benchmark's workload and method configurations)
 from hsd_bench import measure  # noqa: E402
-from hsd_bench.bench.launches import per_token, stand_in_graphs  # noqa: E402
+from hsd_bench.bench.launches import host_time_per_token, per_token, stand_in_graphs  # noqa: E402
 from hsd_bench.bench.models import load_hf  # noqa: E402
 from hsd_bench.engine import DecodingConfig  # noqa: E402
 from hsd_bench.methods import AR_CHUNK_CUDA  # noqa: E402
@@ -57,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nd", type=int, default=2)
     p.add_argument("--ni", type=int, default=4)
     p.add_argument("--top", type=int, default=12, help="ops and lines listed per method")
+    p.add_argument("--host-passes", type=int, default=3,
+                   help="plain passes timing the host outside step replays (0: not timed)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     unknown = sorted(set(args.methods.split(",")) - set(METHODS))
@@ -65,6 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("prompts", "max_new", "exit", "gamma", "nd", "ni", "top"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if args.host_passes < 0:
+        p.error(f"--host-passes={args.host_passes} must be >= 0 (0: the host's time is not measured)")
     try:
         args.hispec_exits = [int(x) for x in args.hispec_exits.split(",")]
     except ValueError:
@@ -77,11 +84,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 def markdown(doc: dict) -> str:
     lines = [f"# Host launches per generated token: {doc['target']}, {doc['prompts']} HumanEval prompts × "
              f"{doc['max_new']} new tokens, decode phase, graph path (CPU stand-in)", "",
-             "| method | tokens | launches / token | graph replays / token | host reads / token |",
-             "| --- | --- | --- | --- | --- |"]
+             "| method | tokens | launches / token | graph replays / token | host reads / token "
+             "| host µs / token outside replays (median; passes) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, r in doc["methods"].items():
+        host = r.get("host_time")
+        host_s = (f"{host['host_us_per_token']:.0f}; " + ", ".join(f"{v:.0f}" for v in host["passes_us_per_token"])
+                  if host else "–")
         lines.append(f"| {name} | {r['tokens']} | {r['launches_per_token']:.2f} | {r['replays_per_token']:.2f} "
-                     f"| {r['reads_per_token']:.2f} |")
+                     f"| {r['reads_per_token']:.2f} | {host_s} |")
+    if any(r.get("host_time") for r in doc["methods"].values()):
+        lines += ["", "The host's µs are this machine's CPU time per generated token outside the step replays "
+                  "(fills, copies, cats and their arithmetic included): a figure to compare two versions of the "
+                  "engine on one machine, not a GPU host's time."]
     for name, r in doc["methods"].items():
         lines += ["", f"## {name}", "", "| op | per token |", "| --- | --- |"]
         lines += [f"| `{op}` | {v:.2f} |" for op, v in r["ops"].items()]
@@ -122,9 +137,14 @@ def main(argv=None) -> int:
         engine = build(name)
         measure.prepare([engine], prompts, args.max_new, decoding, 1, stop_sequences=stop, tokenizer=codec)
         row = per_token(engine, graphs, prompts, args.max_new, decoding, stop, codec, top=args.top)
+        if args.host_passes:
+            row["host_time"] = host_time_per_token(engine, graphs, prompts, args.max_new, decoding, stop, codec,
+                                                   passes=args.host_passes)
         doc["methods"][name] = row
+        host = (f", host {row['host_time']['host_us_per_token']:.0f} µs per token outside replays"
+                if args.host_passes else "")
         print(f"[count_launches] {name}: {row['tokens']} tokens, {row['launches_per_token']:.2f} launches per token "
-              f"({row['replays_per_token']:.2f} graph replays), {time.perf_counter() - t0:.0f} s", flush=True)
+              f"({row['replays_per_token']:.2f} graph replays){host}, {time.perf_counter() - t0:.0f} s", flush=True)
         (out / "launches.json").write_text(json.dumps(doc, indent=1))
         (out / "launches.md").write_text(markdown(doc))
     print(f"[count_launches] wrote {out / 'launches.md'}", flush=True)

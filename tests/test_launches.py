@@ -5,11 +5,12 @@ stand-in."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 
-from hsd_bench.bench.launches import REPLAY, HostLaunches, per_token, stand_in_graphs
+from hsd_bench.bench.launches import REPLAY, HostLaunches, host_time_per_token, per_token, stand_in_graphs
 from hsd_bench.engine import DecodingConfig
 from hsd_bench.methods import MethodSpec, build_engine
 from hsd_bench.models.native import from_hf_model
@@ -68,15 +69,47 @@ def test_the_count_is_of_the_decode_phase_on_the_graph_path_and_the_same_every_p
     assert engine.on_phase is None  # the counting hook is gone
 
 
+def test_the_host_time_leaves_out_what_the_replays_take():
+    """Each replay made to last 20 ms longer: the host's time outside replays stays far below what
+    the replays added per token (so they are not in it), and the hooks are gone afterwards."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=3)
+    model = native(hf)
+    graphs = stand_in_graphs([model])
+    spec = MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3)
+    engine = build_engine(spec, model, load_other=None)
+    gen = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, VOCAB, (9,), generator=gen).tolist()]
+    engine.prepare(40, greedy=True)
+    engine.generate(prompts[0], 16, DecodingConfig())
+    replays = per_token(engine, graphs, prompts, 16, DecodingConfig())["replays_per_token"]
+    run = graphs[0].run
+
+    def slow_run(key, fn):
+        time.sleep(0.02)
+        return run(key, fn)
+
+    graphs[0].run = slow_run
+    host = host_time_per_token(engine, graphs, prompts, 16, DecodingConfig(), passes=2)
+    assert len(host["passes_us_per_token"]) == 2 and host["host_us_per_token"] > 0
+    assert host["host_us_per_token"] < 0.25 * replays * 20_000  # the sleeps are inside the replays' time
+    assert engine.on_phase is None and graphs[0].run is slow_run  # put back as it was found
+    with pytest.raises(ValueError, match="passes=0 must be >= 1"):
+        host_time_per_token(engine, graphs, prompts, 16, DecodingConfig(), passes=0)
+
+
 def test_count_launches_writes_a_row_per_method_and_refuses_bad_arguments(tmp_path, capsys):
     script = load_script("count_launches")
     assert script.main(["--methods", "hispec", "--prompts", "1", "--max-new", "8", "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "launches.json").read_text())
     row = doc["methods"]["hispec"]
     assert row["tokens"] > 0 and row["launches_per_token"] > row["replays_per_token"] > 0
+    assert len(row["host_time"]["passes_us_per_token"]) == 3  # --host-passes' default
     assert "| hispec |" in (tmp_path / "launches.md").read_text()
+    assert script.main(["--methods", "layerskip", "--prompts", "1", "--max-new", "8", "--host-passes", "0",
+                        "--out", str(tmp_path / "untimed")]) == 0
+    assert "host_time" not in json.loads((tmp_path / "untimed" / "launches.json").read_text())["methods"]["layerskip"]
     for bad, says in ((["--methods", "beam"], "unknown beam"), (["--max-new", "0"], "--max-new=0"),
-                      (["--hispec-exits", "3"], "two layer numbers")):
+                      (["--hispec-exits", "3"], "two layer numbers"), (["--host-passes", "-1"], "--host-passes=-1")):
         with pytest.raises(SystemExit):
             script.parse_args(bad + ["--out", str(tmp_path)])
         assert says in capsys.readouterr().err

@@ -16,11 +16,19 @@ replayed step, whose ops a captured graph runs as one launch: the replay is coun
 Reading a value on the host (``item``) is counted apart, as a read; ``tolist`` dispatches no op.
 What only CUDA does is not counted: the copy of each verdict into its pinned host buffer
 (``Engine._verdict_host``, about one launch per verification) and the events around it.
+
+:func:`host_time_per_token` is the companion figure: the host's own time per generated token
+outside the step replays, on the same path. It is a time, so it moves with the machine (it is not
+in any test's assertions); on a CPU it also holds the small ops' own arithmetic. What it is for:
+the host work a round adds between the device's steps, read on a CPU, where a GPU's host moves by
+up to a third between processes (docs/performance.md, "Engine overhead: what is measured").
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
@@ -144,3 +152,47 @@ def per_token(engine, graphs: list[RecordingGraphs], prompts: list[list[int]], m
         "sites": {site: c / n for site, c in count.sites.most_common(top)},
         "recorded_while_decoding": sum(g.captures for g in graphs) - recorded,
     }
+
+
+def host_time_per_token(engine, graphs: list[RecordingGraphs], prompts: list[list[int]], max_new: int, decoding,
+                        stop: tuple[str, ...] = (), codec=None, passes: int = 3) -> dict:
+    """The host's time per generated token in the engine's decode phase outside the stand-ins' step
+    replays (see the module doc): ``passes`` plain passes over ``prompts`` (no dispatch mode), each
+    the engine's decode time (``GenerationStats.decode_s``) less the time inside replays made while
+    decoding; the median pass and every pass in µs per token."""
+    if passes < 1:
+        raise ValueError(f"passes={passes} must be >= 1")
+    state = {"decoding": False, "inside": 0, "replay_s": 0.0}
+    runs = [g.run for g in graphs]
+
+    def timing(run: Callable) -> Callable:
+        def timed(key, fn):
+            outer = state["decoding"] and not state["inside"]
+            t0 = time.perf_counter() if outer else 0.0
+            state["inside"] += 1
+            try:
+                return run(key, fn)
+            finally:
+                state["inside"] -= 1
+                if outer:
+                    state["replay_s"] += time.perf_counter() - t0
+
+        return timed
+
+    per_pass = []
+    for g, run in zip(graphs, runs):
+        g.run = timing(run)
+    engine.on_phase = lambda phase: state.update(decoding=phase == "decode")
+    try:
+        for _ in range(passes):
+            state["replay_s"], decode_s, tokens = 0.0, 0.0, 0
+            for p in prompts:
+                g = engine.generate(p, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+                decode_s += g.stats.decode_s
+                tokens += g.stats.n_generated
+            per_pass.append(1e6 * (decode_s - state["replay_s"]) / max(tokens, 1))
+    finally:
+        engine.on_phase = None
+        for g, run in zip(graphs, runs):
+            g.run = run
+    return {"host_us_per_token": statistics.median(per_pass), "passes_us_per_token": per_pass}
