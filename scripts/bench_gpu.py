@@ -890,9 +890,8 @@ def parse_args(argv=None):
         problem = gpt_fast.clone_problem(args.gpt_fast)
         if problem:
             ap.error(f"--parts gpt_fast needs --gpt-fast: {problem}")
-        for spec in gpt_fast_models(args):
-            if spec_problem(spec):
-                ap.error(f"--gpt-fast-models: {spec_problem(spec)}")
+        for problem in filter(None, map(spec_problem, gpt_fast_models(args))):
+            ap.error(f"--gpt-fast-models: {problem}")
     if args.roofline_hf_reps < 0:
         ap.error(f"--roofline-hf-reps={args.roofline_hf_reps} must be >= 0 (0 skips the transformers rows)")
     if args.hf_reps is not None and args.hf_reps < 1:

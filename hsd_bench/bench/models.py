@@ -99,9 +99,10 @@ def load_hf(spec: str, device: str, dtype: torch.dtype, seed: int = 0, layers: i
             model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         tokenizer = None
     else:
+        problem = spec_problem(spec)
+        if problem:
+            raise ValueError(problem)
         path = Path(spec)
-        if not path.is_dir():
-            raise ValueError(f"checkpoint directory {spec!r} does not exist")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").to(device)
         tokenizer = load_tokenizer(path)
     model.eval()
