@@ -34,7 +34,7 @@ CACHE_KWARGS = ("cache", "past_key_values", "past_key_value")
 
 # transformers releases whose greedy-parity tests passed with this backend
 # (docs/compatibility.md says how each was checked; constraints.txt pins one).
-TESTED_TRANSFORMERS = ("5.17.0", "5.23.0", "5.24.0")
+TESTED_TRANSFORMERS = ("5.17.0", "5.23.0", "5.24.0", "5.25.0")
 
 
 class TransformersDriftError(RuntimeError):
