@@ -30,8 +30,9 @@ import statistics
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -57,6 +58,44 @@ def _site() -> str:
     return "(outside hsd_bench)"
 
 
+@contextmanager
+def outer_replays(graphs: Iterable[RecordingGraphs], active: Callable[[], bool],
+                  seen: Callable[[float], None]) -> Iterator[Callable[[], bool]]:
+    """Within the block, every outermost step replay of the stand-ins made while ``active()`` is
+    reported to ``seen`` with the seconds it took; yields a test of whether a replay is running.
+
+    Why one helper: the launch count (:class:`HostLaunches`) and the host's time
+    (:func:`host_time_per_token`) draw the same line -- a replay is one launch, and what runs
+    inside it (a nested step, its ops) is the graph's work, not the host's. The stand-ins' own
+    ``run`` is put back on leaving."""
+    graphs = list(graphs)
+    runs = [g.run for g in graphs]
+    depth = 0
+
+    def wrap(run: Callable) -> Callable:
+        def replay(key, fn):
+            nonlocal depth
+            outer = depth == 0 and active()
+            t0 = time.perf_counter() if outer else 0.0
+            depth += 1
+            try:
+                return run(key, fn)
+            finally:
+                depth -= 1
+                if outer:
+                    seen(time.perf_counter() - t0)
+
+        return replay
+
+    for g in graphs:
+        g.run = wrap(g.run)
+    try:
+        yield lambda: depth > 0
+    finally:
+        for g, run in zip(graphs, runs):
+            g.run = run
+
+
 class HostLaunches(TorchDispatchMode):
     """Counts the device launches the host issues, by op and by project line, outside replays of
     the given graph stand-ins (each replay counted once, as :data:`REPLAY`)."""
@@ -67,33 +106,19 @@ class HostLaunches(TorchDispatchMode):
         self.sites: Counter = Counter()
         self.reads = 0
         self.decoding = True  # counting on; per_token turns it on only in the engine's decode phase
-        self._inside = 0
         self._graphs = list(graphs)
-        self._runs: list[Callable] = []
+        self._replays = None
+        self._replaying: Callable[[], bool] = lambda: False
 
     def __enter__(self):
-        for g in self._graphs:
-            self._runs.append(g.run)
-            g.run = self._counting(g.run)
+        self._replays = outer_replays(self._graphs, lambda: self.decoding, lambda _s: self._count(REPLAY))
+        self._replaying = self._replays.__enter__()
         return super().__enter__()
 
     def __exit__(self, *exc):
-        for g, run in zip(self._graphs, self._runs):
-            g.run = run
-        self._runs = []
+        self._replays.__exit__(None, None, None)
+        self._replays, self._replaying = None, lambda: False
         return super().__exit__(*exc)
-
-    def _counting(self, run: Callable) -> Callable:
-        def counted(key, fn):
-            if self.decoding and not self._inside:
-                self._count(REPLAY)
-            self._inside += 1
-            try:
-                return run(key, fn)
-            finally:
-                self._inside -= 1
-
-        return counted
 
     def _count(self, op: str) -> None:
         self.ops[op] += 1
@@ -101,7 +126,7 @@ class HostLaunches(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if self.decoding and not self._inside:
+        if self.decoding and not self._replaying():
             name = func.overloadpacket.__name__
             if name in READS:
                 self.reads += 1
@@ -162,37 +187,19 @@ def host_time_per_token(engine, graphs: list[RecordingGraphs], prompts: list[lis
     decoding; the median pass and every pass in µs per token."""
     if passes < 1:
         raise ValueError(f"passes={passes} must be >= 1")
-    state = {"decoding": False, "inside": 0, "replay_s": 0.0}
-    runs = [g.run for g in graphs]
-
-    def timing(run: Callable) -> Callable:
-        def timed(key, fn):
-            outer = state["decoding"] and not state["inside"]
-            t0 = time.perf_counter() if outer else 0.0
-            state["inside"] += 1
-            try:
-                return run(key, fn)
-            finally:
-                state["inside"] -= 1
-                if outer:
-                    state["replay_s"] += time.perf_counter() - t0
-
-        return timed
-
+    state = {"decoding": False, "replay_s": 0.0}
     per_pass = []
-    for g, run in zip(graphs, runs):
-        g.run = timing(run)
     engine.on_phase = lambda phase: state.update(decoding=phase == "decode")
     try:
-        for _ in range(passes):
-            state["replay_s"], decode_s, tokens = 0.0, 0.0, 0
-            for p in prompts:
-                g = engine.generate(p, max_new, decoding, stop_sequences=stop, tokenizer=codec)
-                decode_s += g.stats.decode_s
-                tokens += g.stats.n_generated
-            per_pass.append(1e6 * (decode_s - state["replay_s"]) / max(tokens, 1))
+        with outer_replays(graphs, lambda: state["decoding"],
+                           lambda seconds: state.update(replay_s=state["replay_s"] + seconds)):
+            for _ in range(passes):
+                state["replay_s"], decode_s, tokens = 0.0, 0.0, 0
+                for p in prompts:
+                    g = engine.generate(p, max_new, decoding, stop_sequences=stop, tokenizer=codec)
+                    decode_s += g.stats.decode_s
+                    tokens += g.stats.n_generated
+                per_pass.append(1e6 * (decode_s - state["replay_s"]) / max(tokens, 1))
     finally:
         engine.on_phase = None
-        for g, run in zip(graphs, runs):
-            g.run = run
     return {"host_us_per_token": statistics.median(per_pass), "passes_us_per_token": per_pass}
