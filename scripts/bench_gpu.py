@@ -951,7 +951,9 @@ def main(argv=None) -> int:
             for key in ("error", "skipped"):
                 if isinstance(part, dict) and key in part:
                     md += ["", f"{key}: {part[key]}"]
-            for model, sub in (part.get("models") or {}).items() if isinstance(part, dict) else ():
+            # a part with its own table (gpt_fast) names a failed model in its row
+            per_model = part.get("models") if isinstance(part, dict) and "table" not in part else None
+            for model, sub in (per_model or {}).items():
                 for key in ("error", "skipped"):
                     if isinstance(sub, dict) and key in sub:
                         md += ["", f"{model} {key}: {sub[key]}"]

@@ -134,3 +134,4 @@ def test_the_gpt_fast_part_writes_its_table_and_keeps_going_past_a_failed_model(
     assert part["models"]["random:tiny"]["parity"]["exact"] == 2
     md = (out / "bench.md").read_text()
     assert "## gpt_fast" in md and "| random:tiny |" in md and "| random:tiny-draft | error:" in md
+    assert md.count("gpt-fast could not build this model") == 1  # its row names it, no second line
