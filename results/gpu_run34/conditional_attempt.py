@@ -249,6 +249,13 @@ def capture_if(pred: torch.Tensor) -> Iterator[None]:
         finally:
             graph.end_capture_to_conditional_node()
         return
+    with by_hand(pred):
+        yield
+
+
+@contextlib.contextmanager
+def by_hand(pred: torch.Tensor) -> Iterator[None]:
+    """:func:`capture_if` through the CUDA runtime, whatever torch has."""
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"no conditional CUDA graph nodes here: {reason}")
