@@ -54,6 +54,7 @@ if not cond.native():
             return _capture(self, fn)
 
     graphs.GraphCache._capture = _capture_with_pool
+    # built now, before any capture: loading the kernel's module is not allowed inside one
     print(f"[with_conditional] conditional nodes by hand: {cond.unavailable_reason() or 'available'}", flush=True)
 
 import bench_gpu  # noqa: E402
