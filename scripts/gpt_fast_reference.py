@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from hsd_bench.bench import gpt_fast  # noqa: E402
+from hsd_bench.bench.models import spec_problem  # noqa: E402
 from hsd_bench.models.loading import DTYPES  # noqa: E402
 
 _START = time.perf_counter()
@@ -54,6 +55,8 @@ def parse_args(argv=None):
     problem = gpt_fast.clone_problem(args.gpt_fast)
     if problem:
         ap.error(f"--gpt-fast: {problem}")
+    for problem in filter(None, map(spec_problem, args.models.split(","))):  # bench_gpu's check of its models
+        ap.error(f"--models: {problem}")
     for key in ("prompts", "prompt_len", "max_new", "reps"):
         if getattr(args, key) < 1:
             ap.error(f"--{key.replace('_', '-')}={getattr(args, key)} must be >= 1")

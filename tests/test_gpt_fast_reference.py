@@ -110,6 +110,13 @@ def test_the_gpt_fast_part_refuses_a_model_it_cannot_load_before_anything_runs(t
     assert message in capsys.readouterr().err
 
 
+def test_the_command_line_refuses_a_model_it_cannot_load_before_anything_runs(tmp_path, capsys):
+    script = load_script("gpt_fast_reference")
+    with pytest.raises(SystemExit):
+        script.parse_args(["--gpt-fast", str(fake_clone(tmp_path)), "--models", "random:tiny,checkpoints/no-such-model"])
+    assert "--models: checkpoint directory 'checkpoints/no-such-model' does not exist" in capsys.readouterr().err
+
+
 def test_the_gpt_fast_part_writes_its_table_and_keeps_going_past_a_failed_model(tmp_path, monkeypatch):
     clone = fake_clone(tmp_path)
     gf_model, gf_generate, _ = fake_gpt_fast("greedy")
