@@ -578,6 +578,10 @@ class GenerationStats:
     hand_ups_ahead: int = 0
     hand_up_padding: int = 0
     hand_ups_continued: int = 0  # of those, hand-ups longer than the queued step, finished by a second
+    # Level-0 rounds launched guarded inside a CUDA conditional node (the device evaluates the guard):
+    # a kernel trace stretches the gaps inside such launches, so its between-launch split is not
+    # comparable for a run that has them (bench/trace.py, at_timed_rate).
+    guarded_rounds_on_device: int = 0
     position_reached: list[int] = field(default_factory=list)  # top level, per draft position
     position_accepted: list[int] = field(default_factory=list)
     # Seconds in each level (LevelClock); None where the split was not recorded (Engine.level_split).
@@ -639,6 +643,7 @@ class GenerationStats:
             "hand_ups_ahead": self.hand_ups_ahead,
             "hand_up_padding": self.hand_up_padding,
             "hand_ups_continued": self.hand_ups_continued,
+            "guarded_rounds_on_device": self.guarded_rounds_on_device,
             "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
             "layer_evals_per_token": sum(self.layer_evals.values()) / n if self.layer_evals else None,
@@ -1615,9 +1620,12 @@ class Engine:
         guard = {} if below is None else {"accepted_below": below}
         if inputs_queued:
             guard["inputs_queued"] = True
-        launched = bottom.state.model.launch_draft_after_verdict(
+        model = bottom.state.model
+        launched = model.launch_draft_after_verdict(
             m, k, max(0, m + k - front), bottom.exit_layer, bottom.batch, bottom.state._process_last, **guard)
         self._level_clock.stop(0, mark, [self._slots[r].stats])
+        if launched and below is not None and getattr(model, "guards_on_device", False):
+            self._slots[r].stats.guarded_rounds_on_device += 1
         return launched
 
     def _take_ahead(self, level: Level, rows: list[int], n: list[int], counts: list[int]) -> bool:

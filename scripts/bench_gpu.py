@@ -546,9 +546,13 @@ def trace_row(job: PendingTrace) -> None:
     if traced.get("idle_at_timed_rate") is None:
         log(f"{job.label}: device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
         return
+    nodes = r.extra.get("guarded_rounds_on_device")
+    split = (f"no split between and inside launches ({nodes} rounds ran in CUDA conditional nodes, whose launches "
+             f"the trace stretches inside)" if nodes else
+             f"{pct(traced['between_launches_at_timed_rate'])} between launches and "
+             f"{pct(traced['within_launches_at_timed_rate'])} inside them")
     log(f"{job.label}: device idle in decode (kernel trace): {100 * traced['idle_at_timed_rate']:.1f}% at the timed "
-        f"passes' rate, {pct(traced['between_launches_at_timed_rate'])} between launches and "
-        f"{pct(traced['within_launches_at_timed_rate'])} inside them "
+        f"passes' rate, {split} "
         f"(busy {traced['busy_s']:.4f} s of {r.kept_decode_s:.4f} s; the traced pass itself "
         f"{pct(traced.get('device_idle_frac'))} over {traced['windows']} windows, "
         f"{100 * traced.get('traced_slowdown', 0):+.1f}% decode time)")
@@ -964,7 +968,9 @@ def main(argv=None) -> int:
                "*device idle (trace)* (--device-trace): the device's idle share in the timed passes, a kernel "
                "trace's busy time against their decode time (hsd_bench/bench/trace.py; every traced pass runs after "
                "every timed pass of the process, as a trace slows the host's launches after it); it does not count the "
-               "device waiting inside a call for the host as busy. "
+               "device waiting inside a call for the host as busy. In brackets the part between launches, the device "
+               "waiting for the host's next launch; none for a row whose rounds ran inside CUDA conditional nodes, "
+               "since the trace stretches the gaps inside such launches. "
                "*= AR*: share of prompts whose greedy output equals the same backend's engine AR; where one "
                "differs, why, in parentheses (hsd_bench/parity.py, as run.py classifies its rows): a near tie "
                "of the dtype's rounding at the first differing position, or unexplained -- which a lossless "

@@ -274,6 +274,38 @@ def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, monkeyp
         assert len(launches) - gen.stats.draft_calls_ahead >= 2, (len(launches), gen.stats.draft_calls_ahead)
 
 
+@pytest.mark.parametrize("label", ["hispec", "hierarchy"])
+@pytest.mark.parametrize("in_graphs", [True, False])
+def test_rounds_launched_in_conditional_nodes_are_counted(label, in_graphs, monkeypatch):
+    """``guarded_rounds_on_device`` counts the guarded rounds launched where the model evaluates the
+    guard on the device (a CUDA conditional node, ``NativeLlama.guards_on_device``) -- every one of
+    them, and none where the model reads it on the host (here, without graphs) -- so a report
+    knows which runs a kernel trace reads differently."""
+    from hsd_bench.models.native.model import NativeLlama
+
+    _, spec, draft_kind = next(c for c in CASES if c[0] == label)
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    draft_hf = make_hf_model("llama_gqa", num_layers=2, seed=9) if draft_kind else None
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    launched_guarded = []
+    launch = NativeLlama.launch_draft_after_verdict
+
+    def spy_launch(self, *args, **kw):
+        done = launch(self, *args, **kw)
+        if done and kw.get("accepted_below") is not None:
+            launched_guarded.append(kw["accepted_below"])
+        return done
+
+    monkeypatch.setattr(NativeLlama, "launch_draft_after_verdict", spy_launch)
+    if in_graphs:
+        monkeypatch.setattr(NativeLlama, "guards_on_device", property(lambda self: True))
+    engine = build_engine(spec, native(target_hf), load_other=lambda _p: (native(draft_hf, name="draft"), None))
+    gen = engine.generate(prompt, 60, DecodingConfig())
+    assert launched_guarded
+    assert gen.stats.guarded_rounds_on_device == (len(launched_guarded) if in_graphs else 0)
+    assert gen.stats.as_row()["guarded_rounds_on_device"] == gen.stats.guarded_rounds_on_device
+
+
 @pytest.mark.parametrize("fault,reason", [("never skips", "a conditional CUDA graph never skips"),
                                           ("capture", "their capture failed: boom")])
 def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fault, reason):

@@ -144,3 +144,18 @@ def test_the_methods_table_shows_the_traced_idle_at_the_timed_rate():
     column = [c.strip() for c in head.split("|")].index("device idle (trace)")
     assert traced.split("|")[column].strip() == "40.0% (35.0%)"
     assert failed.split("|")[column].strip() == "–"
+
+
+def test_a_row_with_rounds_in_conditional_nodes_has_no_between_launch_split():
+    """The split subtracts the traced gaps inside launches from the untraced idle; inside launches
+    holding CUDA conditional nodes the tracer stretches those gaps (the thirty-fifth GPU run read
+    -3 to -17 %), so a row that ran such rounds shows the idle share alone and says why."""
+    row = {"name": "ours hierarchy", "backend": "native", "tokens_per_s": 1.0, "decode_tokens_per_s": 1.0,
+           "speedup_vs_same_backend_ar": 1.0, "mean_accepted_len": 2.4, "parity_vs_same_backend_ar": 1.0,
+           "guarded_rounds_on_device": 12,
+           "device_trace": {"device_idle_frac": 0.47, "busy_s": 0.63, "idle_at_timed_rate": 0.173,
+                            "between_launches_at_timed_rate": -0.074}}
+    head, _, nodes, plain = markdown([row, {**row, "guarded_rounds_on_device": 0}]).splitlines()
+    column = [c.strip() for c in head.split("|")].index("device idle (trace)")
+    assert nodes.split("|")[column].strip() == "17.3% (no split: conditional nodes)"
+    assert plain.split("|")[column].strip() == "17.3% (-7.4%)"

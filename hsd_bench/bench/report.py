@@ -96,7 +96,10 @@ def markdown(rows: list[dict]) -> str:
       in the timed passes: a kernel trace's busy time against their decode time, and in
       brackets the part between launches, the device waiting for the host
       (``trace.at_timed_rate``). Unlike the outside share it does not count the device waiting
-      inside a call for the host as busy, which on host-bound methods is most of the gap.
+      inside a call for the host as busy, which on host-bound methods is most of the gap. A row
+      whose rounds ran guarded inside CUDA conditional nodes (``guarded_rounds_on_device``) has
+      no bracket: the tracer stretches the gaps inside such launches, which the split assumes it
+      does not (below zero in every such row of the thirty-fifth GPU run).
 
     *host probe* (runs timed by ``measure.timed_passes``): the host's speed before the passes,
     µs per tiny launch + event wait (``host_probe.py``, median over passes) -- host-bound rows
@@ -114,11 +117,13 @@ def markdown(rows: list[dict]) -> str:
         serial = (r.get("host_serial") or {}).get("overhead_frac")
         traced = r.get("device_trace") or {}
         between = traced.get("between_launches_at_timed_rate")
+        split = "" if between is None else (" (no split: conditional nodes)" if r.get("guarded_rounds_on_device")
+                                            else f" ({pct(between)})")
         lines.append(
             f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
             f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {pct(idle)}{_spread(spread)} "
-            f"| {pct(serial)} | {pct(traced.get('idle_at_timed_rate'))}{'' if between is None else f' ({pct(between)})'} "
+            f"| {pct(serial)} | {pct(traced.get('idle_at_timed_rate'))}{split} "
             f"| {pct(r.get('bw_fraction'))} | {_fmt(r.get('host_probe_us'))}{'' if r.get('host_probe_us') is None else ' µs'} |"
         )
     return "\n".join(lines)

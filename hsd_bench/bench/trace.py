@@ -179,7 +179,10 @@ def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
     the host's copies, fills and replays. Where the two agree (AR, whose calls hold little host
     work: 0.274 s traced against 0.280 s by events on the 5.6 M model, the twenty-sixth GPU run),
     the trace's kernel times are the untraced ones; a value below zero would say the kernels
-    themselves ran longer under the tracer.
+    themselves ran longer under the tracer -- or the gaps inside a launch did: inside launches
+    holding CUDA conditional nodes they grow under the tracer (the thirty-fifth GPU run: the
+    hierarchy's 0.15-0.20 s traced against 0.07-0.10 s without the nodes, the difference -3 to
+    -17 %), so the report gives no split for a run with such rounds (``guarded_rounds_on_device``).
     """
     busy, within = traced.get("busy_s"), traced.get("idle_within_launches_s")
     idle = 1.0 - busy / decode_s if decode_s and busy is not None else None

@@ -798,6 +798,14 @@ class NativeLlama(RaggedSteps):
         self._launched = (end, count, process_last, tb)
         return True
 
+    @property
+    def guards_on_device(self) -> bool:
+        """Whether a guarded round launched here is a CUDA conditional node, its guard evaluated by
+        the device -- on captured CUDA graphs -- rather than read by the host inside the round
+        (without graphs, or on the CPU stand-in). The engine counts such rounds
+        (``guarded_rounds_on_device``) since a kernel trace reads launches holding them differently."""
+        return isinstance(self._graphs, GraphCache)
+
     def launches_guarded(self, m: int, k: int, back: int, end: int, count: int, process_last: bool) -> bool:
         """Whether :meth:`launch_draft_after_verdict` with a guard would queue this round: on CUDA
         graphs only where :meth:`prepare` captured (and checked) its graph. The engine asks first,
