@@ -541,14 +541,13 @@ def trace_row(job: PendingTrace) -> None:
     if traced.get("decode_tokens_per_s") and clean:
         traced["traced_slowdown"] = clean / traced["decode_tokens_per_s"] - 1
     if "busy_s" in traced:
-        traced.update(at_timed_rate(traced, r.kept_decode_s))
+        traced.update(at_timed_rate(traced, r.kept_decode_s, r.extra.get("guarded_rounds_on_device") or 0))
     r.extra["device_trace"] = traced
     if traced.get("idle_at_timed_rate") is None:
         log(f"{job.label}: device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
         return
-    nodes = r.extra.get("guarded_rounds_on_device")
-    split = (f"no split between and inside launches ({nodes} rounds ran in CUDA conditional nodes, whose launches "
-             f"the trace stretches inside)" if nodes else
+    split = (f"no split between and inside launches ({r.extra['guarded_rounds_on_device']} rounds ran in CUDA "
+             f"conditional nodes, whose launches the trace stretches inside)" if traced.get("split_left_out") else
              f"{pct(traced['between_launches_at_timed_rate'])} between launches and "
              f"{pct(traced['within_launches_at_timed_rate'])} inside them")
     log(f"{job.label}: device idle in decode (kernel trace): {100 * traced['idle_at_timed_rate']:.1f}% at the timed "

@@ -599,3 +599,31 @@ def test_a_stopped_process_says_which_rows_were_not_traced(monkeypatch):
     bench.run_traces([job], deadline=0.0)
     assert job.result.extra["device_trace"]["skipped"].startswith(bench.NOT_TRACED)
     assert "time limit" in job.result.extra["device_trace"]["skipped"] and refreshed == [1]
+
+
+@pytest.mark.parametrize("rounds", [0, 12])
+def test_a_traced_row_has_its_split_unless_its_rounds_ran_in_conditional_nodes(monkeypatch, rounds):
+    """``trace_row`` reads the traced pass at the timed rate; a row whose engine ran rounds inside
+    CUDA conditional nodes keeps the idle share and says why it has no split (trace.at_timed_rate)."""
+    bench = load_script("bench_gpu")
+    traced = {"device_idle_frac": 0.47, "window_s": 1.18, "busy_s": 0.6256, "idle_within_launches_s": 0.1872,
+              "windows": 8, "decode_tokens_per_s": 700.0}
+    monkeypatch.setattr(bench, "decode_device_idle", lambda *a, **k: dict(traced))
+    logged = []
+    monkeypatch.setattr(bench, "log", logged.append)
+
+    class Result:
+        extra = {"device_trace": {"skipped": bench.NOT_TRACED}, "guarded_rounds_on_device": rounds}
+        decode_tokens_per_s = 1100.0
+        kept_decode_s = 0.7566
+
+    job = bench.PendingTrace("row", "hierarchy", lambda *a: None, [], 1, (), None, Result(), lambda: None)
+    bench.trace_row(job)
+    shares = job.result.extra["device_trace"]
+    assert shares["idle_at_timed_rate"] == pytest.approx(1 - 0.6256 / 0.7566)
+    if rounds:
+        assert shares["between_launches_at_timed_rate"] is None and shares["split_left_out"] == "conditional nodes"
+        assert "no split between and inside launches (12 rounds ran in CUDA conditional nodes" in logged[0], logged
+    else:
+        assert shares["between_launches_at_timed_rate"] < 0 and "split_left_out" not in shares
+        assert "between launches and" in logged[0], logged

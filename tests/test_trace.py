@@ -135,6 +135,16 @@ def test_the_idle_share_at_the_timed_rate_takes_the_traces_device_times_against_
     assert at_timed_rate({**traced, "idle_within_launches_s": None}, 0.5)["between_launches_at_timed_rate"] is None
 
 
+def test_a_run_with_rounds_in_conditional_nodes_gets_the_idle_share_without_its_split():
+    """Inside launches holding CUDA conditional nodes the tracer stretches the gaps the split
+    subtracts (the thirty-fifth GPU run read it -3 to -17 %): the total stays, the split goes."""
+    traced = {"device_idle_frac": 0.47, "window_s": 1.18, "busy_s": 0.6256, "idle_within_launches_s": 0.1872}
+    assert at_timed_rate(traced, 0.7566)["between_launches_at_timed_rate"] < 0  # what it would read
+    shares = at_timed_rate(traced, 0.7566, conditional_rounds=12)
+    assert shares == {"idle_at_timed_rate": pytest.approx(1 - 0.6256 / 0.7566), "within_launches_at_timed_rate": None,
+                      "between_launches_at_timed_rate": None, "split_left_out": "conditional nodes"}
+
+
 def test_the_methods_table_shows_the_traced_idle_at_the_timed_rate():
     row = {"name": "ours hispec", "backend": "native", "tokens_per_s": 1.0, "decode_tokens_per_s": 1.0,
            "speedup_vs_same_backend_ar": 1.0, "mean_accepted_len": 3.0, "parity_vs_same_backend_ar": 1.0,
@@ -154,8 +164,10 @@ def test_a_row_with_rounds_in_conditional_nodes_has_no_between_launch_split():
            "speedup_vs_same_backend_ar": 1.0, "mean_accepted_len": 2.4, "parity_vs_same_backend_ar": 1.0,
            "guarded_rounds_on_device": 12,
            "device_trace": {"device_idle_frac": 0.47, "busy_s": 0.63, "idle_at_timed_rate": 0.173,
-                            "between_launches_at_timed_rate": -0.074}}
-    head, _, nodes, plain = markdown([row, {**row, "guarded_rounds_on_device": 0}]).splitlines()
+                            "between_launches_at_timed_rate": None, "split_left_out": "conditional nodes"}}
+    plain_trace = {**row["device_trace"], "between_launches_at_timed_rate": -0.074, "split_left_out": None}
+    head, _, nodes, plain = markdown([row, {**row, "guarded_rounds_on_device": 0,
+                                            "device_trace": plain_trace}]).splitlines()
     column = [c.strip() for c in head.split("|")].index("device idle (trace)")
     assert nodes.split("|")[column].strip() == "17.3% (no split: conditional nodes)"
     assert plain.split("|")[column].strip() == "17.3% (-7.4%)"

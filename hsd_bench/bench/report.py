@@ -97,9 +97,9 @@ def markdown(rows: list[dict]) -> str:
       brackets the part between launches, the device waiting for the host
       (``trace.at_timed_rate``). Unlike the outside share it does not count the device waiting
       inside a call for the host as busy, which on host-bound methods is most of the gap. A row
-      whose rounds ran guarded inside CUDA conditional nodes (``guarded_rounds_on_device``) has
-      no bracket: the tracer stretches the gaps inside such launches, which the split assumes it
-      does not (below zero in every such row of the thirty-fifth GPU run).
+      whose rounds ran guarded inside CUDA conditional nodes says instead why it has no split
+      (``split_left_out``): the tracer stretches the gaps inside such launches, which the split
+      assumes it does not (below zero in every such row of the thirty-fifth GPU run).
 
     *host probe* (runs timed by ``measure.timed_passes``): the host's speed before the passes,
     µs per tiny launch + event wait (``host_probe.py``, median over passes) -- host-bound rows
@@ -117,8 +117,8 @@ def markdown(rows: list[dict]) -> str:
         serial = (r.get("host_serial") or {}).get("overhead_frac")
         traced = r.get("device_trace") or {}
         between = traced.get("between_launches_at_timed_rate")
-        split = "" if between is None else (" (no split: conditional nodes)" if r.get("guarded_rounds_on_device")
-                                            else f" ({pct(between)})")
+        split = (f" (no split: {traced['split_left_out']})" if traced.get("split_left_out")
+                 else "" if between is None else f" ({pct(between)})")
         lines.append(
             f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "

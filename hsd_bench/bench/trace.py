@@ -161,7 +161,7 @@ def largest(gaps: dict[str, tuple[float, int]], top: int = TOP_WAITS) -> list[li
     return [[name, us / 1e6, n] for name, (us, n) in sorted(gaps.items(), key=lambda kv: -kv[1][0])[:top]]
 
 
-def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
+def at_timed_rate(traced: dict, decode_s: float | None, conditional_rounds: int = 0) -> dict:
     """The device's idle share in the timed passes from a traced pass (:func:`decode_device_idle`)
     and their kept decode time ``decode_s`` (``RunResult.kept_decode_s``):
 
@@ -171,7 +171,9 @@ def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
     * ``between_launches_at_timed_rate`` -- the rest: the device waiting for the host's launches,
       the engine's overhead as the device sees it.
 
-    Each is None where its inputs are missing.
+    Each is None where its inputs are missing. For a run with ``conditional_rounds`` (rounds
+    launched inside CUDA conditional nodes, ``guarded_rounds_on_device``) the two split shares are
+    None and ``split_left_out`` says why (below).
 
     Why: the tracer's host cost stretches the gaps between launches, not the kernels nor the gaps
     inside one launch, so those carry over to the untraced passes; and unlike the events'
@@ -182,10 +184,13 @@ def at_timed_rate(traced: dict, decode_s: float | None) -> dict:
     themselves ran longer under the tracer -- or the gaps inside a launch did: inside launches
     holding CUDA conditional nodes they grow under the tracer (the thirty-fifth GPU run: the
     hierarchy's 0.15-0.20 s traced against 0.07-0.10 s without the nodes, the difference -3 to
-    -17 %), so the report gives no split for a run with such rounds (``guarded_rounds_on_device``).
+    -17 %), so a run with such rounds gets no split.
     """
     busy, within = traced.get("busy_s"), traced.get("idle_within_launches_s")
     idle = 1.0 - busy / decode_s if decode_s and busy is not None else None
+    if conditional_rounds:
+        return {"idle_at_timed_rate": idle, "within_launches_at_timed_rate": None,
+                "between_launches_at_timed_rate": None, "split_left_out": "conditional nodes"}
     inside = within / decode_s if decode_s and within is not None else None
     return {
         "idle_at_timed_rate": idle,
