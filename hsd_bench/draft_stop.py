@@ -110,8 +110,9 @@ class HostValue:
             n = value.numel()
             if host is None:
                 host = torch.empty(n, dtype=value.dtype, pin_memory=True)
-            self._host = host[:n]
-            self._host.copy_(value.reshape(-1), non_blocking=True)
+            # no view where none is needed: each is a dispatcher call, and a verdict is read once per round
+            self._host = host if host.numel() == n else host[:n]
+            self._host.copy_(value if value.dim() == 1 else value.reshape(-1), non_blocking=True)
             self._event = event if event is not None else torch.cuda.Event()
             self._event.record(stream if stream is not None else torch.cuda.current_stream(value.device))
         else:
@@ -120,4 +121,4 @@ class HostValue:
     def get(self) -> list[float]:
         if self._event is not None:
             self._event.synchronize()
-        return self._host.reshape(-1).tolist()
+        return (self._host if self._host.dim() == 1 else self._host.reshape(-1)).tolist()

@@ -49,12 +49,14 @@ HAND_UP_MIN_VERDICTS = 8
 class _Pending:
     """Hidden states at one boundary depth, per row, for positions the next segment has not processed.
 
-    A row's states are *pieces* ``(source, offset, length)``: rows ``offset ..
-    offset + length`` of a ``[N, D]`` forward output that served several rows
-    at once. Appending, consuming and rolling back are list operations on the
-    host, and :func:`gather` turns the pieces a forward needs into one packed
-    input with at most one device op -- none when they are exactly one
-    earlier output -- so bookkeeping costs no device work per row.
+    A row's states are *pieces* ``(source, offset, length)``: positions ``offset ..
+    offset + length`` of a ``[1, N, D]`` forward output that served several rows
+    at once (kept as returned: an ``out[0]`` here and a ``[None]`` in :func:`gather`
+    were two views, each a dispatcher call on the path the device waits on).
+    Appending, consuming and rolling back are list operations on the host, and
+    :func:`gather` turns the pieces a forward needs into one packed input with
+    at most one device op -- none when they are exactly one earlier output --
+    so bookkeeping costs no device work per row.
     """
 
     def __init__(self, rows: int):
@@ -122,32 +124,35 @@ class _Pending:
 
 
 def gather(pieces: list[tuple[torch.Tensor, int, int]]) -> torch.Tensor:
-    """Pieces ``(source [N, D], offset, length)`` packed in order into ``[1, sum(length), D]``.
+    """Pieces ``(source [1, N, D], offset, length)`` packed in order into ``[1, sum(length), D]``.
 
-    A view when the pieces are consecutive rows of one memory -- of one source, or of views
-    of one storage that lie end to end (a backend that keeps hidden states by position
-    returns such views from separate steps); otherwise one ``torch.cat`` of the pieces' row
+    A view when the pieces are consecutive positions of one memory -- of one source, or of
+    views of one storage that lie end to end (a backend that keeps hidden states by position
+    returns such views from separate steps); otherwise one ``torch.cat`` of the pieces'
     slices -- one device op whatever the number of sources, and no index list to copy to
     the device (an ``index_select`` needs one per call).
     """
-    first = pieces[0][0]
+    first, offset, n = pieces[0]
+    if len(pieces) == 1:  # the common case (a verification of one round's states): one view, no test
+        return first.narrow(1, offset, n)
     if all(source is first for source, _, _ in pieces) and all(
             a[1] + a[2] == b[1] for a, b in zip(pieces, pieces[1:])):
-        return first[pieces[0][1] : pieces[-1][1] + pieces[-1][2]][None]
+        return first.narrow(1, offset, pieces[-1][1] + pieces[-1][2] - offset)
     if _end_to_end(pieces):
         rows = sum(n for _, _, n in pieces)
-        return first.as_strided((1, rows, first.shape[1]), (rows * first.stride(0), *first.stride()),
-                                first.storage_offset() + pieces[0][1] * first.stride(0))
-    return torch.cat([source[off : off + n] for source, off, n in pieces])[None]
+        step = first.stride(1)
+        return first.as_strided((1, rows, first.shape[2]), (rows * step, step, first.stride(2)),
+                                first.storage_offset() + offset * step)
+    return torch.cat([source.narrow(1, off, n) for source, off, n in pieces], dim=1)
 
 
 def _end_to_end(pieces: list[tuple[torch.Tensor, int, int]]) -> bool:
-    """Whether the pieces' rows lie end to end in one storage, each row as the first's."""
+    """Whether the pieces' positions lie end to end in one storage, each position laid out as the first's."""
     first = pieces[0][0]
-    storage, layout = first.untyped_storage().data_ptr(), (first.stride(), first.dtype)
+    storage, layout = first.untyped_storage().data_ptr(), (first.stride()[1:], first.dtype)
     for (a, a_off, a_n), (b, b_off, _) in zip(pieces, pieces[1:]):
-        if (b.untyped_storage().data_ptr() != storage or (b.stride(), b.dtype) != layout
-                or a.storage_offset() + (a_off + a_n) * a.stride(0) != b.storage_offset() + b_off * b.stride(0)):
+        if (b.untyped_storage().data_ptr() != storage or (b.stride()[1:], b.dtype) != layout
+                or a.storage_offset() + (a_off + a_n) * a.stride(1) != b.storage_offset() + b_off * b.stride(1)):
             return False
     return True
 
@@ -177,6 +182,7 @@ class ModelState:
             raise ValueError(f"{model.name}: exits {self.bounds} outside 1..{model.num_layers}")
         self.starts = [0] + self.bounds[:-1]
         self.rows = 1
+        self._first_row_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (token buffer, its row 0)
         self.reset()
 
     def reset(self, rows: int | None = None) -> None:
@@ -228,10 +234,10 @@ class ModelState:
         else:
             self.model.truncate(start, end, length, rows=[r])
 
-    @staticmethod
-    def _ids(tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
+    def _ids(self, tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
         if len(rows) == 1:
-            return tokens[rows[0], firsts[0] : ends[0]]
+            row = self._first_row(tokens) if self.rows == 1 else tokens[rows[0]]
+            return row[firsts[0] : ends[0]]
         return token_spans(tokens, rows, firsts, ends)
 
     # -- views --------------------------------------------------------------------
@@ -290,9 +296,8 @@ class ModelState:
                     front[r] = f + n
                     self.pending[end].drop_before(r, f + n)
                     return None
-                out = out[0]
             else:
-                out = self._run_layers(inp, start, end, firsts, work, lengths)[0]
+                out = self._run_layers(inp, start, end, firsts, work, lengths)
             pend, off = self.pending[end], 0
             for r, f, n, a in zip(work, firsts, lengths, needs):
                 self.layer_evals[r] += (end - start) * n
@@ -381,10 +386,11 @@ class ModelState:
                         opts = {"launched": True} if launched else {}  # a backend without look-ahead never sees it
                         if self._draft_states_unread:
                             opts["keep_hidden"] = False
-                        out = fused(tokens[0], firsts[0], n[0], exit_layer, c, self._process_last, **opts)
+                        out = fused(self._first_row(tokens), firsts[0], n[0], exit_layer, c, self._process_last,
+                                    **opts)
                         self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
                         return [c]
-                    out = fused(tokens[0], firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
+                    out = fused(self._first_row(tokens), firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
                     drafted = out.shape[1] - (n[0] - firsts[0])  # with a stopping rule every drafted token is processed
                     self._book_draft(out, rows, exit_layer, firsts, n, drafted, True)
                     return [drafted]
@@ -416,6 +422,14 @@ class ModelState:
                     drafted[i] = s + 1
         return drafted
 
+    def _first_row(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens[0]``, made once per token buffer: a one-row state's draft round reads it every
+        round, and each view is a dispatcher call of host time on the path the device waits on."""
+        cached = self._first_row_of
+        if cached is None or cached[0] is not tokens:
+            cached = self._first_row_of = (tokens, tokens[0])
+        return cached[1]
+
     def layers_then_stop_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, pos: list[int],
                               confidence: torch.Tensor, stop_below: float) -> list[bool]:
         """Run the layers on the tokens just drafted at ``pos`` while their ``confidence`` comes to
@@ -428,7 +442,6 @@ class ModelState:
                     n: list[int], count: int, process_last: bool) -> None:
         """Frontiers, pending states and counters after a fused draft round whose packed
         hidden states of every processed position, row by row, are ``out`` (None: none kept)."""
-        out = out[0] if out is not None else None
         pend, off = self.pending[exit_layer], 0
         for r, first, nn in zip(rows, firsts, n):
             upto = nn + count - (0 if process_last else 1)
@@ -477,7 +490,7 @@ class ModelState:
             self.layer_evals[r] += self.bounds[j] - self.starts[j]
             if j:
                 self.pending[self.starts[j]].drop_before(r, pos + 1)
-        self.pending[exit_layer].append(r, pos, hidden[0], 0, 1)
+        self.pending[exit_layer].append(r, pos, hidden, 0, 1)
 
     def truncate_rows(self, rows: list[int], lengths: list[int]) -> None:
         """Forget every position ``>= lengths[i]`` of row ``rows[i]`` (a rejection there)."""
@@ -511,18 +524,23 @@ class ModelState:
         self.truncate_rows([0], [length])
 
 
-def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values) -> None:
-    """``tokens[rows[i], pos[i]] = values[i]`` in one device op (``values``: a tensor or host ints)."""
+def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values,
+                 row: torch.Tensor | None = None) -> None:
+    """``tokens[rows[i], pos[i]] = values[i]`` in one device op (``values``: a tensor or host ints).
+    ``row``: the view ``tokens[rows[0]]`` where the caller keeps one (one row: a view fewer to make)."""
     if len(rows) == 1:
         value = values[0]
         if torch.is_tensor(value):
-            tokens[rows[0], pos[0]] = value
+            if row is None:
+                tokens[rows[0], pos[0]] = value
+            else:
+                row[pos[0]] = value
         else:
             # A fill takes the int as a kernel argument. Item assignment of a host int copies it
             # from pageable memory, which waits for the device to finish everything queued -- on
             # an H200 trace, one such wait per verification, and with the look-ahead draft queued
             # behind the verdict it waited for that whole round (docs/performance.md, "Ninth run").
-            tokens[rows[0], pos[0]].fill_(int(value))
+            (tokens[rows[0], pos[0]] if row is None else row[pos[0]]).fill_(int(value))
         return
     width = tokens.shape[1]
     index = device_index([r * width + p for r, p in zip(rows, pos)], tokens.device)
@@ -835,7 +853,7 @@ class Engine:
         # of the middle level's verdicts so far would have (1: always; 0: never).
         self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
         self._verdicts_seen: dict[int, list[int]] = {}  # middle level -> count of verdicts per accepted number
-        self._verdict_read: tuple | None = None  # pinned buffer, event, stream (_verdict_host)
+        self._verdict_read: tuple | None = None  # pinned buffer, event, stream, views by size (_verdict_host)
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
@@ -1019,7 +1037,7 @@ class Engine:
         for state in self.states:
             state.reset(batch_size)
         self._slots: list[_Row | None] = [None] * batch_size
-        self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
+        self._use_tokens(torch.zeros(batch_size, 1, dtype=torch.long, device=self.device))
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         self._ahead = None
         self._handed_up = None
@@ -1126,7 +1144,7 @@ class Engine:
         if self._tokens.shape[1] < limit + 1:
             grown = torch.zeros(self._tokens.shape[0], limit + 1, dtype=torch.long, device=self.device)
             grown[:, : self._tokens.shape[1]] = self._tokens
-            self._tokens = grown
+            self._use_tokens(grown)
         self._tokens[r, :n] = torch.as_tensor(prompt, dtype=torch.long)
         for state in self.states:
             state.reset_row(r)
@@ -1141,6 +1159,14 @@ class Engine:
             level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
         )
         return _Row(index, prompt, limit, max_new, stats, generator, self._now(), committed=n)
+
+    def _use_tokens(self, tokens: torch.Tensor) -> None:
+        """Make ``tokens`` (``[rows, L]``) the token buffer, with a view of each of its rows made once:
+        a one-row round reads and writes its row a few times per token, and each view made for it
+        (``tokens[r, a:b]`` is two) is a dispatcher call of one to two µs of host time on the path the
+        device waits on (docs/performance.md, "Thirty-sixth run")."""
+        self._tokens = tokens
+        self._token_rows = tokens.unbind(0)
 
     def _finish(self, r: int, reason: str) -> Generation:
         row = self._slots[r]
@@ -1158,7 +1184,7 @@ class Engine:
         """The tokens each row just committed, as host values, in one transfer."""
         starts = [self._slots[r].committed for r in rows]
         if len(rows) == 1:
-            return [self._tokens[rows[0], starts[0] : starts[0] + counts[0]].tolist()]
+            return [self._token_rows[rows[0]][starts[0] : starts[0] + counts[0]].tolist()]
         flat = token_spans(self._tokens, rows, starts, [s + c for s, c in zip(starts, counts)]).tolist()
         out, off = [], 0
         for c in counts:
@@ -1208,7 +1234,7 @@ class Engine:
                 else:
                     logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
-                drafts = (self._tokens[sub[0], m[0] : upto[0]] if len(sub) == 1
+                drafts = (self._token_rows[sub[0]][m[0] : upto[0]] if len(sub) == 1
                           else token_spans(self._tokens, sub, m, upto))
                 if confidence is None:
                     verdicts, caught_up, mark = self._greedy_verdicts(i, sub, m, k, [out[j] for j in active], drafts,
@@ -1244,7 +1270,8 @@ class Engine:
                     cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
                     off += kk + 1
             handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
-            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens)
+            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
+                         row=self._token_rows[sub[0]] if len(sub) == 1 else None)
             still = []
             for jj, j in enumerate(active):
                 a = accepted[jj]
@@ -1344,10 +1371,11 @@ class Engine:
         launch = getattr(state.model, "launch_next_round", None)
         if launch is None or getattr(state.model, "greedy_draft", None) is None:
             return None  # the next round would not take the fused path that finishes a launched round
-        chunk = self._tokens[r, n[0] : nxt]
+        row = self._token_rows[r]
+        chunk = row[n[0] : nxt]
         read = HostValue(chunk, *self._verdict_host(chunk))
         first = state.frontier[0][r]
-        if launch(self._tokens[r], first, nxt, level.exit_layer, level.batch, state._process_last):
+        if launch(row, first, nxt, level.exit_layer, level.batch, state._process_last):
             self._ahead = (r, first, nxt)
         return [read.get()]
 
@@ -1591,13 +1619,20 @@ class Engine:
         return torch.cat([queued, rest])
 
     def _verdict_host(self, packed: torch.Tensor) -> tuple:
-        """A pinned buffer, an event and the stream for reading a packed verdict, made once."""
+        """A pinned buffer of ``packed``'s size, an event and the stream for reading a packed verdict,
+        made once per generation (the buffer's view once per size: a view is a dispatcher call on the
+        host, and a verdict is read once per round)."""
         if packed.device.type != "cuda":
             return ()
-        if self._verdict_read is None or self._verdict_read[0].numel() < packed.numel():
-            self._verdict_read = (torch.empty(max(packed.numel(), 64), dtype=packed.dtype, pin_memory=True),
-                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device))
-        return self._verdict_read
+        n = packed.numel()
+        if self._verdict_read is None or self._verdict_read[0].numel() < n:
+            self._verdict_read = (torch.empty(max(n, 64), dtype=packed.dtype, pin_memory=True),
+                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device), {})
+        buffer, event, stream, sized = self._verdict_read
+        host = sized.get(n)
+        if host is None:
+            host = sized[n] = buffer[:n]
+        return host, event, stream
 
     def _queue_ahead_inputs(self, front: int, m: int, k: int) -> bool:
         """Queue the inputs of level 0's next round from the packed verdict (the first part of

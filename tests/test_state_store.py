@@ -26,20 +26,24 @@ def native(hf, **kw):
 
 def test_gather_packs_views_lying_end_to_end_as_one_view_and_anything_else_by_copy():
     store = torch.arange(40.0).view(1, 10, 4)
-    a, b = store[0, 2:5], store[0, 5:8]  # two view objects of one storage, end to end
-    out = gather([(a, 1, 2), (b, 0, 2)])  # rows 3, 4 then 5, 6
+    a, b = store[:, 2:5], store[:, 5:8]  # two view objects of one storage, end to end
+    out = gather([(a, 1, 2), (b, 0, 2)])  # positions 3, 4 then 5, 6
     assert out.shape == (1, 4, 4) and torch.equal(out[0], store[0, 3:7])
     assert out.data_ptr() == store[0, 3].data_ptr()  # a view: no copy launched
     store[0, 4] = -1.0
     assert torch.equal(out[0, 1], store[0, 4])
-    gap = gather([(a, 0, 2), (b, 0, 1)])  # rows 2, 3 then 5: not end to end
+    gap = gather([(a, 0, 2), (b, 0, 1)])  # positions 2, 3 then 5: not end to end
     assert torch.equal(gap[0], torch.cat([store[0, 2:4], store[0, 5:6]]))
     assert gap.data_ptr() != store[0, 2].data_ptr()
     other = b.clone()  # another storage, whatever its address
     copied = gather([(a, 0, 3), (other, 0, 1)])
     assert torch.equal(copied[0], store[0, 2:6]) and copied.data_ptr() != store[0, 2].data_ptr()
-    wide = torch.arange(40.0).view(10, 4)[:, :2]  # rows of another layout than the first piece's
-    assert torch.equal(gather([(a[:, :2], 0, 1), (wide, 3, 1)])[0], torch.stack([a[0, :2], wide[3]]))
+    wide = torch.arange(40.0).view(1, 10, 4)[:, :, :2]  # positions of another layout than the first piece's
+    assert torch.equal(gather([(a[:, :, :2], 0, 1), (wide, 3, 1)])[0], torch.stack([a[0, 0, :2], wide[0, 3]]))
+    one = gather([(a, 1, 2)])  # one piece: a view of it, as the engine's verifications mostly take
+    assert torch.equal(one[0], store[0, 3:5]) and one.data_ptr() == store[0, 3].data_ptr()
+    same = gather([(a, 0, 1), (a, 1, 2)])  # consecutive positions of one source: one view
+    assert torch.equal(same[0], store[0, 2:5]) and same.data_ptr() == store[0, 2].data_ptr()
 
 
 def _prefilled(hf, graphs: bool = True):

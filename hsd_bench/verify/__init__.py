@@ -127,15 +127,19 @@ def greedy_verdict_inputs(drafts: torch.Tensor, lengths: list[int], p_argmax: to
     while the device goes on with work queued after it (the look-ahead draft);
     ``out``, a buffer of that size, receives them (a backend's static verdict input).
     """
-    ks = list(lengths)
-    if drafts.shape[0] != sum(ks) or p_argmax.shape[0] != sum(ks) + len(ks):
+    total = sum(lengths)
+    if drafts.shape[0] != total or p_argmax.shape[0] != total + len(lengths):
         raise ValueError(
-            f"greedy verification of drafts of {ks} tokens needs {sum(ks)} draft and {sum(ks) + len(ks)} target "
-            f"tokens, got {drafts.shape[0]} and {p_argmax.shape[0]}"
+            f"greedy verification of drafts of {list(lengths)} tokens needs {total} draft and "
+            f"{total + len(lengths)} target tokens, got {drafts.shape[0]} and {p_argmax.shape[0]}"
         )
-    if not sum(ks):
+    if not total:
         return p_argmax.view(-1) if out is None else out.copy_(p_argmax.view(-1))
-    parts = [drafts.view(-1), p_argmax.view(-1).to(drafts.dtype)]
+    # Reshaped or converted only where needed: each view is a dispatcher call on the host, and a
+    # verdict is packed on the path the device waits on (one-dimensional, of one dtype, as a rule).
+    if p_argmax.dtype != drafts.dtype:
+        p_argmax = p_argmax.to(drafts.dtype)
+    parts = (drafts if drafts.dim() == 1 else drafts.view(-1), p_argmax if p_argmax.dim() == 1 else p_argmax.view(-1))
     return torch.cat(parts) if out is None else torch.cat(parts, out=out)
 
 

@@ -240,6 +240,7 @@ class NativeLlama(RaggedSteps):
         # (end, m, k); its hidden state is in the store at depth end.
         self._caught_up: tuple[int, int, int] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
+        self._prefixes: dict[tuple[int, int], torch.Tensor] = {}  # (id of a static buffer, n) -> its view [:n]
         # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
         # verification's (k, at) once armed (arm_hand_up).
         self._hand_up_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
@@ -586,7 +587,7 @@ class NativeLlama(RaggedSteps):
         else:
             self._queue_round(tokens, first, upto, end, count, process_last)
         self._staged["verdict_m"] = upto  # the round's first step wrote it
-        tokens[upto : upto + count].copy_(self._draft_tok[:count])
+        tokens[upto : upto + count].copy_(self._prefix(self._draft_tok, count))
         self.cache.advance(0, end, last)
         return self._state_store(end)[:, first:last] if keep_hidden else None
 
@@ -642,7 +643,19 @@ class NativeLlama(RaggedSteps):
         ``k`` is past what a fixed-shape verification covers (``k + 1 > max_graph_tokens``)."""
         if not self.fixed_shapes or not 1 <= k < self.max_graph_tokens:
             return None
-        return self._verdict_in[: 2 * k + 1]
+        return self._prefix(self._verdict_in, 2 * k + 1)
+
+    def _prefix(self, buf: torch.Tensor, n: int) -> torch.Tensor:
+        """``buf[:n]`` of a buffer this model allocated once (never reallocated), made once per ``n``.
+
+        Why: each view is a dispatcher call, one to two µs of host time, and the engine asks for the
+        same few prefixes several times per token (HiSpec about four of the verdict buffer's) on the
+        path the device waits on (docs/performance.md, "Thirty-sixth run")."""
+        key = (id(buf), n)
+        view = self._prefixes.get(key)
+        if view is None:
+            view = self._prefixes[key] = buf[:n]
+        return view
 
     @_no_grad
     def queue_catch_up(self, m: int, k: int, end: int) -> bool:
@@ -880,7 +893,7 @@ class NativeLlama(RaggedSteps):
         verifier's token -- with the accepted drafts between them, then that token."""
         buf = self._verdict_in
         tb = next_pow2(back + 1)
-        rows = self._arange[:tb]
+        rows = self._prefix(self._arange, tb)
 
         def step() -> torch.Tensor:
             return self._round_inputs_fn(buf, k, back, rows, self._draft_ids, self._draft_last, self._pos_base,
