@@ -14,8 +14,10 @@ configurations (``bench_gpu.py --parts methods``: target, draft and middle model
 exits, N_d, N_i, the HumanEval workload), AR in chunks of ``AR_CHUNK_CUDA`` as on CUDA. Only the
 decode phase is counted; a replayed step's ops are its graph's, counted as one replay. Not counted:
 the copy of each verdict into its pinned host buffer, which only CUDA makes (about one launch per
-verification). Beside the counts, with ``--host-passes N`` (default 3; 0 leaves it out), the host's
-own time per token outside the step replays, the median of N plain passes
+verification). Views (slices, selects, reshapes) launch nothing but cost the host a dispatcher
+call each; they are counted apart, with their lines. Beside the counts, with ``--host-passes N``
+(default 3; 0 leaves it out), the host's own time per token outside the step replays, the median
+of N plain passes
 (``launches.host_time_per_token``): a time of this machine's CPU, not a GPU host's, for comparing
 two versions of the engine on one machine. Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
@@ -84,15 +86,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def markdown(doc: dict) -> str:
     lines = [f"# Host launches per generated token: {doc['target']}, {doc['prompts']} HumanEval prompts × "
              f"{doc['max_new']} new tokens, decode phase, graph path (CPU stand-in)", "",
-             "| method | tokens | launches / token | graph replays / token | host reads / token "
+             "| method | tokens | launches / token | graph replays / token | host reads / token | views / token "
              "| host µs / token outside replays (median; passes) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in doc["methods"].items():
         host = r.get("host_time")
         host_s = (f"{host['host_us_per_token']:.0f}; " + ", ".join(f"{v:.0f}" for v in host["passes_us_per_token"])
                   if host else "–")
         lines.append(f"| {name} | {r['tokens']} | {r['launches_per_token']:.2f} | {r['replays_per_token']:.2f} "
-                     f"| {r['reads_per_token']:.2f} | {host_s} |")
+                     f"| {r['reads_per_token']:.2f} | {r['views_per_token']:.2f} | {host_s} |")
     if any(r.get("host_time") for r in doc["methods"].values()):
         lines += ["", "The host's µs are this machine's CPU time per generated token outside the step replays "
                   "(fills, copies, cats and their arithmetic included): a figure to compare two versions of the "
@@ -102,6 +104,8 @@ def markdown(doc: dict) -> str:
         lines += [f"| `{op}` | {v:.2f} |" for op, v in r["ops"].items()]
         lines += ["", "| line | per token |", "| --- | --- |"]
         lines += [f"| `{site}` | {v:.2f} |" for site, v in r["sites"].items()]
+        lines += ["", "| line making views | per token |", "| --- | --- |"]
+        lines += [f"| `{site}` | {v:.2f} |" for site, v in r["view_sites"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +148,8 @@ def main(argv=None) -> int:
         host = (f", host {row['host_time']['host_us_per_token']:.0f} µs per token outside replays"
                 if args.host_passes else "")
         print(f"[count_launches] {name}: {row['tokens']} tokens, {row['launches_per_token']:.2f} launches per token "
-              f"({row['replays_per_token']:.2f} graph replays){host}, {time.perf_counter() - t0:.0f} s", flush=True)
+              f"({row['replays_per_token']:.2f} graph replays), {row['views_per_token']:.2f} views{host}, "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
         (out / "launches.json").write_text(json.dumps(doc, indent=1))
         (out / "launches.md").write_text(markdown(doc))
     print(f"[count_launches] wrote {out / 'launches.md'}", flush=True)

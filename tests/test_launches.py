@@ -36,6 +36,7 @@ def test_a_replay_is_one_launch_and_views_and_allocations_are_none():
         value = static.sum().item()  # a reduction (a launch), then a host read
     assert dict(count.ops) == {"fill_": 1, REPLAY: 1, "sum": 1}
     assert count.launches == 3 and count.reads == 1
+    assert count.views == 1  # the slice: no launch, but a dispatcher call, counted apart
     assert value == pytest.approx(2 * 8.0 + 2 * 6.0)  # the replay ran the step: (3 + 1) * 2 and (2 + 1) * 2
     assert graphs.run.__func__ is RecordingGraphs.run  # the stand-in is itself again after counting
     site = next(iter(count.sites))
@@ -67,6 +68,29 @@ def test_the_count_is_of_the_decode_phase_on_the_graph_path_and_the_same_every_p
     assert first["replays_per_token"] > 0 and "mm" not in first["ops"] and "addmm" not in first["ops"]
     assert first["launches_per_token"] == pytest.approx(sum(first["ops"].values()))
     assert engine.on_phase is None  # the counting hook is gone
+
+
+@pytest.mark.parametrize("spec", [MethodSpec("hispec", exit=[1, 2], draft_len=2, period=3),
+                                  MethodSpec("layerskip", exit=2, draft_len=3)], ids=["hispec", "layerskip"])
+def test_a_one_row_round_makes_few_views(spec):
+    """A view launches nothing but costs the host a dispatcher call, on the path the device waits on
+    (docs/performance.md, "Thirty-sixth run"): a one-row greedy decode makes at most eight per
+    verification -- the verified drafts and the verifier's tokens, the token written back, the
+    states handed to the verification and the round's own -- where, before the row's views were
+    kept and the pending states kept as returned, it made 19 (HiSpec) and 17 (layerskip) here."""
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=3)
+    model = native(hf)
+    graphs = stand_in_graphs([model])
+    engine = build_engine(spec, model, load_other=None)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=torch.Generator().manual_seed(n)).tolist() for n in (9, 14)]
+    engine.prepare(40, greedy=True)
+    engine.generate(prompts[0], 24, DecodingConfig())
+    row = per_token(engine, graphs, prompts, 24, DecodingConfig(), top=100)  # every line
+    gens = [engine.generate(p, 24, DecodingConfig()) for p in prompts]
+    verifications = sum(sum(g.stats.rounds[1:]) for g in gens) / sum(g.stats.n_generated for g in gens)
+    assert verifications > 0.5
+    assert 0 < row["views_per_token"] <= 8 * verifications, row["view_sites"]
+    assert sum(row["view_sites"].values()) == pytest.approx(row["views_per_token"])
 
 
 def test_the_host_time_leaves_out_what_the_replays_take():
@@ -103,8 +127,10 @@ def test_count_launches_writes_a_row_per_method_and_refuses_bad_arguments(tmp_pa
     doc = json.loads((tmp_path / "launches.json").read_text())
     row = doc["methods"]["hispec"]
     assert row["tokens"] > 0 and row["launches_per_token"] > row["replays_per_token"] > 0
+    assert row["views_per_token"] > 0 and row["view_sites"]
     assert len(row["host_time"]["passes_us_per_token"]) == 3  # --host-passes' default
     assert "| hispec |" in (tmp_path / "launches.md").read_text()
+    assert "| line making views | per token |" in (tmp_path / "launches.md").read_text()
     assert script.main(["--methods", "layerskip", "--prompts", "1", "--max-new", "8", "--host-passes", "0",
                         "--out", str(tmp_path / "untimed")]) == 0
     assert "host_time" not in json.loads((tmp_path / "untimed" / "launches.json").read_text())["methods"]["layerskip"]

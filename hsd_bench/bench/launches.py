@@ -14,6 +14,9 @@ How: the native backend's fixed-shape steps (the path a GPU runs) with a graph s
 a view, not an allocation) is counted with the project line that issued it, except inside a
 replayed step, whose ops a captured graph runs as one launch: the replay is counted instead.
 Reading a value on the host (``item``) is counted apart, as a read; ``tolist`` dispatches no op.
+A view (a slice, a select, a reshape) launches nothing but is a dispatcher call all the same, one
+to two µs of host time on a GPU host: views are counted apart too, with their lines
+(docs/performance.md, "Thirty-sixth run": HiSpec made 34 per token, now 13).
 What only CUDA does is not counted: the copy of each verdict into its pinned host buffer
 (``Engine._verdict_host``, about one launch per verification) and the events around it.
 
@@ -104,6 +107,7 @@ class HostLaunches(TorchDispatchMode):
         super().__init__()
         self.ops: Counter = Counter()
         self.sites: Counter = Counter()
+        self.view_sites: Counter = Counter()  # views made outside replays, by project line
         self.reads = 0
         self.decoding = True  # counting on; per_token turns it on only in the engine's decode phase
         self._graphs = list(graphs)
@@ -130,9 +134,15 @@ class HostLaunches(TorchDispatchMode):
             name = func.overloadpacket.__name__
             if name in READS:
                 self.reads += 1
-            elif not func.is_view and name not in NO_LAUNCH:
+            elif func.is_view:
+                self.view_sites[_site()] += 1
+            elif name not in NO_LAUNCH:
                 self._count(name)
         return out
+
+    @property
+    def views(self) -> int:
+        return sum(self.view_sites.values())
 
     @property
     def launches(self) -> int:
@@ -154,9 +164,10 @@ def stand_in_graphs(models: Iterable) -> list[RecordingGraphs]:
 def per_token(engine, graphs: list[RecordingGraphs], prompts: list[list[int]], max_new: int, decoding,
               stop: tuple[str, ...] = (), codec=None, top: int = 12) -> dict:
     """One pass over ``prompts`` under :class:`HostLaunches`, counting in the engine's decode phase only
-    (its ``on_phase`` hook; the prompt's prefill is not a round's work): launches, replays and reads
-    per generated token, the ``top`` ops and project lines by launches per token, and the steps
-    recorded during the pass (0 once ``prepare`` recorded every shape, as on a GPU)."""
+    (its ``on_phase`` hook; the prompt's prefill is not a round's work): launches, replays, reads and
+    views per generated token, the ``top`` ops and project lines by launches per token, the ``top``
+    lines by views per token, and the steps recorded during the pass (0 once ``prepare`` recorded
+    every shape, as on a GPU)."""
     recorded = sum(g.captures for g in graphs)
     tokens = 0
     with HostLaunches(graphs) as count:
@@ -173,8 +184,10 @@ def per_token(engine, graphs: list[RecordingGraphs], prompts: list[list[int]], m
         "launches_per_token": count.launches / n,
         "replays_per_token": count.ops[REPLAY] / n,
         "reads_per_token": count.reads / n,
+        "views_per_token": count.views / n,
         "ops": {op: c / n for op, c in count.ops.most_common(top)},
         "sites": {site: c / n for site, c in count.sites.most_common(top)},
+        "view_sites": {site: c / n for site, c in count.view_sites.most_common(top)},
         "recorded_while_decoding": sum(g.captures for g in graphs) - recorded,
     }
 
