@@ -157,6 +157,24 @@ def _end_to_end(pieces: list[tuple[torch.Tensor, int, int]]) -> bool:
     return True
 
 
+class RowViews:
+    """The rows of a token buffer ``[rows, L]`` as views, made once per buffer (checked by identity).
+
+    Why: a one-row round reads and writes its row of the engine's buffer a few times per token, and
+    each view made for it (``tokens[r, a:b]`` is two) is a dispatcher call of one to two µs of host
+    time on the path the device waits on (docs/performance.md, "Thirty-sixth run"). The engine and
+    each model state it hands the buffer to keep one of these."""
+
+    def __init__(self):
+        self._of: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None  # (buffer, its rows)
+
+    def __call__(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cached = self._of
+        if cached is None or cached[0] is not tokens:
+            cached = self._of = (tokens, tokens.unbind(0))
+        return cached[1]
+
+
 class ModelState:
     """Frontiers, caches and boundary hidden states of one model shared by its views.
 
@@ -182,7 +200,7 @@ class ModelState:
             raise ValueError(f"{model.name}: exits {self.bounds} outside 1..{model.num_layers}")
         self.starts = [0] + self.bounds[:-1]
         self.rows = 1
-        self._first_row_of: tuple[torch.Tensor, torch.Tensor] | None = None  # (token buffer, its row 0)
+        self._rows_of = RowViews()  # the rows of the engine's token buffer
         self.reset()
 
     def reset(self, rows: int | None = None) -> None:
@@ -236,8 +254,7 @@ class ModelState:
 
     def _ids(self, tokens: torch.Tensor, rows: list[int], firsts: list[int], ends: list[int]) -> torch.Tensor:
         if len(rows) == 1:
-            row = self._first_row(tokens) if self.rows == 1 else tokens[rows[0]]
-            return row[firsts[0] : ends[0]]
+            return self._rows_of(tokens)[rows[0]][firsts[0] : ends[0]]
         return token_spans(tokens, rows, firsts, ends)
 
     # -- views --------------------------------------------------------------------
@@ -386,11 +403,11 @@ class ModelState:
                         opts = {"launched": True} if launched else {}  # a backend without look-ahead never sees it
                         if self._draft_states_unread:
                             opts["keep_hidden"] = False
-                        out = fused(self._first_row(tokens), firsts[0], n[0], exit_layer, c, self._process_last,
+                        out = fused(self._rows_of(tokens)[0], firsts[0], n[0], exit_layer, c, self._process_last,
                                     **opts)
                         self._book_draft(out, rows, exit_layer, firsts, n, c, self._process_last)
                         return [c]
-                    out = fused(self._first_row(tokens), firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
+                    out = fused(self._rows_of(tokens)[0], firsts[0], n[0], exit_layer, c, True, stop_below=stop_below)
                     drafted = out.shape[1] - (n[0] - firsts[0])  # with a stopping rule every drafted token is processed
                     self._book_draft(out, rows, exit_layer, firsts, n, drafted, True)
                     return [drafted]
@@ -421,14 +438,6 @@ class ModelState:
                 if stop:
                     drafted[i] = s + 1
         return drafted
-
-    def _first_row(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens[0]``, made once per token buffer: a one-row state's draft round reads it every
-        round, and each view is a dispatcher call of host time on the path the device waits on."""
-        cached = self._first_row_of
-        if cached is None or cached[0] is not tokens:
-            cached = self._first_row_of = (tokens, tokens[0])
-        return cached[1]
 
     def layers_then_stop_rows(self, rows: list[int], tokens: torch.Tensor, exit_layer: int, pos: list[int],
                               confidence: torch.Tensor, stop_below: float) -> list[bool]:
@@ -854,6 +863,7 @@ class Engine:
         self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
         self._verdicts_seen: dict[int, list[int]] = {}  # middle level -> count of verdicts per accepted number
         self._verdict_read: tuple | None = None  # pinned buffer, event, stream, views by size (_verdict_host)
+        self._rows_of = RowViews()  # the rows of the token buffer self._tokens
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
         # phase without synchronising the device (hsd_bench/bench/instrument.py).
@@ -1037,7 +1047,7 @@ class Engine:
         for state in self.states:
             state.reset(batch_size)
         self._slots: list[_Row | None] = [None] * batch_size
-        self._use_tokens(torch.zeros(batch_size, 1, dtype=torch.long, device=self.device))
+        self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         self._ahead = None
         self._handed_up = None
@@ -1144,7 +1154,7 @@ class Engine:
         if self._tokens.shape[1] < limit + 1:
             grown = torch.zeros(self._tokens.shape[0], limit + 1, dtype=torch.long, device=self.device)
             grown[:, : self._tokens.shape[1]] = self._tokens
-            self._use_tokens(grown)
+            self._tokens = grown
         self._tokens[r, :n] = torch.as_tensor(prompt, dtype=torch.long)
         for state in self.states:
             state.reset_row(r)
@@ -1159,14 +1169,6 @@ class Engine:
             level_names=[lv.name for lv in self.levels], batch_size=len(self._slots),
         )
         return _Row(index, prompt, limit, max_new, stats, generator, self._now(), committed=n)
-
-    def _use_tokens(self, tokens: torch.Tensor) -> None:
-        """Make ``tokens`` (``[rows, L]``) the token buffer, with a view of each of its rows made once:
-        a one-row round reads and writes its row a few times per token, and each view made for it
-        (``tokens[r, a:b]`` is two) is a dispatcher call of one to two µs of host time on the path the
-        device waits on (docs/performance.md, "Thirty-sixth run")."""
-        self._tokens = tokens
-        self._token_rows = tokens.unbind(0)
 
     def _finish(self, r: int, reason: str) -> Generation:
         row = self._slots[r]
@@ -1184,7 +1186,7 @@ class Engine:
         """The tokens each row just committed, as host values, in one transfer."""
         starts = [self._slots[r].committed for r in rows]
         if len(rows) == 1:
-            return [self._token_rows[rows[0]][starts[0] : starts[0] + counts[0]].tolist()]
+            return [self._rows_of(self._tokens)[rows[0]][starts[0] : starts[0] + counts[0]].tolist()]
         flat = token_spans(self._tokens, rows, starts, [s + c for s, c in zip(starts, counts)]).tolist()
         out, off = [], 0
         for c in counts:
@@ -1234,7 +1236,7 @@ class Engine:
                 else:
                     logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
-                drafts = (self._token_rows[sub[0]][m[0] : upto[0]] if len(sub) == 1
+                drafts = (self._rows_of(self._tokens)[sub[0]][m[0] : upto[0]] if len(sub) == 1
                           else token_spans(self._tokens, sub, m, upto))
                 if confidence is None:
                     verdicts, caught_up, mark = self._greedy_verdicts(i, sub, m, k, [out[j] for j in active], drafts,
@@ -1271,7 +1273,7 @@ class Engine:
                     off += kk + 1
             handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
             write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
-                         row=self._token_rows[sub[0]] if len(sub) == 1 else None)
+                         row=self._rows_of(self._tokens)[sub[0]] if len(sub) == 1 else None)
             still = []
             for jj, j in enumerate(active):
                 a = accepted[jj]
@@ -1371,7 +1373,7 @@ class Engine:
         launch = getattr(state.model, "launch_next_round", None)
         if launch is None or getattr(state.model, "greedy_draft", None) is None:
             return None  # the next round would not take the fused path that finishes a launched round
-        row = self._token_rows[r]
+        row = self._rows_of(self._tokens)[r]
         chunk = row[n[0] : nxt]
         read = HostValue(chunk, *self._verdict_host(chunk))
         first = state.frontier[0][r]

@@ -420,7 +420,7 @@ class NativeLlama(RaggedSteps):
     def hand_up_input(self, k: int) -> torch.Tensor:
         """The static ``LongTensor[2k + 1]`` the verdict of the level below is packed into (its ``k``
         drafts, then its ``k + 1`` argmax tokens) for a hand-up verified ahead (:meth:`arm_hand_up`)."""
-        return self._hand_up_in[: 2 * k + 1]
+        return self._prefix(self._hand_up_in, 2 * k + 1)
 
     def hand_up_ready(self, end: int, k: int, at: int, t: int, first_pos: int) -> bool:
         """Whether :meth:`arm_hand_up` ``(k, at)`` followed by a verification of ``t`` positions from
