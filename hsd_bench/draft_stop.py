@@ -32,8 +32,6 @@ from typing import Any
 
 import torch
 
-from hsd_bench.device_copy import copy_span
-
 __all__ = ["DraftStopError", "HostValue", "first_stop", "parse_draft_stop", "stops_after", "top_probability"]
 
 
@@ -114,7 +112,7 @@ class HostValue:
                 host = torch.empty(n, dtype=value.dtype, pin_memory=True)
             # no view where none is needed: each is a dispatcher call, and a verdict is read once per round
             self._host = host if host.numel() == n else host[:n]
-            copy_span(self._host, 0, value if value.dim() == 1 else value.reshape(-1), 0, n, non_blocking=True)
+            self._host.copy_(value if value.dim() == 1 else value.reshape(-1), non_blocking=True)
             self._event = event if event is not None else torch.cuda.Event()
             self._event.record(stream if stream is not None else torch.cuda.current_stream(value.device))
         else:

@@ -29,7 +29,6 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from hsd_bench.device_copy import int_writer
 from hsd_bench.draft_stop import HostValue, first_stop, stops_after, top_probability
 from hsd_bench.models.base import LayeredModel
 from hsd_bench.models.ragged import device_index, token_spans
@@ -546,12 +545,11 @@ def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values,
             else:
                 row[pos[0]] = value
         else:
-            # Not item assignment: a host int assigned is copied from pageable memory, which waits
-            # for the device to finish everything queued -- on an H200 trace, one such wait per
-            # verification, and with the look-ahead draft queued behind the verdict it waited for
-            # that whole round (docs/performance.md, "Ninth run"). A driver copy from pinned memory
-            # (a fill where it cannot) costs the host a third of a fill ("Thirty-seventh run").
-            int_writer.write(tokens[rows[0]] if row is None else row, pos[0], int(value))
+            # A fill takes the int as a kernel argument. Item assignment of a host int copies it
+            # from pageable memory, which waits for the device to finish everything queued -- on
+            # an H200 trace, one such wait per verification, and with the look-ahead draft queued
+            # behind the verdict it waited for that whole round (docs/performance.md, "Ninth run").
+            (tokens[rows[0], pos[0]] if row is None else row[pos[0]]).fill_(int(value))
         return
     width = tokens.shape[1]
     index = device_index([r * width + p for r, p in zip(rows, pos)], tokens.device)

@@ -28,8 +28,6 @@ from typing import Callable, Protocol
 
 import torch
 
-from hsd_bench.device_copy import pack
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -142,7 +140,7 @@ def greedy_verdict_inputs(drafts: torch.Tensor, lengths: list[int], p_argmax: to
     if p_argmax.dtype != drafts.dtype:
         p_argmax = p_argmax.to(drafts.dtype)
     parts = (drafts if drafts.dim() == 1 else drafts.view(-1), p_argmax if p_argmax.dim() == 1 else p_argmax.view(-1))
-    return torch.cat(parts) if out is None else pack(parts, out)
+    return torch.cat(parts) if out is None else torch.cat(parts, out=out)
 
 
 def greedy_accept_values(values: list[int], lengths: list[int]) -> list[tuple[int, list[int]]]:

@@ -22,7 +22,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from hsd_bench.device_copy import copy_span, int_writer
 from hsd_bench.draft_stop import HostValue, stops_after, top_probability
 from hsd_bench.models.native import add_norm, decode_attention, gemv, verdicts
 from hsd_bench.models.native.args import NativeArgs, rope_tables
@@ -378,7 +377,7 @@ class NativeLlama(RaggedSteps):
                 build = lambda: self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]  # noqa: E731
             if self._graphs is None or key in self._graphs:
                 if from_ids:
-                    copy_span(self._verify_ids, 0, hidden, 0, t)
+                    self._verify_ids[:t].copy_(hidden)
                     if armed is None:
                         self._stage_scalar("verify_k", self._verify_k, t - 1)
                 else:
@@ -588,7 +587,7 @@ class NativeLlama(RaggedSteps):
         else:
             self._queue_round(tokens, first, upto, end, count, process_last)
         self._staged["verdict_m"] = upto  # the round's first step wrote it
-        copy_span(tokens, upto, self._prefix(self._draft_tok, count), 0, count)
+        tokens[upto : upto + count].copy_(self._prefix(self._draft_tok, count))
         self.cache.advance(0, end, last)
         return self._state_store(end)[:, first:last] if keep_hidden else None
 
@@ -600,7 +599,7 @@ class NativeLlama(RaggedSteps):
     def _stage_round_inputs(self, tokens: torch.Tensor, first: int, upto: int) -> None:
         """A fused round's inputs: the ids of positions ``[first, upto)``, its first position and
         the row its head reads -- all device work, stream-ordered behind whatever wrote ``tokens``."""
-        copy_span(self._draft_ids, 0, tokens, first, upto - first)
+        self._draft_ids[: upto - first].copy_(tokens[first:upto])
         self._stage_position(first)
         self._stage_scalar("draft_last", self._draft_last, upto - first - 1)
 
@@ -1207,7 +1206,7 @@ class NativeLlama(RaggedSteps):
         cannot see forgets the value (:meth:`_replay_after_verdict`; :meth:`reset`, which
         :meth:`prepare` ends with), so a skipped fill is always one whose value is already queued."""
         if self._staged.get(name) != value:
-            int_writer.write(buf, 0, value)
+            buf.fill_(value)
             self._staged[name] = value
 
     def _kv_bucket(self, kv_len: int) -> int:
