@@ -714,3 +714,66 @@ def test_an_unguarded_round_after_a_verdict_is_one_replay_and_drafts_what_its_tw
     assert replays == [1, 2]
     (tokens_a, states_a, len_a), (tokens_b, states_b, len_b) = results
     assert tokens_a == tokens_b and torch.equal(states_a, states_b) and len_a == len_b == m + accepted + 4
+
+
+SAME_MODEL_CASES = [c for c in CASES if c[2] is None]  # level 1 views the drafting model
+
+
+@pytest.mark.parametrize("label,spec,draft_kind", SAME_MODEL_CASES, ids=[c[0] for c in SAME_MODEL_CASES])
+@pytest.mark.parametrize("arch", ["llama_gqa", "mistral_window"])
+@pytest.mark.parametrize("interfere", [False, True], ids=["taken", "another-step-between"])
+def test_a_round_s_verification_queued_behind_it_is_the_one_the_engine_takes(arch, label, spec, draft_kind,
+                                                                               interfere, monkeypatch):
+    """Where level 1 views the drafting model, its verification of a round queued ahead is queued
+    behind that round (``launch_verification_ahead``) and the engine's verification then takes its
+    outputs: HF's tokens, the counters and the steps run of the engine that does not queue it --
+    no step more, none wasted. Where another step runs between (simulated), the verification runs
+    again as before: still HF's tokens, the queued one wasted."""
+    from hsd_bench.models.native.model import NativeLlama
+
+    target_hf = make_hf_model(arch, num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
+    queue = NativeLlama.launch_verification_ahead
+
+    def between(self, *args):  # a step counted between the queued verification and the engine's
+        queued = queue(self, *args)
+        self._graphs.runs += queued
+        return queued
+
+    rows, runs = {}, {}
+    for ahead in (True, False):
+        if not ahead:
+            monkeypatch.setattr(NativeLlama, "launch_verification_ahead", lambda self, *a: False)
+        elif interfere:
+            monkeypatch.setattr(NativeLlama, "launch_verification_ahead", between)
+        model = native(target_hf)
+        model._graphs = RecordingGraphs()
+        engine = build_engine(spec, model, load_other=None)
+        engine.prepare(len(prompt) + 60, greedy=True)
+        before = len(model._graphs.replays)
+        gen = engine.generate(prompt, 60, DecodingConfig())
+        assert gen.output_ids == ref, (label, ahead)
+        rows[ahead], runs[ahead] = gen.stats.as_row(), len(model._graphs.replays) - before
+    on, off = rows[True], rows[False]
+    for key in COUNTERS:
+        assert on[key] == off[key], (label, key)
+    assert off["verifications_ahead"] == 0
+    assert on["verifications_ahead"] > 0, label
+    assert runs[True] == runs[False] + (on["verifications_ahead"] if interfere else 0), (label, runs)
+
+
+def test_a_verification_is_queued_ahead_only_behind_a_round_of_its_own_model():
+    """vanilla_sd's target and a hierarchy's separate levels verify with another model than the
+    round's: nothing is queued behind the round."""
+    target_hf, draft_hf = make_hf_model("llama_gqa", num_layers=4, seed=7), make_hf_model("llama_gqa", num_layers=2, seed=9)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    for label in ("vanilla_sd-other", "hierarchy-3-models"):
+        spec = next(c[1] for c in CASES if c[0] == label)
+        models = {"target": native(target_hf), "draft": native(draft_hf, name="draft"), "mid": native(draft_hf, name="mid")}
+        for m in models.values():
+            m._graphs = RecordingGraphs()
+        engine = build_engine(spec, models["target"], load_other=lambda p: (models[p], None))
+        engine.prepare(len(prompt) + 40, greedy=True)
+        gen = engine.generate(prompt, 40, DecodingConfig())
+        assert gen.stats.draft_calls_ahead > 0 and gen.stats.verifications_ahead == 0, label

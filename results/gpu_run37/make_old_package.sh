@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The engine before the thirty-seventh session's driver copies, importable beside the new one: commit
-# 26b50ad's hsd_bench/ as package hsd_bench_old (imports renamed). For ab_copies.py; not committed.
+# The engine before the thirty-seventh session's changes, importable beside the new one: commit
+# 26b50ad's hsd_bench/ as package hsd_bench_old (imports renamed). For ab_copies.py and ab_ahead.py; not committed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rm -rf hsd_bench_old
