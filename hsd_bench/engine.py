@@ -605,9 +605,6 @@ class GenerationStats:
     hand_ups_ahead: int = 0
     hand_up_padding: int = 0
     hand_ups_continued: int = 0  # of those, hand-ups longer than the queued step, finished by a second
-    # Level-1 verifications queued behind their level-0 round before the verdict before them was read
-    # (Engine._verify_round_ahead).
-    verifications_ahead: int = 0
     # Level-0 rounds launched guarded inside a CUDA conditional node (the device evaluates the guard):
     # a kernel trace stretches the gaps inside such launches, so its between-launch split is not
     # comparable for a run that has them (bench/trace.py, at_timed_rate).
@@ -673,7 +670,6 @@ class GenerationStats:
             "hand_ups_ahead": self.hand_ups_ahead,
             "hand_up_padding": self.hand_up_padding,
             "hand_ups_continued": self.hand_ups_continued,
-            "verifications_ahead": self.verifications_ahead,
             "guarded_rounds_on_device": self.guarded_rounds_on_device,
             "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
@@ -1423,8 +1419,6 @@ class Engine:
         front, _, below, on_device = plan
         if on_device:
             launched = self._launch_ahead(front, sub[0], m[0], k[0], below)
-            if launched and below is None:  # the round runs whatever the verdict: so does its verification
-                self._verify_round_ahead(sub[0], front, m[0], k[0])
             verdicts = greedy_accept_values(verdict.get(), k)
         else:
             # No guarded graph: the host reads the guard, with the round's inputs queued,
@@ -1433,8 +1427,6 @@ class Engine:
             verdicts = greedy_accept_values(verdict.get(), k)
             launched = (queued and verdicts[0][0] < below
                         and self._launch_ahead(front, sub[0], m[0], k[0], None, inputs_queued=True))
-            if launched:
-                self._verify_round_ahead(sub[0], front, m[0], k[0])
         if launched:
             a = verdicts[0][0]
             if below is None or a < below:
@@ -1672,36 +1664,6 @@ class Engine:
         if launched and below is not None and getattr(model, "guards_on_device", False):
             self._slots[r].stats.guarded_rounds_on_device += 1
         return launched
-
-    def _verify_round_ahead(self, r: int, front: int, m: int, k: int) -> None:
-        """Queue level 1's verification of the level-0 round just queued ahead, which the engine
-        takes for sure (``_launch_ahead``), behind that round -- before the host's turn that
-        reaches it.
-
-        Why: between a verdict and the next verification the host books the verdict, finishes the
-        round's host part and gathers its states, while the device has only that short round to
-        run; it then waited for the verification's launch (HiSpec's largest wait between model
-        calls on the 5.6 M model, docs/performance.md "Thirty-seventh run"). Where level 1 views
-        the drafting model (HiSpec, layerskip) and its layers start where the round's end, the
-        verification reads everything on the device: the round's states by position and its first
-        position, ``m + a`` for the ``a`` the device counted -- so the model can queue it
-        (``launch_verification_ahead``) when its shape is the same for every ``a``: the round's
-        ``batch`` drafts and the verifier's token, with the drafting model's frontier at ``m + k``
-        (the round starts at ``m + a``, where level 1's own frontier is left). The level-1
-        verification the engine then runs takes its outputs; a different one runs as before."""
-        one, bottom = self.levels[1], self.levels[0]
-        state = bottom.state
-        if one.state is not state or one.draft_stop is not None or front < m + k:
-            return
-        launch = getattr(state.model, "launch_verification_ahead", None)
-        if launch is None or state.starts[state.bounds.index(one.exit_layer)] != bottom.exit_layer:
-            return
-        mark = self._level_clock.start()
-        queued = launch(bottom.exit_layer, one.exit_layer, bottom.batch + 1, m, m + k)
-        stats = self._slots[r].stats
-        self._level_clock.stop(1, mark, [stats])
-        if queued:
-            stats.verifications_ahead += 1
 
     def _take_ahead(self, level: Level, rows: list[int], n: list[int], counts: list[int]) -> bool:
         """True when this level-0 round is the one launched ahead (same row, start and length);

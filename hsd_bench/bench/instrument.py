@@ -84,8 +84,7 @@ from hsd_bench.bench.timing import sync
 FORWARD_METHODS = ("embed", "run_layers", "logits")  # the LayeredModel protocol's model calls
 # fast paths, when present (a backend method that runs a step and is missing here would count as overhead)
 OPTIONAL_FORWARD_METHODS = ("greedy_draft", "greedy_tokens", "greedy_draft_rows", "launch_draft_after_verdict",
-                            "launch_next_round", "launch_verification_ahead", "queue_draft_inputs", "queue_catch_up",
-                            "run_layers_greedy")
+                            "launch_next_round", "queue_draft_inputs", "queue_catch_up", "run_layers_greedy")
 
 
 class PhaseGate:

@@ -125,8 +125,6 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
         # hand-ups verified before the middle level's verdict was read, and those finished by a second step
         result.extra["hand_ups_ahead"] = summary["hand_ups_ahead"]
         result.extra["hand_ups_continued"] = summary["hand_ups_continued"]
-        # verifications queued behind their round before the verdict before it was read
-        result.extra["verifications_ahead"] = summary["verifications_ahead"]
         # rounds run inside CUDA conditional nodes: the trace's split is then left out (trace.at_timed_rate)
         result.extra["guarded_rounds_on_device"] = summary["guarded_rounds_on_device"]
         result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(

@@ -62,7 +62,6 @@ class GraphCache:
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.captures = 0  # how many graphs were captured (compiled, warmed up, recorded)
-        self.runs = 0  # how many steps were run (replayed or captured): a caller tells whether any ran since
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -79,7 +78,6 @@ class GraphCache:
             self.graphs[key] = entry
             self.captures += 1
         graph, out = entry
-        self.runs += 1
         graph.replay()
         return out
 
@@ -114,7 +112,6 @@ class RecordingGraphs:
         self.steps: dict[tuple, Callable[[], torch.Tensor]] = {}
         self.replays: list = []  # the first element of each replayed key, in order
         self.captures = 0
-        self.runs = 0  # as GraphCache.runs
 
     def __contains__(self, key: tuple) -> bool:
         return key in self.steps
@@ -125,5 +122,4 @@ class RecordingGraphs:
             self.captures += 1
         else:
             self.replays.append(key[0])
-        self.runs += 1
         return self.steps[key]()

@@ -239,9 +239,6 @@ class NativeLlama(RaggedSteps):
         # A verifier's token run through layers [0, end) by queue_catch_up, not yet booked:
         # (end, m, k); its hidden state is in the store at depth end.
         self._caught_up: tuple[int, int, int] | None = None
-        # The verification queued behind that round by launch_verification_ahead, not yet taken:
-        # (its step's key, its outputs, the graph runs counted after it).
-        self._verified_ahead: tuple[tuple, tuple, int] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._prefixes: dict[tuple[int, int], torch.Tensor] = {}  # (id of a static buffer, n) -> its view [:n]
         # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
@@ -278,7 +275,6 @@ class NativeLlama(RaggedSteps):
         self.cache.reset()
         self._staged.clear()
         self._launched = self._inputs_queued = self._caught_up = self._hand_up_armed = self._pos_after = None
-        self._verified_ahead = None
 
     def cache_len(self, layer: int, row: int = 0) -> int:
         return self.cache.row_lengths[row][layer]
@@ -379,24 +375,18 @@ class NativeLlama(RaggedSteps):
             else:
                 key = self._layers_greedy_key(start, end, tb, kv_len, from_ids)
                 build = lambda: self._layers_greedy_step(start, end, tb, kv_len, from_ids)[1]  # noqa: E731
-            ahead = (self._take_verified_ahead(key, start, first_pos, hidden)
-                     if self._verified_ahead is not None and not from_ids and armed is None else None)
-            if ahead is not None or self._graphs is None or key in self._graphs:
-                if ahead is not None:  # queued behind its round, on these very states (_take_verified_ahead)
-                    self._stage_position(first_pos)  # where the round left it: no fill
-                    out, tokens = ahead
+            if self._graphs is None or key in self._graphs:
+                if from_ids:
+                    self._verify_ids[:t].copy_(hidden)
+                    if armed is None:
+                        self._stage_scalar("verify_k", self._verify_k, t - 1)
                 else:
-                    if from_ids:
-                        self._verify_ids[:t].copy_(hidden)
-                        if armed is None:
-                            self._stage_scalar("verify_k", self._verify_k, t - 1)
-                    else:
-                        self._stage_states(start, first_pos, hidden)
-                    self._stage_position(first_pos)
-                    if self._graphs is None:
-                        out, tokens = build()()
-                    else:
-                        out, tokens = self._graphs.run(key, None)
+                    self._stage_states(start, first_pos, hidden)
+                self._stage_position(first_pos)
+                if self._graphs is None:
+                    out, tokens = build()()
+                else:
+                    out, tokens = self._graphs.run(key, None)
                 if from_ids and armed is None:
                     # the step moved its position on by its verdict (_layers_greedy_step)
                     self._staged.pop("pos", None)
@@ -912,55 +902,8 @@ class NativeLlama(RaggedSteps):
         return ("verdict", k, back), step
 
     def discard_launched(self) -> None:
-        """Forget a round queued by :meth:`launch_draft_after_verdict` that the engine will not use,
-        and the verification queued behind it."""
-        self._launched = self._verified_ahead = None
-
-    @_no_grad
-    def launch_verification_ahead(self, start: int, end: int, t: int, lowest: int, highest: int) -> bool:
-        """Queue, behind the round :meth:`launch_draft_after_verdict` just queued, the greedy
-        verification of that round by layers ``[start, end)`` -- ``t`` positions from the round's first,
-        the one the verdict step chose on the device, somewhere in ``[lowest, highest]`` -- before the
-        host has read the verdict; True if queued. The next :meth:`run_layers_greedy` of exactly that
-        verification (the round taken, nothing else run on this model since) returns its outputs
-        instead of running it again; anything else runs as before, and this step's writes lie past the
-        frontiers, where stale slots are masked and rewritten, as a discarded round's do.
-
-        Why: with the round queued ahead, the host's turn after a verdict -- the verdict's
-        bookkeeping, the round's host part, the gathering of its states -- ran while the device had
-        only that short round to run, and the device then waited for the verification's launch: the
-        largest wait between model calls of HiSpec on the 5.6 M model (an H200 trace, docs/performance.md
-        "Thirty-seventh run"). The verification reads every input on the device (the states at depth
-        ``start`` by position, the round's first position in ``_pos_base``), so only its shape must be
-        known: ``t`` and the attention span, the same for every first position in the range.
-
-        Only with captured steps (a replay, nothing built), where the verification's step is captured
-        and ``start`` is where the round's layers end (its states are the round's own)."""
-        launched = self._launched
-        if self._graphs is None or launched is None or launched[0] != start or self._verified_ahead is not None:
-            return False
-        if not self._greedy_step_fixed(t) or highest + t > self.max_context:
-            return False
-        kv_len = self._kv_bucket(lowest + t)
-        if self._kv_bucket(highest + t) != kv_len:
-            return False  # the span would follow the position the device chooses
-        key = self._layers_greedy_key(start, end, next_pow2(t), kv_len, False)
-        if key not in self._graphs:
-            return False
-        outputs = self._graphs.run(key, None)
-        self._verified_ahead = (key, outputs, self._graphs.runs)
-        return True
-
-    def _take_verified_ahead(self, key: tuple, start: int, first_pos: int, hidden: torch.Tensor) -> tuple | None:
-        """The outputs of the verification :meth:`launch_verification_ahead` queued, where it is
-        exactly the one asked for now: the same step, on ``hidden`` where it read them (the store at
-        depth ``start`` from ``first_pos``), ``first_pos`` the round's first (staged by the round's
-        host part, :meth:`greedy_draft`), and no other step run on this model since."""
-        ahead, self._verified_ahead = self._verified_ahead, None
-        if (ahead is None or ahead[0] != key or ahead[2] != self._graphs.runs
-                or self._staged.get("pos") != first_pos or not self._is_stored(start, first_pos, hidden)):
-            return None
-        return ahead[1]
+        """Forget a round queued by :meth:`launch_draft_after_verdict` that the engine will not use."""
+        self._launched = None
 
     def _chain(self, end: int, tb: int, upto: int, count: int, process_last: bool) -> None:
         """A fixed-count greedy round (:meth:`_chain_steps`): one replay of the whole round's graph
@@ -1242,14 +1185,10 @@ class NativeLlama(RaggedSteps):
     def _stage_states(self, depth: int, first_pos: int, hidden: torch.Tensor) -> None:
         """Make the store at ``depth`` hold ``hidden`` (``[1, T, D]``) at positions ``first_pos ..``:
         nothing to do where ``hidden`` is that very slice (a view the steps returned), else one copy."""
-        if not self._is_stored(depth, first_pos, hidden):
-            self._state_store(depth)[:, first_pos : first_pos + hidden.shape[1]].copy_(hidden)
-
-    def _is_stored(self, depth: int, first_pos: int, hidden: torch.Tensor) -> bool:
-        """Whether ``hidden`` (``[1, T, D]``) is the store's own slice at ``depth`` from ``first_pos``."""
         states = self._state_store(depth)
         row = states.stride(1)
-        return hidden.data_ptr() == states.data_ptr() + first_pos * row * states.element_size() and hidden.stride(1) == row
+        if hidden.data_ptr() != states.data_ptr() + first_pos * row * states.element_size() or hidden.stride(1) != row:
+            states[:, first_pos : first_pos + hidden.shape[1]].copy_(hidden)
 
     def _stage_position(self, first_pos: int) -> None:
         """A step's first position, staged by the host: it overwrites what a verdict step wrote,
