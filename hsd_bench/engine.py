@@ -34,6 +34,7 @@ from hsd_bench.models.base import LayeredModel
 from hsd_bench.models.ragged import device_index, token_spans
 from hsd_bench.sampling import DecodingConfig, sample, warp
 from hsd_bench.verify import VerificationRule, greedy_accept_rows, greedy_accept_values, greedy_verdict_inputs
+from hsd_bench.views import PrefixViews, RowViews
 
 __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level", "ModelState"]
 
@@ -155,24 +156,6 @@ def _end_to_end(pieces: list[tuple[torch.Tensor, int, int]]) -> bool:
                 or a.storage_offset() + (a_off + a_n) * a.stride(1) != b.storage_offset() + b_off * b.stride(1)):
             return False
     return True
-
-
-class RowViews:
-    """The rows of a token buffer ``[rows, L]`` as views, made once per buffer (checked by identity).
-
-    Why: a one-row round reads and writes its row of the engine's buffer a few times per token, and
-    each view made for it (``tokens[r, a:b]`` is two) is a dispatcher call of one to two µs of host
-    time on the path the device waits on (docs/performance.md, "Thirty-sixth run"). The engine and
-    each model state it hands the buffer to keep one of these."""
-
-    def __init__(self):
-        self._of: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None  # (buffer, its rows)
-
-    def __call__(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        cached = self._of
-        if cached is None or cached[0] is not tokens:
-            cached = self._of = (tokens, tokens.unbind(0))
-        return cached[1]
 
 
 class ModelState:
@@ -862,7 +845,7 @@ class Engine:
         # of the middle level's verdicts so far would have (1: always; 0: never).
         self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
         self._verdicts_seen: dict[int, list[int]] = {}  # middle level -> count of verdicts per accepted number
-        self._verdict_read: tuple | None = None  # pinned buffer, event, stream, views by size (_verdict_host)
+        self._verdict_read: tuple | None = None  # pinned buffer, event, stream, its prefixes (_verdict_host)
         self._rows_of = RowViews()  # the rows of the token buffer self._tokens
         # Optional observer told "prefill", "decode" and "done" as generation moves
         # between phases, so a profiler can attribute model calls to the decode
@@ -1629,12 +1612,9 @@ class Engine:
         n = packed.numel()
         if self._verdict_read is None or self._verdict_read[0].numel() < n:
             self._verdict_read = (torch.empty(max(n, 64), dtype=packed.dtype, pin_memory=True),
-                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device), {})
-        buffer, event, stream, sized = self._verdict_read
-        host = sized.get(n)
-        if host is None:
-            host = sized[n] = buffer[:n]
-        return host, event, stream
+                                  torch.cuda.Event(), torch.cuda.current_stream(packed.device), PrefixViews())
+        buffer, event, stream, prefix = self._verdict_read
+        return prefix(buffer, n), event, stream
 
     def _queue_ahead_inputs(self, front: int, m: int, k: int) -> bool:
         """Queue the inputs of level 0's next round from the packed verdict (the first part of

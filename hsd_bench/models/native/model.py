@@ -38,6 +38,7 @@ from hsd_bench.models.native.layers import (
     step_inputs,
 )
 from hsd_bench.models.native.verdicts import compile_verdict_fn
+from hsd_bench.views import PrefixViews
 
 MIN_KV_BUCKET = 128
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
@@ -240,7 +241,7 @@ class NativeLlama(RaggedSteps):
         # (end, m, k); its hidden state is in the store at depth end.
         self._caught_up: tuple[int, int, int] | None = None
         self._verdict_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
-        self._prefixes: dict[tuple[int, int], torch.Tensor] = {}  # (id of a static buffer, n) -> its view [:n]
+        self._prefix = PrefixViews()  # buf[:n] of the static buffers above and below, made once per n
         # The verdict of the level below a hand-up verified ahead (hand_up_input), and the next
         # verification's (k, at) once armed (arm_hand_up).
         self._hand_up_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
@@ -644,18 +645,6 @@ class NativeLlama(RaggedSteps):
         if not self.fixed_shapes or not 1 <= k < self.max_graph_tokens:
             return None
         return self._prefix(self._verdict_in, 2 * k + 1)
-
-    def _prefix(self, buf: torch.Tensor, n: int) -> torch.Tensor:
-        """``buf[:n]`` of a buffer this model allocated once (never reallocated), made once per ``n``.
-
-        Why: each view is a dispatcher call, one to two µs of host time, and the engine asks for the
-        same few prefixes several times per token (HiSpec about four of the verdict buffer's) on the
-        path the device waits on (docs/performance.md, "Thirty-sixth run")."""
-        key = (id(buf), n)
-        view = self._prefixes.get(key)
-        if view is None:
-            view = self._prefixes[key] = buf[:n]
-        return view
 
     @_no_grad
     def queue_catch_up(self, m: int, k: int, end: int) -> bool:
