@@ -1,6 +1,8 @@
-"""One process, two engines per method: the code before the thirty-sixth session's host cuts
-(``hsd_bench_old``: commit 4922074, a copy under another package name made by
-``make_old_package.sh``) and the code after, on the same HF weights, alternating timed passes.
+"""One process, two engines per method: the code before a change (``hsd_bench_old``: commit
+``AB_OLD``, by default 4922074, before the thirty-sixth session's host cuts -- a copy under another
+package name made by ``make_old_package.sh [commit]``) and the code after, on the same HF weights,
+alternating timed passes. ``AB_NAME`` names the output files (default ``ab_views``), ``AB_LABEL``
+the change in their title (default "host cuts"); the thirty-seventh run's A/Bs set all three.
 
 Why one process: a host-bound method's rate follows the lent host's state, which moves between
 processes by more than the change measured (docs/performance.md, "Fourteenth run"); alternating
@@ -11,7 +13,7 @@ own engines (methods.build_engine, bench_gpu.engine_specs), prepares them with i
 Outputs: both sides' tokens must be equal prompt by prompt (no device work changed); per method
 and round the decode tok/s of each side, the host probe, and the paired ratio new / old.
 
-    [METHODS=a,b] python results/gpu_run36/ab_views.py OUT [target] [rounds]
+    [METHODS=a,b] [AB_OLD=commit AB_NAME=name AB_LABEL=text] python results/gpu_run36/ab_views.py OUT [target] [rounds]
 """
 import importlib, json, os, statistics, sys, time
 from pathlib import Path
@@ -28,6 +30,8 @@ target_path = sys.argv[2] if len(sys.argv) > 2 else "checkpoints/ee-24x128"
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 DRAFT, MID = "checkpoints/family-2x128", "checkpoints/family-6x128"
 METHODS = os.environ.get("METHODS", "autoregressive,layerskip,hispec,vanilla_sd,hierarchy").split(",")
+OLD, NAME = os.environ.get("AB_OLD", "4922074"), os.environ.get("AB_NAME", "ab_views")
+LABEL = os.environ.get("AB_LABEL", "host cuts")
 PROMPTS, NEW, REPS = int(os.environ.get("PROMPTS", 8)), int(os.environ.get("NEW", 128)), 3
 dev = torch.device(os.environ.get("DEV", "cuda"))  # DEV=cpu: a dry run of the script
 dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -92,13 +96,13 @@ for rnd in range(rounds):
 summary = {m: {"ratio_median": statistics.median(r["ratio"]), "ratio_min": min(r["ratio"]), "ratio_max": max(r["ratio"]),
                "new_median": statistics.median(r["new"]), "old_median": statistics.median(r["old"]),
                "outputs_equal": same[m], **r} for m, r in res.items()}
-(out / "ab_views.json").write_text(json.dumps({"target": target_path, "rounds": rounds, "prompts": PROMPTS,
+(out / f"{NAME}.json").write_text(json.dumps({"target": target_path, "rounds": rounds, "prompts": PROMPTS,
                                                "max_new": NEW, "reps": REPS, "methods": summary}, indent=1))
-lines = [f"# In-process A/B, {target_path}: new (host cuts) against old (4922074), {rounds} rounds × {REPS} passes", "",
+lines = [f"# In-process A/B, {target_path}: new ({LABEL}) against old ({OLD}), {rounds} rounds × {REPS} passes", "",
          "| method | old tok/s (median) | new tok/s (median) | new/old per round (median; min–max) | outputs equal |",
          "| --- | --- | --- | --- | --- |"]
 for m, s in summary.items():
     lines.append(f"| {m} | {s['old_median']:.1f} | {s['new_median']:.1f} | {s['ratio_median']:.3f}; "
                  f"{s['ratio_min']:.3f}–{s['ratio_max']:.3f} | {s['outputs_equal']} |")
-(out / "ab_views.md").write_text("\n".join(lines) + "\n")
+(out / f"{NAME}.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines), flush=True)

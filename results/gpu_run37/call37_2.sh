@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Thirty-seventh run, call 2 (the shipped 5.6 M target): the driver copies checked against the torch
 # ops on the GPU (check_copies.py), the float32 smoke on the graph path (every method must equal HF
-# generate), the in-process A/B against 26b50ad (ab_copies.py; hsd_bench_old made by
-# make_old_package.sh before the call), then the sampled host profile again with the new code.
+# generate), the in-process A/B against 26b50ad (gpu_run36/ab_views.py named ab_copies; hsd_bench_old made
+# by `bash results/gpu_run36/make_old_package.sh 26b50ad` before the call), then the sampled host profile again with the new code.
 source scripts/gpu_env.sh
 export CI=true
 start=$SECONDS
@@ -17,7 +17,7 @@ t0=$SECONDS
 timeout 170 python3 scripts/bench_gpu.py --parts smoke --out $W/smoke > $W/smoke.log 2>&1
 echo "smoke rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
 t0=$SECONDS
-timeout $(( $(left) - 100 )) python3 results/gpu_run37/ab_copies.py $W/ab56 checkpoints/ee-24x128 4 > $W/ab56.log 2>&1
+AB_OLD=26b50ad AB_NAME=ab_copies AB_LABEL="driver copies" timeout $(( $(left) - 100 )) python3 results/gpu_run36/ab_views.py $W/ab56 checkpoints/ee-24x128 4 > $W/ab56.log 2>&1
 echo "ab56 rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
 if (( $(left) > 90 )); then
   t0=$SECONDS

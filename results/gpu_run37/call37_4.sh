@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Thirty-seventh run, call 4 (a fresh machine): a 294 M model trained here (100 s), the in-process
-# A/B of the verification queued behind its round against 26b50ad on it (ab_ahead.py; hsd_bench_old
-# made by make_old_package.sh before the call), then the benchmark's methods part on it (AR and
+# A/B of the verification queued behind its round against 26b50ad on it (gpu_run36/ab_views.py named
+# ab_ahead; hsd_bench_old made by `bash results/gpu_run36/make_old_package.sh 26b50ad` before the call), then the benchmark's methods part on it (AR and
 # HiSpec, outside forwards, traces last).
 source scripts/gpu_env.sh
 export CI=true
@@ -18,7 +18,8 @@ t0=$SECONDS
 OUT=$W/t GPU_CKPT=$MODEL GPU_BUDGET=100 bash scripts/gpu_train_model.sh > $W/train.log 2>&1
 echo "train rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
 t0=$SECONDS
-METHODS=autoregressive,layerskip,hispec timeout $(( $(left) - 150 )) python3 results/gpu_run37/ab_ahead.py $W/ab294 $MODEL 8 > $W/ab294.log 2>&1
+METHODS=autoregressive,layerskip,hispec AB_OLD=26b50ad AB_NAME=ab_ahead AB_LABEL="verification queued behind its round" \
+  timeout $(( $(left) - 150 )) python3 results/gpu_run36/ab_views.py $W/ab294 $MODEL 8 > $W/ab294.log 2>&1
 echo "ab294 rc=$? $((SECONDS - t0)) s" >> $W/calls.log; pack
 if (( $(left) > 100 )); then
   t0=$SECONDS
