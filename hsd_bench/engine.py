@@ -987,7 +987,7 @@ class Engine:
             return gen
         raise AssertionError("generate_many yielded nothing for one prompt")
 
-    @torch.no_grad()
+    @torch.inference_mode()  # the backends' buffers are inference tensors (models/native/inference.py)
     def generate_many(
         self,
         prompts: Iterable[list[int]],

@@ -20,6 +20,15 @@ from tests.test_lookahead import CASES as LOOKAHEAD_CASES
 from tests.test_native_backend import VOCAB, make_hf_model
 
 
+@pytest.fixture(autouse=True)
+def _inference_mode():
+    """These tests drive the backend's steps and static buffers directly, as the engine does, and
+    the engine does it in inference mode: its buffers are inference tensors, which may be written in
+    place only there (models/native/inference.py)."""
+    with torch.inference_mode():
+        yield
+
+
 def native(hf, **kw):
     return from_hf_model(hf, max_context=96, fixed_shapes=True, max_graph_tokens=4, min_kv_bucket=16, **kw)
 

@@ -135,7 +135,11 @@ class HostLaunches(TorchDispatchMode):
             if name in READS:
                 self.reads += 1
             elif func.is_view:
-                self.view_sites[_site()] += 1
+                # An op that hands back its own input (``to`` the device it is on, ``tolist``'s
+                # ``resolve_conj``) makes no view; under inference mode such no-ops reach a dispatch
+                # mode (under no_grad they do not), and the count is of views made.
+                if not (args and out is args[0]):
+                    self.view_sites[_site()] += 1
             elif name not in NO_LAUNCH:
                 self._count(name)
         return out

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, configure_compile, next_pow2
+from hsd_bench.models.native.inference import inference_only
 from hsd_bench.models.native.layers import layer_forward, step_inputs
 from hsd_bench.models.ragged import RaggedLayout, device_index, token_spans
 
@@ -115,7 +116,7 @@ class RaggedSteps:
             return out.reshape(1, bb * tb, out.shape[-1]).clone()  # a replay overwrites its output
         return out.view(-1, out.shape[-1]).index_select(0, index)[None]
 
-    @torch.no_grad()
+    @inference_only
     def greedy_draft_rows(self, tokens: torch.Tensor, rows: list[int], first: list[int], upto: list[int], end: int,
                           count: int, process_last: bool = False) -> torch.Tensor:
         """``greedy_draft`` for several rows of the engine's ``[R, L]`` token buffer, chained on the device.

@@ -16,7 +16,6 @@ Several sequences (cache rows) decode together through ragged forwards
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import torch
@@ -28,6 +27,7 @@ from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
+from hsd_bench.models.native.inference import inference_only
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
@@ -53,24 +53,6 @@ def conditional_graphs_available() -> bool:
     graph = getattr(torch.cuda, "CUDAGraph", None)
     return all(hasattr(graph, name) for name in
                ("get_currently_capturing_graph", "begin_capture_to_if_node", "end_capture_to_conditional_node"))
-
-
-def _no_grad(fn):
-    """``torch.no_grad()`` that costs one check when grad is already off.
-
-    The decorator form enters and leaves a context manager on every call,
-    several microseconds of host time per call; a draft round makes a few
-    such calls per token, and the engine already runs with grad off.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if torch.is_grad_enabled():
-            with torch.no_grad():
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    return wrapper
 
 
 PREFILL_MODES = ("auto", "eager", "chunked")
@@ -105,6 +87,7 @@ class NativeLlama(RaggedSteps):
     backend = "native"
     max_verdict_back = MAX_VERDICT_BACK  # what launch_draft_after_verdict's ``back`` may be (the engine asks)
 
+    @inference_only  # its buffers are inference tensors: the per-round fills and copies skip two dispatch layers
     def __init__(
         self,
         args: NativeArgs,
@@ -285,12 +268,12 @@ class NativeLlama(RaggedSteps):
         for row in rows if rows is not None else (0,):
             self.cache.truncate(start, end, length, row)
 
-    @_no_grad
+    @inference_only
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids.to(self.device, non_blocking=True).view(-1)
         return F.embedding(ids, self.embed_weight)[None]
 
-    @_no_grad
+    @inference_only
     def run_layers(self, hidden: torch.Tensor, start: int, end: int, first_pos, rows=None, lengths=None) -> torch.Tensor:
         self._pos_after = None  # a step since a verification from ids: its verdict's position is not the one noted
         if rows is not None:
@@ -323,7 +306,7 @@ class NativeLlama(RaggedSteps):
         self.cache.check_frontier(start, end, first_pos)
         return t
 
-    @_no_grad
+    @inference_only
     def run_layers_greedy(self, hidden: torch.Tensor, start: int, end: int, first_pos: int,
                           keep_hidden: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
         """``run_layers`` and then ``greedy_tokens`` of its whole output, as one fixed-shape step.
@@ -477,13 +460,13 @@ class NativeLlama(RaggedSteps):
         """Whether :meth:`run_layers_greedy` runs ``t`` positions as one fixed-shape step."""
         return self.fixed_shapes and 1 <= t <= min(self.max_graph_tokens, self.max_head_tokens)
 
-    @_no_grad
+    @inference_only
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.shape[1] > self.max_head_tokens:
             return head_forward(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
         return self._run_head("head", hidden)
 
-    @_no_grad
+    @inference_only
     def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """``argmax(logits(hidden))`` as ``LongTensor[T]``, head and argmax in one step."""
         if hidden.shape[1] > self.max_head_tokens:
@@ -507,7 +490,7 @@ class NativeLlama(RaggedSteps):
 
         return (kind, tb), step
 
-    @_no_grad
+    @inference_only
     def greedy_draft(
         self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int, process_last: bool = False,
         stop_below: float | None = None, launched: bool = False, keep_hidden: bool = True,
@@ -611,7 +594,7 @@ class NativeLlama(RaggedSteps):
         self._chain(end, next_pow2(upto - first), upto, count, process_last)
         self._staged["verdict_m"] = upto  # the round's first step wrote it
 
-    @_no_grad
+    @inference_only
     def launch_next_round(self, tokens: torch.Tensor, first: int, upto: int, end: int, count: int,
                           process_last: bool = False) -> bool:
         """Queue the greedy round :meth:`greedy_draft` would run next -- positions ``[first, upto)``
@@ -646,7 +629,7 @@ class NativeLlama(RaggedSteps):
             return None
         return self._prefix(self._verdict_in, 2 * k + 1)
 
-    @_no_grad
+    @inference_only
     def queue_catch_up(self, m: int, k: int, end: int) -> bool:
         """Run the verifier's token of a packed verdict (:meth:`verdict_input`: ``k`` drafts at
         ``m``) through layers ``[0, end)`` at its position ``m + a``, both chosen on the device,
@@ -701,7 +684,7 @@ class NativeLlama(RaggedSteps):
 
         return ("catch-up", end, kv_len), step
 
-    @_no_grad
+    @inference_only
     def queue_draft_inputs(self, m: int, k: int, back: int, count: int) -> bool:
         """Queue only the first part of :meth:`launch_draft_after_verdict`: the step that turns the
         packed verdict into the next round's inputs, on the device; True if queued. The round itself
@@ -735,7 +718,7 @@ class NativeLlama(RaggedSteps):
         self._staged.pop("draft_last", None)
         self._inputs_queued = self._pos_after = None
 
-    @_no_grad
+    @inference_only
     def launch_draft_after_verdict(self, m: int, k: int, back: int, end: int, count: int,
                                    process_last: bool, accepted_below: int | None = None,
                                    inputs_queued: bool = False) -> bool:
@@ -1205,7 +1188,7 @@ class NativeLlama(RaggedSteps):
         return min(self.cache.slots, max(self.min_kv_bucket, next_pow2(kv_len)))
 
     # -- before timing --------------------------------------------------------------
-    @_no_grad
+    @inference_only
     def prepare(
         self,
         max_len: int,
