@@ -1,0 +1,26 @@
+# Sourced by a device session's call script, after scripts/gpu_env.sh, with CALL set (its name,
+# e.g. call1): what every such script began with, written once.
+# - W, the work folder (/tmp/w_$CALL), and W/gpu.txt (the GPU's name and driver);
+# - left: seconds left of the call's LIMIT (default 585) since this file was sourced;
+# - pack: W packed into $OUT/$CALL.tgz (models left out), to call after every step, so a call cut
+#   off by its limit still brings back what it finished;
+# - step NAME SECONDS CMD...: CMD under `timeout SECONDS`, its output in W/NAME.log, its exit status
+#   and duration in W/calls.log, then pack;
+# - M: the benchmark's methods part on the shipped workload (docs/performance.md names it `M`);
+#   add --target and --out.
+export CI=true
+start=$SECONDS
+W=/tmp/w_${CALL:?set CALL before sourcing scripts/gpu_call.sh}; mkdir -p "$W"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/gpu.txt" 2>/dev/null || true
+left() { echo $((${LIMIT:-585} - (SECONDS - start))); }
+PACKED="$OUT/$CALL.tgz"  # fixed now: a CALL given as `CALL=x source ...` is gone after the source
+pack() { tar czf "$PACKED" -C "$W" --exclude='*.safetensors' --exclude='*.pt' . ; }
+step() {
+  local name=$1 seconds=$2; shift 2
+  local t0=$SECONDS
+  timeout "$seconds" "$@" > "$W/$name.log" 2>&1
+  echo "$name rc=$? $((SECONDS - t0)) s" >> "$W/calls.log"; pack
+}
+M=(--parts methods --dataset humaneval --prompts 8 --methods-max-new 128 --reps 3 --exit 6 --gamma 4
+   --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --draft checkpoints/family-2x128 --mid-draft checkpoints/family-6x128
+   --device-trace)
