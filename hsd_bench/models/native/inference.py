@@ -10,9 +10,10 @@ packs around each graph replay cost more host time than the replays (docs/perfor
 are inference tensors and the mode is on (docs/performance.md, "Thirty-eighth run").
 
 The price is a rule: an inference tensor may not be written in place outside inference mode. So
-the backend makes its buffers in the mode (``NativeLlama.__init__``), and every public method
-enters it (``inference_only``), as does ``Engine.generate_many``; reading the tensors
-(functionally) works anywhere.
+the backend makes its buffers in the mode (``NativeLlama.__init__``), its methods that queue device
+work enter it (``inference_only``), and so does ``Engine.generate_many``, which fills the static
+inputs the model hands it (``verdict_input``, ``hand_up_input``); code that fills those itself, as
+the tests of those steps do, runs in the mode too. Reading the tensors (functionally) works anywhere.
 """
 from __future__ import annotations
 
