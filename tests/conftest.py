@@ -40,6 +40,15 @@ def make_model(arch: str, num_layers: int = 6, seed: int = 0, vocab_size: int = 
     return HFLayeredModel(hf, name=name)
 
 
+@pytest.fixture
+def inference_mode():
+    """For tests that drive the native backend's steps and static buffers directly, as the engine
+    does, and the engine does it in inference mode: its buffers are inference tensors, which may be
+    written in place only there (models/native/inference.py)."""
+    with torch.inference_mode():
+        yield
+
+
 @pytest.fixture(scope="session")
 def codec() -> TextCodec:
     return TextCodec()

@@ -20,13 +20,7 @@ from tests.test_lookahead import CASES as LOOKAHEAD_CASES
 from tests.test_native_backend import VOCAB, make_hf_model
 
 
-@pytest.fixture(autouse=True)
-def _inference_mode():
-    """These tests drive the backend's steps and static buffers directly, as the engine does, and
-    the engine does it in inference mode: its buffers are inference tensors, which may be written in
-    place only there (models/native/inference.py)."""
-    with torch.inference_mode():
-        yield
+pytestmark = pytest.mark.usefixtures("inference_mode")  # the steps are driven as the engine drives them
 
 
 def native(hf, **kw):
