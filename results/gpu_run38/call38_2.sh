@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Thirty-eighth run, call 2 (not run: the machine was lost before it started; owed): a 294 M model
+# Thirty-eighth run, call 2 (no result: its machine stopped answering during the call; owed): a 294 M model
 # trained on the machine (100 s), the in-process A/B of inference mode against b85df48 on it
 # (gpu_run36/ab_views.py named ab_inference; hsd_bench_old made by
 # `bash results/gpu_run36/make_old_package.sh b85df48` before the call), then the benchmark's methods
