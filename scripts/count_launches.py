@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nd", type=int, default=2)
     p.add_argument("--ni", type=int, default=4)
     p.add_argument("--top", type=int, default=12, help="ops and lines listed per method")
+    p.add_argument("--conditional-nodes", action="store_true",
+                   help="count the path of CUDA graphs with conditional nodes (torch >= 2.12 on a GPU: a middle "
+                        "level's guarded rounds are replays); default: without, the lent GPUs' torch 2.11")
     p.add_argument("--host-passes", type=int, default=3,
                    help="plain passes timing the host outside step replays (0: not timed)")
     p.add_argument("--out", required=True)
@@ -84,8 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def markdown(doc: dict) -> str:
+    nodes = "with conditional nodes" if doc.get("conditional_nodes") else "without conditional nodes"
     lines = [f"# Host launches per generated token: {doc['target']}, {doc['prompts']} HumanEval prompts × "
-             f"{doc['max_new']} new tokens, decode phase, graph path (CPU stand-in)", "",
+             f"{doc['max_new']} new tokens, decode phase, graph path (CPU stand-in, {nodes})", "",
              "| method | tokens | launches / token | graph replays / token | host reads / token | views / token "
              "| host µs / token outside replays (median; passes) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -124,7 +128,7 @@ def main(argv=None) -> int:
     target = native(hf_t, "target")
     others = {"draft": native(load_hf(args.draft, device, dtype)[0], "draft"),
               "mid": native(load_hf(args.mid_draft, device, dtype)[0], "mid")}
-    graphs = stand_in_graphs([target, *others.values()])
+    graphs = stand_in_graphs([target, *others.values()], conditional_nodes=args.conditional_nodes)
     e_d, e_v = args.hispec_exits
     specs = bench_gpu.engine_specs(hf_t.config.num_hidden_layers, args.exit, e_d, e_v, args.gamma, args.nd, args.ni,
                                    draft=True, mid=True)
@@ -133,6 +137,7 @@ def main(argv=None) -> int:
     specs["autoregressive"] = replace(specs["autoregressive"], ar_chunk=AR_CHUNK_CUDA)
     build = bench_gpu.engine_builder(specs, target, others, codec)
     doc = {"target": args.target, "draft": args.draft, "mid_draft": args.mid_draft, "prompts": len(prompts),
+           "conditional_nodes": args.conditional_nodes,
            "max_new": args.max_new, "exit": args.exit, "gamma": args.gamma, "hispec_exits": args.hispec_exits,
            "nd": args.nd, "ni": args.ni, "methods": {}}
     decoding = DecodingConfig()

@@ -37,7 +37,9 @@ def test_a_replay_is_one_launch_and_views_and_allocations_are_none():
     assert dict(count.ops) == {"fill_": 1, REPLAY: 1, "sum": 1}
     assert count.launches == 3 and count.reads == 1
     assert count.views == 1  # the slice: no launch, but a dispatcher call, counted apart
-    assert value == pytest.approx(2 * 8.0 + 2 * 6.0)  # the replay ran the step: (3 + 1) * 2 and (2 + 1) * 2
+    # the capture ran the step twice, as a CUDA capture does (warm-up, replay): 6.0 everywhere; then
+    # the replay ran it on the filled values: (3 + 1) * 2 and (6 + 1) * 2
+    assert value == pytest.approx(2 * 8.0 + 2 * 14.0)
     assert graphs.run.__func__ is RecordingGraphs.run  # the stand-in is itself again after counting
     site = next(iter(count.sites))
     assert site.startswith("(outside hsd_bench)")  # this test's own lines are not the project's
@@ -134,6 +136,13 @@ def test_count_launches_writes_a_row_per_method_and_refuses_bad_arguments(tmp_pa
     assert script.main(["--methods", "layerskip", "--prompts", "1", "--max-new", "8", "--host-passes", "0",
                         "--out", str(tmp_path / "untimed")]) == 0
     assert "host_time" not in json.loads((tmp_path / "untimed" / "launches.json").read_text())["methods"]["layerskip"]
+    # the stand-in's graphs have no conditional nodes unless asked (whatever this torch has): a count is the
+    # same on every machine
+    assert doc["conditional_nodes"] is False and "without conditional nodes" in (tmp_path / "launches.md").read_text()
+    assert script.main(["--methods", "hispec", "--prompts", "1", "--max-new", "8", "--host-passes", "0",
+                        "--conditional-nodes", "--out", str(tmp_path / "nodes")]) == 0
+    assert json.loads((tmp_path / "nodes" / "launches.json").read_text())["conditional_nodes"] is True
+    assert "with conditional nodes" in (tmp_path / "nodes" / "launches.md").read_text()
     for bad, says in ((["--methods", "beam"], "unknown beam"), (["--max-new", "0"], "--max-new=0"),
                       (["--hispec-exits", "3"], "two layer numbers"), (["--host-passes", "-1"], "--host-passes=-1")):
         with pytest.raises(SystemExit):

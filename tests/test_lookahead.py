@@ -14,6 +14,7 @@ between (one position, or the last draft too when every draft was accepted).
 
 from __future__ import annotations
 
+import warnings
 from copy import deepcopy
 from dataclasses import replace
 
@@ -236,12 +237,15 @@ def test_a_guarded_round_runs_only_where_the_verdict_accepts_fewer_than_its_boun
 
 
 @pytest.mark.parametrize("label", ["hispec", "hierarchy"])
-def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, monkeypatch):
+@pytest.mark.parametrize("graphs", [False, True], ids=["no-graphs", "graph-stand-in-with-conditional-nodes"])
+def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, graphs, monkeypatch):
     """HiSpec's and a hierarchy's middle level may hand up after a verdict; it launches the next
     round guarded by ``a < batch - out - 1``, takes it where the level continues and discards it
     where it hands up (HiSpec's middle accepts some drafts here, so both happen; the hierarchy's
     accepts none, so it always continues), and the output is HF's. ``prepare`` is asked for the
-    guarded rounds of level 0's full draft length."""
+    guarded rounds of level 0's full draft length. With graphs standing in for CUDA graphs with
+    conditional nodes (torch >= 2.12 on a GPU: a guarded round is one replay of the graph prepare
+    captured and checked), prepare warns of nothing, and nothing is captured after it."""
     from hsd_bench.models.native.model import NativeLlama
 
     _, spec, draft_kind = next(c for c in CASES if c[0] == label)
@@ -262,10 +266,20 @@ def test_a_middle_level_launches_guarded_rounds_and_prepares_them(label, monkeyp
 
     monkeypatch.setattr(NativeLlama, "launch_draft_after_verdict", spy_launch)
     monkeypatch.setattr(NativeLlama, "prepare", spy_prepare)
-    engine = build_engine(spec, native(target_hf), load_other=lambda _p: (native(draft_hf, name="draft"), None))
-    engine.prepare(len(prompt) + 60, greedy=True)
+    models = [native(target_hf)] + ([native(draft_hf, name="draft")] if draft_hf is not None else [])
+    if graphs:
+        for model in models:
+            model._graphs = RecordingGraphs(conditional_nodes=True)
+    engine = build_engine(spec, models[0], load_other=lambda _p: (models[-1], None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # guarded rounds turned off would warn
+        engine.prepare(len(prompt) + 60, greedy=True)
+    captured = [model.graph_captures for model in models]
     gen = engine.generate(prompt, 60, DecodingConfig())
     assert gen.output_ids == ref
+    assert [model.graph_captures for model in models] == captured, "a shape captured after prepare()"
+    if graphs:
+        assert any(model._guarded_keys for model in models)
     draft_len = engine.levels[0].batch
     assert (engine.levels[0].state.model.name, (draft_len,)) in prepared, prepared
     guarded = [b for b in launches if b is not None]
@@ -311,15 +325,17 @@ def test_rounds_launched_in_conditional_nodes_are_counted(label, in_graphs, monk
 
 @pytest.mark.parametrize("fault,reason", [("never skips", "a conditional CUDA graph never skips"),
                                           ("capture", "their capture failed: boom")])
-def test_guarded_rounds_are_off_where_prepare_cannot_check_them(monkeypatch, fault, reason):
+def test_guarded_rounds_are_off_where_prepare_cannot_check_them(fault, reason):
     """``prepare`` captures the guarded rounds, then checks the device both runs and skips one;
     a graph that never skips (or a capture that fails) turns them off with a warning, and a
     guarded launch is then refused -- the round waits for its verdict instead."""
-    import hsd_bench.models.native.model as native_model
+
+    class NeverSkips(RecordingGraphs):
+        def if_node(self, condition, body):  # a conditional node that does not work: the body always runs
+            body()
 
     model = native(make_hf_model("llama_gqa", num_layers=2, seed=3))
-    model._graphs = RecordingGraphs()
-    monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: True)
+    model._graphs = (NeverSkips if fault == "never skips" else RecordingGraphs)(conditional_nodes=True)
     if fault == "capture":
         def broken(*args):
             raise RuntimeError("boom")
@@ -340,19 +356,16 @@ def test_without_guarded_graphs_a_middle_level_reads_its_guard_with_the_round_in
     (``queue_draft_inputs``), and its chain is launched right after it where the level continues
     -- never guarded, never where the level hands up. Outputs are HF's, counters those of the
     look-ahead off, and every such round launched is taken."""
-    import hsd_bench.models.native.model as native_model
-
     _, spec, draft_kind = next(c for c in CASES if c[0] == label)
     target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
     draft_hf = make_hf_model("llama_gqa", num_layers=2, seed=9) if draft_kind else None
     prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
     ref = target_hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=60)[0, len(prompt):].tolist()
-    monkeypatch.setattr(native_model, "conditional_graphs_available", lambda: False)
     rows, calls = {}, []
     for lookahead in (True, False):
         models = [native(target_hf)] + ([native(draft_hf, name="draft")] if draft_hf is not None else [])
         for model in models:
-            model._graphs = RecordingGraphs()
+            model._graphs = RecordingGraphs(conditional_nodes=False)
             queue, launch = model.queue_draft_inputs, model.launch_draft_after_verdict
             model.queue_draft_inputs = lambda *a, _q=queue, **kw: calls.append(("queue", a, kw)) or _q(*a, **kw)
             model.launch_draft_after_verdict = (
@@ -531,13 +544,18 @@ HAND_UP_SPECS = {
     "draft4-mid4-exit2-target": ([{"path": "draft", "batch": 4}, {"path": "mid", "batch": 4}, _EXIT2], 2, True, False),
     "draft2-mid3-exit2-target": ([{"path": "draft", "batch": 2}, {"path": "mid", "batch": 3}, _EXIT2], 2, False, True),
 }
+# graphs: None (none), "stand-in" (CUDA graphs without conditional nodes: torch < 2.12), "conditional"
+# (with them: a middle level's guarded rounds are replays of graphs prepare() captured)
 HAND_UP_CASES = [(label, mid_kind, arch, graphs) for label in HAND_UP_SPECS for mid_kind in ("copy", "other")
-                 for arch, graphs in ([("llama_gqa", False), ("llama_gqa", True), ("mistral_window", False)]
-                                      if "exit2" not in label else [("llama_gqa", True)])]
+                 for arch, graphs in ([("llama_gqa", None), ("llama_gqa", "stand-in"), ("llama_gqa", "conditional"),
+                                       ("mistral_window", None)]
+                                      if "exit2" not in label else [("llama_gqa", "stand-in"),
+                                                                    ("llama_gqa", "conditional")])]
 
 
 @pytest.mark.parametrize("label,mid_kind,arch,graphs", HAND_UP_CASES,
-                         ids=["-".join([c[0], c[1], c[2], "graph-stand-in" if c[3] else "no-graphs"])
+                         ids=["-".join([c[0], c[1], c[2], {None: "no-graphs", "stand-in": "graph-stand-in",
+                                                           "conditional": "graph-stand-in-with-conditional-nodes"}[c[3]]])
                               for c in HAND_UP_CASES])
 def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_verdict(label, mid_kind, arch, graphs):
     """A middle level that hands up whatever its verdict, to a separate model: the level above
@@ -550,7 +568,8 @@ def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_v
     In each, outputs are HF's and every counter is that of the look-ahead off but the verifier's
     layer and head evaluations, which exceed it by exactly the padding verified
     (``hand_up_padding``, past a rejection); a continued hand-up adds none. With the graph
-    stand-in nothing is captured after prepare(). A middle model that copies the target accepts
+    stand-in nothing is captured after prepare() -- with or without conditional nodes, whose
+    guarded rounds prepare() captures on top (the stand-in reads their condition on the host). A middle model that copies the target accepts
     most of a near-target draft's tokens (long hand-ups: continued where the spec allows it; the
     default then plans fewer than always), its own token placed wherever it rejects (a wrong
     token placed on the device would be rejected: acceptance would differ); an unrelated one
@@ -575,11 +594,11 @@ def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_v
             return models[-1], None
 
         if graphs:
-            target._graphs = RecordingGraphs()
+            target._graphs = RecordingGraphs(conditional_nodes=graphs == "conditional")
         engine = build_engine(spec, target, load_other=load)
         if graphs:
             for model in models[1:]:
-                model._graphs = RecordingGraphs()
+                model._graphs = RecordingGraphs(conditional_nodes=graphs == "conditional")
         engine.lookahead = mode != "off"
         if mode == "always":
             engine.hand_up_overflow_max = 1.0
@@ -615,6 +634,41 @@ def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_v
         assert default["hand_ups_ahead"] < always["hand_ups_ahead"], (default, always)
     elif mid_kind == "other":
         assert default["hand_ups_ahead"] > 0 and default["hand_ups_continued"] <= always["hand_ups_continued"]
+
+
+@pytest.mark.parametrize("conditional_nodes", [False, True])
+@pytest.mark.parametrize("label", ["draft4-mid4-exit2-target", "hispec"])
+def test_every_step_prepare_runs_stays_inside_the_span_it_prepares(label, conditional_nodes):
+    """``prepare`` runs each step it captures from zeroed inputs (position 0): a verdict round run
+    after another starts where the one before left its position, and run back to back -- each
+    capture runs its step twice, and a torch with conditional nodes adds the guarded rounds --
+    those positions crept past the model's context (past its RoPE table here: an index error; on a
+    GPU an out-of-bounds read and write). Every position a prepared step computes with lies inside
+    the attention span prepare was asked for."""
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    models = [native(target_hf)]
+    if label == "hispec":
+        spec = next(c for c in CASES if c[0] == label)[1]
+        load = None
+    else:
+        spec = MethodSpec("hierarchy", levels=HAND_UP_SPECS[label][0])
+        others = {"draft": perturbed(target_hf, 0.02, seed=3), "mid": target_hf}
+
+        def load(path):
+            models.append(native(others[path], name=path))
+            models[-1]._graphs = RecordingGraphs(conditional_nodes=conditional_nodes)
+            return models[-1], None
+
+    models[0]._graphs = RecordingGraphs(conditional_nodes=conditional_nodes)
+    engine = build_engine(spec, models[0], load_other=load)
+    positions = []
+    for model in models:
+        real = model._prep_fn
+        model._prep_fn = lambda pos, *a, _real=real, **kw: positions.append(int(pos.max())) or _real(pos, *a, **kw)
+    engine.prepare(69, greedy=True)
+    assert positions
+    assert max(positions) < min(model.fixed_span for model in models), max(positions)
+    assert any(model._guarded_keys for model in models) == conditional_nodes
 
 
 def test_guarded_sizes_are_the_verdicts_a_middle_level_can_see():

@@ -153,13 +153,18 @@ class HostLaunches(TorchDispatchMode):
         return sum(self.ops.values())
 
 
-def stand_in_graphs(models: Iterable) -> list[RecordingGraphs]:
+def stand_in_graphs(models: Iterable, conditional_nodes: bool = False) -> list[RecordingGraphs]:
     """Put a graph stand-in in every native model that runs fixed-shape steps without CUDA graphs
-    (before ``prepare``, which records its steps into it); return the stand-ins."""
+    (before ``prepare``, which records its steps into it); return the stand-ins.
+
+    ``conditional_nodes``: stand in for CUDA graphs that hold conditional nodes (torch >= 2.12 on a
+    GPU: a middle level's guarded rounds are replays). Off by default whatever torch runs here, so
+    that a count is the same on every machine: the path of the lent GPUs' torch 2.11, on which
+    every count in docs/performance.md was taken."""
     stand_ins = []
     for m in models:
         if getattr(m, "fixed_shapes", False) and getattr(m, "_graphs", None) is None:
-            m._graphs = RecordingGraphs()
+            m._graphs = RecordingGraphs(conditional_nodes=conditional_nodes)
         if isinstance(getattr(m, "_graphs", None), RecordingGraphs):
             stand_ins.append(m._graphs)
     return stand_ins

@@ -31,6 +31,13 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def conditional_graphs_available() -> bool:
+    """Whether this torch can capture a CUDA conditional node (an ``if`` the device evaluates)."""
+    graph = getattr(torch.cuda, "CUDAGraph", None)
+    return all(hasattr(graph, name) for name in
+               ("get_currently_capturing_graph", "begin_capture_to_if_node", "end_capture_to_conditional_node"))
+
+
 def configure_compile() -> None:
     """Raise dynamo's recompile limits: one compiled graph per (T, kv_len) shape is by design."""
     cfg = torch._dynamo.config
@@ -81,6 +88,20 @@ class GraphCache:
         graph.replay()
         return out
 
+    def if_node(self, condition: torch.Tensor, body: Callable[[], object]) -> None:
+        """Within a step: ``body`` where ``condition`` (a one-element bool tensor on the device) holds.
+        Captured, it is a CUDA conditional node the device evaluates at every replay; in the warm-up
+        before a capture it runs regardless (its work is idempotent, as every step's is)."""
+        if torch.cuda.is_current_stream_capturing():
+            graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
+            graph.begin_capture_to_if_node(condition)
+            try:
+                body()
+            finally:
+                graph.end_capture_to_conditional_node()
+        else:
+            body()
+
     def _capture(self, fn: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm up on a side stream (compilation, cuBLAS workspaces) as the
         # PyTorch CUDA graph docs require. Every step is idempotent -- it
@@ -100,24 +121,46 @@ class GraphCache:
 class RecordingGraphs:
     """Stands in for a :class:`GraphCache` off CUDA: a key's first step is kept ("captured") and every
     later run of the key calls that kept step -- as a replay re-runs what was recorded, whatever the
-    caller passes -- so a step that read a host value at capture would replay it stale here too.
+    caller passes -- so a step that read a host value at capture would replay it stale here too. A
+    capture runs its step twice, as :class:`GraphCache` does (a warm-up, then a replay), so what
+    that does to the buffers the step reads -- positions it advances -- happens here too.
 
     Why: the fixed-shape steps and the engine's host path around them are what a GPU runs; with
     this stand-in a CPU runs them too, so tests check them and ``bench/launches.py`` counts what
-    the host launches on them. Nothing is captured, so a guarded round's condition is not a
-    conditional node: it always runs (what a graph whose conditional nodes do not work would do).
+    the host launches on them.
+
+    ``conditional_nodes``: whether it stands in for CUDA graphs that hold conditional nodes
+    (torch >= 2.12) -- by default, whether this torch's would. Where it does, a step's
+    :meth:`if_node` runs its body where the condition holds, read on the host: what the device
+    evaluates in a captured node, so the guarded rounds of such a torch run on a CPU too, through the
+    same steps, and a CPU wheel without the nodes can still test that path. Where it does not, the
+    native model captures no guarded round, as on such a torch.
     """
 
-    def __init__(self):
+    def __init__(self, conditional_nodes: bool | None = None):
         self.steps: dict[tuple, Callable[[], torch.Tensor]] = {}
         self.replays: list = []  # the first element of each replayed key, in order
         self.captures = 0
+        self.conditional_nodes = conditional_graphs_available() if conditional_nodes is None else conditional_nodes
+        self._warming = False
+
+    def if_node(self, condition: torch.Tensor, body: Callable[[], object]) -> None:
+        """``body`` where ``condition`` holds (see the class doc); in a capture's warm-up, regardless."""
+        if self._warming or bool(condition):
+            body()
 
     def __contains__(self, key: tuple) -> bool:
         return key in self.steps
 
     def run(self, key: tuple, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         if key not in self.steps:
+            # What a capture does to the buffers a step reads and writes: a warm-up run (every
+            # conditional body included), then the capture's replay below.
+            self._warming = True
+            try:
+                fn()
+            finally:
+                self._warming = False
             self.steps[key] = fn
             self.captures += 1
         else:

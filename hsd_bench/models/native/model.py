@@ -26,7 +26,8 @@ from hsd_bench.models.native import add_norm, decode_attention, gemv, verdicts
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
-from hsd_bench.models.native.graphs import GraphCache, compile_fn, next_pow2
+from hsd_bench.models.native.graphs import (GraphCache, RecordingGraphs, compile_fn, conditional_graphs_available,
+                                             next_pow2)
 from hsd_bench.models.native.inference import inference_only
 from hsd_bench.models.native.layers import (
     Dims,
@@ -46,13 +47,6 @@ MAX_FUSED_DRAFT = 64
 # How far behind ``m + k`` a round launched after a verdict of ``k`` drafts at ``m`` may start (the
 # drafting model's frontier): its first step then runs up to ``back + 1`` positions, padded to 4.
 MAX_VERDICT_BACK = 3
-
-
-def conditional_graphs_available() -> bool:
-    """Whether this torch can capture a CUDA conditional node (an ``if`` the device evaluates)."""
-    graph = getattr(torch.cuda, "CUDAGraph", None)
-    return all(hasattr(graph, name) for name in
-               ("get_currently_capturing_graph", "begin_capture_to_if_node", "end_capture_to_conditional_node"))
 
 
 PREFILL_MODES = ("auto", "eager", "chunked")
@@ -846,14 +840,9 @@ class NativeLlama(RaggedSteps):
         def step() -> torch.Tensor:
             accepted = verdict()
             run = (accepted < self._verdict_cap)[0]
-            if self._graphs is not None and self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-                graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
-                graph.begin_capture_to_if_node(run)
-                try:
-                    chain()
-                finally:
-                    graph.end_capture_to_conditional_node()
-            elif self._graphs is not None or bool(run):  # a capture's warm-up runs it regardless
+            if self._graphs is not None:
+                self._graphs.if_node(run, chain)
+            elif bool(run):
                 chain()
             return accepted
 
@@ -1265,19 +1254,33 @@ class NativeLlama(RaggedSteps):
         steps += [self._hand_up_step(end, tb, span, k, at) for end, k, at in sorted(set(hand_ups))
                   if self._hand_up_fits(k, at) for tb in sizes if tb > at]
         for key, step in steps:
+            self._zero_step_inputs()
             self._replay(key, step)
         self._prepare_guarded(chains, guarded)
-        for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in,
-                    self._verdict_cap, self._hand_up_in, self._verify_ids):
-            buf.zero_()  # the verdict steps wrote chain inputs; a run starts from the same zeros every time
+        self._zero_step_inputs()  # a run starts from the same zeros every time
         self.reset()
         return self.graph_captures - before
+
+    def _zero_step_inputs(self) -> None:
+        """Every static input a step reads, zeroed: before each step :meth:`prepare` runs, so that
+        each runs from position 0, as its docstring promises.
+
+        Why before each: a verdict step starts its round at the verdict's position plus the drafts
+        it accepts (all of them, on zeros), and the round's first step writes the next verdict's
+        position past its own -- run one after another, the prepared steps' positions crept up by
+        about ``k + 1`` per verdict round and, with many of them (the guarded rounds of a torch
+        with CUDA conditional nodes), past the model's context: positions beyond its RoPE table
+        and state store, an index error on a CPU and an out-of-bounds access on a GPU. A capture
+        runs its step twice (warm-up, then a replay), so each stays within two rounds of 0."""
+        for buf in (self._pos_base, self._draft_last, self._draft_ids, self._draft_tok, self._verdict_in,
+                    self._verdict_m, self._verdict_cap, self._hand_up_in, self._verify_ids):
+            buf.zero_()
 
     def _prepare_guarded(self, chains, guarded: tuple[int, ...]) -> None:
         """Capture the guarded rounds (see :meth:`prepare`) and check that the device both runs and
         skips one; where it does not, or the capture fails, no round is launched guarded (a
         warning says why). Without conditional nodes (torch before 2.12) there are none."""
-        if self._graphs is not None and not conditional_graphs_available():
+        if self._graphs is not None and not self._graphs_hold_conditional_nodes():
             return
         keys = []
         try:
@@ -1287,6 +1290,7 @@ class NativeLlama(RaggedSteps):
                 for k in sorted({k for k in guarded if 1 <= k < self.max_graph_tokens}):
                     for back in (0, 1):  # a separate draft's frontier: where a middle level's round starts
                         key = self._guarded_key(1, k, back, end, count, process_last)
+                        self._zero_step_inputs()
                         self._replay(key, self._guarded_round_step(k, back, end, 1, count, process_last))
                         keys.append(key)
                         self._guarded_keys.add(key)
@@ -1298,14 +1302,20 @@ class NativeLlama(RaggedSteps):
             warnings.warn(f"{self.name}: guarded look-ahead rounds are off ({verdict}); such rounds wait for "
                           "their verdict", RuntimeWarning, stacklevel=3)
 
+    def _graphs_hold_conditional_nodes(self) -> bool:
+        """Whether this model's graphs can hold a guarded round's conditional node: CUDA graphs where
+        this torch captures one, the CPU stand-in where it stands in for such graphs."""
+        if isinstance(self._graphs, RecordingGraphs):
+            return self._graphs.conditional_nodes
+        return conditional_graphs_available()
+
     def _guard_check(self, key: tuple) -> str:
         """"runs and skips" where a captured guarded round (``key``, :meth:`_guarded_key`) drafts
         under its bound and leaves its outputs untouched at it -- else what it did."""
         k = key[1]
         seen = []
-        self._verdict_in.zero_()  # k drafts equal to the verifier's tokens: every one accepted
-        self._verdict_m.zero_()
         for below in (k + 1, k):
+            self._zero_step_inputs()  # k drafts equal to the verifier's tokens (every one accepted), at 0
             self._draft_tok.fill_(-1)
             self._verdict_cap.fill_(below)
             self._graphs.run(key, None)
