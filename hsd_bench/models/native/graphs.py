@@ -130,18 +130,19 @@ class RecordingGraphs:
     the host launches on them.
 
     ``conditional_nodes``: whether it stands in for CUDA graphs that hold conditional nodes
-    (torch >= 2.12) -- by default, whether this torch's would. Where it does, a step's
+    (torch >= 2.12) -- by default not, whatever torch runs here, so that a test takes the same path
+    on every torch (the lent GPUs' torch 2.11 has none). Where it does, a step's
     :meth:`if_node` runs its body where the condition holds, read on the host: what the device
     evaluates in a captured node, so the guarded rounds of such a torch run on a CPU too, through the
     same steps, and a CPU wheel without the nodes can still test that path. Where it does not, the
     native model captures no guarded round, as on such a torch.
     """
 
-    def __init__(self, conditional_nodes: bool | None = None):
+    def __init__(self, conditional_nodes: bool = False):
         self.steps: dict[tuple, Callable[[], torch.Tensor]] = {}
         self.replays: list = []  # the first element of each replayed key, in order
         self.captures = 0
-        self.conditional_nodes = conditional_graphs_available() if conditional_nodes is None else conditional_nodes
+        self.conditional_nodes = conditional_nodes
         self._warming = False
 
     def if_node(self, condition: torch.Tensor, body: Callable[[], object]) -> None:
