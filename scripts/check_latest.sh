@@ -4,6 +4,7 @@
 #   bash scripts/check_latest.sh            # check only
 #   bash scripts/check_latest.sh --update   # ... then run the whole suite and rewrite constraints.txt
 #   TRANSFORMERS=5.17.0 bash scripts/check_latest.sh   # one transformers release instead of the newest
+#   TORCH=2.15.0 bash scripts/check_latest.sh           # one torch release instead of the CPU wheel 2.13.0
 #
 # Builds a fresh virtualenv WITHOUT constraints.txt (what a user who installs
 # the package into their own environment gets today), prints the versions it
@@ -22,7 +23,10 @@ venv=$(mktemp -d)/venv
 python3 -m venv "$venv"
 . "$venv/bin/activate"
 pip install -q --upgrade pip >/dev/null
-pip install -q torch==2.13.0          # the CPU wheel; torch is the one pin kept (see README)
+# torch is the one pin kept (see README): the CPU wheel 2.13.0 unless TORCH names another release,
+# which comes from the package index as published -- for recent releases a CUDA build, which runs
+# the suite on the CPU all the same (docs/compatibility.md, "Verified torch releases").
+pip install -q "torch==${TORCH:-2.13.0}"
 extra=()
 [ -n "${TRANSFORMERS:-}" ] && extra=("transformers==$TRANSFORMERS")
 pip install -q -e ".[dev]" "${extra[@]}"
@@ -40,6 +44,10 @@ python -m pytest -q -p no:cacheprovider tests/test_hf_compat.py tests/test_engin
     tests/test_native_backend.py tests/test_native_fused_greedy.py tests/test_gemv.py tests/test_add_norm.py tests/test_decode_attention.py \
     tests/test_tokenizer.py
 
+if [ $update = 1 ] && [ -n "${TORCH:-}" ]; then
+    echo "== --update rewrites constraints.txt only with the CPU wheel 2.13.0 (TORCH unset): not rewritten"
+    update=0
+fi
 if [ $update = 1 ]; then
     echo "== the whole suite"
     python -m pytest -q -p no:cacheprovider
@@ -51,4 +59,5 @@ if [ $update = 1 ]; then
     } > constraints.txt
     echo "== constraints.txt rewritten; review 'git diff constraints.txt' and update docs/compatibility.md"
 fi
-echo "== all checks passed with transformers $(python -c 'import transformers; print(transformers.__version__)')"
+echo "== all checks passed with transformers $(python -c 'import transformers; print(transformers.__version__)')," \
+     "torch $(python -c 'import torch; print(torch.__version__)')"
