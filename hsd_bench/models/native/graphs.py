@@ -91,7 +91,7 @@ class GraphCache:
     def if_node(self, condition: torch.Tensor, body: Callable[[], object]) -> None:
         """Within a step: ``body`` where ``condition`` (a one-element bool tensor on the device) holds.
         Captured, it is a CUDA conditional node the device evaluates at every replay; in the warm-up
-        before a capture it runs regardless (its work is idempotent, as every step's is)."""
+        before a capture it runs regardless (what it writes, decoding rewrites before it reads)."""
         if torch.cuda.is_current_stream_capturing():
             graph = torch.cuda.CUDAGraph.get_currently_capturing_graph()
             graph.begin_capture_to_if_node(condition)
@@ -104,9 +104,11 @@ class GraphCache:
 
     def _capture(self, fn: Callable[[], torch.Tensor]) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm up on a side stream (compilation, cuBLAS workspaces) as the
-        # PyTorch CUDA graph docs require. Every step is idempotent -- it
-        # rewrites the same cache slots with the same values -- so running it
-        # here and again on replay is harmless.
+        # PyTorch CUDA graph docs require. Running the step here and again on
+        # the replay after capture writes cache slots and static buffers that
+        # decoding rewrites before it reads them; a step that moves a position
+        # (a verdict round) runs the second time from where the first left it,
+        # which NativeLlama.prepare keeps small by zeroing the inputs first.
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):

@@ -832,8 +832,9 @@ class NativeLlama(RaggedSteps):
 
     def _guarded_round_step(self, k: int, back: int, end: int, upto: int, count: int, process_last: bool):
         """A round launched after a verdict, run only where the verdict accepts fewer than
-        ``_verdict_cap`` drafts: the verdict step, then the chain inside a CUDA conditional node
-        (while capturing); without graphs the host reads the condition and runs or skips it."""
+        ``_verdict_cap`` drafts: the verdict step, then the chain inside a conditional node of the
+        graphs (``if_node``: CUDA's, captured; the CPU stand-in reads the condition on the host);
+        without graphs the host reads the condition and runs or skips it."""
         _, verdict = self._verdict_step(k, back)
         _, chain = self._round_step(end, next_pow2(back + 1), upto, count, process_last)
 
