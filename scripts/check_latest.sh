@@ -30,6 +30,14 @@ pip install -q "torch==${TORCH:-2.13.0}"
 extra=()
 [ -n "${TRANSFORMERS:-}" ] && extra=("transformers==$TRANSFORMERS")
 pip install -q -e ".[dev]" "${extra[@]}"
+if [ -n "${TORCH:-}" ]; then
+    got=$(python -c 'import torch; print(torch.__version__.split("+")[0])')
+    if [ "$got" != "$TORCH" ]; then
+        echo "== TORCH=$TORCH: pip installed torch $got instead (outside pyproject.toml's range, or capped by" \
+             "a pip constraint of this machine -- PIP_CONSTRAINT=/dev/null lifts one): nothing checked" >&2
+        exit 1
+    fi
+fi
 pip freeze --exclude-editable | grep -v '^#' | sed 's/+cpu$//' | sort -f > "$venv/resolved.txt"
 echo "== resolved (newest allowed by pyproject.toml):"
 grep -iE '^(torch|transformers|tokenizers|hydra-core|omegaconf|datasets|lm.eval|wandb|pandas)==' "$venv/resolved.txt"
