@@ -1305,7 +1305,9 @@ class NativeLlama(RaggedSteps):
 
     def _graphs_hold_conditional_nodes(self) -> bool:
         """Whether this model's graphs can hold a guarded round's conditional node: CUDA graphs where
-        this torch captures one, the CPU stand-in where it stands in for such graphs."""
+        this torch captures one, the CPU stand-in where it stands in for such graphs. The CUDA case
+        asks this module's ``conditional_graphs_available``, the one name the device A/B scripts
+        replace to turn the guarded rounds off (``results/gpu_run34/guarded_off.py``)."""
         if isinstance(self._graphs, RecordingGraphs):
             return self._graphs.conditional_nodes
         return conditional_graphs_available()
