@@ -1,0 +1,82 @@
+"""The hierarchy's time outside forwards on the 294 M model, transition by transition, in every
+committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs and this one), beside
+the 5.6 M readings since inference mode; and what the device trace says waited before the hand-up
+step.
+
+    python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
+    python3 results/gpu_run41/transitions.py W/hnew_1/bench.json ...   # those files instead
+
+Why: the forty-first run's hierarchy missed the 294 M model's 5 % in all three processes. Its
+outside share (the instrumented passes' events, ``outside_forwards_async``) is split by the pair
+of model calls the time fell between (``idle_by_transition``, the six largest per row); read
+across runs, one pair moved and the others did not -- the middle level's verification followed by
+the target's (``mid.run_layers_greedy[0:6] -> target.run_layers_greedy[0:24]``), where the target's
+hand-up verification is queued before the middle level's verdict is read (``Engine._hand_up_plan``).
+The trace's ``waits_before`` names the device work that ended each wait between launches; the
+hand-up step's first kernel is ``place_verifier_token``'s (``models/native/verdicts.py``: a
+fused ``index_copy``/``index_select``/``amin``), so its row counts the hand-ups the device waited
+for inside the target's call. Only bench.json files are read; nothing is measured here.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1]
+READINGS = {  # label -> bench.json (relative to results/), the 294 M rows first
+    "34/1": "gpu_run34/call1/m294_1", "34/2": "gpu_run34/call1/m294_2", "34/3": "gpu_run34/call2/checks294",
+    "35/1": "gpu_run35/call1/m294_off1", "35/2": "gpu_run35/call2/m294_off2", "36": "gpu_run36/call4/m294",
+    "41/1": "gpu_run41/call1/m294_1", "41/2": "gpu_run41/call1/m294_2", "41/3": "gpu_run41/call2/m294_3",
+    "5.6 M 38": "gpu_run38/call1/m56", "5.6 M 40/1": "gpu_run40/call1/m56_1", "5.6 M 40/2": "gpu_run40/call1/m56_2",
+    "5.6 M 41": "gpu_run41/call2/m56_1",
+}
+MID_TO_TARGET = ("mid.run_layers_greedy[0:6]", "target.run_layers_greedy[0:24]")
+AFTER_READ = ("draft.queue_draft_inputs", "target.run_layers_greedy[0:24]")
+PLACE_TOKEN = "index_copy_index_select"  # in the fused name of place_verifier_token's kernel
+
+
+def hierarchy_row(path: Path) -> dict:
+    rows = json.loads(path.read_text())["parts"]["methods"]["rows"]
+    return next(r for r in rows if r["method"] == "hierarchy")
+
+
+def per_transition(row: dict, pair: tuple[str, str]) -> str:
+    """``count × µs each`` for one pair of calls, or a dash where it is not among the row's six."""
+    for t in row["outside_forwards_async"]["idle_by_transition"]:
+        if (t["after"], t["before"]) == pair:
+            return f"{t['count']} × {1e6 * t['s'] / t['count']:.1f}"
+    return "–"
+
+
+def place_token_waits(row: dict) -> str:
+    """The traced pass's waits that ended at the hand-up step's first kernel: ``gaps × µs each``;
+    where they are not among the six largest it lists, the smallest of those bounds their sum."""
+    waits = (row.get("device_trace") or {}).get("waits_before")
+    if not waits:
+        return "no trace"
+    for name, seconds, gaps in waits:
+        if PLACE_TOKEN in name:
+            return f"{gaps} × {1e6 * seconds / gaps:.0f}"
+    return f"under {1e3 * min(w[1] for w in waits):.1f} ms in all"
+
+
+def main(paths: list[str]) -> None:
+    readings = ({Path(p).parent.name: Path(p) for p in paths} if paths
+                else {label: RESULTS / folder / "bench.json" for label, folder in READINGS.items()})
+    print("| reading | outside forwards | hand-ups queued ahead (continued) | mid → target, µs each "
+          "| middle's verdict read, then target | trace: waits before the hand-up step | host probe |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, path in readings.items():
+        if not path.exists():
+            print(f"| {label} | (no {path}) | | | | | |")
+            continue
+        row = hierarchy_row(path)
+        outside = row["outside_forwards_async"]["gpu_idle_frac"]
+        print(f"| {label} | {100 * outside:.1f} % | {row.get('hand_ups_ahead')} ({row.get('hand_ups_continued')}) "
+              f"| {per_transition(row, MID_TO_TARGET)} | {per_transition(row, AFTER_READ)} "
+              f"| {place_token_waits(row)} | {row.get('host_probe_us', 0):.1f} µs |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
