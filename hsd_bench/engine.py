@@ -41,10 +41,13 @@ __all__ = ["DecodingConfig", "Engine", "Generation", "GenerationStats", "Level",
 # A hand-up verified ahead (Engine._hand_up_plan) that may outgrow its step saves the host's turn
 # between the middle level's verdict and the level above's launch (~0.1 ms on an H200) where it
 # fits, and costs a step of the level above where it does not (~0.9 ms for a 294 M target): so it is
-# planned only while the middle level's verdicts outgrew such a step at most this often, over at
-# least HAND_UP_MIN_VERDICTS of them (the statistics of a model pair, kept across generations).
+# planned only while at most this share of the generation's hand-ups so far outgrew their step --
+# counted as if HAND_UP_PRIOR_FITS hand-ups that fit came first, so that a generation plans from
+# its first hand-up and one early overflow does not close the plan for the rest of it. The
+# generation's own, so that what it plans does not depend on what the engine decoded before it
+# (Engine._new_row).
 HAND_UP_OVERFLOW_MAX = 0.1
-HAND_UP_MIN_VERDICTS = 8
+HAND_UP_PRIOR_FITS = 8
 
 
 class _Pending:
@@ -844,7 +847,10 @@ class Engine:
         # A hand-up verified ahead that may outgrow its step is planned only while at most this share
         # of the middle level's verdicts so far would have (1: always; 0: never).
         self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
-        self._verdicts_seen: dict[int, list[int]] = {}  # middle level -> count of verdicts per accepted number
+        # middle level -> [fit, overflowed]: this generation's hand-ups whose plan could overflow its
+        # step, by whether the verdict did (_hand_up_plan); the level and bound of the pending one
+        self._hand_ups_seen: dict[int, list[int]] = {}
+        self._hand_up_gate: tuple[int, int] | None = None
         self._verdict_read: tuple | None = None  # pinned buffer, event, stream, its prefixes (_verdict_host)
         self._rows_of = RowViews()  # the rows of the token buffer self._tokens
         # Optional observer told "prefill", "decode" and "done" as generation moves
@@ -1141,6 +1147,14 @@ class Engine:
         self._tokens[r, :n] = torch.as_tensor(prompt, dtype=torch.long)
         for state in self.states:
             state.reset_row(r)
+        # The hand-up plan's statistics start with each generation. Kept across generations, they
+        # made a generation's plan depend on what the engine decoded before it: on the shipped
+        # 5.6 M workload a fresh engine -- each of the benchmark's instrumented and traced passes
+        # builds one -- planned 178 hand-ups where the timed passes' engine, after its warm-up,
+        # planned 204 for the same tokens (docs/performance.md, "Forty-first run"). A plan needs
+        # only one row, so clearing them as any row is admitted loses nothing.
+        self._hand_ups_seen.clear()
+        self._hand_up_gate = None
         generator = None
         if not self._decoding.greedy:
             generator = torch.Generator(device=self.device)
@@ -1232,8 +1246,6 @@ class Engine:
                 note = getattr(level.state.model, "note_verdict", None)
                 if note is not None and len(sub) == 1:
                     note(accepted[0])  # where its verification moved its next position on the device
-                if self.lookahead and i < len(self.levels) - 1:
-                    self._count_verdicts(i, accepted)
             else:
                 logits = level.state.logits_rows(sub, self._tokens, level.exit_layer, upto, need)
                 p = warp(logits, self._decoding)
@@ -1384,13 +1396,17 @@ class Engine:
         if plan is None and catch_up is None:
             covered = self._hand_up_plan(i, sub, m, k, out)
             if covered is None:
-                return greedy_accept_rows(drafts, k, target), False, mark
+                verdicts = greedy_accept_rows(drafts, k, target)
+                self._count_hand_up(verdicts)
+                return verdicts, False, mark
             above = self.levels[i + 1].state.model
             packed = greedy_verdict_inputs(drafts, k, target, out=above.hand_up_input(k[0]))
             verdict = HostValue(packed, *self._verdict_host(packed))
             self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
             self._queue_hand_up(i, sub[0], m[0], k[0], out[0], covered)
-            return greedy_accept_values(verdict.get(), k), False, None
+            verdicts = greedy_accept_values(verdict.get(), k)
+            self._count_hand_up(verdicts)
+            return verdicts, False, None
         packed = catch_up if plan is None else plan[1]
         verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
         self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
@@ -1510,13 +1526,13 @@ class Engine:
         self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
         return queued
 
-    def _count_verdicts(self, i: int, accepted: list[int]) -> None:
-        """Middle level ``i``'s verdicts by how many drafts they accepted, for ``_hand_up_plan``."""
-        seen = self._verdicts_seen.setdefault(i, [])
-        for a in accepted:
-            if a >= len(seen):
-                seen.extend([0] * (a + 1 - len(seen)))
-            seen[a] += 1
+    def _count_hand_up(self, verdicts: list) -> None:
+        """Whether the hand-up whose plan ``_hand_up_plan`` just weighed (planned or not) outgrew
+        its step, for the plans after it; nothing where none was weighed."""
+        gate, self._hand_up_gate = self._hand_up_gate, None
+        if gate is not None:
+            level, bound = gate
+            self._hand_ups_seen.setdefault(level, [0, 0])[verdicts[0][0] > bound] += 1
 
     def _hand_up_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> int | None:
         """How many handed-up tokens middle level ``i``'s greedy verification can have the level
@@ -1539,10 +1555,14 @@ class Engine:
 
         A hand-up longer than that step (``a`` past what it covers) is finished by a second step
         of the level above on the rest (``_take_hand_up``) -- a forward the unpadded order did not
-        need. So where that can happen the plan is made only while this level's verdicts so far
-        ran past it rarely: at most ``hand_up_overflow_max`` of them, over at least
-        ``HAND_UP_MIN_VERDICTS``. The wait a plan removes is the host's whole turn between the
-        middle's verdict and the verifier's launch (docs/engine.md).
+        need. So where that can happen the plan is made only while this generation's hand-ups so
+        far outgrew such a step rarely: at most ``hand_up_overflow_max`` of them, counted after
+        ``HAND_UP_PRIOR_FITS`` that fit (each hand-up weighed here is counted once its verdict is
+        read, planned or not: ``_count_hand_up``). Counted are the hand-ups themselves, not every
+        verdict of the level: a verdict accepting many drafts where the level does not hand up
+        costs nothing, and on the shipped 5.6 M workload such verdicts made up 14-20 % of some
+        generations whose hand-ups never overflowed. The wait a plan removes is the host's whole
+        turn between the middle's verdict and the verifier's launch (docs/engine.md).
         """
         if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
             return None
@@ -1559,11 +1579,9 @@ class Engine:
         if not model.hand_up_ready(above.exit_layer, k[0], out[0] + 1, covered + 1, m[0] - out[0] - 1):
             return None
         if covered < longest and self.hand_up_overflow_max < 1:
-            seen = self._verdicts_seen.get(i)
-            beyond = covered - out[0] - 1  # verdicts accepting more drafts than this overflow the step
-            if seen is None or sum(seen) < HAND_UP_MIN_VERDICTS:
-                return None
-            if sum(seen[beyond + 1 :]) > self.hand_up_overflow_max * sum(seen):
+            self._hand_up_gate = (i, covered - out[0] - 1)  # a verdict accepting more drafts overflows the step
+            fit, over = self._hand_ups_seen.get(i, (0, 0))
+            if self.hand_up_overflow_max <= 0 or over > self.hand_up_overflow_max * (HAND_UP_PRIOR_FITS + fit + over):
                 return None
         return covered
 

@@ -636,6 +636,41 @@ def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_v
         assert default["hand_ups_ahead"] > 0 and default["hand_ups_continued"] <= always["hand_ups_continued"]
 
 
+def test_what_a_generation_plans_does_not_depend_on_what_the_engine_decoded_before():
+    """The hand-up plan (``Engine._hand_up_plan``) decides by how often the middle level's verdicts
+    outgrew the queued step. Counted over the engine's life, that made a generation's plan depend
+    on what the engine had decoded before it: a prompt decoded by a fresh engine -- as each of the
+    benchmark's instrumented and traced passes builds one -- planned fewer hand-ups than the same
+    prompt decoded by an engine that had decoded others -- as its timed passes' engine, and
+    run.py's job, have. Each generation now counts its own verdicts: the same prompt runs the same
+    plan, counter for counter, whatever came before it."""
+    levels, *_ = HAND_UP_SPECS["draft2-mid3-target"]
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    # an unrelated middle model: short hand-ups, which the default plans (the gate opens)
+    others = {"draft": perturbed(target_hf, 0.02, seed=3), "mid": make_hf_model("llama_gqa", num_layers=3, seed=11)}
+    models = [native(target_hf)]
+
+    def load(path):
+        models.append(native(others[path], name=path))
+        return models[-1], None
+
+    engine = build_engine(MethodSpec("hierarchy", levels=levels), models[0], load_other=load)
+    for model in models:
+        model._graphs = RecordingGraphs()
+    gen = torch.Generator().manual_seed(8)
+    prompt, other = (torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (9, 12))
+    max_new = 48
+    engine.prepare(len(other) + max_new, greedy=True)
+    first = engine.generate(prompt, max_new, DecodingConfig())
+    engine.generate(other, max_new, DecodingConfig())
+    again = engine.generate(prompt, max_new, DecodingConfig())
+    assert again.output_ids == first.output_ids
+    row, row_again = first.stats.as_row(), again.stats.as_row()
+    assert row["hand_ups_ahead"] > 0, row
+    for key in ("hand_ups_ahead", "hand_ups_continued", "hand_up_padding", "draft_rounds_ahead", *COUNTERS):
+        assert row_again[key] == row[key], key
+
+
 @pytest.mark.parametrize("conditional_nodes", [False, True])
 @pytest.mark.parametrize("label", ["draft4-mid4-exit2-target", "hispec"])
 def test_every_step_prepare_runs_stays_inside_the_span_it_prepares(label, conditional_nodes):
