@@ -72,7 +72,8 @@ from hsd_bench.bench import gpt_fast  # noqa: E402
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary, spec_problem  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
-from hsd_bench.bench.runs import engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate  # noqa: E402
+from hsd_bench.bench.runs import (engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate,  # noqa: E402
+                                   plan_mismatch, timed_plan)
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.bench.trace import at_timed_rate, decode_device_idle  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
@@ -522,6 +523,12 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         if r.extra[measure]["tokens"] != r.tokens:  # greedy: the same tokens, or the share is of another workload
             log(f"WARNING: {label}: the {measure} pass decoded {r.extra[measure]['tokens']} tokens, the timed "
                 f"passes {r.tokens}: its overhead share describes a different workload")
+        for p in [r.extra[measure]] + r.extra[measure].get("passes", []):
+            differs = plan_mismatch(timed_plan(r), p.get("plan"))
+            if differs:  # the same tokens, other work queued ahead of the verdicts: another plan
+                log(f"WARNING: {label}: a {measure} pass queued other work ahead than the timed passes "
+                    f"({differs}): its share describes another plan")
+                break
     waits = async_.get("idle_by_transition") or []
     if waits:
         log("  device time between calls, largest: " + "; ".join(
@@ -543,6 +550,10 @@ def trace_row(job: PendingTrace) -> None:
     if "busy_s" in traced:
         traced.update(at_timed_rate(traced, r.kept_decode_s, r.extra.get("guarded_rounds_on_device") or 0))
     r.extra["device_trace"] = traced
+    differs = plan_mismatch(timed_plan(r), traced.get("plan"))
+    if differs:
+        log(f"WARNING: {job.label}: the traced pass queued other work ahead than the timed passes ({differs}): "
+            "its idle share describes another plan")
     if traced.get("idle_at_timed_rate") is None:
         log(f"{job.label}: device idle in decode (kernel trace): {traced.get('skipped') or traced.get('error')}")
         return

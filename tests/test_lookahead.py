@@ -671,6 +671,41 @@ def test_what_a_generation_plans_does_not_depend_on_what_the_engine_decoded_befo
         assert row_again[key] == row[key], key
 
 
+def test_the_benchmarks_measuring_passes_run_the_plan_its_timed_passes_ran():
+    """The benchmark times an engine's passes (one engine, prepared and warmed up), then measures
+    its overhead in passes of fresh engines (``engine_overheads``: the instrumented and host-serial
+    passes; the traced pass too). Each such pass must have queued the same work ahead of its
+    verdicts as the timed passes -- with the hand-up plan's statistics kept across generations it
+    did not, and its share described another plan -- and each carries its plan, so a difference
+    is reported (``runs.plan_mismatch``; ``bench_gpu.measure_engine`` warns)."""
+    from hsd_bench.bench.runs import engine_overheads, engine_run, plan_mismatch, timed_plan
+
+    levels, *_ = HAND_UP_SPECS["draft2-mid3-target"]
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    hfs = {"draft": perturbed(target_hf, 0.02, seed=3), "mid": make_hf_model("llama_gqa", num_layers=3, seed=11)}
+    target = native(target_hf)
+    others = {path: native(hf, name=path) for path, hf in hfs.items()}
+    for model in (target, *others.values()):
+        model._graphs = RecordingGraphs()
+
+    def build(wrap=lambda m: m):
+        return build_engine(MethodSpec("hierarchy", levels=levels), wrap(target),
+                            load_other=lambda path: (wrap(others[path]), None))
+
+    gen = torch.Generator().manual_seed(8)
+    prompts = [torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (9, 12)]
+    timed = engine_run("hierarchy", build(), "hierarchy", prompts, 40, reps=2)
+    plan = timed_plan(timed)
+    assert plan["hand_ups_ahead"] > 0, plan
+    measured = engine_overheads(build, prompts, 40, async_passes=2)
+    for name, m in measured.items():
+        for p in [m, *m.get("passes", [])]:
+            assert p["plan"] == plan, (name, p["plan"], plan)
+    assert plan_mismatch(plan, measured["host_serial"]["plan"]) is None
+    assert plan_mismatch(plan, {**plan, "hand_ups_ahead": plan["hand_ups_ahead"] - 1}) == (
+        f"hand_ups_ahead {plan['hand_ups_ahead'] - 1} vs {plan['hand_ups_ahead']}")
+
+
 @pytest.mark.parametrize("conditional_nodes", [False, True])
 @pytest.mark.parametrize("label", ["draft4-mid4-exit2-target", "hispec"])
 def test_every_step_prepare_runs_stays_inside_the_span_it_prepares(label, conditional_nodes):

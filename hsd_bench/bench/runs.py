@@ -205,6 +205,27 @@ def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new
     return decoder_run(name, engine, backend, method, prompts, max_new, reps, stop, codec)
 
 
+# What the engine chose to queue ahead, per generation (GenerationStats): the timed passes and an
+# instrumented or traced pass of the same tokens must have chosen alike, or the pass measures
+# another plan (bench_gpu.measure_engine warns; docs/performance.md, "Forty-first run").
+PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_device")
+
+
+def timed_plan(result) -> dict:
+    """The plan counters of a timed run (``RunResult.extra``, summed over its kept generations)."""
+    return {key: result.extra.get(key, 0) for key in PLAN_COUNTERS}
+
+
+def plan_mismatch(timed: dict, measured: dict | None) -> str | None:
+    """Where a measuring pass (``measured``: its ``plan``) queued other work ahead than the timed
+    passes (``timed``: :func:`timed_plan`), what differs, as ``key: measured vs timed``; else None."""
+    if not measured:
+        return None
+    diff = [f"{key} {measured.get(key, 0)} vs {timed.get(key, 0)}" for key in PLAN_COUNTERS
+            if measured.get(key, 0) != timed.get(key, 0)]
+    return ", ".join(diff) or None
+
+
 def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: list[list[int]], max_new: int,
                        sync_timing: bool, timeline: Timeline | None = None, stop: tuple[str, ...] = (),
                        codec=None) -> tuple[object, list, dict]:
@@ -232,9 +253,11 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     engine.on_phase = gate
     # the host's state for this pass (host_probe.py): an overhead share moves with it on small models
     totals = {"decode_s": 0.0, "tokens": 0, "target_forwards": 0, "split": {},
-              "host_probe_us": host_probe.round_trip_us(engine.device)}
+              "host_probe_us": host_probe.round_trip_us(engine.device), "plan": dict.fromkeys(PLAN_COUNTERS, 0)}
     for p in prompts:
         g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
+        for key in PLAN_COUNTERS:
+            totals["plan"][key] += getattr(g.stats, key)
         if timeline is not None:
             timeline.collect()  # before the timers recycle their events
         for t in timers:
@@ -294,10 +317,11 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
             "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
             "idle_by_transition": timeline.top(6, decode),
             "host_probe_us": totals["host_probe_us"],
+            "plan": totals["plan"],  # what it queued ahead: the timed passes' plan, or it measures another
         })
     ranked = sorted(runs, key=lambda r: r["gpu_idle_frac"] if r["gpu_idle_frac"] is not None else float("inf"))
     chosen = dict(ranked[len(ranked) // 2])
-    kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us", "tokens")
+    kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us", "tokens", "plan")
     chosen["passes"] = [{k: r[k] for k in kept} for r in runs]
     shares = [r["gpu_idle_frac"] for r in runs if r["gpu_idle_frac"] is not None]
     chosen["gpu_idle_frac_range"] = [min(shares), max(shares)] if shares else None
@@ -347,6 +371,7 @@ def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[i
         "tokens": totals["tokens"],
         "level_split_s": totals["split"],
         "host_probe_us": totals["host_probe_us"],
+        "plan": totals["plan"],
     }
 
 

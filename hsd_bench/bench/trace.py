@@ -36,6 +36,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from hsd_bench import host_probe
+from hsd_bench.bench.runs import PLAN_COUNTERS
 
 MARK = "spin_kernel"  # the name torch.cuda._sleep's kernel carries in a trace
 DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
@@ -215,12 +216,14 @@ def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[i
     marks = PhaseMarks()
     engine.on_phase = marks
     probe = host_probe.round_trip_us(engine.device)
-    decode_s, tokens = 0.0, 0
+    decode_s, tokens, plan = 0.0, 0, dict.fromkeys(PLAN_COUNTERS, 0)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for p in prompts:
             g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
             decode_s += g.stats.decode_s
             tokens += g.stats.n_generated
+            for key in PLAN_COUNTERS:
+                plan[key] += getattr(g.stats, key)
         torch.cuda.synchronize(engine.device)
     engine.on_phase = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,6 +250,7 @@ def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[i
         "device_event_args": sorted(next((e.get("args") or {} for e in events if e.get("cat") == "kernel"), {})),
         "decode_s": decode_s,
         "tokens": tokens,
+        "plan": plan,  # what it queued ahead: the timed passes' plan, or it traced another
         "decode_tokens_per_s": tokens / decode_s if decode_s > 0 else None,  # with the tracer's own cost
         "host_probe_us": probe,
     }
