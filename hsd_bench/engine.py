@@ -845,7 +845,7 @@ class Engine:
         self._ahead: tuple[int, int, int] | None = None  # (row, first, upto) of the round launched ahead
         self._handed_up: _HandUp | None = None  # the verification a hand-up queued ahead (_hand_up_plan)
         # A hand-up verified ahead that may outgrow its step is planned only while at most this share
-        # of the middle level's verdicts so far would have (1: always; 0: never).
+        # of the generation's hand-ups so far outgrew such a step (1: always; 0: never).
         self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
         # middle level -> [fit, overflowed]: this generation's hand-ups whose plan could overflow its
         # step, by whether the verdict did (_hand_up_plan); the level and bound of the pending one
@@ -1150,8 +1150,8 @@ class Engine:
         # The hand-up plan's statistics start with each generation. Kept across generations, they
         # made a generation's plan depend on what the engine decoded before it: on the shipped
         # 5.6 M workload a fresh engine -- each of the benchmark's instrumented and traced passes
-        # builds one -- planned 178 hand-ups where the timed passes' engine, after its warm-up,
-        # planned 204 for the same tokens (docs/performance.md, "Forty-first run"). A plan needs
+        # builds one -- planned 178 hand-ups per pass where the timed passes' engine, after its
+        # warm-up, planned 204 for the same tokens (docs/performance.md, "Forty-first run"). A plan needs
         # only one row, so clearing them as any row is admitted loses nothing.
         self._hand_ups_seen.clear()
         self._hand_up_gate = None

@@ -642,7 +642,7 @@ def test_what_a_generation_plans_does_not_depend_on_what_the_engine_decoded_befo
     on what the engine had decoded before it: a prompt decoded by a fresh engine -- as each of the
     benchmark's instrumented and traced passes builds one -- planned fewer hand-ups than the same
     prompt decoded by an engine that had decoded others -- as its timed passes' engine, and
-    run.py's job, have. Each generation now counts its own verdicts: the same prompt runs the same
+    run.py's job, have. Each generation now counts its own hand-ups: the same prompt runs the same
     plan, counter for counter, whatever came before it."""
     levels, *_ = HAND_UP_SPECS["draft2-mid3-target"]
     target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)

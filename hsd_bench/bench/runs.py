@@ -218,7 +218,8 @@ def timed_plan(result) -> dict:
 
 def plan_mismatch(timed: dict, measured: dict | None) -> str | None:
     """Where a measuring pass (``measured``: its ``plan``) queued other work ahead than the timed
-    passes (``timed``: :func:`timed_plan`), what differs, as ``key: measured vs timed``; else None."""
+    passes (``timed``: :func:`timed_plan`), what differs, as ``"key measured vs timed"`` joined by
+    commas; else None."""
     if not measured:
         return None
     diff = [f"{key} {measured.get(key, 0)} vs {timed.get(key, 0)}" for key in PLAN_COUNTERS
