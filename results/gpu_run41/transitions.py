@@ -64,7 +64,7 @@ def place_token_waits(row: dict) -> str:
 def main(paths: list[str]) -> None:
     readings = ({Path(p).parent.name: Path(p) for p in paths} if paths
                 else {label: RESULTS / folder / "bench.json" for label, folder in READINGS.items()})
-    print("| reading | outside forwards | hand-ups queued ahead (continued) | mid → target, µs each "
+    print("| reading | outside forwards | hand-ups queued ahead in the timed passes (continued) | mid → target, µs each "
           "| middle's verdict read, then target | trace: waits before the hand-up step | host probe |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, path in readings.items():
