@@ -37,7 +37,11 @@ def round_trip_us(device: torch.device | str = "cpu") -> float:
     device = torch.device(device)
     key = str(device)
     if key not in _SCRATCH:
-        _SCRATCH[key] = torch.zeros(1, device=device)
+        # A normal tensor whatever mode the first probe runs in: made under inference mode (the
+        # engine's), it would be an inference tensor, which a later probe outside the mode may not
+        # update in place -- the probe failed so whenever its first call came from such code.
+        with torch.inference_mode(False):
+            _SCRATCH[key] = torch.zeros(1, device=device)
     x = _SCRATCH[key]
     cuda = device.type == "cuda"
     if cuda:

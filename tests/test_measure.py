@@ -251,6 +251,22 @@ def test_the_host_probe_times_a_round_trip_and_allocates_once():
     assert host_probe._SCRATCH["cpu"] is scratch
 
 
+def test_the_host_probe_runs_in_and_out_of_inference_mode_whichever_came_first(monkeypatch):
+    """The probe keeps one scratch tensor per device, made by its first call. Made under
+    ``torch.inference_mode`` it was an inference tensor, and every later probe outside the mode
+    failed updating it in place (an instrumented pass after a test that probed in the mode)."""
+    from hsd_bench import host_probe
+
+    monkeypatch.setattr(host_probe, "_SCRATCH", {})
+    with torch.inference_mode():
+        inside = host_probe.round_trip_us("cpu")
+    outside = host_probe.round_trip_us("cpu")
+    with torch.inference_mode():
+        again = host_probe.round_trip_us("cpu")
+    assert all(0 < t < 1e5 for t in (inside, outside, again))
+    assert not host_probe._SCRATCH["cpu"].is_inference()
+
+
 def test_passes_that_decode_different_tokens_are_flagged():
     decoder = ScriptedDecoder([1.0, 1.0], outputs=[[5, 6], [5, 7]])
     (_, timed), = measure.timed_passes(decoder, [[1]], 2, DecodingConfig(), repeats=2)
