@@ -848,9 +848,8 @@ class Engine:
         # of the generation's hand-ups so far outgrew such a step (1: always; 0: never).
         self.hand_up_overflow_max = HAND_UP_OVERFLOW_MAX
         # middle level -> [fit, overflowed]: this generation's hand-ups whose plan could overflow its
-        # step, by whether the verdict did (_hand_up_plan); the level and bound of the pending one
+        # step, by whether the verdict did (_hand_up_plan, _count_hand_up)
         self._hand_ups_seen: dict[int, list[int]] = {}
-        self._hand_up_gate: tuple[int, int] | None = None
         self._verdict_read: tuple | None = None  # pinned buffer, event, stream, its prefixes (_verdict_host)
         self._rows_of = RowViews()  # the rows of the token buffer self._tokens
         # Optional observer told "prefill", "decode" and "done" as generation moves
@@ -1154,7 +1153,6 @@ class Engine:
         # warm-up, planned 204 for the same tokens (docs/performance.md, "Forty-first run"). A plan needs
         # only one row, so clearing them as any row is admitted loses nothing.
         self._hand_ups_seen.clear()
-        self._hand_up_gate = None
         generator = None
         if not self._decoding.greedy:
             generator = torch.Generator(device=self.device)
@@ -1394,10 +1392,10 @@ class Engine:
         plan = self._ahead_plan(i, sub, m, k, out)
         catch_up = self._catch_up_plan(i, sub, m, k, out) if plan is None else None
         if plan is None and catch_up is None:
-            covered = self._hand_up_plan(i, sub, m, k, out)
+            covered, bound = self._hand_up_plan(i, sub, m, k, out)
             if covered is None:
                 verdicts = greedy_accept_rows(drafts, k, target)
-                self._count_hand_up(verdicts)
+                self._count_hand_up(i, bound, verdicts)
                 return verdicts, False, mark
             above = self.levels[i + 1].state.model
             packed = greedy_verdict_inputs(drafts, k, target, out=above.hand_up_input(k[0]))
@@ -1405,7 +1403,7 @@ class Engine:
             self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
             self._queue_hand_up(i, sub[0], m[0], k[0], out[0], covered)
             verdicts = greedy_accept_values(verdict.get(), k)
-            self._count_hand_up(verdicts)
+            self._count_hand_up(i, bound, verdicts)
             return verdicts, False, None
         packed = catch_up if plan is None else plan[1]
         verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
@@ -1526,17 +1524,19 @@ class Engine:
         self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
         return queued
 
-    def _count_hand_up(self, verdicts: list) -> None:
-        """Whether the hand-up whose plan ``_hand_up_plan`` just weighed (planned or not) outgrew
-        its step, for the plans after it; nothing where none was weighed."""
-        gate, self._hand_up_gate = self._hand_up_gate, None
-        if gate is not None:
-            level, bound = gate
-            self._hand_ups_seen.setdefault(level, [0, 0])[verdicts[0][0] > bound] += 1
+    def _count_hand_up(self, i: int, bound: int | None, verdicts: list) -> None:
+        """Whether middle level ``i``'s hand-up whose plan ``_hand_up_plan`` weighed (planned or
+        not) outgrew its step -- accepted more than ``bound`` drafts -- for the plans after it;
+        nothing where none was weighed (``bound`` None)."""
+        if bound is not None:
+            self._hand_ups_seen.setdefault(i, [0, 0])[verdicts[0][0] > bound] += 1
 
-    def _hand_up_plan(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int]) -> int | None:
-        """How many handed-up tokens middle level ``i``'s greedy verification can have the level
-        above, a separate model, verify before its verdict is read; None where it cannot.
+    def _hand_up_plan(self, i: int, sub: list[int], m: list[int], k: list[int],
+                      out: list[int]) -> tuple[int | None, int | None]:
+        """``(covered, bound)``: how many handed-up tokens middle level ``i``'s greedy verification
+        can have the level above, a separate model, verify before its verdict is read (None where
+        it cannot), and -- where the plan weighed whether this hand-up may outgrow its step -- the
+        most drafts the step covers, for ``_count_hand_up`` once the verdict is read (else None).
 
         It can when the level hands up whatever the verdict (``out + 1`` reaches its batch, no
         draft_stop) and the level above verifies greedily from token ids a model no lower level
@@ -1558,32 +1558,33 @@ class Engine:
         need. So where that can happen the plan is made only while this generation's hand-ups so
         far outgrew such a step rarely: at most ``hand_up_overflow_max`` of them, counted after
         ``HAND_UP_PRIOR_FITS`` that fit (each hand-up weighed here is counted once its verdict is
-        read, planned or not: ``_count_hand_up``). Counted are the hand-ups themselves, not every
+        read, planned or not: ``bound``). Counted are the hand-ups themselves, not every
         verdict of the level: a verdict accepting many drafts where the level does not hand up
         costs nothing, and on the shipped 5.6 M workload such verdicts made up 14-20 % of some
         generations whose hand-ups never overflowed. The wait a plan removes is the host's whole
         turn between the middle's verdict and the verifier's launch (docs/engine.md).
         """
         if not self.lookahead or i == 0 or i == len(self.levels) - 1 or len(sub) != 1 or len(self._slots) != 1:
-            return None
+            return None, None
         level, above = self.levels[i], self.levels[i + 1]
         if out[0] + 1 < level.batch or above.state.rows != 1 or not self._hands_up_to_another_model(i):
-            return None
+            return None, None
         if m[0] + k[0] + 1 > self._slots[sub[0]].limit:
-            return None
+            return None, None
         model = above.state.model
         if getattr(model, "hand_up_ready", None) is None:
-            return None
+            return None, None
         shortest, longest = out[0] + 1, out[0] + k[0] + 1
         covered = min(longest, model.step_rows(shortest + 1) - 1)
         if not model.hand_up_ready(above.exit_layer, k[0], out[0] + 1, covered + 1, m[0] - out[0] - 1):
-            return None
+            return None, None
         if covered < longest and self.hand_up_overflow_max < 1:
-            self._hand_up_gate = (i, covered - out[0] - 1)  # a verdict accepting more drafts overflows the step
+            bound = covered - out[0] - 1  # a verdict accepting more drafts overflows the step
             fit, over = self._hand_ups_seen.get(i, (0, 0))
             if self.hand_up_overflow_max <= 0 or over > self.hand_up_overflow_max * (HAND_UP_PRIOR_FITS + fit + over):
-                return None
-        return covered
+                return None, bound
+            return covered, bound
+        return covered, None
 
     def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, covered: int) -> None:
         """Queue what ``_hand_up_plan`` allowed: the level above's verification of positions

@@ -523,7 +523,7 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         if r.extra[measure]["tokens"] != r.tokens:  # greedy: the same tokens, or the share is of another workload
             log(f"WARNING: {label}: the {measure} pass decoded {r.extra[measure]['tokens']} tokens, the timed "
                 f"passes {r.tokens}: its overhead share describes a different workload")
-        for p in [r.extra[measure]] + r.extra[measure].get("passes", []):
+        for p in r.extra[measure].get("passes") or [r.extra[measure]]:  # the reported pass is one of them
             differs = plan_mismatch(timed_plan(r), p.get("plan"))
             if differs:  # the same tokens, other work queued ahead of the verdicts: another plan
                 log(f"WARNING: {label}: a {measure} pass queued other work ahead than the timed passes "

@@ -211,6 +211,12 @@ def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new
 PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_device")
 
 
+def add_plan(plan: dict, stats) -> None:
+    """Add one generation's plan counters (its ``GenerationStats``) to a measuring pass's ``plan``."""
+    for key in PLAN_COUNTERS:
+        plan[key] += getattr(stats, key)
+
+
 def timed_plan(result) -> dict:
     """The plan counters of a timed run (``RunResult.extra``, summed over its kept generations)."""
     return {key: result.extra.get(key, 0) for key in PLAN_COUNTERS}
@@ -257,8 +263,7 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
               "host_probe_us": host_probe.round_trip_us(engine.device), "plan": dict.fromkeys(PLAN_COUNTERS, 0)}
     for p in prompts:
         g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
-        for key in PLAN_COUNTERS:
-            totals["plan"][key] += getattr(g.stats, key)
+        add_plan(totals["plan"], g.stats)
         if timeline is not None:
             timeline.collect()  # before the timers recycle their events
         for t in timers:

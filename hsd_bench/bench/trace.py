@@ -36,7 +36,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from hsd_bench import host_probe
-from hsd_bench.bench.runs import PLAN_COUNTERS
+from hsd_bench.bench.runs import PLAN_COUNTERS, add_plan
 
 MARK = "spin_kernel"  # the name torch.cuda._sleep's kernel carries in a trace
 DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
@@ -222,8 +222,7 @@ def decode_device_idle(build: Callable[[Callable], object], prompts: list[list[i
             g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
             decode_s += g.stats.decode_s
             tokens += g.stats.n_generated
-            for key in PLAN_COUNTERS:
-                plan[key] += getattr(g.stats, key)
+            add_plan(plan, g.stats)
         torch.cuda.synchronize(engine.device)
     engine.on_phase = None
     with tempfile.TemporaryDirectory() as tmp:
