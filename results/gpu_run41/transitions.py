@@ -1,6 +1,7 @@
 """The hierarchy's time outside forwards on the 294 M model, transition by transition, in every
-committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs and this one), beside
-the 5.6 M readings since inference mode; and what the device trace says waited before the hand-up
+committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs, this one and the
+forty-third run's, today's code and two older commits on one model), beside the 5.6 M readings
+since inference mode; and what the device trace says waited before the hand-up
 step.
 
     python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
@@ -28,6 +29,9 @@ READINGS = {  # label -> bench.json (relative to results/), the 294 M rows first
     "34/1": "gpu_run34/call1/m294_1", "34/2": "gpu_run34/call1/m294_2", "34/3": "gpu_run34/call2/checks294",
     "35/1": "gpu_run35/call1/m294_off1", "35/2": "gpu_run35/call2/m294_off2", "36": "gpu_run36/call4/m294",
     "41/1": "gpu_run41/call1/m294_1", "41/2": "gpu_run41/call1/m294_2", "41/3": "gpu_run41/call2/m294_3",
+    "43/1": "gpu_run43/call2/h_today", "43/2": "gpu_run43/call3/m294_1", "43/3": "gpu_run43/call4/h_today_1",
+    "43/4": "gpu_run43/call4/h_today_2", "43 889edc9/1": "gpu_run43/call2/h_889edc9",
+    "43 889edc9/2": "gpu_run43/call4/h_889edc9", "43 b85df48": "gpu_run43/call2/h_b85df48",
     "5.6 M 38": "gpu_run38/call1/m56", "5.6 M 40/1": "gpu_run40/call1/m56_1", "5.6 M 40/2": "gpu_run40/call1/m56_2",
     "5.6 M 41": "gpu_run41/call2/m56_1",
 }
@@ -61,21 +65,30 @@ def place_token_waits(row: dict) -> str:
     return f"under {1e3 * min(w[1] for w in waits):.1f} ms in all"
 
 
+def slowdown(row: dict) -> str:
+    """How much slower the reported instrumented pass decoded than the timed passes: on a host-bound
+    row its outside share grows with it (the forty-third run: 4.7 % + 0.29 × the slowdown, over the
+    hierarchy's twelve passes on today's code)."""
+    slow = row["outside_forwards_async"].get("instrumented_slowdown")
+    return "–" if slow is None else f"{100 * slow:+.1f} %"
+
+
 def main(paths: list[str]) -> None:
     readings = ({Path(p).parent.name: Path(p) for p in paths} if paths
                 else {label: RESULTS / folder / "bench.json" for label, folder in READINGS.items()})
     print("| reading | outside forwards | hand-ups queued ahead in the timed passes (continued) | mid → target, µs each "
-          "| middle's verdict read, then target | trace: waits before the hand-up step | host probe |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| middle's verdict read, then target | trace: waits before the hand-up step | host probe "
+          "| that pass against the timed rate |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, path in readings.items():
         if not path.exists():
-            print(f"| {label} | (no {path}) | | | | | |")
+            print(f"| {label} | (no {path}) | | | | | | |")
             continue
         row = hierarchy_row(path)
         outside = row["outside_forwards_async"]["gpu_idle_frac"]
         print(f"| {label} | {100 * outside:.1f} % | {row.get('hand_ups_ahead')} ({row.get('hand_ups_continued')}) "
               f"| {per_transition(row, MID_TO_TARGET)} | {per_transition(row, AFTER_READ)} "
-              f"| {place_token_waits(row)} | {row.get('host_probe_us', 0):.1f} µs |")
+              f"| {place_token_waits(row)} | {row.get('host_probe_us', 0):.1f} µs | {slowdown(row)} |")
 
 
 if __name__ == "__main__":
