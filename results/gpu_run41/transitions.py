@@ -7,6 +7,9 @@ step.
     python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
     python3 results/gpu_run41/transitions.py W/hnew_1/bench.json ...   # those files instead
 
+The committed readings end with the forty-third run's fit of the outside share against each
+instrumented pass's slowdown (``pass_fit``).
+
 Why: the forty-first run's hierarchy missed the 294 M model's 5 % in all three processes. Its
 outside share (the instrumented passes' events, ``outside_forwards_async``) is split by the pair
 of model calls the time fell between (``idle_by_transition``, the six largest per row); read
@@ -73,6 +76,33 @@ def slowdown(row: dict) -> str:
     return "–" if slow is None else f"{100 * slow:+.1f} %"
 
 
+FIT_GROUPS = {  # the forty-third run's hierarchy rows on one model and machine, by the code that ran them
+    "today's code (0697b4a)": ["43/1", "43/2", "43/3", "43/4"],
+    "889edc9": ["43 889edc9/1", "43 889edc9/2"],
+    "b85df48": ["43 b85df48"],
+}
+
+
+def pass_fit(paths: list[Path]) -> str:
+    """Every instrumented pass of the rows in ``paths``: the outside share as a line in the pass's
+    slowdown against its own row's timed passes (least squares, and r), and the shares of the
+    passes that ran within ±1.5 % of the timed rate. Why: the rows' shares differ between
+    processes whose timed passes ran alike; this says how much of that the passes' own host state
+    accounts for (docs/performance.md, "Forty-third run")."""
+    xs, ys = [], []
+    for path in paths:
+        for p in hierarchy_row(path)["outside_forwards_async"]["passes"]:
+            xs.append(100 * p["instrumented_slowdown"])
+            ys.append(100 * p["gpu_idle_frac"])
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    slope = sxy / sxx
+    near = ", ".join(f"{y:.1f}" for x, y in zip(xs, ys) if abs(x) <= 1.5)
+    return (f"{len(xs)} passes: {my - slope * mx:.2f} % + {slope:.2f} × slowdown (r = {sxy / (sxx * syy) ** 0.5:.2f}); "
+            f"at the timed rate (±1.5 %): {f'{near} %' if near else 'none'}")
+
+
 def main(paths: list[str]) -> None:
     readings = ({Path(p).parent.name: Path(p) for p in paths} if paths
                 else {label: RESULTS / folder / "bench.json" for label, folder in READINGS.items()})
@@ -89,6 +119,12 @@ def main(paths: list[str]) -> None:
         print(f"| {label} | {100 * outside:.1f} % | {row.get('hand_ups_ahead')} ({row.get('hand_ups_continued')}) "
               f"| {per_transition(row, MID_TO_TARGET)} | {per_transition(row, AFTER_READ)} "
               f"| {place_token_waits(row)} | {row.get('host_probe_us', 0):.1f} µs | {slowdown(row)} |")
+
+
+    if not paths:
+        print("\nThe outside share against the instrumented pass's slowdown, pass by pass (forty-third run):\n")
+        for code, labels in FIT_GROUPS.items():
+            print(f"- {code}: {pass_fit([RESULTS / READINGS[label] / 'bench.json' for label in labels])}")
 
 
 if __name__ == "__main__":
