@@ -636,29 +636,41 @@ def test_a_certain_hand_up_to_another_model_queues_its_verification_before_the_v
         assert default["hand_ups_ahead"] > 0 and default["hand_ups_continued"] <= always["hand_ups_continued"]
 
 
+def _hand_up_hierarchy_builder():
+    """``build(wrap)`` for the two plan tests below: the ``draft2-mid3-target`` hierarchy over one
+    set of native models on the graph stand-in (a draft near the target, an unrelated middle
+    model: short hand-ups, which the default plans), each model passed through ``wrap`` -- as
+    ``bench_gpu``'s builder does, so the benchmark's measuring passes can wrap them in timers."""
+    levels, *_ = HAND_UP_SPECS["draft2-mid3-target"]
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    hfs = {"draft": perturbed(target_hf, 0.02, seed=3), "mid": make_hf_model("llama_gqa", num_layers=3, seed=11)}
+    target = native(target_hf)
+    others = {path: native(hf, name=path) for path, hf in hfs.items()}
+    for model in (target, *others.values()):
+        model._graphs = RecordingGraphs()
+
+    def build(wrap=lambda m: m):
+        return build_engine(MethodSpec("hierarchy", levels=levels), wrap(target),
+                            load_other=lambda path: (wrap(others[path]), None))
+
+    return build
+
+
+def _plan_test_prompts() -> list[list[int]]:
+    gen = torch.Generator().manual_seed(8)
+    return [torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (9, 12)]
+
+
 def test_what_a_generation_plans_does_not_depend_on_what_the_engine_decoded_before():
-    """The hand-up plan (``Engine._hand_up_plan``) decides by how often the middle level's verdicts
+    """The hand-up plan (``Engine._hand_up_plan``) decides by how often the middle level's hand-ups
     outgrew the queued step. Counted over the engine's life, that made a generation's plan depend
     on what the engine had decoded before it: a prompt decoded by a fresh engine -- as each of the
     benchmark's instrumented and traced passes builds one -- planned fewer hand-ups than the same
     prompt decoded by an engine that had decoded others -- as its timed passes' engine, and
     run.py's job, have. Each generation now counts its own hand-ups: the same prompt runs the same
     plan, counter for counter, whatever came before it."""
-    levels, *_ = HAND_UP_SPECS["draft2-mid3-target"]
-    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
-    # an unrelated middle model: short hand-ups, which the default plans (the gate opens)
-    others = {"draft": perturbed(target_hf, 0.02, seed=3), "mid": make_hf_model("llama_gqa", num_layers=3, seed=11)}
-    models = [native(target_hf)]
-
-    def load(path):
-        models.append(native(others[path], name=path))
-        return models[-1], None
-
-    engine = build_engine(MethodSpec("hierarchy", levels=levels), models[0], load_other=load)
-    for model in models:
-        model._graphs = RecordingGraphs()
-    gen = torch.Generator().manual_seed(8)
-    prompt, other = (torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (9, 12))
+    engine = _hand_up_hierarchy_builder()()
+    prompt, other = _plan_test_prompts()
     max_new = 48
     engine.prepare(len(other) + max_new, greedy=True)
     first = engine.generate(prompt, max_new, DecodingConfig())
@@ -680,20 +692,8 @@ def test_the_benchmarks_measuring_passes_run_the_plan_its_timed_passes_ran():
     is reported (``runs.plan_mismatch``; ``bench_gpu.measure_engine`` warns)."""
     from hsd_bench.bench.runs import engine_overheads, engine_run, plan_mismatch, timed_plan
 
-    levels, *_ = HAND_UP_SPECS["draft2-mid3-target"]
-    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
-    hfs = {"draft": perturbed(target_hf, 0.02, seed=3), "mid": make_hf_model("llama_gqa", num_layers=3, seed=11)}
-    target = native(target_hf)
-    others = {path: native(hf, name=path) for path, hf in hfs.items()}
-    for model in (target, *others.values()):
-        model._graphs = RecordingGraphs()
-
-    def build(wrap=lambda m: m):
-        return build_engine(MethodSpec("hierarchy", levels=levels), wrap(target),
-                            load_other=lambda path: (wrap(others[path]), None))
-
-    gen = torch.Generator().manual_seed(8)
-    prompts = [torch.randint(0, VOCAB, (n,), generator=gen).tolist() for n in (9, 12)]
+    build = _hand_up_hierarchy_builder()
+    prompts = _plan_test_prompts()
     timed = engine_run("hierarchy", build(), "hierarchy", prompts, 40, reps=2)
     plan = timed_plan(timed)
     assert plan["hand_ups_ahead"] > 0, plan
