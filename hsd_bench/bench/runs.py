@@ -85,6 +85,14 @@ def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, in
     return result
 
 
+# What the engine chose to queue ahead, per generation (GenerationStats): hand-ups verified before
+# the middle level's verdict was read, those finished by a second step, and rounds run inside CUDA
+# conditional nodes (the trace's split is then left out: trace.at_timed_rate). The timed passes and
+# an instrumented or traced pass of the same tokens must have chosen alike, or the pass measures
+# another plan (bench_gpu.measure_engine warns; docs/performance.md, "Forty-first run").
+PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_device")
+
+
 def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[list[int]], max_new: int,
                 reps: int, stop: tuple[str, ...] = (), codec=None) -> RunResult:
     """A decoder (an engine, or transformers' generate() as ``HFReference``) timed exactly as
@@ -122,11 +130,8 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
         result.extra["acceptance_per_level"] = summary["acceptance_per_level"]
         # share of draft rounds queued before their verdict was read (Engine.lookahead): 0 means none were
         result.extra["draft_rounds_ahead"] = summary["draft_rounds_ahead"]
-        # hand-ups verified before the middle level's verdict was read, and those finished by a second step
-        result.extra["hand_ups_ahead"] = summary["hand_ups_ahead"]
-        result.extra["hand_ups_continued"] = summary["hand_ups_continued"]
-        # rounds run inside CUDA conditional nodes: the trace's split is then left out (trace.at_timed_rate)
-        result.extra["guarded_rounds_on_device"] = summary["guarded_rounds_on_device"]
+        for key in PLAN_COUNTERS:  # what it queued ahead, which every measuring pass must match
+            result.extra[key] = summary[key]
         result.extra["layer_evals_per_token"] = sum(r["layer_evals_per_token"] * r["n_generated"] for r in rows) / max(
             sum(r["n_generated"] for r in rows), 1
         )
@@ -203,12 +208,6 @@ def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new
     """The harness engine (``hsd_bench.engine``), timed as ``run.py`` times it (``decoder_run``)."""
     backend = getattr(engine.top.state.model, "backend", "hf")
     return decoder_run(name, engine, backend, method, prompts, max_new, reps, stop, codec)
-
-
-# What the engine chose to queue ahead, per generation (GenerationStats): the timed passes and an
-# instrumented or traced pass of the same tokens must have chosen alike, or the pass measures
-# another plan (bench_gpu.measure_engine warns; docs/performance.md, "Forty-first run").
-PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_device")
 
 
 def add_plan(plan: dict, stats) -> None:
