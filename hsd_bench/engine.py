@@ -1594,18 +1594,21 @@ class Engine:
             return covered, bound
         return covered, None
 
-    def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, covered: int) -> None:
+    def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, covered: int, after_read: bool = False) -> None:
         """Queue what ``_hand_up_plan`` allowed: the level above's verification of positions
         ``[n - 1, n + covered)`` as one step that first places the verifier's token at ``m + a``
         among its ids (both chosen on the device from the verdict packed in
         ``model.hand_up_input``), timed as the level above's work. The token reaches the
-        engine's own buffer once the verdict is read (``_produce``)."""
+        engine's own buffer once the verdict is read (``_produce``). ``after_read``: the verdict
+        is read and its token already in the buffer (``_hand_up_after_read``), so the step is the
+        plain one, nothing placed."""
         above, n = self.levels[i + 1], m - out
         mark = self._level_clock.start()
-        above.state.model.arm_hand_up(k, out + 1)
+        if not after_read:
+            above.state.model.arm_hand_up(k, out + 1)
         tokens = above.state.greedy_tokens_rows([r], self._tokens, above.exit_layer, [n + covered], [n - 1])
         self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
-        self._handed_up = _HandUp(i + 1, above.state, r, n, covered, tokens)
+        self._handed_up = _HandUp(i + 1, above.state, r, n, covered, tokens, after_read)
 
     def _hand_up_after_read(self, i: int, r: int, m: int, k: int, out: int, verdict: tuple) -> None:
         """Launch the level above's verification of middle level ``i``'s hand-up the moment the host
@@ -1626,11 +1629,7 @@ class Engine:
             return
         a, committed = verdict
         write_tokens(self._tokens, [r], [m + a], [committed[-1]], row=self._rows_of(self._tokens)[r])
-        n, covered = m - out, out + a + 1
-        mark = self._level_clock.start()
-        tokens = above.state.greedy_tokens_rows([r], self._tokens, above.exit_layer, [n + covered], [n - 1])
-        self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
-        self._handed_up = _HandUp(i + 1, above.state, r, n, covered, tokens, after_read=True)
+        self._queue_hand_up(i, r, m, k, out, out + a + 1, after_read=True)
 
     def _take_hand_up(self, i: int, sub: list[int], m: list[int], k: list[int]) -> torch.Tensor | None:
         """Level ``i``'s argmax tokens for the ``k`` drafts at ``m`` where the level below queued
