@@ -591,9 +591,6 @@ class GenerationStats:
     hand_ups_ahead: int = 0
     hand_up_padding: int = 0
     hand_ups_continued: int = 0  # of those, hand-ups longer than the queued step, finished by a second
-    # Verifications of a hand-up launched straight after the host read the guard that decided it
-    # (Engine._hand_up_after_read), before the engine's bookkeeping of that verdict.
-    hand_ups_after_read: int = 0
     # Level-0 rounds launched guarded inside a CUDA conditional node (the device evaluates the guard):
     # a kernel trace stretches the gaps inside such launches, so its between-launch split is not
     # comparable for a run that has them (bench/trace.py, at_timed_rate).
@@ -659,7 +656,6 @@ class GenerationStats:
             "hand_ups_ahead": self.hand_ups_ahead,
             "hand_up_padding": self.hand_up_padding,
             "hand_ups_continued": self.hand_ups_continued,
-            "hand_ups_after_read": self.hand_ups_after_read,
             "guarded_rounds_on_device": self.guarded_rounds_on_device,
             "mean_draft_len": self.rounds[0] / self.draft_calls if top > 0 and self.draft_calls else None,
             "layer_evals": dict(self.layer_evals),
@@ -709,7 +705,6 @@ class _HandUp:
     start: int
     covered: int
     tokens: torch.Tensor
-    after_read: bool = False  # launched right after the verdict was read (_hand_up_after_read)
 
 
 class LevelClock:
@@ -1270,9 +1265,8 @@ class Engine:
                     cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
                     off += kk + 1
             handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
-            if handed is None or not handed.after_read:  # else _hand_up_after_read wrote the token
-                write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
-                             row=self._rows_of(self._tokens)[sub[0]] if len(sub) == 1 else None)
+            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
+                         row=self._rows_of(self._tokens)[sub[0]] if len(sub) == 1 else None)
             still = []
             for jj, j in enumerate(active):
                 a = accepted[jj]
@@ -1430,8 +1424,6 @@ class Engine:
             verdicts = greedy_accept_values(verdict.get(), k)
             launched = (queued and verdicts[0][0] < below
                         and self._launch_ahead(front, sub[0], m[0], k[0], None, inputs_queued=True))
-        if below is not None and verdicts[0][0] >= below:  # the level hands up: the verification above is next
-            self._hand_up_after_read(i, sub[0], m[0], k[0], out[0], verdicts[0])
         if launched:
             a = verdicts[0][0]
             if below is None or a < below:
@@ -1594,42 +1586,18 @@ class Engine:
             return covered, bound
         return covered, None
 
-    def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, covered: int, after_read: bool = False) -> None:
+    def _queue_hand_up(self, i: int, r: int, m: int, k: int, out: int, covered: int) -> None:
         """Queue what ``_hand_up_plan`` allowed: the level above's verification of positions
         ``[n - 1, n + covered)`` as one step that first places the verifier's token at ``m + a``
         among its ids (both chosen on the device from the verdict packed in
         ``model.hand_up_input``), timed as the level above's work. The token reaches the
-        engine's own buffer once the verdict is read (``_produce``). ``after_read``: the verdict
-        is read and its token already in the buffer (``_hand_up_after_read``), so the step is the
-        plain one, nothing placed."""
+        engine's own buffer once the verdict is read (``_produce``)."""
         above, n = self.levels[i + 1], m - out
         mark = self._level_clock.start()
-        if not after_read:
-            above.state.model.arm_hand_up(k, out + 1)
+        above.state.model.arm_hand_up(k, out + 1)
         tokens = above.state.greedy_tokens_rows([r], self._tokens, above.exit_layer, [n + covered], [n - 1])
         self._level_clock.stop(i + 1, mark, [self._slots[r].stats])
-        self._handed_up = _HandUp(i + 1, above.state, r, n, covered, tokens, after_read)
-
-    def _hand_up_after_read(self, i: int, r: int, m: int, k: int, out: int, verdict: tuple) -> None:
-        """Launch the level above's verification of middle level ``i``'s hand-up the moment the host
-        has read the verdict that makes it one, where the level above is a separate model
-        (``_hands_up_to_another_model``): the verifier's token written, then the same step the level
-        above would run on its turn (positions ``[n - 1, m + a + 1)``), taken there by
-        ``_take_hand_up`` as a hand-up that covers exactly what was handed up.
-
-        Why: whether the level continues (level 0's next round, queued or guarded before the read:
-        ``_ahead_plan``) or hands up is known only from the verdict, and the device then waited for
-        the host's whole turn -- the engine's bookkeeping of the verdict, up through the recursion,
-        before the level above's call: on torch 2.11 (the guard read on the host) the largest wait
-        between calls of the hierarchy on the 294 M model (docs/performance.md, "Forty-fourth
-        run"). Nothing changes but when the launch is issued: the same step, the same token, the
-        same cache positions."""
-        above = self.levels[i + 1]
-        if self._handed_up is not None or above.state.rows != 1 or not self._hands_up_to_another_model(i):
-            return
-        a, committed = verdict
-        write_tokens(self._tokens, [r], [m + a], [committed[-1]], row=self._rows_of(self._tokens)[r])
-        self._queue_hand_up(i, r, m, k, out, out + a + 1, after_read=True)
+        self._handed_up = _HandUp(i + 1, above.state, r, n, covered, tokens)
 
     def _take_hand_up(self, i: int, sub: list[int], m: list[int], k: list[int]) -> torch.Tensor | None:
         """Level ``i``'s argmax tokens for the ``k`` drafts at ``m`` where the level below queued
@@ -1643,12 +1611,6 @@ class Engine:
             raise RuntimeError(f"level {i}: a verification was queued for row {handed.row} at {handed.start} "
                                f"({handed.covered} tokens), but the level verifies rows {sub} at {m}, {k} tokens")
         stats = self._slots[handed.row].stats
-        if handed.after_read:
-            if k[0] != handed.covered:
-                raise RuntimeError(f"level {i}: a hand-up of {handed.covered} tokens was verified after its "
-                                   f"verdict, but the level verifies {k[0]}")
-            stats.hand_ups_after_read += 1
-            return handed.tokens[: k[0] + 1]
         stats.hand_ups_ahead += 1
         if k[0] <= handed.covered:
             stats.hand_up_padding += handed.covered - k[0]

@@ -114,8 +114,6 @@ def summarize_method(rows: list[dict]) -> dict:
         "hand_up_padding": sum(r.get("hand_up_padding", 0) for r in rows),
         # of those, hand-ups longer than the queued step: finished by a second step of the level above
         "hand_ups_continued": sum(r.get("hand_ups_continued", 0) for r in rows),
-        # hand-ups whose verification was launched straight after the host read the guard deciding them
-        "hand_ups_after_read": sum(r.get("hand_ups_after_read", 0) for r in rows),
         # level-0 rounds run guarded inside CUDA conditional nodes (torch >= 2.12 on CUDA graphs)
         "guarded_rounds_on_device": sum(r.get("guarded_rounds_on_device", 0) for r in rows),
         # per-row spread: a batch's rows accept differently

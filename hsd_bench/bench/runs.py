@@ -90,7 +90,7 @@ def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, in
 # conditional nodes (the trace's split is then left out: trace.at_timed_rate). The timed passes and
 # an instrumented or traced pass of the same tokens must have chosen alike, or the pass measures
 # another plan (bench_gpu.measure_engine warns; docs/performance.md, "Forty-first run").
-PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "hand_ups_after_read", "guarded_rounds_on_device")
+PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_device")
 
 
 def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[list[int]], max_new: int,
