@@ -1,8 +1,9 @@
 """The hierarchy's time outside forwards on the 294 M model, transition by transition, in every
 committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs, this one, the
 forty-third run's -- today's code and two older commits on one model -- the forty-fourth run's
-eleven processes on a 100 s model, and the forty-fifth run's seven on an H100's 100 s model), beside the 5.6 M readings since inference mode; and what the
-device trace says waited before the hand-up step.
+eleven processes on a 100 s model, and the forty-fifth run's seven on an H100's 100 s model),
+beside the 5.6 M readings since inference mode; and what the device trace says waited before the
+hand-up step.
 
     python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
     python3 results/gpu_run41/transitions.py W/hnew_1/bench.json ...   # those files instead
