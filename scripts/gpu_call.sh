@@ -1,7 +1,9 @@
 # Sourced by a device session's call script, after scripts/gpu_env.sh, with CALL set (its name,
 # e.g. call1): what every such script began with, written once.
 # - W, the work folder (/tmp/w_$CALL), and W/gpu.txt (the GPU's name and driver);
-# - left: seconds left of the call's LIMIT (default 585) since this file was sourced;
+# - left: seconds left of the call's CALL_LIMIT (default 585) since this file was sourced (not
+#   LIMIT: scripts/gpu_headline.sh reads LIMIT as run.py's dataset.limit, and a call that set one
+#   for the other ran every HumanEval prompt -- forty-sixth run);
 # - pack: W packed into $OUT/$CALL.tgz (models left out), to call after every step, so a call cut
 #   off by its limit still brings back what it finished;
 # - step NAME SECONDS CMD...: CMD under `timeout SECONDS`, its output in W/NAME.log, its exit status
@@ -12,7 +14,7 @@ export CI=true
 start=$SECONDS
 W=/tmp/w_${CALL:?set CALL before sourcing scripts/gpu_call.sh}; mkdir -p "$W"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/gpu.txt" 2>/dev/null || true
-left() { echo $((${LIMIT:-585} - (SECONDS - start))); }
+left() { echo $((${CALL_LIMIT:-585} - (SECONDS - start))); }
 PACKED="$OUT/$CALL.tgz"  # fixed now: a CALL given as `CALL=x source ...` is gone after the source
 pack() { tar czf "$PACKED" -C "$W" --exclude='*.safetensors' --exclude='*.pt' . ; }
 step() {

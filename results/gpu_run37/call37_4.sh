@@ -5,7 +5,7 @@
 # HiSpec, outside forwards, traces last).
 # (Ran with these steps written out; folded onto scripts/gpu_call.sh after the thirty-eighth run.)
 source scripts/gpu_env.sh
-LIMIT=${LIMIT:-580}
+CALL_LIMIT=${CALL_LIMIT:-580}  # LIMIT when it ran; scripts/gpu_call.sh's name since the forty-sixth run
 CALL=call4 source scripts/gpu_call.sh
 MODEL=runs/gpu-24x1024
 t0=$SECONDS  # the training ran without a timeout

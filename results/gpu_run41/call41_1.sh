@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Forty-first run, call 1: the owed 294 M reading, cut down to the device time left after refused
-# starts and a lost machine (612 s; run as `LIMIT=400 bash results/gpu_run41/call41_1.sh`): a 294 M model trained on the machine (60 s),
+# starts and a lost machine (612 s; run as `LIMIT=400 bash results/gpu_run41/call41_1.sh`; CALL_LIMIT since the forty-sixth run): a 294 M model trained on the machine (60 s),
 # then the benchmark's methods part on it (AR, HiSpec, the hierarchy) in fresh processes while time
 # is left, then on the shipped 5.6 M target. The in-process A/B against b85df48
 # (results/gpu_run40/call40_2.sh) is left out: the target reading comes first.

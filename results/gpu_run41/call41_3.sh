@@ -5,7 +5,7 @@
 # b85df48 (gpu_run36/ab_views.py; for the hierarchy the new side also counts its hand-up plan per
 # generation, the forty-second session's change), then the benchmark's methods part with every
 # method -- layerskip and vanilla_sd not measured on 294 M since inference mode.
-# With little device time left: `MODEL=runs/gpu-24x1024 LIMIT=<s> bash results/gpu_run41/call41_3.sh` right after
+# With little device time left: `MODEL=runs/gpu-24x1024 CALL_LIMIT=<s> bash results/gpu_run41/call41_3.sh` (LIMIT before the forty-sixth run) right after
 # call41_2.sh on the same warm machine reuses its model (gpu_train_model.sh keeps a trained one).
 # Before the call: `bash results/gpu_run36/make_old_package.sh b85df48` (hsd_bench_old/ travels untracked).
 source scripts/gpu_env.sh

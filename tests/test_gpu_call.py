@@ -1,0 +1,37 @@
+"""scripts/gpu_call.sh: a device call's time budget is its own variable, not gpu_headline.sh's LIMIT.
+
+The forty-sixth run sourced gpu_call.sh with ``LIMIT=420`` meant as the call's budget; the same
+variable reached scripts/gpu_headline.sh, which reads LIMIT as run.py's ``dataset.limit``, and its
+jobs ran all 164 HumanEval prompts instead of 8. The call's budget is CALL_LIMIT since.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def seconds_left(tmp_path: Path, **env: str) -> int:
+    """``left`` right after sourcing gpu_call.sh, in a clean bash with ``env`` added (the script's
+    work folder, /tmp/w_<CALL>, removed after)."""
+    call = f"pytest_{os.getpid()}_{tmp_path.name}"
+    script = f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && left"
+    run_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OUT": str(tmp_path), **env}
+    try:
+        out = subprocess.run(["bash", "-c", script], env=run_env, capture_output=True, text=True, timeout=30,
+                             check=True)
+    finally:
+        shutil.rmtree(f"/tmp/w_{call}", ignore_errors=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.parametrize("env, expected", [({}, 585), ({"CALL_LIMIT": "300"}, 300),
+                                           ({"LIMIT": "420"}, 585), ({"LIMIT": "8", "CALL_LIMIT": "200"}, 200)])
+def test_the_call_budget_is_call_limit_and_ignores_the_dataset_limit(tmp_path, env, expected):
+    assert expected - 2 <= seconds_left(tmp_path, **env) <= expected
