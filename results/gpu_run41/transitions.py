@@ -1,14 +1,15 @@
 """The hierarchy's time outside forwards on the 294 M model, transition by transition, in every
 committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs, this one, the
 forty-third run's -- today's code and two older commits on one model -- the forty-fourth run's
-eleven processes on a 100 s model, and the forty-fifth run's seven on an H100's 100 s model),
+eleven processes on a 100 s model, the forty-fifth run's seven on an H100's 100 s model, and the
+forty-sixth run's four with every method on another H100's 100 s model),
 beside the 5.6 M readings since inference mode; and what the device trace says waited before the
 hand-up step.
 
     python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
     python3 results/gpu_run41/transitions.py W/hnew_1/bench.json ...   # those files instead
 
-The committed readings end with the forty-third to forty-fifth runs' fits of the outside share
+The committed readings end with the forty-third to forty-sixth runs' fits of the outside share
 against each instrumented pass's slowdown (``pass_fit``).
 
 Why: the forty-first run's hierarchy missed the 294 M model's 5 % in all three processes. Its
@@ -43,8 +44,10 @@ READINGS = {  # label -> bench.json (relative to results/), the 294 M rows first
     "45/1": "gpu_run45/call1/h294_1", "45/2": "gpu_run45/call1/h294_2", "45/3": "gpu_run45/call1/h294_3",
     "45/4": "gpu_run45/call2/h294_1", "45/5": "gpu_run45/call2/h294_2", "45/6": "gpu_run45/call2/h294_3",
     "45/7": "gpu_run45/call2/h294_4",
+    "46/1": "gpu_run46/call2/m294_1", "46/2": "gpu_run46/call2/m294_2", "46/3": "gpu_run46/call3/bench",
+    "46/4": "gpu_run46/call4/m294_3",
     "5.6 M 38": "gpu_run38/call1/m56", "5.6 M 40/1": "gpu_run40/call1/m56_1", "5.6 M 40/2": "gpu_run40/call1/m56_2",
-    "5.6 M 41": "gpu_run41/call2/m56_1", "5.6 M 44": "gpu_run44/call1/m56_1",
+    "5.6 M 41": "gpu_run41/call2/m56_1", "5.6 M 44": "gpu_run44/call1/m56_1", "5.6 M 46": "gpu_run46/call2/m56",
 }
 MID_TO_TARGET = ("mid.run_layers_greedy[0:6]", "target.run_layers_greedy[0:24]")
 AFTER_READ = ("draft.queue_draft_inputs", "target.run_layers_greedy[0:24]")
@@ -85,6 +88,7 @@ def slowdown(row: dict) -> str:
 
 
 FIT_GROUPS = {  # hierarchy rows on one model and machine, by the run and the code that ran them
+    "forty-sixth run, H100, 100 s model (cd1c069, the code of 4ca2fd8)": [f"46/{n}" for n in range(1, 5)],
     "forty-fifth run, H100, 100 s model (a37bc5f: the hand-up after the read, reverted)": [f"45/{n}" for n in range(1, 8)],
     "forty-fourth run, H200, 100 s model (6863e66)": [f"44/{n}" for n in range(1, 12)],
     "forty-third run, H100, 60 s model (0697b4a)": ["43/1", "43/2", "43/3", "43/4"],
@@ -132,7 +136,7 @@ def main(paths: list[str]) -> None:
 
 
     if not paths:
-        print("\nThe outside share against the instrumented pass's slowdown, pass by pass (forty-third to forty-fifth runs):\n")
+        print("\nThe outside share against the instrumented pass's slowdown, pass by pass (forty-third to forty-sixth runs):\n")
         for code, labels in FIT_GROUPS.items():
             print(f"- {code}: {pass_fit([RESULTS / READINGS[label] / 'bench.json' for label in labels])}")
 
