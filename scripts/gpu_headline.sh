@@ -12,6 +12,7 @@
 #   OUT=<dir> bash scripts/gpu_headline.sh                 # both, where no 10-minute limit applies
 #   OUT=<dir> PARTS=checks,ar_chunk1 HF_CHECK=0 TRAIN=0 bash scripts/gpu_headline.sh  # + AR at ar_chunk=1
 #   MODEL=checkpoints/ee-24x128 TRAIN=0 bash scripts/gpu_headline.sh   # the shipped 5.6 M model instead
+#   OUT=<dir> PARTS=checks AGREE_ONLY=1 HF_CHECK=0 TRAIN=0 bash scripts/gpu_headline.sh  # run.py against the benchmark alone
 #   DEVICE=cpu DTYPE=float32 MODEL=checkpoints/ee-24x128 TRAIN=0 LIMIT=2 MAX_NEW=8 bash scripts/gpu_headline.sh  # a dry run
 #
 # Steps, each skipped once too little of SESSION_LIMIT is left (results so far are kept):
@@ -23,7 +24,8 @@
 #     a kernel trace (--device-trace, about 30 s more; DEVICE_TRACE=0 leaves it out);
 #     transformers' assistant_early_exit through run.py (method=hf_early_exit; HF_CHECK=0 skips it);
 #     with PARTS=...,ar_chunk1, AR three more times at ar_chunk=1 (one host round trip per token),
-#     interleaved with the default-chunk repeats;
+#     interleaved with the default-chunk repeats; AGREE_ONLY=1 runs only run.py's method jobs and the benchmark
+#     (a second round of run.py against the benchmark that fits one call with the trace);
 #  3. the named sweeps of conf/experiment/ (method_comparison on HumanEval and GSM8K, exit_layer,
 #     draft_length) through `run.py -m`;
 #  4. tables (scripts/collect.py) and figures (scripts/make_figures.py) under $RESULTS, packed with
@@ -76,12 +78,14 @@ fi
 
 # 2. the measurement-path checks
 if part checks; then
+if [[ "${AGREE_ONLY:-0}" != 1 ]]; then
 step hispec_8_16 60 $PY run.py "${COMMON[@]}" model.backend=auto method=hispec exit=8,16 results_dir="$RUNS/check"
 for i in 1 2 3; do
   step "ar_repeat_$i" 40 $PY run.py "${COMMON[@]}" method=autoregressive results_dir="$RUNS/ar_repeat_$i"
   part ar_chunk1 && step "ar_chunk1_repeat_$i" 40 $PY run.py "${COMMON[@]}" method=autoregressive ar_chunk=1 \
     results_dir="$RUNS/ar_chunk1_repeat_$i"
 done
+fi
 step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
 step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
 step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
