@@ -3,7 +3,8 @@ committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs, thi
 forty-third run's -- today's code and two older commits on one model -- the forty-fourth run's
 eleven processes on a 100 s model, the forty-fifth run's seven on an H100's 100 s model, and the
 forty-sixth run's four with every method on another H100's 100 s model),
-beside the 5.6 M readings since inference mode; and what the device trace says waited before the
+beside the 5.6 M readings since inference mode (the forty-seventh run's two from gpu_headline.sh's
+benchmark step); and what the device trace says waited before the
 hand-up step.
 
     python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
@@ -48,6 +49,7 @@ READINGS = {  # label -> bench.json (relative to results/), the 294 M rows first
     "46/4": "gpu_run46/call4/m294_3",
     "5.6 M 38": "gpu_run38/call1/m56", "5.6 M 40/1": "gpu_run40/call1/m56_1", "5.6 M 40/2": "gpu_run40/call1/m56_2",
     "5.6 M 41": "gpu_run41/call2/m56_1", "5.6 M 44": "gpu_run44/call1/m56_1", "5.6 M 46": "gpu_run46/call2/m56",
+    "5.6 M 47/1": "gpu_run47/call1/checks56", "5.6 M 47/2": "gpu_run47/call2/checks56",
 }
 MID_TO_TARGET = ("mid.run_layers_greedy[0:6]", "target.run_layers_greedy[0:24]")
 AFTER_READ = ("draft.queue_draft_inputs", "target.run_layers_greedy[0:24]")
