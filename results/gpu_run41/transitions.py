@@ -2,10 +2,9 @@
 committed 294 M reading that has it (the thirty-fourth to thirty-sixth runs, this one, the
 forty-third run's -- today's code and two older commits on one model -- the forty-fourth run's
 eleven processes on a 100 s model, the forty-fifth run's seven on an H100's 100 s model, and the
-forty-sixth run's four with every method on another H100's 100 s model),
-beside the 5.6 M readings since inference mode (the forty-seventh run's two from gpu_headline.sh's
-benchmark step); and what the device trace says waited before the
-hand-up step.
+forty-sixth run's four with every method on another H100's 100 s model), beside the 5.6 M
+readings since inference mode (the forty-seventh run's two from gpu_headline.sh's benchmark step);
+and what the device trace says waited before the hand-up step.
 
     python3 results/gpu_run41/transitions.py                   # the committed readings (markdown)
     python3 results/gpu_run41/transitions.py W/hnew_1/bench.json ...   # those files instead
