@@ -194,8 +194,9 @@ def test_every_script_option_in_the_docs_exists(script):
 
 
 def test_a_bad_script_option_is_caught():
-    bad, good, sub = commands_in("`python scripts/collect.py runs/x --by-categry` and `collect.py runs/x --by-category`,"
-                                 " `python scripts/train_early_exit.py train --preset ee-24x128 --epochs 2`", "doc.md")
+    doc = ("`python scripts/collect.py runs/x --by-categry` and `collect.py runs/x --by-category`,"
+           " `python scripts/train_early_exit.py train --preset ee-24x128 --epochs 2`")
+    bad, good, sub = commands_in(doc, "doc.md")
     assert unknown_options(bad) == ["--by-categry"]
     assert unknown_options(good) == []
     assert unknown_options(sub) == ["--epochs"], "a subcommand's options are its own"
