@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Forty-eighth run, call 1: the work owed to a device with torch >= 2.12 (CUDA conditional graph
+# nodes, the engine's guarded look-ahead rounds): the float32 smoke, whose `guarded_round` check
+# says whether the device both runs and skips a guarded graph, then the in-process A/B of
+# results/gpu_run10/diag_guard.py on the shipped 5.6 M model. On torch 2.11 (every lent image so
+# far) it records the versions and stops. Carry [".whl"].
+source scripts/gpu_env.sh
+CALL=call1 source scripts/gpu_call.sh
+python3 -c 'import torch, transformers, triton; print(torch.__version__, torch.version.cuda, transformers.__version__, triton.__version__)' \
+  > "$W/versions.txt" 2>&1
+cat "$W/versions.txt" "$W/gpu.txt"
+if python3 -c 'import sys, torch; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 12))'; then
+  step smoke 200 python3 scripts/bench_gpu.py --parts smoke --out "$W/smoke"
+  (( $(left) > 200 )) && step diag_guard $(( $(left) - 20 )) python3 results/gpu_run10/diag_guard.py checkpoints/ee-24x128 \
+    "$W/diag_guard" hispec,hierarchy
+else
+  echo "torch below 2.12: no conditional nodes, nothing owed can run" | tee "$W/owed.txt"
+fi
+pack
+cat "$W/calls.log" 2>/dev/null; grep -h 'guarded_round' "$W"/smoke/*.md 2>/dev/null | head -3
