@@ -127,7 +127,7 @@ class RunConf:
     # Each level's share of decode time (time_split_s). null = where it costs nothing: on CPU
     # (a host clock); on asynchronous CUDA decoding it is off, because its CUDA events (about 2 µs
     # of host time each, 8 per token for HiSpec, 2 per chunk for AR) slow the host-bound methods
-    # it would describe: true records it anyway (docs/performance.md, "Nineteenth run").
+    # it would describe: true records it anyway (docs/gpu-runs.md, "Nineteenth run").
     level_split: Optional[bool] = None
     progress: bool = True
     # Intra-op CPU threads. Small models are overhead-bound: on a 2-core

@@ -461,7 +461,7 @@ class ModelState:
         AR's target) has no deeper segment to read them, and the next greedy round starts past
         its frontier (a verdict commits at least one token the draft has not processed), so its
         first step processes its own positions from their ids. The copy kept for nothing was a
-        host launch per round (docs/performance.md, "Eighteenth run"); where a later call does
+        host launch per round (docs/gpu-runs.md, "Eighteenth run"); where a later call does
         ask for those states, :meth:`hidden_rows` says so loudly."""
         return len(self.bounds) == 1
 
@@ -534,7 +534,7 @@ def write_tokens(tokens: torch.Tensor, rows: list[int], pos: list[int], values,
             # A fill takes the int as a kernel argument. Item assignment of a host int copies it
             # from pageable memory, which waits for the device to finish everything queued -- on
             # an H200 trace, one such wait per verification, and with the look-ahead draft queued
-            # behind the verdict it waited for that whole round (docs/performance.md, "Ninth run").
+            # behind the verdict it waited for that whole round (docs/gpu-runs.md, "Ninth run").
             (tokens[rows[0], pos[0]] if row is None else row[pos[0]]).fill_(int(value))
         return
     width = tokens.shape[1]
@@ -736,7 +736,7 @@ class LevelClock:
         self._open: list[tuple[int, tuple, list]] = []  # (level, pair, the served rows' stats)
         # The stream the events go on, looked up once per generation (begin): Event.record()
         # without one looks up the current stream each time, which cost more host time than
-        # the record itself (an H200 host profile, docs/performance.md "Eighth run").
+        # the record itself (an H200 host profile, docs/gpu-runs.md "Eighth run").
         self._stream = None
 
     def begin(self) -> None:
@@ -1150,7 +1150,7 @@ class Engine:
         # made a generation's plan depend on what the engine decoded before it: on the shipped
         # 5.6 M workload a fresh engine -- each of the benchmark's instrumented and traced passes
         # builds one -- planned 178 hand-ups per pass where the timed passes' engine, after its
-        # warm-up, planned 204 for the same tokens (docs/performance.md, "Forty-first run"). A plan needs
+        # warm-up, planned 204 for the same tokens (docs/gpu-runs.md, "Forty-first run"). A plan needs
         # only one row, so clearing them as any row is admitted loses nothing.
         self._hand_ups_seen.clear()
         generator = None
@@ -1347,7 +1347,7 @@ class Engine:
 
         Why: between two chunks the host reads the tokens, checks them for a stop and launches the
         next chunk, and the device waits for all of it (on an H200 with the 294 M model about 390 µs
-        per chunk of eight tokens, 8 % of AR's decode time: docs/performance.md, "Thirty-first
+        per chunk of eight tokens, 8 % of AR's decode time: docs/gpu-runs.md, "Thirty-first
         run"). The next chunk's inputs are tokens already on the device and its length is known, so
         it can be queued first; the host's turn then overlaps it. Where the row stops in this chunk
         the queued one was computed for nothing: it is dropped and reported
@@ -1551,7 +1551,7 @@ class Engine:
         dropped (``hand_up_padding``; counted in layer_evals). Such padding costs nothing the
         unpadded step would not have cost. As one step the plan costs the host about what the
         plain launch after the read costs; the placement as separate launches cost more than the
-        wait it removed (docs/performance.md, "Twenty-first run" and "Twenty-second run").
+        wait it removed (docs/gpu-runs.md, "Twenty-first run" and "Twenty-second run").
 
         A hand-up longer than that step (``a`` past what it covers) is finished by a second step
         of the level above on the rest (``_take_hand_up``) -- a forward the unpadded order did not

@@ -5,7 +5,7 @@ graph replays, a verdict read back, some bookkeeping -- so its tokens/s measures
 much as the method. On the lent H200 VM the host's speed moves between states over tens of
 seconds: one launch + event-sync round trip took 16-17 µs in some fresh processes and
 24-28 µs in others, and vanilla_sd on the shipped 5.6 M model followed it (1512-1885 tok/s
-across processes, AR 2390-2644; docs/performance.md, "Fourteenth run"). Pinning the process
+across processes, AR 2390-2644; docs/gpu-runs.md, "Fourteenth run"). Pinning the process
 to a core did not remove it. The probe cannot make a slow host fast; it makes the host state a
 number beside the tokens/s, so two runs that disagree can be told apart from a regression.
 

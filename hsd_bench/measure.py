@@ -35,7 +35,7 @@ The rules (docs/performance.md, "How a run is timed"):
    speed moves from pass to pass with the host: on an H200 VM, one process,
    the same 8 prompts decoded back to back five times, HiSpec's decode rate
    ranged 984-1260 tok/s while AR's moved at most 6 % -- with the SM clock
-   fixed, no steal time and no migrations (docs/performance.md, "Sixth run"). A
+   fixed, no steal time and no migrations (docs/gpu-runs.md, "Sixth run"). A
    single pass is one draw from that; the passes run over all prompts in
    turn (a slow second of the host lands in one pass, not in every repeat of
    one sample), and each sample keeps its median pass's timing, so a run's

@@ -2,7 +2,7 @@
 
 Why: a view (a slice, a select) launches nothing, but each is a dispatcher call of one to two µs
 of host time, and a one-row decode asks for the same few views of the same buffers several times
-per token, on the path the device waits on (docs/performance.md, "Thirty-sixth run"). A cache
+per token, on the path the device waits on (docs/gpu-runs.md, "Thirty-sixth run"). A cache
 never hands out a view of a buffer other than the one asked about.
 """
 

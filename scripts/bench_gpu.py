@@ -471,7 +471,7 @@ class PendingTrace(NamedTuple):
     and 19 of 50 such probes were 17 µs or more against 3 of 101 (``results/gpu_run28/
     probe_after_trace.py``); the host-bound rows follow the probe, so the benchmark timed every
     method but the first on a slowed host, and ``run.py`` (which never traces) against it compared
-    two hosts (docs/performance.md, "Twenty-eighth run"). ``refresh`` rewrites the rows of the
+    two hosts (docs/gpu-runs.md, "Twenty-eighth run"). ``refresh`` rewrites the rows of the
     part the result belongs to once the trace is in."""
 
     label: str

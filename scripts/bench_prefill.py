@@ -9,7 +9,7 @@ Why: a prompt longer than the graphs' step (``max_graph_tokens``) runs either as
 exact-shape pass launched kernel by kernel ("eager") or as replays of the captured
 fixed-shape steps, ``max_graph_tokens`` positions at a time ("chunked"). Eager costs
 host launches and was the phase whose time moved most between processes on the
-shipped 5.6 M model (docs/performance.md, "Fifth run"); chunks re-read every weight
+shipped 5.6 M model (docs/gpu-runs.md, "Fifth run"); chunks re-read every weight
 once per chunk, so they lose on large models. ``model.prefill=auto`` picks between
 them by model size; this script measures where the crossover lies.
 

@@ -8,7 +8,7 @@
 #   off by its limit still brings back what it finished;
 # - step NAME SECONDS CMD...: CMD under `timeout SECONDS`, its output in W/NAME.log, its exit status
 #   and duration in W/calls.log, then pack;
-# - M: the benchmark's methods part on the shipped workload (docs/performance.md names it `M`);
+# - M: the benchmark's methods part on the shipped workload (docs/gpu-runs.md names it `M`);
 #   add --target and --out.
 export CI=true
 start=$SECONDS

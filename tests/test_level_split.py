@@ -4,7 +4,7 @@ On a GPU the split comes from two CUDA events per level interval, about 2 µs of
 four intervals per token for HiSpec and the hierarchy, one per chunk for AR. Recorded during a
 timed pass, that host work slows exactly the host-bound methods being compared (an H200, the
 294 M model: without the events HiSpec decoded 1.017x and the hierarchy 1.020x as fast, every
-pair; docs/performance.md, "Nineteenth run"). So ``level_split`` defaults to recording the split
+pair; docs/gpu-runs.md, "Nineteenth run"). So ``level_split`` defaults to recording the split
 only where it costs the decode nothing -- off CUDA, or on CUDA made host-serial on purpose --
 and switching it off must change nothing but the split.
 """

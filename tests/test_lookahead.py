@@ -782,7 +782,7 @@ def test_taking_a_round_that_was_not_launched_is_an_error():
 def test_a_committed_token_is_written_by_a_fill_not_a_host_copy():
     """The verifier's token goes into the token buffer as a fill (the int a kernel argument): item
     assignment of a host int copies it from pageable memory, which on CUDA waits for everything
-    queued -- the look-ahead round included (docs/performance.md, "Ninth run")."""
+    queued -- the look-ahead round included (docs/gpu-runs.md, "Ninth run")."""
     from hsd_bench.engine import write_tokens
 
     tokens = torch.zeros(1, 8, dtype=torch.long)

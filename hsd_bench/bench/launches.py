@@ -16,7 +16,7 @@ replayed step, whose ops a captured graph runs as one launch: the replay is coun
 Reading a value on the host (``item``) is counted apart, as a read; ``tolist`` dispatches no op.
 A view (a slice, a select, a reshape) launches nothing but is a dispatcher call all the same, one
 to two µs of host time on a GPU host: views are counted apart too, with their lines
-(docs/performance.md, "Thirty-sixth run": HiSpec made 34 per token, now 13).
+(docs/gpu-runs.md, "Thirty-sixth run": HiSpec made 34 per token, now 13).
 What only CUDA does is not counted: the copy of each verdict into its pinned host buffer
 (``Engine._verdict_host``, about one launch per verification) and the events around it.
 
@@ -160,7 +160,7 @@ def stand_in_graphs(models: Iterable, conditional_nodes: bool = False) -> list[R
     ``conditional_nodes``: stand in for CUDA graphs that hold conditional nodes (torch >= 2.12 on a
     GPU: a middle level's guarded rounds are replays). Off by default whatever torch runs here, so
     that a count is the same on every machine: the path of the lent GPUs' torch 2.11, on which
-    every count in docs/performance.md was taken."""
+    every count in docs/performance.md and docs/gpu-runs.md was taken."""
     stand_ins = []
     for m in models:
         if getattr(m, "fixed_shapes", False) and getattr(m, "_graphs", None) is None:

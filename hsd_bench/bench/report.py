@@ -72,7 +72,7 @@ SLOW_PASS_SHOWN = 0.05
 """How far the reported instrumented pass's decode time may lie from the timed passes' before the
 table says so beside its outside share. Why: on a host-bound row the share follows that distance,
 not the timed run -- the hierarchy on the 294 M model read 4.69 % + 0.29 × it, pass by pass, over
-four processes whose timed passes ran alike (docs/performance.md, "Forty-third run"), so a pass
+four processes whose timed passes ran alike (docs/gpu-runs.md, "Forty-third run"), so a pass
 13 % slower read 8.5 % where the passes at the timed rate read 4.2-4.9 %."""
 
 

@@ -89,7 +89,7 @@ def _repeat(run_all: Callable[[], tuple[list[list[int]], float, float | None, in
 # the middle level's verdict was read, those finished by a second step, and rounds run inside CUDA
 # conditional nodes (the trace's split is then left out: trace.at_timed_rate). The timed passes and
 # an instrumented or traced pass of the same tokens must have chosen alike, or the pass measures
-# another plan (bench_gpu.measure_engine warns; docs/performance.md, "Forty-first run").
+# another plan (bench_gpu.measure_engine warns; docs/gpu-runs.md, "Forty-first run").
 PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_device")
 
 
@@ -164,7 +164,7 @@ def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps:
     with the workload's ``stop`` sequences and ``codec`` (its EOS) its outputs are then cut
     where the engine's stop rule (``engine.stop_cut``) ends them, so "= AR" and the parity
     classification compare the tokens both keep -- uncut, a loop that runs past a stop
-    counted as a divergence from the engine's AR (ninth GPU run, docs/performance.md)."""
+    counted as a divergence from the engine's AR (docs/gpu-runs.md, "Ninth run")."""
     device, depth = native.device, native.num_layers
 
     def one(p: list[int]) -> tuple[list[int], float, float]:
@@ -242,7 +242,7 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     instrumented pass decodes exactly the tokens the timed ones did. Without them it decoded past
     every stop sequence to ``max_new``: text after the sample's end, where a draft accepts
     differently, so its overhead share described another workload (an H200, the hierarchy on a
-    294 M model: that pass ran 41-64 % slower than the timed ones; docs/performance.md,
+    294 M model: that pass ran 41-64 % slower than the timed ones; docs/gpu-runs.md,
     "Nineteenth run")."""
     from hsd_bench.engine import DecodingConfig
 
@@ -295,7 +295,7 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
     Why several passes: on a host-bound model one pass's share is the share of
     whichever host state it met -- HiSpec on the shipped 5.6 M model measured
     5.7 % in one call and 18.0 % in another with the same code, the slow pass
-    running 32 % below its own timed passes (docs/performance.md, twenty-third
+    running 32 % below its own timed passes (docs/gpu-runs.md, the twenty-third
     and twenty-fourth runs). The figures returned are those of the pass with
     the median share (the upper one of an even count: never the kinder half),
     and ``passes`` lists every pass's share, busy and decode time, rate and
@@ -345,7 +345,7 @@ def outside_at_rate(outside: dict, decode_s: float | None) -> float | None:
     busy in the instrumented pass. A share below zero says the instrumented passes' time inside
     calls exceeded the timed passes' whole decode time -- the calls' own host work, which the
     device waits through once it has reached the start event, counted as busy (the twenty-fifth
-    GPU run: HiSpec and the hierarchy, -1.7 to -5.7 %; docs/performance.md). It is reported as it is.
+    GPU run: HiSpec and the hierarchy, -1.7 to -5.7 %; docs/gpu-runs.md). It is reported as it is.
     """
     busy = [p["model_busy_s"] for p in outside.get("passes") or [outside]]
     if not decode_s or not busy:

@@ -20,7 +20,7 @@ class TextCodec:
             self.vocab_size = len(hf_tokenizer)
         # The engine's stop check decodes a sample's text after every verification, on the path
         # the device may wait on; transformers' decode of a fast tokenizer is the Rust decode plus
-        # Python conversions that cost about as much again (an H200 host profile, docs/performance.md
+        # Python conversions that cost about as much again (an H200 host profile, docs/gpu-runs.md
         # "Eighteenth run"). Without its clean-up of spaces it returns the Rust decode's text, so
         # that is called directly; any other tokenizer goes through transformers.
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)

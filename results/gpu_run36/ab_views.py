@@ -5,7 +5,7 @@ alternating timed passes. ``AB_NAME`` names the output files (default ``ab_views
 the change in their title (default "host cuts"); the thirty-seventh run's A/Bs set all three.
 
 Why one process: a host-bound method's rate follows the lent host's state, which moves between
-processes by more than the change measured (docs/performance.md, "Fourteenth run"); alternating
+processes by more than the change measured (docs/gpu-runs.md, "Fourteenth run"); alternating
 in one process puts both sides in the same states. Each side builds its own native models from
 the same HF models (bf16, CUDA graphs, one attention span, as bench_gpu.py's methods part), its
 own engines (methods.build_engine, bench_gpu.engine_specs), prepares them with its own

@@ -3,7 +3,7 @@
 # hand-up waits came from. The forty-first run's 294 M hierarchy spent 60-90 µs per hand-up between
 # the middle level's verification and the target's, against 15-32 µs in every earlier 294 M reading
 # and every 5.6 M one (results/gpu_run41/transitions.py); that session found its measuring passes
-# could run another hand-up plan than its timed passes (fixed since: docs/performance.md,
+# could run another hand-up plan than its timed passes (fixed since: docs/gpu-runs.md,
 # "Forty-first run"). Same condition first -- a 294 M model trained 60 s, as that run's -- then the
 # test of that cause: the hand-ups the forty-first run's code (889edc9) plans per pass on that model
 # in one warmed-up engine (as its timed passes) and in a fresh engine per pass (as its measuring

@@ -103,7 +103,7 @@ def pass_fit(paths: list[Path]) -> str:
     slowdown against its own row's timed passes (least squares, and r), and the shares of the
     passes that ran within ±1.5 % of the timed rate. Why: the rows' shares differ between
     processes whose timed passes ran alike; this says how much of that the passes' own host state
-    accounts for (docs/performance.md, "Forty-third run")."""
+    accounts for (docs/gpu-runs.md, "Forty-third run")."""
     xs, ys = [], []
     for path in paths:
         for p in hierarchy_row(path)["outside_forwards_async"]["passes"]:

@@ -2,7 +2,7 @@
 
 Why a kernel of our own: a layer opens its attention and its MLP block with a residual add
 and an RMSNorm. Compiled, each was a looped reduction by one program (2.45 µs on the Llama-8B
-shape, docs/performance.md "Twelfth run"); fused into the GEMV that follows, every program of
+shape, docs/gpu-runs.md "Twelfth run"); fused into the GEMV that follows, every program of
 it recomputed the scale. This kernel reads the row in one load and, launched while the
 projection before it still runs (:data:`gemv.PROGRAMMATIC_LAUNCH`), requests the norm's weight
 before waiting for that projection's output; the projection after it, launched the same way,

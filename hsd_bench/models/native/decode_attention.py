@@ -3,7 +3,7 @@
 Why a kernel of our own: after the projections became one-pass GEMVs (:mod:`.gemv`), the
 rest of a batch-1 layer's attention block was six small kernels -- RoPE of q and k, the cache
 write, q·Kᵀ, the masked softmax and p·V -- each a launch plus a gap inside the step's CUDA graph,
-about 10 µs per layer on an H200 against ~40 µs of weights (docs/performance.md, "Twelfth run").
+about 10 µs per layer on an H200 against ~40 µs of weights (docs/gpu-runs.md, "Twelfth run").
 This kernel does all of it in one launch and reads only the cache slots a position can see
 (``[0, pos]``, inside a sliding window where the layer has one) instead of the whole
 attention span the step was compiled for.

@@ -13,7 +13,7 @@ waits for the kernel ahead of it (launched early, it overlaps that kernel's end)
 A gated MLP's activation is its epilogue (:func:`gate_up_silu`). The residual adds and
 norms around the projections are a kernel of their own (:mod:`.add_norm`): fused into the
 GEMV, every program recomputed the norm's scale, which measured slower than that kernel
-launched early (docs/performance.md, "Thirteenth run").
+launched early (docs/gpu-runs.md, "Thirteenth run").
 
 It is the native backend's ``matmul="gemv"`` (run.py: ``model.matmul``, the
 default) for one-row fixed-shape steps in bfloat16/float16 on CUDA; steps of
@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-MAX_ROWS = 1  # one-row steps only: at 8 rows cuBLAS measured as fast or faster (docs/performance.md)
+MAX_ROWS = 1  # one-row steps only: at 8 rows cuBLAS measured as fast or faster (docs/gpu-runs.md, "Eleventh run")
 
 
 class GemvConfig(NamedTuple):
@@ -120,7 +120,7 @@ def _triton_imports() -> bool:
 
 # Tiles measured fastest on an H200 for the Llama-3 shapes' projections, (N, K) -> (block_n,
 # block_k, num_warps), in the model: each set's AR loop on the real shapes, graphs recaptured
-# per set, alternated in one process (docs/performance.md, "Twenty-fourth run";
+# per set, alternated in one process (docs/gpu-runs.md, "Twenty-fourth run";
 # results/gpu_run24/). Where one slice covers the row (block_k >= K) a program requests all of
 # its weights before it waits for the previous kernel (programmatic launch): on the matrices
 # that read in a few microseconds (q/k/v, o) that overlap is most of the gain -- Llama-8B's AR

@@ -5,10 +5,10 @@ passes through autograd's dispatch (a requires-grad check per op) and every in-p
 through the version-counter and view-tracking layer; inference mode takes both layers out of the
 dispatch, and a tensor *made* in it (an inference tensor) skips them even where it is written in
 place. A one-row decode step is host-bound on small models: the engine's fills, copies, views and
-packs around each graph replay cost more host time than the replays (docs/performance.md,
+packs around each graph replay cost more host time than the replays (docs/gpu-runs.md,
 "Thirty-seventh run"), and those ops cost the host less when their tensors are inference tensors
 and the mode is on: 14 % over six of them on an H200's host, a third on CPU tensors; HiSpec decoded
-1.077x as fast in one process against the engine under ``no_grad`` (docs/performance.md,
+1.077x as fast in one process against the engine under ``no_grad`` (docs/gpu-runs.md,
 "Thirty-eighth run").
 
 The price is a rule: an inference tensor may not be written in place outside inference mode. So

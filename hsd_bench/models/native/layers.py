@@ -200,7 +200,7 @@ def argmax_rows(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(dim=-1)`` of ``[T, V]`` (ties to the lowest id) in two reductions.
 
     Why: compiled, one row's argmax ran as one program looping over the whole row, 29 µs for
-    a 128k vocabulary on an H200 -- 3 % of a Llama-1B step (docs/performance.md, "Twelfth run"). Here each of :data:`ARGMAX_CHUNKS` slices of the row is reduced
+    a 128k vocabulary on an H200 -- 3 % of a Llama-1B step (docs/gpu-runs.md, "Twelfth run"). Here each of :data:`ARGMAX_CHUNKS` slices of the row is reduced
     by its own program, then the slices' maxima: the first slice holding the maximum, and its
     first position of it, is the lowest id of the maximum, as ``argmax`` returns.
     """

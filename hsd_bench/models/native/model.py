@@ -127,13 +127,13 @@ class NativeLlama(RaggedSteps):
         # see docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
         # "triton" (the default): a one-row step's RoPE, cache write and attention as one kernel
         # (decode_attention.py), "math" for steps of more rows and where the kernel does not
-        # apply: Llama-1B shape AR loop 1.09x math, 8B 1.03x (H200, docs/performance.md "Twelfth run").
+        # apply: Llama-1B shape AR loop 1.09x math, 8B 1.03x (H200, docs/gpu-runs.md "Twelfth run").
         self.attention = attention
         if attention == "triton" and decode_attention.register():
             decode_attention.counters(embed.device)  # before any capture: replays read this buffer
         # Projection kernel of the fixed-shape steps: "gemv", the one-pass Triton GEMV for one-row
         # steps (gemv.py; F.linear for more rows, float32, or where Triton is missing), measured 1.116x
-        # cuBLAS on the Llama-1B shape's AR loop and 1.068x on the 8B's (H200, docs/performance.md
+        # cuBLAS on the Llama-1B shape's AR loop and 1.068x on the 8B's (H200, docs/gpu-runs.md
         # "Eleventh run"), with each residual add + RMSNorm as one kernel on rows up to
         # add_norm.MAX_HIDDEN wide; or "cublas" (F.linear). Long eager steps (prefill) always use F.linear.
         self.matmul = matmul
@@ -308,7 +308,7 @@ class NativeLlama(RaggedSteps):
         Why: a greedy verification is exactly this pair -- the verifying view's last segment on
         the new positions, then head and argmax on what it returned -- and as two steps it cost
         the host two replays and a copy of the hidden states into the head's input, and the
-        device a graph boundary, per verification (docs/performance.md, "Sixteenth run"). One
+        device a graph boundary, per verification (docs/gpu-runs.md, "Sixteenth run"). One
         graph runs both on the same kernels (the head reads the layers' output where it read a
         copy of it), so the results are the pair's bit for bit. With graphs it runs where
         :meth:`prepare` captured that step (``verifying``), so a timed call never captures one;
@@ -318,7 +318,7 @@ class NativeLlama(RaggedSteps):
         the ``LongTensor[T]`` token ids themselves. From ids the embedding is part of the step: a
         verification by a model that does not draft (vanilla_sd's target, every model of the
         hierarchy above its draft) then costs the host one copy of its ids instead of an embed
-        launch and a copy of its states (docs/performance.md, "Eighteenth run").
+        launch and a copy of its states (docs/gpu-runs.md, "Eighteenth run").
 
         On that step the tokens are the graph's own output, not a copy: read them before this
         model's next step (the engine packs them into the verdict at once). The step reads its
@@ -420,7 +420,7 @@ class NativeLlama(RaggedSteps):
         knows every id of the hand-up before its verdict but the one at ``m + a``. Queued before the
         host reads that verdict, this verification costs the host one replay and the copies it
         always costs; the token's placement as separate launches cost more host time than reading
-        the verdict first saved (docs/performance.md, "Twenty-first run"; as one step, 1.015x on a
+        the verdict first saved (docs/gpu-runs.md, "Twenty-first run"; as one step, 1.015x on a
         294 M target, "Twenty-second run")."""
         self._hand_up_armed = (k, at)
 
@@ -875,7 +875,7 @@ class NativeLlama(RaggedSteps):
         device, so nothing the host does between them changes what they compute. Replayed step by
         step, each costs the host a replay and building its step, which on the small models, where
         the host is what a round waits for, is time the round waits (hispec 1.02x as one graph,
-        docs/performance.md "Fifteenth run"). The round's graph records the same kernels in the
+        docs/gpu-runs.md "Fifteenth run"). The round's graph records the same kernels in the
         same order, so its results are the steps' bit for bit."""
         if self._graphs is not None:
             key = self._round_key(end, tb, upto, count, process_last)
@@ -1038,7 +1038,7 @@ class NativeLlama(RaggedSteps):
 
         Why: a HiSpec verification whose lower segments have not seen the verifier's token yet
         runs them here first, one position each, and a copy in and a clone out per segment were
-        three of the host's launches per such catch-up (docs/performance.md, "Twenty-eighth
+        three of the host's launches per such catch-up (docs/gpu-runs.md, "Twenty-eighth
         run"). The views stay valid as long as the store's (:meth:`_state_store`)."""
         t = hidden.shape[1]
         tb = next_pow2(t)
@@ -1122,7 +1122,7 @@ class NativeLlama(RaggedSteps):
         Why: a step's static output is rewritten by its graph's next replay, so it cost a clone per
         step to keep, then a copy into the next step's static input -- and, where the engine's
         pending states came from several steps, a ``torch.cat`` first: about four host launches
-        per HiSpec token, on the path the device waits on (docs/performance.md, "Twenty-seventh
+        per HiSpec token, on the path the device waits on (docs/gpu-runs.md, "Twenty-seventh
         run"). Written by position, a state stays where it is until that position is run again at
         that depth, which the engine does only after forgetting it (a rejection truncates both). So
         the steps return views of the store, the engine's pending states of consecutive positions

@@ -6,7 +6,7 @@ the next step reads it. Run op by op they are six to nine tiny kernels each, a f
 time apiece, inside graphs whose layers on a small model take about as long. Written as pure
 functions of their buffers, :func:`compile_verdict_fn` fuses each into one or two kernels: the
 hierarchy's device busy time on the 5.6 M model fell 4.0 % against the same steps op by op
-(docs/performance.md, "Twenty-ninth run"). The same functions run uncompiled where the model is
+(docs/gpu-runs.md, "Twenty-ninth run"). The same functions run uncompiled where the model is
 (CPU tests), so the tests check the code the GPU captures.
 """
 
