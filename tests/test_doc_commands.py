@@ -94,11 +94,11 @@ def hydra_conf():
 def run_jobs(args: list[str]) -> list[list[str]]:
     """The override lists the command runs: one for a single run, every job of a ``-m`` sweep."""
     from hydra import compose
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from hsd_bench.cli import rewrite_exit_lists
+    from hsd_bench.sweep_jobs import sweep_jobs
 
     sweep = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if a not in ("-m", "--multirun")]
@@ -107,9 +107,7 @@ def run_jobs(args: list[str]) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(args)
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     params = compose("config", overrides=plain, return_hydra_config=True).hydra.sweeper.params
-    named = [f"{k}={v}" for k, v in (OmegaConf.to_container(params) if params else {}).items()]
-    every = OverridesParser.create().parse_overrides([*named, *args])
-    return [list(job) for batch in BasicSweeper.split_arguments(every, None) for job in batch]
+    return sweep_jobs(OmegaConf.to_container(params) if params else None, args)
 
 
 def run_command_problem(text: str) -> str | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+
+from hsd_bench.sweep_jobs import sweep_jobs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -45,10 +45,18 @@ def _compose(overrides: list[str], hydra_cfg: bool = False):
 def _jobs(experiment: str) -> list[list[str]]:
     """The override lists of the sweep's jobs, as the basic sweeper expands them."""
     cfg = _compose([f"+experiment={experiment}"], hydra_cfg=True)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [[f"+experiment={experiment}", *job] for batch in batches for job in batch]
+    grid = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    return [[f"+experiment={experiment}", *job] for job in sweep_jobs(grid)]
+
+
+def test_sweep_jobs_multiplies_the_grid_by_the_command_line_as_run_py_m_does():
+    """The experiment's grid first, the command line's sweeps multiplying it, a plain override in
+    every job, and a command-line value replacing the grid's for the same key (Hydra's rule)."""
+    assert sweep_jobs({"method": "ar,hispec"}, ["exit=8,16", "seed=3"]) == [
+        ["method=ar", "exit=8", "seed=3"], ["method=ar", "exit=16", "seed=3"],
+        ["method=hispec", "exit=8", "seed=3"], ["method=hispec", "exit=16", "seed=3"]]
+    assert sweep_jobs(None, ["seed=3"]) == [["seed=3"]]
+    assert sweep_jobs({"method": "ar,hispec"}, ["method=layerskip"]) == [["method=layerskip"]]
 
 
 def test_every_figure_has_an_experiment():

@@ -171,20 +171,17 @@ def draft_stop_round(gamma: int, s: float, a_low: float, a_high: float) -> tuple
 def expand(experiment: str, overrides: list[str] = (), conf_dir: Path = REPO / "conf") -> list[tuple[list[str], dict]]:
     """Every job of a named sweep: (its swept overrides, its resolved config), as run.py -m composes it."""
     from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from hsd_bench.config import register_schemas
+    from hsd_bench.sweep_jobs import sweep_jobs
 
     register_schemas()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={experiment}", *overrides], return_hydra_config=True)
-        params = OmegaConf.to_container(cfg.hydra.sweeper.params)
-        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        jobs = sweep_jobs(OmegaConf.to_container(cfg.hydra.sweeper.params))
         out = []
         for job in jobs:
             resolved = compose("config", overrides=[f"+experiment={experiment}", *overrides, *job])
