@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,3 +241,15 @@ def test_exit_agreement_script_writes_table_plot_and_summary(data_dir, tmp_path,
     assert rows[2]["agreement"] == 1.0 and f"draft:{ckpt.name}" in rows
     assert 1 <= summary["n_tokens"] <= 4 and isinstance(summary["monotonic"], bool)
     assert 1.0 <= rows[1]["tau_sim_g4"] <= 5.0
+
+
+def test_the_command_line_answers_help_and_bad_arguments_without_loading_torch():
+    """``train_early_exit.py --help`` took 3-5 s importing torch and transformers it did not use;
+    they now load only when a command runs. In a fresh interpreter, a bad preset is refused and
+    neither is loaded."""
+    code = ("import sys\nfrom hsd_bench.training.cli import main\n"
+            "try:\n    main(['train', '--preset', 'nope', '--data', 'd', '--out', 'o'])\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["2", "False", "False"]
+    assert "invalid choice: 'nope'" in run.stderr

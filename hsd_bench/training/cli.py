@@ -19,8 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from hsd_bench.training.config import PRESETS, get_preset
-from hsd_bench.training.data import is_prepared, prepare_data
-from hsd_bench.training.trainer import RunOptions, train
+
+# data and trainer import torch and transformers (seconds): loaded when a command runs, so that
+# --help and a bad argument answer at once.
 
 
 def _add_prepare_args(p: argparse.ArgumentParser) -> None:
@@ -37,6 +38,8 @@ def _add_prepare_args(p: argparse.ArgumentParser) -> None:
 
 
 def _prepare_from(args: argparse.Namespace) -> dict:
+    from hsd_bench.training.data import prepare_data
+
     return prepare_data(
         args.data, vocab_size=args.vocab_size, max_bytes=args.max_bytes, max_file_bytes=args.max_file_bytes,
         tokenizer_train_bytes=args.tokenizer_train_bytes, val_every=args.val_every, roots=args.roots,
@@ -93,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "prepare":
         _prepare_from(args)
         return 0
+
+    from hsd_bench.training.data import is_prepared
+    from hsd_bench.training.trainer import RunOptions, train
 
     preset = get_preset(args.preset)
     if not is_prepared(args.data):

@@ -11,9 +11,10 @@ matrix dominates its parameters, and a stock architecture loads anywhere with
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import LlamaConfig
+if TYPE_CHECKING:  # transformers takes seconds to import; the config is built on use
+    from transformers import LlamaConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class ModelShape:
 
     def llama_config(self, bos_token_id: int, eos_token_id: int, pad_token_id: int | None = None) -> LlamaConfig:
         """A ``LlamaConfig`` for this shape (tied embeddings, SDPA attention)."""
+        from transformers import LlamaConfig
+
         return LlamaConfig(
             vocab_size=self.vocab_size,
             hidden_size=self.hidden_size,
