@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-import hsd_bench.parity as parity
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, as scripts/ do
+import hsd_bench.parity as parity  # noqa: E402
 
 FORCED = 2.0**-12
 
