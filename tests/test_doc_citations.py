@@ -143,38 +143,32 @@ def test_the_scan_finds_the_citations_it_checks():
     assert quoted > 100 and links >= 5 and runs > 20, (quoted, links, runs)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('see docs/gpu-runs.md, "Ninety-ninth run"', 'docs/gpu-runs.md has no section "Ninety-ninth run"'),
-    ('# (docs/performance.md, "How a run\n    # is timed", rule 4)', None),
-    ('# (docs/performance.md, "How a run\n    # is slow", rule 4)', 'docs/performance.md has no section "How a run is slow"'),
-    ('(docs/gpu-runs.md, "How a run is timed")', 'docs/gpu-runs.md has no section "How a run is timed"'),
-    ("(docs/tuning.md)", "docs/tuning.md does not exist"),
-    ('`docs/methods.md`, "Finding 1"', None),
-    ('`docs/methods.md`, "Finding 9"', 'docs/methods.md has no section "Finding 9"'),
+IN_CODE, IN_DOCS = "hsd_bench/example.py", "docs/example.md"
+
+
+@pytest.mark.parametrize("source, text, expected", [
+    (IN_CODE, 'see docs/gpu-runs.md, "Ninety-ninth run"', 'docs/gpu-runs.md has no section "Ninety-ninth run"'),
+    (IN_CODE, '# (docs/performance.md, "How a run\n    # is timed", rule 4)', None),
+    (IN_CODE, '# (docs/performance.md, "How a run\n    # is slow", rule 4)',
+     'docs/performance.md has no section "How a run is slow"'),
+    (IN_CODE, '(docs/gpu-runs.md, "How a run is timed")', 'docs/gpu-runs.md has no section "How a run is timed"'),
+    (IN_CODE, "(docs/tuning.md)", "docs/tuning.md does not exist"),
+    (IN_CODE, '`docs/methods.md`, "Finding 1"', None),
+    (IN_CODE, '`docs/methods.md`, "Finding 9"', 'docs/methods.md has no section "Finding 9"'),
+    (IN_DOCS, "[timing](performance.md#how-a-run-is-timed-runpy-and-the-benchmark-share-it)", None),
+    (IN_DOCS, "[timing](performance.md#how-a-run-is-timed)", "performance.md has no anchor #how-a-run-is-timed"),
+    (IN_DOCS, "[runs](gpu-runs.md)", None),
+    (IN_DOCS, "[runs](gpu_runs.md)", "link to gpu_runs.md, no such file"),
+    (IN_DOCS, 'as the "Ninth run" measured', None),
+    (IN_DOCS, 'as the "Ninety-ninth run" measured', 'docs/gpu-runs.md has no "Ninety-ninth run"'),
 ])
-def test_a_citation_that_leads_nowhere_is_named(text, expected):
-    problems = citation_problems(text, ROOT / "hsd_bench" / "example.py")
+def test_a_citation_that_leads_nowhere_is_named_with_its_file_and_line(source, text, expected):
+    problems = citation_problems(text, ROOT / source)
     if expected is None:
         assert problems == []
     else:
         assert len(problems) == 1 and problems[0].endswith(expected), problems
-        assert problems[0].startswith("hsd_bench/example.py:")
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("[timing](performance.md#how-a-run-is-timed-runpy-and-the-benchmark-share-it)", None),
-    ("[timing](performance.md#how-a-run-is-timed)", "performance.md has no anchor #how-a-run-is-timed"),
-    ("[runs](gpu-runs.md)", None),
-    ("[runs](gpu_runs.md)", "link to gpu_runs.md, no such file"),
-    ('as the "Ninth run" measured', None),
-    ('as the "Ninety-ninth run" measured', 'docs/gpu-runs.md has no "Ninety-ninth run"'),
-])
-def test_a_docs_link_or_run_that_leads_nowhere_is_named(text, expected):
-    problems = citation_problems(text, ROOT / "docs" / "example.md")
-    if expected is None:
-        assert problems == []
-    else:
-        assert len(problems) == 1 and problems[0].endswith(expected), problems
+        assert problems[0].startswith(f"{source}:1:")
 
 
 def test_github_anchors_are_made_as_github_makes_them():
