@@ -6,7 +6,8 @@ Why: a verification step's cuBLAS projections take longer than a whole one-row d
 and Llama-3.2-1B shapes and per row count M in {1, 2, 4, 8}: ``F.linear`` (cuBLAS), the project's
 one-row GEMV (M = 1, ``hsd_bench/models/native/gemv.py``) and a prototype kernel defined here
 that multiplies each weight tile by all M rows (broadcast-multiply-sum, a few tile shapes; and a
-``tl.dot`` form with the rows padded to 16). Timed as ``scripts/bench_gemv.py`` times: a CUDA graph
+``tl.dot`` form with the rows padded to 16), each also launched early as the project's kernel is
+(the first weight slice requested before waiting for the kernel ahead). Timed as ``scripts/bench_gemv.py`` times: a CUDA graph
 of back-to-back calls over copies of the matrix larger than L2, each call after the elementwise
 kernel that writes its input, compiled and warmed up before capture.
 
@@ -74,7 +75,41 @@ def kernels():
         tl.store(y_ptr + rm[None, :] * N + rn[:, None], acc.to(y_ptr.dtype.element_ty),
                  mask=n_ok[:, None] & m_ok[None, :])
 
-    return rows_gemv, dot_gemv
+    @triton.jit
+    def rows_gemv_early(x_ptr, w_ptr, y_ptr, N, K, M: tl.constexpr, MP: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_K: tl.constexpr, DOT: tl.constexpr, PDL: tl.constexpr):
+        # as the project's one-row kernel: the first weight slice requested before waiting for the
+        # kernel ahead (programmatic launch), each next slice requested before the current one is used
+        pid = tl.program_id(0)
+        rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        rm = tl.arange(0, MP)
+        n_ok = rn < N
+        m_ok = rm < M
+        w_ptrs = w_ptr + rn[:, None] * K + rk[None, :]
+        if PDL:
+            tl.extra.cuda.gdc_launch_dependents()
+        w = tl.load(w_ptrs, mask=n_ok[:, None] & (rk < K)[None, :], other=0.0)
+        if PDL:
+            tl.extra.cuda.gdc_wait()
+        acc = tl.zeros((BLOCK_N, MP), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            k_ok = (k0 + rk) < K
+            w_next = tl.load(w_ptrs + BLOCK_K, mask=n_ok[:, None] & ((k0 + BLOCK_K + rk) < K)[None, :], other=0.0)
+            if DOT:
+                xt = tl.load(x_ptr + rm[None, :] * K + (k0 + rk)[:, None], mask=m_ok[None, :] & k_ok[:, None],
+                             other=0.0)
+                acc += tl.dot(w, xt)
+            else:
+                x = tl.load(x_ptr + rm[:, None] * K + (k0 + rk)[None, :], mask=m_ok[:, None] & k_ok[None, :],
+                            other=0.0)
+                acc += tl.sum(w.to(tl.float32)[:, None, :] * x.to(tl.float32)[None, :, :], axis=2)
+            w = w_next
+            w_ptrs += BLOCK_K
+        tl.store(y_ptr + rm[None, :] * N + rn[:, None], acc.to(y_ptr.dtype.element_ty),
+                 mask=n_ok[:, None] & m_ok[None, :])
+
+    return rows_gemv, dot_gemv, rows_gemv_early
 
 
 def launch_rows(kernel, x, w, y, bn, bk, warps):
@@ -90,6 +125,15 @@ def launch_dot(kernel, x, w, y, bn, bk, warps):
     kernel[(triton_cdiv(n, bn),)](x, w, y, n, k, M=m, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=3)
 
 
+def launch_early(kernel, x, w, y, bn, bk, warps, dot):
+    from hsd_bench.models.native import gemv
+
+    m, k = x.shape
+    n = w.shape[0]
+    kernel[(triton_cdiv(n, bn),)](x, w, y, n, k, M=m, MP=16 if dot else 1 << (m - 1).bit_length(), BLOCK_N=bn,
+                                  BLOCK_K=bk, DOT=dot, num_warps=warps, num_stages=1, **gemv.launch_options(x.device))
+
+
 def triton_cdiv(a: int, b: int) -> int:
     return (a + b - 1) // b
 
@@ -103,7 +147,7 @@ def main() -> None:
     out_path = Path(sys.argv[1])
     dev = torch.device("cuda")
     gemv.register()
-    rows_gemv, dot_gemv = kernels()
+    rows_gemv, dot_gemv, rows_gemv_early = kernels()
     copy_bw = copy_bandwidth("cuda")
     doc = {"device": torch.cuda.get_device_name(), "copy_bw_Bps": copy_bw, "results": []}
     print(f"{doc['device']}, copy {copy_bw / 1e12:.2f} TB/s", flush=True)
@@ -131,6 +175,12 @@ def main() -> None:
                 for bn, bk, wp in ((16, 128, 4), (16, 256, 4), (32, 128, 4)):
                     cands[f"dot bn{bn} bk{bk} w{wp}"] = (
                         lambda i, c=(bn, bk, wp): (produce(), launch_dot(dot_gemv, x, ws[i], y, *c)))
+                for bn, bk, wp in ((1, 1024, 4), (2, 1024, 4), (2, 512, 4), (4, 512, 8)):
+                    cands[f"early rows bn{bn} bk{bk} w{wp}"] = (
+                        lambda i, c=(bn, bk, wp): (produce(), launch_early(rows_gemv_early, x, ws[i], y, *c, False)))
+                for bn, bk, wp in ((16, 128, 4), (16, 256, 4), (32, 128, 4), (16, 512, 8)):
+                    cands[f"early dot bn{bn} bk{bk} w{wp}"] = (
+                        lambda i, c=(bn, bk, wp): (produce(), launch_early(rows_gemv_early, x, ws[i], y, *c, True)))
                 for label, fn in cands.items():
                     try:
                         fn(0)
