@@ -106,7 +106,10 @@ def citation_problems(text: str, source: Path) -> list[str]:
         doc = resolve_docs_path(path)
         if not path.startswith("docs/") and source.parent != ROOT / "docs":
             continue  # a bare name outside docs/ is not a docs path (e.g. a model card's README.md)
-        if doc.is_file() and not names_a_section(doc, section):
+        if not doc.is_file():
+            if not path.startswith("docs/"):  # a docs/ path that does not exist is named above
+                problems.append(f"{where(match.start())}: {path} does not exist")
+        elif not names_a_section(doc, section):
             problems.append(f'{where(match.start())}: {path} has no section "{section}"')
     if source.suffix == ".md":
         for match in LINK.finditer(text):
@@ -158,6 +161,8 @@ IN_CODE, IN_DOCS = "hsd_bench/example.py", "docs/example.md"
     (IN_DOCS, "[timing](performance.md#how-a-run-is-timed-runpy-and-the-benchmark-share-it)", None),
     (IN_DOCS, "[timing](performance.md#how-a-run-is-timed)", "performance.md has no anchor #how-a-run-is-timed"),
     (IN_DOCS, "[runs](gpu-runs.md)", None),
+    (IN_DOCS, 'as performance.md, "Batches" says', None),
+    (IN_DOCS, 'as performanse.md, "Batches" says', "performanse.md does not exist"),
     (IN_DOCS, "[runs](gpu_runs.md)", "link to gpu_runs.md, no such file"),
     (IN_DOCS, 'as the "Ninth run" measured', None),
     (IN_DOCS, 'as the "Ninety-ninth run" measured', 'docs/gpu-runs.md has no "Ninety-ninth run"'),
