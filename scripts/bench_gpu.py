@@ -174,11 +174,13 @@ def part_smoke(args, device) -> dict:
     # its fused forms against eager at the Llama-1B q/k/v shape and the shipped model's.
     res["gemv"] = ([gemv.check_against_eager(n, k, device) for n, k in ((3072, 2048), (384, 128))]
                    if device.type == "cuda" else "not on CUDA")
-    # Likewise the one-row decode attention kernel: Llama-1B and -8B heads over one program's span
-    # and over chunks merged in the kernel, a sliding window, and the shipped model's heads.
-    res["decode_attention"] = ([decode_attention.check_against_eager(h, kv, hd, span, device, window=w)
+    # Likewise the decode attention kernel: Llama-1B and -8B heads over one program's span and over
+    # chunks merged in the kernel, a sliding window, and the shipped model's heads; one position,
+    # a verification's five (gamma = 4) and a prefill chunk's sixteen.
+    res["decode_attention"] = ([decode_attention.check_against_eager(h, kv, hd, span, device, window=w, rows=t)
                                 for h, kv, hd, span, w in ((32, 8, 64, 512, 0), (32, 8, 128, 4096, 0),
-                                                           (32, 8, 128, 1024, 300), (4, 4, 32, 384, 0))]
+                                                           (32, 8, 128, 1024, 300), (4, 4, 32, 384, 0))
+                                for t in (1, 5, 16)]
                                if device.type == "cuda" else "not on CUDA")
     # The one-row add + RMSNorm kernel at the Llama-1B shape's width and the shipped model's.
     res["add_norm"] = ([add_norm.check_against_eager(k, device) for k in (2048, 128)]

@@ -1,5 +1,6 @@
-"""The one-row decode attention kernel (``models/native/decode_attention.py``) computes what the
-compiled "math" attention computes, and writes the cache slot it is given and no other.
+"""The decode attention kernel (``models/native/decode_attention.py``) computes what the compiled
+"math" attention computes for a step of one or several consecutive positions, and writes the cache
+slots it is given and no other.
 
 It runs here as the GPU runs it, through Triton's CPU interpreter (conftest.py): same programs,
 masks, chunks and in-kernel merge (the interpreter runs the programs one after another, so the
@@ -87,16 +88,99 @@ def test_a_wrong_position_range_is_visible(monkeypatch):
     assert not check["passed"]
 
 
-def test_only_one_row_half_precision_steps_take_the_kernel(monkeypatch):
+@pytest.mark.parametrize(
+    "heads, kv_heads, head_dim, kv_len, window, tiles, rows",
+    [
+        (8, 2, 32, 160, 0, None, 2),  # a verification of one draft: one program per KV head
+        (8, 2, 32, 160, 0, (16, 32), 5),  # gamma = 4: five chunks merged, the step's rows across a boundary
+        (4, 4, 16, 300, 0, (16, 16), 8),  # 19 chunks merged eight at a time; one query head per KV head
+        (14, 2, 16, 96, 0, (16, 32), 3),  # seven query heads per KV head x 3 positions: 21 rows, padded to 32
+        (8, 2, 32, 160, 40, (16, 32), 8),  # a sliding window: each row's own first slot
+        (8, 2, 32, 160, 40, None, 16),  # a prefill chunk of max_graph_tokens positions
+    ],
+    ids=["two_rows", "merged_5", "many_chunks_8", "group_of_7_x3", "window_merged_8", "window_16"],
+)
+def test_kernel_takes_several_positions_as_the_math_attention(monkeypatch, heads, kv_heads, head_dim, kv_len,
+                                                             window, tiles, rows):
+    """A step of ``rows`` consecutive positions (a verification, a draft round's first step, a prefill
+    chunk): every row attends causally to the slots before it and to the step's own earlier rows,
+    its RoPE'd key and value land in its slot, and no other slot changes."""
+    if tiles:
+        monkeypatch.setattr(decode_attention, "default_config", small_chunks(*tiles))
+    positions = tuple(sorted({0, 31, 32, 33 - rows // 2, kv_len // 2, kv_len - rows}))
+    check = decode_attention.check_against_eager(heads, kv_heads, head_dim, kv_len, CPU, positions, window, seed=3,
+                                                 rows=rows)
+    assert check["cache_write_equal"] and check["other_slots_untouched"], check
+    assert check["rel_err"] <= 2.0**-7, check
+    assert not decode_attention.counters(CPU).any()
+
+
+def test_a_row_that_sees_a_later_row_of_its_step_is_visible(monkeypatch):
+    """The several-row check can fail: a step whose first row also saw the second row's key and value
+    (the kernel launched again from one position later, so its first row is the old second) differs
+    from the causal attention by far more than rounding."""
+    real = decode_attention.launch
+
+    def sees_one_row_ahead(q, k, v, cos, sin, pos, k_cache, v_cache, out, *args, **kwargs):
+        real(q, k, v, cos, sin, pos, k_cache, v_cache, out, *args, **kwargs)
+        shifted = out.clone()
+        real(q[1:], k[1:], v[1:], cos[1:], sin[1:], pos, k_cache, v_cache, shifted[1:], *args, **kwargs)
+        out[:1] = shifted[1:2]  # row 0's output from a step whose row 0 was the second row
+
+    monkeypatch.setattr(decode_attention, "launch", sees_one_row_ahead)
+    check = decode_attention.check_against_eager(8, 2, 32, 96, CPU, (10, 50), rows=4)
+    assert not check["passed"]
+
+
+def test_padding_rows_past_the_cache_write_nothing():
+    """A step whose last rows (a fixed-shape step's padding) lie past the cache's last slot writes
+    only the rows inside it -- the memory after the cache stays as it was -- and its real rows attend
+    as in a step of those rows alone."""
+    g = torch.Generator().manual_seed(5)
+    kv_heads, heads, hd, slots = 2, 4, 16, 64
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g).to(BF16)
+
+    room_k, room_v = randn(1, kv_heads, slots + 8, hd), randn(1, kv_heads, slots + 8, hd)
+    q, k, v = randn(4, heads * hd), randn(4, kv_heads * hd), randn(4, kv_heads * hd)
+    cos, sin = randn(4, hd), randn(4, hd)
+    pos = torch.tensor([slots - 2])
+    after = room_k[:, :, slots:].clone(), room_v[:, :, slots:].clone()
+    outs = {}
+    for rows in (4, 2):
+        k_cache, v_cache = room_k[:, :, :slots], room_v[:, :, :slots]  # views: the memory after them is watched
+        outs[rows] = torch.empty(rows, heads * hd, dtype=BF16)
+        decode_attention.launch(q[:rows], k[:rows], v[:rows], cos[:rows], sin[:rows], pos, k_cache, v_cache,
+                                outs[rows], hd**-0.5, slots)
+        assert torch.equal(room_k[:, :, slots:], after[0]) and torch.equal(room_v[:, :, slots:], after[1])
+    torch.testing.assert_close(outs[4][:2].float(), outs[2].float(), atol=2e-2, rtol=0)
+
+
+def test_a_window_past_the_first_merged_chunks_is_finite(monkeypatch):
+    """With a sliding window past the first eight chunks (the merge takes them eight at a time),
+    every row's running maximum is still -inf after the first group: the merge must not take
+    ``exp(-inf - -inf)`` (NaN). It did, and the check read the NaN as no error; both are fixed."""
+    monkeypatch.setattr(decode_attention, "default_config", small_chunks(16, 16))
+    for rows in (1, 4):
+        check = decode_attention.check_against_eager(8, 2, 32, 256, CPU, (200, 252 - rows), 40, seed=3, rows=rows)
+        assert check["passed"] and check["rel_err"] > 0, check
+
+
+def test_one_sequence_half_precision_steps_take_the_kernel(monkeypatch):
     cache = torch.zeros(1, 2, 64, 16, dtype=BF16)
     q = torch.zeros(1, 1, 4, 16, dtype=BF16)
     assert decode_attention.kernel_applies(q, cache, None)
+    assert decode_attention.kernel_applies(torch.zeros(1, 16, 4, 16, dtype=BF16), cache, None)  # 16 positions
+    assert not decode_attention.kernel_applies(torch.zeros(1, 17, 4, 16, dtype=BF16), cache, None)  # MAX_ROWS
+    assert not decode_attention.kernel_applies(torch.zeros(1, 16, 32, 16, dtype=BF16), cache, None)  # 256 rows a head
     assert not decode_attention.kernel_applies(q.float(), cache.float(), None)  # float32
-    assert not decode_attention.kernel_applies(torch.zeros(1, 2, 4, 16, dtype=BF16), cache, None)  # two positions
     assert not decode_attention.kernel_applies(torch.zeros(2, 1, 4, 16, dtype=BF16), cache, None)  # a batch
     assert not decode_attention.kernel_applies(q, cache, torch.tensor([0]))  # rows of a batched cache
     odd = torch.zeros(1, 1, 4, 24, dtype=BF16)
     assert not decode_attention.kernel_applies(odd, torch.zeros(1, 2, 64, 24, dtype=BF16), None)  # head size 24
+    monkeypatch.setattr(decode_attention, "MAX_ROWS", [1])  # a measurement's one-row kernel alone
+    assert not decode_attention.kernel_applies(torch.zeros(1, 2, 4, 16, dtype=BF16), cache, None)
     monkeypatch.setattr(gemv, "CPU_INTERPRETER", [False])
     assert not decode_attention.kernel_applies(q, cache, None)  # a CPU tensor without the interpreter
 
@@ -111,30 +195,60 @@ def test_launch_refuses_operands_that_do_not_fit():
         decode_attention.launch(q, kv[:16], kv, rope, rope, pos, cache, cache.clone(), out, 0.25, 64)
     with pytest.raises(ValueError, match=r"v_cache \(1, 2, 32, 16\) must match k_cache"):
         decode_attention.launch(q, kv, kv, rope, rope, pos, cache, cache[:, :, :32].clone(), out, 0.25, 64)
+    rows = torch.zeros(3, 64, dtype=BF16)
+    with pytest.raises(ValueError, match=r"k has 32 elements, needs 96 \(3 position\(s\)\)"):
+        decode_attention.launch(rows, kv, kv, rope, rope, pos, cache, cache.clone(), torch.zeros_like(rows), 0.25, 64)
+    wide = torch.zeros(8, 128 * 16, dtype=BF16)  # 64 query heads per KV head x 8 positions
+    eight_kv, eight_rope = torch.zeros(8, 32, dtype=BF16), torch.zeros(8, 16, dtype=BF16)
+    with pytest.raises(ValueError, match=r"64 query heads per KV head x 8 positions = 512 rows; the kernel takes "
+                                         r"at most 128"):
+        decode_attention.launch(wide, eight_kv, eight_kv, eight_rope, eight_rope, pos, cache, cache.clone(),
+                                torch.zeros_like(wide), 0.25, 64)
+
+
+STEP_ROWS = (4, 1, 3, 1, 4, 2, 1, 3, 4, 1, 2, 1, 3)  # a prompt chunk, then one-row steps and verifications
+
+
+def native_steps(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layers' outputs over ``ids`` in steps of :data:`STEP_ROWS` positions: (the several-row
+    steps' rows, the one-row steps' rows), in float32."""
+    several, single, p = [], [], 0
+    for rows in STEP_ROWS:
+        out = model.run_layers(model.embed(ids[p : p + rows]), 0, 2, p).float()
+        (several if rows > 1 else single).append(out)
+        p += rows
+    return torch.cat(several, 1), torch.cat(single, 1)
 
 
 @pytest.mark.parametrize("arch", ["llama_gqa", "qwen3_qknorm", "mistral_window"])
 def test_native_steps_on_the_kernel_stay_as_close_to_float32_as_math(monkeypatch, arch):
     """A bfloat16 native model with ``attention="triton"`` against ``"math"``, both against the same
-    model in float32 over 30 one-row steps (two layers, GQA / Qwen3's q/k norms / Mistral's window
-    of 6): the kernel ran (the outputs differ), steps of more rows are ``math``'s bit for bit, and
-    the kernel's distance to float32 is ``math``'s own, within a quarter."""
+    model in float32 over steps of one to four positions (two layers, GQA / Qwen3's q/k norms /
+    Mistral's window of 6): the kernel ran for both kinds of step (the outputs differ from math's),
+    and its distance to float32 is ``math``'s own, within a quarter. With :data:`MAX_ROWS` at 1 (what
+    a measurement of the one-row kernel alone runs) a several-row step is ``math``'s bit for bit."""
     monkeypatch.setattr(decode_attention, "default_config", small_chunks(16, 16))  # merged chunks too
     hf = make_hf_model(arch, num_layers=2)
     ref = from_hf_model(hf, max_context=48, fixed_shapes=True, max_graph_tokens=4, attention="math")
     hf_bf16 = make_hf_model(arch, num_layers=2).to(BF16)
-    models = {kind: from_hf_model(hf_bf16, max_context=48, fixed_shapes=True, max_graph_tokens=4, attention=kind,
-                                  matmul="cublas") for kind in ("math", "triton")}
+
+    def bf16_model(kind: str):
+        return from_hf_model(hf_bf16, max_context=48, fixed_shapes=True, max_graph_tokens=4, attention=kind,
+                             matmul="cublas")
+
+    models = {kind: bf16_model(kind) for kind in ("math", "triton")}
     assert {k: m.attention_kernel() for k, m in models.items()} == {"math": "math", "triton": "triton"}
-    ids = torch.randint(0, 200, (34,), generator=torch.Generator().manual_seed(1))
-    prefix, steps = {}, {}
-    for kind, m in {**models, "float32": ref}.items():
-        prefix[kind] = m.run_layers(m.embed(ids[:4]), 0, 2, 0)
-        steps[kind] = torch.cat([m.run_layers(m.embed(ids[p : p + 1]), 0, 2, p) for p in range(4, 34)], 1).float()
-    assert torch.equal(prefix["math"], prefix["triton"])
-    assert not torch.equal(steps["math"], steps["triton"]), "the one-row steps did not run the kernel"
-    err = {k: (steps[k] - steps["float32"]).abs().mean().item() for k in models}
-    assert err["triton"] <= 1.25 * err["math"], err
+    ids = torch.randint(0, 200, (sum(STEP_ROWS),), generator=torch.Generator().manual_seed(1))
+    out = {kind: native_steps(m, ids) for kind, m in {**models, "float32": ref}.items()}
+    for i, kind_of_step in enumerate(("several-row", "one-row")):
+        assert not torch.equal(out["math"][i], out["triton"][i]), f"the {kind_of_step} steps did not run the kernel"
+        err = {k: (out[k][i] - out["float32"][i]).abs().mean().item() for k in models}
+        assert err["triton"] <= 1.25 * err["math"], (kind_of_step, err)
+    monkeypatch.setattr(decode_attention, "MAX_ROWS", [1])
+    one_row_only = native_steps(bf16_model("triton"), ids)[0]
+    first = STEP_ROWS[0]  # the prompt chunk, before any step has written the cache
+    assert torch.equal(one_row_only[:, :first], out["math"][0][:, :first])
+    assert not torch.equal(one_row_only[:, :first], out["triton"][0][:, :first])
 
 
 def test_attention_option_is_checked():
@@ -182,12 +296,16 @@ def first(ptx, instruction):
 
 pointers = dict.fromkeys(["q_ptr", "k_ptr", "v_ptr", "cos_ptr", "sin_ptr", "kc_ptr", "vc_ptr", "o_ptr"], "*bf16")
 signature = {**pointers, "pos_ptr": "*i64", "part_ptr": "*fp32", "stat_ptr": "*fp32", "count_ptr": "*i32",
-             **dict.fromkeys(["stride_ch", "stride_cs", "kv_len", "window", "chunk"], "i32"), "scale": "fp32"}
-for head_dim, groups, merge, window, pdl in ((64, 4, True, False, True), (128, 4, False, True, False),
-                                             (32, 1, True, True, True)):
+             **dict.fromkeys(["stride_ch", "stride_cs", "stride_qt", "stride_kt", "stride_vt", "slots", "kv_len", "window",
+                              "chunk"], "i32"), "scale": "fp32"}
+for head_dim, groups, rows, merge, window, pdl in ((64, 4, 1, True, False, True), (128, 4, 1, False, True, False),
+                                                   (32, 1, 1, True, True, True), (64, 4, 8, True, False, True),
+                                                   (128, 4, 16, False, True, True), (64, 1, 5, True, True, False)):
+    rows_p2 = 1 << (groups * rows - 1).bit_length()
     ptx = compile_for_sm90(decode_attention_kernel, signature, dict(
-        G=groups, GP=1 << (groups - 1).bit_length(), HD=head_dim, BLOCK_G=16, BLOCK_N=64, MERGE=merge,
-        MERGE_BLOCK=8, HAS_WINDOW=window, DOT_F32=False, PDL=pdl))
+        G=groups, GP=rows_p2, HD=head_dim, ROWS=rows, BLOCK_R=max(16, rows_p2),
+        BLOCK_T=max(16, 1 << (rows - 1).bit_length()), BLOCK_N=64, MERGE=merge, MERGE_BLOCK=8, HAS_WINDOW=window,
+        DOT_F32=False, PDL=pdl))
     # launched early, the attention kernel reads nothing before the previous kernel has finished
     assert ("griddepcontrol.wait" in ptx) == pdl
     assert not pdl or first(ptx, "griddepcontrol.wait") < first(ptx, "ld.global")
