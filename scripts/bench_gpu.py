@@ -84,6 +84,7 @@ from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+ATTENTION_ROWS_LIMIT = 16  # a fixed-shape step's positions at most (max_graph_tokens)
 ONE_SPAN = 1 << 30  # min_kv_bucket: one attention span (the whole short cache) -> fewest compiled shapes
 
 
@@ -889,6 +890,10 @@ def parse_args(argv=None):
     ap.add_argument("--gpt-fast-models", default=None,
                     help="gpt_fast part: comma-separated checkpoints or random:<shape> (default: --target)")
     ap.add_argument("--gpt-fast-prompts", type=int, default=2, help="gpt_fast part: prompts per model")
+    ap.add_argument("--attention-rows", type=int, default=None,
+                    help="decode_attention.MAX_ROWS for every model built: the most positions of a step the "
+                         f"attention kernel takes (1: one-row steps only; at most {ATTENTION_ROWS_LIMIT}; default: "
+                         "the module's)")
     ap.add_argument("--overhead-passes", type=int, default=3,
                     help="methods and overhead parts: instrumented passes per engine for the outside share (the "
                          "median pass is reported, every pass listed: on a host-bound model one pass meets one "
@@ -910,6 +915,8 @@ def parse_args(argv=None):
             ap.error(f"--gpt-fast-models: {problem}")
     if args.roofline_hf_reps < 0:
         ap.error(f"--roofline-hf-reps={args.roofline_hf_reps} must be >= 0 (0 skips the transformers rows)")
+    if args.attention_rows is not None and not 1 <= args.attention_rows <= ATTENTION_ROWS_LIMIT:
+        ap.error(f"--attention-rows={args.attention_rows} must be in [1, {ATTENTION_ROWS_LIMIT}]")
     if args.hf_reps is not None and args.hf_reps < 1:
         ap.error(f"--hf-reps={args.hf_reps} must be >= 1 (--no-hf skips the transformers runs)")
     return args
@@ -920,6 +927,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     BACKEND_OPTIONS["prefill"] = args.prefill
+    if args.attention_rows is not None:
+        decode_attention.MAX_ROWS[0] = args.attention_rows
     if args.methods_variant:
         BACKEND_OPTIONS["variant"] = args.methods_variant
     unknown = set(parts) - set(PARTS)
@@ -939,6 +948,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "dtype": args.dtype,
+        "attention_rows": decode_attention.MAX_ROWS[0],
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     log(f"{info}")

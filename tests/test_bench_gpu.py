@@ -172,12 +172,27 @@ def test_bench_script_roofline_part_without_transformers_rows(tmp_path):
     (["--roofline-hf-reps", "-1"], "--roofline-hf-reps=-1 must be >= 0"),
     (["--hf-reps", "0"], "--hf-reps=0 must be >= 1"),
     (["--overhead-passes", "0"], "--overhead-passes=0 must be >= 1"),
+    (["--attention-rows", "0"], "--attention-rows=0 must be in [1, 16]"),
+    (["--attention-rows", "17"], "--attention-rows=17 must be in [1, 16]"),
 ])
 def test_bench_script_rejects_bad_counts_early(argv, message, capsys):
     bench = load_script("bench_gpu")
     with pytest.raises(SystemExit):
         bench.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_attention_rows_are_set_before_any_model_and_recorded(tmp_path, monkeypatch):
+    """``--attention-rows`` sets how many positions of a step the attention kernel takes before a
+    model is built (its steps are captured with it), and bench.json records what ran."""
+    from hsd_bench.models.native import decode_attention
+
+    monkeypatch.setattr(decode_attention, "MAX_ROWS", list(decode_attention.MAX_ROWS))
+    bench = load_script("bench_gpu")
+    rc = bench.main(["--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models",
+                     "random:tiny", "--time-limit-s", "1e-9", "--attention-rows", "8", "--out", str(tmp_path)])
+    assert rc == 0 and decode_attention.MAX_ROWS == [8]
+    assert json.loads((tmp_path / "bench.json").read_text())["info"]["attention_rows"] == 8
 
 
 def test_overhead_part_time_limit_skips_models(tmp_path):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fiftieth run, call 1: the decode attention kernel on steps of several positions (3e24b1e).
+# Fiftieth run, call 1: the decode attention kernel on steps of several positions (3e24b1e; off by
+# default -- decode_attention.MAX_ROWS = [1] -- until these calls have measured it: each script sets it).
 # (0) The lent image: torch, Triton, CUDA conditional graph nodes (owed: results/gpu_run48/call48_1.sh
 # on a torch >= 2.12). (1) The benchmark's smoke: float32 against HF generate for every method on
 # the graph path, and the bf16 kernels on the device -- the attention kernel at 1, 5 and 16 rows.

@@ -117,9 +117,9 @@ def layer_forward(
     ``[R, KV, S, hd]`` and attends over that row's slots ``[0, kv_len)``,
     ``kv_len = mask.shape[-1]``. ``matmul``: the projections through ``F.linear``
     (``"cublas"``) or the one-pass GEMV kernel (``"gemv"``, :mod:`.gemv`). ``attn_impl="triton"``:
-    a one-sequence step's RoPE, cache write and attention as one kernel (:mod:`.decode_attention`;
-    its positions consecutive, as every fixed-shape step's are), which needs the layer's sliding
-    ``window`` (0: none; the mask carries it otherwise).
+    a one-row step's RoPE, cache write and attention as one kernel (:mod:`.decode_attention`; a
+    step of up to ``decode_attention.MAX_ROWS`` consecutive positions, as every fixed-shape step's
+    are), which needs the layer's sliding ``window`` (0: none; the mask carries it otherwise).
     """
     linear = gemv.linear if matmul == "gemv" else F.linear
     # One-row steps on the GEMV kernel also take each residual add + RMSNorm as one kernel

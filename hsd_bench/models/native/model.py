@@ -125,10 +125,10 @@ class NativeLlama(RaggedSteps):
         # Attention kernel of the fixed-shape (decode/verify) steps. "math" lets inductor fuse
         # mask + softmax and was faster than "sdpa" on an H100 (Llama-1B shape: 695 vs 656 tok/s,
         # see docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
-        # "triton" (the default): a one-sequence step's RoPE, cache write and attention as one
-        # kernel (decode_attention.py; several positions since the fiftieth run), "math" where the
-        # kernel does not apply (batches, float32): Llama-1B shape AR loop 1.09x math, 8B 1.03x
-        # (H200, docs/gpu-runs.md "Twelfth run").
+        # "triton" (the default): a one-row step's RoPE, cache write and attention as one kernel
+        # (decode_attention.py; steps of up to decode_attention.MAX_ROWS positions, 1 until measured),
+        # "math" for other steps and where the kernel does not apply: Llama-1B shape AR loop 1.09x
+        # math, 8B 1.03x (H200, docs/gpu-runs.md "Twelfth run").
         self.attention = attention
         if attention == "triton" and decode_attention.register():
             decode_attention.counters(embed.device)  # before any capture: replays read this buffer
@@ -240,9 +240,9 @@ class NativeLlama(RaggedSteps):
         return "gemv" if self.matmul == "gemv" and applies else "cublas"
 
     def attention_kernel(self) -> str:
-        """What runs the attention of this model's one-sequence fixed-shape steps: ``triton`` where
-        the option asks for it and the kernel applies (CUDA, Triton, bfloat16/float16), else the
-        ``math`` or ``sdpa`` attention of every other fixed-shape step (batches)."""
+        """What runs the attention of this model's one-row fixed-shape steps: ``triton`` where the
+        option asks for it and the kernel applies (CUDA, Triton, bfloat16/float16, one sequence),
+        else the ``math`` or ``sdpa`` attention of every other fixed-shape step."""
         probe = torch.empty(1, 1, self.args.num_heads, self.args.head_dim, dtype=self.dtype, device=self.device)
         applies = self.fixed_shapes and decode_attention.kernel_applies(probe, self.cache.k[0], None)
         if self.attention == "triton":
