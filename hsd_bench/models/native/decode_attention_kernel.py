@@ -28,6 +28,16 @@ def scores_block(q, keys, vals, ok, m, den, acc, scale, dtype: tl.constexpr, DOT
 
 
 @triton.jit
+def visible(j, hi, first, ROWS: tl.constexpr, HAS_WINDOW: tl.constexpr):
+    """Which query rows see which of the cache slots ``j``: those below ``hi`` from the row's first
+    visible slot on (``first``: one for all rows -- one position, or no window -- or one per row)."""
+    if ROWS == 1 or not HAS_WINDOW:  # the one-row kernel's mask as it always was, for every row
+        return ((j < hi) & (j >= first))[None, :]
+    else:
+        return (j < hi)[None, :] & (j[None, :] >= first[:, None])
+
+
+@triton.jit
 def decode_attention_kernel(
     q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, part_ptr, stat_ptr, count_ptr,
     stride_ch, stride_cs, stride_qt, stride_kt, stride_vt, slots, kv_len, window, scale, chunk,
@@ -59,8 +69,9 @@ def decode_attention_kernel(
     d_rot = (d + HD // 2) % HD  # rotate_half: [-x2, x1]
     sign = tl.where(d < HD // 2, -1.0, 1.0)
     if ROWS == 1:
-        cos_q = tl.load(cos_ptr + d).to(tl.float32)[None, :]
-        sin_q = tl.load(sin_ptr + d).to(tl.float32)[None, :]
+        cos = tl.load(cos_ptr + d).to(tl.float32)
+        sin = tl.load(sin_ptr + d).to(tl.float32)
+        cos_q, sin_q = cos[None, :], sin[None, :]
     else:
         cos_q = tl.load(cos_ptr + t[:, None] * HD + d[None, :]).to(tl.float32)
         sin_q = tl.load(sin_ptr + t[:, None] * HD + d[None, :]).to(tl.float32)
@@ -74,26 +85,28 @@ def decode_attention_kernel(
     if lo <= pos:  # chunks past the step's first position have nothing to score
         q_rope = (q * cos_q + sign[None, :] * q_rot * sin_q).to(dtype)
         if HAS_WINDOW:
-            first = pos + t - window + 1  # each row's first visible slot
+            first = pos - window + 1  # the first row's first visible slot, the earliest of its rows'
         else:
-            first = tl.zeros((BLOCK_R,), tl.int32)
+            first = 0
+        if HAS_WINDOW and ROWS > 1:
+            firsts = pos + t - window + 1  # each row's own
+        else:
+            firsts = first
         hi = tl.minimum(lo + chunk, pos)  # slots < pos come from the cache
         m = tl.full((BLOCK_R,), float("-inf"), tl.float32)
         den = tl.zeros((BLOCK_R,), tl.float32)
         acc = tl.zeros((BLOCK_R, HD), tl.float32)
-        ok = (j < hi)[None, :] & (j[None, :] >= first[:, None])
+        ok = visible(j, hi, firsts, ROWS, HAS_WINDOW)
         m, den, acc = scores_block(q_rope, keys, vals, ok, m, den, acc, scale, dtype, DOT_F32)
         for n0 in range(lo + BLOCK_N, hi, BLOCK_N):  # chunks of more than one block
             jn = n0 + tl.arange(0, BLOCK_N)
-            in_chunk = jn < hi
-            keys = tl.load(kc_head + jn[:, None] * stride_cs + d[None, :], mask=in_chunk[:, None], other=0.0)
-            vals = tl.load(vc_head + jn[:, None] * stride_cs + d[None, :], mask=in_chunk[:, None], other=0.0)
-            ok = in_chunk[None, :] & (jn[None, :] >= first[:, None])
+            seen = (jn < hi) & (jn >= first)  # by any row
+            keys = tl.load(kc_head + jn[:, None] * stride_cs + d[None, :], mask=seen[:, None], other=0.0)
+            vals = tl.load(vc_head + jn[:, None] * stride_cs + d[None, :], mask=seen[:, None], other=0.0)
+            ok = visible(jn, hi, firsts, ROWS, HAS_WINDOW)
             m, den, acc = scores_block(q_rope, keys, vals, ok, m, den, acc, scale, dtype, DOT_F32)
         if pos // chunk == s:  # this chunk holds the step's first position: the step's keys and values
             if ROWS == 1:  # one key: written, then scored from registers
-                cos = tl.load(cos_ptr + d).to(tl.float32)
-                sin = tl.load(sin_ptr + d).to(tl.float32)
                 k = tl.load(k_ptr + h * HD + d).to(tl.float32)
                 k_rot = tl.load(k_ptr + h * HD + d_rot).to(tl.float32)
                 k = (k * cos + sign * k_rot * sin).to(dtype)
@@ -124,7 +137,7 @@ def decode_attention_kernel(
                 tl.store(vc_head + slot, v_new, mask=in_cache)
                 causal = (tk[None, :] <= t[:, None]) & (tk[None, :] < ROWS)  # row t sees positions pos .. pos + t
                 if HAS_WINDOW:
-                    causal = causal & ((pos + tk)[None, :] >= first[:, None])
+                    causal = causal & ((pos + tk)[None, :] >= firsts[:, None])
                 m, den, acc = scores_block(q_rope, k_new, v_new, causal, m, den, acc, scale, dtype, DOT_F32)
         if MERGE:
             # this chunk's partial result: the first GP rows only (GP = the real rows, G * ROWS,
