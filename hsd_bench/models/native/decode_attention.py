@@ -123,9 +123,9 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
     the RoPE'd keys ``k`` and the values ``v`` (``[T, KV * hd]`` each) to slots ``pos[0] + t`` of
     ``k_cache`` / ``v_cache`` ``[R, KV, S, hd]`` (``pos``: an integer tensor whose first element is
     the first position, ``< kv_len``; a row whose slot lies past the cache -- a fixed-shape step's
-    padding -- writes nothing). ``cos``/``sin``: the RoPE
-    rows of the positions ``[T, hd]``. One position: 1-D ``[H * hd]`` operands are one row.
-    ``window`` > 0: each row sees only the last ``window`` positions (Mistral's sliding window)."""
+    padding -- writes nothing). ``cos``/``sin``: the RoPE rows of the positions ``[T, hd]``. One
+    position: 1-D ``[H * hd]`` operands are one row. ``window`` > 0: each row sees only the last
+    ``window`` positions (Mistral's sliding window)."""
     kv_heads, slots, hd = k_cache.shape[1], k_cache.shape[2], k_cache.shape[3]
     t = q.shape[0] if q.dim() > 1 else 1
     heads = q.numel() // (t * hd)
