@@ -98,7 +98,10 @@ def main() -> None:
         decode_attention.MAX_ROWS[0] = 16
         sync()
 
+        rows_of = {id(nat): SETTINGS[name] for name, nat in models.items()}
+
         def step(nat, t: int):
+            decode_attention.MAX_ROWS[0] = rows_of[id(nat)]  # a step captured late gets its model's setting
             nat.truncate(0, layers, 200)
             return nat.run_layers_greedy(ids[200:200 + t], 0, layers, 200, keep_hidden=False)
 
