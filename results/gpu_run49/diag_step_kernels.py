@@ -51,6 +51,19 @@ def by_class(kernels: dict[str, float], replays: int) -> dict[str, float]:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def profile_summary(prof, replays: int, top: int) -> dict:
+    """A profile's device time per replay by kernel class (:func:`by_class`) and its ``top`` kernels."""
+    kernels = {}
+    for ev in prof.key_averages():
+        us = getattr(ev, "device_time_total", None)
+        if us is None:
+            us = getattr(ev, "cuda_time_total", 0.0)
+        if us:
+            kernels[ev.key] = float(us)
+    largest = sorted(kernels.items(), key=lambda kv: -kv[1])[:top]
+    return {"by_class_us": by_class(kernels, replays), "top_kernels_us": {k: v / replays for k, v in largest}}
+
+
 def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -105,16 +118,7 @@ def main() -> None:
                 for _ in range(20):
                     step(t)
                 torch.cuda.synchronize()
-            kernels = {}
-            for ev in prof.key_averages():
-                us = getattr(ev, "device_time_total", None)
-                if us is None:
-                    us = getattr(ev, "cuda_time_total", 0.0)
-                if us:
-                    kernels[ev.key] = float(us)
-            top = sorted(kernels.items(), key=lambda kv: -kv[1])[:12]
-            profiled[t] = {"by_class_us": by_class(kernels, 20),
-                           "top_kernels_us": {k: v / 20 for k, v in top}}
+            profiled[t] = profile_summary(prof, 20, 12)
         res[preset] = {"step_us": {t: sorted(v) for t, v in timed.items()}, "profile": profiled}
         print(preset, {t: round(min(v), 1) for t, v in timed.items()}, flush=True)
         for t in sizes:

@@ -44,7 +44,7 @@ def main() -> None:
     from transformers import LlamaForCausalLM
 
     import bench_gpu
-    from diag_step_kernels import by_class
+    from diag_step_kernels import profile_summary
     from hsd_bench.models.native import decode_attention
     from hsd_bench.training.config import get_preset
 
@@ -118,25 +118,15 @@ def main() -> None:
                         step(nat, t)
                     timed[name].setdefault(t, []).append(block_us(lambda: step(nat, t), reps))
         profiled: dict[str, dict] = {}
-        for name, nat in models.items():
-            for t in (5,):
-                for _ in range(5):
-                    step(nat, t)
+        for name, nat in models.items():  # a verification of gamma = 4: five rows
+            for _ in range(5):
+                step(nat, 5)
+            sync()
+            with profile(activities=[ProfilerActivity.CUDA if dev.type == "cuda" else ProfilerActivity.CPU]) as prof:
+                for _ in range(20):
+                    step(nat, 5)
                 sync()
-                with profile(activities=[ProfilerActivity.CUDA if dev.type == "cuda" else ProfilerActivity.CPU]) as prof:
-                    for _ in range(20):
-                        step(nat, t)
-                    sync()
-                kernels = {}
-                for ev in prof.key_averages():
-                    us = getattr(ev, "device_time_total", None)
-                    if us is None:
-                        us = getattr(ev, "cuda_time_total", 0.0)
-                    if us:
-                        kernels[ev.key] = float(us)
-                top = sorted(kernels.items(), key=lambda kv: -kv[1])[:14]
-                profiled[f"{name}/{t}"] = {"by_class_us": by_class(kernels, 20),
-                                           "top_kernels_us": {k: v / 20 for k, v in top}}
+            profiled[f"{name}/5"] = profile_summary(prof, 20, 14)
         best = {name: {t: min(v) for t, v in per.items()} for name, per in timed.items()}
         res[preset] = {"step_us": {name: {t: sorted(v) for t, v in per.items()} for name, per in timed.items()},
                        "several_over_one": {t: best["several"][t] / best["one"][t] for t in SIZES},
