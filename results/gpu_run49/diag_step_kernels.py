@@ -64,25 +64,34 @@ def profile_summary(prof, replays: int, top: int) -> dict:
     return {"by_class_us": by_class(kernels, replays), "top_kernels_us": {k: v / replays for k, v in largest}}
 
 
-def main() -> None:
+def random_model(preset: str, device):
+    """Random bf16 weights of a shape: ``random:<shape>`` as the benchmark builds them, else a
+    training preset's (``gpu-24x1024``: the 294 M shape). Returns ``(hf_model, config)``."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
     from transformers import LlamaForCausalLM
 
     import bench_gpu
     from hsd_bench.training.config import get_preset
+
+    if preset.startswith("random:"):
+        hf, _ = bench_gpu.load_hf(preset, str(device), torch.bfloat16, seed=0)
+        return hf, hf.config
+    cfg = get_preset(preset).shape.llama_config(bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(cfg).to(device, torch.bfloat16).eval(), cfg
+
+
+def main() -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import bench_gpu
 
     out_path = Path(sys.argv[1])
     presets = sys.argv[2].split(",") if len(sys.argv) > 2 else ["gpu-24x1024"]
     torch.manual_seed(0)
     res: dict = {}
     for preset in presets:
-        if preset.startswith("random:"):
-            hf, _ = bench_gpu.load_hf(preset, "cuda", torch.bfloat16, seed=0)
-            cfg = hf.config
-        else:
-            cfg = get_preset(preset).shape.llama_config(bos_token_id=1, eos_token_id=2)
-            hf = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
+        hf, cfg = random_model(preset, "cuda")
         nat = bench_gpu.make_native(hf, preset, 512, bench_gpu.BACKEND_OPTIONS["variant"])
         layers = nat.num_layers
         nat.prepare(400, [(0, layers)], verifying=[(0, layers)])

@@ -41,12 +41,10 @@ SETTINGS = {"several": 16, "one": 1}  # decode_attention.MAX_ROWS while a model'
 def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
-    from transformers import LlamaForCausalLM
 
     import bench_gpu
-    from diag_step_kernels import profile_summary
+    from diag_step_kernels import profile_summary, random_model
     from hsd_bench.models.native import decode_attention
-    from hsd_bench.training.config import get_preset
 
     dev = torch.device(os.environ.get("DEV", "cuda"))
     if dev.type == "cpu":  # the dry run: the kernels through Triton's interpreter
@@ -79,12 +77,7 @@ def main() -> None:
     torch.manual_seed(0)
     res: dict = {}
     for preset in presets:
-        if preset.startswith("random:"):
-            hf, _ = bench_gpu.load_hf(preset, str(dev), torch.bfloat16, seed=0)
-            cfg = hf.config
-        else:
-            cfg = get_preset(preset).shape.llama_config(bos_token_id=1, eos_token_id=2)
-            hf = LlamaForCausalLM(cfg).to(dev, torch.bfloat16).eval()
+        hf, cfg = random_model(preset, dev)
         ids = torch.randint(0, cfg.vocab_size, (300,), device=dev)
         models = {}
         for name, rows in SETTINGS.items():
