@@ -187,6 +187,15 @@ def test_one_sequence_half_precision_steps_take_the_kernel(monkeypatch):
     assert not decode_attention.kernel_applies(q.float(), cache.float(), None)  # float32
     assert not decode_attention.kernel_applies(torch.zeros(2, 1, 4, 16, dtype=BF16), cache, None)  # a batch
     assert not decode_attention.kernel_applies(q, cache, torch.tensor([0]))  # rows of a batched cache
+    # a query tile past MAX_TILE_VALUES (shared memory): head size 256 at 64 rows, 512 at all
+    monkeypatch.setattr(decode_attention, "MAX_ROWS", [16])
+    wide_cache = torch.zeros(1, 2, 64, 256, dtype=BF16)
+    assert decode_attention.kernel_applies(torch.zeros(1, 16, 4, 256, dtype=BF16), wide_cache, None)  # 32 rows
+    assert not decode_attention.kernel_applies(torch.zeros(1, 16, 8, 256, dtype=BF16), wide_cache, None)  # 64
+    assert decode_attention.kernel_applies(torch.zeros(1, 16, 8, 128, dtype=BF16),
+                                           torch.zeros(1, 2, 64, 128, dtype=BF16), None)  # 64 rows of 128
+    assert not decode_attention.kernel_applies(torch.zeros(1, 1, 2, 512, dtype=BF16),
+                                               torch.zeros(1, 2, 64, 512, dtype=BF16), None)
     odd = torch.zeros(1, 1, 4, 24, dtype=BF16)
     assert not decode_attention.kernel_applies(odd, torch.zeros(1, 2, 64, 24, dtype=BF16), None)  # head size 24
     monkeypatch.setattr(gemv, "CPU_INTERPRETER", [False])
@@ -212,6 +221,40 @@ def test_launch_refuses_operands_that_do_not_fit():
                                          r"at most 128"):
         decode_attention.launch(wide, eight_kv, eight_kv, eight_rope, eight_rope, pos, cache, cache.clone(),
                                 torch.zeros_like(wide), 0.25, 64)
+
+
+def test_launch_refuses_a_tile_past_shared_memory():
+    """Head size 256 with 64 query rows per KV head (four heads x 16 positions) needs 288 KiB of
+    shared memory on sm_90: refused before any compile, naming the bound."""
+    q = torch.zeros(16, 8 * 256, dtype=BF16)
+    kv, rope = torch.zeros(16, 2 * 256, dtype=BF16), torch.zeros(16, 256, dtype=BF16)
+    cache = torch.zeros(1, 2, 64, 256, dtype=BF16)
+    with pytest.raises(ValueError, match=r"head size 256 with 64 query rows \(a tile of 64\) exceeds the "
+                                         r"kernel's tile: head size in \[16, 256\], tile rows x head size <= 8192"):
+        decode_attention.launch(q, kv, kv, rope, rope, torch.tensor([3]), cache, cache.clone(), torch.zeros_like(q),
+                                0.0625, 64)
+
+
+def test_the_merge_reads_at_most_merge_values_per_iteration():
+    """Eight chunks per iteration where they fit (every one-row step of up to 8 query heads of 128
+    per KV head), fewer for wide several-row tiles: the 8B shape's 16-row step (64 rows of 128) one,
+    which at eight asked Triton 3.6 for 256 KiB of shared memory on an H200."""
+    assert decode_attention.merge_block(4, 128) == decode_attention.merge_block(8, 128) == 8
+    assert decode_attention.merge_block(16, 64) == 8 and decode_attention.merge_block(32, 64) == 4
+    assert decode_attention.merge_block(64, 128) == 1 and decode_attention.merge_block(128, 256) == 1
+    for rows in (1, 2, 4, 8, 16, 32, 64, 128):
+        for head_dim in (32, 64, 128, 256):
+            block = decode_attention.merge_block(rows, head_dim)
+            assert block & (block - 1) == 0 and (block == 1 or block * rows * head_dim <= decode_attention.MERGE_VALUES)
+
+
+def test_a_check_whose_launch_raises_fails_alone(monkeypatch):
+    def out_of_resources(*args, **kwargs):
+        raise RuntimeError("out of resource: shared memory, Required: 262144, Hardware limit: 232448")
+
+    monkeypatch.setattr(decode_attention, "launch", out_of_resources)
+    check = decode_attention.check_against_eager(8, 2, 32, 96, CPU, (10,), rows=4)
+    assert not check["passed"] and "262144" in check["error"] and check["rows"] == 4
 
 
 STEP_ROWS = (4, 1, 3, 1, 4, 2, 1, 3, 4, 1, 2, 1, 3)  # a prompt chunk, then one-row steps and verifications
@@ -305,14 +348,14 @@ def first(ptx, instruction):
 
 
 pointers = dict.fromkeys(["q_ptr", "k_ptr", "v_ptr", "cos_ptr", "sin_ptr", "kc_ptr", "vc_ptr", "o_ptr"], "*bf16")
-signature = {**pointers, "pos_ptr": "*i64", "part_ptr": "*fp32", "stat_ptr": "*fp32", "count_ptr": "*i32",
+attention_signature = {**pointers, "pos_ptr": "*i64", "part_ptr": "*fp32", "stat_ptr": "*fp32", "count_ptr": "*i32",
              **dict.fromkeys(["stride_ch", "stride_cs", "stride_qt", "stride_kt", "stride_vt", "slots", "kv_len", "window",
                               "chunk"], "i32"), "scale": "fp32"}
 for head_dim, groups, rows, merge, window, pdl in ((64, 4, 1, True, False, True), (128, 4, 1, False, True, False),
                                                    (32, 1, 1, True, True, True), (64, 4, 8, True, False, True),
                                                    (128, 4, 16, False, True, True), (64, 1, 5, True, True, False)):
     rows_p2 = 1 << (groups * rows - 1).bit_length()
-    ptx = compile_for_sm90(decode_attention_kernel, signature, dict(
+    ptx = compile_for_sm90(decode_attention_kernel, attention_signature, dict(
         G=groups, GP=rows_p2, HD=head_dim, ROWS=rows, BLOCK_R=max(16, rows_p2),
         BLOCK_T=max(16, 1 << (rows - 1).bit_length()), BLOCK_N=64, MERGE=merge, MERGE_BLOCK=8, HAS_WINDOW=window,
         DOT_F32=False, PDL=pdl))
@@ -337,6 +380,29 @@ for delta, pdl in ((True, True), (False, False)):
     assert ("griddepcontrol.wait" in ptx) == pdl
     if pdl:  # the norm's weight requested before the wait, nothing stored before it
         assert first(ptx, "ld.global") < first(ptx, "griddepcontrol.wait") < first(ptx, "st.global"), ptx[:4000]
+# Shared memory: the largest query tile kernel_applies allows at each head size, merge on, compiled as
+# launch specializes it (16-byte aligned pointers, sizes and strides divisible by 16 -- which makes
+# Triton stage the loops' loads in shared memory), fits a Hopper SM's 227 KiB.
+from hsd_bench.models.native import decode_attention as da  # noqa: E402
+
+HOPPER_SHARED = 232448
+shared_at = {}
+for head_dim in (32, 64, 128, da.MAX_HEAD_DIM):
+    tile = min(da.MAX_TILE_VALUES // head_dim, da.MAX_QUERY_ROWS)
+    rows = min(16, tile)  # positions: a fixed-shape step's max_graph_tokens
+    groups = tile // rows
+    constants = dict(G=groups, GP=tile, HD=head_dim, ROWS=rows, BLOCK_R=da.query_tile(groups * rows),
+                     BLOCK_T=max(16, rows), BLOCK_N=64, MERGE=True, MERGE_BLOCK=da.merge_block(tile, head_dim),
+                     HAS_WINDOW=True, DOT_F32=False, PDL=True)
+    aligned = {(decode_attention_kernel.arg_names.index(n),): [["tt.divisibility", 16]]
+               for n in attention_signature if n not in ("scale", "window")}
+    source = ASTSource(fn=decode_attention_kernel, signature={**attention_signature, **dict.fromkeys(constants, "constexpr")},
+                       constexprs={(decode_attention_kernel.arg_names.index(n),): v for n, v in constants.items()},
+                       attrs=aligned)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": da.default_config(4096, head_dim).num_warps})
+    shared_at[(head_dim, groups, rows)] = compiled.metadata.shared
+assert max(shared_at.values()) <= HOPPER_SHARED, shared_at
 print("compiled")
 """
 

@@ -55,6 +55,27 @@ CHUNK_SLOTS = 512
 # results/gpu_run50/call50_1.sh measures both settings in one process).
 MAX_ROWS = [1]
 MAX_QUERY_ROWS = 128  # query heads per KV head x positions: one program holds them all
+# A program's query tile, at most: its rows (rounded up to a power of two, 16 at least) x the head
+# size. Why: the tile, the blocks of keys and values Triton stages for the scoring loop and their
+# layout changes live in shared memory, which grows with it. Compiled for sm_90 by Triton 3.6 (torch
+# 2.11's) and 3.9 the largest tiles this allows need at most 144 KiB (head size 128, 64 rows; 256 and
+# 32 rows: 133 KiB), where a Hopper SM has 227 KiB; head size 256 at 64 rows needs 288 KiB, 512 at
+# one row 259 KiB (tests/test_decode_attention.py compiles them). One-row steps of every Llama, Qwen
+# and Mistral shape lie far inside it.
+MAX_TILE_VALUES = 8192
+MAX_HEAD_DIM = 256
+# Partial results the merge reads per iteration, at most (float32 values: chunks x rows x head size).
+# Why a bound: Triton stages the merge loop's loads in shared memory, all of one iteration at once;
+# at 8 chunks a step of 16 rows of four 128-wide query heads (the 8B shape's verification) asked
+# for 256 KiB, more than a Hopper SM has (H200, torch 2.11's Triton 3.6: results/gpu_run50/call1).
+# 8192 keeps 8 chunks for every one-row step of up to 16 query heads of 64 (8 of 128) per KV head.
+MERGE_VALUES = 8192
+
+
+def merge_block(rows_p2: int, head_dim: int) -> int:
+    """Chunks the merge reads per iteration: 8, fewer where :data:`MERGE_VALUES` would be exceeded
+    (a power of two, as ``rows_p2`` and ``head_dim`` are; at least 1)."""
+    return max(1, min(8, MERGE_VALUES // (rows_p2 * head_dim)))
 
 
 class AttentionConfig(NamedTuple):
@@ -104,8 +125,15 @@ def kernel_applies(q: torch.Tensor, k_cache: torch.Tensor, rows: torch.Tensor | 
     kv_heads = k_cache.shape[1]
     return (_REGISTERED[0] and gemv.kernel_device(q) and rows is None and b == 1 and 1 <= t <= MAX_ROWS[0]
             and q.dtype in (torch.bfloat16, torch.float16) and k_cache.dtype == q.dtype
-            and hd >= 16 and hd & (hd - 1) == 0 and heads % kv_heads == 0 and kv_heads <= COUNTER_SLOTS
-            and heads // kv_heads * t <= MAX_QUERY_ROWS and k_cache.stride(-1) == 1)
+            and 16 <= hd <= MAX_HEAD_DIM and hd & (hd - 1) == 0 and heads % kv_heads == 0
+            and kv_heads <= COUNTER_SLOTS and heads // kv_heads * t <= MAX_QUERY_ROWS
+            and query_tile(heads // kv_heads * t) * hd <= MAX_TILE_VALUES and k_cache.stride(-1) == 1)
+
+
+def query_tile(query_rows: int) -> int:
+    """A program's tile of ``query_rows`` rows (a KV head's query heads x positions): a power of two,
+    16 at least (tensor-core dots take 16 rows or more)."""
+    return max(16, 1 << (query_rows - 1).bit_length())
 
 
 def _rows(x: torch.Tensor, t: int, width: int) -> torch.Tensor:
@@ -145,6 +173,10 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
     if groups * t > MAX_QUERY_ROWS:
         raise ValueError(f"decode_attention.launch: {groups} query heads per KV head x {t} positions = "
                          f"{groups * t} rows; the kernel takes at most {MAX_QUERY_ROWS}")
+    if not 16 <= hd <= MAX_HEAD_DIM or query_tile(groups * t) * hd > MAX_TILE_VALUES:
+        raise ValueError(f"decode_attention.launch: head size {hd} with {groups * t} query rows (a tile of "
+                         f"{query_tile(groups * t)}) exceeds the kernel's tile: head size in [16, {MAX_HEAD_DIM}], "
+                         f"tile rows x head size <= {MAX_TILE_VALUES}")
     q, k, v = _rows(q, t, heads * hd), _rows(k, t, kv_heads * hd), _rows(v, t, kv_heads * hd)
     cos, sin = cos.contiguous(), sin.contiguous()
     if not out.is_contiguous():
@@ -161,9 +193,10 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
         q, k, v, cos, sin, pos, k_cache, v_cache, out, part, stat, counters(out.device),
         k_cache.stride(1), k_cache.stride(2), q.stride(0), k.stride(0), v.stride(0), slots, kv_len, int(window),
         float(scale), cfg.chunk,
-        G=groups, GP=rows_p2, HD=hd, ROWS=t, BLOCK_R=max(16, rows_p2),  # tensor-core dots take 16 rows or more
-        BLOCK_T=max(16, 1 << (t - 1).bit_length()), BLOCK_N=cfg.block_n, MERGE=merge, MERGE_BLOCK=8,
-        HAS_WINDOW=window > 0, DOT_F32=gemv.interpreted(), num_warps=cfg.num_warps, **gemv.launch_options(out.device),
+        G=groups, GP=rows_p2, HD=hd, ROWS=t, BLOCK_R=query_tile(groups * t),
+        BLOCK_T=max(16, 1 << (t - 1).bit_length()), BLOCK_N=cfg.block_n, MERGE=merge,
+        MERGE_BLOCK=merge_block(rows_p2, hd), HAS_WINDOW=window > 0, DOT_F32=gemv.interpreted(),
+        num_warps=cfg.num_warps, **gemv.launch_options(out.device),
     )
 
 
@@ -216,7 +249,9 @@ def check_against_eager(heads: int, kv_heads: int, head_dim: int, kv_len: int, d
     bit for bit on the GPU, every other slot untouched, and the output within one bfloat16 spacing of
     the largest value plus the largest output (``rel_err``, ``passed``). What a GPU run checks before
     timing the kernel (``bench_gpu.py --parts smoke``); the CPU tests run it through Triton's
-    interpreter."""
+    interpreter. A launch that raises fails this check only (``error``): the smoke's other checks
+    still run (the fiftieth run's smoke lost them all to one kernel that asked for too much shared
+    memory)."""
     from hsd_bench.models.native.layers import attention, rotate_half  # layers imports this module
 
     if not register():
@@ -241,8 +276,12 @@ def check_against_eager(heads: int, kv_heads: int, head_dim: int, kv_len: int, d
         cos, sin = torch.cat([angle.cos()] * 2, -1).to(bf16), torch.cat([angle.sin()] * 2, -1).to(bf16)
         ref_k, ref_v = k_cache.clone(), v_cache.clone()
         out = torch.empty(t, heads * head_dim, dtype=bf16, device=device)
-        launch(q, k, v, cos, sin, torch.tensor([pos], device=device), k_cache, v_cache, out, head_dim**-0.5,
-               kv_len, window)
+        try:
+            launch(q, k, v, cos, sin, torch.tensor([pos], device=device), k_cache, v_cache, out, head_dim**-0.5,
+                   kv_len, window)
+        except Exception as error:  # e.g. Triton's OutOfResources: this check fails, the others still run
+            return {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "kv_len": kv_len, "rows": t,
+                    "window": window, "passed": False, "error": f"{type(error).__name__}: {error}"}
         # the compiled math path's arithmetic (layers.layer_forward): RoPE in float32 rounded once,
         # then the masked attention of a KV head's query heads x positions as its rows
         qf = q.view(1, t, heads, head_dim).transpose(1, 2).float()
