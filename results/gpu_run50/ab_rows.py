@@ -15,7 +15,10 @@ and whether the two sides' tokens are equal (the kernel rounds differently from 
 attention, so in bfloat16 a near tie may go either way; each side's parity against AR is the
 benchmark's to judge, ``bench_gpu.py --parts methods``).
 
-    [METHODS=a,b] python results/gpu_run50/ab_rows.py OUT [target] [rounds]
+    [METHODS=a,b] [SEVERAL=n] python results/gpu_run50/ab_rows.py OUT [target] [rounds]
+
+(``SEVERAL``: the "several" side's ``MAX_ROWS``, 16 unless set; 1 runs the same code on both sides,
+an A/A control of the process -- the third call's, after the first's autoregressive rows read 0.97.)
 """
 import json, os, statistics, sys, time
 from pathlib import Path
@@ -37,7 +40,7 @@ rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 DRAFT, MID = "checkpoints/family-2x128", "checkpoints/family-6x128"
 METHODS = os.environ.get("METHODS", "autoregressive,layerskip,hispec,vanilla_sd,hierarchy").split(",")
 PROMPTS, NEW, REPS = int(os.environ.get("PROMPTS", 8)), int(os.environ.get("NEW", 128)), 3
-SETTINGS = {"several": 16, "one": 1}
+SETTINGS = {"several": int(os.environ.get("SEVERAL", 16)), "one": 1}  # SEVERAL=1: an A/A control
 dev = torch.device(os.environ.get("DEV", "cuda"))  # DEV=cpu: a dry run of the script
 dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
 
@@ -93,7 +96,7 @@ for rnd in range(rounds):
         prompts_differing[m] = max(prompts_differing.get(m, 0), differing)
         print(f"[ab] round {rnd} {m}: several {got['several'][0]:.1f} one {got['one'][0]:.1f} tok/s, ratio "
               f"{res[m]['ratio'][-1]:.3f}, probes {res[m]['probe_several'][-1]}/{res[m]['probe_one'][-1]} µs, "
-              f"passes whose tokens differ {differing}", flush=True)
+              f"prompts whose tokens differ {differing} of {PROMPTS}", flush=True)
 summary = {m: {"ratio_median": statistics.median(r["ratio"]), "ratio_min": min(r["ratio"]),
                "ratio_max": max(r["ratio"]), "several_median": statistics.median(r["several"]),
                "one_median": statistics.median(r["one"]), "passes_differing_max": prompts_differing[m], **r}
@@ -103,10 +106,10 @@ summary = {m: {"ratio_median": statistics.median(r["ratio"]), "ratio_min": min(r
 lines = [f"# In-process A/B, {target_path}: decode attention on several-row steps against the one-row kernel "
          f"alone, {rounds} rounds × {REPS} passes", "",
          "| method | one-row only, tok/s (median) | several rows, tok/s (median) | several/one per round "
-         "(median; min–max) | passes whose tokens differ (most in a round) |",
+         "(median; min–max) | prompts whose tokens differ (most in a round) |",
          "| --- | --- | --- | --- | --- |"]
 for m, s in summary.items():
     lines.append(f"| {m} | {s['one_median']:.1f} | {s['several_median']:.1f} | {s['ratio_median']:.3f}; "
-                 f"{s['ratio_min']:.3f}–{s['ratio_max']:.3f} | {s['passes_differing_max']} of {REPS} |")
+                 f"{s['ratio_min']:.3f}–{s['ratio_max']:.3f} | {s['passes_differing_max']} of {PROMPTS} |")
 (out / "ab_rows.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines), flush=True)
