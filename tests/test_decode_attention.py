@@ -177,11 +177,12 @@ def test_one_sequence_half_precision_steps_take_the_kernel(monkeypatch):
     cache = torch.zeros(1, 2, 64, 16, dtype=BF16)
     q = torch.zeros(1, 1, 4, 16, dtype=BF16)
     assert decode_attention.kernel_applies(q, cache, None)
-    # several positions only where MAX_ROWS allows them: 1 until a GPU run has measured that form
-    assert decode_attention.MAX_ROWS == [1]
+    # several positions up to MAX_ROWS: 16 by default (measured, fiftieth run); 1 takes one-row steps only
+    assert decode_attention.MAX_ROWS == [16]
+    assert decode_attention.kernel_applies(torch.zeros(1, 16, 4, 16, dtype=BF16), cache, None)  # 16 positions
+    monkeypatch.setattr(decode_attention, "MAX_ROWS", [1])
     assert not decode_attention.kernel_applies(torch.zeros(1, 2, 4, 16, dtype=BF16), cache, None)
     monkeypatch.setattr(decode_attention, "MAX_ROWS", [16])
-    assert decode_attention.kernel_applies(torch.zeros(1, 16, 4, 16, dtype=BF16), cache, None)  # 16 positions
     assert not decode_attention.kernel_applies(torch.zeros(1, 17, 4, 16, dtype=BF16), cache, None)  # MAX_ROWS
     assert not decode_attention.kernel_applies(torch.zeros(1, 16, 32, 16, dtype=BF16), cache, None)  # 256 rows a head
     assert not decode_attention.kernel_applies(q.float(), cache.float(), None)  # float32
@@ -277,7 +278,7 @@ def test_native_steps_on_the_kernel_stay_as_close_to_float32_as_math(monkeypatch
     model in float32 over steps of one to four positions (two layers, GQA / Qwen3's q/k norms /
     Mistral's window of 6), the kernel allowed several positions: it ran for both kinds of step (the
     outputs differ from math's), and its distance to float32 is ``math``'s own, within a quarter.
-    With :data:`MAX_ROWS` at 1 (the default until measured on a GPU) a several-row step is
+    With :data:`MAX_ROWS` at 1 (one-row steps only on the kernel) a several-row step is
     ``math``'s bit for bit."""
     monkeypatch.setattr(decode_attention, "default_config", small_chunks(16, 16))  # merged chunks too
     monkeypatch.setattr(decode_attention, "MAX_ROWS", [16])  # several positions on the kernel too
@@ -396,7 +397,8 @@ for head_dim in (32, 64, 128, da.MAX_HEAD_DIM):
                      HAS_WINDOW=True, DOT_F32=False, PDL=True)
     aligned = {(decode_attention_kernel.arg_names.index(n),): [["tt.divisibility", 16]]
                for n in attention_signature if n not in ("scale", "window")}
-    source = ASTSource(fn=decode_attention_kernel, signature={**attention_signature, **dict.fromkeys(constants, "constexpr")},
+    source = ASTSource(fn=decode_attention_kernel,
+                       signature={**attention_signature, **dict.fromkeys(constants, "constexpr")},
                        constexprs={(decode_attention_kernel.arg_names.index(n),): v for n, v in constants.items()},
                        attrs=aligned)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),

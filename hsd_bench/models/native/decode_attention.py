@@ -8,8 +8,8 @@ This kernel does all of it in one launch and reads only the cache slots a positi
 (``[0, pos]``, inside a sliding window where the layer has one) instead of the whole
 attention span the step was compiled for. It also takes a step of several consecutive positions
 (a verification, a draft round's first step, a prefill chunk), where the compiled attention takes
-five launches a layer, about 9 µs on the 294 M shape (docs/gpu-runs.md, "Forty-ninth run") -- but
-only where :data:`MAX_ROWS` allows it, 1 until a GPU run has measured that form.
+five launches a layer, about 9 µs on the 294 M shape (docs/gpu-runs.md, "Forty-ninth run"): up to
+:data:`MAX_ROWS` positions.
 
 How: one program per (KV head, chunk of slots; one chunk up to :data:`CHUNK_SLOTS`). Each
 applies RoPE to its query rows (the group's query heads at each of the step's positions, as the
@@ -27,7 +27,7 @@ rounded to the dtype for p·V with float32 accumulation. The softmax is normalis
 (flash-decoding) rather than before p·V, so results agree to the dtype's rounding, not bit
 for bit; a greedy divergence it causes is a near tie (hsd_bench/parity.py classifies them).
 
-It is the native backend's ``attention="triton"`` for one-row (up to :data:`MAX_ROWS`)
+It is the native backend's ``attention="triton"`` for one-row (and up to :data:`MAX_ROWS`-row)
 fixed-shape steps of one sequence in bfloat16/float16 on CUDA (run.py: ``model.attention``);
 other steps, batches, float32 and machines without Triton run the "math" attention, and long
 prompts run eagerly on SDPA.
@@ -47,13 +47,15 @@ MAX_SPLITS = 64  # chunks per head at most: the merge reads every chunk's partia
 # process: one program per KV head over a 512-slot span against 64-slot chunks merged, Llama-1B
 # shape AR loop 1059.4 vs 1058.8 tok/s (equal), Llama-8B shape 233.6 vs 228.3 (results/gpu_run12/).
 CHUNK_SLOTS = 512
-# Positions of one step the kernel takes: 1, one-row steps only, until a GPU run has measured the
-# several-row form (built in the fiftieth session, which had no device: it is checked on the CPU
-# through Triton's interpreter and compiled for sm_90, never run on a GPU). Up to 16 (a fixed-shape
-# step's max_graph_tokens): a verification, a draft round's first step, a prefill chunk on the kernel.
-# A list so that a measurement sets it before the steps are captured (bench_gpu.py --attention-rows;
-# results/gpu_run50/call50_1.sh measures both settings in one process).
-MAX_ROWS = [1]
+# Positions of one step the kernel takes: up to 16 (a fixed-shape step's max_graph_tokens): a
+# verification, a draft round's first step, a prefill chunk. Measured (fiftieth run,
+# results/gpu_run50/, H200): a verification step of 2-16 positions 9-11 % less device time on the
+# 294 M and Llama-3.2-1B shapes, every speculative method faster in one process (5.6 M model: +7 to
+# +19 %; 294 M: +3 to +8 %), parity with 0 unexplained bf16 divergences; the device smoke passed at
+# 1, 5 and 16 rows (H100) once the merge's shared memory was bounded (MERGE_VALUES). 1 runs the
+# one-row kernel alone (several-row steps on the compiled "math" attention, as before). A list so
+# that a measurement sets it before the steps are captured (bench_gpu.py --attention-rows).
+MAX_ROWS = [16]
 MAX_QUERY_ROWS = 128  # query heads per KV head x positions: one program holds them all
 # A program's query tile, at most: its rows (rounded up to a power of two, 16 at least) x the head
 # size. Why: the tile, the blocks of keys and values Triton stages for the scoring loop and their

@@ -126,7 +126,7 @@ class NativeLlama(RaggedSteps):
         # mask + softmax and was faster than "sdpa" on an H100 (Llama-1B shape: 695 vs 656 tok/s,
         # see docs/performance.md); long eager steps (prefill) always use SDPA's fused kernels.
         # "triton" (the default): a one-row step's RoPE, cache write and attention as one kernel
-        # (decode_attention.py; steps of up to decode_attention.MAX_ROWS positions, 1 until measured),
+        # (decode_attention.py; steps of up to decode_attention.MAX_ROWS positions, 16 by default),
         # "math" for other steps and where the kernel does not apply: Llama-1B shape AR loop 1.09x
         # math, 8B 1.03x (H200, docs/gpu-runs.md "Twelfth run").
         self.attention = attention
