@@ -188,15 +188,15 @@ def test_one_sequence_half_precision_steps_take_the_kernel(monkeypatch):
     assert not decode_attention.kernel_applies(q.float(), cache.float(), None)  # float32
     assert not decode_attention.kernel_applies(torch.zeros(2, 1, 4, 16, dtype=BF16), cache, None)  # a batch
     assert not decode_attention.kernel_applies(q, cache, torch.tensor([0]))  # rows of a batched cache
-    # a query tile past MAX_TILE_VALUES (shared memory): head size 256 at 64 rows, 512 at all
+    # shared memory: a query tile past MAX_TILE_VALUES, a head size past MAX_HEAD_DIM
     monkeypatch.setattr(decode_attention, "MAX_ROWS", [16])
-    wide_cache = torch.zeros(1, 2, 64, 256, dtype=BF16)
-    assert decode_attention.kernel_applies(torch.zeros(1, 16, 4, 256, dtype=BF16), wide_cache, None)  # 32 rows
-    assert not decode_attention.kernel_applies(torch.zeros(1, 16, 8, 256, dtype=BF16), wide_cache, None)  # 64
-    assert decode_attention.kernel_applies(torch.zeros(1, 16, 8, 128, dtype=BF16),
-                                           torch.zeros(1, 2, 64, 128, dtype=BF16), None)  # 64 rows of 128
-    assert not decode_attention.kernel_applies(torch.zeros(1, 1, 2, 512, dtype=BF16),
-                                               torch.zeros(1, 2, 64, 512, dtype=BF16), None)
+    cache_128 = torch.zeros(1, 2, 64, 128, dtype=BF16)
+    assert decode_attention.kernel_applies(torch.zeros(1, 16, 8, 128, dtype=BF16), cache_128, None)  # 64 rows
+    assert not decode_attention.kernel_applies(torch.zeros(1, 16, 16, 128, dtype=BF16), cache_128, None)  # 128
+    assert decode_attention.kernel_applies(torch.zeros(1, 16, 16, 64, dtype=BF16),
+                                           torch.zeros(1, 2, 64, 64, dtype=BF16), None)  # 128 rows of 64
+    assert not decode_attention.kernel_applies(torch.zeros(1, 1, 2, 256, dtype=BF16),
+                                               torch.zeros(1, 2, 64, 256, dtype=BF16), None)  # head size 256
     odd = torch.zeros(1, 1, 4, 24, dtype=BF16)
     assert not decode_attention.kernel_applies(odd, torch.zeros(1, 2, 64, 24, dtype=BF16), None)  # head size 24
     monkeypatch.setattr(gemv, "CPU_INTERPRETER", [False])
@@ -225,15 +225,18 @@ def test_launch_refuses_operands_that_do_not_fit():
 
 
 def test_launch_refuses_a_tile_past_shared_memory():
-    """Head size 256 with 64 query rows per KV head (four heads x 16 positions) needs 288 KiB of
-    shared memory on sm_90: refused before any compile, naming the bound."""
-    q = torch.zeros(16, 8 * 256, dtype=BF16)
-    kv, rope = torch.zeros(16, 2 * 256, dtype=BF16), torch.zeros(16, 256, dtype=BF16)
-    cache = torch.zeros(1, 2, 64, 256, dtype=BF16)
-    with pytest.raises(ValueError, match=r"head size 256 with 64 query rows \(a tile of 64\) exceeds the "
-                                         r"kernel's tile: head size in \[16, 256\], tile rows x head size <= 8192"):
-        decode_attention.launch(q, kv, kv, rope, rope, torch.tensor([3]), cache, cache.clone(), torch.zeros_like(q),
-                                0.0625, 64)
+    """A tile whose shared memory would not fit an SM is refused before any compile, naming the
+    bound: 128 query rows of 128 (eight query heads per KV head x 16 positions), and a head size of
+    256 at one position."""
+    for heads, head_dim, positions, rows, tile in ((16, 128, 16, 128, 128), (2, 256, 1, 1, 16)):
+        q = torch.zeros(positions, heads * head_dim, dtype=BF16)
+        kv, rope = torch.zeros(positions, 2 * head_dim, dtype=BF16), torch.zeros(positions, head_dim, dtype=BF16)
+        cache = torch.zeros(1, 2, 64, head_dim, dtype=BF16)
+        with pytest.raises(ValueError, match=rf"head size {head_dim} with {rows} query rows \(a tile of {tile}\) "
+                                             r"exceeds the kernel's tile: head size in \[16, 128\], tile rows x "
+                                             r"head size <= 8192"):
+            decode_attention.launch(q, kv, kv, rope, rope, torch.tensor([3]), cache, cache.clone(), torch.zeros_like(q),
+                                    0.0625, 64)
 
 
 def test_the_merge_reads_at_most_merge_values_per_iteration():
@@ -383,28 +386,31 @@ for delta, pdl in ((True, True), (False, False)):
         assert first(ptx, "ld.global") < first(ptx, "griddepcontrol.wait") < first(ptx, "st.global"), ptx[:4000]
 # Shared memory: the largest query tile kernel_applies allows at each head size, merge on, compiled as
 # launch specializes it (16-byte aligned pointers, sizes and strides divisible by 16 -- which makes
-# Triton stage the loops' loads in shared memory), fits a Hopper SM's 227 KiB.
+# Triton stage the loops' loads in shared memory), fits a Hopper SM's 227 KiB and an Ampere or Ada
+# GPU's 99 KiB.
+import itertools  # noqa: E402
+
 from hsd_bench.models.native import decode_attention as da  # noqa: E402
 
-HOPPER_SHARED = 232448
+SHARED_PER_SM = {90: 232448, 86: 101376}  # Hopper; Ampere / Ada consumer and inference cards (99 KiB)
 shared_at = {}
-for head_dim in (32, 64, 128, da.MAX_HEAD_DIM):
+for (arch, limit), head_dim in itertools.product(SHARED_PER_SM.items(), (32, 64, da.MAX_HEAD_DIM)):
     tile = min(da.MAX_TILE_VALUES // head_dim, da.MAX_QUERY_ROWS)
     rows = min(16, tile)  # positions: a fixed-shape step's max_graph_tokens
     groups = tile // rows
     constants = dict(G=groups, GP=tile, HD=head_dim, ROWS=rows, BLOCK_R=da.query_tile(groups * rows),
                      BLOCK_T=max(16, rows), BLOCK_N=64, MERGE=True, MERGE_BLOCK=da.merge_block(tile, head_dim),
-                     HAS_WINDOW=True, DOT_F32=False, PDL=True)
+                     HAS_WINDOW=True, DOT_F32=False, PDL=arch >= 90)  # early launch: sm_90 on
     aligned = {(decode_attention_kernel.arg_names.index(n),): [["tt.divisibility", 16]]
                for n in attention_signature if n not in ("scale", "window")}
     source = ASTSource(fn=decode_attention_kernel,
                        signature={**attention_signature, **dict.fromkeys(constants, "constexpr")},
                        constexprs={(decode_attention_kernel.arg_names.index(n),): v for n, v in constants.items()},
                        attrs=aligned)
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": da.default_config(4096, head_dim).num_warps})
-    shared_at[(head_dim, groups, rows)] = compiled.metadata.shared
-assert max(shared_at.values()) <= HOPPER_SHARED, shared_at
+    shared_at[(arch, head_dim, groups, rows)] = compiled.metadata.shared
+    assert compiled.metadata.shared <= limit, shared_at
 print("compiled")
 """
 
@@ -413,7 +419,9 @@ def test_kernels_compile_for_a_hopper_gpu():
     """The interpreter runs code the GPU compiler refuses (it let a variable change dtype across a
     branch through); compiling the Triton kernels for sm_90 -- without a GPU, in a process with the
     interpreter off -- catches that on any machine. The PTX also shows what early launch relies on:
-    only weights are loaded before ``griddepcontrol.wait``, nothing is stored before it."""
+    only weights are loaded before ``griddepcontrol.wait``, nothing is stored before it. And the
+    attention kernel's largest allowed tiles fit an SM's shared memory, on sm_90 and on sm_86 (a
+    launch that asks for more fails on the device: the fiftieth run's first smoke)."""
     import subprocess
     import sys
 

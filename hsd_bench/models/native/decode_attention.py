@@ -58,14 +58,15 @@ CHUNK_SLOTS = 512
 MAX_ROWS = [16]
 MAX_QUERY_ROWS = 128  # query heads per KV head x positions: one program holds them all
 # A program's query tile, at most: its rows (rounded up to a power of two, 16 at least) x the head
-# size. Why: the tile, the blocks of keys and values Triton stages for the scoring loop and their
-# layout changes live in shared memory, which grows with it. Compiled for sm_90 by Triton 3.6 (torch
-# 2.11's) and 3.9 the largest tiles this allows need at most 144 KiB (head size 128, 64 rows; 256 and
-# 32 rows: 133 KiB), where a Hopper SM has 227 KiB; head size 256 at 64 rows needs 288 KiB, 512 at
-# one row 259 KiB (tests/test_decode_attention.py compiles them). One-row steps of every Llama, Qwen
-# and Mistral shape lie far inside it.
+# size; and the head size. Why: the tile, the blocks of keys and values Triton stages for the
+# scoring loop and their layout changes live in shared memory, which grows with both. Compiled by
+# Triton 3.6 (torch 2.11's) and 3.9 with a launch's argument alignment, the largest tiles this
+# allows need at most 144 KiB on sm_90 (head size 128, 64 rows), where an SM has 227 KiB, and 74 KiB
+# on sm_80/86/89, where an Ampere or Ada GPU may have 99 KiB. A head size of 256 needs 130 KiB at one
+# row (more than an RTX 4090 / L4 / A10 has) and 288 KiB at 64 rows on sm_90; no Llama, Qwen or
+# Mistral shape has one, so it runs math. tests/test_decode_attention.py compiles them.
 MAX_TILE_VALUES = 8192
-MAX_HEAD_DIM = 256
+MAX_HEAD_DIM = 128
 # Partial results the merge reads per iteration, at most (float32 values: chunks x rows x head size).
 # Why a bound: Triton stages the merge loop's loads in shared memory, all of one iteration at once;
 # at 8 chunks a step of 16 rows of four 128-wide query heads (the 8B shape's verification) asked
