@@ -352,9 +352,10 @@ def first(ptx, instruction):
 
 
 pointers = dict.fromkeys(["q_ptr", "k_ptr", "v_ptr", "cos_ptr", "sin_ptr", "kc_ptr", "vc_ptr", "o_ptr"], "*bf16")
-attention_signature = {**pointers, "pos_ptr": "*i64", "part_ptr": "*fp32", "stat_ptr": "*fp32", "count_ptr": "*i32",
-             **dict.fromkeys(["stride_ch", "stride_cs", "stride_qt", "stride_kt", "stride_vt", "slots", "kv_len", "window",
-                              "chunk"], "i32"), "scale": "fp32"}
+attention_signature = {
+    **pointers, "pos_ptr": "*i64", "part_ptr": "*fp32", "stat_ptr": "*fp32", "count_ptr": "*i32", "scale": "fp32",
+    **dict.fromkeys(["stride_ch", "stride_cs", "stride_qt", "stride_kt", "stride_vt", "slots", "kv_len", "window",
+                     "chunk"], "i32")}
 for head_dim, groups, rows, merge, window, pdl in ((64, 4, 1, True, False, True), (128, 4, 1, False, True, False),
                                                    (32, 1, 1, True, True, True), (64, 4, 8, True, False, True),
                                                    (128, 4, 16, False, True, True), (64, 1, 5, True, True, False)):
