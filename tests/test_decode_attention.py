@@ -330,13 +330,16 @@ def test_argmax_in_two_reductions_is_argmax(vocab):
 
 
 COMPILE_FOR_HOPPER = """
+import itertools
 import sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from hsd_bench.models.native import add_norm, gemv
+from hsd_bench.models.native import decode_attention as da
 from hsd_bench.models.native.decode_attention_kernel import decode_attention_kernel
+from hsd_bench.models.native.graphs import next_pow2
 
 
 def compile_for_sm90(kernel, signature, constants):
@@ -359,10 +362,10 @@ attention_signature = {
 for head_dim, groups, rows, merge, window, pdl in ((64, 4, 1, True, False, True), (128, 4, 1, False, True, False),
                                                    (32, 1, 1, True, True, True), (64, 4, 8, True, False, True),
                                                    (128, 4, 16, False, True, True), (64, 1, 5, True, True, False)):
-    rows_p2 = 1 << (groups * rows - 1).bit_length()
+    rows_p2 = next_pow2(groups * rows)
     ptx = compile_for_sm90(decode_attention_kernel, attention_signature, dict(
-        G=groups, GP=rows_p2, HD=head_dim, ROWS=rows, BLOCK_R=max(16, rows_p2),
-        BLOCK_T=max(16, 1 << (rows - 1).bit_length()), BLOCK_N=64, MERGE=merge, MERGE_BLOCK=8, HAS_WINDOW=window,
+        G=groups, GP=rows_p2, HD=head_dim, ROWS=rows, BLOCK_R=da.dot_tile(groups * rows),
+        BLOCK_T=da.dot_tile(rows), BLOCK_N=64, MERGE=merge, MERGE_BLOCK=8, HAS_WINDOW=window,
         DOT_F32=False, PDL=pdl))
     # launched early, the attention kernel reads nothing before the previous kernel has finished
     assert ("griddepcontrol.wait" in ptx) == pdl
@@ -389,18 +392,14 @@ for delta, pdl in ((True, True), (False, False)):
 # launch specializes it (16-byte aligned pointers, sizes and strides divisible by 16 -- which makes
 # Triton stage the loops' loads in shared memory), fits a Hopper SM's 227 KiB and an Ampere or Ada
 # GPU's 99 KiB.
-import itertools  # noqa: E402
-
-from hsd_bench.models.native import decode_attention as da  # noqa: E402
-
 SHARED_PER_SM = {90: 232448, 86: 101376}  # Hopper; Ampere / Ada consumer and inference cards (99 KiB)
 shared_at = {}
 for (arch, limit), head_dim in itertools.product(SHARED_PER_SM.items(), (32, 64, da.MAX_HEAD_DIM)):
     tile = min(da.MAX_TILE_VALUES // head_dim, da.MAX_QUERY_ROWS)
     rows = min(16, tile)  # positions: a fixed-shape step's max_graph_tokens
     groups = tile // rows
-    constants = dict(G=groups, GP=tile, HD=head_dim, ROWS=rows, BLOCK_R=da.query_tile(groups * rows),
-                     BLOCK_T=max(16, rows), BLOCK_N=64, MERGE=True, MERGE_BLOCK=da.merge_block(tile, head_dim),
+    constants = dict(G=groups, GP=tile, HD=head_dim, ROWS=rows, BLOCK_R=da.dot_tile(groups * rows),
+                     BLOCK_T=da.dot_tile(rows), BLOCK_N=64, MERGE=True, MERGE_BLOCK=da.merge_block(tile, head_dim),
                      HAS_WINDOW=True, DOT_F32=False, PDL=arch >= 90)  # early launch: sm_90 on
     aligned = {(decode_attention_kernel.arg_names.index(n),): [["tt.divisibility", 16]]
                for n in attention_signature if n not in ("scale", "window")}

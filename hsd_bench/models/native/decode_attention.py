@@ -41,6 +41,7 @@ from typing import NamedTuple
 import torch
 
 from hsd_bench.models.native import gemv
+from hsd_bench.models.native.graphs import next_pow2
 
 MAX_SPLITS = 64  # chunks per head at most: the merge reads every chunk's partial result
 # Slots one program scores before a span is split into chunks merged in the kernel. H200, same
@@ -128,15 +129,21 @@ def kernel_applies(q: torch.Tensor, k_cache: torch.Tensor, rows: torch.Tensor | 
     kv_heads = k_cache.shape[1]
     return (_REGISTERED[0] and gemv.kernel_device(q) and rows is None and b == 1 and 1 <= t <= MAX_ROWS[0]
             and q.dtype in (torch.bfloat16, torch.float16) and k_cache.dtype == q.dtype
-            and 16 <= hd <= MAX_HEAD_DIM and hd & (hd - 1) == 0 and heads % kv_heads == 0
-            and kv_heads <= COUNTER_SLOTS and heads // kv_heads * t <= MAX_QUERY_ROWS
-            and query_tile(heads // kv_heads * t) * hd <= MAX_TILE_VALUES and k_cache.stride(-1) == 1)
+            and hd & (hd - 1) == 0 and heads % kv_heads == 0 and kv_heads <= COUNTER_SLOTS
+            and heads // kv_heads * t <= MAX_QUERY_ROWS and tile_fits(heads // kv_heads * t, hd)
+            and k_cache.stride(-1) == 1)
 
 
-def query_tile(query_rows: int) -> int:
-    """A program's tile of ``query_rows`` rows (a KV head's query heads x positions): a power of two,
-    16 at least (tensor-core dots take 16 rows or more)."""
-    return max(16, 1 << (query_rows - 1).bit_length())
+def dot_tile(rows: int) -> int:
+    """A tile of ``rows`` rows for the kernel's dots (a KV head's query rows; the step's keys): a power
+    of two, 16 at least (tensor-core dots take 16 rows or more)."""
+    return max(16, next_pow2(rows))
+
+
+def tile_fits(query_rows: int, head_dim: int) -> bool:
+    """The head size and a program's query tile within :data:`MAX_HEAD_DIM` and
+    :data:`MAX_TILE_VALUES` (the kernel's shared memory fits an SM)."""
+    return 16 <= head_dim <= MAX_HEAD_DIM and dot_tile(query_rows) * head_dim <= MAX_TILE_VALUES
 
 
 def _rows(x: torch.Tensor, t: int, width: int) -> torch.Tensor:
@@ -176,9 +183,9 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
     if groups * t > MAX_QUERY_ROWS:
         raise ValueError(f"decode_attention.launch: {groups} query heads per KV head x {t} positions = "
                          f"{groups * t} rows; the kernel takes at most {MAX_QUERY_ROWS}")
-    if not 16 <= hd <= MAX_HEAD_DIM or query_tile(groups * t) * hd > MAX_TILE_VALUES:
+    if not tile_fits(groups * t, hd):
         raise ValueError(f"decode_attention.launch: head size {hd} with {groups * t} query rows (a tile of "
-                         f"{query_tile(groups * t)}) exceeds the kernel's tile: head size in [16, {MAX_HEAD_DIM}], "
+                         f"{dot_tile(groups * t)}) exceeds the kernel's tile: head size in [16, {MAX_HEAD_DIM}], "
                          f"tile rows x head size <= {MAX_TILE_VALUES}")
     q, k, v = _rows(q, t, heads * hd), _rows(k, t, kv_heads * hd), _rows(v, t, kv_heads * hd)
     cos, sin = cos.contiguous(), sin.contiguous()
@@ -188,7 +195,7 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
     if cfg.chunk % cfg.block_n:
         raise ValueError(f"decode_attention: chunk={cfg.chunk} must be a multiple of block_n={cfg.block_n}")
     splits = -(-kv_len // cfg.chunk)
-    rows_p2 = 1 << (groups * t - 1).bit_length()  # a KV head's query rows, rounded up to a power of two
+    rows_p2 = next_pow2(groups * t)  # a KV head's query rows, rounded up to a power of two
     merge = splits > 1
     part = out.new_empty((kv_heads * splits * rows_p2 * hd,) if merge else (1,), dtype=torch.float32)
     stat = out.new_empty((kv_heads * splits * rows_p2 * 2,) if merge else (1,), dtype=torch.float32)
@@ -196,8 +203,8 @@ def launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
         q, k, v, cos, sin, pos, k_cache, v_cache, out, part, stat, counters(out.device),
         k_cache.stride(1), k_cache.stride(2), q.stride(0), k.stride(0), v.stride(0), slots, kv_len, int(window),
         float(scale), cfg.chunk,
-        G=groups, GP=rows_p2, HD=hd, ROWS=t, BLOCK_R=query_tile(groups * t),
-        BLOCK_T=max(16, 1 << (t - 1).bit_length()), BLOCK_N=cfg.block_n, MERGE=merge,
+        G=groups, GP=rows_p2, HD=hd, ROWS=t, BLOCK_R=dot_tile(groups * t), BLOCK_T=dot_tile(t),
+        BLOCK_N=cfg.block_n, MERGE=merge,
         MERGE_BLOCK=merge_block(rows_p2, hd), HAS_WINDOW=window > 0, DOT_F32=gemv.interpreted(),
         num_warps=cfg.num_warps, **gemv.launch_options(out.device),
     )
