@@ -17,6 +17,8 @@ often the rounding change moves an argmax, not a parity measurement).
 
 Random bf16 weights of the preset's shape (``random:llama-1b`` for the 1B shape); no timing
 includes compilation or capture (``prepare`` captures every step first, then warm-up replays).
+``PROFILE_ROWS=2,4,8`` profiles those step sizes instead of 5 alone (the fifty-second run: why a
+2- or 4-row step of the 294 M shape took longer than an 8-row one on an H200).
 ``DEV=cpu``: a dry run of the script through Triton's interpreter (``TRITON_INTERPRET=1``, preset
 ``tiny``), wall-clock timed.
 """
@@ -111,15 +113,17 @@ def main() -> None:
                         step(nat, t)
                     timed[name].setdefault(t, []).append(block_us(lambda: step(nat, t), reps))
         profiled: dict[str, dict] = {}
-        for name, nat in models.items():  # a verification of gamma = 4: five rows
-            for _ in range(5):
-                step(nat, 5)
-            sync()
-            with profile(activities=[ProfilerActivity.CUDA if dev.type == "cuda" else ProfilerActivity.CPU]) as prof:
-                for _ in range(20):
-                    step(nat, 5)
+        profile_rows = [int(t) for t in os.environ.get("PROFILE_ROWS", "5").split(",")]  # 5: gamma = 4's verification
+        for t in profile_rows:
+            for name, nat in models.items():
+                for _ in range(5):
+                    step(nat, t)
                 sync()
-            profiled[f"{name}/5"] = profile_summary(prof, 20, 14)
+                with profile(activities=[ProfilerActivity.CUDA if dev.type == "cuda" else ProfilerActivity.CPU]) as prof:
+                    for _ in range(20):
+                        step(nat, t)
+                    sync()
+                profiled[f"{name}/{t}"] = profile_summary(prof, 20, 14)
         best = {name: {t: min(v) for t, v in per.items()} for name, per in timed.items()}
         res[preset] = {"step_us": {name: {t: sorted(v) for t, v in per.items()} for name, per in timed.items()},
                        "several_over_one": {t: best["several"][t] / best["one"][t] for t in SIZES},
