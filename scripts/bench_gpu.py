@@ -79,12 +79,12 @@ from hsd_bench.bench.trace import at_timed_rate, decode_device_idle  # noqa: E40
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
 from hsd_bench.models.loading import hardware_name  # noqa: E402
 from hsd_bench.models.native import add_norm, decode_attention, from_hf_model, gemv  # noqa: E402
-from hsd_bench.models.native.model import PREFILL_MODES  # noqa: E402
+from hsd_bench.models.native.model import MAX_GRAPH_TOKENS, PREFILL_MODES  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-ATTENTION_ROWS_LIMIT = 16  # a fixed-shape step's positions at most (max_graph_tokens)
+ATTENTION_ROWS_LIMIT = MAX_GRAPH_TOKENS  # --attention-rows at most: no step takes more positions
 ONE_SPAN = 1 << 30  # min_kv_bucket: one attention span (the whole short cache) -> fewest compiled shapes
 
 

@@ -12,7 +12,7 @@ import torch
 
 from hsd_bench.models.native.args import NativeArgs
 from hsd_bench.models.native.layers import LayerWeights
-from hsd_bench.models.native.model import NativeLlama
+from hsd_bench.models.native.model import MAX_GRAPH_TOKENS, NativeLlama
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_MAX_CONTEXT = 8192
@@ -60,7 +60,7 @@ def from_hf_model(
     compile: bool | None = None,
     cuda_graphs: bool | None = None,
     fixed_shapes: bool | None = None,
-    max_graph_tokens: int = 16,
+    max_graph_tokens: int = MAX_GRAPH_TOKENS,
     min_kv_bucket: int = 128,
     attention: str = "triton",
     prefill: str = "auto",

@@ -42,6 +42,9 @@ from hsd_bench.models.native.verdicts import compile_verdict_fn
 from hsd_bench.views import PrefixViews
 
 MIN_KV_BUCKET = 128
+# A fixed-shape step's positions at most, by default: a verification, a draft round's first step, a
+# prefill chunk (longer steps take the prefill path). Named so the benchmark's flags bound by it.
+MAX_GRAPH_TOKENS = 16
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
 MAX_FUSED_DRAFT = 64
 # How far behind ``m + k`` a round launched after a verdict of ``k`` drafts at ``m`` may start (the
@@ -95,7 +98,7 @@ class NativeLlama(RaggedSteps):
         compile: bool | None = None,
         cuda_graphs: bool | None = None,
         fixed_shapes: bool | None = None,
-        max_graph_tokens: int = 16,
+        max_graph_tokens: int = MAX_GRAPH_TOKENS,
         min_kv_bucket: int = MIN_KV_BUCKET,
         attention: str = "triton",
         prefill: str = "auto",
