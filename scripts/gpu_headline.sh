@@ -26,6 +26,7 @@
 #     with PARTS=...,ar_chunk1, AR three more times at ar_chunk=1 (one host round trip per token),
 #     interleaved with the default-chunk repeats; AGREE_ONLY=1 runs only run.py's method jobs and the benchmark
 #     (a second round of run.py against the benchmark that fits one call with the trace);
+#     AGREE_METHODS="hispec hierarchy" runs only those of run.py's four method jobs;
 #  3. the named sweeps of conf/experiment/ (method_comparison on HumanEval and GSM8K, exit_layer,
 #     draft_length) through `run.py -m`;
 #  4. tables (scripts/collect.py) and figures (scripts/make_figures.py) under $RESULTS, packed with
@@ -86,10 +87,13 @@ for i in 1 2 3; do
     results_dir="$RUNS/ar_chunk1_repeat_$i"
 done
 fi
-step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
-step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
-step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
-step agree_hierarchy 50 $PY run.py "${COMMON[@]}" method=hierarchy method.levels.0.path="$DRAFT" method.levels.0.batch=4 \
+# AGREE_METHODS: which of run.py's method jobs run (all four unless named; a short call names fewer
+# so the benchmark's part, which needs them all, still fits)
+agree() { [[ " ${AGREE_METHODS:-layerskip hispec vanilla_sd hierarchy} " == *" $1 "* ]]; }
+agree layerskip && step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
+agree hispec && step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
+agree vanilla_sd && step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
+agree hierarchy && step agree_hierarchy 50 $PY run.py "${COMMON[@]}" method=hierarchy method.levels.0.path="$DRAFT" method.levels.0.batch=4 \
   method.levels.1.path="$MID" method.levels.1.batch=4 results_dir="$RUNS/agree"
 TRACE_ARGS=()
 [[ "$DEVICE_TRACE" == 1 ]] && TRACE_ARGS=(--device-trace)
