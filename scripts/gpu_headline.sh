@@ -71,6 +71,14 @@ COMMON=(model.path="$MODEL" model.device="$DEVICE" model.dtype="$DTYPE" max_new_
 log "gpu_headline: PARTS=$PARTS MODEL=$MODEL DEVICE=$DEVICE DTYPE=$DTYPE LIMIT=$LIMIT MAX_NEW=$MAX_NEW"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/headline.log" 2>&1 || true
 
+# AGREE_METHODS: which of run.py's method jobs run (all four unless named; a short call names fewer
+# so the benchmark's part, which needs them all, still fits)
+AGREE_ALL="layerskip hispec vanilla_sd hierarchy"
+for m in ${AGREE_METHODS:-$AGREE_ALL}; do
+  [[ " $AGREE_ALL " == *" $m "* ]] || { echo "gpu_headline.sh: AGREE_METHODS names '$m'; valid: $AGREE_ALL" >&2; exit 2; }
+done
+agree() { [[ " ${AGREE_METHODS:-$AGREE_ALL} " == *" $1 "* ]]; }
+
 # 1. the model
 if [[ "$TRAIN" == 1 ]]; then
   OUT="$RUNS" GPU_CKPT="$MODEL" bash scripts/gpu_train_model.sh 2>&1 | tee -a "$OUT/headline.log"
@@ -87,9 +95,6 @@ for i in 1 2 3; do
     results_dir="$RUNS/ar_chunk1_repeat_$i"
 done
 fi
-# AGREE_METHODS: which of run.py's method jobs run (all four unless named; a short call names fewer
-# so the benchmark's part, which needs them all, still fits)
-agree() { [[ " ${AGREE_METHODS:-layerskip hispec vanilla_sd hierarchy} " == *" $1 "* ]]; }
 agree layerskip && step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
 agree hispec && step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
 agree vanilla_sd && step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"

@@ -1,4 +1,4 @@
-"""scripts/gpu_headline.sh's checks part: which jobs it starts, with and without ``AGREE_ONLY=1``.
+"""scripts/gpu_headline.sh's checks part: which jobs it starts, with and without ``AGREE_ONLY=1`` and ``AGREE_METHODS``.
 
 Why: a device call has ten minutes, and a second round of run.py against the benchmark (its
 method jobs and the benchmark step) fits one only without the path checks the first round ran
@@ -53,3 +53,21 @@ def test_agree_only_leaves_out_the_path_checks_and_keeps_the_agreement(tmp_path,
     # the judgement still runs: checks.json collected, then judged against the benchmark's bench.json
     assert any("scripts/measurement_checks.py" in j and "--collect" in j for j in jobs)
     assert any("scripts/measurement_checks.py" in j and "bench.json" in j and "--collect" not in j for j in jobs)
+
+
+def test_agree_methods_runs_only_the_named_method_jobs_and_keeps_the_benchmark(tmp_path):
+    # a short device call names fewer of run.py's jobs so the benchmark step, which the judgement needs, still fits
+    jobs = started_jobs(tmp_path, AGREE_ONLY="1", AGREE_METHODS="hispec hierarchy")
+    assert sum("method=hispec exit=3,6" in j for j in jobs) == 1
+    assert sum("method=hierarchy" in j for j in jobs) == 1
+    assert not any("method=layerskip" in j or "method=vanilla_sd" in j for j in jobs)
+    assert sum("scripts/bench_gpu.py" in j for j in jobs) == 1
+
+
+def test_an_unknown_agree_method_stops_the_script_before_any_job(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        started_jobs(tmp_path, AGREE_METHODS="hispec layer_skip")
+    assert err.value.returncode == 2
+    assert "'layer_skip'" in err.value.stderr and "layerskip hispec vanilla_sd hierarchy" in err.value.stderr
+    assert not (tmp_path / "python_calls.log").exists() or not [
+        line for line in (tmp_path / "python_calls.log").read_text().splitlines() if not line.startswith("-c ")]
