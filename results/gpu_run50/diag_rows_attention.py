@@ -17,8 +17,8 @@ often the rounding change moves an argmax, not a parity measurement).
 
 Random bf16 weights of the preset's shape (``random:llama-1b`` for the 1B shape); no timing
 includes compilation or capture (``prepare`` captures every step first, then warm-up replays).
-``PROFILE_ROWS=2,4,8`` profiles those step sizes instead of 5 alone (the fifty-second run: why a
-2- or 4-row step of the 294 M shape took longer than an 8-row one on an H200).
+``PROFILE_ROWS=2,4,8`` profiles those step sizes instead of 5 alone (``results/gpu_run51/call51_2.sh``:
+why a 2- or 4-row step of the 294 M shape took longer than an 8-row one on an H200).
 ``DEV=cpu``: a dry run of the script through Triton's interpreter (``TRITON_INTERPRET=1``, preset
 ``tiny``), wall-clock timed.
 """
