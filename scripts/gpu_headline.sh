@@ -26,7 +26,8 @@
 #     with PARTS=...,ar_chunk1, AR three more times at ar_chunk=1 (one host round trip per token),
 #     interleaved with the default-chunk repeats; AGREE_ONLY=1 runs only run.py's method jobs and the benchmark
 #     (a second round of run.py against the benchmark that fits one call with the trace);
-#     AGREE_METHODS="hispec hierarchy" runs only those of run.py's four method jobs;
+#     AGREE_METHODS="hispec hierarchy" runs only those of run.py's four method jobs, and a method job
+#     starts only where the benchmark step still fits after it;
 #  3. the named sweeps of conf/experiment/ (method_comparison on HumanEval and GSM8K, exit_layer,
 #     draft_length) through `run.py -m`;
 #  4. tables (scripts/collect.py) and figures (scripts/make_figures.py) under $RESULTS, packed with
@@ -95,16 +96,19 @@ for i in 1 2 3; do
     results_dir="$RUNS/ar_chunk1_repeat_$i"
 done
 fi
-agree layerskip && step agree_layerskip 50 $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
-agree hispec && step agree_hispec 50 $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
-agree vanilla_sd && step agree_vanilla_sd 50 $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
-agree hierarchy && step agree_hierarchy 50 $PY run.py "${COMMON[@]}" method=hierarchy method.levels.0.path="$DRAFT" method.levels.0.batch=4 \
-  method.levels.1.path="$MID" method.levels.1.batch=4 results_dir="$RUNS/agree"
 TRACE_ARGS=()
 [[ "$DEVICE_TRACE" == 1 ]] && TRACE_ARGS=(--device-trace)
 # smoke + methods: about 70 + 80 s on an H200, the traced passes about 30 s more (twenty-eighth run:
 # a 147 s remainder cut it off before its last two methods)
 BENCH_NEED=150; [[ "$DEVICE_TRACE" == 1 ]] && BENCH_NEED=200
+# A method job is compared against the benchmark step, so it runs only where that step still fits
+# after it: in a short call the jobs that do not fit are skipped, never the benchmark.
+AGREE_NEED=$((50 + BENCH_NEED))
+agree layerskip && step agree_layerskip $AGREE_NEED $PY run.py "${COMMON[@]}" method=layerskip exit=6 method.draft_len=4 results_dir="$RUNS/agree"
+agree hispec && step agree_hispec $AGREE_NEED $PY run.py "${COMMON[@]}" method=hispec exit=3,6 method.draft_len=2 method.period=4 results_dir="$RUNS/agree"
+agree vanilla_sd && step agree_vanilla_sd $AGREE_NEED $PY run.py "${COMMON[@]}" method=vanilla_sd method.draft.path="$DRAFT" method.draft_len=4 results_dir="$RUNS/agree"
+agree hierarchy && step agree_hierarchy $AGREE_NEED $PY run.py "${COMMON[@]}" method=hierarchy method.levels.0.path="$DRAFT" method.levels.0.batch=4 \
+  method.levels.1.path="$MID" method.levels.1.batch=4 results_dir="$RUNS/agree"
 step agree_bench $BENCH_NEED $PY scripts/bench_gpu.py --parts smoke,methods --device "$DEVICE" --dtype "$DTYPE" --target "$MODEL" \
   --draft "$DRAFT" --mid-draft "$MID" --dataset humaneval --prompts "$LIMIT" --methods-max-new "$MAX_NEW" --reps 3 \
   --exit 6 --gamma 4 --hispec-exits 3,6 --nd 2 --ni 4 --no-hf "${TRACE_ARGS[@]}" --out "$RUNS/bench"

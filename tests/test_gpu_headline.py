@@ -71,3 +71,12 @@ def test_an_unknown_agree_method_stops_the_script_before_any_job(tmp_path):
     assert "'layer_skip'" in err.value.stderr and "layerskip hispec vanilla_sd hierarchy" in err.value.stderr
     assert not (tmp_path / "python_calls.log").exists() or not [
         line for line in (tmp_path / "python_calls.log").read_text().splitlines() if not line.startswith("-c ")]
+
+
+@pytest.mark.parametrize("session_limit, method_jobs", [("180", 0), ("210", 4)])
+def test_a_method_job_runs_only_where_the_benchmark_step_still_fits_after_it(tmp_path, session_limit, method_jobs):
+    # without the trace the benchmark step needs 150 s and a method job 50 s more (the stub takes none):
+    # with 180 s left a job would leave the benchmark too little, so the jobs are skipped, not the benchmark
+    jobs = started_jobs(tmp_path, AGREE_ONLY="1", DEVICE_TRACE="0", SESSION_LIMIT=session_limit)
+    assert sum(" run.py " in f" {j} " and "method=" in j for j in jobs) == method_jobs
+    assert sum("scripts/bench_gpu.py" in j for j in jobs) == 1
