@@ -12,7 +12,7 @@ import torch
 
 from hsd_bench.models.native.args import NativeArgs
 from hsd_bench.models.native.layers import LayerWeights
-from hsd_bench.models.native.model import MAX_GRAPH_TOKENS, NativeLlama
+from hsd_bench.models.native.model import MAX_GRAPH_TOKENS, MIN_KV_BUCKET, NativeLlama
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_MAX_CONTEXT = 8192
@@ -61,7 +61,7 @@ def from_hf_model(
     cuda_graphs: bool | None = None,
     fixed_shapes: bool | None = None,
     max_graph_tokens: int = MAX_GRAPH_TOKENS,
-    min_kv_bucket: int = 128,
+    min_kv_bucket: int = MIN_KV_BUCKET,
     attention: str = "triton",
     prefill: str = "auto",
     matmul: str = "gemv",
