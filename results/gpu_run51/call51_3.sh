@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Fifty-first run, call 3 (written and run on the warm machine right after calls 1 and 2): the two
+# host-bound overhead targets in fresh processes, alternating, after call 2's 294 M reading
+# (hierarchy 4.4 %, 4.3-5.3 % over its passes): the benchmark's methods part (AR, HiSpec, hierarchy;
+# one process each time, no trace) on the shipped 5.6 M target (HiSpec against <= 10 %) and on
+# call 2's 100 s 294 M model (hierarchy against <= 5 %), as many processes of each as fit.
+# Carry [".whl"].
+source scripts/gpu_env.sh
+CALL=call3 source scripts/gpu_call.sh
+MODEL=${MODEL:-runs/gpu-24x1024-100s}
+Q=(); for a in "${M[@]}"; do [[ $a == --device-trace ]] || Q+=("$a"); done  # M without the trace
+for i in 1 2 3 4; do
+  (( $(left) > 80 )) && step s56_$i 80 python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
+    --target checkpoints/ee-24x128 --out "$W/s56_$i"
+  (( $(left) > 90 )) && [ -d "$MODEL" ] && step m294_$i 90 python3 scripts/bench_gpu.py "${Q[@]}" \
+    --methods hispec,hierarchy --target $MODEL --out "$W/m294_$i"
+done
+cat $W/calls.log
+for f in $W/s56_* $W/m294_*; do echo "$f"; grep -h "ours AR\|ours hispec\|ours hierarchy" $f/bench.md | cut -d'|' -f2,4,10; done
