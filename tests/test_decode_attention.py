@@ -339,7 +339,7 @@ from triton.compiler import ASTSource
 from hsd_bench.models.native import add_norm, gemv
 from hsd_bench.models.native import decode_attention as da
 from hsd_bench.models.native.decode_attention_kernel import decode_attention_kernel
-from hsd_bench.models.native.graphs import next_pow2
+from hsd_bench.models.native.graphs import MAX_GRAPH_TOKENS, next_pow2
 
 
 def compile_for_sm90(kernel, signature, constants):
@@ -396,7 +396,7 @@ SHARED_PER_SM = {90: 232448, 86: 101376}  # Hopper; Ampere / Ada consumer and in
 shared_at = {}
 for (arch, limit), head_dim in itertools.product(SHARED_PER_SM.items(), (32, 64, da.MAX_HEAD_DIM)):
     tile = min(da.MAX_TILE_VALUES // head_dim, da.MAX_QUERY_ROWS)
-    rows = min(16, tile)  # positions: a fixed-shape step's max_graph_tokens
+    rows = min(MAX_GRAPH_TOKENS, tile)  # positions: a fixed-shape step's most
     groups = tile // rows
     constants = dict(G=groups, GP=tile, HD=head_dim, ROWS=rows, BLOCK_R=da.dot_tile(groups * rows),
                      BLOCK_T=da.dot_tile(rows), BLOCK_N=64, MERGE=True, MERGE_BLOCK=da.merge_block(tile, head_dim),

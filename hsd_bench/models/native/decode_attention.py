@@ -41,14 +41,14 @@ from typing import NamedTuple
 import torch
 
 from hsd_bench.models.native import gemv
-from hsd_bench.models.native.graphs import next_pow2
+from hsd_bench.models.native.graphs import MAX_GRAPH_TOKENS, next_pow2
 
 MAX_SPLITS = 64  # chunks per head at most: the merge reads every chunk's partial result
 # Slots one program scores before a span is split into chunks merged in the kernel. H200, same
 # process: one program per KV head over a 512-slot span against 64-slot chunks merged, Llama-1B
 # shape AR loop 1059.4 vs 1058.8 tok/s (equal), Llama-8B shape 233.6 vs 228.3 (results/gpu_run12/).
 CHUNK_SLOTS = 512
-# Positions of one step the kernel takes: up to 16 (a fixed-shape step's max_graph_tokens): a
+# Positions of one step the kernel takes: up to MAX_GRAPH_TOKENS (a fixed-shape step's most): a
 # verification, a draft round's first step, a prefill chunk. Measured (fiftieth run,
 # results/gpu_run50/, H200): a verification step of 2-16 positions 9-11 % less device time on the
 # 294 M and Llama-3.2-1B shapes, every speculative method faster in one process (5.6 M model: +7 to
@@ -56,7 +56,7 @@ CHUNK_SLOTS = 512
 # 1, 5 and 16 rows (H100) once the merge's shared memory was bounded (MERGE_VALUES). 1 runs the
 # one-row kernel alone (several-row steps on the compiled "math" attention, as before). A list so
 # that a measurement sets it before the steps are captured (bench_gpu.py --attention-rows).
-MAX_ROWS = [16]
+MAX_ROWS = [MAX_GRAPH_TOKENS]
 MAX_QUERY_ROWS = 128  # query heads per KV head x positions: one program holds them all
 # A program's query tile, at most: its rows (rounded up to a power of two, 16 at least) x the head
 # size; and the head size. Why: the tile, the blocks of keys and values Triton stages for the

@@ -27,6 +27,12 @@ from typing import Callable
 import torch
 
 
+# A fixed-shape step's positions at most, by default: a verification, a draft round's first step, a
+# prefill chunk (longer steps take the prefill path). Named once here, beside the sizes it bounds, so
+# the model's default, the attention kernel's row bound and the benchmark's flags read one value.
+MAX_GRAPH_TOKENS = 16
+
+
 def next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 

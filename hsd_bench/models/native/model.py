@@ -26,8 +26,8 @@ from hsd_bench.models.native import add_norm, decode_attention, gemv, verdicts
 from hsd_bench.models.native.args import NativeArgs, rope_tables
 from hsd_bench.models.native.batched import RaggedSteps
 from hsd_bench.models.native.cache import StaticKVCache
-from hsd_bench.models.native.graphs import (GraphCache, RecordingGraphs, compile_fn, conditional_graphs_available,
-                                             next_pow2)
+from hsd_bench.models.native.graphs import (MAX_GRAPH_TOKENS, GraphCache, RecordingGraphs, compile_fn,
+                                             conditional_graphs_available, next_pow2)
 from hsd_bench.models.native.inference import inference_only
 from hsd_bench.models.native.layers import (
     Dims,
@@ -42,9 +42,6 @@ from hsd_bench.models.native.verdicts import compile_verdict_fn
 from hsd_bench.views import PrefixViews
 
 MIN_KV_BUCKET = 128
-# A fixed-shape step's positions at most, by default: a verification, a draft round's first step, a
-# prefill chunk (longer steps take the prefill path). Named so the benchmark's flags bound by it.
-MAX_GRAPH_TOKENS = 16
 # Longest draft round greedy_draft chains on the device; longer ones go step by step.
 MAX_FUSED_DRAFT = 64
 # How far behind ``m + k`` a round launched after a verdict of ``k`` drafts at ``m`` may start (the
