@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Fifty-third run, call 1 (prepared in the fifty-fourth session, for any card): HiSpec and the
+# hierarchy on the shipped 5.6 M model with the host loaded on purpose (host_load.py: none, then
+# LOADS' "kind:count" hogs), one fresh benchmark process each, alternating with unloaded ones, so
+# the share outside forwards (issue 15: <= 10 % on 5.6 M) reads against the host probe beyond the
+# 11-12.6 us the fifty-first and fifty-second runs' hosts gave. Every miss of that target before
+# the attention kernel fell where the host probed 13.9-16.7 us; since the kernel, one such process
+# (12.4 %). Carry [".whl"]. A CPU dry run: OUT=<dir> CALL_LIMIT=200 DRY=1 bash results/gpu_run53/call53_1.sh
+source scripts/gpu_env.sh
+CALL=call1 source scripts/gpu_call.sh
+LOADS=${LOADS:-"none cpu:8 none cpu:16 none mem:8 cpu:24"}
+nproc > "$W/nproc.txt"; lscpu >> "$W/nproc.txt" 2>&1
+Q=(); for a in "${M[@]}"; do [[ $a == --device-trace ]] || Q+=("$a"); done  # M without the trace
+[[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 1 --device cpu --dtype float32)
+i=0
+for load in $LOADS; do
+  i=$((i + 1)); name=s56_${i}_${load/:/x}
+  (( $(left) > 100 )) || break
+  pids=()
+  if [[ $load != none ]]; then
+    for _ in $(seq 1 "${load#*:}"); do python3 results/gpu_run53/host_load.py "${load%:*}" & pids+=($!); done
+    sleep 3
+  fi
+  echo "$name loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >> "$W/loads.log"
+  step "$name" 100 python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
+    --target checkpoints/ee-24x128 --out "$W/$name"
+  (( ${#pids[@]} )) && kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
+done
+pack
+cat "$W/calls.log" "$W/loads.log"
+for f in "$W"/s56_*; do [ -d "$f" ] || continue; echo "$f"
+  grep -h "ours AR\|ours hispec\|ours hierarchy" "$f/bench.md" | cut -d'|' -f2,4,10,14; done
