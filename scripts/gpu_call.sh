@@ -9,7 +9,8 @@
 # - step NAME SECONDS CMD...: CMD under `timeout SECONDS`, its output in W/NAME.log, its exit status
 #   and duration in W/calls.log, then pack;
 # - M: the benchmark's methods part on the shipped workload (docs/gpu-runs.md names it `M`);
-#   add --target and --out.
+#   add --target and --out. M_UNTRACED: the same without --device-trace (fresh processes that
+#   read the overhead by CUDA events alone, several to a call).
 export CI=true
 start=$SECONDS
 W=/tmp/w_${CALL:?set CALL before sourcing scripts/gpu_call.sh}; mkdir -p "$W"
@@ -23,6 +24,6 @@ step() {
   timeout "$seconds" "$@" > "$W/$name.log" 2>&1
   echo "$name rc=$? $((SECONDS - t0)) s" >> "$W/calls.log"; pack
 }
-M=(--parts methods --dataset humaneval --prompts 8 --methods-max-new 128 --reps 3 --exit 6 --gamma 4
-   --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --draft checkpoints/family-2x128 --mid-draft checkpoints/family-6x128
-   --device-trace)
+M_UNTRACED=(--parts methods --dataset humaneval --prompts 8 --methods-max-new 128 --reps 3 --exit 6 --gamma 4
+   --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --draft checkpoints/family-2x128 --mid-draft checkpoints/family-6x128)
+M=("${M_UNTRACED[@]}" --device-trace)

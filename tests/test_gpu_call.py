@@ -35,3 +35,19 @@ def seconds_left(tmp_path: Path, **env: str) -> int:
                                            ({"LIMIT": "420"}, 585), ({"LIMIT": "8", "CALL_LIMIT": "200"}, 200)])
 def test_the_call_budget_is_call_limit_and_ignores_the_dataset_limit(tmp_path, env, expected):
     assert expected - 2 <= seconds_left(tmp_path, **env) <= expected
+
+
+def test_the_untraced_methods_part_is_the_traced_one_without_the_trace(tmp_path):
+    # calls that read several fresh processes leave the trace out (it slows the host they measure);
+    # they take M_UNTRACED, which must stay M's workload exactly
+    call = f"pytest_{os.getpid()}_{tmp_path.name}"
+    script = (f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && "
+              "printf '%s\\n' \"${M[@]}\" && echo --- && printf '%s\\n' \"${M_UNTRACED[@]}\"")
+    try:
+        out = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"], "OUT": str(tmp_path)},
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    finally:
+        shutil.rmtree(f"/tmp/w_{call}", ignore_errors=True)
+    traced, untraced = (part.split() for part in out.split("---"))
+    assert "--device-trace" not in untraced and "--parts" in untraced
+    assert traced == untraced + ["--device-trace"]

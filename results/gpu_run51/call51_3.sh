@@ -10,11 +10,10 @@ source scripts/gpu_env.sh
 CALL=call3 source scripts/gpu_call.sh
 MODEL=${MODEL:-runs/gpu-24x1024-100s}
 (( $(left) > 330 )) && step train 240 env OUT="$W/t" GPU_CKPT=$MODEL GPU_BUDGET=100 bash scripts/gpu_train_model.sh  # reuses a model
-Q=(); for a in "${M[@]}"; do [[ $a == --device-trace ]] || Q+=("$a"); done  # M without the trace
 for i in 1 2 3 4; do
-  (( $(left) > 80 )) && step s56_$i 80 python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
+  (( $(left) > 80 )) && step s56_$i 80 python3 scripts/bench_gpu.py "${M_UNTRACED[@]}" --methods hispec,hierarchy \
     --target checkpoints/ee-24x128 --out "$W/s56_$i"
-  (( $(left) > 90 )) && [ -d "$MODEL" ] && step m294_$i 90 python3 scripts/bench_gpu.py "${Q[@]}" \
+  (( $(left) > 90 )) && [ -d "$MODEL" ] && step m294_$i 90 python3 scripts/bench_gpu.py "${M_UNTRACED[@]}" \
     --methods hispec,hierarchy --target $MODEL --out "$W/m294_$i"
 done
 cat $W/calls.log

@@ -10,7 +10,7 @@ source scripts/gpu_env.sh
 CALL=call1 source scripts/gpu_call.sh
 LOADS=${LOADS:-"none cpu:8 none cpu:16 none mem:8 cpu:24"}
 nproc > "$W/nproc.txt"; lscpu >> "$W/nproc.txt" 2>&1
-Q=(); for a in "${M[@]}"; do [[ $a == --device-trace ]] || Q+=("$a"); done  # M without the trace
+Q=("${M_UNTRACED[@]}")
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 1 --device cpu --dtype float32)
 i=0
 for load in $LOADS; do
