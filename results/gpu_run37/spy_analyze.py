@@ -17,6 +17,8 @@ per = {m: {"self_line": collections.Counter(), "incl": collections.Counter(), "t
 strip = lambda f: re.sub(r":\d+\)", ")", f)
 for line in open(raw):
     stack, _, n = line.rstrip().rpartition(" ")
+    if not n.isdigit():  # a frame whose source text held a line break splits its sample over lines: dropped
+        continue
     n = int(n)
     frames = stack.split(";")
     m = next((mm for mm in rates if any(f.startswith(f"sampled_{mm} ") for f in frames)), None)
