@@ -8,6 +8,9 @@
 #   off by its limit still brings back what it finished;
 # - step NAME SECONDS CMD...: CMD under `timeout SECONDS`, its output in W/NAME.log, its exit status
 #   and duration in W/calls.log, then pack;
+# - unused NAME: NAME, or NAME_2, NAME_3, ... where W already holds NAME (a folder or NAME.log): a
+#   call script run twice on a warm machine writes into the same W, and its second run's processes
+#   overwrote the first's of the same name (fifty-third run);
 # - M: the benchmark's methods part on the shipped workload (docs/gpu-runs.md names it `M`);
 #   add --target and --out. M_UNTRACED: the same without --device-trace (fresh processes that
 #   read the overhead by CUDA events alone, several to a call).
@@ -23,6 +26,11 @@ step() {
   local t0=$SECONDS
   timeout "$seconds" "$@" > "$W/$name.log" 2>&1
   echo "$name rc=$? $((SECONDS - t0)) s" >> "$W/calls.log"; pack
+}
+unused() {
+  local name=$1 k=2
+  while [[ -e $W/$name || -e $W/$name.log ]]; do name=$1_$k; k=$((k + 1)); done
+  echo "$name"
 }
 M_UNTRACED=(--parts methods --dataset humaneval --prompts 8 --methods-max-new 128 --reps 3 --exit 6 --gamma 4
    --hispec-exits 3,6 --nd 2 --ni 4 --no-hf --draft checkpoints/family-2x128 --mid-draft checkpoints/family-6x128)

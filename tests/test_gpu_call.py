@@ -51,3 +51,17 @@ def test_the_untraced_methods_part_is_the_traced_one_without_the_trace(tmp_path)
     traced, untraced = (part.split() for part in out.split("---"))
     assert "--device-trace" not in untraced and "--parts" in untraced
     assert traced == untraced + ["--device-trace"]
+
+
+def test_unused_names_a_process_that_a_second_run_of_a_call_would_overwrite(tmp_path):
+    # a call script run twice on a warm machine writes into the same work folder; its second run's
+    # processes must not take the first's names (the fifty-third run lost one reading so)
+    call = f"pytest_{os.getpid()}_{tmp_path.name}"
+    script = (f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && unused s56_1 && mkdir $W/s56_1 && "
+              "unused s56_1 && touch $W/s56_1_2.log && unused s56_1")
+    try:
+        out = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"], "OUT": str(tmp_path)},
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    finally:
+        shutil.rmtree(f"/tmp/w_{call}", ignore_errors=True)
+    assert out.split() == ["s56_1", "s56_1_2", "s56_1_3"]

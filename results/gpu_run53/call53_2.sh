@@ -15,7 +15,7 @@ SPY=$(command -v py-spy || echo /tmp/site/bin/py-spy)
 ENVS=(SECONDS=${SAMPLE_S:-15} METHODS=${METHODS:-autoregressive,hispec,hierarchy})
 [[ -n ${DRY:-} ]] && ENVS=(SECONDS=2 METHODS=hispec DEV=cpu)
 for load in $LOADS; do
-  name=spy_${load/:/x}
+  name=$(unused "spy_${load/:/x}")
   (( $(left) > 120 )) || { echo "skip $name: $(left) s left" >> "$W/calls.log"; break; }
   pids=()
   if [[ $load != none ]]; then
