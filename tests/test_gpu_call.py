@@ -17,37 +17,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def seconds_left(tmp_path: Path, **env: str) -> int:
-    """``left`` right after sourcing gpu_call.sh, in a clean bash with ``env`` added (the script's
-    work folder, /tmp/w_<CALL>, removed after)."""
+def after_sourcing(tmp_path: Path, commands: str, **env: str) -> str:
+    """stdout of ``commands`` run right after sourcing gpu_call.sh, in a clean bash with ``env`` added
+    (the script's work folder, /tmp/w_<CALL>, removed after)."""
     call = f"pytest_{os.getpid()}_{tmp_path.name}"
-    script = f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && left"
+    script = f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && {commands}"
     run_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OUT": str(tmp_path), **env}
     try:
-        out = subprocess.run(["bash", "-c", script], env=run_env, capture_output=True, text=True, timeout=30,
-                             check=True)
+        return subprocess.run(["bash", "-c", script], env=run_env, capture_output=True, text=True, timeout=30,
+                              check=True).stdout
     finally:
         shutil.rmtree(f"/tmp/w_{call}", ignore_errors=True)
-    return int(out.stdout.split()[-1])
 
 
 @pytest.mark.parametrize("env, expected", [({}, 585), ({"CALL_LIMIT": "300"}, 300),
                                            ({"LIMIT": "420"}, 585), ({"LIMIT": "8", "CALL_LIMIT": "200"}, 200)])
 def test_the_call_budget_is_call_limit_and_ignores_the_dataset_limit(tmp_path, env, expected):
-    assert expected - 2 <= seconds_left(tmp_path, **env) <= expected
+    assert expected - 2 <= int(after_sourcing(tmp_path, "left", **env).split()[-1]) <= expected
 
 
 def test_the_untraced_methods_part_is_the_traced_one_without_the_trace(tmp_path):
     # calls that read several fresh processes leave the trace out (it slows the host they measure);
     # they take M_UNTRACED, which must stay M's workload exactly
-    call = f"pytest_{os.getpid()}_{tmp_path.name}"
-    script = (f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && "
-              "printf '%s\\n' \"${M[@]}\" && echo --- && printf '%s\\n' \"${M_UNTRACED[@]}\"")
-    try:
-        out = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"], "OUT": str(tmp_path)},
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-    finally:
-        shutil.rmtree(f"/tmp/w_{call}", ignore_errors=True)
+    out = after_sourcing(tmp_path, "printf '%s\\n' \"${M[@]}\" && echo --- && printf '%s\\n' \"${M_UNTRACED[@]}\"")
     traced, untraced = (part.split() for part in out.split("---"))
     assert "--device-trace" not in untraced and "--parts" in untraced
     assert traced == untraced + ["--device-trace"]
@@ -56,12 +48,6 @@ def test_the_untraced_methods_part_is_the_traced_one_without_the_trace(tmp_path)
 def test_unused_names_a_process_that_a_second_run_of_a_call_would_overwrite(tmp_path):
     # a call script run twice on a warm machine writes into the same work folder; its second run's
     # processes must not take the first's names (the fifty-third run lost one reading so)
-    call = f"pytest_{os.getpid()}_{tmp_path.name}"
-    script = (f"cd {ROOT} && CALL={call} source scripts/gpu_call.sh && unused s56_1 && mkdir $W/s56_1 && "
-              "unused s56_1 && touch $W/s56_1_2.log && unused s56_1")
-    try:
-        out = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"], "OUT": str(tmp_path)},
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-    finally:
-        shutil.rmtree(f"/tmp/w_{call}", ignore_errors=True)
+    out = after_sourcing(tmp_path, "unused s56_1 && mkdir $W/s56_1 && unused s56_1 && touch $W/s56_1_2.log && "
+                                   "unused s56_1")
     assert out.split() == ["s56_1", "s56_1_2", "s56_1_3"]
