@@ -8,6 +8,7 @@
 # (12.4 %). Carry [".whl"]. A CPU dry run: OUT=<dir> CALL_LIMIT=200 DRY=1 bash results/gpu_run53/call53_1.sh
 source scripts/gpu_env.sh
 CALL=call1 source scripts/gpu_call.sh
+source results/gpu_run53/load.sh
 LOADS=${LOADS:-"none cpu:8 none cpu:16 none mem:8 cpu:24"}
 nproc > "$W/nproc.txt"; lscpu >> "$W/nproc.txt" 2>&1
 Q=("${M_UNTRACED[@]}")
@@ -19,15 +20,10 @@ for load in $LOADS; do
   # under load took more than 100 s (fifty-third run, call 4)
   limit=$(( i == 1 ? 180 : 100 ))
   (( $(left) > limit )) || break
-  pids=()
-  if [[ $load != none ]]; then
-    for _ in $(seq 1 "${load#*:}"); do python3 results/gpu_run53/host_load.py "${load%:*}" & pids+=($!); done
-    sleep 3
-  fi
-  echo "$name loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >> "$W/loads.log"
+  load_start "$load" "$name"
   step "$name" $limit python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
     --target checkpoints/ee-24x128 --out "$W/$name"
-  (( ${#pids[@]} )) && kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
+  load_stop
 done
 pack
 cat "$W/calls.log" "$W/loads.log"

@@ -10,6 +10,7 @@
 # CPU dry run: OUT=<dir> CALL_LIMIT=200 DRY=1 bash results/gpu_run53/call53_2.sh (needs py-spy on PATH)
 source scripts/gpu_env.sh
 CALL=call2 source scripts/gpu_call.sh
+source results/gpu_run53/load.sh
 LOADS=${LOADS:-"none mem:16"}
 SPY=$(command -v py-spy || echo /tmp/site/bin/py-spy)
 ENVS=(SECONDS=${SAMPLE_S:-15} METHODS=${METHODS:-autoregressive,hispec,hierarchy})
@@ -17,15 +18,10 @@ ENVS=(SECONDS=${SAMPLE_S:-15} METHODS=${METHODS:-autoregressive,hispec,hierarchy
 for load in $LOADS; do
   name=$(unused "spy_${load/:/x}")
   (( $(left) > 120 )) || { echo "skip $name: $(left) s left" >> "$W/calls.log"; break; }
-  pids=()
-  if [[ $load != none ]]; then
-    for _ in $(seq 1 "${load#*:}"); do python3 results/gpu_run53/host_load.py "${load%:*}" & pids+=($!); done
-    sleep 3
-  fi
-  echo "$name loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >> "$W/loads.log"
+  load_start "$load" "$name"
   step "$name" $(( $(left) > 250 ? 220 : $(left) - 15 )) "$SPY" record --idle --nonblocking -r 1000 -f raw -o "$W/$name.raw" -- \
     env "${ENVS[@]}" python3 results/gpu_run37/spy_host.py "$W/$name"
-  (( ${#pids[@]} )) && kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null
+  load_stop
   python3 results/gpu_run37/spy_analyze.py "$W/$name.raw" "$W/$name/rates.json" 1000 30 > "$W/$name.md" 2>> "$W/calls.log"
   pack
 done
