@@ -47,7 +47,7 @@ def test_the_untraced_methods_part_is_the_traced_one_without_the_trace(tmp_path)
 
 def test_unused_names_a_process_that_a_second_run_of_a_call_would_overwrite(tmp_path):
     # a call script run twice on a warm machine writes into the same work folder; its second run's
-    # processes must not take the first's names (the fifty-third run lost one reading so)
+    # processes must not take the first's names (in the fifty-third run one was overwritten on the machine)
     out = after_sourcing(tmp_path, "unused s56_1 && mkdir $W/s56_1 && unused s56_1 && touch $W/s56_1_2.log && "
                                    "unused s56_1")
     assert out.split() == ["s56_1", "s56_1_2", "s56_1_3"]
