@@ -1035,7 +1035,7 @@ class Engine:
         for state in self.states:
             state.reset(batch_size)
         self._slots: list[_Row | None] = [None] * batch_size
-        self._tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
+        self._tokens = self._token_buffer(batch_size)
         self._paused, self._mark, self._phase_now = 0.0, 0.0, None
         self._ahead = None
         self._handed_up = None
@@ -1093,6 +1093,24 @@ class Engine:
                 self._paused += time.perf_counter() - paused
 
     # -- rows ---------------------------------------------------------------
+    def _token_buffer(self, batch_size: int) -> torch.Tensor:
+        """The ``[batch_size, L]`` token buffer a stream starts with (rows grow it as needed, ``_new_row``).
+
+        One row decodes in the device's token row where its models share one
+        (``models/native/token_row.py``): their draft chains and verdict steps write drafted and
+        verifier's tokens into it on the device, and the host's writes of those tokens drop out
+        (``model.writes_into``). The row most of the engine's models write into is taken, the top
+        level's on a tie; several rows, or models without a token row, get a buffer of their own."""
+        if batch_size == 1:
+            rows = [getattr(state.model, "token_row", None) for state in reversed(self.states)]
+            rows = [t for t in rows if t is not None and t.device == self.device]
+            if rows:
+                counts = {t.data_ptr(): 0 for t in rows}
+                for t in rows:
+                    counts[t.data_ptr()] += 1
+                return max(rows, key=lambda t: counts[t.data_ptr()]).view(1, -1)
+        return torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
+
     def _admit(self, stream, seeds, max_new: int) -> bool:
         """Fill free rows from the stream and prefill them together; True once the stream is exhausted."""
         free = [r for r, row in enumerate(self._slots) if row is None]
@@ -1233,9 +1251,10 @@ class Engine:
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
                 drafts = (self._rows_of(self._tokens)[sub[0]][m[0] : upto[0]] if len(sub) == 1
                           else token_spans(self._tokens, sub, m, upto))
+                token_written = False
                 if confidence is None:
-                    verdicts, caught_up, mark = self._greedy_verdicts(i, sub, m, k, [out[j] for j in active], drafts,
-                                                                      target, mark)
+                    verdicts, caught_up, mark, token_written = self._greedy_verdicts(
+                        i, sub, m, k, [out[j] for j in active], drafts, target, mark)
                 else:
                     verdicts = greedy_accept_rows(drafts, k, target)
                 accepted = [a for a, _ in verdicts]
@@ -1265,8 +1284,9 @@ class Engine:
                     cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
                     off += kk + 1
             handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
-            write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
-                         row=self._rows_of(self._tokens)[sub[0]] if len(sub) == 1 else None)
+            if not (greedy and token_written):  # else a verdict step wrote it on the device
+                write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
+                             row=self._rows_of(self._tokens)[sub[0]] if len(sub) == 1 else None)
             still = []
             for jj, j in enumerate(active):
                 a = accepted[jj]
@@ -1376,7 +1396,7 @@ class Engine:
 
     # -- the look-ahead draft -------------------------------------------------
     def _greedy_verdicts(self, i: int, sub: list[int], m: list[int], k: list[int], out: list[int],
-                         drafts: torch.Tensor, target: torch.Tensor, mark) -> tuple[list, bool, object]:
+                         drafts: torch.Tensor, target: torch.Tensor, mark) -> tuple[list, bool, object, bool]:
         """Level ``i``'s greedy verdicts on ``drafts`` (``target``: its argmax tokens) as host values,
         with the device work that follows whatever they say queued before they are read.
 
@@ -1385,9 +1405,11 @@ class Engine:
         (``_ahead_plan``: launched, guarded on the device, or with its guard read on the host and
         only its inputs queued), the level above's catch-up (``_catch_up_plan``), or the level
         above's verification of a certain hand-up (``_hand_up_plan``) -- it is queued first.
-        Returns ``(verdicts, caught_up, mark)``: whether a catch-up awaits booking
-        (``finish_catch_up``), and level ``i``'s clock mark, None once stopped here (work for
-        another level was queued behind its own).
+        Returns ``(verdicts, caught_up, mark, token_written)``: whether a catch-up awaits booking
+        (``finish_catch_up``), level ``i``'s clock mark, None once stopped here (work for
+        another level was queued behind its own), and whether the verifier's token is in the
+        engine's buffer already -- written at ``m + a`` by the verdict step queued here, on the
+        device, into the token row that is the engine's buffer (``model.writes_into``).
         """
         plan = self._ahead_plan(i, sub, m, k, out)
         catch_up = self._catch_up_plan(i, sub, m, k, out) if plan is None else None
@@ -1396,7 +1418,7 @@ class Engine:
             if covered is None:
                 verdicts = greedy_accept_rows(drafts, k, target)
                 self._count_hand_up(i, bound, verdicts)
-                return verdicts, False, mark
+                return verdicts, False, mark, False
             above = self.levels[i + 1].state.model
             packed = greedy_verdict_inputs(drafts, k, target, out=above.hand_up_input(k[0]))
             verdict = HostValue(packed, *self._verdict_host(packed))
@@ -1404,7 +1426,7 @@ class Engine:
             self._queue_hand_up(i, sub[0], m[0], k[0], out[0], covered)
             verdicts = greedy_accept_values(verdict.get(), k)
             self._count_hand_up(i, bound, verdicts)
-            return verdicts, False, None
+            return verdicts, False, None, False
         packed = catch_up if plan is None else plan[1]
         verdict = HostValue(greedy_verdict_inputs(drafts, k, target, out=packed), *self._verdict_host(packed))
         self._level_clock.stop(i, mark, [self._slots[r].stats for r in sub])
@@ -1412,15 +1434,18 @@ class Engine:
             # The level hands up whatever the verdict: the level above's first work, the
             # verifier's token through this level's layers, is queued before the read.
             caught_up = self._queue_catch_up(i, sub[0], m[0], k[0])
-            return greedy_accept_values(verdict.get(), k), caught_up, None
+            written = caught_up and self.levels[i].state.model.writes_into(self._tokens)
+            return greedy_accept_values(verdict.get(), k), caught_up, None, written
         front, _, below, on_device = plan
         if on_device:
             launched = self._launch_ahead(front, sub[0], m[0], k[0], below)
+            stepped = launched  # the verdict step, with or without its round
             verdicts = greedy_accept_values(verdict.get(), k)
         else:
             # No guarded graph: the host reads the guard, with the round's inputs queued,
             # and launches the round the moment it knows the level continues.
             queued = self._queue_ahead_inputs(front, m[0], k[0])
+            stepped = queued  # the verdict step ran, whether the round is launched after it or not
             verdicts = greedy_accept_values(verdict.get(), k)
             launched = (queued and verdicts[0][0] < below
                         and self._launch_ahead(front, sub[0], m[0], k[0], None, inputs_queued=True))
@@ -1430,7 +1455,7 @@ class Engine:
                 self._ahead = (sub[0], min(front, m[0] + a), m[0] + a + 1)
             else:  # the level hands up: the device skipped the guarded round
                 self.levels[0].state.model.discard_launched()
-        return verdicts, False, None
+        return verdicts, False, None, stepped and self.levels[0].state.model.writes_into(self._tokens)
 
     def _ahead_plan(self, i: int, sub: list[int], m: list[int], k: list[int],
                     out: list[int]) -> tuple[int, torch.Tensor, int | None, bool] | None:

@@ -50,9 +50,10 @@ def run_each_case(fn):
                 rows = torch.arange(1 << back.bit_length())
                 draft_ids, draft_last = torch.full((16,), -1), torch.full((1,), -1)
                 pos_base, verdict_m = torch.full((1,), -1), torch.tensor([7])
-                accepted = fn["round"](verdict, k, back, rows, draft_ids, draft_last, pos_base, verdict_m)
+                token_row = torch.full((20,), -1)
+                accepted = fn["round"](verdict, k, back, rows, draft_ids, draft_last, pos_base, verdict_m, token_row)
                 out.append(("round", k, cut, back, accepted.tolist(), draft_ids.tolist(), draft_last.tolist(),
-                            pos_base.tolist(), drafts.tolist(), target.tolist()))
+                            pos_base.tolist(), drafts.tolist(), target.tolist(), token_row.tolist()))
             for at in range(3):
                 ids = torch.full((2 * k + 4,), -1)
                 fn["place"](verdict, k, at, ids)
@@ -60,6 +61,10 @@ def run_each_case(fn):
             tb = 1 << k.bit_length()
             ids, tokens = torch.full((tb,), 2), torch.full((tb,), 2)
             ids[1 : k + 1], tokens[:k] = drafts, target[:k]
+            for offset in range(3):
+                token_row = torch.full((12,), -1)
+                fn["tokens"](token_row, torch.tensor([k]), offset, target[:2])
+                out.append(("tokens", k, cut, offset, token_row.tolist(), target.tolist()))
             for verify_k in range(k + 1):
                 pos_base = torch.tensor([30])
                 fn["advance"](pos_base, ids, tokens, torch.tensor([verify_k]), 32)
@@ -68,20 +73,26 @@ def run_each_case(fn):
 
 
 EAGER = {"round": verdicts.round_inputs_from_verdict, "place": verdicts.place_verifier_token,
-         "advance": verdicts.advance_past_verdict}
+         "advance": verdicts.advance_past_verdict, "tokens": verdicts.place_tokens}
 
 
 def test_the_eager_verdict_steps_follow_the_host_rule():
     for case in run_each_case(EAGER):
         kind, k, cut = case[:3]
         if kind == "round":
-            back, accepted, draft_ids, draft_last, pos_base, drafts, target = case[3:]
+            back, accepted, draft_ids, draft_last, pos_base, drafts, target, token_row = case[3:]
             behind = max(cut - (k - back), 0)
             assert accepted == [cut] and draft_last == [behind] and pos_base == [7 + cut - behind]
+            # the verifier's token at its position m + a in the token row, and nothing else written there
+            assert [(i, v) for i, v in enumerate(token_row) if v >= 0] == [(7 + cut, target[cut])], case
             # the accepted drafts this model has not run, then the verifier's token, over the round's rows
             rows = 1 << back.bit_length()
             expected = drafts[cut - behind : cut] + [target[cut]] * (rows - behind) + [-1] * (16 - rows)
             assert draft_ids == expected, case
+        elif kind == "tokens":
+            offset, token_row, target = case[3:]
+            assert [(i, v) for i, v in enumerate(token_row) if v >= 0] == [(k + offset, target[0]),
+                                                                         (k + offset + 1, target[1])], case
         elif kind == "place":
             at, ids, target = case[3:]
             assert [(i, v) for i, v in enumerate(ids) if v >= 0] == [(at + cut, target[cut])]

@@ -29,6 +29,7 @@ from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import (MAX_GRAPH_TOKENS, GraphCache, RecordingGraphs, compile_fn,
                                              conditional_graphs_available, next_pow2)
 from hsd_bench.models.native.inference import inference_only
+from hsd_bench.models.native.token_row import shared_token_row
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
@@ -182,6 +183,7 @@ class NativeLlama(RaggedSteps):
         self._advance_fn = fused(verdicts.advance_past_verdict)
         self._round_inputs_fn = fused(verdicts.round_inputs_from_verdict)
         self._place_token_fn = fused(verdicts.place_verifier_token)
+        self._place_tokens_fn = fused(verdicts.place_tokens)
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         # Row of the last position a draft chain's first step processes (t0 - 1), on the
         # device, so a chain step's graph does not depend on how many positions came first.
@@ -225,6 +227,11 @@ class NativeLlama(RaggedSteps):
         self._hand_up_in = torch.zeros(2 * max(self.max_graph_tokens, 1) + 1, dtype=torch.long, device=self.device)
         self._hand_up_armed: tuple[int, int] | None = None
         self._verdict_m = torch.zeros(1, dtype=torch.long, device=self.device)
+        # The device's token row (token_row.py): a draft chain writes its drafted tokens into it and a
+        # verdict step its verifier's token, at their positions; long enough for the furthest a
+        # padded step or a chain reaches past the context.
+        self.token_row = shared_token_row(self.device, self.max_context + 2 * max(self.max_graph_tokens, 1)
+                                          + MAX_FUSED_DRAFT + 1)
         # A guarded round (launch_draft_after_verdict's accepted_below) runs only where the verdict
         # accepts fewer drafts than this; the graphs of such rounds prepare() captured, by key.
         self._verdict_cap = torch.zeros(1, dtype=torch.long, device=self.device)
@@ -566,9 +573,16 @@ class NativeLlama(RaggedSteps):
         else:
             self._queue_round(tokens, first, upto, end, count, process_last)
         self._staged["verdict_m"] = upto  # the round's first step wrote it
-        tokens[upto : upto + count].copy_(self._prefix(self._draft_tok, count))
+        if not self.writes_into(tokens):  # else the chain wrote them there itself (_draft_head)
+            tokens[upto : upto + count].copy_(self._prefix(self._draft_tok, count))
         self.cache.advance(0, end, last)
         return self._state_store(end)[:, first:last] if keep_hidden else None
+
+    def writes_into(self, tokens: torch.Tensor) -> bool:
+        """Whether ``tokens`` (a one-row token buffer, ``[L]`` or ``[1, L]``) is this model's token row,
+        which its draft chains and verdict steps write into on the device (``token_row.py``): where
+        it is, the host's copy of those tokens into ``tokens`` is left out."""
+        return tokens.data_ptr() == self.token_row.data_ptr()
 
     def _fuses_round(self, t0: int, count: int) -> bool:
         """Whether a greedy round whose first step runs ``t0`` positions and drafts ``count`` tokens
@@ -860,7 +874,7 @@ class NativeLlama(RaggedSteps):
 
         def step() -> torch.Tensor:
             return self._round_inputs_fn(buf, k, back, rows, self._draft_ids, self._draft_last, self._pos_base,
-                                         self._verdict_m)
+                                         self._verdict_m, self.token_row)
 
         return ("verdict", k, back), step
 
@@ -977,6 +991,8 @@ class NativeLlama(RaggedSteps):
         else:
             tok = self._greedy_head_fn(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
         self._draft_tok[i : i + 1].copy_(tok)
+        # at its position, which the chain's first step wrote (_verdict_m: the round's first drafted one)
+        self._place_tokens_fn(self.token_row, self._verdict_m, i, tok)
         return tok
 
     def _greedy_draft_stepwise(

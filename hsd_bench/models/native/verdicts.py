@@ -33,13 +33,16 @@ def advance_past_verdict(pos_base: torch.Tensor, ids: torch.Tensor, tokens: torc
 
 def round_inputs_from_verdict(verdict: torch.Tensor, k: int, back: int, rows: torch.Tensor,
                               draft_ids: torch.Tensor, draft_last: torch.Tensor, pos_base: torch.Tensor,
-                              verdict_m: torch.Tensor) -> torch.Tensor:
+                              verdict_m: torch.Tensor, token_row: torch.Tensor) -> torch.Tensor:
     """A draft round's inputs from a packed verdict (``k`` drafts, then ``k + 1`` argmaxes):
     the round starts at ``min(m + k - back, m + a)`` -- this model's frontier, or the verifier's
-    token -- with the accepted drafts between them, then that token. Returns ``a``."""
+    token -- with the accepted drafts between them, then that token. The token also goes into
+    ``token_row`` at its position ``m + a`` (``token_row.py``: the engine's buffer, where the
+    host would otherwise write it once it read the verdict). Returns ``a``."""
     drafts, target = verdict[:k], verdict[k : 2 * k + 1]
     accepted = greedy_accepted_on_device(drafts, target)
     token = target.index_select(0, accepted)
+    token_row.index_copy_(0, verdict_m + accepted, token)
     if back == 0:
         draft_ids[:1].copy_(token)
         draft_last.zero_()
@@ -59,6 +62,13 @@ def place_verifier_token(verdict: torch.Tensor, k: int, at: int, ids: torch.Tens
     drafts, target = verdict[:k], verdict[k : 2 * k + 1]
     accepted = greedy_accepted_on_device(drafts, target)
     ids.index_copy_(0, accepted + at, target.index_select(0, accepted))
+
+
+def place_tokens(token_row: torch.Tensor, start: torch.Tensor, offset: int, values: torch.Tensor) -> None:
+    """``token_row[start + offset + j] = values[j]``: a draft chain's token written where the engine
+    reads it (``token_row.py``), at a position the device holds (``start``, one element)."""
+    values = values.reshape(-1)
+    token_row.index_copy_(0, start + offset + torch.arange(values.shape[0], device=values.device), values)
 
 
 @functools.cache
