@@ -61,10 +61,10 @@ def run_each_case(fn):
             tb = 1 << k.bit_length()
             ids, tokens = torch.full((tb,), 2), torch.full((tb,), 2)
             ids[1 : k + 1], tokens[:k] = drafts, target[:k]
-            for offset in range(3):
-                token_row = torch.full((12,), -1)
-                fn["tokens"](token_row, torch.tensor([k]), offset, target[:2])
-                out.append(("tokens", k, cut, offset, token_row.tolist(), target.tolist()))
+            for i in range(min(3, k + 1)):
+                draft_tok, token_row = torch.full((4,), -1), torch.full((12,), -1)
+                fn["drafted"](target[i : i + 1], i, draft_tok, token_row, torch.tensor([k]))
+                out.append(("drafted", k, cut, i, draft_tok.tolist(), token_row.tolist(), target.tolist()))
             for verify_k in range(k + 1):
                 pos_base = torch.tensor([30])
                 fn["advance"](pos_base, ids, tokens, torch.tensor([verify_k]), 32)
@@ -73,7 +73,7 @@ def run_each_case(fn):
 
 
 EAGER = {"round": verdicts.round_inputs_from_verdict, "place": verdicts.place_verifier_token,
-         "advance": verdicts.advance_past_verdict, "tokens": verdicts.place_tokens}
+         "advance": verdicts.advance_past_verdict, "drafted": verdicts.place_drafted_token}
 
 
 def test_the_eager_verdict_steps_follow_the_host_rule():
@@ -89,10 +89,10 @@ def test_the_eager_verdict_steps_follow_the_host_rule():
             rows = 1 << back.bit_length()
             expected = drafts[cut - behind : cut] + [target[cut]] * (rows - behind) + [-1] * (16 - rows)
             assert draft_ids == expected, case
-        elif kind == "tokens":
-            offset, token_row, target = case[3:]
-            assert [(i, v) for i, v in enumerate(token_row) if v >= 0] == [(k + offset, target[0]),
-                                                                         (k + offset + 1, target[1])], case
+        elif kind == "drafted":
+            i, draft_tok, token_row, target = case[3:]
+            assert [(j, v) for j, v in enumerate(draft_tok) if v >= 0] == [(i, target[i])], case
+            assert [(j, v) for j, v in enumerate(token_row) if v >= 0] == [(k + i, target[i])], case
         elif kind == "place":
             at, ids, target = case[3:]
             assert [(i, v) for i, v in enumerate(ids) if v >= 0] == [(at + cut, target[cut])]

@@ -183,7 +183,7 @@ class NativeLlama(RaggedSteps):
         self._advance_fn = fused(verdicts.advance_past_verdict)
         self._round_inputs_fn = fused(verdicts.round_inputs_from_verdict)
         self._place_token_fn = fused(verdicts.place_verifier_token)
-        self._place_tokens_fn = fused(verdicts.place_tokens)
+        self._place_drafted_fn = fused(verdicts.place_drafted_token)
         self._pos_base = torch.zeros(1, dtype=torch.long, device=self.device)
         # Row of the last position a draft chain's first step processes (t0 - 1), on the
         # device, so a chain step's graph does not depend on how many positions came first.
@@ -990,9 +990,9 @@ class NativeLlama(RaggedSteps):
             self._draft_conf[i : i + 1].copy_(conf)
         else:
             tok = self._greedy_head_fn(hidden, self.norm_weight, self.lm_head, self.args.rms_eps)
-        self._draft_tok[i : i + 1].copy_(tok)
-        # at its position, which the chain's first step wrote (_verdict_m: the round's first drafted one)
-        self._place_tokens_fn(self.token_row, self._verdict_m, i, tok)
+        # and into the token row at its position (_verdict_m: the round's first drafted one, which the
+        # chain's first step wrote)
+        self._place_drafted_fn(tok, i, self._draft_tok, self.token_row, self._verdict_m)
         return tok
 
     def _greedy_draft_stepwise(

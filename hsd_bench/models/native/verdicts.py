@@ -64,11 +64,16 @@ def place_verifier_token(verdict: torch.Tensor, k: int, at: int, ids: torch.Tens
     ids.index_copy_(0, accepted + at, target.index_select(0, accepted))
 
 
-def place_tokens(token_row: torch.Tensor, start: torch.Tensor, offset: int, values: torch.Tensor) -> None:
-    """``token_row[start + offset + j] = values[j]``: a draft chain's token written where the engine
-    reads it (``token_row.py``), at a position the device holds (``start``, one element)."""
-    values = values.reshape(-1)
-    token_row.index_copy_(0, start + offset + torch.arange(values.shape[0], device=values.device), values)
+def place_drafted_token(tok: torch.Tensor, i: int, draft_tok: torch.Tensor, token_row: torch.Tensor,
+                        start: torch.Tensor) -> None:
+    """A draft chain's token ``i`` (``tok``, one element) into the chain's static output ``draft_tok``
+    and into ``token_row`` at its position ``start + i`` (``start``: the round's first drafted
+    position, on the device), where the engine reads it (``token_row.py``). One function, so that
+    compiled it is one kernel with two stores: the chain's copy into ``draft_tok`` was a kernel
+    already, and a kernel more per drafted token is device time on a model whose steps are short."""
+    tok = tok.reshape(-1)
+    draft_tok[i : i + 1].copy_(tok)
+    token_row.index_copy_(0, start + i, tok)
 
 
 @functools.cache
