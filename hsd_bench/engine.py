@@ -1102,13 +1102,13 @@ class Engine:
         (``model.writes_into``). The row most of the engine's models write into is taken, the top
         level's on a tie; several rows, or models without a token row, get a buffer of their own."""
         if batch_size == 1:
-            rows = [getattr(state.model, "token_row", None) for state in reversed(self.states)]
-            rows = [t for t in rows if t is not None and t.device == self.device]
-            if rows:
-                counts = {t.data_ptr(): 0 for t in rows}
-                for t in rows:
-                    counts[t.data_ptr()] += 1
-                return max(rows, key=lambda t: counts[t.data_ptr()]).view(1, -1)
+            shared = [getattr(state.model, "token_row", None) for state in reversed(self.states)]
+            shared = [t for t in shared if t is not None and t.device == self.device]
+            if shared:
+                users = {t.data_ptr(): 0 for t in shared}
+                for t in shared:
+                    users[t.data_ptr()] += 1
+                return max(shared, key=lambda t: users[t.data_ptr()]).view(1, -1)
         return torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
 
     def _admit(self, stream, seeds, max_new: int) -> bool:

@@ -29,7 +29,6 @@ from hsd_bench.models.native.cache import StaticKVCache
 from hsd_bench.models.native.graphs import (MAX_GRAPH_TOKENS, GraphCache, RecordingGraphs, compile_fn,
                                              conditional_graphs_available, next_pow2)
 from hsd_bench.models.native.inference import inference_only
-from hsd_bench.models.native.token_row import shared_token_row
 from hsd_bench.models.native.layers import (
     Dims,
     LayerWeights,
@@ -39,6 +38,7 @@ from hsd_bench.models.native.layers import (
     layer_forward,
     step_inputs,
 )
+from hsd_bench.models.native.token_row import shared_token_row
 from hsd_bench.models.native.verdicts import compile_verdict_fn
 from hsd_bench.views import PrefixViews
 

@@ -3,10 +3,10 @@
 Why: on the small models a round's host work is what the device waits for, and the host's
 largest lines there were two eager writes of a few tokens into the engine's token buffer -- the
 drafted tokens copied out of a draft chain's static output, and the verifier's token written after
-each verdict was read (docs/gpu-runs.md, "Fifty-third run": about 40-50 µs per HiSpec token on a
-slow host, of about 300-400). A captured step can write into a buffer only if that buffer exists,
-at one address, before the capture. So every native model on a device writes into this row from
-inside its steps (a draft chain its drafted tokens, a greedy verification its argmax tokens), and
+each verdict was read (docs/gpu-runs.md, "Fifty-third run": 34-52 µs per HiSpec token of 257-406
+µs of host work). A captured step can write into a buffer only if that buffer exists, at one
+address, before the capture. So every native model on a device writes into this row from inside
+its steps (a draft chain its drafted tokens, a verdict step the verifier's token), and
 an engine decoding one row at a time uses the row as its token buffer; the host's writes then
 drop out wherever the engine's buffer is the row the steps wrote (``NativeLlama.writes_into``).
 
