@@ -5,20 +5,24 @@
 # the share outside forwards (issue 15: <= 10 % on 5.6 M) reads against the host probe beyond the
 # 11-12.6 us the fifty-first and fifty-second runs' hosts gave. Every miss of that target before
 # the attention kernel fell where the host probed 13.9-16.7 us; since the kernel, one such process
-# (12.4 %). Carry [".whl"]. A CPU dry run: OUT=<dir> CALL_LIMIT=200 DRY=1 bash results/gpu_run53/call53_1.sh
+# (12.4 %). TRACE=1 (the fifty-sixth session) adds the kernel trace (`M` for `M_UNTRACED`): the
+# device's idle at the timed passes' rate beside the share, which the fifty-fourth run found read in
+# a measuring pass up to 54 % slower than the timed passes on a loaded host. Carry [".whl"].
+# A CPU dry run: OUT=<dir> CALL_LIMIT=200 DRY=1 bash results/gpu_run53/call53_1.sh
 source scripts/gpu_env.sh
 CALL=call1 source scripts/gpu_call.sh
 source results/gpu_run53/load.sh
 LOADS=${LOADS:-"none cpu:8 none cpu:16 none mem:8 cpu:24"}
 nproc > "$W/nproc.txt"; lscpu >> "$W/nproc.txt" 2>&1
-Q=("${M_UNTRACED[@]}")
+extra=0  # seconds more per process for its traced pass
+if [[ -n ${TRACE:-} ]]; then Q=("${M[@]}"); extra=40; else Q=("${M_UNTRACED[@]}"); fi
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 1 --device cpu --dtype float32)
 i=0
 for load in $LOADS; do
   i=$((i + 1)); name=$(unused "s56_${i}_${load/:/x}")
   # the first process compiles every step on a fresh machine (one inductor cache after it), which
   # under load took more than 100 s (fifty-third run, call 4)
-  limit=$(( i == 1 ? 180 : 100 ))
+  limit=$(( (i == 1 ? 180 : 100) + extra ))
   (( $(left) > limit )) || break
   load_start "$load" "$name"
   step "$name" $limit python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
@@ -28,4 +32,4 @@ done
 pack
 cat "$W/calls.log" "$W/loads.log"
 for f in "$W"/s56_*; do [ -d "$f" ] || continue; echo "$f"
-  grep -h "ours AR\|ours hispec\|ours hierarchy" "$f/bench.md" | cut -d'|' -f2,4,10,14; done
+  grep -h "ours AR\|ours hispec\|ours hierarchy" "$f/bench.md" | awk -F'|' '{print $2 "|" $4 "|" $10 "|" $12 "|" $(NF-1)}'; done
