@@ -9,15 +9,11 @@ import torch
 from hsd_bench.bench.launches import per_token, stand_in_graphs
 from hsd_bench.engine import DecodingConfig
 from hsd_bench.methods import MethodSpec, build_engine
-from hsd_bench.models.native import from_hf_model
 from hsd_bench.models.native.token_row import shared_token_row
+from tests.test_launches import native  # the graph path's fixed shapes on a CPU, as the launch counts use
 from tests.test_native_backend import VOCAB, make_hf_model
 
 pytestmark = pytest.mark.usefixtures("inference_mode")
-
-
-def native(hf, **kw):
-    return from_hf_model(hf, max_context=160, fixed_shapes=True, max_graph_tokens=8, min_kv_bucket=16, **kw)
 
 
 def test_one_row_per_device_replaced_only_by_a_longer_request():
