@@ -83,6 +83,8 @@ class Timed:
     # timed_passes with repeats > 1: the sample's wall time in each pass, in pass order
     # (``generation`` is the median pass's), and whether every pass decoded the same tokens
     pass_wall_s: list[float] | None = None
+    # ... and its decode time (prefill excluded) in each pass, in pass order
+    pass_decode_s: list[float] | None = None
     outputs_agree: bool = True
     # the host probe (host_probe.round_trip_us, µs) taken before each pass of this timing
     host_probe_us: list[float] | None = None
@@ -230,7 +232,8 @@ def timing_repeats_for(value, device: torch.device | str) -> int:
 
 def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: DecodingConfig, repeats: int = 1,
                  batch_size: int = 1, stop_sequences=(), tokenizer=None,
-                 on_generation: Callable[[], None] | None = None) -> Iterator[tuple[int, Timed]]:
+                 on_generation: Callable[[], None] | None = None,
+                 after_pass: Callable[[int], None] | None = None) -> Iterator[tuple[int, Timed]]:
     """Rule 5: ``repeats`` timed passes over all ``prompts``, back to back; yields ``(index, Timed)``
     for every prompt -- with one pass as each generation finishes, with several after the last
     pass, each carrying its median pass's generation (by wall time; the lower middle for an even
@@ -239,7 +242,14 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
     ``on_generation()``, if given, is called after every timed generation of every pass (progress:
     with several passes the results come only at the end). Before each pass the host's speed is
     probed (:func:`hsd_bench.host_probe.round_trip_us`, rule 6) and every ``Timed`` carries the
-    probes of the passes it was timed in."""
+    probes of the passes it was timed in.
+
+    ``after_pass(k)``, if given, runs after pass ``k``'s last generation (0-based), before the next
+    pass's probe. Why: the benchmark's measuring passes (an outside share read with CUDA events)
+    describe the timed passes only if they meet the same host state; run back to back after all
+    timed passes, on a loaded host they ran 16-54 % slower than the timed passes in five of seven
+    processes (docs/gpu-runs.md, "Fifty-fourth run"). Interleaved, each one is paired with the
+    timed pass just before it. ``run.py`` passes none: its passes stay back to back (rule 4)."""
     repeats = timing_repeats_for(repeats, "cpu")
     device = decoder_device(decoder)
     probes: list[float] = []
@@ -255,6 +265,8 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
             if on_generation is not None:
                 on_generation()
             yield item
+        if after_pass is not None:
+            after_pass(len(probes) - 1)
 
     if repeats == 1:
         for index, timed in one_pass():
@@ -268,7 +280,8 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
         kept = runs[sorted(range(repeats), key=walls.__getitem__)[(repeats - 1) // 2]]
         first = runs[0].generation.output_ids
         yield i, Timed(kept.generation, sum(t.graph_captures for t in runs), any(t.retimed for t in runs),
-                       pass_wall_s=walls, outputs_agree=all(t.generation.output_ids == first for t in runs),
+                       pass_wall_s=walls, pass_decode_s=[t.generation.stats.decode_s for t in runs],
+                       outputs_agree=all(t.generation.output_ids == first for t in runs),
                        host_probe_us=list(probes))
 
 

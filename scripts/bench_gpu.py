@@ -32,7 +32,8 @@ For every engine method (methods and overhead parts) two overhead figures
 decode wall time the device spends outside model calls, timed with CUDA
 events and no added syncs: the engine overhead of issue 7, the median of
 ``--overhead-passes`` instrumented passes with every pass's share, rate and
-host probe beside it, and the share recomputed at the timed passes' decode
+host probe beside it (one after each timed pass, each with its slowdown
+against that pass), and the share recomputed at the timed passes' decode
 time as a cross-check -- and the *host-serial overhead*, the same with the
 device synchronised around every call (an upper bound: all of the engine's
 host time). With ``--device-trace``, a third: the device's own idle share
@@ -72,7 +73,8 @@ from hsd_bench.bench import gpt_fast  # noqa: E402
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary, spec_problem  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
-from hsd_bench.bench.runs import (engine_overheads, engine_run, hf_generate, native_loop, outside_at_rate,  # noqa: E402
+from hsd_bench.bench.runs import (engine_host_serial, engine_run, hf_generate, native_loop,  # noqa: E402
+                                   outside_at_rate, outside_forwards_pass, outside_forwards_summary,
                                    plan_mismatch, timed_plan)
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.bench.trace import at_timed_rate, decode_device_idle  # noqa: E402
@@ -494,17 +496,38 @@ NOT_TRACED = "not traced: the process stopped before its traced passes, which ru
 def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: int, stop=(), codec=None,
                    overhead_passes: int = 1, traces: list[PendingTrace] | None = None,
                    refresh: Callable[[], None] = lambda: None):
-    """Throughput (clean passes), then both overhead measures: ``overhead_passes`` instrumented passes
+    """Throughput (clean passes) and both overhead measures: ``overhead_passes`` instrumented passes
     for the outside share (the median pass reported, every pass listed), one host-serial pass. With
     ``traces`` (a list), the row's pass under a kernel trace for the device's own idle share
     (``bench/trace.py``) is appended to it as a :class:`PendingTrace`, to be run by
-    :func:`run_traces` after every timed pass of the process; ``refresh`` rewrites the part's rows."""
-    r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec)
-    r.extra.update(engine_overheads(lambda wrap: build(name, wrap), prompts, max_new, stop, codec, overhead_passes))
+    :func:`run_traces` after every timed pass of the process; ``refresh`` rewrites the part's rows.
+
+    The instrumented passes are interleaved with the timed ones: one after each timed pass
+    (``measure.timed_passes``' ``after_pass``), any beyond ``reps`` after the last. Run after all
+    timed passes, on a loaded host they ran 16-54 % slower than those passes in five of seven
+    processes (docs/gpu-runs.md, "Fifty-fourth run"): another host state or the events' own cost,
+    which back to back cannot tell apart. Paired, each pass's ``paired_slowdown`` against the timed
+    pass just before it (same tokens, seconds apart) leaves mostly the instrument's cost, and
+    ``event_pair_host_us`` says what an event pair cost the host in that state."""
+    records: list[dict] = []
+
+    def measuring_pass(_timed_pass: int = -1) -> None:
+        if len(records) < overhead_passes:
+            records.append(outside_forwards_pass(lambda wrap: build(name, wrap), prompts, max_new, stop, codec))
+
+    r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec, after_pass=measuring_pass)
+    paired = len(records)
+    while len(records) < overhead_passes:
+        measuring_pass()
+    r.extra["outside_forwards_async"] = outside_forwards_summary(records)
+    r.extra["host_serial"] = engine_host_serial(lambda wrap: build(name, wrap), prompts, max_new, stop, codec)
     async_ = r.extra["outside_forwards_async"]
     # the events' own host cost and the pass's host state, visible as a slower instrumented pass
     # (instrument.py's caveat); per pass, since each met its own state
     clean = r.decode_tokens_per_s
+    for k, p in enumerate(async_["passes"]):
+        p["paired_slowdown"] = p["decode_s"] / r.decode_s[k] - 1 if k < paired and r.decode_s[k] > 0 else None
+    async_["paired_slowdown"] = async_["passes"][async_["median_pass"]]["paired_slowdown"]
     for p in [async_] + async_["passes"]:
         inst = p["decode_tokens_per_s"]
         p["instrumented_slowdown"] = clean / inst - 1 if inst and clean else None
@@ -515,7 +538,11 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     at_rate = async_["outside_at_timed_rate"]
     log(f"{label}: {r.tokens_per_s:.1f} tok/s (decode {r.decode_tokens_per_s:.1f}), τ={r.mean_accepted_len:.2f}, "
         f"outside forwards (async) {100 * idle:.1f}% (median of {len(async_['passes'])} passes, "
-        f"{100 * lo:.1f}-{100 * hi:.1f}%; that pass {100 * (slow or 0):+.1f}% decode time; at the timed passes' rate "
+        f"{100 * lo:.1f}-{100 * hi:.1f}%; that pass {100 * (slow or 0):+.1f}% decode time"
+        + (f", {100 * async_['paired_slowdown']:+.1f}% against the timed pass before it"
+           if async_["paired_slowdown"] is not None else "")
+        + (f", event pair {async_['event_pair_host_us']:.1f} µs" if async_.get("event_pair_host_us") else "")
+        + "; at the timed passes' rate "
         + (f"{100 * at_rate:.1f}%" if at_rate is not None else "–") + f"), host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
            if r.extra.get("draft_rounds_ahead") is not None else ""))

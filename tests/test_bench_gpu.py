@@ -126,6 +126,49 @@ def test_bench_script_overhead_part_on_cpu(tmp_path):
     assert "accept almost nothing" in md and "[tiny] ours hispec" in md and "[tiny] ours hierarchy" in md
 
 
+def test_measuring_passes_are_interleaved_with_the_timed_passes(tmp_path, monkeypatch):
+    """The outside share's instrumented passes run one after each timed pass (any beyond --reps after
+    the last), so each meets the host state of the pass before it: run after all timed passes, on a
+    loaded GPU host they ran 16-54 % slower than those (the fifty-fourth run). Each pass carries its
+    slowdown against its timed pass (None for the unpaired), and the row every timed pass's decode time."""
+    bench = load_script("bench_gpu")
+    calls = []
+    engine_run, measuring = bench.engine_run, bench.outside_forwards_pass
+
+    def timed(label, engine, method, *args, **kwargs):
+        generate = engine.generate
+        engine.generate = lambda *a, **k: (calls.append((method, "timed")), generate(*a, **k))[1]
+        return engine_run(label, engine, method, *args, **kwargs)
+
+    def measured(build, *args, **kwargs):
+        calls.append((calls[-1][0], "measuring"))
+        return measuring(build, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "engine_run", timed)
+    monkeypatch.setattr(bench, "outside_forwards_pass", measured)
+    rc = bench.main([
+        "--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models", "random:tiny",
+        "--overhead-prompts", "2", "--overhead-max-new", "8", "--prompt-len", "8", "--reps", "2",
+        "--overhead-passes", "3", "--out", str(tmp_path),
+    ])
+    assert rc == 0
+    rows = {r["method"]: r for r in json.loads((tmp_path / "bench.json").read_text())["parts"]["overhead"]["rows"]}
+    for method in ("autoregressive", "hispec", "hierarchy"):
+        order = [kind for m, kind in calls if m == method]
+        # prepare's untimed generations come first; then two timed generations per pass
+        assert order[-7:] == ["timed", "timed", "measuring", "timed", "timed", "measuring", "measuring"], method
+        row = rows[method]
+        passes = row["outside_forwards_async"]["passes"]
+        assert len(row["decode_s"]) == 2 and all(d > 0 for d in row["decode_s"]), method
+        for k in (0, 1):
+            assert passes[k]["paired_slowdown"] == pytest.approx(passes[k]["decode_s"] / row["decode_s"][k] - 1)
+        assert passes[2]["paired_slowdown"] is None
+        median = row["outside_forwards_async"]["median_pass"]
+        assert row["outside_forwards_async"]["gpu_idle_frac"] == passes[median]["gpu_idle_frac"], method
+        assert row["outside_forwards_async"]["paired_slowdown"] == passes[median]["paired_slowdown"], method
+        assert all(p["event_pair_host_us"] is None for p in passes), method  # no CUDA events on CPU
+
+
 def test_overhead_part_drafts_are_chosen_or_refused_by_name():
     """--overhead-drafts: auto derives a random target's family, '' gives none, named specs are taken
     in order (draft, then mid); a draft of another vocabulary is refused before any timing."""

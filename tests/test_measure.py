@@ -212,6 +212,28 @@ def test_every_timed_generation_of_every_pass_is_reported_as_it_finishes():
     assert seen == [1, 2, 3, 4, 5, 6] and first[0] == 0  # all six reported before the first result
 
 
+def test_a_hook_runs_after_every_pass_before_the_next_probe(monkeypatch):
+    """``after_pass(k)``: the benchmark's measuring passes run between the timed passes, so each meets
+    the host state of the timed pass before it -- after that pass's last generation and before the
+    next pass's probe, never inside a pass; one pass gets one call too. Each timing keeps every
+    pass's decode time beside its wall time (a measuring pass is paired with its pass's)."""
+    events = []
+    monkeypatch.setattr(measure.host_probe, "round_trip_us", lambda device: events.append("probe") or 1.0)
+    decoder = ScriptedDecoder([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    original = decoder.generate
+    decoder.generate = lambda p, *a, **k: (events.append(f"gen{p[0]}"), original(p, *a, **k))[1]
+    out = dict(measure.timed_passes(decoder, [[1], [2]], 2, DecodingConfig(), repeats=3,
+                                    after_pass=lambda k: events.append(f"after{k}")))
+    assert events == ["probe", "gen1", "gen2", "after0", "probe", "gen1", "gen2", "after1",
+                      "probe", "gen1", "gen2", "after2"]
+    assert out[0].pass_decode_s == pytest.approx([0.9, 2.7, 4.5])  # wall less its prefill (a tenth here)
+    assert out[1].pass_decode_s == pytest.approx([1.8, 3.6, 5.4])
+    events.clear()
+    one = list(measure.timed_passes(ScriptedDecoder([1.0]), [[1]], 2, DecodingConfig(),
+                                    after_pass=lambda k: events.append(f"after{k}")))
+    assert len(one) == 1 and events == ["probe", "after0"] and one[0][1].pass_decode_s is None
+
+
 def test_one_pass_is_timed_generate_and_an_even_count_keeps_the_lower_middle():
     one = dict(measure.timed_passes(ScriptedDecoder([4.0, 2.0]), [[1], [2]], 3, DecodingConfig()))
     assert [one[i].generation.stats.wall_s for i in range(2)] == [4.0, 2.0] and one[0].pass_wall_s is None

@@ -38,6 +38,7 @@ def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResu
             "tokens_per_rep": r.tokens,
             "reps": len(r.wall_s),
             "wall_s": r.wall_s,
+            "decode_s": r.decode_s,  # per pass, where the decoder reports decode time (engines)
             "tokens_per_s": r.tokens_per_s,
             "decode_tokens_per_s": r.decode_tokens_per_s,
             "speedup_vs_same_backend_ar": (r.tokens_per_s / base.tokens_per_s) if base else None,

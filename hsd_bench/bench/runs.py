@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from hsd_bench import host_probe
-from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate, Timeline
+from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate, Timeline, event_pair_host_s
 from hsd_bench.bench.timing import median, sync
 from hsd_bench.metrics import summarize_method
 
@@ -94,12 +94,15 @@ PLAN_COUNTERS = ("hand_ups_ahead", "hand_ups_continued", "guarded_rounds_on_devi
 
 
 def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[list[int]], max_new: int,
-                reps: int, stop: tuple[str, ...] = (), codec=None) -> RunResult:
+                reps: int, stop: tuple[str, ...] = (), codec=None,
+                after_pass: Callable[[int], None] | None = None) -> RunResult:
     """A decoder (an engine, or transformers' generate() as ``HFReference``) timed exactly as
     ``run.py`` times it: ``measure.prepare`` before, ``measure.timed_passes`` with ``reps`` passes
     (``run.py``'s ``timing_repeats``) over the prompts, each prompt's median pass kept (with
-    ``run.py``'s stop sequences and tokenizer where given). ``wall_s`` holds every pass's sum;
-    ``extra`` gets ``compile_s``, ``retimed`` and ``graph_captures_timed``."""
+    ``run.py``'s stop sequences and tokenizer where given). ``wall_s`` holds every pass's sum,
+    ``decode_s`` (engines) every pass's decode time; ``extra`` gets ``compile_s``, ``retimed`` and
+    ``graph_captures_timed``. ``after_pass``: ``measure.timed_passes``' hook between passes (the
+    benchmark's interleaved measuring passes)."""
     from hsd_bench import measure
     from hsd_bench.engine import DecodingConfig
 
@@ -107,7 +110,8 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     result = RunResult(name, backend, method)
     result.extra["compile_s"] = measure.prepare([decoder], prompts, max_new, decoding)
     timed = [t for _, t in sorted(measure.timed_passes(decoder, prompts, max_new, decoding, reps,
-                                                       stop_sequences=stop, tokenizer=codec),
+                                                       stop_sequences=stop, tokenizer=codec,
+                                                       after_pass=after_pass),
                                   key=lambda it: it[0])]
     gens = [t.generation for t in timed]
     result.extra["retimed"] = sum(t.retimed for t in timed)
@@ -123,7 +127,8 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     result.kept_wall_s = sum(g.stats.wall_s for g in gens)
     if backend != "hf":
         result.kept_decode_s = sum(g.stats.decode_s for g in gens)
-        result.decode_s = [result.kept_decode_s]
+        decodes = [t.pass_decode_s or [t.generation.stats.decode_s] for t in timed]
+        result.decode_s = [sum(d[k] for d in decodes) for k in range(len(decodes[0]))]
     rows = [g.stats.as_row() for g in gens]
     if backend != "hf":
         summary = summarize_method(rows)  # run.py's aggregates of the same rows
@@ -204,10 +209,10 @@ def native_loop(name: str, native, prompts: list[list[int]], max_new: int, reps:
 
 
 def engine_run(name: str, engine, method: str, prompts: list[list[int]], max_new: int, reps: int,
-               stop: tuple[str, ...] = (), codec=None) -> RunResult:
+               stop: tuple[str, ...] = (), codec=None, after_pass: Callable[[int], None] | None = None) -> RunResult:
     """The harness engine (``hsd_bench.engine``), timed as ``run.py`` times it (``decoder_run``)."""
     backend = getattr(engine.top.state.model, "backend", "hf")
-    return decoder_run(name, engine, backend, method, prompts, max_new, reps, stop, codec)
+    return decoder_run(name, engine, backend, method, prompts, max_new, reps, stop, codec, after_pass)
 
 
 def add_plan(plan: dict, stats) -> None:
@@ -260,6 +265,9 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     # the host's state for this pass (host_probe.py): an overhead share moves with it on small models
     totals = {"decode_s": 0.0, "tokens": 0, "target_forwards": 0, "split": {},
               "host_probe_us": host_probe.round_trip_us(engine.device), "plan": dict.fromkeys(PLAN_COUNTERS, 0)}
+    if timer_cls is EventTimer:  # the events' own host cost in this state (None off CUDA)
+        pair = event_pair_host_s(engine.device)
+        totals["event_pair_host_us"] = None if pair is None else 1e6 * pair
     for p in prompts:
         g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
         add_plan(totals["plan"], g.stats)
@@ -274,6 +282,54 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
             totals["split"][k] = totals["split"].get(k, 0.0) + v
     engine.on_phase = None
     return engine, timers, totals
+
+
+def outside_forwards_pass(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
+                          stop: tuple[str, ...] = (), codec=None) -> dict:
+    """One instrumented pass of :func:`engine_outside_forwards` (its record, see there).
+
+    Also returns ``event_pair_host_us``: what one CUDA event pair cost the host just before the
+    pass (``instrument.event_pair_host_s``; None off CUDA). The pass records two per model call;
+    on a host-bound model each is host time the device waits through, so the share carries that
+    cost, and how much it is in this host state is read beside it."""
+    timeline = Timeline()
+    _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False,
+                                           timeline=timeline, stop=stop, codec=codec)
+    decode = totals["decode_s"]
+    busy = sum(t.seconds for t in timers)
+    calls = sum(t.calls for t in timers)
+    return {
+        "decode_s": decode,
+        "model_busy_s": busy,
+        "outside_s": decode - busy,
+        "gpu_idle_frac": 1.0 - busy / decode if decode > 0 else None,
+        "model_calls": calls,
+        "model_calls_per_token": calls / max(totals["tokens"], 1),
+        "tokens": totals["tokens"],  # what the timed passes decoded, when given their stop sequences
+        "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
+        "idle_by_transition": timeline.top(6, decode),
+        "host_probe_us": totals["host_probe_us"],
+        "event_pair_host_us": totals["event_pair_host_us"],
+        "plan": totals["plan"],  # what it queued ahead: the timed passes' plan, or it measures another
+    }
+
+
+def outside_forwards_summary(runs: list[dict]) -> dict:
+    """The outside share of several instrumented passes (:func:`outside_forwards_pass` records, in
+    the order they ran): the median pass's record (the upper one of an even count: never the kinder
+    half; ``median_pass`` its index), with ``passes`` listing every pass's share, times, rate, probe and event cost, and
+    ``gpu_idle_frac_range``."""
+    if not runs:
+        raise ValueError("the outside share needs at least one instrumented pass")
+    ranked = sorted(runs, key=lambda r: r["gpu_idle_frac"] if r["gpu_idle_frac"] is not None else float("inf"))
+    chosen = dict(ranked[len(ranked) // 2])
+    chosen["median_pass"] = next(i for i, r in enumerate(runs) if r is ranked[len(ranked) // 2])
+    kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us",
+            "event_pair_host_us", "tokens", "plan")
+    chosen["passes"] = [{k: r[k] for k in kept} for r in runs]
+    shares = [r["gpu_idle_frac"] for r in runs if r["gpu_idle_frac"] is not None]
+    chosen["gpu_idle_frac_range"] = [min(shares), max(shares)] if shares else None
+    return chosen
 
 
 def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
@@ -297,40 +353,16 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
     5.7 % in one call and 18.0 % in another with the same code, the slow pass
     running 32 % below its own timed passes (docs/gpu-runs.md, the twenty-third
     and twenty-fourth runs). The figures returned are those of the pass with
-    the median share (the upper one of an even count: never the kinder half),
-    and ``passes`` lists every pass's share, busy and decode time, rate and
-    probe in the order they ran, so the spread is read beside the figure.
+    the median share (:func:`outside_forwards_summary`), and ``passes`` lists
+    every pass's share, busy and decode time, rate and probe in the order they
+    ran, so the spread is read beside the figure. These passes run back to
+    back; the benchmark interleaves them with its timed passes instead
+    (``bench_gpu.measure_engine``), one :func:`outside_forwards_pass` after each.
     """
     if passes < 1:
         raise ValueError(f"passes={passes}: the outside share needs at least one instrumented pass")
-    runs = []
-    for _ in range(passes):
-        timeline = Timeline()
-        _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False,
-                                               timeline=timeline, stop=stop, codec=codec)
-        decode = totals["decode_s"]
-        busy = sum(t.seconds for t in timers)
-        calls = sum(t.calls for t in timers)
-        runs.append({
-            "decode_s": decode,
-            "model_busy_s": busy,
-            "outside_s": decode - busy,
-            "gpu_idle_frac": 1.0 - busy / decode if decode > 0 else None,
-            "model_calls": calls,
-            "model_calls_per_token": calls / max(totals["tokens"], 1),
-            "tokens": totals["tokens"],  # what the timed passes decoded, when given their stop sequences
-            "decode_tokens_per_s": totals["tokens"] / decode if decode > 0 else None,  # with the events' own cost
-            "idle_by_transition": timeline.top(6, decode),
-            "host_probe_us": totals["host_probe_us"],
-            "plan": totals["plan"],  # what it queued ahead: the timed passes' plan, or it measures another
-        })
-    ranked = sorted(runs, key=lambda r: r["gpu_idle_frac"] if r["gpu_idle_frac"] is not None else float("inf"))
-    chosen = dict(ranked[len(ranked) // 2])
-    kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us", "tokens", "plan")
-    chosen["passes"] = [{k: r[k] for k in kept} for r in runs]
-    shares = [r["gpu_idle_frac"] for r in runs if r["gpu_idle_frac"] is not None]
-    chosen["gpu_idle_frac_range"] = [min(shares), max(shares)] if shares else None
-    return chosen
+    return outside_forwards_summary([outside_forwards_pass(build, prompts, max_new, stop, codec)
+                                     for _ in range(passes)])
 
 
 def outside_at_rate(outside: dict, decode_s: float | None) -> float | None:

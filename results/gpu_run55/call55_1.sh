@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fifty-fifth run, call 1 (fifty-seventh session, any card): fresh traced processes of the methods
+# part (AR, HiSpec, the hierarchy on the shipped 5.6 M target), alternating LOADS (default
+# "mem:16 none mem:16"; host_load.py hogs, results/gpu_run53/load.sh), with the measuring passes
+# now interleaved with the timed ones (bench_gpu.measure_engine). Why: the fifty-fourth run's loaded
+# processes read HiSpec's share in passes 16-54 % slower than their timed passes, run after all of
+# them. Paired with the timed pass just before it, a measuring pass that is still much slower is
+# slowed by its own events (each pass records the event pair's host cost in its state), one that is
+# not was another host state. The kernel trace reads the device's idle at the timed rate beside.
+# Carry [".whl"]. A CPU dry run: OUT=<dir> CALL_LIMIT=300 DRY=1 bash results/gpu_run55/call55_1.sh
+source scripts/gpu_env.sh
+CALL=${CALL:-call1} source scripts/gpu_call.sh
+source results/gpu_run53/load.sh
+LOADS=${LOADS:-"mem:16 none mem:16"}
+nproc > "$W/nproc.txt"
+Q=("${M[@]}")
+[[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 2 --device cpu --dtype float32)
+i=0
+for load in $LOADS; do
+  i=$((i + 1)); name=$(unused "p${i}_${load/:/x}")
+  # a fresh machine's first process compiles every step (under load more than 100 s, fifty-third run)
+  limit=$(( i == 1 && ${WARM:-0} == 0 ? 220 : 140 ))
+  (( $(left) > limit )) || break
+  load_start "$load" "$name"
+  step "$name" $limit python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
+    --target checkpoints/ee-24x128 --out "$W/$name"
+  load_stop
+done
+pack
+cat "$W/calls.log" "$W/loads.log"
+python3 results/gpu_run55/summary.py "$W"/p*_*/
