@@ -7,19 +7,21 @@
 # them. Paired with the timed pass just before it, a measuring pass that is still much slower is
 # slowed by its own events (each pass records the event pair's host cost in its state), one that is
 # not was another host state. The kernel trace reads the device's idle at the timed rate beside.
-# Carry [".whl"]. A CPU dry run: OUT=<dir> CALL_LIMIT=300 DRY=1 bash results/gpu_run55/call55_1.sh
+# WARM=1 on a machine a call already compiled on. Carry [".whl"]. A CPU dry run: OUT=<dir> CALL_LIMIT=300 DRY=1 bash results/gpu_run55/call55_1.sh
 source scripts/gpu_env.sh
 CALL=${CALL:-call1} source scripts/gpu_call.sh
 source results/gpu_run53/load.sh
 LOADS=${LOADS:-"mem:16 none mem:16"}
 nproc > "$W/nproc.txt"
 Q=("${M[@]}")
+# PASSES=n: n measuring passes per engine (--overhead-passes; the first --reps paired, the rest after)
+[[ -n ${PASSES:-} ]] && Q+=(--overhead-passes "$PASSES")
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 2 --device cpu --dtype float32)
 i=0
 for load in $LOADS; do
   i=$((i + 1)); name=$(unused "p${i}_${load/:/x}")
   # a fresh machine's first process compiles every step (under load more than 100 s, fifty-third run)
-  limit=$(( i == 1 && ${WARM:-0} == 0 ? 220 : 140 ))
+  limit=$(( (i == 1 && ${WARM:-0} == 0 ? 220 : 140) + ${PASSES:-3} * 5 ))
   (( $(left) > limit )) || break
   load_start "$load" "$name"
   step "$name" $limit python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
