@@ -507,8 +507,10 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     timed passes, on a loaded host they ran 16-54 % slower than those passes in five of seven
     processes (docs/gpu-runs.md, "Fifty-fourth run"): another host state or the events' own cost,
     which back to back cannot tell apart. Paired, each pass's ``paired_slowdown`` against the timed
-    pass just before it (same tokens, seconds apart) leaves mostly the instrument's cost, and
-    ``event_pair_host_us`` says what an event pair cost the host in that state."""
+    pass just before it (same tokens, seconds apart) and ``event_pair_host_us``, what an event pair
+    cost the host in that state, tell them apart: unloaded the pairs read the events' own cost
+    (+3.9 % median on HiSpec and the hierarchy), on a loaded host -27 to +68 % at an unchanged
+    event cost -- its state moves within one pass (the fifty-fifth run)."""
     records: list[dict] = []
 
     def measuring_pass(_timed_pass: int = -1) -> None:
