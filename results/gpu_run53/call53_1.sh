@@ -17,18 +17,7 @@ nproc > "$W/nproc.txt"; lscpu >> "$W/nproc.txt" 2>&1
 extra=0  # seconds more per process for its traced pass
 if [[ -n ${TRACE:-} ]]; then Q=("${M[@]}"); extra=40; else Q=("${M_UNTRACED[@]}"); fi
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 1 --device cpu --dtype float32)
-i=0
-for load in $LOADS; do
-  i=$((i + 1)); name=$(unused "s56_${i}_${load/:/x}")
-  # the first process compiles every step on a fresh machine (one inductor cache after it), which
-  # under load took more than 100 s (fifty-third run, call 4)
-  limit=$(( (i == 1 ? 180 : 100) + extra ))
-  (( $(left) > limit )) || break
-  load_start "$load" "$name"
-  step "$name" $limit python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
-    --target checkpoints/ee-24x128 --out "$W/$name"
-  load_stop
-done
+loaded_processes s56_ $((180 + extra)) $((100 + extra))
 pack
 cat "$W/calls.log" "$W/loads.log"
 for f in "$W"/s56_*; do [ -d "$f" ] || continue; echo "$f"

@@ -17,17 +17,8 @@ Q=("${M[@]}")
 # PASSES=n: n measuring passes per engine (--overhead-passes; the first --reps paired, the rest after)
 [[ -n ${PASSES:-} ]] && Q+=(--overhead-passes "$PASSES")
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 2 --device cpu --dtype float32)
-i=0
-for load in $LOADS; do
-  i=$((i + 1)); name=$(unused "p${i}_${load/:/x}")
-  # a fresh machine's first process compiles every step (under load more than 100 s, fifty-third run)
-  limit=$(( (i == 1 && ${WARM:-0} == 0 ? 220 : 140) + ${PASSES:-3} * 5 ))
-  (( $(left) > limit )) || break
-  load_start "$load" "$name"
-  step "$name" $limit python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
-    --target checkpoints/ee-24x128 --out "$W/$name"
-  load_stop
-done
+# a fresh machine's first process compiles every step; WARM=1 where a call already did
+loaded_processes p $(( (${WARM:-0} == 0 ? 220 : 140) + ${PASSES:-3} * 5 )) $((140 + ${PASSES:-3} * 5))
 pack
 cat "$W/calls.log" "$W/loads.log"
 python3 results/gpu_run55/summary.py "$W"/p*_*/
