@@ -528,7 +528,8 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     # (instrument.py's caveat); per pass, since each met its own state
     clean = r.decode_tokens_per_s
     for k, p in enumerate(async_["passes"]):
-        p["paired_slowdown"] = p["decode_s"] / r.decode_s[k] - 1 if k < paired and r.decode_s[k] > 0 else None
+        timed = r.decode_s[k] if k < min(paired, len(r.decode_s)) else None  # the timed pass just before it
+        p["paired_slowdown"] = p["decode_s"] / timed - 1 if timed else None
     async_["paired_slowdown"] = async_["passes"][async_["median_pass"]]["paired_slowdown"]
     for p in [async_] + async_["passes"]:
         inst = p["decode_tokens_per_s"]
