@@ -60,6 +60,28 @@ def round_trip_us(device: torch.device | str = "cpu") -> float:
     return statistics.median(times) * 1e6
 
 
+def preemptions() -> int | None:
+    """How often the calling thread has been preempted so far: its involuntary context switches
+    (``getrusage(RUSAGE_THREAD).ru_nivcsw``), None where the platform does not count them per
+    thread (not Linux).
+
+    Why, beside the probe: the probe says how fast the host issues work, not why. On a small model
+    a speculative method's host is the bound, and the fifty-fifth GPU run found its overhead share
+    doubling beside 16 memory copiers free to run on the benchmark's cores and not beside the same
+    copiers pinned away from them (docs/gpu-runs.md): other processes taking the run's time slices.
+    The difference of two readings around a timed generation counts the slices it lost
+    (``measure.timed_passes``) to any other thread: another process's, or one of the run's own
+    where its threads outnumber its cores. On the 2-core CPU VM, run.py's HiSpec job (4 samples,
+    32 tokens) was preempted 25 times a pass with both cores, 294 with a spinning process pinned
+    to its one core, and 308 pinned alone to that core, where torch's own threads shared it (and
+    decoded at a third of the rate); a run with its cores to itself loses few."""
+    import resource
+
+    if not hasattr(resource, "RUSAGE_THREAD"):
+        return None
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+
+
 # Probes this far apart are two host states: the lent H200's measured ~1.5x apart (16-17 against
 # 24-28 µs), while one state's probes stayed within ~10 % of each other.
 STATE_RATIO = 1.25

@@ -49,6 +49,11 @@ The rules (docs/performance.md, "How a run is timed"):
    5.6 M model 1512-1885 tok/s across fresh processes): two runs that disagree
    by that much measured two hosts, and the probe says so (``run_job`` warns
    where one job's passes straddle states: ``host_probe.state_warnings``).
+   Beside it, each generation counts how often the timing thread was preempted
+   (``preemptions_passes`` per row, per pass in the summary): other threads
+   taking the run's time slices -- other processes' (which doubled HiSpec's
+   overhead share on a loaded GPU host; docs/gpu-runs.md, "Fifty-fifth run")
+   or the run's own, squeezed onto too few cores.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ class Timed:
     outputs_agree: bool = True
     # the host probe (host_probe.round_trip_us, µs) taken before each pass of this timing
     host_probe_us: list[float] | None = None
+    # the timing thread's preemptions during this sample's generation in each pass
+    # (host_probe.preemptions; None where the platform does not count them)
+    preemptions: list[int] | None = None
 
 
 def graph_captures(models: Iterable) -> int:
@@ -242,7 +250,9 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
     ``on_generation()``, if given, is called after every timed generation of every pass (progress:
     with several passes the results come only at the end). Before each pass the host's speed is
     probed (:func:`hsd_bench.host_probe.round_trip_us`, rule 6) and every ``Timed`` carries the
-    probes of the passes it was timed in.
+    probes of the passes it was timed in, and the timing thread's preemptions during its
+    generation in each pass (:func:`hsd_bench.host_probe.preemptions`; at ``batch_size`` > 1, since
+    the stream's previous finished row).
 
     ``after_pass(k)``, if given, runs after pass ``k``'s last generation (0-based), before the next
     pass's probe. Why: the benchmark's measuring passes (an outside share read with CUDA events)
@@ -261,7 +271,13 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
                      for i, p in enumerate(prompts))
         else:
             timed = timed_stream(decoder, prompts, max_new, decoding, batch_size, stop_sequences, tokenizer)
-        for item in timed:
+        while True:
+            before = host_probe.preemptions()  # counted while the generation runs, not while its row is written
+            item = next(timed, None)
+            if item is None:
+                break
+            after = host_probe.preemptions()
+            item[1].preemptions = None if before is None or after is None else [after - before]
             if on_generation is not None:
                 on_generation()
             yield item
@@ -282,7 +298,9 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
         yield i, Timed(kept.generation, sum(t.graph_captures for t in runs), any(t.retimed for t in runs),
                        pass_wall_s=walls, pass_decode_s=[t.generation.stats.decode_s for t in runs],
                        outputs_agree=all(t.generation.output_ids == first for t in runs),
-                       host_probe_us=list(probes))
+                       host_probe_us=list(probes),
+                       preemptions=None if any(t.preemptions is None for t in runs)
+                       else [t.preemptions[0] for t in runs])
 
 
 def decoder_device(decoder) -> torch.device:

@@ -51,6 +51,13 @@ def _host_probes(rows: list[dict]) -> list[float] | None:
     return None if passes is None else [statistics.median(probes) for probes in passes]
 
 
+def _preemptions(rows: list[dict]) -> list[int] | None:
+    """Each pass's preemptions of the timing thread (``host_probe.preemptions``) summed over rows,
+    when every row has as many passes."""
+    passes = _by_pass(rows, "preemptions_passes")
+    return None if passes is None else [sum(counts) for counts in passes]
+
+
 def summarize_method(rows: list[dict]) -> dict:
     tokens = sum(r["n_generated"] for r in rows)
     wall = sum(r["wall_s"] for r in rows)
@@ -100,6 +107,9 @@ def summarize_method(rows: list[dict]) -> dict:
         # median: host-bound methods follow it, so two runs' tokens/s compare only at similar probes
         "host_probe_us_passes": probes,
         "host_probe_us": statistics.median(probes) if probes else None,
+        # how often other threads took the timing thread's time slices, per pass: a run with its
+        # cores to itself is rarely preempted (docs/performance.md, "Settings worth knowing")
+        "preemptions_passes": _preemptions(rows),
         "acceptance_rate": _ratio(accepted, drafted),
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],

@@ -142,6 +142,10 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
     if s.get("host_probe_us") is not None:  # the host's speed beside its tokens/s (host_probe.py)
         parts[-1] += ","
         parts.append(f"host probe {s['host_probe_us']:.1f} µs")
+    counts = s.get("preemptions_passes")
+    if counts:  # time slices other threads took, per pass (host_probe.preemptions): the median pass's
+        parts[-1] += ","
+        parts.append(f"preempted {sorted(counts)[(len(counts) - 1) // 2]}x a pass")
     if run_dir is not None:
         parts.append(f"-> {run_dir}")
     return " ".join(parts)

@@ -10,6 +10,8 @@ step shape that was not captured -- and still decodes exactly.
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -232,6 +234,64 @@ def test_a_hook_runs_after_every_pass_before_the_next_probe(monkeypatch):
     one = list(measure.timed_passes(ScriptedDecoder([1.0]), [[1]], 2, DecodingConfig(),
                                     after_pass=lambda k: events.append(f"after{k}")))
     assert len(one) == 1 and events == ["probe", "after0"] and one[0][1].pass_decode_s is None
+
+
+def test_preemptions_are_counted_around_each_generation_not_while_its_row_is_written(monkeypatch):
+    """Each sample carries, per pass, how often the timing thread was preempted while its
+    generation ran (other processes taking the run's time slices): the count brackets the
+    generation alone, not the caller's work on the row between two generations, and the
+    benchmark's run sums it per pass."""
+    from hsd_bench.bench.runs import decoder_run
+
+    counter = [0]
+    monkeypatch.setattr(measure.host_probe, "preemptions", lambda: counter[0])
+    decoder = ScriptedDecoder([0.0, 0.0] + [1.0] * 6)
+    original = decoder.generate
+    per_call = iter([0, 0, 2, 5, 1, 0, 3, 4])  # prepare's two calls, then 3 passes x 2 prompts
+
+    def generate(*args, **kwargs):
+        counter[0] += next(per_call)
+        return original(*args, **kwargs)
+
+    decoder.generate = generate
+    consumer = lambda: counter.__setitem__(0, counter[0] + 100)  # noqa: E731 -- the row's writing
+    out = dict(measure.timed_passes(decoder, [[1], [2]], 2, DecodingConfig(), repeats=3, on_generation=consumer))
+    assert out[0].preemptions == [0, 2, 1] and out[1].preemptions == [0, 5, 0]  # no consumer's 100s
+    decoder.calls, per_call = 0, iter([0, 0, 2, 5, 1, 0, 3, 4])
+    r = decoder_run("x", decoder, "native", "autoregressive", [[1] * 3, [2] * 4], 2, reps=3)  # two lengths: two warm-ups
+    assert r.extra["preemptions_passes"] == [7, 1, 7]
+    monkeypatch.setattr(measure.host_probe, "preemptions", lambda: None)  # a platform that does not count
+    (_, one), = measure.timed_passes(ScriptedDecoder([1.0]), [[1]], 2, DecodingConfig())
+    assert one.preemptions is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread preemption counts are Linux's")
+def test_the_preemption_count_sees_another_process_on_the_same_core():
+    """``host_probe.preemptions`` counts the calling thread's involuntary context switches: with a
+    spinning process pinned to the same core, a thread that spins for 0.3 s is preempted again and
+    again (the scheduler shares the core between the two)."""
+    import os
+    import subprocess
+    import time
+
+    from hsd_bench import host_probe
+
+    before_affinity = os.sched_getaffinity(0)
+    core = min(before_affinity)
+    rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(rival.pid, {core})
+        os.sched_setaffinity(0, {core})
+        time.sleep(0.05)  # the rival runs
+        start, t0 = host_probe.preemptions(), time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
+            pass
+        taken = host_probe.preemptions() - start
+    finally:
+        os.sched_setaffinity(0, before_affinity)
+        rival.kill()
+        rival.wait()
+    assert taken >= 5, taken
 
 
 def test_one_pass_is_timed_generate_and_an_even_count_keeps_the_lower_middle():

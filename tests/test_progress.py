@@ -94,5 +94,7 @@ def test_summary_line():
     assert "\n" not in line
     summary["methods"]["hispec"]["host_probe_us"] = 17.25
     assert summary_line(summary).endswith("0 captures timed, host probe 17.2 µs")
+    summary["methods"]["hispec"]["preemptions_passes"] = [40, 3, 7]  # the median pass's count beside it
+    assert summary_line(summary).endswith("0 captures timed, host probe 17.2 µs, preempted 7x a pass")
     bare = summary_line({"methods": {"autoregressive": {"n_samples": 1, "tokens_per_s": 3.0}}})
     assert bare.startswith("[hsd-bench] done autoregressive on ?: 1 samples, 3.0 tok/s (- vs AR)")

@@ -236,6 +236,9 @@ def test_timing_repeats_times_every_row_in_several_passes_and_enters_the_identit
         assert len(probes) == 3 and all(0 < p < 1e5 for p in probes)
         assert all(r["host_probe_us_passes"] == probes for r in mine)
         assert s["host_probe_us_passes"] == probes and s["host_probe_us"] == sorted(probes)[1]
+        # the timing thread's preemptions in each pass's generation (Linux counts them per thread)
+        assert all(len(r["preemptions_passes"]) == 3 and min(r["preemptions_passes"]) >= 0 for r in mine)
+        assert s["preemptions_passes"] == [sum(r["preemptions_passes"][k] for r in mine) for k in range(3)]
 
 
 def test_passes_that_decode_different_tokens_are_flagged_counted_and_said(tmp_path, monkeypatch):

@@ -118,6 +118,9 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     probes = timed[0].host_probe_us if timed else None  # every prompt was timed in the same passes
     result.extra["host_probe_us_passes"] = probes
     result.extra["host_probe_us"] = median(probes) if probes else None
+    counts = [t.preemptions for t in timed]  # the timing thread's, per pass, summed over prompts
+    result.extra["preemptions_passes"] = (None if not counts or any(c is None for c in counts)
+                                          else [sum(c[k] for c in counts) for k in range(len(counts[0]))])
     result.extra["graph_captures_timed"] = sum(t.graph_captures for t in timed)
     result.outputs = [g.output_ids for g in gens]
     result.tokens = sum(len(o) for o in result.outputs)
