@@ -51,9 +51,10 @@ def _host_probes(rows: list[dict]) -> list[float] | None:
     return None if passes is None else [statistics.median(probes) for probes in passes]
 
 
-def _preemptions(rows: list[dict]) -> list[int] | None:
-    """Each pass's preemptions of the timing thread (``host_probe.preemptions``) summed over rows,
-    when every row has as many passes."""
+def preemptions_by_pass(rows: list[dict]) -> list[int] | None:
+    """Each pass's preemptions of the timing thread (``host_probe.preemptions``) summed over rows
+    (their ``preemptions_passes``), when every row has as many passes: run.py's summary and the
+    benchmark's rows (``bench.runs.decoder_run``)."""
     passes = _by_pass(rows, "preemptions_passes")
     return None if passes is None else [sum(counts) for counts in passes]
 
@@ -109,7 +110,7 @@ def summarize_method(rows: list[dict]) -> dict:
         "host_probe_us": statistics.median(probes) if probes else None,
         # how often other threads took the timing thread's time slices, per pass: a run with its
         # cores to itself is rarely preempted (docs/performance.md, "Settings worth knowing")
-        "preemptions_passes": _preemptions(rows),
+        "preemptions_passes": preemptions_by_pass(rows),
         "acceptance_rate": _ratio(accepted, drafted),
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],

@@ -73,9 +73,8 @@ from hsd_bench.bench import gpt_fast  # noqa: E402
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary, spec_problem  # noqa: E402
 from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
-from hsd_bench.bench.runs import (engine_host_serial, engine_run, hf_generate, native_loop,  # noqa: E402
-                                   outside_at_rate, outside_forwards_pass, outside_forwards_summary,
-                                   plan_mismatch, timed_plan)
+from hsd_bench.bench.runs import (engine_overheads, engine_run, hf_generate, native_loop,  # noqa: E402
+                                   outside_at_rate, outside_forwards_pass, plan_mismatch, timed_plan)
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
 from hsd_bench.bench.trace import at_timed_rate, decode_device_idle  # noqa: E402
 from hsd_bench.methods import MethodSpec, build_engine  # noqa: E402
@@ -511,18 +510,16 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
     cost the host in that state, tell them apart: unloaded the pairs read the events' own cost
     (+3.9 % median on HiSpec and the hierarchy), on a loaded host -27 to +68 % at an unchanged
     event cost -- its state moves within one pass (the fifty-fifth run)."""
+    wrapped = lambda wrap: build(name, wrap)  # noqa: E731 -- the engine with every model wrapped
     records: list[dict] = []
 
-    def measuring_pass(_timed_pass: int = -1) -> None:
+    def measuring_pass(_timed_pass: int) -> None:
         if len(records) < overhead_passes:
-            records.append(outside_forwards_pass(lambda wrap: build(name, wrap), prompts, max_new, stop, codec))
+            records.append(outside_forwards_pass(wrapped, prompts, max_new, stop, codec))
 
     r = engine_run(label, build(name), name, prompts, max_new, reps, stop, codec, after_pass=measuring_pass)
     paired = len(records)
-    while len(records) < overhead_passes:
-        measuring_pass()
-    r.extra["outside_forwards_async"] = outside_forwards_summary(records)
-    r.extra["host_serial"] = engine_host_serial(lambda wrap: build(name, wrap), prompts, max_new, stop, codec)
+    r.extra.update(engine_overheads(wrapped, prompts, max_new, stop, codec, overhead_passes, measured=records))
     async_ = r.extra["outside_forwards_async"]
     # the events' own host cost and the pass's host state, visible as a slower instrumented pass
     # (instrument.py's caveat); per pass, since each met its own state

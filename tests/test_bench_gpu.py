@@ -144,8 +144,11 @@ def test_measuring_passes_are_interleaved_with_the_timed_passes(tmp_path, monkey
         calls.append((calls[-1][0], "measuring"))
         return measuring(build, *args, **kwargs)
 
+    from hsd_bench.bench import runs
+
     monkeypatch.setattr(bench, "engine_run", timed)
-    monkeypatch.setattr(bench, "outside_forwards_pass", measured)
+    monkeypatch.setattr(bench, "outside_forwards_pass", measured)  # the passes after timed ones
+    monkeypatch.setattr(runs, "outside_forwards_pass", measured)  # the rest (engine_overheads')
     rc = bench.main([
         "--device", "cpu", "--dtype", "float32", "--parts", "overhead", "--overhead-models", "random:tiny",
         "--overhead-prompts", "2", "--overhead-max-new", "8", "--prompt-len", "8", "--reps", "2",

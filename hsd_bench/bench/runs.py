@@ -37,7 +37,7 @@ import torch
 from hsd_bench import host_probe
 from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate, Timeline, event_pair_host_s
 from hsd_bench.bench.timing import median, sync
-from hsd_bench.metrics import summarize_method
+from hsd_bench.metrics import preemptions_by_pass, summarize_method
 
 
 @dataclass
@@ -118,9 +118,7 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     probes = timed[0].host_probe_us if timed else None  # every prompt was timed in the same passes
     result.extra["host_probe_us_passes"] = probes
     result.extra["host_probe_us"] = median(probes) if probes else None
-    counts = [t.preemptions for t in timed]  # the timing thread's, per pass, summed over prompts
-    result.extra["preemptions_passes"] = (None if not counts or any(c is None for c in counts)
-                                          else [sum(c[k] for c in counts) for k in range(len(counts[0]))])
+    result.extra["preemptions_passes"] = preemptions_by_pass([{"preemptions_passes": t.preemptions} for t in timed])
     result.extra["graph_captures_timed"] = sum(t.graph_captures for t in timed)
     result.outputs = [g.output_ids for g in gens]
     result.tokens = sum(len(o) for o in result.outputs)
@@ -336,7 +334,8 @@ def outside_forwards_summary(runs: list[dict]) -> dict:
 
 
 def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
-                            stop: tuple[str, ...] = (), codec=None, passes: int = 1) -> dict:
+                            stop: tuple[str, ...] = (), codec=None, passes: int = 1,
+                            measured: list[dict] = ()) -> dict:
     """Device time outside model calls during decode, under asynchronous dispatch (``passes`` passes).
 
     ``build(wrap)`` builds the engine with every model wrapped by ``wrap``.
@@ -358,14 +357,16 @@ def engine_outside_forwards(build: Callable[[Callable], object], prompts: list[l
     and twenty-fourth runs). The figures returned are those of the pass with
     the median share (:func:`outside_forwards_summary`), and ``passes`` lists
     every pass's share, busy and decode time, rate and probe in the order they
-    ran, so the spread is read beside the figure. These passes run back to
-    back; the benchmark interleaves them with its timed passes instead
-    (``bench_gpu.measure_engine``), one :func:`outside_forwards_pass` after each.
+    ran, so the spread is read beside the figure. ``measured``: passes already
+    run (:func:`outside_forwards_pass` records) -- the benchmark interleaves
+    them with its timed passes (``bench_gpu.measure_engine``), one after each
+    -- counted first; the rest of the ``passes`` run here, back to back.
     """
     if passes < 1:
         raise ValueError(f"passes={passes}: the outside share needs at least one instrumented pass")
-    return outside_forwards_summary([outside_forwards_pass(build, prompts, max_new, stop, codec)
-                                     for _ in range(passes)])
+    runs = list(measured)
+    runs += [outside_forwards_pass(build, prompts, max_new, stop, codec) for _ in range(passes - len(runs))]
+    return outside_forwards_summary(runs)
 
 
 def outside_at_rate(outside: dict, decode_s: float | None) -> float | None:
@@ -416,11 +417,14 @@ def engine_host_serial(build: Callable[[Callable], object], prompts: list[list[i
 
 
 def engine_overheads(build: Callable[[Callable], object], prompts: list[list[int]], max_new: int,
-                     stop: tuple[str, ...] = (), codec=None, async_passes: int = 1) -> dict:
+                     stop: tuple[str, ...] = (), codec=None, async_passes: int = 1,
+                     measured: list[dict] = ()) -> dict:
     """Both measures, keyed as they appear in ``bench.json`` rows, on the timed passes' workload
     (``stop``, ``codec``: their stop sequences and tokenizer); ``async_passes`` instrumented passes
-    for the outside share (:func:`engine_outside_forwards`), one host-serial pass."""
+    for the outside share (:func:`engine_outside_forwards`, ``measured`` the ones already run),
+    one host-serial pass."""
     return {
-        "outside_forwards_async": engine_outside_forwards(build, prompts, max_new, stop, codec, async_passes),
+        "outside_forwards_async": engine_outside_forwards(build, prompts, max_new, stop, codec, async_passes,
+                                                          measured),
         "host_serial": engine_host_serial(build, prompts, max_new, stop, codec),
     }
