@@ -24,6 +24,7 @@ special case ``B = 1``, driven through the same code (``generate``).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -1105,9 +1106,7 @@ class Engine:
             shared = [getattr(state.model, "token_row", None) for state in reversed(self.states)]
             shared = [t for t in shared if t is not None and t.device == self.device]
             if shared:
-                users = {t.data_ptr(): 0 for t in shared}
-                for t in shared:
-                    users[t.data_ptr()] += 1
+                users = Counter(t.data_ptr() for t in shared)
                 return max(shared, key=lambda t: users[t.data_ptr()]).view(1, -1)
         return torch.zeros(batch_size, 1, dtype=torch.long, device=self.device)
 
@@ -1241,6 +1240,7 @@ class Engine:
             need = [mm - 1 for mm in m]
             confidence = None  # this level's top probability at each position, for its draft_stop
             caught_up = False
+            token_written = False  # a verdict step wrote the verifier's token into self._tokens
             if greedy:
                 if level.draft_stop is None:
                     target = self._take_hand_up(i, sub, m, k)
@@ -1251,7 +1251,6 @@ class Engine:
                     target, confidence = logits.argmax(dim=-1), top_probability(logits, logits=True)
                 drafts = (self._rows_of(self._tokens)[sub[0]][m[0] : upto[0]] if len(sub) == 1
                           else token_spans(self._tokens, sub, m, upto))
-                token_written = False
                 if confidence is None:
                     verdicts, caught_up, mark, token_written = self._greedy_verdicts(
                         i, sub, m, k, [out[j] for j in active], drafts, target, mark)
@@ -1284,7 +1283,7 @@ class Engine:
                     cuts[jj] = first_stop(conf[off : off + accepted[jj] + 1], level.draft_stop)
                     off += kk + 1
             handed = self._handed_up if self._handed_up is not None and self._handed_up.level == i + 1 else None
-            if not (greedy and token_written):  # else a verdict step wrote it on the device
+            if not token_written:
                 write_tokens(self._tokens, sub, [mm + a for mm, a in zip(m, accepted)], tokens,
                              row=self._rows_of(self._tokens)[sub[0]] if len(sub) == 1 else None)
             still = []

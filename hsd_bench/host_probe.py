@@ -22,6 +22,11 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
+try:
+    import resource  # Unix only: on Windows there is no per-thread count and preemptions() says None
+except ImportError:
+    resource = None
+
 if TYPE_CHECKING:
     import torch
 
@@ -75,9 +80,7 @@ def preemptions() -> int | None:
     32 tokens) was preempted 25 times a pass with both cores, 294 with a spinning process pinned
     to its one core, and 308 pinned alone to that core, where torch's own threads shared it (and
     decoded at a third of the rate); a run with its cores to itself loses few."""
-    import resource
-
-    if not hasattr(resource, "RUSAGE_THREAD"):
+    if resource is None or not hasattr(resource, "RUSAGE_THREAD"):
         return None
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
 

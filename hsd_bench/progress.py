@@ -10,6 +10,7 @@ switched off (CI=true or stderr not a terminal) so logs stay clean.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import IO, Iterable, Mapping
@@ -145,7 +146,7 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
     counts = s.get("preemptions_passes")
     if counts:  # time slices other threads took, per pass (host_probe.preemptions): the median pass's
         parts[-1] += ","
-        parts.append(f"preempted {sorted(counts)[(len(counts) - 1) // 2]}x a pass")
+        parts.append(f"preempted {statistics.median_low(counts)}x a pass")
     if run_dir is not None:
         parts.append(f"-> {run_dir}")
     return " ".join(parts)
