@@ -85,6 +85,14 @@ def preemptions() -> int | None:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
 
 
+def preempted_since(before: int | None) -> int | None:
+    """The calling thread's preemptions since ``before`` (a :func:`preemptions` reading), None where
+    either reading is missing: the one way a count around some work is taken (the timed passes'
+    generations, the benchmark's measuring passes)."""
+    after = preemptions()
+    return None if before is None or after is None else after - before
+
+
 # Probes this far apart are two host states: the lent H200's measured ~1.5x apart (16-17 against
 # 24-28 µs), while one state's probes stayed within ~10 % of each other.
 STATE_RATIO = 1.25

@@ -276,8 +276,8 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
             item = next(timed, None)
             if item is None:
                 break
-            after = host_probe.preemptions()
-            item[1].preemptions = None if before is None or after is None else [after - before]
+            counted = host_probe.preempted_since(before)
+            item[1].preemptions = None if counted is None else [counted]
             if on_generation is not None:
                 on_generation()
             yield item

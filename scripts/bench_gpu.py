@@ -542,6 +542,7 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
         + (f", {100 * async_['paired_slowdown']:+.1f}% against the timed pass before it"
            if async_["paired_slowdown"] is not None else "")
         + (f", event pair {async_['event_pair_host_us']:.1f} µs" if async_.get("event_pair_host_us") else "")
+        + (f", preempted {async_['preemptions']}x" if async_.get("preemptions") is not None else "")
         + "; at the timed passes' rate "
         + (f"{100 * at_rate:.1f}%" if at_rate is not None else "–") + f"), host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"

@@ -170,6 +170,7 @@ def test_measuring_passes_are_interleaved_with_the_timed_passes(tmp_path, monkey
         assert row["outside_forwards_async"]["gpu_idle_frac"] == passes[median]["gpu_idle_frac"], method
         assert row["outside_forwards_async"]["paired_slowdown"] == passes[median]["paired_slowdown"], method
         assert all(p["event_pair_host_us"] is None for p in passes), method  # no CUDA events on CPU
+        assert all(isinstance(p["preemptions"], int) and p["preemptions"] >= 0 for p in passes), method
 
 
 def test_overhead_part_drafts_are_chosen_or_refused_by_name():
@@ -357,6 +358,41 @@ def test_event_timer_cpu_fallback_sees_engine_time_outside_calls():
     assert slow["outside_s"] - fast["outside_s"] > 0.5 * 0.002 * 10
     assert slow["gpu_idle_frac"] > fast["gpu_idle_frac"]
     assert isinstance(EventTimer(native), EventTimer)
+
+
+def test_a_measuring_pass_counts_its_preemptions_around_its_generations_only(monkeypatch):
+    """Each measuring pass carries the timing thread's preemptions while its generations ran, summed
+    over prompts, as the timed passes count theirs: on a loaded GPU host the timed passes were
+    preempted 0-30 times a pass while a measuring pass beside them ran 29-55 % slower (fifty-sixth
+    run), and only the measuring pass's own count says whether it lost time slices. Work between
+    the generations (the timers' collection) is not counted; a platform without the count says None."""
+    from hsd_bench import host_probe
+    from hsd_bench.bench import runs
+
+    build, prompts = _hispec_with_bookkeeping_delay()
+    counter, per_generation = [0], iter([3, 4])
+    monkeypatch.setattr(host_probe, "preemptions", lambda: counter[0])
+    original = runs.Timeline.collect
+
+    def collect(self):  # between two generations: must not be counted
+        counter[0] += 100
+        return original(self)
+
+    monkeypatch.setattr(runs.Timeline, "collect", collect)
+
+    def counted_build(wrap):
+        engine = build(wrap)
+        generate = engine.generate
+        engine.generate = lambda *a, **k: (counter.__setitem__(0, counter[0] + next(per_generation)),
+                                           generate(*a, **k))[1]
+        return engine
+
+    record = runs.outside_forwards_pass(counted_build, prompts, 10)
+    assert record["preemptions"] == 7
+    summary = runs.outside_forwards_summary([record, {**record, "preemptions": 2}])
+    assert [p["preemptions"] for p in summary["passes"]] == [7, 2]
+    monkeypatch.setattr(host_probe, "preemptions", lambda: None)
+    assert runs.outside_forwards_pass(build, prompts, 10)["preemptions"] is None
 
 
 def test_the_outside_share_is_the_median_of_several_passes_each_listed():

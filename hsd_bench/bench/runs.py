@@ -269,8 +269,11 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     if timer_cls is EventTimer:  # the events' own host cost in this state (None off CUDA)
         pair = event_pair_host_s(engine.device)
         totals["event_pair_host_us"] = None if pair is None else 1e6 * pair
+    preempted: list[int | None] = []
     for p in prompts:
+        before = host_probe.preemptions()  # around the generation alone, as the timed passes count them
         g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
+        preempted.append(host_probe.preempted_since(before))
         add_plan(totals["plan"], g.stats)
         if timeline is not None:
             timeline.collect()  # before the timers recycle their events
@@ -282,6 +285,7 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
         for k, v in g.stats.as_row()["time_split_s"].items():
             totals["split"][k] = totals["split"].get(k, 0.0) + v
     engine.on_phase = None
+    totals["preemptions"] = None if None in preempted else sum(preempted)
     return engine, timers, totals
 
 
@@ -292,7 +296,10 @@ def outside_forwards_pass(build: Callable[[Callable], object], prompts: list[lis
     Also returns ``event_pair_host_us``: what one CUDA event pair cost the host just before the
     pass (``instrument.event_pair_host_s``; None off CUDA). The pass records two per model call;
     on a host-bound model each is host time the device waits through, so the share carries that
-    cost, and how much it is in this host state is read beside it."""
+    cost, and how much it is in this host state is read beside it. And ``preemptions``: the
+    timing thread's preemptions while the pass's generations ran (``host_probe.preemptions``, as
+    the timed passes count theirs; None where the platform does not count them), so a pass far
+    from its timed pass's rate says whether it lost time slices."""
     timeline = Timeline()
     _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False,
                                            timeline=timeline, stop=stop, codec=codec)
@@ -311,6 +318,9 @@ def outside_forwards_pass(build: Callable[[Callable], object], prompts: list[lis
         "idle_by_transition": timeline.top(6, decode),
         "host_probe_us": totals["host_probe_us"],
         "event_pair_host_us": totals["event_pair_host_us"],
+        # the timing thread's preemptions in this pass, beside the timed passes' (preemptions_passes):
+        # a measuring pass far from its timed pass's rate with many more of them lost time slices
+        "preemptions": totals["preemptions"],
         "plan": totals["plan"],  # what it queued ahead: the timed passes' plan, or it measures another
     }
 
@@ -326,7 +336,7 @@ def outside_forwards_summary(runs: list[dict]) -> dict:
     chosen = dict(ranked[len(ranked) // 2])
     chosen["median_pass"] = next(i for i, r in enumerate(runs) if r is ranked[len(ranked) // 2])
     kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us",
-            "event_pair_host_us", "tokens", "plan")
+            "event_pair_host_us", "preemptions", "tokens", "plan")
     chosen["passes"] = [{k: r[k] for k in kept} for r in runs]
     shares = [r["gpu_idle_frac"] for r in runs if r["gpu_idle_frac"] is not None]
     chosen["gpu_idle_frac_range"] = [min(shares), max(shares)] if shares else None
