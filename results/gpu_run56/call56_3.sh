@@ -8,7 +8,8 @@
 # compiles in it), the rest in LAYOUTS:
 #   solo: the benchmark pinned to vCPU 0, no load;   sib / far: one copier pinned to SIB / FAR;
 #   rest: copiers on every vCPU but 0 and SIB (vCPU 0's core to itself, the machine loaded);
-#   all:  16 copiers and the benchmark unpinned (calls 1 and the fifty-fifth run's load).
+#   all:  16 copiers and the benchmark unpinned (calls 1 and the fifty-fifth run's load);
+#   self: 16 copiers unpinned, the benchmark pinned to vCPU 0 (what a run can do on its own).
 # Every measuring pass now counts its preemptions too. Carry [".whl"].
 # A CPU dry run: OUT=<dir> CALL_LIMIT=300 DRY=1 LAYOUTS="sib rest" bash results/gpu_run56/call56_3.sh
 source scripts/gpu_env.sh
@@ -16,8 +17,10 @@ CALL=${CALL:-call3} source scripts/gpu_call.sh
 LAYOUTS=${LAYOUTS:-"sib far rest all solo sib rest all"}
 N=$(nproc); echo "$N" > "$W/nproc.txt"
 lscpu > "$W/lscpu.txt" 2>&1
-SECONDS_EACH=${SECONDS_EACH:-1.0} python3 results/gpu_run56/sibling_probe.py > "$W/siblings.txt" 2>&1
-cat "$W/siblings.txt"
+# PROBE=0: no sibling probe (call 3's read noise: vCPU 0's loop ran 0.97-2.09x its rate alone
+# beside every copier, and its two readings alone differed by 13 %)
+[[ ${PROBE:-1} == 1 ]] && SECONDS_EACH=${SECONDS_EACH:-1.0} python3 results/gpu_run56/sibling_probe.py > "$W/siblings.txt" 2>&1
+[[ -f $W/siblings.txt ]] && cat "$W/siblings.txt"
 SIB=$(sed -n 's/^slowest beside: cpu\([0-9]*\).*/\1/p' "$W/siblings.txt"); SIB=${SIB:-1}
 FAR=$(awk '/^copier on cpu/ {c=substr($3,4); if ($4 > best) {best=$4; far=c}} END {print far}' "$W/siblings.txt")
 FAR=${FAR:-$((N / 2))}
@@ -44,6 +47,7 @@ for layout in first $LAYOUTS; do
     far) hogs "$FAR" ;;
     rest) hogs $(seq 1 $((N - 1)) | grep -vx "$SIB") ;;
     all) bench=(); hogs $(yes any | head -n "$N") ;;
+    self) hogs $(yes any | head -n "$N") ;;
     *) echo "unknown layout $layout"; exit 2 ;;
   esac
   (( ${#PIDS[@]} )) && sleep 3

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Fifty-sixth run, call 4 (any card): run.py's HiSpec job unloaded (its done line's preemption count
+# read on a GPU), then call56_3.sh's processes without the sibling probe, LAYOUTS default "self all
+# self all rest": can a run that pins itself to one vCPU keep HiSpec's share beside 16 unpinned
+# copiers, as call 3's benchmark did with the copiers pinned away (rest)? Carry [".whl"].
+# A CPU dry run: OUT=<dir> CALL_LIMIT=400 DRY=1 LAYOUTS="self" bash results/gpu_run56/call56_4.sh
+source scripts/gpu_env.sh
+CALL=${CALL:-call4} source scripts/gpu_call.sh
+R=(model.path=checkpoints/ee-24x128 max_new_tokens=128 dataset.limit=8 method=hispec exit=3,6
+   method.draft_len=2 method.period=4 results_dir="$W/runpy")
+if [[ -n ${DRY:-} ]]; then R+=(model.device=cpu max_new_tokens=8 dataset.limit=2); else
+  R+=(model.device=cuda model.dtype=bfloat16); fi
+step runpy 200 python3 run.py "${R[@]}"
+grep -E "done|warn" "$W/runpy.log" | tail -4
+CALL=$CALL CALL_LIMIT=$(left) WARM=1 PROBE=0 LAYOUTS=${LAYOUTS:-"self all self all rest"} bash results/gpu_run56/call56_3.sh
