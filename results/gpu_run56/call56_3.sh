@@ -9,7 +9,10 @@
 #   solo: the benchmark pinned to vCPU 0, no load;   sib / far: one copier pinned to SIB / FAR;
 #   rest: copiers on every vCPU but 0 and SIB (vCPU 0's core to itself, the machine loaded);
 #   all:  16 copiers and the benchmark unpinned (calls 1 and the fifty-fifth run's load);
-#   self: 16 copiers unpinned, the benchmark pinned to vCPU 0 (what a run can do on its own).
+#   self: 16 copiers unpinned, the benchmark pinned to vCPU 0 (what a run can do on its own);
+#   rest15: copiers on every vCPU but 0 (all vCPUs busy, vCPU 0 the benchmark's alone).
+# loads.log gets each process's steal time (/proc/stat: time the hypervisor ran other work on the
+# VM's vCPUs), which no count inside the guest sees.
 # Every measuring pass now counts its preemptions too. Carry [".whl"].
 # A CPU dry run: OUT=<dir> CALL_LIMIT=300 DRY=1 LAYOUTS="sib rest" bash results/gpu_run56/call56_3.sh
 source scripts/gpu_env.sh
@@ -48,12 +51,16 @@ for layout in first $LAYOUTS; do
     rest) hogs $(seq 1 $((N - 1)) | grep -vx "$SIB") ;;
     all) bench=(); hogs $(yes any | head -n "$N") ;;
     self) hogs $(yes any | head -n "$N") ;;
+    rest15) hogs $(seq 1 $((N - 1))) ;;
     *) echo "unknown layout $layout"; exit 2 ;;
   esac
   (( ${#PIDS[@]} )) && sleep 3
   echo "$name copiers ${#PIDS[@]} loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >> "$W/loads.log"
+  read -r _ u0 n0 s0 i0 w0 q0 sq0 st0 _ < /proc/stat
   step "$name" $limit "${bench[@]}" python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
     --target checkpoints/ee-24x128 --out "$W/$name"
+  read -r _ u1 n1 s1 i1 w1 q1 sq1 st1 _ < /proc/stat
+  echo "$name steal $((st1 - st0)) of $(( (u1+n1+s1+i1+w1+q1+sq1+st1) - (u0+n0+s0+i0+w0+q0+sq0+st0) )) ticks, idle $((i1 - i0))" >> "$W/loads.log"
   (( ${#PIDS[@]} )) && { kill "${PIDS[@]}" 2>/dev/null; wait "${PIDS[@]}" 2>/dev/null; }
 done
 pack
