@@ -79,7 +79,12 @@ def preemptions() -> int | None:
     where its threads outnumber its cores. On the 2-core CPU VM, run.py's HiSpec job (4 samples,
     32 tokens) was preempted 25 times a pass with both cores, 294 with a spinning process pinned
     to its one core, and 308 pinned alone to that core, where torch's own threads shared it (and
-    decoded at a third of the rate); a run with its cores to itself loses few."""
+    decoded at a third of the rate); a run with its cores to itself loses few. On a GPU the
+    count stays low even on a loaded host: CUDA's default wait spins, so the thread keeps its core
+    (HiSpec's timed passes 0-4 times a pass beside 16 memory copiers, 0-2 unloaded, while the
+    copiers still doubled its overhead share; 56-78 with a blocking wait, which halved its rate:
+    the fifty-sixth GPU run). A high count says the run lost its core; a low one does not say the
+    host was unloaded."""
     if resource is None or not hasattr(resource, "RUSAGE_THREAD"):
         return None
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
