@@ -144,6 +144,7 @@ def test_measuring_passes_are_interleaved_with_the_timed_passes(tmp_path, monkey
         calls.append((calls[-1][0], "measuring"))
         return measuring(build, *args, **kwargs)
 
+    from hsd_bench import host_probe
     from hsd_bench.bench import runs
 
     monkeypatch.setattr(bench, "engine_run", timed)
@@ -170,7 +171,9 @@ def test_measuring_passes_are_interleaved_with_the_timed_passes(tmp_path, monkey
         assert row["outside_forwards_async"]["gpu_idle_frac"] == passes[median]["gpu_idle_frac"], method
         assert row["outside_forwards_async"]["paired_slowdown"] == passes[median]["paired_slowdown"], method
         assert all(p["event_pair_host_us"] is None for p in passes), method  # no CUDA events on CPU
-        assert all(isinstance(p["preemptions"], int) and p["preemptions"] >= 0 for p in passes), method
+        counts = host_probe.preemptions() is not None  # Linux counts a thread's preemptions
+        assert all(isinstance(p["preemptions"], int) and p["preemptions"] >= 0 if counts else p["preemptions"] is None
+                   for p in passes), method
 
 
 def test_overhead_part_drafts_are_chosen_or_refused_by_name():
