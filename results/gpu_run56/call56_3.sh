@@ -13,7 +13,8 @@
 #   rest15: copiers on every vCPU but 0 (all vCPUs busy, vCPU 0 the benchmark's alone).
 # loads.log gets each process's steal time (/proc/stat: time the hypervisor ran other work on the
 # VM's vCPUs), which no count inside the guest sees.
-# Every measuring pass now counts its preemptions too. Carry [".whl"].
+# Every measuring pass now counts its preemptions too. FIRST_LIMIT / REST_LIMIT (default 220 / 140 s)
+# and METHODS (default hispec,hierarchy) fit a short call. Carry [".whl"].
 # A CPU dry run: OUT=<dir> CALL_LIMIT=300 DRY=1 LAYOUTS="sib rest" bash results/gpu_run56/call56_3.sh
 source scripts/gpu_env.sh
 CALL=${CALL:-call3} source scripts/gpu_call.sh
@@ -40,7 +41,7 @@ hogs() {  # hogs CPU...: one copier pinned to each CPU given ("any": unpinned)
 i=0
 for layout in first $LAYOUTS; do
   i=$((i + 1)); name=$(unused "p${i}_${layout}")
-  limit=$(( i == 1 && ${WARM:-0} == 0 ? 220 : 140 ))
+  limit=$(( i == 1 && ${WARM:-0} == 0 ? ${FIRST_LIMIT:-220} : ${REST_LIMIT:-140} ))
   (( $(left) > limit )) || break
   PIDS=(); bench=(taskset -c 0)
   case $layout in
@@ -57,7 +58,7 @@ for layout in first $LAYOUTS; do
   (( ${#PIDS[@]} )) && sleep 3
   echo "$name copiers ${#PIDS[@]} loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >> "$W/loads.log"
   read -r _ u0 n0 s0 i0 w0 q0 sq0 st0 _ < /proc/stat
-  step "$name" $limit "${bench[@]}" python3 scripts/bench_gpu.py "${Q[@]}" --methods hispec,hierarchy \
+  step "$name" $limit "${bench[@]}" python3 scripts/bench_gpu.py "${Q[@]}" --methods "${METHODS:-hispec,hierarchy}" \
     --target checkpoints/ee-24x128 --out "$W/$name"
   read -r _ u1 n1 s1 i1 w1 q1 sq1 st1 _ < /proc/stat
   echo "$name steal $((st1 - st0)) of $(( (u1+n1+s1+i1+w1+q1+sq1+st1) - (u0+n0+s0+i0+w0+q0+sq0+st0) )) ticks, idle $((i1 - i0))" >> "$W/loads.log"
