@@ -5,7 +5,10 @@
 # (RUNS) with the time left. Carry [".whl"].
 # A CPU dry run: OUT=<dir> CALL_LIMIT=400 DRY=1 RUNPY="spin/none" RUNS="spin/none" bash results/gpu_run56/call56_2.sh
 source scripts/gpu_env.sh
-CALL=${CALL:-call2} source scripts/gpu_call.sh
+# CALL set for the whole script, not as a prefix of `source` (gone after it): the nested call below
+# must write into this call's W and pack into this call's archive
+CALL=${CALL:-call2}
+source scripts/gpu_call.sh
 source results/gpu_run53/load.sh
 RUNPY=${RUNPY:-"spin/none spin/mem:16"}
 R=(model.path=checkpoints/ee-24x128 max_new_tokens=128 dataset.limit=8 method=hispec exit=3,6

@@ -7,7 +7,10 @@
 # copiers pinned away (rest), one vCPU left idle. Carry [".whl"].
 # A CPU dry run: OUT=<dir> CALL_LIMIT=400 DRY=1 LAYOUTS="self" bash results/gpu_run56/call56_4.sh
 source scripts/gpu_env.sh
-CALL=${CALL:-call4} source scripts/gpu_call.sh
+# CALL set for the whole script, not as a prefix of `source` (gone after it): the nested call below
+# must write into this call's W and pack into this call's archive
+CALL=${CALL:-call4}
+source scripts/gpu_call.sh
 R=(model.path=checkpoints/ee-24x128 max_new_tokens=128 dataset.limit=8 method=hispec exit=3,6
    method.draft_len=2 method.period=4 results_dir="$W/runpy")
 if [[ -n ${DRY:-} ]]; then R+=(model.device=cpu max_new_tokens=8 dataset.limit=2); else
