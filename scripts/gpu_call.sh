@@ -1,6 +1,6 @@
 # Sourced by a device session's call script, after scripts/gpu_env.sh, with CALL set (its name,
 # e.g. call1): what every such script began with, written once.
-# - W, the work folder (/tmp/w_$CALL), and W/gpu.txt (the GPU's name and driver);
+# - W, the work folder (/tmp/w_$CALL), W/gpu.txt (the GPU's name and driver) and W/nproc.txt (vCPUs);
 # - left: seconds left of the call's CALL_LIMIT (default 585) since this file was sourced (not
 #   LIMIT: scripts/gpu_headline.sh reads LIMIT as run.py's dataset.limit, and a call that set one
 #   for the other ran every HumanEval prompt -- forty-sixth run);
@@ -18,6 +18,7 @@ export CI=true
 start=$SECONDS
 W=/tmp/w_${CALL:?set CALL before sourcing scripts/gpu_call.sh}; mkdir -p "$W"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$W/gpu.txt" 2>/dev/null || true
+nproc > "$W/nproc.txt"  # the host's vCPUs: a host-bound method's rate follows how many it gets
 left() { echo $((${CALL_LIMIT:-585} - (SECONDS - start))); }
 PACKED="$OUT/$CALL.tgz"  # fixed now: a CALL given as `CALL=x source ...` is gone after the source
 pack() { tar czf "$PACKED" -C "$W" --exclude='*.safetensors' --exclude='*.pt' . ; }

@@ -13,7 +13,7 @@ source scripts/gpu_env.sh
 CALL=call1 source scripts/gpu_call.sh
 source results/gpu_run53/load.sh
 LOADS=${LOADS:-"none cpu:8 none cpu:16 none mem:8 cpu:24"}
-nproc > "$W/nproc.txt"; lscpu >> "$W/nproc.txt" 2>&1
+lscpu >> "$W/nproc.txt" 2>&1
 extra=0  # seconds more per process for its traced pass
 if [[ -n ${TRACE:-} ]]; then Q=("${M[@]}"); extra=40; else Q=("${M_UNTRACED[@]}"); fi
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 1 --device cpu --dtype float32)

@@ -12,7 +12,6 @@ source scripts/gpu_env.sh
 CALL=${CALL:-call1} source scripts/gpu_call.sh
 source results/gpu_run53/load.sh
 LOADS=${LOADS:-"mem:16 none mem:16"}
-nproc > "$W/nproc.txt"
 Q=("${M[@]}")
 # PASSES=n: n measuring passes per engine (--overhead-passes; the first --reps paired, the rest after)
 [[ -n ${PASSES:-} ]] && Q+=(--overhead-passes "$PASSES")

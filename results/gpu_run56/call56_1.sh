@@ -11,7 +11,6 @@ source scripts/gpu_env.sh
 CALL=${CALL:-call1} source scripts/gpu_call.sh
 source results/gpu_run53/load.sh
 RUNS=${RUNS:-"spin/none block/none block/mem:16 spin/mem:16 spin/none block/none block/mem:16 spin/mem:16"}
-nproc > "$W/nproc.txt"
 Q=("${M_UNTRACED[@]}")
 [[ -n ${DRY:-} ]] && Q+=(--prompts 1 --methods-max-new 8 --reps 2 --device cpu --dtype float32)
 i=0

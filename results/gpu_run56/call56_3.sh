@@ -19,7 +19,7 @@
 source scripts/gpu_env.sh
 CALL=${CALL:-call3} source scripts/gpu_call.sh
 LAYOUTS=${LAYOUTS:-"sib far rest all solo sib rest all"}
-N=$(nproc); echo "$N" > "$W/nproc.txt"
+N=$(nproc)
 lscpu > "$W/lscpu.txt" 2>&1
 # PROBE=0: no sibling probe (call 3's read noise: vCPU 0's loop ran 0.97-2.09x its rate alone
 # beside every copier, and its two readings alone differed by 13 %)
