@@ -412,3 +412,31 @@ def test_host_state_warnings_name_mixed_passes_and_a_speedup_across_states():
     assert warnings[1].startswith("vanilla_sd and autoregressive were timed in different host states "
                                   "(host probe 25.0 vs 16.5 µs)")
     assert host_probe.state_warnings({"hispec": {"host_probe_us": 20.0}}, "autoregressive") == []  # no AR, no probes
+
+
+def test_passes_whose_rates_spread_are_warned_even_where_the_probes_read_one_state():
+    """The fifty-seventh GPU run's loaded run.py job: HiSpec's passes 1747-2322 tok/s with its probes
+    alike. A spread past RATE_SPREAD is said once per method, and not where the probes already
+    named two states; passes within it, or a single pass, say nothing."""
+    from hsd_bench import host_probe
+
+    probes = {"host_probe_us_passes": [13.0, 13.2, 14.0], "host_probe_us": 13.2}
+    loaded = {"autoregressive": {**probes, "tokens_per_s_passes": [3430.0, 3440.0, 3420.0]},
+              "hispec": {**probes, "tokens_per_s_passes": [2322.1, 1747.2, 2238.0]}}
+    warnings = host_probe.state_warnings(loaded, "autoregressive")
+    assert warnings == ["hispec's timed passes decoded 1747.2-2322.1 tok/s, 33 % apart: the host's speed moved "
+                        "within the job, where its host probes read one state; its tokens/s keeps each "
+                        "sample's median pass"]
+    edge = host_probe.RATE_SPREAD * 2000.0
+    within = {"hispec": {**probes, "tokens_per_s_passes": [2000.0, edge * 0.999]}}
+    assert host_probe.state_warnings(within, "autoregressive") == []
+    past = {"hispec": {**probes, "tokens_per_s_passes": [2000.0, edge * 1.001]}}
+    assert len(host_probe.state_warnings(past, "autoregressive")) == 1
+    both = {"hispec": {"host_probe_us_passes": [12.0, 24.0], "tokens_per_s_passes": [1700.0, 2300.0]}}
+    assert [w.split(" (")[0] for w in host_probe.state_warnings(both, "autoregressive")] == [
+        "hispec's timed passes ran in different host states"]
+    one_pass = {"hispec": {"host_probe_us_passes": [13.0], "tokens_per_s_passes": [2000.0]}}
+    assert host_probe.state_warnings(one_pass, "autoregressive") == []
+    no_probes = {"hispec": {"tokens_per_s_passes": [1700.0, 2300.0]}}
+    assert host_probe.state_warnings(no_probes, "autoregressive")[0].endswith(
+        "moved within the job; its tokens/s keeps each sample's median pass")
