@@ -72,7 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hsd_bench.bench import gpt_fast  # noqa: E402
 from hsd_bench.bench.instrument import event_pair_host_s  # noqa: E402
 from hsd_bench.bench.models import float32_reference, load_hf, prompts_for, same_vocabulary, spec_problem  # noqa: E402
-from hsd_bench.bench.report import explain_parity, markdown, pct, summarize  # noqa: E402
+from hsd_bench.bench.report import explain_parity, markdown, pct, state_warnings, summarize  # noqa: E402
 from hsd_bench.bench.runs import (engine_overheads, engine_run, hf_generate, native_loop,  # noqa: E402
                                    outside_at_rate, outside_forwards_pass, plan_mismatch, timed_plan)
 from hsd_bench.bench.timing import copy_bandwidth  # noqa: E402
@@ -996,6 +996,10 @@ def main(argv=None) -> int:
                 if part.get("note"):
                     md += [part["note"], ""]
                 md += [markdown(part["rows"])]
+                # each model's rows apart: two models' tables hold rows of the same names
+                models = part.get("models") if isinstance(part.get("models"), dict) else {}
+                groups = [m["rows"] for m in models.values() if isinstance(m, dict) and m.get("rows")] or [part["rows"]]
+                md += [f"\nwarning: {w} (docs/performance.md, rule 6)" for g in groups for w in state_warnings(g)]
                 if "comparisons" in part:
                     md += ["", "```", json.dumps(part["comparisons"], indent=1), "```"]
             elif isinstance(part, dict) and "table" in part:

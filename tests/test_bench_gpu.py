@@ -759,3 +759,51 @@ def test_a_traced_row_has_its_split_unless_its_rounds_ran_in_conditional_nodes(m
     else:
         assert shares["between_launches_at_timed_rate"] < 0 and "split_left_out" not in shares
         assert "between launches and" in logged[0], logged
+
+
+def test_the_benchmark_warns_of_the_host_state_as_run_py_does(tmp_path, monkeypatch):
+    """The benchmark times as run.py does, so a row run.py would flag -- passes across host states,
+    passes whose rates spread, a method timed in another state than its AR -- is flagged in bench.md
+    by the same rule (host_probe.state_warnings), each row against its own backend's AR."""
+    from hsd_bench import host_probe
+    from hsd_bench.bench import report
+
+    calls = iter(range(10_000))
+    # every probe 1.5x the one before: any row's two passes straddle host states
+    monkeypatch.setattr(host_probe, "round_trip_us", lambda device="cpu": 10.0 * 1.5 ** (next(calls) % 12))
+    bench = load_script("bench_gpu")
+    rc = bench.main([
+        "--device", "cpu", "--dtype", "float32", "--parts", "methods", "--target", "random:tiny",
+        "--methods", "hispec", "--no-hf", "--prompts", "1", "--prompt-len", "8", "--methods-max-new", "8", "--reps", "2",
+        "--out", str(tmp_path),
+    ])
+    assert rc == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["parts"]["methods"]["rows"]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["ours hispec E=1,2 N_d=2 N_i=4"]["same_backend_ar"] == "ours AR"
+    expected = report.state_warnings(rows)
+    assert any(w.startswith("ours hispec E=1,2 N_d=2 N_i=4's timed passes ran in different host states")
+               for w in expected), expected
+    warned = [line for line in (tmp_path / "bench.md").read_text().splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: {w} (docs/performance.md, rule 6)" for w in expected]
+
+
+def test_state_warnings_group_rows_by_their_backends_ar():
+    """Each row is judged against its own backend's AR and its passes' rates (tokens over each pass's
+    wall time), with host_probe.state_warnings' wording."""
+    from hsd_bench import host_probe
+    from hsd_bench.bench import report
+
+    def row(name, ar, probes, walls):
+        return {"name": name, "same_backend_ar": ar, "tokens_per_rep": 100, "wall_s": walls,
+                "host_probe_us_passes": probes, "host_probe_us": sorted(probes)[len(probes) // 2]}
+
+    rows = [row("ours AR", "ours AR", [12.0, 12.1, 12.2], [0.030, 0.030, 0.031]),
+            row("ours hispec", "ours AR", [12.0, 12.3, 12.1], [0.040, 0.052, 0.041]),  # rates 30 % apart
+            row("HF eager AR", "HF eager AR", [20.0, 20.5, 20.1], [0.5, 0.5, 0.5]),
+            row("HF assisted", "HF eager AR", [20.0, 20.2, 20.1], [0.4, 0.4, 0.4])]
+    assert report.state_warnings(rows) == [
+        "ours hispec's timed passes decoded 1923.1-2500.0 tok/s, 30 % apart: the host's speed moved within the "
+        "job, where its host probes read one state; its tokens/s keeps each sample's median pass"]
+    # HF's probes (20 µs) lie more than 1.25x from ours AR's, but each backend is judged against its own AR
+    assert host_probe.state_warnings({"x": {"host_probe_us": 20.1}, "ours AR": {"host_probe_us": 12.1}}, "ours AR")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hsd_bench import host_probe
 from hsd_bench.bench.runs import RunResult
 from hsd_bench.parity import classify
 
@@ -42,6 +43,7 @@ def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResu
             "tokens_per_s": r.tokens_per_s,
             "decode_tokens_per_s": r.decode_tokens_per_s,
             "speedup_vs_same_backend_ar": (r.tokens_per_s / base.tokens_per_s) if base else None,
+            "same_backend_ar": base.name if base else None,
             "mean_accepted_len": r.mean_accepted_len,
             "parity_vs_same_backend_ar": parity(r.outputs, base.outputs) if base else None,
             "parity_vs_hf_ar": parity(r.outputs, hf_ar.outputs) if hf_ar else None,
@@ -54,6 +56,23 @@ def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResu
             row["bw_fraction"] = bytes_per_token[r.name] * rate / copy_bw
         rows.append(row)
     return rows
+
+
+def state_warnings(rows: list[dict]) -> list[str]:
+    """run.py's warnings about the host's state (``host_probe.state_warnings``) for a table's rows:
+    a row whose timed passes straddle host states or whose passes' rates spread, and a row timed in
+    another state than its backend's AR. Why: the benchmark times exactly as run.py does, so a
+    rate run.py would flag is flagged here by the same rule, not left for a reader to find in
+    ``bench.json``."""
+    out = []
+    for ar_name in dict.fromkeys(r.get("same_backend_ar") for r in rows):
+        group = {r["name"]: {"host_probe_us_passes": r.get("host_probe_us_passes"),
+                             "host_probe_us": r.get("host_probe_us"),
+                             "tokens_per_s_passes": [r["tokens_per_rep"] / w if w else None
+                                                     for w in r.get("wall_s") or []]}
+                 for r in rows if r.get("same_backend_ar") == ar_name}
+        out += host_probe.state_warnings(group, ar_name)
+    return out
 
 
 def _fmt(v, spec: str = ".1f") -> str:
