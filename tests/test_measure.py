@@ -433,8 +433,9 @@ def test_passes_whose_rates_spread_are_warned_even_where_the_probes_read_one_sta
     past = {"hispec": {**probes, "tokens_per_s_passes": [2000.0, edge * 1.001]}}
     assert len(host_probe.state_warnings(past, "autoregressive")) == 1
     both = {"hispec": {"host_probe_us_passes": [12.0, 24.0], "tokens_per_s_passes": [1700.0, 2300.0]}}
-    assert [w.split(" (")[0] for w in host_probe.state_warnings(both, "autoregressive")] == [
-        "hispec's timed passes ran in different host states"]
+    assert host_probe.state_warnings(both, "autoregressive") == [  # said once, with the rates beside the probes
+        "hispec's timed passes ran in different host states (host probe 12.0-24.0 µs; passes 1700.0-2300.0 "
+        "tok/s, 35 % apart): its tokens/s mixes them"]
     one_pass = {"hispec": {"host_probe_us_passes": [13.0], "tokens_per_s_passes": [2000.0]}}
     assert host_probe.state_warnings(one_pass, "autoregressive") == []
     no_probes = {"hispec": {"tokens_per_s_passes": [1700.0, 2300.0]}}
