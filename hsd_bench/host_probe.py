@@ -109,10 +109,12 @@ def different_states(a: float, b: float) -> bool:
 
 
 # A method's timed passes whose rates are further apart than this moved with the host even where
-# its probes read one state. Unloaded, one process's passes stay within a few per cent (HiSpec on
-# the 5.6 M model 0.8-3.5 % on an H100, AR at most 8 % on the lent H200); beside 16 memory copiers
-# run.py's HiSpec passes read 1747-2322 tok/s (33 % apart) with its probes 1.25x apart at most (the
-# fifty-seventh GPU run): the tiny probe loop does not see every state that slows a method.
+# its probes read one state. In the benchmark's 26 unloaded processes of the fifty-third to
+# fifty-seventh GPU runs (5.6 M model, H100) a row's passes lay a median 0.7-1.6 % apart by method
+# and past 10 % in 1 row of 104; beside other load HiSpec's lay past it in 17 of 46, 13 of them with
+# the probes in one state (results/gpu_run57/pass_spread.py). run.py's HiSpec beside 16 memory
+# copiers read 1747-2322 tok/s (33 % apart) with no probe warning (the fifty-seventh run): the tiny
+# probe loop does not see every state that slows a method.
 RATE_SPREAD = 1.10
 
 
