@@ -210,10 +210,13 @@ def test_sweep_runs_as_a_job_array_and_a_relaunch_does_nothing(tmp_path, job_nam
 
 def test_scancel_mid_run_then_relaunch_resumes_only_the_cancelled_job(tmp_path, job_name):
     # Task 0 is the slow one (12 samples, some skipped as too long for the tiny model's
-    # context); tasks 1 and 2 are quick. The slow one must outlast the ~1.5 s between
-    # scancel and SIGKILL (KillWait=0 in scripts/local_slurm.sh) after its first sample.
+    # context); tasks 1 and 2 are quick. The slow one must outlast the time between scancel
+    # and SIGKILL (KillWait=0 in scripts/local_slurm.sh) after its first rows: ~1.5 s once,
+    # 4.6 s on the CI VM of 2026-12-06, where one pass's remaining ~6 s of work sometimes
+    # finished first and the job completed. Three timed passes: its first rows come after AR's
+    # last pass, and the method's three passes (~13 s) remain.
     victim_limit = 12
-    sweep = ["max_new_tokens=192", f"dataset.limit={victim_limit},1,2"]
+    sweep = ["max_new_tokens=192", "timing_repeats=3", f"dataset.limit={victim_limit},1,2"]
     cmd = _launch_cmd(tmp_path, "sweep1", job_name, *sweep)
     log = tmp_path / "launch1.log"
     t0 = time.monotonic()
