@@ -781,6 +781,8 @@ def test_the_benchmark_warns_of_the_host_state_as_run_py_does(tmp_path, monkeypa
     rows = json.loads((tmp_path / "bench.json").read_text())["parts"]["methods"]["rows"]
     by_name = {r["name"]: r for r in rows}
     assert by_name["ours hispec E=1,2 N_d=2 N_i=4"]["same_backend_ar"] == "ours AR"
+    for r in rows:  # each pass's rate: the row's tokens over that pass's wall time, as run.py's summary
+        assert r["tokens_per_s_passes"] == [r["tokens_per_rep"] / w for w in r["wall_s"]], r["name"]
     expected = report.state_warnings(rows)
     assert any(w.startswith("ours hispec E=1,2 N_d=2 N_i=4's timed passes ran in different host states")
                for w in expected), expected
@@ -794,8 +796,9 @@ def test_state_warnings_group_rows_by_their_backends_ar():
     from hsd_bench import host_probe
     from hsd_bench.bench import report
 
-    def row(name, ar, probes, walls):
+    def row(name, ar, probes, walls):  # as report.summarize writes one
         return {"name": name, "same_backend_ar": ar, "tokens_per_rep": 100, "wall_s": walls,
+                "tokens_per_s_passes": [100 / w for w in walls],
                 "host_probe_us_passes": probes, "host_probe_us": sorted(probes)[len(probes) // 2]}
 
     rows = [row("ours AR", "ours AR", [12.0, 12.1, 12.2], [0.030, 0.030, 0.031]),

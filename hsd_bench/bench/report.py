@@ -42,6 +42,8 @@ def summarize(results: list[RunResult], ar: dict[str, RunResult], hf_ar: RunResu
             "decode_s": r.decode_s,  # per pass, where the decoder reports decode time (engines)
             "tokens_per_s": r.tokens_per_s,
             "decode_tokens_per_s": r.decode_tokens_per_s,
+            # each timed pass's rate, as run.py's summary keeps it (metrics.summarize_method)
+            "tokens_per_s_passes": [r.tokens / w if w else None for w in r.wall_s],
             "speedup_vs_same_backend_ar": (r.tokens_per_s / base.tokens_per_s) if base else None,
             "same_backend_ar": base.name if base else None,
             "mean_accepted_len": r.mean_accepted_len,
@@ -66,12 +68,7 @@ def state_warnings(rows: list[dict]) -> list[str]:
     ``bench.json``."""
     out = []
     for ar_name in dict.fromkeys(r.get("same_backend_ar") for r in rows):
-        group = {r["name"]: {"host_probe_us_passes": r.get("host_probe_us_passes"),
-                             "host_probe_us": r.get("host_probe_us"),
-                             "tokens_per_s_passes": [r["tokens_per_rep"] / w if w else None
-                                                     for w in r.get("wall_s") or []]}
-                 for r in rows if r.get("same_backend_ar") == ar_name}
-        out += host_probe.state_warnings(group, ar_name)
+        out += host_probe.state_warnings({r["name"]: r for r in rows if r.get("same_backend_ar") == ar_name}, ar_name)
     return out
 
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(RESULTS.parent))
+from hsd_bench.host_probe import RATE_SPREAD, different_states  # noqa: E402 -- run.py's rule (no torch)
+
 LOADED = re.compile(r"(mem|cpu|rest|all|self|sib|far|pinned)")
 METHODS = ("native AR", "ours AR", "ours hispec", "ours hierarchy")
-LIMIT = 0.10  # hsd_bench.host_probe.RATE_SPREAD - 1, repeated so this needs no torch
+LIMIT = RATE_SPREAD - 1
 
 
 def rows() -> list[tuple[str, bool, str, float, bool]]:
@@ -36,7 +40,7 @@ def rows() -> list[tuple[str, bool, str, float, bool]]:
                     continue
                 rates = [r["tokens_per_rep"] / w for w in walls]
                 probes = r.get("host_probe_us_passes") or []
-                states = bool(probes) and max(probes) > 1.25 * min(probes)
+                states = bool(probes) and different_states(min(probes), max(probes))
                 out.append((str(f.parent.relative_to(RESULTS)), loaded, method, max(rates) / min(rates) - 1, states))
     return out
 
