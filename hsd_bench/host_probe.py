@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING
 
 try:
@@ -90,12 +91,81 @@ def preemptions() -> int | None:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
 
 
-def preempted_since(before: int | None) -> int | None:
-    """The calling thread's preemptions since ``before`` (a :func:`preemptions` reading), None where
-    either reading is missing: the one way a count around some work is taken (the timed passes'
-    generations, the benchmark's measuring passes)."""
-    after = preemptions()
-    return None if before is None or after is None else after - before
+def cpu_wait_s() -> float | None:
+    """Seconds the calling thread has so far spent runnable but waiting for a CPU: the scheduler's
+    run delay (the second field of ``/proc/thread-self/schedstat``), None where the kernel does not
+    say (not Linux).
+
+    Why, beside :func:`preemptions`: the count says how often another thread took the core, not for
+    how long, and on a GPU it stays low where the host is loaded (0-4 a pass beside copiers that
+    doubled HiSpec's overhead share, above). The time the thread waited is what such a slice costs
+    a host-bound rate: a pass that waited a tenth of its wall for a CPU decoded up to a tenth
+    slower for it. Where the rate falls further than its wait, the loss is elsewhere (a thread that
+    ran, but slower). On the 2-core CPU VM a thread spinning 2 s beside a spinner pinned to its core
+    waited 1.0 s (preempted 251 times); alone, 0.000 s."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def migrations() -> int | None:
+    """How often the scheduler has so far moved the calling thread to another CPU (``se.nr_migrations``
+    in ``/proc/thread-self/sched``, listed by kernels built with scheduler debugging, as the CPU VM's
+    and the lent GPU hosts' are), None where it is not listed.
+
+    Why: a thread that waits for no CPU can still run slower after a move, its caches cold on the
+    new core; with the wait and the preemptions it separates a neighbour's slices from that."""
+    try:
+        with open("/proc/thread-self/sched") as f:
+            for line in f:
+                if line.startswith("se.nr_migrations"):
+                    return int(line.split(":")[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class Contention:
+    """What other threads took from the calling thread so far (or between two readings, from
+    :func:`contention_since`): its preemptions, seconds waiting for a CPU and moves between CPUs.
+    A field is None where the platform does not say."""
+
+    preemptions: int | None = None
+    cpu_wait_s: float | None = None
+    migrations: int | None = None
+
+
+def contention() -> Contention:
+    """The calling thread's :class:`Contention` so far (three cheap reads of the kernel's counters)."""
+    return Contention(preemptions(), cpu_wait_s(), migrations())
+
+
+def contention_since(before: Contention) -> Contention:
+    """The calling thread's contention since ``before`` (a :func:`contention` reading), each field
+    None where either reading lacks it: the one way contention around some work is taken (the
+    timed passes' generations, the benchmark's measuring passes)."""
+    after = contention()
+    return Contention(*(None if a is None or b is None else a - b
+                        for a, b in zip(astuple(after), astuple(before))))
+
+
+# What a row keeps of its passes' contention, by Contention field: a key only where every pass has it.
+CONTENTION_KEYS = {"preemptions": "preemptions_passes", "cpu_wait_s": "cpu_wait_s_passes",
+                   "migrations": "migrations_passes"}
+
+
+def contention_passes(readings: list[Contention] | None) -> dict[str, list]:
+    """A row's per-pass contention (one reading per pass) under its row keys (:data:`CONTENTION_KEYS`),
+    each only where every pass has the field."""
+    out = {}
+    for name, key in CONTENTION_KEYS.items():
+        values = [getattr(r, name) for r in readings or ()]
+        if values and None not in values:
+            out[key] = values
+    return out
 
 
 # Probes this far apart are two host states: the lent H200's measured ~1.5x apart (16-17 against

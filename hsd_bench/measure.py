@@ -49,11 +49,14 @@ The rules (docs/performance.md, "How a run is timed"):
    5.6 M model 1512-1885 tok/s across fresh processes): two runs that disagree
    by that much measured two hosts, and the probe says so (``run_job`` warns
    where one job's passes straddle states: ``host_probe.state_warnings``).
-   Beside it, each generation counts how often the timing thread was preempted
-   (``preemptions_passes`` per row, per pass in the summary): other threads
-   taking the run's time slices -- other processes' (which doubled HiSpec's
-   overhead share on a loaded GPU host; docs/gpu-runs.md, "Fifty-fifth run")
-   or the run's own, squeezed onto too few cores.
+   Beside it, each generation reads what other threads took from the timing
+   thread (:func:`hsd_bench.host_probe.contention`): how often it was preempted
+   (``preemptions_passes``), how long it waited for a CPU (``cpu_wait_s_passes``;
+   the summary's ``cpu_wait_share_passes`` as a share of each pass) and how often
+   it moved between CPUs (``migrations_passes``), per row and per pass in the
+   summary: other processes taking the run's time slices (which doubled HiSpec's
+   overhead share on a loaded GPU host; docs/gpu-runs.md, "Fifty-fifth run") or
+   the run's own threads, squeezed onto too few cores.
 """
 
 from __future__ import annotations
@@ -93,9 +96,9 @@ class Timed:
     outputs_agree: bool = True
     # the host probe (host_probe.round_trip_us, µs) taken before each pass of this timing
     host_probe_us: list[float] | None = None
-    # the timing thread's preemptions during this sample's generation in each pass
-    # (host_probe.preemptions; None where the platform does not count them)
-    preemptions: list[int] | None = None
+    # what other threads took from the timing thread during this sample's generation in each pass
+    # (host_probe.contention: preemptions, seconds waiting for a CPU, moves between CPUs)
+    contention: list[host_probe.Contention] | None = None
 
 
 def graph_captures(models: Iterable) -> int:
@@ -250,9 +253,10 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
     ``on_generation()``, if given, is called after every timed generation of every pass (progress:
     with several passes the results come only at the end). Before each pass the host's speed is
     probed (:func:`hsd_bench.host_probe.round_trip_us`, rule 6) and every ``Timed`` carries the
-    probes of the passes it was timed in, and the timing thread's preemptions during its
-    generation in each pass (:func:`hsd_bench.host_probe.preemptions`; at ``batch_size`` > 1, since
-    the stream's previous finished row).
+    probes of the passes it was timed in, and what other threads took from the timing thread
+    during its generation in each pass (:func:`hsd_bench.host_probe.contention`: preemptions,
+    seconds waiting for a CPU, moves; at ``batch_size`` > 1, since the stream's previous finished
+    row).
 
     ``after_pass(k)``, if given, runs after pass ``k``'s last generation (0-based), before the next
     pass's probe. Why: the benchmark's measuring passes (an outside share read with CUDA events)
@@ -272,12 +276,11 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
         else:
             timed = timed_stream(decoder, prompts, max_new, decoding, batch_size, stop_sequences, tokenizer)
         while True:
-            before = host_probe.preemptions()  # counted while the generation runs, not while its row is written
+            before = host_probe.contention()  # taken while the generation runs, not while its row is written
             item = next(timed, None)
             if item is None:
                 break
-            counted = host_probe.preempted_since(before)
-            item[1].preemptions = None if counted is None else [counted]
+            item[1].contention = [host_probe.contention_since(before)]
             if on_generation is not None:
                 on_generation()
             yield item
@@ -299,8 +302,7 @@ def timed_passes(decoder, prompts: list[list[int]], max_new: int, decoding: Deco
                        pass_wall_s=walls, pass_decode_s=[t.generation.stats.decode_s for t in runs],
                        outputs_agree=all(t.generation.output_ids == first for t in runs),
                        host_probe_us=list(probes),
-                       preemptions=None if any(t.preemptions is None for t in runs)
-                       else [t.preemptions[0] for t in runs])
+                       contention=[t.contention[0] for t in runs])
 
 
 def decoder_device(decoder) -> torch.device:

@@ -15,6 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from hsd_bench import host_probe
+
 BOOTSTRAP_RESAMPLES = 2000
 
 
@@ -51,12 +53,25 @@ def _host_probes(rows: list[dict]) -> list[float] | None:
     return None if passes is None else [statistics.median(probes) for probes in passes]
 
 
-def preemptions_by_pass(rows: list[dict]) -> list[int] | None:
-    """Each pass's preemptions of the timing thread (``host_probe.preemptions``) summed over rows
-    (their ``preemptions_passes``), when every row has as many passes: run.py's summary and the
-    benchmark's rows (``bench.runs.decoder_run``)."""
-    passes = _by_pass(rows, "preemptions_passes")
-    return None if passes is None else [sum(counts) for counts in passes]
+def contention_by_pass(rows: list[dict]) -> dict:
+    """What other threads took from the timing thread in each pass, summed over rows (their
+    ``preemptions_passes``, ``cpu_wait_s_passes`` and ``migrations_passes``: ``host_probe.contention``)
+    where every row has as many passes, and ``cpu_wait_share_passes``: each pass's wait for a CPU
+    over that pass's wall time (``wall_s_passes``, or ``wall_s`` for one pass) -- the share of the
+    pass a host-bound rate may have lost to it. run.py's summary and the benchmark's rows
+    (``bench.runs.decoder_run``) both take theirs here. A key is None where a row lacks it."""
+    out = {}
+    for key in host_probe.CONTENTION_KEYS.values():
+        passes = _by_pass(rows, key)
+        out[key] = None if passes is None else [sum(values) for values in passes]
+    waits = out["cpu_wait_s_passes"]
+    walls = _by_pass([r if "wall_s_passes" in r else {"wall_s_passes": [r.get("wall_s")]} for r in rows],
+                     "wall_s_passes")
+    out["cpu_wait_share_passes"] = (
+        [_ratio(w, sum(wall)) for w, wall in zip(waits, walls)]
+        if waits is not None and walls is not None and len(walls) == len(waits) and None not in sum(walls, [])
+        else None)
+    return out
 
 
 def summarize_method(rows: list[dict]) -> dict:
@@ -108,9 +123,10 @@ def summarize_method(rows: list[dict]) -> dict:
         # median: host-bound methods follow it, so two runs' tokens/s compare only at similar probes
         "host_probe_us_passes": probes,
         "host_probe_us": statistics.median(probes) if probes else None,
-        # how often other threads took the timing thread's time slices, per pass: a run with its
-        # cores to itself is rarely preempted (docs/performance.md, "Settings worth knowing")
-        "preemptions_passes": preemptions_by_pass(rows),
+        # what other threads took from the timing thread, per pass: how often, how long it waited for
+        # a CPU (and that as a share of the pass), its moves between CPUs; a run with its cores to
+        # itself loses little (docs/performance.md, "Settings worth knowing")
+        **contention_by_pass(rows),
         "acceptance_rate": _ratio(accepted, drafted),
         "acceptance_per_level": {k: _ratio(per_level_a[k], d) for k, d in per_level_d.items()},
         "acceptance_per_position": [_ratio(a, n) for a, n in zip(acc_pos, reached)],

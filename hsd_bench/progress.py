@@ -147,6 +147,10 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
     if counts:  # time slices other threads took, per pass (host_probe.preemptions): the median pass's
         parts[-1] += ","
         parts.append(f"preempted {statistics.median_low(counts)}x a pass")
+    shares = [w for w in s.get("cpu_wait_share_passes") or [] if w is not None]
+    if shares:  # and how long the timing thread waited for a CPU (host_probe.cpu_wait_s): the median pass's share
+        parts[-1] += ","
+        parts.append(f"waiting for a CPU {100 * statistics.median_low(shares):.1f} % of a pass")
     if run_dir is not None:
         parts.append(f"-> {run_dir}")
     return " ".join(parts)

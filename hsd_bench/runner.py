@@ -388,8 +388,8 @@ def _row(timed, codec, sample, stop, name) -> dict:
            "graph_captures": timed.graph_captures, "retimed": timed.retimed}
     if timed.host_probe_us is not None:  # the host's speed before each pass (host_probe.py)
         row["host_probe_us_passes"] = timed.host_probe_us
-    if timed.preemptions is not None:  # time slices other threads took from each pass's generation
-        row["preemptions_passes"] = timed.preemptions
+    # what other threads took from each pass's generation: preemptions, seconds waiting for a CPU, moves
+    row.update(host_probe.contention_passes(timed.contention))
     if timed.pass_wall_s is not None:  # several timed passes: this row's timing is its median pass's
         row["wall_s_passes"] = timed.pass_wall_s
         if not timed.outputs_agree:

@@ -543,10 +543,13 @@ def measure_engine(label: str, name: str, build, prompts, max_new: int, reps: in
            if async_["paired_slowdown"] is not None else "")
         + (f", event pair {async_['event_pair_host_us']:.1f} µs" if async_.get("event_pair_host_us") else "")
         + (f", preempted {async_['preemptions']}x" if async_.get("preemptions") is not None else "")
+        + (f", waited {1e3 * async_['cpu_wait_s']:.1f} ms for a CPU" if async_.get("cpu_wait_s") is not None else "")
         + "; at the timed passes' rate "
         + (f"{100 * at_rate:.1f}%" if at_rate is not None else "–") + f"), host-serial overhead {100 * serial:.1f}%"
         + (f", {100 * r.extra['draft_rounds_ahead']:.0f}% of draft rounds launched ahead"
-           if r.extra.get("draft_rounds_ahead") is not None else ""))
+           if r.extra.get("draft_rounds_ahead") is not None else "")
+        + (", timed passes waited " + "/".join(f"{100 * w:.1f}" for w in r.extra["cpu_wait_share_passes"])
+           + "% for a CPU" if r.extra.get("cpu_wait_share_passes") else ""))
     if traces is not None:
         r.extra["device_trace"] = {"skipped": NOT_TRACED}
         traces.append(PendingTrace(label, name, build, prompts, max_new, stop, codec, r, refresh))

@@ -174,6 +174,10 @@ def test_measuring_passes_are_interleaved_with_the_timed_passes(tmp_path, monkey
         counts = host_probe.preemptions() is not None  # Linux counts a thread's preemptions
         assert all(isinstance(p["preemptions"], int) and p["preemptions"] >= 0 if counts else p["preemptions"] is None
                    for p in passes), method
+        waits = host_probe.cpu_wait_s() is not None  # Linux's run delay: each pass's wait for a CPU
+        assert all(p["cpu_wait_s"] >= 0 if waits else p["cpu_wait_s"] is None for p in passes), method
+        if waits:  # the timed passes' waits as run.py's summary takes them, and their share of each pass
+            assert len(row["cpu_wait_share_passes"]) == 2 and all(0 <= w < 1 for w in row["cpu_wait_share_passes"])
 
 
 def test_overhead_part_drafts_are_chosen_or_refused_by_name():
@@ -375,6 +379,7 @@ def test_a_measuring_pass_counts_its_preemptions_around_its_generations_only(mon
     build, prompts = _hispec_with_bookkeeping_delay()
     counter, per_generation = [0], iter([3, 4])
     monkeypatch.setattr(host_probe, "preemptions", lambda: counter[0])
+    monkeypatch.setattr(host_probe, "cpu_wait_s", lambda: counter[0] / 1000)  # waits taken as the counts are
     original = runs.Timeline.collect
 
     def collect(self):  # between two generations: must not be counted
@@ -391,11 +396,14 @@ def test_a_measuring_pass_counts_its_preemptions_around_its_generations_only(mon
         return engine
 
     record = runs.outside_forwards_pass(counted_build, prompts, 10)
-    assert record["preemptions"] == 7
-    summary = runs.outside_forwards_summary([record, {**record, "preemptions": 2}])
+    assert record["preemptions"] == 7 and record["cpu_wait_s"] == pytest.approx(0.007)
+    summary = runs.outside_forwards_summary([record, {**record, "preemptions": 2, "cpu_wait_s": 0.5}])
     assert [p["preemptions"] for p in summary["passes"]] == [7, 2]
+    assert [p["cpu_wait_s"] for p in summary["passes"]] == pytest.approx([0.007, 0.5])
     monkeypatch.setattr(host_probe, "preemptions", lambda: None)
-    assert runs.outside_forwards_pass(build, prompts, 10)["preemptions"] is None
+    monkeypatch.setattr(host_probe, "cpu_wait_s", lambda: None)
+    plain = runs.outside_forwards_pass(build, prompts, 10)
+    assert plain["preemptions"] is None and plain["cpu_wait_s"] is None
 
 
 def test_the_outside_share_is_the_median_of_several_passes_each_listed():

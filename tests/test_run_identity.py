@@ -239,6 +239,13 @@ def test_timing_repeats_times_every_row_in_several_passes_and_enters_the_identit
         # the timing thread's preemptions in each pass's generation (Linux counts them per thread)
         assert all(len(r["preemptions_passes"]) == 3 and min(r["preemptions_passes"]) >= 0 for r in mine)
         assert s["preemptions_passes"] == [sum(r["preemptions_passes"][k] for r in mine) for k in range(3)]
+        # ... and how long it waited for a CPU (Linux's run delay), summed per pass and as a share of the pass
+        assert all(len(r["cpu_wait_s_passes"]) == 3 and min(r["cpu_wait_s_passes"]) >= 0 for r in mine)
+        waits = [sum(r["cpu_wait_s_passes"][k] for r in mine) for k in range(3)]
+        assert s["cpu_wait_s_passes"] == pytest.approx(waits)
+        assert s["cpu_wait_share_passes"] == pytest.approx(
+            [waits[k] / sum(r["wall_s_passes"][k] for r in mine) for k in range(3)])
+        assert all(0 <= w < 1 for w in s["cpu_wait_share_passes"])
 
 
 def test_passes_that_decode_different_tokens_are_flagged_counted_and_said(tmp_path, monkeypatch):

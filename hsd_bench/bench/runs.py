@@ -37,7 +37,7 @@ import torch
 from hsd_bench import host_probe
 from hsd_bench.bench.instrument import CallTimer, EventTimer, PhaseGate, Timeline, event_pair_host_s
 from hsd_bench.bench.timing import median, sync
-from hsd_bench.metrics import preemptions_by_pass, summarize_method
+from hsd_bench.metrics import contention_by_pass, summarize_method
 
 
 @dataclass
@@ -118,7 +118,10 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     probes = timed[0].host_probe_us if timed else None  # every prompt was timed in the same passes
     result.extra["host_probe_us_passes"] = probes
     result.extra["host_probe_us"] = median(probes) if probes else None
-    result.extra["preemptions_passes"] = preemptions_by_pass([{"preemptions_passes": t.preemptions} for t in timed])
+    # what other threads took from the timing thread, per pass, as run.py's summary reads it
+    result.extra.update(contention_by_pass([{**host_probe.contention_passes(t.contention),
+                                             "wall_s_passes": t.pass_wall_s or [t.generation.stats.wall_s]}
+                                            for t in timed]))
     result.extra["graph_captures_timed"] = sum(t.graph_captures for t in timed)
     result.outputs = [g.output_ids for g in gens]
     result.tokens = sum(len(o) for o in result.outputs)
@@ -269,11 +272,11 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
     if timer_cls is EventTimer:  # the events' own host cost in this state (None off CUDA)
         pair = event_pair_host_s(engine.device)
         totals["event_pair_host_us"] = None if pair is None else 1e6 * pair
-    preempted: list[int | None] = []
+    taken: list[host_probe.Contention] = []
     for p in prompts:
-        before = host_probe.preemptions()  # around the generation alone, as the timed passes count them
+        before = host_probe.contention()  # around the generation alone, as the timed passes take theirs
         g = engine.generate(p, max_new, DecodingConfig(), stop_sequences=stop, tokenizer=codec)
-        preempted.append(host_probe.preempted_since(before))
+        taken.append(host_probe.contention_since(before))
         add_plan(totals["plan"], g.stats)
         if timeline is not None:
             timeline.collect()  # before the timers recycle their events
@@ -285,7 +288,9 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
         for k, v in g.stats.as_row()["time_split_s"].items():
             totals["split"][k] = totals["split"].get(k, 0.0) + v
     engine.on_phase = None
-    totals["preemptions"] = None if None in preempted else sum(preempted)
+    for name in ("preemptions", "cpu_wait_s", "migrations"):
+        values = [getattr(c, name) for c in taken]
+        totals[name] = None if None in values else sum(values)
     return engine, timers, totals
 
 
@@ -299,7 +304,8 @@ def outside_forwards_pass(build: Callable[[Callable], object], prompts: list[lis
     cost, and how much it is in this host state is read beside it. And ``preemptions``: the
     timing thread's preemptions while the pass's generations ran (``host_probe.preemptions``, as
     the timed passes count theirs; None where the platform does not count them), so a pass far
-    from its timed pass's rate says whether it lost time slices."""
+    from its timed pass's rate says whether it lost time slices; ``cpu_wait_s`` and ``migrations``
+    beside it, as the timed passes read them (``host_probe.contention``)."""
     timeline = Timeline()
     _, timers, totals = _instrumented_pass(build, EventTimer, prompts, max_new, sync_timing=False,
                                            timeline=timeline, stop=stop, codec=codec)
@@ -318,9 +324,12 @@ def outside_forwards_pass(build: Callable[[Callable], object], prompts: list[lis
         "idle_by_transition": timeline.top(6, decode),
         "host_probe_us": totals["host_probe_us"],
         "event_pair_host_us": totals["event_pair_host_us"],
-        # the timing thread's preemptions in this pass, beside the timed passes' (preemptions_passes):
-        # a measuring pass far from its timed pass's rate with many more of them lost time slices
+        # what other threads took from the timing thread in this pass, beside the timed passes'
+        # (preemptions_passes, cpu_wait_s_passes, migrations_passes): a measuring pass far from its
+        # timed pass's rate that waited much longer for a CPU lost time slices
         "preemptions": totals["preemptions"],
+        "cpu_wait_s": totals["cpu_wait_s"],
+        "migrations": totals["migrations"],
         "plan": totals["plan"],  # what it queued ahead: the timed passes' plan, or it measures another
     }
 
@@ -336,7 +345,7 @@ def outside_forwards_summary(runs: list[dict]) -> dict:
     chosen = dict(ranked[len(ranked) // 2])
     chosen["median_pass"] = next(i for i, r in enumerate(runs) if r is ranked[len(ranked) // 2])
     kept = ("gpu_idle_frac", "model_busy_s", "decode_s", "decode_tokens_per_s", "host_probe_us",
-            "event_pair_host_us", "preemptions", "tokens", "plan")
+            "event_pair_host_us", "preemptions", "cpu_wait_s", "migrations", "tokens", "plan")
     chosen["passes"] = [{k: r[k] for k in kept} for r in runs]
     shares = [r["gpu_idle_frac"] for r in runs if r["gpu_idle_frac"] is not None]
     chosen["gpu_idle_frac_range"] = [min(shares), max(shares)] if shares else None
