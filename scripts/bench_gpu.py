@@ -1017,7 +1017,9 @@ def main(argv=None) -> int:
                     if isinstance(sub, dict) and key in sub:
                         md += ["", f"{model} {key}: {sub[key]}"]
         md += ["", "*outside forwards (async)*: share of decode wall time the device spends outside model calls, "
-               "timed with CUDA events and no added syncs (the engine overhead as decoding runs). "
+               "timed with CUDA events and no added syncs (the engine overhead as decoding runs); where that pass's "
+               "thread waited for a CPU more than 2 % of it, how long (time the device idles for a host-bound row, "
+               "other processes' on the run's cores, not the engine's: hsd_bench/host_probe.py). "
                "*host-serial overhead*: the same with the device synchronised around every call "
                "(all of the engine's host time; an upper bound). See hsd_bench/bench/instrument.py. "
                "*device idle (trace)* (--device-trace): the device's idle share in the timed passes, a kernel "

@@ -444,10 +444,12 @@ def test_the_outside_share_at_the_timed_passes_rate():
     assert outside_at_rate(outside, None) is None
 
 
-def test_the_methods_table_says_how_far_the_reported_pass_ran_from_the_timed_rate():
+def test_the_methods_table_says_how_far_the_reported_pass_ran_from_the_timed_rate_and_how_long_it_waited():
     """On a host-bound row the outside share follows how much slower its instrumented pass ran than
     the timed passes (the forty-third GPU run: 4.69 % + 0.29 x that slowdown, pass by pass), so the
-    table prints it beside the share from 5 % on, either way, and not below."""
+    table prints it beside the share from 5 % on, either way, and not below; and how long that pass's
+    thread waited for a CPU, past ``host_probe.CPU_WAIT_SHARE`` of its decode time."""
+    from hsd_bench import host_probe
     from hsd_bench.bench.report import markdown
 
     def outside_cell(outside: dict) -> str:
@@ -464,6 +466,12 @@ def test_the_methods_table_says_how_far_the_reported_pass_ran_from_the_timed_rat
     one_pass = {"gpu_idle_frac": 0.043, "gpu_idle_frac_range": [0.043, 0.043]}
     assert outside_cell({**one_pass, "instrumented_slowdown": -0.06}) == "4.3% (pass 6% faster)"
     assert outside_cell(one_pass) == "4.3%"
+    # the fifty-eighth GPU run's HiSpec row: its median measuring pass waited 28 ms of 320 for a CPU
+    loaded = {"gpu_idle_frac": 0.126, "gpu_idle_frac_range": [0.044, 0.314], "decode_s": 0.320, "cpu_wait_s": 0.028}
+    assert outside_cell(loaded) == "12.6% (4.4-31.4%; pass waited 28 ms for a CPU)"
+    share = host_probe.CPU_WAIT_SHARE
+    assert outside_cell({**one_pass, "decode_s": 1.0, "cpu_wait_s": share * 0.99}) == "4.3%"  # under 2 %: not said
+    assert outside_cell({**one_pass, "decode_s": 1.0, "cpu_wait_s": share * 1.01}) == "4.3% (pass waited 20 ms for a CPU)"
 
 
 def test_timers_count_only_the_decode_phase():

@@ -93,15 +93,21 @@ four processes whose timed passes ran alike (docs/gpu-runs.md, "Forty-third run"
 13 % slower read 8.5 % where the passes at the timed rate read 4.2-4.9 %."""
 
 
-def _spread(span, slowdown: float | None = None) -> str:
-    """What follows a median outside share taken over several passes: their range, and how much
+def _spread(span, slowdown: float | None = None, pass_record: dict | None = None) -> str:
+    """What follows a median outside share taken over several passes: their range, how much
     slower or faster the reported pass decoded than the timed passes where that is at least
-    ``SLOW_PASS_SHOWN``, e.g. " (5.7-18.0%; pass 13% slower)"."""
+    ``SLOW_PASS_SHOWN``, and how long the reported pass's thread waited for a CPU where that was
+    more than ``host_probe.CPU_WAIT_SHARE`` of its decode time -- time the device idles for a
+    host-bound row, which the share then counts (the fifty-eighth GPU run's 12.6 and 30.3 % rows
+    on the 5.6 M model) -- e.g. " (5.7-18.0%; pass 13% slower; pass waited 156 ms for a CPU)"."""
     parts = []
     if span and span[0] != span[1]:
         parts.append(f"{100 * span[0]:.1f}-{100 * span[1]:.1f}%")
     if slowdown is not None and abs(slowdown) >= SLOW_PASS_SHOWN:
         parts.append(f"pass {100 * abs(slowdown):.0f}% {'slower' if slowdown > 0 else 'faster'}")
+    waited, decode = (pass_record or {}).get("cpu_wait_s"), (pass_record or {}).get("decode_s")
+    if waited is not None and decode and waited > host_probe.CPU_WAIT_SHARE * decode:
+        parts.append(f"pass waited {1e3 * waited:.0f} ms for a CPU")
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -121,7 +127,8 @@ def markdown(rows: list[dict]) -> str:
       syncs): the engine overhead as decoding really runs; the median of the row's
       instrumented passes, their range in brackets when there were several, and how much
       slower (or faster) that pass decoded than the timed passes where it is 5 % or more --
-      on a host-bound row the share grows with it (``SLOW_PASS_SHOWN``);
+      on a host-bound row the share grows with it (``SLOW_PASS_SHOWN``) -- and how long that
+      pass's thread waited for a CPU where it was more than 2 % of the pass;
     * *host-serial overhead* -- the same share with the device synchronised
       around every call: all of the engine's host time, an upper bound;
     * *device idle (trace)* (``bench_gpu.py --device-trace``) -- the device's own idle share
@@ -154,7 +161,7 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['name']} | {r['backend']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['decode_tokens_per_s'])} "
             f"| {_fmt(r['speedup_vs_same_backend_ar'], '.2f')}× | {_fmt(r['mean_accepted_len'], '.2f')} | {acc_s} "
-            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {pct(idle)}{_spread(spread, outside.get('instrumented_slowdown'))} "
+            f"| {_fmt(r['parity_vs_same_backend_ar'], '.2f')}{_why(r.get('parity_explained'))} | {pct(idle)}{_spread(spread, outside.get('instrumented_slowdown'), outside)} "
             f"| {pct(serial)} | {pct(traced.get('idle_at_timed_rate'))}{split} "
             f"| {pct(r.get('bw_fraction'))} | {_fmt(r.get('host_probe_us'))}{'' if r.get('host_probe_us') is None else ' µs'} |"
         )
