@@ -188,10 +188,10 @@ def different_states(a: float, b: float) -> bool:
 RATE_SPREAD = 1.10
 
 # A timed pass whose timing thread waited for a CPU more than this share of its wall lost time to
-# other threads on the run's cores. On an H100 host (the fifty-eighth GPU run, results/gpu_run58/)
-# no unloaded pass of 30 waited more than 0.01 %; beside 16 unpinned memory copiers HiSpec's and the
-# hierarchy's loaded passes decoded at their unloaded rate times (1 - that share), within 3 % in all
-# 21 that waited 0.7-46 %, and AR's lost less than its wait (its next chunk runs while it waits).
+# other threads on the run's cores. On two H100 hosts (the fifty-eighth GPU run, results/gpu_run58/)
+# no unloaded pass waited more than 0.01 %; beside 16 unpinned memory copiers HiSpec's and the
+# hierarchy's loaded passes decoded at their unloaded rate times (1 - that share), within 3.5 % in
+# all 27 that waited 0.7-46 %, and AR's lost less than its wait (its next chunk runs while it waits).
 CPU_WAIT_SHARE = 0.02
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The fifty-eighth run: does a loaded pass lose what its timing thread waited for a CPU?
 
-    python3 results/gpu_run58/wait_vs_rate.py            # reads call2/ and call3/ beside this file
+    python3 results/gpu_run58/wait_vs_rate.py            # reads call2/, call3/ and call4/ beside this file
 
 For every timed pass of every run.py job (``runpy*/runs/*/summary.json``) and every benchmark
-process (``s56_*/bench.json``, the methods part) of calls 2 and 3: the pass's rate, the share of the
+process (``s56_*/bench.json``, the methods part) of each call: the pass's rate, the share of the
 pass its thread waited for a CPU (``cpu_wait_share_passes``, ``host_probe.cpu_wait_s``), and the
 rate that wait alone predicts, ``reference x (1 - wait share)``, where the reference is the median
 rate of the same method's passes in the same call that waited under 0.5 % (run.py jobs and
@@ -38,7 +38,7 @@ def passes(call: Path):
 
 
 def main() -> None:
-    for call in ("call2", "call3"):
+    for call in ("call2", "call3", "call4"):
         rows = list(passes(HERE / call))
         reference = {}
         for kind, _, method, rates, waits, _ in rows:
