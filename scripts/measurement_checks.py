@@ -25,7 +25,9 @@ Where both sides probed the host (``host_probe_us``, ``hsd_bench/host_probe.py``
 gives both probes too, and a miss whose probes are two host states apart
 (``host_probe.different_states``) says so: a host-bound method disagreeing by as much as the two
 probes differ measured two host states, not two timing paths (docs/gpu-runs.md, "Fourteenth
-run"). It stays a miss.
+run"). So does a miss where either side's timing thread waited for a CPU more than
+``host_probe.CPU_WAIT_SHARE`` of a pass (``cpu_wait_share_passes``): a host-bound pass loses that
+share of its rate (docs/gpu-runs.md, "Fifty-eighth run"). It stays a miss.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hsd_bench.host_probe import different_states  # noqa: E402
+from hsd_bench.host_probe import CPU_WAIT_SHARE, different_states  # noqa: E402
 
 METHODS = ("layerskip", "hispec", "vanilla_sd", "hierarchy")
 # what checks.json keeps of a run.py summary, and of each of its methods
@@ -47,7 +49,7 @@ RUN_FIELDS = ("method", "backend", "dtype", "compile_s", "graph_captures_timed",
 CONFIG_FIELDS = ("method", "exit", "verifier")
 METHOD_FIELDS = ("n_samples", "tokens_per_s", "decode_tokens_per_s", "speedup_vs_ar", "mean_accepted_len",
                  "acceptance_rate", "parity_exact", "parity_near_tie", "parity_unexplained", "discarded_tokens",
-                 "tokens_per_s_passes", "host_probe_us", "host_probe_us_passes")
+                 "tokens_per_s_passes", "host_probe_us", "host_probe_us_passes", "cpu_wait_share_passes")
 
 
 def checks_entry(summary: dict) -> dict:
@@ -178,6 +180,11 @@ def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
             measured += f"; host probe {mine:.1f} vs {theirs_probe:.1f} µs"
             if not ok and different_states(mine, theirs_probe):
                 measured += " (two host states: the gap is the host's, rule 6)"
+        waits = [w for w in ((summary or {}).get("cpu_wait_share_passes") or [])
+                 + (ref.get("cpu_wait_share_passes") or []) if w is not None]
+        if not ok and waits and max(waits) > CPU_WAIT_SHARE:  # what a loaded host took, measured (rule 6)
+            measured += (f" (a timing thread waited for a CPU up to {100 * max(waits):.1f} % of a pass: other "
+                         f"processes' time on its cores, rule 6)")
         if not ok and method in after_traces:
             measured += " (the benchmark timed it after its own kernel traces, on a host they slowed)"
         out.append(Check(f"`run.py` vs benchmark: {label}", target, measured, ok))

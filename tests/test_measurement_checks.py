@@ -142,6 +142,15 @@ def test_the_host_probes_of_both_sides_are_shown_where_both_took_them(tmp_path):
     miss = row(table, "`run.py` vs benchmark: vanilla_sd")
     assert rc == 1 and miss.endswith("host probe 26.4 vs 16.5 µs (two host states: the gap is the host's, rule 6) "
                                      "| **no** |")
+    # a side whose timing thread waited for a CPU says so too (rule 6; the fifty-eighth GPU run)
+    doc["agree/2"]["methods"]["vanilla_sd"]["cpu_wait_share_passes"] = [0.0, 0.226, 0.0]
+    rc, table = run(tmp_path, doc, bench_doc)
+    assert rc == 1 and row(table, "`run.py` vs benchmark: vanilla_sd").endswith(
+        "(a timing thread waited for a CPU up to 22.6 % of a pass: other processes' time on its cores, rule 6) "
+        "| **no** |")
+    doc["agree/2"]["methods"]["vanilla_sd"]["cpu_wait_share_passes"] = [0.0, 0.019, 0.0]  # under 2 %: not said
+    _, table = run(tmp_path, doc, bench_doc)
+    assert "waited for a CPU" not in table
 
 
 def test_the_checks_judge_saved_json_without_torch(tmp_path):
