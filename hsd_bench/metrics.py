@@ -67,10 +67,9 @@ def contention_by_pass(rows: list[dict]) -> dict:
     waits = out["cpu_wait_s_passes"]
     walls = _by_pass([r if "wall_s_passes" in r else {"wall_s_passes": [r.get("wall_s")]} for r in rows],
                      "wall_s_passes")
-    out["cpu_wait_share_passes"] = (
-        [_ratio(w, sum(wall)) for w, wall in zip(waits, walls)]
-        if waits is not None and walls is not None and len(walls) == len(waits) and None not in sum(walls, [])
-        else None)
+    known = (waits is not None and walls is not None and len(walls) == len(waits)
+             and all(w is not None for wall in walls for w in wall))
+    out["cpu_wait_share_passes"] = [_ratio(w, sum(wall)) for w, wall in zip(waits, walls)] if known else None
     return out
 
 
