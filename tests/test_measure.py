@@ -281,33 +281,43 @@ def test_contention_is_taken_around_each_generation_not_while_its_row_is_written
     assert "preemptions_passes" not in measure.host_probe.contention_passes(one.contention)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread preemption counts are Linux's")
-def test_the_preemption_count_sees_another_process_on_the_same_core():
-    """``host_probe.preemptions`` counts the calling thread's involuntary context switches: with a
-    spinning process pinned to the same core, a thread that spins for 0.3 s is preempted again and
-    again (the scheduler shares the core between the two)."""
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread preemptions and run delay are Linux's")
+def test_the_preemption_count_and_the_wait_for_a_cpu_see_another_process_on_the_same_core():
+    """``host_probe.preemptions`` counts the calling thread's involuntary context switches and
+    ``host_probe.cpu_wait_s`` the time it was runnable but not running: a thread spinning 0.3 s alone
+    on its core waits next to nothing; beside a spinning process pinned to the same core the
+    scheduler shares the core, so the thread is preempted again and again and waits for a large
+    part of the 0.3 s (half, where the two share it evenly)."""
     import os
     import subprocess
     import time
 
     from hsd_bench import host_probe
 
-    before_affinity = os.sched_getaffinity(0)
-    core = min(before_affinity)
-    rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        os.sched_setaffinity(rival.pid, {core})
-        os.sched_setaffinity(0, {core})
-        time.sleep(0.05)  # the rival runs
-        start, t0 = host_probe.preemptions(), time.perf_counter()
+    def spin() -> host_probe.Contention:
+        start, t0 = host_probe.contention(), time.perf_counter()
         while time.perf_counter() - t0 < 0.3:
             pass
-        taken = host_probe.preemptions() - start
+        return host_probe.contention_since(start)
+
+    before_affinity = os.sched_getaffinity(0)
+    core = min(before_affinity)
+    try:
+        os.sched_setaffinity(0, {core})
+        alone = spin()
+        rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            os.sched_setaffinity(rival.pid, {core})
+            time.sleep(0.05)  # the rival runs
+            shared = spin()
+        finally:
+            rival.kill()
+            rival.wait()
     finally:
         os.sched_setaffinity(0, before_affinity)
-        rival.kill()
-        rival.wait()
-    assert taken >= 5, taken
+    assert shared.preemptions >= 5, shared
+    # alone it waits only where another thread lands on its core (the suite's other worker, seldom)
+    assert shared.cpu_wait_s > 0.05 and shared.cpu_wait_s > alone.cpu_wait_s + 0.03, (alone, shared)
 
 
 def test_one_pass_is_timed_generate_and_an_even_count_keeps_the_lower_middle():
