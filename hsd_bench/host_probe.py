@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import astuple, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 try:
     import resource  # Unix only: on Windows there is no per-thread count and preemptions() says None
@@ -143,6 +143,14 @@ def contention() -> Contention:
     return Contention(preemptions(), cpu_wait_s(), migrations())
 
 
+def contention_total(readings: Iterable[Contention]) -> Contention:
+    """Several readings' sum, field by field (a pass's generations), each field None where a
+    reading lacks it."""
+    readings = list(readings)
+    return Contention(*(None if None in values else sum(values)
+                        for values in zip(*(astuple(r) for r in readings)))) if readings else Contention()
+
+
 def contention_since(before: Contention) -> Contention:
     """The calling thread's contention since ``before`` (a :func:`contention` reading), each field
     None where either reading lacks it: the one way contention around some work is taken (the
@@ -195,6 +203,14 @@ RATE_SPREAD = 1.10
 CPU_WAIT_SHARE = 0.02
 
 
+def cpu_wait_past(shares: Iterable[float | None]) -> float | None:
+    """The largest of ``shares`` (waits for a CPU, each a share of a pass) where it is more than
+    :data:`CPU_WAIT_SHARE`, else None: the one test run.py's warnings, the benchmark's table and
+    ``scripts/measurement_checks.py`` apply to a wait."""
+    known = [w for w in shares if w is not None]
+    return max(known) if known and max(known) > CPU_WAIT_SHARE else None
+
+
 def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
     """What a job's probes and passes say about its rates: a method whose timed passes straddle
     host states (its median-pass rate mixes them), one whose timing thread waited for a CPU more
@@ -206,7 +222,7 @@ def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
     for name, s in methods.items():
         passes = [p for p in s.get("host_probe_us_passes") or [] if p]
         rates = [r for r in s.get("tokens_per_s_passes") or [] if r]
-        waits = [w for w in s.get("cpu_wait_share_passes") or [] if w is not None]
+        waited = cpu_wait_past(s.get("cpu_wait_share_passes") or [])
         spread = (f"{min(rates):.1f}-{max(rates):.1f} tok/s, {100 * (max(rates) / min(rates) - 1):.0f} % apart"
                   if len(rates) > 1 else None)
         if len(passes) > 1 and different_states(min(passes), max(passes)):
@@ -214,9 +230,9 @@ def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
             # run.py job's probes read 12.1-23.7 µs, its passes 3.5 % apart: the fifty-seventh GPU run)
             out.append(f"{name}'s timed passes ran in different host states (host probe {min(passes):.1f}-"
                        f"{max(passes):.1f} µs{f'; passes {spread}' if spread else ''}): its tokens/s mixes them")
-        elif waits and max(waits) > CPU_WAIT_SHARE:
+        elif waited is not None:
             # the cause named where it was measured, whether or not the rates spread past RATE_SPREAD
-            out.append(f"{name}'s timing thread waited for a CPU up to {100 * max(waits):.1f} % of a timed pass"
+            out.append(f"{name}'s timing thread waited for a CPU up to {100 * waited:.1f} % of a timed pass"
                        f"{f' (passes {spread})' if spread else ''}: other threads ran on the run's cores, and a "
                        f"host-bound method's pass loses that share of its rate; its tokens/s keeps each sample's "
                        f"median pass")

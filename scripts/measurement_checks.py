@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hsd_bench.host_probe import CPU_WAIT_SHARE, different_states  # noqa: E402
+from hsd_bench.host_probe import cpu_wait_past, different_states  # noqa: E402
 
 METHODS = ("layerskip", "hispec", "vanilla_sd", "hierarchy")
 # what checks.json keeps of a run.py summary, and of each of its methods
@@ -180,10 +180,10 @@ def agreement(checks: dict, bench: dict, limit: float) -> list[Check]:
             measured += f"; host probe {mine:.1f} vs {theirs_probe:.1f} µs"
             if not ok and different_states(mine, theirs_probe):
                 measured += " (two host states: the gap is the host's, rule 6)"
-        waits = [w for w in ((summary or {}).get("cpu_wait_share_passes") or [])
-                 + (ref.get("cpu_wait_share_passes") or []) if w is not None]
-        if not ok and waits and max(waits) > CPU_WAIT_SHARE:  # what a loaded host took, measured (rule 6)
-            measured += (f" (a timing thread waited for a CPU up to {100 * max(waits):.1f} % of a pass: other "
+        waited = cpu_wait_past([*((summary or {}).get("cpu_wait_share_passes") or []),
+                                *(ref.get("cpu_wait_share_passes") or [])])
+        if not ok and waited is not None:  # what a loaded host took, measured (rule 6)
+            measured += (f" (a timing thread waited for a CPU up to {100 * waited:.1f} % of a pass: other "
                          f"processes' time on its cores, rule 6)")
         if not ok and method in after_traces:
             measured += " (the benchmark timed it after its own kernel traces, on a host they slowed)"

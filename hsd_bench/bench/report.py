@@ -106,7 +106,7 @@ def _spread(span, slowdown: float | None = None, pass_record: dict | None = None
     if slowdown is not None and abs(slowdown) >= SLOW_PASS_SHOWN:
         parts.append(f"pass {100 * abs(slowdown):.0f}% {'slower' if slowdown > 0 else 'faster'}")
     waited, decode = (pass_record or {}).get("cpu_wait_s"), (pass_record or {}).get("decode_s")
-    if waited is not None and decode and waited > host_probe.CPU_WAIT_SHARE * decode:
+    if waited is not None and decode and host_probe.cpu_wait_past([waited / decode]) is not None:
         parts.append(f"pass waited {1e3 * waited:.0f} ms for a CPU")
     return f" ({'; '.join(parts)})" if parts else ""
 

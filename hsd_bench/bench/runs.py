@@ -28,7 +28,7 @@ On CPU both reduce to host clocks around calls and agree up to noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 import time
 from typing import Callable
 
@@ -288,9 +288,7 @@ def _instrumented_pass(build: Callable[[Callable], object], timer_cls, prompts: 
         for k, v in g.stats.as_row()["time_split_s"].items():
             totals["split"][k] = totals["split"].get(k, 0.0) + v
     engine.on_phase = None
-    for name in ("preemptions", "cpu_wait_s", "migrations"):
-        values = [getattr(c, name) for c in taken]
-        totals[name] = None if None in values else sum(values)
+    totals.update(asdict(host_probe.contention_total(taken)))  # preemptions, cpu_wait_s, migrations
     return engine, timers, totals
 
 
