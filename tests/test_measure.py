@@ -473,7 +473,9 @@ def test_a_pass_whose_thread_waited_for_a_cpu_is_warned_with_that_cause():
     """The fifty-eighth GPU run's loaded run.py job: HiSpec's first pass waited 22.6 % of its wall for
     a CPU and decoded 1879.7 tok/s against 2438.0 (its unloaded rate times 0.774, within 1 %). The
     warning names the wait, in place of the spread's unexplained one; a wait under CPU_WAIT_SHARE says
-    nothing, past it it is said even where the rates stay within RATE_SPREAD, and with one pass."""
+    nothing, past it it is said even where the rates stay within RATE_SPREAD, and with one pass. A
+    speedup against AR where either side waited is warned of too: a wait costs a pass what its device
+    has not queued, so AR (its next chunk queued) and a speculative method lose unequal shares."""
     from hsd_bench import host_probe
 
     probes = {"host_probe_us_passes": [11.7, 11.7, 11.8], "host_probe_us": 11.7}
@@ -487,7 +489,18 @@ def test_a_pass_whose_thread_waited_for_a_cpu_is_warned_with_that_cause():
         "rate; its tokens/s keeps each sample's median pass",
         "hispec's timing thread waited for a CPU up to 22.6 % of a timed pass (passes 1879.7-2438.0 tok/s, 30 % "
         "apart): other threads ran on the run's cores, and a host-bound method's pass loses that share of its rate; "
-        "its tokens/s keeps each sample's median pass"]
+        "its tokens/s keeps each sample's median pass",
+        "hispec's speedup against autoregressive compares passes that waited for a CPU: a pass loses its wait less "
+        "the device work it has queued, and autoregressive's next chunk stays queued while a speculative method's "
+        "host reads each verdict before it queues more, so the speedup moves with the load"]
+    # the speedup's line where either side waited, and only there
+    speedup = "hispec's speedup against autoregressive"
+    unloaded = {name: {**probes, "tokens_per_s_passes": [2850.0, 2860.0, 2855.0], "cpu_wait_share_passes": [0.0] * 3}
+                for name in loaded}
+    assert host_probe.state_warnings(unloaded, "autoregressive") == []
+    for waiting in ("autoregressive", "hispec"):
+        one = {**unloaded, waiting: {**unloaded[waiting], "cpu_wait_share_passes": [0.0, 0.05, 0.0]}}
+        assert [w for w in host_probe.state_warnings(one, "autoregressive") if w.startswith(speedup)], waiting
     share = host_probe.CPU_WAIT_SHARE
     close = {"hispec": {**probes, "tokens_per_s_passes": [2400.0, 2390.0, 2380.0],
                         "cpu_wait_share_passes": [0.0, share * 0.99, 0.0]}}
