@@ -7,7 +7,7 @@
 #   next call on the warm machine is results/gpu_run51/call51_3.sh.
 # - Otherwise (an H100 with torch 2.11, as every loan since the fifty-first run):
 #   results/gpu_run58/call58_2.sh, where HiSpec's time goes beside memory copiers, read by the
-#   timing thread's new contention counters.
+#   timing thread's new contention counters (FALLBACK names another script for such a machine).
 # Carry [".whl"].
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 nodes=$(python3 -c 'import torch, triton; from hsd_bench.models.native.graphs import conditional_graphs_available as c; print(torch.__version__, triton.__version__, "conditional nodes", c())' 2>&1)
@@ -17,6 +17,7 @@ if [[ $nodes == *"conditional nodes True"* ]]; then
 elif nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
   bash results/gpu_run51/call51_2.sh
 else
-  echo "not an H200 and no conditional nodes: results/gpu_run58/call58_2.sh"
-  bash results/gpu_run58/call58_2.sh
+  fallback=${FALLBACK:-results/gpu_run58/call58_2.sh}
+  echo "not an H200 and no conditional nodes: $fallback"
+  bash "$fallback"
 fi
