@@ -256,7 +256,7 @@ def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
         elif name != baseline and baseline in methods and (
                 base_waited is not None or cpu_wait_past(s.get("cpu_wait_share_passes") or []) is not None):
             out.append(f"{name}'s speedup against {baseline} compares passes that waited for a CPU: a pass loses "
-                       f"its wait less the device work it has queued, and {baseline}'s next chunk stays queued "
-                       f"while a speculative method's host reads each verdict before it queues more, so the "
-                       f"speedup moves with the load")
+                       f"its wait less the device work it has queued, which differs between methods (on CUDA the "
+                       f"native AR's next chunk stays queued, a speculative method's host reads each verdict "
+                       f"before it queues more), so the speedup moves with the load")
     return out
