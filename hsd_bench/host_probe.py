@@ -201,7 +201,7 @@ RATE_SPREAD = 1.10
 # hierarchy's loaded passes decoded at their unloaded rate times (1 - that share), within 3.5 % in
 # all 27 that waited 0.7-46 %, and AR's lost less than its wait (its next chunk runs while it waits):
 # each wait lasted ~4 ms, of which AR hid 48-70 % with 8-token chunks (2.8 ms of device work queued),
-# 72 % with 16 and 87-88 % with 32 or 64 (the fifty-ninth run), HiSpec and the hierarchy none.
+# 58-91 % with 16 and 83-91 % with 32 or 64 (the fifty-ninth run), HiSpec and the hierarchy none.
 CPU_WAIT_SHARE = 0.02
 
 

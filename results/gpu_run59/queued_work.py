@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The fifty-ninth run, call 2: does device work queued past the host's next read hide a wait for
+"""The fifty-ninth run, calls 1 and 2 (folders call2/, call3/; two H100 machines): does device work queued past the host's next read hide a wait for
 a CPU, in proportion to its length?
 
-    python3 results/gpu_run59/queued_work.py            # reads call2/ beside this file
+    python3 results/gpu_run59/queued_work.py            # reads call2/ and call3/ beside this file
 
 run.py's AR job at each chunk (``ar_chunk``: tokens per host round trip; the next chunk is queued
 before the host reads the last) unloaded, then beside 16 unpinned memory copiers. For every loaded
@@ -31,23 +31,29 @@ def jobs(call: Path):
 
 
 def main() -> None:
-    rows = list(jobs(HERE / "call2"))
-    reference = {chunk: statistics.median(s["tokens_per_s_passes"]) for chunk, load, s in rows if load == "none"}
-    print("chunk | unloaded tok/s (median pass) | chunk's device time, ms | loaded pass: tok/s | waited | "
+    hidden_by_chunk: dict[int, list[float]] = {}
+    print("call | chunk | unloaded tok/s (median pass) | chunk's device time, ms | loaded pass: tok/s | waited | "
           "preempted | ms a wait | share of the wait hidden")
-    for chunk, load, s in rows:
-        if load == "none":
-            continue
-        ref = reference[chunk]
-        for r, wait, w, p in zip(s["tokens_per_s_passes"], s["cpu_wait_s_passes"], s["cpu_wait_share_passes"],
-                                 s["preemptions_passes"]):
-            if w >= WAITED:
-                hidden = 1 - (1 - r / ref) / w
-                per_wait = f"{1e3 * wait / p:.1f}" if p else "-"
-                print(f"{chunk} | {ref:.0f} | {1e3 * chunk / ref:.1f} | {r:.0f} | {100 * w:.1f} % | {p} | {per_wait} | "
-                      f"{100 * hidden:.0f} %")
-    print("\nunloaded rate by chunk (tokens computed past a stop are discarded, so a longer chunk decodes fewer "
-          "committed tokens a second):", ", ".join(f"{c}: {r:.0f}" for c, r in reference.items()))
+    for call in ("call2", "call3"):
+        rows = list(jobs(HERE / call))
+        reference = {chunk: statistics.median(s["tokens_per_s_passes"]) for chunk, load, s in rows if load == "none"}
+        for chunk, load, s in rows:
+            if load == "none":
+                continue
+            ref = reference[chunk]
+            for r, wait, w, p in zip(s["tokens_per_s_passes"], s["cpu_wait_s_passes"], s["cpu_wait_share_passes"],
+                                     s["preemptions_passes"]):
+                if w >= WAITED:
+                    hidden = 1 - (1 - r / ref) / w
+                    hidden_by_chunk.setdefault(chunk, []).append(hidden)
+                    per_wait = f"{1e3 * wait / p:.1f}" if p else "-"
+                    print(f"{call} | {chunk} | {ref:.0f} | {1e3 * chunk / ref:.1f} | {r:.0f} | {100 * w:.1f} % | {p} | "
+                          f"{per_wait} | {100 * hidden:.0f} %")
+        print(f"{call}: unloaded rate by chunk (tokens computed past a stop are discarded, so a longer chunk "
+              "decodes fewer committed tokens a second):", ", ".join(f"{c}: {r:.0f}" for c, r in reference.items()))
+    print("\nchunk | passes | share of the wait hidden")
+    for chunk, hidden in sorted(hidden_by_chunk.items()):
+        print(f"{chunk} | {len(hidden)} | " + ", ".join(f"{100 * h:.0f} %" for h in hidden))
 
 
 if __name__ == "__main__":
