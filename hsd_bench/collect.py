@@ -254,6 +254,9 @@ TABLE_SOURCES = {
     "tau_lo": "mean_accepted_len_lo",
     "tau_hi": "mean_accepted_len_hi",
     "hardware": "provenance.device",
+    # run.py's warnings about this method's rates (host states, waits for a CPU, its speedup's
+    # footing: host_probe.method_warnings); 0 where its timing stood on one unloaded host
+    "timing_warnings": "timing_warning_count",
 }
 # draft_stop is {threshold: t} or the shorthand t in a config: one column either way
 TABLE_COLUMNS = [*TABLE_SOURCES, "draft_stop", "ar_tokens_per_s"]
@@ -303,7 +306,7 @@ def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = No
         joined = df["config_key"].map(predicted.set_index("config_key")["predicted_speedup"])
         out["predicted_speedup"] = pd.to_numeric(out["predicted_speedup"], errors="coerce").fillna(joined)
     out["ar_tokens_per_s"] = df[key].map(ar).to_numpy() if len(ar) else None
-    for col in ("exit", "draft_len", "period", "n_samples", "n_generated"):
+    for col in ("exit", "draft_len", "period", "n_samples", "n_generated", "timing_warnings"):
         out[col] = _as_int_if_integral(out[col])
     sort = [c for c in ("dataset", "method", "exit", "draft_len", "period", "verifier") if out[c].notna().any()]
     return out.sort_values(sort, kind="stable").reset_index(drop=True) if sort else out.reset_index(drop=True)

@@ -213,17 +213,19 @@ def cpu_wait_past(shares: Iterable[float | None]) -> float | None:
     return max(known) if known and max(known) > CPU_WAIT_SHARE else None
 
 
-def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
-    """What a job's probes and passes say about its rates: a method whose timed passes straddle
-    host states (its median-pass rate mixes them), one whose timing thread waited for a CPU more
-    than :data:`CPU_WAIT_SHARE` of a pass (other threads took its cores: the cause, measured), one
-    whose passes' rates spread further than :data:`RATE_SPREAD` where neither says why (the host
-    moved where the probe did not look), and a method timed in another state than ``baseline``
-    (its speedup compares two hosts) or beside a wait for a CPU in its passes or the baseline's
-    (its speedup compares unequal losses: a wait costs a pass what its device has not queued, and
-    on CUDA AR keeps its next chunk queued where a speculative method's host reads every verdict
-    before it queues more: results/gpu_run58/hidden_wait.py, results/gpu_run59/queued_work.py).
-    ``methods``: the summary's per-method entries."""
+def method_warnings(methods: dict[str, dict], baseline: str) -> list[tuple[str, str]]:
+    """What a job's probes and passes say about its rates, each warning with the method it concerns:
+    a method whose timed passes straddle host states (its median-pass rate mixes them), one whose
+    timing thread waited for a CPU more than :data:`CPU_WAIT_SHARE` of a pass (other threads took
+    its cores: the cause, measured), one whose passes' rates spread further than
+    :data:`RATE_SPREAD` where neither says why (the host moved where the probe did not look), and a
+    method timed in another state than ``baseline`` (its speedup compares two hosts) or beside a
+    wait for a CPU in its passes or the baseline's (its speedup compares unequal losses: a wait
+    costs a pass what its device has not queued, and on CUDA AR keeps its next chunk queued where a
+    speculative method's host reads every verdict before it queues more:
+    results/gpu_run58/hidden_wait.py, results/gpu_run59/queued_work.py). ``methods``: the
+    summary's per-method entries. The method named lets run.py count each method's warnings in its
+    summary, so a sweep's tables flag a rate the host moved (``timing_warning_count``)."""
     out = []
     for name, s in methods.items():
         passes = [p for p in s.get("host_probe_us_passes") or [] if p]
@@ -234,29 +236,39 @@ def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
         if len(passes) > 1 and different_states(min(passes), max(passes)):
             # the rates beside the probes: a probe can spike where the passes' rates agree (an unloaded
             # run.py job's probes read 12.1-23.7 µs, its passes 3.5 % apart: the fifty-seventh GPU run)
-            out.append(f"{name}'s timed passes ran in different host states (host probe {min(passes):.1f}-"
-                       f"{max(passes):.1f} µs{f'; passes {spread}' if spread else ''}): its tokens/s mixes them")
+            text = (f"{name}'s timed passes ran in different host states (host probe {min(passes):.1f}-"
+                    f"{max(passes):.1f} µs{f'; passes {spread}' if spread else ''}): its tokens/s mixes them")
         elif waited is not None:
             # the cause named where it was measured, whether or not the rates spread past RATE_SPREAD
-            out.append(f"{name}'s timing thread waited for a CPU up to {100 * waited:.1f} % of a timed pass"
-                       f"{f' (passes {spread})' if spread else ''}: other threads ran on the run's cores, and a "
-                       f"host-bound method's pass loses that share of its rate; its tokens/s keeps each sample's "
-                       f"median pass")
+            text = (f"{name}'s timing thread waited for a CPU up to {100 * waited:.1f} % of a timed pass"
+                    f"{f' (passes {spread})' if spread else ''}: other threads ran on the run's cores, and a "
+                    f"host-bound method's pass loses that share of its rate; its tokens/s keeps each sample's "
+                    f"median pass")
         elif spread and max(rates) > RATE_SPREAD * min(rates):
             unseen = ", where its host probes read one state" if len(passes) > 1 else ""
-            out.append(f"{name}'s timed passes decoded {spread}: the host's speed moved within the "
-                       f"job{unseen}; its tokens/s keeps each sample's median pass")
+            text = (f"{name}'s timed passes decoded {spread}: the host's speed moved within the "
+                    f"job{unseen}; its tokens/s keeps each sample's median pass")
+        else:
+            continue
+        out.append((name, text))
     base = (methods.get(baseline) or {}).get("host_probe_us")
     base_waited = cpu_wait_past((methods.get(baseline) or {}).get("cpu_wait_share_passes") or [])
     for name, s in methods.items():
         mine = s.get("host_probe_us")
-        if name != baseline and base and mine and different_states(base, mine):
-            out.append(f"{name} and {baseline} were timed in different host states (host probe {mine:.1f} vs "
-                       f"{base:.1f} µs): its speedup compares two hosts, not two methods alone")
-        elif name != baseline and baseline in methods and (
+        if name == baseline:
+            continue
+        if base and mine and different_states(base, mine):
+            out.append((name, f"{name} and {baseline} were timed in different host states (host probe {mine:.1f} vs "
+                              f"{base:.1f} µs): its speedup compares two hosts, not two methods alone"))
+        elif baseline in methods and (
                 base_waited is not None or cpu_wait_past(s.get("cpu_wait_share_passes") or []) is not None):
-            out.append(f"{name}'s speedup against {baseline} compares passes that waited for a CPU: a pass loses "
-                       f"its wait less the device work it has queued, which differs between methods (on CUDA the "
-                       f"native AR's next chunk stays queued, a speculative method's host reads each verdict "
-                       f"before it queues more), so the speedup moves with the load")
+            out.append((name, f"{name}'s speedup against {baseline} compares passes that waited for a CPU: a pass "
+                              f"loses its wait less the device work it has queued, which differs between methods (on "
+                              f"CUDA the native AR's next chunk stays queued, a speculative method's host reads each "
+                              f"verdict before it queues more), so the speedup moves with the load"))
     return out
+
+
+def state_warnings(methods: dict[str, dict], baseline: str) -> list[str]:
+    """:func:`method_warnings`' texts, in order: what run.py's log and ``bench.md`` print."""
+    return [text for _, text in method_warnings(methods, baseline)]

@@ -291,10 +291,16 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "skipped_samples": [r["sample_id"] for r in rows if r.get("skipped")],
             "methods": summarize(rows, BASELINE),
         }
+        # what the host did to the rates, kept in the record beside them: the log's warnings, and
+        # per method their count, a scalar that W&B and the sweep's tables carry (collect.py)
+        flagged = host_probe.method_warnings(summary["methods"], BASELINE)
+        for name, metrics in summary["methods"].items():
+            metrics["timing_warning_count"] = sum(flagged_name == name for flagged_name, _ in flagged)
+        summary["timing_warnings"] = [text for _, text in flagged]
         run_dir.finish(summary)
         _log_wandb(cfg, summary, rows, run_dir.path)
         log(format_table(summary["methods"]))
-        for warning in host_probe.state_warnings(summary["methods"], BASELINE):
+        for warning in summary["timing_warnings"]:
             log(f"[hsd-bench] warning: {warning} (docs/performance.md, rule 6)")
         log(summary_line(summary, run_dir.path))
         log(f"run directory: {run_dir.path}")

@@ -494,6 +494,9 @@ def test_a_pass_whose_thread_waited_for_a_cpu_is_warned_with_that_cause():
         "the device work it has queued, which differs between methods (on CUDA the native AR's next chunk stays "
         "queued, a speculative method's host reads each verdict before it queues more), so the speedup moves with "
         "the load"]
+    # each warning with the method it concerns (run.py counts them per method in its summary)
+    assert [name for name, _ in host_probe.method_warnings(loaded, "autoregressive")] == [
+        "autoregressive", "hispec", "hispec"]
     # the speedup's line where either side waited, and only there
     speedup = "hispec's speedup against autoregressive"
     unloaded = {name: {**probes, "tokens_per_s_passes": [2850.0, 2860.0, 2855.0], "cpu_wait_share_passes": [0.0] * 3}

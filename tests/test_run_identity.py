@@ -291,6 +291,18 @@ def test_a_job_timed_across_host_states_says_so_in_its_log(tmp_path, monkeypatch
     states = [line for line in warned if "host states" in line]
     assert len(states) == 2 and "layerskip's timed passes ran in different host states" in states[0]
     assert "layerskip and autoregressive were timed in different host states" in states[1]
+    # the record keeps what the log said, and each method's count: a scalar W&B and the sweep's table carry
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert [f"[hsd-bench] warning: {w} (docs/performance.md, rule 6)" for w in summary["timing_warnings"]] == warned
+    counts = {name: m["timing_warning_count"] for name, m in methods.items()}
+    assert counts == {name: sum(w.startswith((f"{name}'s ", f"{name} and ")) for w in summary["timing_warnings"])
+                      for name in methods}
+    assert counts["layerskip"] >= 2 and sum(counts.values()) == len(warned)
+    from hsd_bench import collect, wandb_logging
+
+    table = collect.summary_table(collect.collect_summaries([tmp_path / "runs"]))
+    assert table.loc[table["method"] == "layerskip", "timing_warnings"].tolist() == [counts["layerskip"]]
+    assert wandb_logging.summary_metrics(summary)["timing_warning_count"] == counts["layerskip"]
 
 
 def test_the_progress_bar_counts_every_pass_and_ends_at_its_total(tmp_path, monkeypatch):
