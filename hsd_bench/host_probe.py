@@ -201,7 +201,9 @@ RATE_SPREAD = 1.10
 # hierarchy's loaded passes decoded at their unloaded rate times (1 - that share), within 3.5 % in
 # all 27 that waited 0.7-46 %, and AR's lost less than its wait (its next chunk runs while it waits):
 # each wait lasted ~4 ms, of which AR hid 48-70 % with 8-token chunks (2.8 ms of device work queued),
-# 58-91 % with 16 and 83-91 % with 32 or 64 (the fifty-ninth run), HiSpec and the hierarchy none.
+# 58-91 % with 16 and 77-91 % with 32 or 64 (the fifty-ninth run), HiSpec and the hierarchy none. One
+# machine of five also slowed 3 of its 20 loaded AR passes by 25-29 % where the wait saw little or
+# nothing: RATE_SPREAD's warning is the one that catches such a state.
 CPU_WAIT_SHARE = 0.02
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def test_bench_script_methods_part_on_cpu(tmp_path):
     cells = {line.split("|")[1].strip(): line.split("|")[column] for line in lines[head + 2:] if line.startswith("| ")}
     for r in ours:
         slow = r["outside_forwards_async"]["instrumented_slowdown"]
-        assert ("pass " in cells[r["name"]]) == (abs(slow) >= SLOW_PASS_SHOWN), (r["name"], slow, cells[r["name"]])
+        # "pass 13% slower" (not "pass waited 4 ms for a CPU", which a loaded CI host can add beside it)
+        shown = re.search(r"pass \d+% (slower|faster)", cells[r["name"]]) is not None
+        assert shown == (abs(slow) >= SLOW_PASS_SHOWN), (r["name"], slow, cells[r["name"]])
 
 
 def _check_overheads(row: dict) -> None:
