@@ -255,7 +255,7 @@ TABLE_SOURCES = {
     "tau_hi": "mean_accepted_len_hi",
     "hardware": "provenance.device",
     # run.py's warnings about this method's rates (host states, waits for a CPU, its speedup's
-    # footing: host_probe.method_warnings); 0 where its timing stood on one unloaded host
+    # footing: host_probe.method_warnings); 0 where none was raised, empty for runs made before
     "timing_warnings": "timing_warning_count",
 }
 # draft_stop is {threshold: t} or the shorthand t in a config: one column either way
