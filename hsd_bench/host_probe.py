@@ -229,10 +229,12 @@ def method_warnings(methods: dict[str, dict], baseline: str) -> list[tuple[str, 
     summary's per-method entries. The method named lets run.py count each method's warnings in its
     summary, so a sweep's tables flag a rate the host moved (``timing_warning_count``)."""
     out = []
+    # each method's largest wait past CPU_WAIT_SHARE (None: none), read by both loops below
+    waited_by = {name: cpu_wait_past(s.get("cpu_wait_share_passes") or []) for name, s in methods.items()}
     for name, s in methods.items():
         passes = [p for p in s.get("host_probe_us_passes") or [] if p]
         rates = [r for r in s.get("tokens_per_s_passes") or [] if r]
-        waited = cpu_wait_past(s.get("cpu_wait_share_passes") or [])
+        waited = waited_by[name]
         spread = (f"{min(rates):.1f}-{max(rates):.1f} tok/s, {100 * (max(rates) / min(rates) - 1):.0f} % apart"
                   if len(rates) > 1 else None)
         if len(passes) > 1 and different_states(min(passes), max(passes)):
@@ -254,16 +256,14 @@ def method_warnings(methods: dict[str, dict], baseline: str) -> list[tuple[str, 
             continue
         out.append((name, text))
     base = (methods.get(baseline) or {}).get("host_probe_us")
-    base_waited = cpu_wait_past((methods.get(baseline) or {}).get("cpu_wait_share_passes") or [])
     for name, s in methods.items():
-        mine = s.get("host_probe_us")
         if name == baseline:
             continue
+        mine = s.get("host_probe_us")
         if base and mine and different_states(base, mine):
             out.append((name, f"{name} and {baseline} were timed in different host states (host probe {mine:.1f} vs "
                               f"{base:.1f} µs): its speedup compares two hosts, not two methods alone"))
-        elif baseline in methods and (
-                base_waited is not None or cpu_wait_past(s.get("cpu_wait_share_passes") or []) is not None):
+        elif baseline in methods and (waited_by[baseline] is not None or waited_by[name] is not None):
             out.append((name, f"{name}'s speedup against {baseline} compares passes that waited for a CPU: a pass "
                               f"loses its wait less the device work it has queued, which differs between methods (on "
                               f"CUDA the native AR's next chunk stays queued, a speculative method's host reads each "

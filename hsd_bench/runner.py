@@ -18,6 +18,7 @@ import platform
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,8 +295,9 @@ def run_job(cfg: Any, log=print) -> JobResult:
         # what the host did to the rates, kept in the record beside them: the log's warnings, and
         # per method their count, a scalar that W&B and the sweep's tables carry (collect.py)
         flagged = host_probe.method_warnings(summary["methods"], BASELINE)
+        per_method = Counter(name for name, _ in flagged)
         for name, metrics in summary["methods"].items():
-            metrics["timing_warning_count"] = sum(flagged_name == name for flagged_name, _ in flagged)
+            metrics["timing_warning_count"] = per_method[name]
         summary["timing_warnings"] = [text for _, text in flagged]
         run_dir.finish(summary)
         _log_wandb(cfg, summary, rows, run_dir.path)

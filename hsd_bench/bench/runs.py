@@ -118,15 +118,14 @@ def decoder_run(name: str, decoder, backend: str, method: str, prompts: list[lis
     probes = timed[0].host_probe_us if timed else None  # every prompt was timed in the same passes
     result.extra["host_probe_us_passes"] = probes
     result.extra["host_probe_us"] = median(probes) if probes else None
+    passes = [t.pass_wall_s or [t.generation.stats.wall_s] for t in timed]  # each prompt's wall per pass
     # what other threads took from the timing thread, per pass, as run.py's summary reads it
-    result.extra.update(contention_by_pass([{**host_probe.contention_passes(t.contention),
-                                             "wall_s_passes": t.pass_wall_s or [t.generation.stats.wall_s]}
-                                            for t in timed]))
+    result.extra.update(contention_by_pass([{**host_probe.contention_passes(t.contention), "wall_s_passes": walls}
+                                            for t, walls in zip(timed, passes)]))
     result.extra["graph_captures_timed"] = sum(t.graph_captures for t in timed)
     result.outputs = [g.output_ids for g in gens]
     result.tokens = sum(len(o) for o in result.outputs)
     result.target_forwards = sum(g.stats.target_forwards for g in gens)
-    passes = [t.pass_wall_s or [t.generation.stats.wall_s] for t in timed]
     result.wall_s = [sum(p[k] for p in passes) for k in range(len(passes[0]))]
     result.kept_wall_s = sum(g.stats.wall_s for g in gens)
     if backend != "hf":
