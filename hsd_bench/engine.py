@@ -577,7 +577,10 @@ class GenerationStats:
     # of all rows sum to the elapsed time and sum(tokens) / sum(wall_s) is the
     # aggregate throughput.
     wall_s: float = 0.0
-    prefill_s: float = 0.0
+    # None where the decoder cannot tell its prefill apart (transformers' generate(), whose
+    # assisted modes verify the prompt and the first drafts in one forward): its decode time and
+    # decode rate are then None too, not the whole wall time under another name.
+    prefill_s: float | None = 0.0
     latency_s: float | None = None  # admission to finish (None: = wall_s, batch 1)
     batch_size: int = 1
     drafted: list[int] = field(default_factory=list)  # per verifying level
@@ -614,8 +617,8 @@ class GenerationStats:
     dropped_in_flight: int = 0
 
     @property
-    def decode_s(self) -> float:
-        return self.wall_s - self.prefill_s
+    def decode_s(self) -> float | None:
+        return None if self.prefill_s is None else self.wall_s - self.prefill_s
 
     @property
     def target_forwards(self) -> int:
@@ -636,7 +639,8 @@ class GenerationStats:
             "latency_s": self.wall_s if self.latency_s is None else self.latency_s,
             "batch_size": self.batch_size,
             "tokens_per_s": self.n_generated / self.wall_s if self.wall_s > 0 else 0.0,
-            "decode_tokens_per_s": self.n_generated / self.decode_s if self.decode_s > 0 else 0.0,
+            "decode_tokens_per_s": None if self.decode_s is None else (
+                self.n_generated / self.decode_s if self.decode_s > 0 else 0.0),
             "target_forwards": self.target_forwards,
             "target_forwards_per_token": self.target_forwards / n,
             "mean_accepted_len": self.n_generated / max(self.target_forwards, 1),
@@ -718,7 +722,7 @@ class LevelClock:
     events recorded on the current stream and read at the engine's next sync
     (:meth:`flush`); an interval is the device-stream time from where the
     level's work starts to where it ends (stalls waiting for the host
-    included), and it counts for every row the level's forward served. On
+    included), split equally among the rows the level's forward served. On
     CPU, and with ``synchronous=True`` (host-serial profiling), it is the host
     clock, synchronised on CUDA.
 
@@ -768,9 +772,7 @@ class LevelClock:
             return
         if self.synchronous:
             torch.cuda.synchronize(self.device)
-        dt = time.perf_counter() - mark
-        for stats in served:
-            stats.level_time_s[level] += dt
+        self._share(level, time.perf_counter() - mark, served)
 
     def discard(self) -> None:
         """Forget intervals not yet flushed (a stream abandoned before its end)."""
@@ -779,10 +781,16 @@ class LevelClock:
     def flush(self) -> None:
         """Add the recorded intervals to their rows; call only after a device sync."""
         for level, (start, end), served in self._open:
-            dt = start.elapsed_time(end) / 1e3
-            for stats in served:
-                stats.level_time_s[level] += dt
+            self._share(level, start.elapsed_time(end) / 1e3, served)
         self._open.clear()
+
+    @staticmethod
+    def _share(level: int, dt: float, served: list[GenerationStats]) -> None:
+        """Split an interval equally among the rows it served, as the engine splits elapsed time
+        into rows' ``wall_s``: a row's level times are then shares of its decode time, and summed over
+        a batch's rows they are the batch's time in each level, not B times it."""
+        for stats in served:
+            stats.level_time_s[level] += dt / len(served)
 
 
 def stop_cut(before: list[int], new: list[int], eos_token_ids, stop_sequences=(), tokenizer=None) -> int | None:

@@ -76,7 +76,8 @@ def contention_by_pass(rows: list[dict]) -> dict:
 def summarize_method(rows: list[dict]) -> dict:
     tokens = sum(r["n_generated"] for r in rows)
     wall = sum(r["wall_s"] for r in rows)
-    decode = sum(r["decode_s"] for r in rows)
+    # None where a decoder cannot tell its prefill apart (hf_reference.py): no decode rate then
+    decode = None if any(r["decode_s"] is None for r in rows) else sum(r["decode_s"] for r in rows)
     drafted = sum(r["drafted"] for r in rows)
     accepted = sum(r["accepted"] for r in rows)
     forwards = sum(r["target_forwards"] for r in rows)
@@ -94,6 +95,10 @@ def summarize_method(rows: list[dict]) -> dict:
             layer_evals[k] += v
         for k, v in r["time_split_s"].items():
             time_split[k] += v
+    if "other" in time_split and decode is not None:
+        # the rest of the decode time as a whole: a row's own "other" is clamped at 0 where a
+        # batch's level intervals served it more than the elapsed intervals charged it
+        time_split["other"] = max(0.0, decode - sum(v for k, v in time_split.items() if k != "other"))
         for j, (n, a) in enumerate(zip(r["position_reached"], r["position_accepted"])):
             if j >= len(reached):
                 reached.append(0)
@@ -115,7 +120,7 @@ def summarize_method(rows: list[dict]) -> dict:
         "batch_size": max((r.get("batch_size", 1) for r in rows), default=1),
         "n_generated": tokens,
         "tokens_per_s": _ratio(tokens, wall),
-        "decode_tokens_per_s": _ratio(tokens, decode),
+        "decode_tokens_per_s": None if decode is None else _ratio(tokens, decode),
         # timing_repeats > 1: tokens/s of each timed pass (the spread the median-pass timing hides)
         "tokens_per_s_passes": _pass_rates(rows, tokens),
         # the host's speed before each pass (µs per launch + sync round trip; lower is faster) and its
@@ -161,10 +166,35 @@ def summarize_method(rows: list[dict]) -> dict:
         "discarded_tokens": sum(r.get("discarded_tokens", 0) for r in rows),
         # a round queued before the read that ended its sequence, computed and dropped (AR: one chunk)
         "dropped_in_flight_tokens": sum(r.get("dropped_in_flight_tokens", 0) for r in rows),
+        # run.py processes that timed these rows: more than one where a resumed run decoded the rest
+        "launches": len({r.get("launch") for r in rows}),
         "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows),
         "retimed_samples": sum(bool(r.get("retimed")) for r in rows),
         "scores": {k: sum(v) / len(v) for k, v in scores.items()},
     }
+
+
+def launch_warnings(rows: list[dict], baseline: str = "autoregressive") -> list[tuple[str, str]]:
+    """A warning, with the method it concerns, for each method whose rows or whose baseline's were
+    timed by more than one run.py process.
+
+    Why: a run interrupted and run again keeps its finished rows and decodes only the rest, so no
+    result is lost; but its speedup then divides rates from different processes -- other host
+    states, another warm-up -- where run.py's promise is a ratio from one job. Flagged, it is
+    counted in ``timing_warning_count`` like the host's warnings, and a sweep's tables show it."""
+    launches: dict[str, set] = defaultdict(set)
+    for r in rows:
+        if not r.get("skipped"):
+            launches[r["method"]].add(r.get("launch"))
+    base = launches.get(baseline)
+    out = []
+    for name, mine in launches.items():
+        if name == baseline or base is None or len(mine | base) < 2:
+            continue
+        out.append((name, f"{name}'s rows and {baseline}'s were timed by {len(mine | base)} run.py processes "
+                          f"(a resumed run decodes only the rows it lacks): its speedup divides rates from different "
+                          f"processes, not one job's; for a ratio from one job, run it into a new results_dir"))
+    return out
 
 
 def summarize(rows: list[dict], baseline: str = "autoregressive") -> dict[str, dict]:
@@ -236,7 +266,8 @@ def _compare(s: dict, base: dict | None) -> dict:
     """Add the speedup and score difference of summary ``s`` over the baseline summary ``base``."""
     if base and base["tokens_per_s"] and s["tokens_per_s"]:
         s["speedup_vs_ar"] = s["tokens_per_s"] / base["tokens_per_s"]
-        s["decode_speedup_vs_ar"] = _ratio(s["decode_tokens_per_s"], base["decode_tokens_per_s"])
+        decode, base_decode = s["decode_tokens_per_s"], base["decode_tokens_per_s"]
+        s["decode_speedup_vs_ar"] = None if decode is None else _ratio(decode, base_decode)
         s["score_delta_vs_ar"] = {k: v - base["scores"][k] for k, v in s["scores"].items() if k in base["scores"]}
     else:
         s["speedup_vs_ar"] = None

@@ -19,6 +19,7 @@ import torch
 from hsd_bench import runner
 from hsd_bench.engine import DecodingConfig, LevelClock, level_split_for
 from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.metrics import summarize_method
 from tests.conftest import tiny_job_config
 from tests.test_lookahead import native
 from tests.test_native_backend import VOCAB, make_hf_model
@@ -93,3 +94,21 @@ def test_run_py_records_whether_it_split_and_the_default_names_nothing_in_the_ha
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["level_split"] is True  # CPU: the host clock costs nothing
     assert all("other" in m["time_split_s"] for m in summary["methods"].values())
+
+
+@pytest.mark.parametrize("spec", SPECS[1:3], ids=[s.name for s in SPECS[1:3]])
+def test_at_batch_b_the_split_is_of_the_batchs_time_not_b_times_it(spec):
+    """A level interval serves every row in it, and the engine splits elapsed time into rows'
+    ``wall_s`` shares: the level times must be split the same way, or summed over a batch they
+    came to about B times its decode time and the summary's rest read 0 at every B > 1."""
+    target_hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    gen = torch.Generator().manual_seed(9)
+    prompts = [torch.randint(0, VOCAB, (6 + i,), generator=gen).tolist() for i in range(4)]
+    engine = build_engine(MethodSpec(**{**spec.__dict__, "level_split": True}), native(target_hf), load_other=None)
+    rows = [g.stats.as_row() for _, g in engine.generate_many(prompts, 24, DecodingConfig(), batch_size=4)]
+    decode = sum(r["decode_s"] for r in rows)
+    levels = sum(v for r in rows for k, v in r["time_split_s"].items() if k != "other")
+    assert 0 < levels <= decode * 1.001
+    split = summarize_method(rows)["time_split_s"]
+    assert split["other"] == pytest.approx(decode - sum(v for k, v in split.items() if k != "other"))
+    assert split["other"] > 0  # the engine's own work between levels, no longer clamped away
