@@ -115,7 +115,7 @@ class HFReference:
             wall = time.perf_counter() - t0
         finally:
             hook.remove()
-        new = out[0, len(prompt_ids) :].tolist()
+        out_new = new = out[0, len(prompt_ids) :].tolist()
         stop_reason = "max_new_tokens"
         keep = stop_cut([], new, {eos} if eos is not None else set(), stop_sequences, self.codec)
         if keep is not None:
@@ -126,10 +126,15 @@ class HFReference:
         # Target forwards include the prefill's: it yields the first token, as the engine's
         # first decode round does (the engine prefills all but the last prompt token).
         forwards = self._forwards
+        # generate() runs the prefill inside its loop (the assisted modes verify the prompt and the
+        # first drafts in one forward), so neither a prefill time nor a level split is measured:
+        # both None, so the decode rate and its speedup are None, not the wall time renamed.
+        # Tokens generate() made past the stop were timed and dropped: counted as the engine
+        # counts its own.
         stats = GenerationStats(
-            n_prompt=len(prompt_ids), n_generated=len(new), wall_s=wall, prefill_s=0.0,
-            drafted=[0, 0], accepted=[0, 0], rounds=[0, forwards], level_time_s=[0.0, 0.0],
-            level_names=["hf", "target"],
+            n_prompt=len(prompt_ids), n_generated=len(new), wall_s=wall, prefill_s=None,
+            drafted=[0, 0], accepted=[0, 0], rounds=[0, forwards], level_time_s=None,
+            level_names=["hf", "target"], discarded=len(out_new) - len(new),
         )
         return Generation(new, stats, stop_reason)
 

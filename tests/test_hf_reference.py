@@ -30,9 +30,15 @@ def test_reference_methods_run_beside_ar_and_match_it(tmp_path, method, extra):
         # float32 on CPU: transformers' greedy decoding equals ours token for token
         assert r["output_ids"] == ar[r["sample_id"]]["output_ids"]
         assert r["target_forwards"] >= 1 and r["layer_evals_per_token"] is None
+        # generate() prefills inside its loop: no decode time, rate or level split is measured
+        assert r["prefill_s"] is None and r["decode_s"] is None and r["decode_tokens_per_s"] is None
+        assert r["time_split_s"] == {}
     s = result.summary["methods"][method]
     assert s["parity_exact"] == 1.0 and s["parity_unexplained"] == 0
     assert s["speedup_vs_ar"] is not None and s["layer_evals_per_token"] is None
+    # the end-to-end speedup only: a decode rate from the whole wall time read about half of it
+    assert s["decode_tokens_per_s"] is None and s["decode_speedup_vs_ar"] is None
+    assert result.summary["methods"]["autoregressive"]["decode_tokens_per_s"] > 0
     if method == "hf_generate":
         assert s["mean_accepted_len"] == pytest.approx(1.0)  # one full forward per token, prefill's included
     if method == "hf_assisted":
@@ -113,3 +119,29 @@ def test_stop_cut_finds_any_stop_sequence_with_one_decode_per_text():
     CountingCodec.decodes = 0
     assert stop_cut(list(b"x = 1"), list(b"\n# y"), set(), stops, codec) == 2  # the last of five sequences
     assert CountingCodec.decodes == 1 + 2  # the whole text, then prefixes until the one that stops
+
+
+def test_tokens_generate_made_past_a_stop_are_discarded_and_counted():
+    """Assisted generate() checks its stopping criteria only after a round, so a round can run past
+    a stop sequence; the reference cuts it where the engine would, and the tokens cut were computed
+    and timed -- counted in ``discarded_tokens`` as the engine counts its own."""
+    from types import SimpleNamespace
+
+    from hsd_bench.hf_reference import HFReference
+    from tests.test_native_backend import VOCAB, make_hf_model
+
+    hf = make_hf_model("llama_gqa", num_layers=4, seed=7)
+    prompt = torch.randint(0, VOCAB, (9,), generator=torch.Generator().manual_seed(8)).tolist()
+    plain = HFReference("hf_generate", hf, None).generate(prompt, 16).output_ids
+    j = next(j for j in range(1, len(plain)) if plain[j] not in plain[:j])  # its first occurrence stops
+    codec = SimpleNamespace(eos_token_id=None, decode=lambda ids: "".join(f"<{t}>" for t in ids))
+    stop = (f"<{plain[j]}>",)
+    ref = HFReference("hf_generate", hf, codec).generate(prompt, 16, stop_sequences=stop)
+    assert ref.output_ids == plain[: j + 1] and ref.stop_reason == "stop"
+    assert ref.stats.as_row()["discarded_tokens"] == 0  # one token per step: it stops on the stop
+    gamma = 4
+    # the assistant is the target itself: every draft is accepted, a round commits gamma + 1 tokens
+    assisted = HFReference("hf_assisted", hf, codec, draft_len=gamma, assistant=hf)
+    got = assisted.generate(prompt, 16, stop_sequences=stop)
+    assert got.output_ids == plain[: j + 1] and got.stop_reason == "stop"
+    assert got.stats.as_row()["discarded_tokens"] == -(j + 1) % (gamma + 1) > 0
