@@ -14,6 +14,7 @@ versions unless ``resume_across_code_change=true``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
@@ -33,7 +34,7 @@ from hsd_bench.engine import level_split_for
 from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
 from hsd_bench.methods import MethodSpec, ar_chunk_for, build_engine
-from hsd_bench.metrics import format_table, summarize
+from hsd_bench.metrics import format_table, launch_warnings, summarize
 from hsd_bench.models.loading import ModelSpec, hardware_name, resolve_local_path
 from hsd_bench.progress import RunProgress, summary_line
 from hsd_bench.results import CORRUPT_NAME, RunDir, check_results_dir
@@ -159,6 +160,9 @@ def run_job(cfg: Any, log=print) -> JobResult:
         _report_repairs(run_dir, existing, log)
         version = code_version()
         check_code_version(existing, version, run_dir.path, cfg.get("resume_across_code_change", False))
+        # which process timed a row: a resumed run's rows come from more than one, and a speedup
+        # over them is no longer a ratio from one job (metrics.launch_warnings)
+        launch = f"{platform.node()}/{os.getpid()}/{time.strftime('%Y-%m-%dT%H:%M:%S')}"
 
         spec = method_spec(cfg)
         pool = ModelPool(model_spec(cfg))
@@ -208,7 +212,6 @@ def run_job(cfg: Any, log=print) -> JobResult:
         progress = RunProgress(total=len(samples) * len(decoders) * repeats,
                                desc=f"{spec.name} {cfg['dataset']['name']}",
                                enabled=cfg.get("progress", True), done_rows=existing, unit="generation")
-        retimed = 0
         todo = []
         for sample in samples:
             ids = prompt_ids[sample.sample_id]
@@ -238,7 +241,6 @@ def run_job(cfg: Any, log=print) -> JobResult:
             batch = [(s, ids) for s, ids in todo if (s.sample_id, name) not in finished]
             for sample, row in _generate_rows(decoder, codec, batch, max_new, decoding, stop, name, repeats,
                                               generated):
-                retimed += row["retimed"]
                 ar_row = ar_rows.get(sample.sample_id)
                 if name == BASELINE:
                     ar_rows[sample.sample_id] = row
@@ -246,6 +248,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
                     row["parity_exact"] = row["output_ids"] == ar_row["output_ids"]
                     row["divergence"] = None  # explained after the last timed generation, where it differs
                 row["code_version"] = version
+                row["launch"] = launch
                 run_dir.append(row)
                 rows.append(row)
                 progress.update([row], steps=0)  # its generations were counted as they finished
@@ -279,11 +282,12 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "prefill": prefill,
             "matmul": native_kernels((m for d in decoders.values() for m in d.models), "matmul"),
             "attention": native_kernels((m for d in decoders.values() for m in d.models), "attention"),
-            # measured around every kept timing of this process (measure.timed_generate): must be 0
-            "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows[len(existing):] if not r.get("skipped")),
+            # measured around every kept timing (measure.timed_generate), of every process that wrote a
+            # row of this run (a resumed run's too): must be 0
+            "graph_captures_timed": sum(r.get("graph_captures", 0) for r in rows if not r.get("skipped")),
             "graph_captures_total": measure.graph_captures(m for d in decoders.values() for m in d.models),
             "graph_captures_before_timing": captures_at_start,
-            "retimed_samples": retimed,
+            "retimed_samples": sum(bool(r.get("retimed")) for r in rows if not r.get("skipped")),
             # rows whose timed passes decoded different tokens (timing_repeats > 1): must be 0
             "pass_outputs_differ": sum(bool(r.get("pass_outputs_differ")) for r in rows if not r.get("skipped")),
             "provenance": provenance(cfg),
@@ -294,7 +298,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
         }
         # what the host did to the rates, kept in the record beside them: the log's warnings, and
         # per method their count, a scalar that W&B and the sweep's tables carry (collect.py)
-        flagged = host_probe.method_warnings(summary["methods"], BASELINE)
+        flagged = host_probe.method_warnings(summary["methods"], BASELINE) + launch_warnings(rows, BASELINE)
         per_method = Counter(name for name, _ in flagged)
         for name, metrics in summary["methods"].items():
             metrics["timing_warning_count"] = per_method[name]

@@ -82,6 +82,29 @@ def test_killed_run_resumes_without_redoing_finished_samples(tmp_path):
     assert (second.run_dir / "DONE").exists()
 
 
+def test_a_resumed_run_says_its_speedup_mixes_processes_and_counts_every_rows_timing(tmp_path):
+    """A resumed run keeps its finished rows and times the rest in a new process: its speedup is
+    then no ratio from one job, which the record says; and the summary's must-be-0 timing counts
+    cover the rows an earlier process wrote, not only this one's."""
+    cfg = _cfg(tmp_path, "method=layerskip", "exit=2", "method.draft_len=3")
+    first = runner.run_job(cfg)
+    assert not any("processes" in w for w in first.summary["timing_warnings"])
+    assert first.summary["methods"]["layerskip"]["launches"] == 1
+    rows_file = first.run_dir / "rows.jsonl"
+    rows = [json.loads(l) for l in rows_file.read_text().splitlines()]
+    kept = [r for r in rows if not (r["method"] == "layerskip" and r["sample_id"] == rows[-1]["sample_id"])]
+    kept[0] = {**kept[0], "graph_captures": 2, "retimed": True}  # what an earlier process measured
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (first.run_dir / "DONE").unlink()
+    (first.run_dir / "summary.json").unlink()
+    second = runner.run_job(cfg)
+    s = second.summary
+    assert s["methods"]["layerskip"]["launches"] == 2 and s["methods"]["autoregressive"]["launches"] == 1
+    assert any("timed by 2 run.py processes" in w and w.startswith("layerskip") for w in s["timing_warnings"])
+    assert s["methods"]["layerskip"]["timing_warning_count"] >= 1
+    assert s["graph_captures_timed"] == 2 and s["retimed_samples"] == 1
+
+
 def test_different_configs_get_different_run_dirs(tmp_path):
     a = runner.RunDir(tmp_path, runner.identity(runner._as_container(_cfg(tmp_path, "method.draft_len=2"))))
     b = runner.RunDir(tmp_path, runner.identity(runner._as_container(_cfg(tmp_path, "method.draft_len=3"))))
