@@ -298,7 +298,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
         }
         # what the host did to the rates, kept in the record beside them: the log's warnings, and
         # per method their count, a scalar that W&B and the sweep's tables carry (collect.py)
-        flagged = host_probe.method_warnings(summary["methods"], BASELINE) + launch_warnings(rows, BASELINE)
+        host_flags, launch_flags = host_probe.method_warnings(summary["methods"], BASELINE), launch_warnings(rows, BASELINE)
+        flagged = host_flags + launch_flags
         per_method = Counter(name for name, _ in flagged)
         for name, metrics in summary["methods"].items():
             metrics["timing_warning_count"] = per_method[name]
@@ -306,8 +307,9 @@ def run_job(cfg: Any, log=print) -> JobResult:
         run_dir.finish(summary)
         _log_wandb(cfg, summary, rows, run_dir.path)
         log(format_table(summary["methods"]))
-        for warning in summary["timing_warnings"]:
-            log(f"[hsd-bench] warning: {warning} (docs/performance.md, rule 6)")
+        for (_, warning), where in [*((w, "docs/performance.md, rule 6") for w in host_flags),
+                                    *((w, "docs/sweeps.md, resuming") for w in launch_flags)]:
+            log(f"[hsd-bench] warning: {warning} ({where})")
         log(summary_line(summary, run_dir.path))
         log(f"run directory: {run_dir.path}")
         return JobResult(run_dir.path, summary, skipped=False)

@@ -97,8 +97,11 @@ def test_a_resumed_run_says_its_speedup_mixes_processes_and_counts_every_rows_ti
     rows_file.write_text("".join(json.dumps(r) + "\n" for r in kept))
     (first.run_dir / "DONE").unlink()
     (first.run_dir / "summary.json").unlink()
-    second = runner.run_job(cfg)
+    logged = []
+    second = runner.run_job(cfg, log=logged.append)
     s = second.summary
+    assert any("timed by 2 run.py processes" in line and line.endswith("(docs/sweeps.md, resuming)")
+               for line in logged)
     assert s["methods"]["layerskip"]["launches"] == 2 and s["methods"]["autoregressive"]["launches"] == 1
     assert any("timed by 2 run.py processes" in w and w.startswith("layerskip") for w in s["timing_warnings"])
     assert s["methods"]["layerskip"]["timing_warning_count"] >= 1
