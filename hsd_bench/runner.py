@@ -19,6 +19,7 @@ import platform
 import resource
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
         check_code_version(existing, version, run_dir.path, cfg.get("resume_across_code_change", False))
         # which process timed a row: a resumed run's rows come from more than one, and a speedup
         # over them is no longer a ratio from one job (metrics.launch_warnings)
-        launch = f"{platform.node()}/{os.getpid()}/{time.strftime('%Y-%m-%dT%H:%M:%S')}"
+        # (a random tail: two jobs of one process within a second -- run.py as a library -- differ too)
+        launch = f"{platform.node()}/{os.getpid()}/{time.strftime('%Y-%m-%dT%H:%M:%S')}/{uuid.uuid4().hex[:8]}"
 
         spec = method_spec(cfg)
         pool = ModelPool(model_spec(cfg))
