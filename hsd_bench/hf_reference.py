@@ -153,7 +153,7 @@ def build(spec, model_spec, target, codec) -> HFReference:
     """
     from dataclasses import replace
 
-    from hsd_bench.methods import method_views
+    from hsd_bench.methods import check_draft_compatible, method_views
     from hsd_bench.models.loading import load_hf_model, resolve_device
 
     views = method_views(spec, target.num_layers)
@@ -161,7 +161,13 @@ def build(spec, model_spec, target, codec) -> HFReference:
     hf_model, _ = load_hf_model(replace(model_spec, backend="hf"))
     assistant = None
     if spec.name == "hf_assisted":
-        assistant, _ = load_hf_model(replace(model_spec, path=views[0].model, backend="hf"))
+        # loaded under its own key, so a load error names method.draft.path, as vanilla_sd's draft does
+        path = views[0].model
+        assistant, assistant_codec = load_hf_model(replace(model_spec, path=path, backend="hf",
+                                                           config_key="method.draft.path"))
+        # vanilla_sd's check: else transformers refuses another vocabulary mid-generate()
+        check_draft_compatible(path, assistant.config.vocab_size, assistant_codec, target.vocab_size, codec,
+                               key="method.draft.path")
         assistant = assistant.to(device)
     return HFReference(
         spec.name, hf_model.to(device), codec, draft_len=views[0].batch, exit_layer=views[0].exit,

@@ -18,7 +18,7 @@ function + one YAML file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -37,6 +37,9 @@ TARGET = "target"
 # on CPU every call is synchronous anyway, and a chunk only adds the discarded tail.
 AR_CHUNK_CUDA = 8
 MAX_AR_CHUNK = 64  # the longest chain the native backend fuses (models/native/model.py)
+# The depth method_views is given when the target's depth cannot be known before loading it (a Hub
+# id, offline): every check but the exit range runs; build_engine checks again with the real depth.
+UNKNOWN_DEPTH = 10**6
 
 
 @dataclass
@@ -101,6 +104,18 @@ def _exit_range_error(name: str, value: Any, depth: int) -> ValueError:
     )
 
 
+def _layers(n: int) -> str:
+    return f"{n} layer{'s' if n != 1 else ''}"
+
+
+def _need_depth(method: str, depth: int, minimum: int, why: str) -> None:
+    """Refuse a target too shallow for the method's early exits (else "an early exit must be in 1..0")."""
+    if depth < minimum:
+        raise ValueError(f"method={method} needs a target model of at least {minimum} layers ({why}), "
+                         f"but the target model has {_layers(depth)}; valid: a deeper model "
+                         f"(model.num_layers >= {minimum} for a random:<arch> model)")
+
+
 def _exit(name: str, value: Any, depth: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < depth:
         raise _exit_range_error(name, value, depth)
@@ -118,8 +133,8 @@ def _autoregressive(spec: MethodSpec, depth: int) -> list[ViewSpec]:
 
 @register_method("vanilla_sd")
 def _vanilla_sd(spec: MethodSpec, depth: int) -> list[ViewSpec]:
-    if not spec.draft_path:
-        raise ValueError("method=vanilla_sd needs a draft model: set method.draft.path=<Hub id or local dir>")
+    if not spec.draft_path:  # also hf_assisted's check (registered below)
+        raise ValueError(f"method={spec.name} needs a draft model: set method.draft.path=<Hub id or local dir>")
     gamma = _positive("method.draft_len", spec.draft_len)
     return [ViewSpec(spec.draft_path, None, gamma, label="draft", draft_stop=_draft_stop(spec)),
             ViewSpec(TARGET, None, label="target")]
@@ -132,6 +147,7 @@ def _layerskip(spec: MethodSpec, depth: int) -> list[ViewSpec]:
         if len(exit_) != 1:
             raise ValueError(f"method=layerskip takes one exit layer, got exit={list(exit_)}")
         exit_ = exit_[0]
+    _need_depth(spec.name, depth, 2, "an early exit below its last layer")
     if exit_ is None:
         exit_ = max(1, depth // 4)
     e = _exit("exit", exit_, depth)
@@ -143,6 +159,7 @@ def _layerskip(spec: MethodSpec, depth: int) -> list[ViewSpec]:
 @register_method("hispec")
 def _hispec(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     exits = spec.exit
+    _need_depth(spec.name, depth, 3, "two early exits E_d < E_v below its last layer")
     if exits is None:
         e_d = max(1, depth // 8)
         exits = [e_d, max(e_d + 1, depth // 4)]
@@ -176,6 +193,9 @@ def _hierarchy(spec: MethodSpec, depth: int) -> list[ViewSpec]:
     views = []
     level0_stop = _draft_stop(spec)
     for i, lv in enumerate(spec.levels):
+        if not isinstance(lv, Mapping):
+            raise ValueError(f"method.levels[{i}]={lv!r} must be a mapping {{path, exit, batch, draft_stop}}, "
+                             f"e.g. {{path: checkpoints/family-2x128, batch: 4}} or {{path: target, exit: 2}}")
         lv = dict(lv)
         unknown = set(lv) - {"path", "exit", "batch", "draft_stop"}
         if unknown:
@@ -183,6 +203,8 @@ def _hierarchy(spec: MethodSpec, depth: int) -> list[ViewSpec]:
                 f"method.levels[{i}] has unknown keys {sorted(unknown)}; valid: path, exit, batch, draft_stop"
             )
         path = lv.get("path") or TARGET
+        if path == TARGET:
+            _target_level_exit(i, lv.get("exit"), depth)
         batch = _positive(f"method.levels[{i}].batch", lv.get("batch", spec.draft_len))
         stop = parse_draft_stop(lv.get("draft_stop"), f"method.levels[{i}].draft_stop")
         if stop is None and i == 0:
@@ -191,6 +213,23 @@ def _hierarchy(spec: MethodSpec, depth: int) -> list[ViewSpec]:
                               label=f"L{i}:{path}" + (f"@{lv['exit']}" if lv.get("exit") else "")))
     views.append(ViewSpec(TARGET, None, label="target"))
     return views
+
+
+def _target_level_exit(i: int, exit_: Any, depth: int) -> None:
+    """A level on the target drafts from an early exit: at its full depth it would be the top level,
+    which every hierarchy already has (the engine finds no hidden state to verify it against). A level
+    with another model's path, the target's checkpoint included, is a separate model: its full depth is fine."""
+    if depth < 2:
+        raise ValueError(f"method.levels[{i}] (path: target) needs a target model of at least 2 layers (an early "
+                         f"exit below its last layer), but the target model has {_layers(depth)}")
+    if isinstance(exit_, bool) or not isinstance(exit_, int) or not 1 <= exit_ < depth:
+        valid = "1..<target depth - 1>" if depth == UNKNOWN_DEPTH else f"1..{depth - 1}"
+        has = "" if depth == UNKNOWN_DEPTH else f"; the target model has {_layers(depth)}"
+        shown = "null" if exit_ is None else repr(exit_)
+        raise ValueError(
+            f"method.levels[{i}].exit={shown} is outside {valid}: a level on the target (path: target) drafts "
+            f"from an early exit below its last layer (the full target is the top level{has})"
+        )
 
 
 def ar_chunk_for(value: Any, device: torch.device | str) -> int:
@@ -258,13 +297,25 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
 
 
 def _check_compatible(path: str, model, codec, target, target_codec) -> None:
-    if model.vocab_size != target.vocab_size:
-        raise ValueError(
-            f"draft model {path!r} has a vocabulary of {model.vocab_size} tokens but the target has "
-            f"{target.vocab_size}: every level must share the target's tokenizer"
-        )
+    check_draft_compatible(path, model.vocab_size, codec, target.vocab_size, target_codec)
+
+
+def vocabulary_mismatch(path: str, vocab_size: int, target_vocab_size: int, key: str | None = None) -> ValueError:
+    where = f"{key}: " if key else ""
+    return ValueError(
+        f"{where}draft model {path!r} has a vocabulary of {vocab_size} tokens but the target has "
+        f"{target_vocab_size}: every level must share the target's tokenizer"
+    )
+
+
+def check_draft_compatible(path: str, vocab_size: int, codec, target_vocab_size: int, target_codec,
+                           key: str | None = None) -> None:
+    """A separate model (a draft, a hierarchy level, hf_assisted's assistant) must share the target's
+    vocabulary and tokenizer: its token ids are the target's."""
+    if vocab_size != target_vocab_size:
+        raise vocabulary_mismatch(path, vocab_size, target_vocab_size, key)
     if codec is not None and target_codec is not None and codec.vocab_fingerprint() != target_codec.vocab_fingerprint():
         raise ValueError(
-            f"draft model {path!r} uses a different tokenizer from the target: every level must share the "
-            "target's tokenizer (same vocabulary, same ids)"
+            f"{key + ': ' if key else ''}draft model {path!r} uses a different tokenizer from the target: every level "
+            "must share the target's tokenizer (same vocabulary, same ids)"
         )

@@ -194,6 +194,8 @@ def check_results_dir(root: Path | str, key: str = "results_dir") -> None:
     """
     import tempfile
 
+    if not str(root).strip():  # Path("") is the current directory: runs would land wherever run.py started
+        raise ResultsDirError(f"{key}={str(root)!r} is empty; valid: a directory (created if missing), e.g. {key}=runs")
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)

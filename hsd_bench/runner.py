@@ -136,8 +136,10 @@ def run_job(cfg: Any, log=print) -> JobResult:
         return _already_finished(run_dir, log)
     task = get_task(cfg["dataset"]["name"])
     samples = task.load(_Attr(cfg["dataset"]))
-    if not samples:
-        raise ValueError(f"dataset {cfg['dataset']['name']!r} selected no samples (limit={cfg['dataset'].get('limit')})")
+    if not samples:  # dataset.ids=[] and dataset.limit=0 are refused earlier (validate.py)
+        chosen_by = ("ids", "limit") if cfg["dataset"].get("ids") is not None else ("limit", "seed")
+        raise ValueError(f"dataset {cfg['dataset']['name']!r} selected no samples ("
+                         + ", ".join(f"dataset.{k}={cfg['dataset'].get(k)!r}" for k in chosen_by) + ")")
     blank = [s.sample_id for s in samples if not s.prompt.strip()]
     if blank:
         raise ValueError(f"dataset.name={cfg['dataset']['name']!r}: sample(s) {', '.join(blank[:5])} have an empty "
@@ -190,10 +192,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             f"max_new_tokens={max_new} -> {run_dir.path}"
             + (f" (resuming: {len(existing)} rows already written)" if existing else "")
         )
-        batch_size = decoding.batch_size
-        if batch_size > 1 and spec.name in REFERENCE_METHODS:
-            raise ValueError(f"decoding.batch_size={batch_size}: method={spec.name} (transformers' own generate()) "
-                             "decodes one sequence at a time here; valid: decoding.batch_size=1")
+        batch_size = decoding.batch_size  # > 1 with an hf_* method is refused by validate.py
         # Compilation, graph capture and first-touch allocation happen here, untimed (measure.py).
         warm_new = cfg.get("warmup_tokens") or max_new
         compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding, batch_size,

@@ -8,6 +8,7 @@ same settings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +25,13 @@ class DecodingConfig:
     batch_size: int = 1
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise ValueError(f"decoding.temperature={self.temperature} must be >= 0 (0 = greedy)")
-        if self.top_k < 0:
-            raise ValueError(f"decoding.top_k={self.top_k} must be >= 0 (0 = off)")
-        if not 0 < self.top_p <= 1:
+        # nan fails every comparison and inf divides every logit to 0 (uniform sampling): both refused
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise ValueError(f"decoding.temperature={t!r} must be a finite number >= 0 (0 = greedy)")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"decoding.top_k={self.top_k!r} must be an integer >= 0 (0 = off)")
+        if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
             raise ValueError(f"decoding.top_p={self.top_p} must be in (0, 1]")
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
             raise ValueError(f"decoding.batch_size={self.batch_size!r} must be an integer >= 1")

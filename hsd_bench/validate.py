@@ -17,8 +17,11 @@ from typing import Any
 from hsd_bench.config import NATIVE_MODEL_OPTIONS, ModelConf
 from hsd_bench.engine import level_split_for
 from hsd_bench.measure import timing_repeats_for
-from hsd_bench.methods import TARGET, ar_chunk_for, method_views
-from hsd_bench.models.loading import BACKENDS, DTYPES, RANDOM_ARCHS, REPO_ROOT, resolve_local_path
+from hsd_bench.hf_reference import REFERENCE_METHODS
+from hsd_bench.methods import TARGET, UNKNOWN_DEPTH, ar_chunk_for, method_views, vocabulary_mismatch
+from hsd_bench.models.loading import (
+    BACKENDS, DTYPES, RANDOM_ARCHS, RANDOM_VOCAB_SIZE, REPO_ROOT, WEIGHT_FILES, resolve_local_path,
+)
 from hsd_bench.models.native.model import ATTENTION_KERNELS, MATMUL_KERNELS, PREFILL_MODES
 from hsd_bench.sampling import DecodingConfig
 from hsd_bench.tasks.base import available_tasks
@@ -32,7 +35,8 @@ def model_paths(cfg: dict) -> dict[str, str]:
     """``{config key: path}`` of every model a run loads (the target, a draft, hierarchy levels)."""
     paths = {"model.path": cfg["model"]["path"]}
     method = cfg["method"]
-    if method.get("name") == "vanilla_sd" and (method.get("draft") or {}).get("path"):
+    # the methods with a separate draft model: vanilla_sd, and transformers' assisted generation
+    if method.get("name") in ("vanilla_sd", "hf_assisted") and (method.get("draft") or {}).get("path"):
         paths["method.draft.path"] = method["draft"]["path"]
     if method.get("name") == "hierarchy":
         for i, level in enumerate(method.get("levels") or []):
@@ -53,6 +57,11 @@ def read_model_config(key: str, directory: Path) -> dict:
         raise ValueError(f"{key}: {path} is not valid JSON ({err}); valid: a Hugging Face config.json") from None
     if not isinstance(config, dict):
         raise ValueError(f"{key}: {path} holds a JSON {type(config).__name__}, not an object")
+    if not any((directory / name).is_file() for name in WEIGHT_FILES):
+        raise ValueError(
+            f"{key}={str(directory)!r} has a config.json but no weight files ({' / '.join(WEIGHT_FILES)}); "
+            f"valid: a checkpoint directory with its weights (as save_pretrained() writes it)"
+        )
     return config
 
 
@@ -93,6 +102,14 @@ def model_depth(model_cfg: dict, key: str = "model.path") -> int | None:
     if path.startswith("random:"):
         return model_cfg.get("num_layers") or RANDOM_ARCHS[path.split(":", 1)[1]]["num_hidden_layers"]
     return _depth(config)
+
+
+def _vocab_size(path: str, config: dict | None) -> int | None:
+    """A model's vocabulary size from its config alone; None if unknown offline (a Hub id)."""
+    if path.startswith("random:"):
+        return RANDOM_VOCAB_SIZE
+    size = (config or {}).get("vocab_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def check_device(device: Any) -> None:
@@ -149,7 +166,14 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
         check_device_available(model.get("device", "cpu"))
     _int_at_least("model.num_layers", model.get("num_layers"), 1, "the architecture's default")
     _int_at_least("model.max_context", model.get("max_context"), 2, "the model's own")
-    DecodingConfig(**cfg["decoding"])
+    if not isinstance(cfg.get("results_dir"), str) or not cfg["results_dir"].strip():
+        # Path("") is the current directory: run directories would land wherever run.py was started
+        raise ValueError(f"results_dir={cfg.get('results_dir')!r} is empty; valid: a directory (created if missing), "
+                         f"e.g. results_dir=runs")
+    decoding = DecodingConfig(**cfg["decoding"])
+    if decoding.batch_size > 1 and cfg["method"].get("name") in REFERENCE_METHODS:
+        raise ValueError(f"decoding.batch_size={decoding.batch_size}: method={cfg['method']['name']} (transformers' "
+                         "own generate()) decodes one sequence at a time here; valid: decoding.batch_size=1")
     wandb_mode(cfg.get("wandb") or {})
     _int_at_least("cpu_threads", cfg.get("cpu_threads"), 1, "torch's default")
     _int_at_least("warmup_tokens", cfg.get("warmup_tokens"), 0, "max_new_tokens")
@@ -160,12 +184,14 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
     if dataset not in available_tasks():
         raise ValueError(f"dataset.name: unknown dataset {dataset!r}; valid datasets: {', '.join(available_tasks())}")
     _int_at_least("dataset.limit", cfg["dataset"].get("limit"), 1, "all samples")
+    _check_dataset_paths(cfg["dataset"])
     _int_at_least("max_new_tokens", cfg.get("max_new_tokens"), 1, "the dataset's default")
-    depths = {path: _depth(check_model_path(key, path)) for key, path in model_paths(cfg).items() if key != "model.path"}
+    others = {key: (path, check_model_path(key, path)) for key, path in model_paths(cfg).items() if key != "model.path"}
+    depths = {path: _depth(config) for path, config in others.values()}
     depth = model_depth(model)
     spec = method_spec(cfg)
     # without a known depth, check everything but the exit range
-    views = method_views(spec, depth if depth is not None else 10**6)
+    views = method_views(spec, depth if depth is not None else UNKNOWN_DEPTH)
     if spec.name == "hierarchy":
         depths[TARGET] = depth
         for i, view in enumerate(views[:-1]):
@@ -177,6 +203,26 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
                     f"method.levels[{i}].exit={view.exit!r} is outside 1..{level_depth}, the depth of {view.model!r} "
                     f"(null = its last layer)"
                 )
+    # a draft of another vocabulary, known from the configs (the tokenizers are compared when they load)
+    target_vocab = _vocab_size(model["path"], check_model_path("model.path", model["path"]))
+    for key, (path, config) in others.items():
+        vocab = _vocab_size(path, config)
+        if vocab is not None and target_vocab is not None and vocab != target_vocab:
+            raise vocabulary_mismatch(path, vocab, target_vocab, key)
+
+
+def _check_dataset_paths(dataset: dict) -> None:
+    """An empty dataset path (an unset shell variable) is refused: null means the default source."""
+    defaults = {"path": "the dataset's default source (HumanEval's bundled copy, else the Hub)",
+                "fewshot_path": "dataset.fewshot_source"}
+    for key, default in defaults.items():
+        value = dataset.get(key)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"dataset.{key}={value!r} is empty; valid: a JSONL file path, or null for {default}")
+    ids = dataset.get("ids")
+    if ids is not None and len(ids) == 0:
+        raise ValueError("dataset.ids=[] selects no samples; valid: a non-empty list of sample ids, "
+                         "or null to select by dataset.limit and dataset.seed")
 
 
 def _depth(config: dict | None) -> int | None:

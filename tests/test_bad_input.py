@@ -22,6 +22,7 @@ import torch
 from conftest import make_model
 from hsd_bench import cli, results, runner
 from hsd_bench.methods import MethodSpec, build_engine
+from hsd_bench.models import loading
 from hsd_bench.models.loading import ModelSpec, load_model
 from hsd_bench.models.tokenizer import TextCodec
 from hsd_bench.sampling import DecodingConfig
@@ -101,6 +102,65 @@ def test_bad_decoding_settings():
         DecodingConfig(temperature=-1)
     with pytest.raises(ValueError, match=r"top_p=0"):
         DecodingConfig(top_p=0)
+    # nan fails every comparison (it crashed in warm-up); inf made every logit 0 (silently uniform)
+    for bad in ("nan", "inf", "-inf"):
+        with pytest.raises(ValueError, match=rf"decoding\.temperature={bad} must be a finite number >= 0"):
+            DecodingConfig(temperature=float(bad))
+    with pytest.raises(ValueError, match=r"decoding\.top_p=nan must be in \(0, 1\]"):
+        DecodingConfig(top_p=float("nan"))
+    with pytest.raises(ValueError, match=r"decoding\.top_k=nan must be an integer >= 0"):
+        DecodingConfig(top_k=float("nan"))
+
+
+def test_hierarchy_levels_on_the_target_exit_below_its_last_layer(target):
+    """path: target at its full depth (or with no exit) is the top level itself: refused, naming 1..depth-1."""
+    for level, shown in (({"path": "target", "exit": 4}, "4"), ({"path": "target"}, "null"), ({"exit": 0}, "0")):
+        with pytest.raises(ValueError, match=rf"method\.levels\[0\]\.exit={shown} is outside 1\.\.3.*4 layers"):
+            _build(MethodSpec("hierarchy", levels=[level]), target)
+    # a separate model at its full depth is a draft like vanilla_sd's: fine
+    engine = _build(MethodSpec("hierarchy", levels=[{"path": "small", "exit": 2}, {"path": "target", "exit": 3}]),
+                    target)
+    assert [lv.exit_layer for lv in engine.levels] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("level", [3, "checkpoints/family-2x128", ["target", 2]])
+def test_hierarchy_level_that_is_not_a_mapping(level, target):
+    with pytest.raises(ValueError, match=r"method\.levels\[0\]=.* must be a mapping \{path, exit, batch, draft_stop\}"):
+        _build(MethodSpec("hierarchy", levels=[level]), target)
+
+
+@pytest.mark.parametrize(("method", "depth", "minimum"), [("layerskip", 1, 2), ("hispec", 2, 3), ("hispec", 1, 3)])
+def test_a_target_too_shallow_for_the_method_names_the_depth_it_needs(method, depth, minimum):
+    with pytest.raises(ValueError, match=rf"method={method} needs a target model of at least {minimum} layers.*"
+                                         rf"has {depth} layers?;"):
+        _build(MethodSpec(method), make_model("llama", num_layers=depth))
+
+
+def test_hf_assisted_without_a_draft_names_itself(target):
+    from hsd_bench.methods import method_views
+
+    with pytest.raises(ValueError, match=r"^method=hf_assisted needs a draft model: set method\.draft\.path"):
+        method_views(MethodSpec("hf_assisted"), 4)
+
+
+@pytest.mark.parametrize(("name", "key"), [("cnn_dm", "path"), ("gsm8k", "path"), ("humaneval", "path"),
+                                           ("spec_bench", "path"), ("cnn_dm", "fewshot_path"),
+                                           ("gsm8k", "fewshot_path")])  # the other two take no few-shot file
+def test_every_task_refuses_an_empty_dataset_path(name, key):
+    """An unset shell variable (dataset.path=$DATA) is not "the default source"."""
+    from hsd_bench.tasks.base import get_task
+
+    data = {"cnn_dm": "cnn_dm_test.jsonl", "gsm8k": "gsm8k_test.jsonl", "humaneval": "humaneval_test.jsonl",
+            "spec_bench": "spec_bench_questions.jsonl"}
+    cfg = {"path": str(FIXTURES / data[name]), "num_fewshot": 1 if name in ("cnn_dm", "gsm8k") else None, key: ""}
+    with pytest.raises(ValueError, match=rf"dataset\.{key}='' is empty; valid: a JSONL file path, or null"):
+        get_task(name).load(cfg)
+
+
+def test_all_tasks_are_covered_by_the_empty_path_test():
+    from hsd_bench.tasks.base import available_tasks
+
+    assert available_tasks() == ["cnn_dm", "gsm8k", "humaneval", "spec_bench"]
 
 
 def test_unknown_model_names_the_override():
@@ -178,16 +238,38 @@ CASES = [
      r"method\.levels\[0\]\.exit=5 is outside 1\.\.2"),
     ("hierarchy_missing_level", ["method=hierarchy", "method.levels=[{path: checkpoints/nope}]"],
      r"method\.levels\[0\]\.path='checkpoints/nope'"),
+    ("hierarchy_target_level_at_full_depth", ["method=hierarchy", "method.levels=[{path: target, exit: 8}]"],
+     r"method\.levels\[0\]\.exit=8 is outside 1\.\.7: a level on the target .*8 layers"),
+    ("hierarchy_target_level_without_exit", ["method=hierarchy", "method.levels=[{path: target}]"],
+     r"method\.levels\[0\]\.exit=null is outside 1\.\.7"),
+    ("hierarchy_level_not_a_mapping", ["method=hierarchy", "method.levels=[3]"],
+     r"method\.levels\[0\]=3 must be a mapping \{path, exit, batch, draft_stop\}"),
+    ("hierarchy_level_a_bare_path", ["method=hierarchy", "method.levels=[checkpoints/family-2x128]"],
+     r"method\.levels\[0\]='checkpoints/family-2x128' must be a mapping \{path, exit, batch, draft_stop\}"),
+    ("layerskip_model_too_shallow", ["model.num_layers=1"],
+     r"method=layerskip needs a target model of at least 2 layers .*but the target model has 1 layer;"),
+    ("hispec_model_too_shallow", ["method=hispec", "model.num_layers=2"],
+     r"method=hispec needs a target model of at least 3 layers .*but the target model has 2 layers;"),
     # models
     ("vanilla_sd_without_draft", ["method=vanilla_sd", "method.draft.path=null"], r"method\.draft\.path"),
     ("missing_local_draft", ["method=vanilla_sd", "method.draft.path=checkpoints/nope"],
      r"method\.draft\.path='checkpoints/nope': no such checkpoint directory"),
     ("unreachable_hub_draft", ["method=vanilla_sd", "method.draft.path=nobody/no-such-draft"],
      r"cannot load method\.draft\.path='nobody/no-such-draft'"),
-    ("draft_config_disagrees_with_weights", ["method=vanilla_sd", "method.draft.path=<mismatched_ckpt>"],
+    ("draft_config_disagrees_with_weights", ["model.path=checkpoints/ee-24x128", "method=vanilla_sd",
+                                             "method.draft.path=<mismatched_ckpt>"],
      r"weights of method\.draft\.path=.*mismatched.*config\.json"),
     ("draft_with_another_vocabulary", ["method=vanilla_sd", "method.draft.path=checkpoints/family-2x128"],
      r"draft model 'checkpoints/family-2x128' has a vocabulary of 4096 tokens but the target has 258"),
+    ("hf_assisted_without_draft", ["method=hf_assisted", "method.draft.path=null"],
+     r"method=hf_assisted needs a draft model: set method\.draft\.path"),
+    ("hf_assisted_missing_local_draft", ["method=hf_assisted", "method.draft.path=checkpoints/nope"],
+     r"method\.draft\.path='checkpoints/nope': no such checkpoint directory"),
+    ("hf_assisted_draft_with_another_vocabulary", ["method=hf_assisted", "method.draft.path=checkpoints/family-2x128"],
+     r"method\.draft\.path: draft model 'checkpoints/family-2x128' has a vocabulary of 4096 tokens "
+     r"but the target has 258"),
+    ("hf_batch_size", ["method=hf_generate", "decoding.batch_size=2"],
+     r"decoding\.batch_size=2: method=hf_generate .*valid: decoding\.batch_size=1"),
     ("dtype", ["model.dtype=float8"], r"model\.dtype='float8' is not one of float32"),
     ("device_unknown", ["model.device=tpu"], r"model\.device='tpu'.*valid: cpu, cuda"),
     ("device_missing", [f"model.device={MISSING_CUDA}"], rf"model\.device='{MISSING_CUDA}'"),
@@ -198,12 +280,16 @@ CASES = [
     ("random_architecture", ["model.path=random:gpt2"], r"model\.path='random:gpt2'.*llama"),
     ("missing_local_model", ["model.path=checkpoints/nope"], r"model\.path='checkpoints/nope'"),
     ("model_path_is_a_file", ["model.path=README.md"], r"model\.path='README\.md' is a file"),
+    ("model_without_weights", ["model.path=<noweights_ckpt>"],
+     r"model\.path=.*noweights_ckpt' has a config\.json but no weight files \(model\.safetensors /.*pytorch_model\.bin"),
     ("unreachable_hub_model", ["model.path=nobody/no-such-model"], r"cannot load model\.path='nobody/no-such-model'"),
     ("corrupt_model_config", ["model.path=<corrupt_ckpt>"], r"model\.path: .*corrupt.*config\.json is not valid JSON"),
     ("num_layers_zero", ["model.num_layers=0"], r"model\.num_layers=0 must be an integer >= 1"),
     ("max_context_one", ["model.max_context=1"], r"model\.max_context=1 must be an integer >= 2"),
     # decoding, run settings
     ("temperature", ["decoding.temperature=-1"], r"decoding\.temperature=-1"),
+    ("temperature_nan", ["decoding.temperature=nan"], r"decoding\.temperature=nan must be a finite number >= 0"),
+    ("temperature_inf", ["decoding.temperature=inf"], r"decoding\.temperature=inf must be a finite number >= 0"),
     ("top_p", ["decoding.top_p=0"], r"decoding\.top_p=0"),
     ("top_k", ["decoding.top_k=-1"], r"decoding\.top_k=-1"),
     ("wandb_mode", ["wandb.mode=foo"], r"wandb\.mode='foo' is not one of online, offline, disabled"),
@@ -217,10 +303,16 @@ CASES = [
     ("results_dir_is_a_file", ["results_dir=<a_file>"], r"results_dir=.*a_file.*a file of that name is in the way"),
     ("results_dir_read_only", ["!read_only"], r"results_dir=.*the file system is read-only"),
     ("results_dir_full_disk", ["!disk_full"], r"results_dir=.*the disk is full"),
+    ("results_dir_empty", ["results_dir=''", "!cwd_in_tmp"], r"results_dir='' is empty; valid: a directory"),
     # datasets: config keys
     ("limit_zero", ["dataset.limit=0"], r"dataset\.limit=0"),
     ("dataset_name", ["dataset.name=squad"], r"dataset\.name: unknown dataset 'squad'"),
     ("unknown_sample_id", ["dataset.ids=[HumanEval/999]"], r"dataset\.ids has 1 unknown id.*HumanEval/999"),
+    ("sample_ids_empty", ["dataset.ids=[]"], r"dataset\.ids=\[\] selects no samples; valid: a non-empty list"),
+    ("dataset_path_empty", ["dataset.path=''"], r"dataset\.path='' is empty; valid: a JSONL file path, or null"),
+    ("gsm8k_dataset_path_empty", ["dataset=gsm8k", "dataset.path=''"], r"dataset\.path='' is empty"),
+    ("gsm8k_fewshot_path_empty", ["dataset=gsm8k", "dataset.path=<gsm8k>", "dataset.fewshot_path=''"],
+     r"dataset\.fewshot_path='' is empty; valid: a JSONL file path, or null for dataset\.fewshot_source"),
     ("humaneval_split", ["dataset.split=train"], r"dataset\.split='train'"),
     ("humaneval_source", ["dataset.source=foo"], r"dataset\.source='foo' is not one of bundled, hub"),
     ("humaneval_fewshot", ["dataset.num_fewshot=1"], r"dataset\.num_fewshot=1"),
@@ -234,6 +326,11 @@ CASES = [
      r"does not exist \(set dataset\.fewshot_path"),
     # datasets: the file
     ("missing_file", ["dataset.path=<missing>"], r"missing\.jsonl' does not exist \(set dataset\.path"),
+    ("dataset_path_is_a_directory", ["dataset.path=<a_dir>"],
+     r"dataset\.path=.*a_dir' is a directory, not a file; valid: a JSONL file"),
+    ("another_datasets_file", ["dataset.path=<gsm8k>"],
+     r"gsm8k_test\.jsonl:1: missing field\(s\) task_id, prompt, test, entry_point \(its fields: question, answer\); "
+     r"valid: an object with fields task_id, prompt, test, entry_point"),
     ("malformed_line", ["dataset.path=<malformed>"], r"dataset\.path: .*malformed\.jsonl:2: malformed JSON"),
     ("line_not_an_object", ["dataset.path=<not_object>"], r"dataset\.path: .*not_object\.jsonl:1: expected a JSON object"),
     ("missing_field", ["dataset.path=<missing_field>"], r"missing_field\.jsonl:1: missing field\(s\) test"),
@@ -254,7 +351,13 @@ CASES = [
     ("sweep_unknown_key", ["-m", "method.draft_len=1,2", "method.bogus=3"], r"'method\.bogus'"),
     ("sweep_results_dir_is_a_file", ["-m", "method.draft_len=1,2", "results_dir=<a_file>"],
      r"results_dir=.*a file of that name is in the way"),
+    ("slurm_without_sbatch", ["-m", "hydra/launcher=slurm", "method.draft_len=1,2", "!no_slurm_on_path"],
+     r"hydra/launcher=slurm: sbatch and srun are not on PATH .*valid: launch from a SLURM login node"),
 ]
+
+# The cases refused while loading a model (docs/errors.md, step 5): what only the weights or the Hub
+# can tell. Every other case is refused before any model is loaded.
+LOAD_TIME_CASES = {"unreachable_hub_draft", "draft_config_disagrees_with_weights", "unreachable_hub_model"}
 
 
 @pytest.fixture(scope="module")
@@ -277,6 +380,13 @@ def prepared(tmp_path_factory) -> dict[str, str]:
     paths["mismatched_ckpt"] = str(mismatched)
     (root / "a_file").write_text("not a directory\n")
     paths["a_file"] = str(root / "a_file")
+    noweights = root / "noweights_ckpt"  # config.json and tokenizer, no weight file
+    noweights.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(REPO / "checkpoints" / "family-2x128" / name, noweights / name)
+    paths["noweights_ckpt"] = str(noweights)
+    (root / "a_dir").mkdir()
+    paths["a_dir"] = str(root / "a_dir")
     return paths
 
 
@@ -301,6 +411,7 @@ def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, int]:
 def test_bad_input_exits_2_before_generating_or_writing(case_id, overrides, message, prepared, tmp_path, capsys,
                                                         monkeypatch):
     results_dir = tmp_path / "runs"
+    cwd = tmp_path / "cwd"
     args = [*BASE, f"results_dir={results_dir}"]
     for o in overrides:
         if o == "-m":  # a flag goes before the overrides
@@ -309,16 +420,29 @@ def test_bad_input_exits_2_before_generating_or_writing(case_id, overrides, mess
             monkeypatch.setattr(tempfile, "TemporaryFile", _os_error(errno.EROFS))
         elif o == "!disk_full":
             monkeypatch.setattr(tempfile, "TemporaryFile", _os_error(errno.ENOSPC))
+        elif o == "!no_slurm_on_path":  # not a SLURM login node: no sbatch, no srun
+            (tmp_path / "empty_bin").mkdir()
+            monkeypatch.setenv("PATH", str(tmp_path / "empty_bin"))
+        elif o == "!cwd_in_tmp":  # run from an empty directory, to see anything written into it
+            cwd.mkdir()
+            monkeypatch.chdir(cwd)
         else:
             args.append(re.sub(r"<(\w+)>", lambda m: prepared[m.group(1)], o))
+    loaded = []
+    real_load = loading.load_hf_model
+    monkeypatch.setattr(loading, "load_hf_model", lambda spec: loaded.append(spec.path) or real_load(spec))
     code, err, generated = run_cli(args, capsys, monkeypatch)
     lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
     assert code == 2, err
     assert "Traceback" not in err and len(lines) == 1, err
     assert re.search(message, lines[0]), lines[0]
     assert generated == 0
+    if case_id not in LOAD_TIME_CASES:
+        assert loaded == [], f"refused only after loading {loaded}: validate.py can tell before"
     written = [p for p in results_dir.rglob("*")] if results_dir.exists() else []
     assert written == [], written  # no run directory, no .lock, no hydra folder
+    if cwd.exists():
+        assert list(cwd.iterdir()) == []
 
 
 def test_table_covers_at_least_40_bad_inputs_and_the_docs_list_them():
@@ -369,8 +493,8 @@ def test_a_skipped_prompt_is_said_on_the_console(tmp_path, capsys, monkeypatch):
                      r"of 100 \(model\.max_context\)", out), out
 
 
-def _run_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CI": "true"}
+def _run_py(args: list[str], cwd: Path, **env_changes: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CI": "true", **env_changes}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -380,13 +504,48 @@ def _run_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     (["-m", "method=layerskip", "exit=2,42"], r"exit=42 is outside the model's depth"),
     ([f"model.device={MISSING_CUDA}"], rf"model\.device='{MISSING_CUDA}'"),
     (["model.num_layers=abc"], r"model\.num_layers=abc.*Integer"),
-], ids=["sweep_exit", "device", "hydra_type_error"])
+    (["results_dir="], r"results_dir='' is empty"),  # would write its run directory into the cwd
+    (["-m", "hydra/launcher=slurm", "method.draft_len=1,2", "!no_slurm_on_path"],
+     r"hydra/launcher=slurm: sbatch and srun are not on PATH"),
+], ids=["sweep_exit", "device", "hydra_type_error", "results_dir_empty", "slurm_without_sbatch"])
 def test_real_run_command_rejects_with_one_line_and_leaves_nothing(overrides, message, tmp_path):
     """As a user runs it (python run.py, from another directory): exit 2, one line, no folder anywhere."""
     flags = [o for o in overrides if o.startswith("-")]
-    rest = [o for o in overrides if not o.startswith("-")]
-    res = _run_py([*flags, *BASE, f"results_dir={tmp_path / 'runs'}", *rest], cwd=tmp_path)
+    rest = [o for o in overrides if not o.startswith(("-", "!"))]
+    env = {}
+    if "!no_slurm_on_path" in overrides:  # not a SLURM login node (the interpreter is run by its full path)
+        empty = Path(tempfile.mkdtemp(prefix="no-slurm-bin-"))
+        env["PATH"] = str(empty)
+    res = _run_py([*flags, *BASE, f"results_dir={tmp_path / 'runs'}", *rest], cwd=tmp_path, **env)
+    if env:
+        empty.rmdir()
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and "HYDRA_FULL_ERROR" not in res.stderr, res.stderr
     assert re.search(r"^error: .*" + message, res.stderr.strip().splitlines()[-1]), res.stderr
     assert list(tmp_path.iterdir()) == []  # no runs/, no hydra/<timestamp>/, no outputs/
+
+
+def test_a_level_of_another_model_at_its_full_depth_is_valid(tmp_path, monkeypatch):
+    """Only path: target must exit below its last layer: a separate draft at its full depth is a
+    draft like vanilla_sd's, the target's own checkpoint loaded as a second model included."""
+    from conftest import tiny_job_config
+    from hsd_bench.validate import validate_run_config
+
+    for levels in ("[{path: checkpoints/family-2x128, exit: 2}, {path: target, exit: 23}]",
+                   "[{path: checkpoints/ee-24x128, exit: 24}]", "[{path: checkpoints/family-6x128}]"):
+        validate_run_config(tiny_job_config(tmp_path, monkeypatch, "model.path=checkpoints/ee-24x128",
+                                            "method=hierarchy", f"method.levels={levels}"))
+    with pytest.raises(ValueError, match=r"method\.levels\[1\]\.exit=24 is outside 1\.\.23"):
+        validate_run_config(tiny_job_config(
+            tmp_path, monkeypatch, "model.path=checkpoints/ee-24x128", "method=hierarchy",
+            "method.levels=[{path: checkpoints/family-2x128}, {path: target, exit: 24}]"))
+
+
+def test_an_hf_assisted_draft_is_part_of_the_run_identity(tmp_path, monkeypatch):
+    """model_paths names hf_assisted's draft, so its checkpoint's content enters the input hashes."""
+    from conftest import tiny_job_config
+    from hsd_bench.validate import model_paths
+
+    cfg = tiny_job_config(tmp_path, monkeypatch, "model.path=checkpoints/ee-24x128", "method=hf_assisted")
+    assert model_paths(cfg)["method.draft.path"] == "checkpoints/family-2x128"
+    assert "method.draft.path" in runner.identity(cfg)["input_hashes"]

@@ -145,3 +145,40 @@ def test_tokens_generate_made_past_a_stop_are_discarded_and_counted():
     got = assisted.generate(prompt, 16, stop_sequences=stop)
     assert got.output_ids == plain[: j + 1] and got.stop_reason == "stop"
     assert got.stats.as_row()["discarded_tokens"] == -(j + 1) % (gamma + 1) > 0
+
+
+def test_hf_assisted_loads_its_draft_under_method_draft_path():
+    """A draft that cannot load names method.draft.path (it said model.path), as vanilla_sd's does."""
+    from conftest import make_model
+    from hsd_bench import hf_reference
+    from hsd_bench.methods import MethodSpec
+    from hsd_bench.models.loading import ModelSpec
+    from hsd_bench.models.tokenizer import TextCodec
+
+    spec = MethodSpec("hf_assisted", draft_path="nobody/no-such-draft")
+    with pytest.raises(ValueError, match=r"cannot load method\.draft\.path='nobody/no-such-draft'.*"
+                                         r"Pass method\.draft\.path=<local checkpoint dir>"):
+        hf_reference.build(spec, ModelSpec("random:llama"), make_model("llama", 2), TextCodec())
+
+
+def test_hf_assisted_refuses_a_draft_with_another_tokenizer():
+    """vanilla_sd's tokenizer check, applied to the assistant before any generation (transformers
+    otherwise refused it mid-generate(), in the warm-up)."""
+    from conftest import make_model
+    from hsd_bench import hf_reference
+    from hsd_bench.methods import MethodSpec
+    from hsd_bench.models.loading import ModelSpec
+    from hsd_bench.models.tokenizer import TextCodec
+
+    class OtherCodec(TextCodec):
+        def vocab_fingerprint(self):
+            return ("other",)
+
+    spec = MethodSpec("hf_assisted", draft_path="random:llama")
+    with pytest.raises(ValueError, match=r"method\.draft\.path: draft model 'random:llama' uses a different tokenizer"):
+        hf_reference.build(spec, ModelSpec("random:llama"), make_model("llama", 2), OtherCodec())
+    target = make_model("llama", 2, vocab_size=300)
+    with pytest.raises(ValueError, match=r"method\.draft\.path: draft model 'random:llama' has a vocabulary of 258 "
+                                         r"tokens but the target has 300"):
+        hf_reference.build(spec, ModelSpec("random:llama"), target, TextCodec(vocab_size=300))
+    assert hf_reference.build(spec, ModelSpec("random:llama"), make_model("llama", 2), TextCodec()).assistant is not None

@@ -20,6 +20,9 @@ from hsd_bench.models.tokenizer import TextCodec
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 BACKENDS = ("auto", "hf", "native")
+# What from_pretrained() reads weights from in a local checkpoint directory (one file, or a sharded index)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+RANDOM_VOCAB_SIZE = 258  # random:<arch> models: 256 bytes + BOS + EOS (TextCodec's byte vocabulary)
 
 # Tiny architectures for tests: GQA Llama, Qwen2 with q/k/v bias, Mistral with
 # a sliding window shorter than test sequences.
@@ -74,7 +77,7 @@ def resolve_local_path(path: str) -> Path | None:
     return None
 
 
-def build_random_model(arch: str, num_layers: int | None = None, seed: int = 0, vocab_size: int = 258):
+def build_random_model(arch: str, num_layers: int | None = None, seed: int = 0, vocab_size: int = RANDOM_VOCAB_SIZE):
     """A tiny randomly initialised transformers model (no files, no Hub)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -127,6 +130,11 @@ def load_hf_model(spec: ModelSpec):
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
             f"{key}={spec.path!r} is a {config.model_type!r} model; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if local and not any((local / name).is_file() for name in WEIGHT_FILES):  # validate.py says it earlier
+        raise ValueError(
+            f"{key}={spec.path!r} has a config.json but no weight files ({' / '.join(WEIGHT_FILES)}); "
+            f"valid: a checkpoint directory with its weights (as save_pretrained() writes it)"
         )
     with _quiet_transformers():
         try:

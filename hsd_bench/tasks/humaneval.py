@@ -19,6 +19,7 @@ from hsd_bench.tasks.jsonl import (
     cfg_get,
     load_hub_split,
     optional_int,
+    path_from_cfg,
     read_source_jsonl,
     select_from_cfg,
     stop_sequences_from_cfg,
@@ -76,7 +77,7 @@ class HumanEval:
         ]
 
     def _records(self, cfg: Any) -> list[dict]:
-        path = cfg_get(cfg, "path")
+        path = path_from_cfg(cfg)
         if path:
             return read_source_jsonl(path, SOURCE)
         source = cfg_get(cfg, "source", "bundled")

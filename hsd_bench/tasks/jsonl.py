@@ -51,7 +51,11 @@ def check_record(record: Any, where: str, fields: Sequence[str], nonblank: Seque
         raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
     missing = [k for k in fields if k not in record]
     if missing:
-        raise DatasetError(f"{where}: missing field(s) {', '.join(missing)}{_fields_hint(fields)}")
+        names = list(map(str, record))
+        has = f"its fields: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}" if names else "it has no fields"
+        other = " (a file of another dataset?)" if len(missing) == len(fields) else ""
+        raise DatasetError(f"{where}: missing field(s) {', '.join(missing)} ({has}); "
+                           f"valid: an object{_fields_hint(fields)}{other}")
     for k in fields:
         value = record[k]
         if not isinstance(value, str):
@@ -77,6 +81,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def path_from_cfg(cfg: Any, key: str = "path") -> str | None:
+    """``dataset.<key>``, a file path: None when null; an empty string (an unset shell variable,
+    ``dataset.path=$DATA``) is an error, not "use the default source"."""
+    value = cfg_get(cfg, key)
+    if isinstance(value, str) and not value.strip():
+        raise DatasetError(f"dataset.{key}={value!r} is empty; valid: a JSONL file path, or null for the default")
+    return value
+
+
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     """``cfg.key`` for a DictConfig, dict or plain object; ``default`` when absent or null."""
     if cfg is None:
@@ -99,6 +112,11 @@ def read_jsonl(
     gave the file) and ``path:line``.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DatasetError(
+            f"{key}={str(path)!r} is a directory, not a file; valid: a JSONL file, "
+            f"one JSON object per line{_fields_hint(required_fields)}"
+        )
     if not path.is_file():
         raise DatasetError(
             f"dataset file {str(path)!r} does not exist (set {key} to an existing JSONL file, "
@@ -157,7 +175,7 @@ def load_hub_split(source: HubSource, split: str) -> list[dict]:
 
 def load_records(cfg: Any, source: HubSource, split: str | None = None) -> list[dict]:
     """The records for ``cfg`` (the ``dataset`` config node): ``cfg.path`` if set, else the Hub."""
-    path = cfg_get(cfg, "path")
+    path = path_from_cfg(cfg)
     if path:
         return read_source_jsonl(path, source)
     return load_hub_split(source, split or cfg_get(cfg, "split", "test"))
@@ -267,7 +285,7 @@ def fewshot_records(cfg: Any, source: HubSource, builtin: Sequence[dict], n: int
     """
     if n == 0:
         return []
-    path = cfg_get(cfg, "fewshot_path")
+    path = path_from_cfg(cfg, "fewshot_path")
     kind = cfg_get(cfg, "fewshot_source", "builtin")
     if not path and kind not in FEWSHOT_SOURCES:
         raise DatasetError(f"dataset.fewshot_source={kind!r} is not one of {', '.join(FEWSHOT_SOURCES)}")
@@ -278,7 +296,7 @@ def fewshot_records(cfg: Any, source: HubSource, builtin: Sequence[dict], n: int
                 f"or set dataset.fewshot_source=train / dataset.fewshot_path=<train JSONL> for more"
             )
         return list(builtin[:n])
-    if not path and cfg_get(cfg, "split", "test") == "train" and not cfg_get(cfg, "path"):
+    if not path and cfg_get(cfg, "split", "test") == "train" and not path_from_cfg(cfg):
         raise DatasetError("dataset.split=train with dataset.fewshot_source=train would draw exemplars from the evaluated split")
     records = read_source_jsonl(path, source, "dataset.fewshot_path") if path else load_hub_split(source, "train")
     if n > len(records):

@@ -37,6 +37,7 @@ from hsd_bench.tasks.jsonl import (
     DatasetError,
     cfg_get,
     optional_int,
+    path_from_cfg,
     read_jsonl,
     select,
     select_from_cfg,
@@ -66,7 +67,7 @@ class SpecBench:
         self.max_new_tokens = optional_int(cfg, "max_new_tokens", type(self).max_new_tokens, 1)
         self.stop_sequences = stop_sequences_from_cfg(cfg, type(self).stop_sequences)
         optional_int(cfg, "num_fewshot", 0, 0, 0)  # first turns only, zero-shot
-        path = cfg_get(cfg, "path")
+        path = path_from_cfg(cfg)
         if not path:
             raise DatasetError(
                 "dataset=spec_bench needs dataset.path=<question.jsonl>: Spec-Bench's "
