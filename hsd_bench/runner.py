@@ -194,10 +194,18 @@ def run_job(cfg: Any, log=print) -> JobResult:
         )
         batch_size = decoding.batch_size  # > 1 with an hf_* method is refused by validate.py
         # Compilation, graph capture and first-touch allocation happen here, untimed (measure.py).
+        # A resumed run warms up only the decoders it still times: one with every row written (killed
+        # while scoring, say) would compile and capture for nothing.
         warm_new = cfg.get("warmup_tokens") or max_new
-        compile_s = measure.prepare(decoders.values(), fitting, warm_new, decoding, batch_size,
+        timing = [name for name in decoders
+                  if any((s.sample_id, name) not in finished for s in samples
+                         if len(prompt_ids[s.sample_id]) < target.max_context)]
+        compile_s = measure.prepare([decoders[name] for name in timing], fitting, warm_new, decoding, batch_size,
                                     stop_sequences=stop, tokenizer=codec)
-        log(f"[hsd-bench] compiled, captured and warmed up in {compile_s:.1f} s (compile_s; not in any timing)")
+        if timing:
+            log(f"[hsd-bench] compiled, captured and warmed up in {compile_s:.1f} s (compile_s; not in any timing)")
+        else:
+            log("[hsd-bench] every row was already generated: nothing to warm up or time")
         prefill = prefill_modes(m for d in decoders.values() for m in d.models)
         for model_name, how in prefill.items():
             if how.get("chunk_limit") is not None:

@@ -191,3 +191,31 @@ def test_a_run_held_by_another_job_is_left_alone(tmp_path):
     finally:
         holder.unlock()
     assert not runner.run_job(cfg).skipped  # free again: the run proceeds
+
+
+def test_a_resumed_run_warms_up_only_the_decoders_it_still_times(tmp_path, monkeypatch):
+    """Warm-up compiles and captures every shape a decoder reaches (a minute or more on a GPU); a
+    resumed run whose AR rows, or all rows, are written has nothing to time for those decoders."""
+    from hsd_bench import measure
+
+    warmed = []
+    real_prepare = measure.prepare
+    monkeypatch.setattr(measure, "prepare",
+                        lambda decoders, *a, **k: real_prepare(warmed.append(list(decoders)) or warmed[-1], *a, **k))
+    cfg = _cfg(tmp_path, "method=layerskip", "exit=2", "method.draft_len=3")
+    first = runner.run_job(cfg)
+    assert len(warmed[-1]) == 2  # the method and AR
+    rows_file = first.run_dir / "rows.jsonl"
+    rows = [json.loads(l) for l in rows_file.read_text().splitlines()]
+    (first.run_dir / "DONE").unlink()
+    (first.run_dir / "summary.json").unlink()
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))  # the method's last row lost
+    runner.run_job(cfg)
+    assert len(warmed[-1]) == 1 and len(warmed[-1][0].levels) == 2  # the method alone (AR: one level)
+    (first.run_dir / "DONE").unlink()
+    (first.run_dir / "summary.json").unlink()  # every row written, the summary not (killed while scoring)
+    logged = []
+    before = runner.GENERATIONS_RUN
+    again = runner.run_job(cfg, log=logged.append)
+    assert warmed[-1] == [] and runner.GENERATIONS_RUN == before and again.summary["compile_s"] == 0.0
+    assert "[hsd-bench] every row was already generated: nothing to warm up or time" in logged
