@@ -95,16 +95,16 @@ def summarize_method(rows: list[dict]) -> dict:
             layer_evals[k] += v
         for k, v in r["time_split_s"].items():
             time_split[k] += v
-    if "other" in time_split and decode is not None:
-        # the rest of the decode time as a whole: a row's own "other" is clamped at 0 where a
-        # batch's level intervals served it more than the elapsed intervals charged it
-        time_split["other"] = max(0.0, decode - sum(v for k, v in time_split.items() if k != "other"))
         for j, (n, a) in enumerate(zip(r["position_reached"], r["position_accepted"])):
             if j >= len(reached):
                 reached.append(0)
                 acc_pos.append(0)
             reached[j] += n
             acc_pos[j] += a
+    if "other" in time_split and decode is not None:
+        # the rest of the decode time as a whole: a row's own "other" is clamped at 0 where a
+        # batch's level intervals served it more than the elapsed intervals charged it
+        time_split["other"] = max(0.0, decode - sum(v for k, v in time_split.items() if k != "other"))
     scores = defaultdict(list)
     for r in rows:
         for k, v in (r.get("scores") or {}).items():

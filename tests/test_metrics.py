@@ -69,3 +69,19 @@ def test_table_shows_the_speedup():
     table = format_table(summarize(ROWS))
     line = next(ln for ln in table.splitlines() if ln.startswith("layerskip"))
     assert "2.50x" in line
+
+
+@pytest.mark.parametrize("split", ["recorded", "not recorded"])
+def test_acceptance_per_position_pools_every_row(split):
+    """Worked by hand: position 0 reached 4 + 3 times and accepted 3 + 1, position 1 reached 3 + 1
+    and accepted 1 + 0, position 2 reached only in the first row. Whether the level split was
+    recorded (``time_split_s`` is ``{}`` on asynchronous CUDA by default) changes nothing here."""
+    extra = {} if split == "recorded" else {"time_split_s": {}}
+    rows = [
+        row("layerskip", 10, 1.0, 0.9, drafted=8, accepted=4, forwards=4, sample_id="a",
+            position_reached=[4, 3, 1], position_accepted=[3, 1, 0], **extra),
+        row("layerskip", 10, 1.0, 0.9, drafted=4, accepted=1, forwards=6, sample_id="b",
+            position_reached=[3, 1], position_accepted=[1, 0], **extra),
+    ]
+    s = summarize(rows)["layerskip"]
+    assert s["acceptance_per_position"] == [pytest.approx(4 / 7), pytest.approx(1 / 4), pytest.approx(0.0)]
