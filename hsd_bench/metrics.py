@@ -11,7 +11,7 @@ batch; ``latency_s`` is a row's own admission-to-finish time.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -195,6 +195,15 @@ def launch_warnings(rows: list[dict], baseline: str = "autoregressive") -> list[
                           f"(a resumed run decodes only the rows it lacks): its speedup divides rates from different "
                           f"processes, not one job's; for a ratio from one job, run it into a new results_dir"))
     return out
+
+
+def warning_counts(flagged: list[tuple[str, str]], methods, baseline: str = "autoregressive") -> dict[str, int]:
+    """Per method, how many of the job's timing warnings (``(method, text)`` pairs) concern its
+    numbers: its own, and for a method beside the baseline the baseline's too -- its speedup divides
+    by the baseline's rate, so a baseline whose passes spread or changed host state moves every
+    method's speedup, and a sweep's table (``timing_warnings``) must not show 0 beside it."""
+    own = Counter(name for name, _ in flagged)
+    return {name: own[name] + (own[baseline] if name != baseline else 0) for name in methods}
 
 
 def summarize(rows: list[dict], baseline: str = "autoregressive") -> dict[str, dict]:

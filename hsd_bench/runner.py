@@ -20,7 +20,6 @@ import resource
 import sys
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from hsd_bench.engine import level_split_for
 from hsd_bench.fingerprint import code_version, describe, input_hashes
 from hsd_bench.hf_reference import REFERENCE_METHODS
 from hsd_bench.methods import MethodSpec, ar_chunk_for, build_engine
-from hsd_bench.metrics import format_table, launch_warnings, summarize
+from hsd_bench.metrics import format_table, launch_warnings, summarize, warning_counts
 from hsd_bench.models.loading import ModelSpec, hardware_name, resolve_local_path
 from hsd_bench.progress import RunProgress, summary_line
 from hsd_bench.results import CORRUPT_NAME, RunDir, check_results_dir
@@ -309,9 +308,8 @@ def run_job(cfg: Any, log=print) -> JobResult:
         # per method their count, a scalar that W&B and the sweep's tables carry (collect.py)
         host_flags, launch_flags = host_probe.method_warnings(summary["methods"], BASELINE), launch_warnings(rows, BASELINE)
         flagged = host_flags + launch_flags
-        per_method = Counter(name for name, _ in flagged)
-        for name, metrics in summary["methods"].items():
-            metrics["timing_warning_count"] = per_method[name]
+        for name, count in warning_counts(flagged, summary["methods"], BASELINE).items():
+            summary["methods"][name]["timing_warning_count"] = count
         summary["timing_warnings"] = [text for _, text in flagged]
         run_dir.finish(summary)
         _log_wandb(cfg, summary, rows, run_dir.path)

@@ -85,3 +85,13 @@ def test_acceptance_per_position_pools_every_row(split):
     ]
     s = summarize(rows)["layerskip"]
     assert s["acceptance_per_position"] == [pytest.approx(4 / 7), pytest.approx(1 / 4), pytest.approx(0.0)]
+
+
+def test_a_warning_about_the_baseline_counts_for_every_method_whose_speedup_divides_by_it():
+    from hsd_bench.metrics import warning_counts
+
+    flagged = [("autoregressive", "autoregressive's timed passes decoded 100-140 tok/s, 40 % apart"),
+               ("hispec", "hispec's timing thread waited for a CPU"), ("hispec", "hispec's speedup ...")]
+    methods = {"autoregressive": {}, "hispec": {}, "layerskip": {}}
+    assert warning_counts(flagged, methods) == {"autoregressive": 1, "hispec": 3, "layerskip": 1}
+    assert warning_counts([], methods) == dict.fromkeys(methods, 0)
