@@ -260,6 +260,16 @@ TABLE_SOURCES = {
 }
 # draft_stop is {threshold: t} or the shorthand t in a config: one column either way
 TABLE_COLUMNS = [*TABLE_SOURCES, "draft_stop", "ar_tokens_per_s"]
+# Appended after the columns above (whose names and order older committed tables keep), so a
+# figure reads a table with or without them:
+# * decode_speedup_vs_ar: decode tokens/s over AR's, prefill left out: what the latency model
+#   (hsd_bench/hierarchy) predicts; speedup_vs_ar is end to end;
+# * what else decides a measurement: the separate draft model (vanilla_sd, hf_assisted; empty
+#   for the others), AR's tokens per host round trip, the generation budget (empty: the
+#   dataset's default), the batch size, and the sweep (the run directory's parent folder: one
+#   configuration can be measured in two sweeps).
+EXTRA_COLUMNS = ["decode_speedup_vs_ar", "draft", "ar_chunk", "max_new_tokens", "batch_size", "sweep"]
+TABLE_COLUMNS += EXTRA_COLUMNS
 
 
 def _compact(v: Any) -> Any:
@@ -286,7 +296,9 @@ def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = No
     """The figure table: one row per run (its evaluated method), fixed columns ``TABLE_COLUMNS``.
 
     ``ar_tokens_per_s`` is the baseline's throughput in the same run, so
-    speedups can be recomputed from the table alone. ``predictions`` (a frame
+    speedups can be recomputed from the table alone; ``decode_speedup_vs_ar``
+    is the decode phase's speedup (``speedup_vs_ar`` is end to end), the one a
+    latency-model prediction is compared with. ``predictions`` (a frame
     with ``config_key`` and ``predicted_speedup``, e.g. plan_grid.py's plan.csv)
     fills ``predicted_speedup`` of the runs that did not record one.
     """
@@ -306,10 +318,38 @@ def summary_table(summaries: pd.DataFrame, predictions: pd.DataFrame | None = No
         joined = df["config_key"].map(predicted.set_index("config_key")["predicted_speedup"])
         out["predicted_speedup"] = pd.to_numeric(out["predicted_speedup"], errors="coerce").fillna(joined)
     out["ar_tokens_per_s"] = df[key].map(ar).to_numpy() if len(ar) else None
-    for col in ("exit", "draft_len", "period", "n_samples", "n_generated", "timing_warnings"):
+    out["decode_speedup_vs_ar"] = df["decode_speedup_vs_ar"] if "decode_speedup_vs_ar" in df else None
+    out["draft"] = _draft_column(df)
+    out["ar_chunk"] = _first_of(df, "ar_chunk", "cfg.ar_chunk")  # the run's resolved value, else the config's
+    out["max_new_tokens"] = _first_of(df, "cfg.max_new_tokens", "cfg.dataset.max_new_tokens")
+    out["batch_size"] = _first_of(df, "batch_size", "cfg.decoding.batch_size")
+    out["sweep"] = df["run_dir"].map(lambda d: Path(str(d)).parent.name if isinstance(d, str) and d else None) \
+        if "run_dir" in df else None
+    for col in ("exit", "draft_len", "period", "n_samples", "n_generated", "timing_warnings", "ar_chunk",
+                "max_new_tokens", "batch_size"):
         out[col] = _as_int_if_integral(out[col])
+    out = out[TABLE_COLUMNS]
     sort = [c for c in ("dataset", "method", "exit", "draft_len", "period", "verifier") if out[c].notna().any()]
     return out.sort_values(sort, kind="stable").reset_index(drop=True) if sort else out.reset_index(drop=True)
+
+
+def _first_of(df: pd.DataFrame, *cols: str) -> pd.Series:
+    """Per row, the first of ``cols`` (summaries-frame columns) that has a value; missing columns skipped."""
+    out = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for col in reversed(cols):
+        if col in df:
+            out = df[col].astype(object).where(df[col].notna(), out)
+    return out
+
+
+def _draft_column(df: pd.DataFrame) -> pd.Series:
+    """The separate draft model's path (``method.draft.path``) of the methods that have one, as the
+    run identity counts it (runner.identity): vanilla_sd and hf_assisted; None for every other."""
+    out = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if "cfg.method.draft.path" not in df:
+        return out
+    name = df["cfg.method.name"] if "cfg.method.name" in df else df["method"]
+    return df["cfg.method.draft.path"].astype(object).where(name.isin(["vanilla_sd", "hf_assisted"]), out)
 
 
 def _draft_stop_column(df: pd.DataFrame) -> pd.Series:

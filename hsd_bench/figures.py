@@ -55,6 +55,8 @@ class FigureSpec:
     # the sweeps whose runs the table collects (conf/experiment/<name>.yaml, runs/<name>/);
     # empty = the figure's own name
     experiments: tuple[str, ...] = ()
+    # brings a table written before a column was renamed up to date (None: nothing to do)
+    upgrade: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -86,6 +88,57 @@ def _varying(df: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if c in df and df[c].astype(str).nunique() > 1]
 
 
+# The table columns that say what was measured (collect.TABLE_COLUMNS; a table written before the
+# later ones were added lacks them): two rows equal in every one present are repeats of one
+# configuration.
+CONFIG_COLUMNS = ("hardware", "model", "dataset", "method", "exit", "draft_len", "period", "flush_on_mismatch",
+                  "levels", "verifier", "temperature", "draft_stop", "draft", "ar_chunk", "max_new_tokens",
+                  "batch_size")
+
+
+def _separate(t: pd.DataFrame, x: str | None, by: list[str]) -> list[str]:
+    """``by``, extended by the configuration columns that tell apart rows which would otherwise be
+    one plotted point (one series at one ``x``), so each configuration is its own series: a point
+    is one row, never a mean of several (a mean of speedups of different configurations measures
+    none of them, and a mean of interval bounds is no interval).
+
+    Rows that share a point and differ in no ``CONFIG_COLUMNS`` are repeats of one configuration
+    (the same run collected from two sweeps, or measured twice): a ValueError names them, since
+    which one the figure should show is the caller's choice.
+    """
+    by = list(by)
+    rows = t.dropna(subset=[x]) if x else t
+    while True:
+        keys = [*by, x] if x else list(by)
+        point = (rows[keys].astype(str).apply(tuple, axis=1) if keys
+                 else pd.Series([()] * len(rows), index=rows.index, dtype=object))
+        shared = rows[point.duplicated(keep=False)]
+        if shared.empty:
+            return by
+        of = point[shared.index]
+        differ = [c for c in CONFIG_COLUMNS if c in rows and c not in keys
+                  and shared[c].astype(str).groupby(of).nunique().gt(1).any()]
+        if differ:
+            by.append(differ[0])
+            continue
+        first = of.iloc[0]
+        same = shared[of == first]
+        names = [f"row {i}" + "".join(f" {c}={same.at[i, c]}" for c in ("run_hash", "sweep") if c in same)
+                 for i in same.index]
+        where = ", ".join(f"{k}={v}" for k, v in zip(keys, first, strict=True))
+        raise ValueError(f"{len(same)} table rows are one configuration ({where}; equal in every configuration "
+                         f"column present: {', '.join(c for c in CONFIG_COLUMNS if c in rows)}): "
+                         f"{'; '.join(names)}. A figure point is one measurement: drop the repeats from the "
+                         "table (or tell them apart by a column) instead of averaging them")
+
+
+def _series_colors(series: list[tuple]) -> dict:
+    """One colour per series of a figure, in the order given: the same in every panel, whichever
+    series a panel draws (so the shared legend's colours hold everywhere)."""
+    colors = STYLE["axes.prop_cycle"].by_key()["color"]
+    return {k: colors[i % len(colors)] for i, k in enumerate(series)}
+
+
 # a metric's bootstrap interval over samples, where collect.py's table has it
 INTERVALS = {"speedup_vs_ar": ("speedup_lo", "speedup_hi"), "mean_accepted_len": ("tau_lo", "tau_hi")}
 
@@ -96,17 +149,23 @@ def _has_interval(df: pd.DataFrame, y: str) -> bool:
 
 
 def _lines(ax, df: pd.DataFrame, x: str, y: str, by: list[str]) -> bool:
-    """One line per group of ``by`` (mean over repeated x), markers at the points, and the
-    metric's bootstrap interval as error bars where the table has it. Returns whether it drew any."""
+    """One line per series (group of ``by``, extended by ``_separate`` where two configurations
+    would share a point), one marker per table row, and the metric's bootstrap interval as error
+    bars where the table has it. A series keeps its colour (its place among all the table's
+    series) in every panel, also where it has no value of ``y``. Returns whether it drew intervals."""
     cols = [y, *INTERVALS[y]] if _has_interval(df, y) else [y]
-    groups = df.groupby(by, dropna=False, sort=True) if by else [((), df)]
+    by = _separate(df, x, by)
+    df = df.dropna(subset=[x])
+    groups = [(k if isinstance(k, tuple) else (k,), g) for k, g in df.groupby(by, dropna=False, sort=True)] \
+        if by else [((), df)]
+    color = _series_colors([k for k, _ in groups])
     for keys, g in groups:
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        pts = g.groupby(x, sort=True)[cols].mean().dropna(subset=[y])
+        pts = g.set_index(x).sort_index()[cols].dropna(subset=[y])
         if pts.empty:
             continue
         lo, hi = (pts[cols[1]], pts[cols[2]]) if len(cols) == 3 else (None, None)
-        _with_ci(ax, pts.index.to_series(), pts[y], lo, hi, label=_series_label(keys, by) or None)
+        _with_ci(ax, pts.index.to_series(), pts[y], lo, hi, label=_series_label(keys, by) or None,
+                 color=color[keys])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers, lengths, periods are whole numbers
     return len(cols) == 3
 
@@ -120,9 +179,19 @@ def _finish(fig: Figure, axes, legend: bool, t: pd.DataFrame, intervals: bool = 
     return fig
 
 
+def _later_exits(v) -> str | None:
+    """HiSpec's ``3,12`` -> ``12`` (the exits after the draft's); one exit or none -> None."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    rest = [p.strip() for p in str(v).strip("[]() ").split(",")[1:]]
+    return ",".join(rest) or None
+
+
 def draw_exit_layer(t: pd.DataFrame) -> Figure:
-    t = t.assign(exit_num=t["exit"].map(_numeric_exit)).dropna(subset=["exit_num"])
-    by = _varying(t, ["model", "dataset", "method", "draft_len"])
+    # x is the draft's exit; a HiSpec stack's later exits (E_v) name its series, so (3,6) and
+    # (3,12) are two points, not their mean
+    t = t.assign(exit_num=t["exit"].map(_numeric_exit), E_v=t["exit"].map(_later_exits)).dropna(subset=["exit_num"])
+    by = _separate(t, "exit_num", _varying(t, ["model", "dataset", "method", "E_v", "draft_len"]))
     fig = Figure(figsize=DOUBLE)
     a1, a2 = fig.subplots(1, 2)
     intervals = _lines(a1, t, "exit_num", "speedup_vs_ar", by)
@@ -152,25 +221,30 @@ def draw_verification_period(t: pd.DataFrame) -> Figure:
     by = _varying(t, ["model", "dataset", "exit", "draft_len"]) + ["policy"]
     fig = Figure(figsize=SINGLE)
     ax = fig.subplots()
-    _lines(ax, t, "period", "tokens_per_s", by)
-    if "ar_tokens_per_s" in t and t["ar_tokens_per_s"].notna().any():
-        ax.axhline(float(t["ar_tokens_per_s"].mean()), label="autoregressive", **AR_LINE)
-    ax.set(xlabel=r"verification period $N_i$ (tokens before full verification)", ylabel="tokens / s",
-           title="HiSpec throughput vs verification period")
+    # speedup over each job's own AR, not tokens/s: jobs run in different host states (the CPU
+    # sweep's AR spans 36-54 tok/s), so raw rates of two jobs do not compare, nor one mean AR line
+    intervals = _lines(ax, t, "period", "speedup_vs_ar", by)
+    ax.axhline(1.0, label="autoregressive", **AR_LINE)
+    ax.set(xlabel=r"verification period $N_i$ (tokens before full verification)",
+           ylabel="speedup over AR (same job)", title="HiSpec speedup vs verification period")
     ax.set_ylim(bottom=0)
-    return _finish(fig, [ax], True, t)
+    return _finish(fig, [ax], True, t, intervals)
 
 
 def draw_method_comparison(t: pd.DataFrame) -> Figure:
-    t = t[t["method"] != "autoregressive"]
-    pivot = t.groupby(["dataset", "method"])["speedup_vs_ar"].mean().unstack("method")
+    t = t[t["method"] != "autoregressive"].dropna(subset=["dataset"])
+    # one bar per table row: a method run in two configurations is two bars, named by what differs
+    by = _separate(t, "dataset", ["method"])
+    t = t.assign(series=[_series_label(k, by) for k in zip(*(t[c] for c in by), strict=True)])
+    rows = t.set_index(["dataset", "series"])
+    pivot = rows["speedup_vs_ar"].unstack("series")
     fig = Figure(figsize=(max(4.2, 1.6 + 1.3 * len(pivot)), 3.0))
     ax = fig.subplots()
     n = max(len(pivot.columns), 1)
     width = 0.8 / n
     ci = None
     if {"speedup_lo", "speedup_hi"} <= set(t.columns) and t["speedup_lo"].notna().any():  # bootstrap intervals
-        ci = t.groupby(["dataset", "method"])[["speedup_lo", "speedup_hi"]].mean()
+        ci = rows[["speedup_lo", "speedup_hi"]]  # each bar's own interval
     for i, method in enumerate(pivot.columns):
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(pivot))]
         yerr = None
@@ -204,7 +278,10 @@ def draw_verifier_rules(t: pd.DataFrame) -> Figure:
         a1.set(xlabel=r"draft length $\gamma$")
         a2.set(xlabel=r"draft length $\gamma$")
     else:
-        means = t.groupby("rule")[["mean_accepted_len", "speedup_vs_ar"]].mean()
+        # one bar per table row (rows that would share a bar are told apart by what differs)
+        by = _separate(t, None, ["rule", *extra])
+        means = t.assign(series=[_series_label(k, by) for k in zip(*(t[c] for c in by), strict=True)]) \
+            .set_index("series").sort_index()[["mean_accepted_len", "speedup_vs_ar"]]
         for ax, col in ((a1, "mean_accepted_len"), (a2, "speedup_vs_ar")):
             colors = [STYLE["axes.prop_cycle"].by_key()["color"][i % 8] for i in range(len(means))]
             bars = ax.bar(means.index, means[col], color=colors)
@@ -216,25 +293,37 @@ def draw_verifier_rules(t: pd.DataFrame) -> Figure:
     return _finish(fig, [a1, a2], t["draft_len"].nunique() > 1, t, intervals)
 
 
+def _hierarchy_table_upgrade(t: pd.DataFrame) -> pd.DataFrame:
+    """A table of scripts/profile_hierarchy.py written before its measured column was renamed:
+    that script's ``speedup_vs_ar`` was always the decode phase's (profile.measure_stack). Its
+    tables have no ``run_hash``; collect.py's always do, and their ``speedup_vs_ar`` is end to end,
+    so those are left alone (and lack ``decode_speedup_vs_ar`` only if made before it existed)."""
+    if "decode_speedup_vs_ar" in t or "speedup_vs_ar" not in t or "run_hash" in t:
+        return t
+    return t.rename(columns={"speedup_vs_ar": "decode_speedup_vs_ar"})
+
+
 def draw_hierarchy_prediction(t: pd.DataFrame) -> Figure:
     """Each stack a numbered point, its name in a key beside the axes: stack names are long and
-    the points cluster, so names written at the points cover each other."""
-    t = t.dropna(subset=["predicted_speedup", "speedup_vs_ar"]).reset_index(drop=True)
+    the points cluster, so names written at the points cover each other. Both axes are the decode
+    phase's speedup: the latency model predicts decode time, prefill is outside it."""
+    y = "decode_speedup_vs_ar"
+    t = t.dropna(subset=["predicted_speedup", y]).reset_index(drop=True)
     fig = Figure(figsize=(7.0, 3.4))
     ax = fig.subplots()
     key = []
     for name, g in t.groupby(t["method"]):
-        ax.scatter(g["predicted_speedup"], g["speedup_vs_ar"], label=name, zorder=3)
+        ax.scatter(g["predicted_speedup"], g[y], label=name, zorder=3)
         for i, r in g.iterrows():
             stack = r["levels"] if isinstance(r.get("levels"), str) else "?"
             key.append(f"{i + 1}: {stack.replace('checkpoints/', '')}")
-            ax.annotate(str(i + 1), (r["predicted_speedup"], r["speedup_vs_ar"]), fontsize=6,
+            ax.annotate(str(i + 1), (r["predicted_speedup"], r[y]), fontsize=6,
                         xytext=(3, 2), textcoords="offset points")
-    lo = min(1.0, float(t[["predicted_speedup", "speedup_vs_ar"]].min().min()) * 0.95) if len(t) else 0.5
-    hi = max(1.5, float(t[["predicted_speedup", "speedup_vs_ar"]].max().max()) * 1.05) if len(t) else 2.0
+    lo = min(1.0, float(t[["predicted_speedup", y]].min().min()) * 0.95) if len(t) else 0.5
+    hi = max(1.5, float(t[["predicted_speedup", y]].max().max()) * 1.05) if len(t) else 2.0
     ax.plot([lo, hi], [lo, hi], label="measured = predicted", **AR_LINE)
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted speedup (latency model)",
-           ylabel="measured speedup over AR", title="Hierarchies: predicted vs measured")
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted decode speedup (latency model)",
+           ylabel="measured decode speedup over AR", title="Hierarchies: predicted vs measured, decode phase")
     ax.set_aspect("equal")
     ax.legend(loc="upper left", bbox_to_anchor=(1.04, 1.0), borderaxespad=0.0)
     ax.text(1.04, 0.62, "\n".join(sorted(key, key=lambda k: int(k.split(":")[0]))), transform=ax.transAxes,
@@ -395,23 +484,27 @@ def draw_grid_pareto(t: pd.DataFrame) -> Figure:
 
 
 def draw_grid_prediction(t: pd.DataFrame) -> Figure:
-    t = t.dropna(subset=["predicted_speedup", "speedup_vs_ar"])
+    """The latency model (hsd_bench/hierarchy) predicts decode time, so the measurement it is set
+    against is the decode phase's speedup (``decode_speedup_vs_ar``), not the end-to-end one:
+    prefill, the same for a method and AR, pulls that towards 1 (by 1-15 % on the GPU grid)."""
+    y = "decode_speedup_vs_ar"
+    t = t.dropna(subset=["predicted_speedup", y])
     fig, axes, groups = _per_dataset(t, 1.4, 3.4)
-    lo = min(1.0, float(t[["predicted_speedup", "speedup_vs_ar"]].min().min()) * 0.95) if len(t) else 0.5
-    hi = max(1.5, float(t[["predicted_speedup", "speedup_vs_ar"]].max().max()) * 1.05) if len(t) else 2.0
+    lo = min(1.0, float(t[["predicted_speedup", y]].min().min()) * 0.95) if len(t) else 0.5
+    hi = max(1.5, float(t[["predicted_speedup", y]].max().max()) * 1.05) if len(t) else 2.0
     color = _palette(t["method"])
     for ax, (dataset, g) in zip(axes, groups):
         for method, gm in g.groupby("method", sort=True):
             gm = gm.sort_values("predicted_speedup")
-            _with_ci(ax, gm["predicted_speedup"], gm["speedup_vs_ar"], *_ci_cols(gm, "speedup_lo", "speedup_hi"),
-                     label=method, linestyle="none", color=color[method])
+            # no error bars: the table's bootstrap interval is the end-to-end speedup's
+            _with_ci(ax, gm["predicted_speedup"], gm[y], label=method, linestyle="none", color=color[method])
         ax.plot([lo, hi], [lo, hi], label="measured = predicted", **AR_LINE)
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted speedup (latency model)",
-               ylabel="measured speedup over AR", title=f"Predicted vs measured, {dataset}")
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="predicted decode speedup (latency model)",
+               ylabel="measured decode speedup over AR", title=f"Predicted vs measured, {dataset}")
         ax.set_aspect("equal")
     _legend_outside(axes)
     fig.tight_layout()
-    _caption(fig, t, CI_NOTE)
+    _caption(fig, t, "decode phase on both axes (prefill excluded, as in the latency model)")
     return fig
 
 
@@ -485,20 +578,20 @@ FIGURES: dict[str, FigureSpec] = {
                    _produced_by("exit_layer"), _LINE),
         FigureSpec("draft_length", "Speedup and acceptance vs draft length", draw_draft_length,
                    _produced_by("draft_length"), _LINE),
-        FigureSpec("verification_period", "HiSpec throughput vs verification period", draw_verification_period,
+        FigureSpec("verification_period", "HiSpec speedup vs verification period", draw_verification_period,
                    _produced_by("verification_period"),
-                   ("model", "dataset", "exit", "draft_len", "period", "flush_on_mismatch", "tokens_per_s",
-                    "ar_tokens_per_s")),
+                   ("model", "dataset", "exit", "draft_len", "period", "flush_on_mismatch", "speedup_vs_ar")),
         FigureSpec("method_comparison", "AR-normalized speedup per method and dataset", draw_method_comparison,
                    _produced_by("method_comparison"), ("dataset", "method", "speedup_vs_ar")),
         FigureSpec("verifier_rules", "Accepted length per verification rule under sampling", draw_verifier_rules,
                    _produced_by("verifier_rules"),
                    ("model", "dataset", "method", "verifier", "lossless", "temperature", "draft_len",
                     "mean_accepted_len", "speedup_vs_ar")),
-        FigureSpec("hierarchy_prediction", "Predicted vs measured speedup of hierarchies",
+        FigureSpec("hierarchy_prediction", "Predicted vs measured decode-phase speedup of hierarchies",
                    draw_hierarchy_prediction,
                    _produced_by("hierarchy_prediction") + " (needs predicted_speedup in the runs' summary.json)",
-                   ("method", "levels", "predicted_speedup", "speedup_vs_ar")),
+                   ("method", "levels", "predicted_speedup", "decode_speedup_vs_ar"),
+                   upgrade=_hierarchy_table_upgrade),
         FigureSpec("grid_layerskip", "LayerSkip speedup vs exit layer for each draft length (GPU grid)",
                    draw_grid_layerskip, _produced_by("grid_layerskip"), _GRID + ("exit", "draft_len")),
         FigureSpec("grid_hispec", "HiSpec speedup over (E_d, E_v), best N_d, N_i, flush per cell (GPU grid)",
@@ -507,10 +600,10 @@ FIGURES: dict[str, FigureSpec] = {
         FigureSpec("grid_pareto", "Speedup vs layer evaluations per token, every configuration, Pareto front",
                    draw_grid_pareto, _produced_by("grid_pareto", GRID_SWEEPS),
                    _GRID + ("method", "layer_evals_per_token"), GRID_SWEEPS),
-        FigureSpec("grid_prediction", "Predicted (latency model) vs measured speedup of every grid stack",
+        FigureSpec("grid_prediction", "Predicted (latency model) vs measured decode-phase speedup of every grid stack",
                    draw_grid_prediction,
                    _produced_by("grid_prediction", GRID_SWEEPS, " --predictions results/grid_plan/plan.csv"),
-                   _GRID + ("method", "predicted_speedup"), GRID_SWEEPS),
+                   _GRID + ("method", "predicted_speedup", "decode_speedup_vs_ar"), GRID_SWEEPS),
         FigureSpec("grid_rules", "Accepted length vs temperature for each verification rule (GPU grid)",
                    draw_grid_rules, _produced_by("grid_rules"),
                    _GRID + ("verifier", "temperature", "mean_accepted_len", "tau_lo", "tau_hi")),
@@ -542,6 +635,8 @@ def build_figure(name: str, results_dir: Path | str = "results", out_dir: Path |
     if not table.exists():
         return None
     df = pd.read_csv(table)
+    if FIGURES[name].upgrade is not None:
+        df = FIGURES[name].upgrade(df)
     missing = [c for c in FIGURES[name].needs if c not in df.columns]
     if df.empty or missing:
         problem = "has no rows" if df.empty else f"lacks column(s) {', '.join(missing)}"
@@ -552,7 +647,9 @@ def build_figure(name: str, results_dir: Path | str = "results", out_dir: Path |
         fig = FIGURES[name].draw(df)
         paths = [out / f"{name}.png", out / f"{name}.pdf"]
         for p in paths:
-            fig.savefig(p)
+            # no creation date in the PDF: rebuilding an unchanged figure rewrites the same bytes,
+            # so a rebuild's diff shows only the figures that changed
+            fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     return paths
 
 
