@@ -100,3 +100,17 @@ def test_summary_line():
     assert summary_line(summary).endswith("preempted 7x a pass, waiting for a CPU up to 22.6 % of a pass")
     bare = summary_line({"methods": {"autoregressive": {"n_samples": 1, "tokens_per_s": 3.0}}})
     assert bare.startswith("[hsd-bench] done autoregressive on ?: 1 samples, 3.0 tok/s (- vs AR)")
+
+
+def test_transformers_weight_loading_bar_follows_the_runs_rule(monkeypatch, capfd):
+    """In CI (or off a terminal) run.py draws no bar, and transformers' "Loading weights" bar, one per
+    model, must not fill a job's log either; transformers' own setting is restored afterwards."""
+    from transformers.utils import logging as tf_logging
+
+    from hsd_bench.models.loading import ModelSpec, load_hf_model
+
+    monkeypatch.setenv("CI", "true")
+    assert tf_logging.is_progress_bar_enabled()
+    load_hf_model(ModelSpec("checkpoints/family-2x128"))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert tf_logging.is_progress_bar_enabled()

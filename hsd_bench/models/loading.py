@@ -188,17 +188,26 @@ def _first_line(err: BaseException) -> str:
 
 
 class _quiet_transformers:
-    """transformers prints a multi-line load report for bad weights; our error says it in one line."""
+    """transformers prints a multi-line load report for bad weights; our error says it in one line.
+    Its "Loading weights" bar follows run.py's own rule (``progress.bar_enabled``: on a terminal, not in
+    CI), or every model's load filled a SLURM job's log with a bar its progress setting had turned off."""
 
     def __enter__(self):
         from transformers.utils import logging as tf_logging
 
+        from hsd_bench.progress import bar_enabled
+
         self._logging = tf_logging
         self._level = tf_logging.get_verbosity()
         tf_logging.set_verbosity_error()
+        self._bars = tf_logging.is_progress_bar_enabled()
+        if self._bars and not bar_enabled():
+            tf_logging.disable_progress_bar()
 
     def __exit__(self, *exc):
         self._logging.set_verbosity(self._level)
+        if self._bars:
+            self._logging.enable_progress_bar()
 
 
 def load_model(spec: ModelSpec, name: str = "model"):
