@@ -18,6 +18,13 @@ from typing import IO, Iterable, Mapping
 BASELINE = "autoregressive"
 
 
+def _backends(summary: Mapping) -> str:
+    """The backend the run's decoders ran on; both where the method's differs from AR's (an hf_*
+    reference runs through transformers whatever model.backend says)."""
+    backend, method = summary.get("backend", "?"), summary.get("method_backend")
+    return f"{backend} backend" if method in (None, backend) else f"{backend} backend for AR, {method} for the method"
+
+
 def bar_enabled(requested: bool = True, stream: IO | None = None) -> bool:
     """A bar only when asked for, on a terminal, and not in CI."""
     stream = sys.stderr if stream is None else stream
@@ -137,7 +144,7 @@ def summary_line(summary: Mapping, run_dir: Path | str | None = None) -> str:
         f"accept {_num(s.get('acceptance_rate'), '.2f')},",
         f"tau {_num(s.get('mean_accepted_len'), '.2f')},",
         f"parity {_num(s.get('parity_exact'), '.2f')} ({_num(s.get('parity_unexplained'), 'd')} unexplained),",
-        f"{summary.get('backend', '?')} backend, compile {_num(summary.get('compile_s'), '.1f')} s,",
+        f"{_backends(summary)}, compile {_num(summary.get('compile_s'), '.1f')} s,",
         f"{_num(summary.get('graph_captures_timed'), 'd')} captures timed",
     ]
     if s.get("host_probe_us") is not None:  # the host's speed beside its tokens/s (host_probe.py)

@@ -184,9 +184,14 @@ def run_job(cfg: Any, log=print) -> JobResult:
         prompt_ids = {s.sample_id: codec.encode(s.prompt) for s in samples}
         fitting = [ids for ids in prompt_ids.values() if len(ids) < target.max_context]
         backend = getattr(target, "backend", "hf")
+        # transformers' own generate() runs eagerly whatever model.backend says (hf_reference.py); the
+        # AR baseline beside it runs on `backend`
+        method_backend = "transformers" if spec.name in REFERENCE_METHODS else backend
+        backends = (f"{backend} backend" if method_backend == backend
+                    else f"{backend} backend for AR, {method_backend} for {spec.name}")
         dtype = str(target.dtype).replace("torch.", "")
         log(
-            f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers, {backend} backend, "
+            f"[hsd-bench] {spec.name} on {cfg['model']['path']} ({target.num_layers} layers, {backends}, "
             f"{dtype}, {target.device}), {len(samples)} {cfg['dataset']['name']} samples, "
             f"max_new_tokens={max_new} -> {run_dir.path}"
             + (f" (resuming: {len(existing)} rows already written)" if existing else "")
@@ -280,6 +285,7 @@ def run_job(cfg: Any, log=print) -> JobResult:
             "lossless": bool(rule.lossless) if spec.name != BASELINE else True,
             "verifier": spec.verifier,
             "backend": backend,
+            "method_backend": method_backend,  # "transformers" for the hf_* references, else backend
             "dtype": dtype,
             "batch_size": batch_size,
             "ar_chunk": ar_chunk_for(spec.ar_chunk, target.device),

@@ -69,6 +69,19 @@ def test_the_summary_names_the_backend_and_timing_discipline(tmp_path):
     assert s["backend"] == "native" and s["dtype"] == "float32"  # auto, unnamed
     assert s["compile_s"] >= 0 and s["graph_captures_timed"] == 0 and s["retimed_samples"] == 0
     assert runner.run_job(_cfg(tmp_path / "b", "method=layerskip", "exit=2", "model.backend=hf")).summary["backend"] == "hf"
+    assert s["method_backend"] == "native"
+
+
+def test_a_reference_run_names_transformers_as_its_methods_backend(tmp_path):
+    """hf_* run through transformers whatever model.backend says; their AR baseline does not: the
+    summary and the log say both, where they said the AR's backend for both."""
+    logged = []
+    s = runner.run_job(_cfg(tmp_path, "method=hf_generate"), log=logged.append).summary
+    assert s["backend"] == "native" and s["method_backend"] == "transformers"
+    start = next(line for line in logged if line.startswith("[hsd-bench] hf_generate on "))
+    done = next(line for line in logged if line.startswith("[hsd-bench] done hf_generate"))
+    assert "native backend for AR, transformers for hf_generate" in start
+    assert "native backend for AR, transformers for the method" in done
 
 
 def test_a_reference_run_past_its_stop_ends_where_the_engine_ends(monkeypatch):
