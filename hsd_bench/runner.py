@@ -177,6 +177,10 @@ def run_job(cfg: Any, log=print) -> JobResult:
                                                          level_split=spec.level_split),
                                               target, load_other, codec)
         rule = get_rule(spec.verifier)
+        if not rule.lossless and spec.name != BASELINE:  # reported, never hidden: not only in summary.json
+            log(f"[hsd-bench] note: verifier={spec.verifier} is not lossless: under sampling its tokens do not "
+                f"follow the target's distribution (docs/methods.md, \"Verification rules\"); summary.json records "
+                f"lossless: false")
 
         finished = {(r["sample_id"], r["method"]) for r in existing}
         rows = list(existing)

@@ -219,3 +219,13 @@ def test_a_resumed_run_warms_up_only_the_decoders_it_still_times(tmp_path, monke
     again = runner.run_job(cfg, log=logged.append)
     assert warmed[-1] == [] and runner.GENERATIONS_RUN == before and again.summary["compile_s"] == 0.0
     assert "[hsd-bench] every row was already generated: nothing to warm up or time" in logged
+
+
+def test_a_lossy_rule_says_so_in_the_log_not_only_in_the_summary(tmp_path):
+    logged = []
+    lossy = runner.run_job(_cfg(tmp_path, "method=layerskip", "exit=2", "verifier=hsd_official"), log=logged.append)
+    assert lossy.summary["lossless"] is False
+    assert any(line.startswith("[hsd-bench] note: verifier=hsd_official is not lossless") for line in logged)
+    logged.clear()
+    exact = runner.run_job(_cfg(tmp_path, "method=layerskip", "exit=2", "verifier=hsd"), log=logged.append)
+    assert exact.summary["lossless"] is True and not any("not lossless" in line for line in logged)
