@@ -162,9 +162,9 @@ def run_job(cfg: Any, log=print) -> JobResult:
         _report_repairs(run_dir, existing, log)
         version = code_version()
         check_code_version(existing, version, run_dir.path, cfg.get("resume_across_code_change", False))
-        # which process timed a row: a resumed run's rows come from more than one, and a speedup
-        # over them is no longer a ratio from one job (metrics.launch_warnings)
-        # (a random tail: two jobs of one process within a second -- run.py as a library -- differ too)
+        # which process timed a row: a resumed run's rows come from more than one, and a speedup over
+        # them is no ratio from one job (metrics.launch_warnings); the random tail tells apart two
+        # jobs of one process started within a second (run.py as a library)
         launch = f"{platform.node()}/{os.getpid()}/{time.strftime('%Y-%m-%dT%H:%M:%S')}/{uuid.uuid4().hex[:8]}"
 
         spec = method_spec(cfg)
