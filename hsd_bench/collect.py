@@ -344,7 +344,8 @@ def _first_of(df: pd.DataFrame, *cols: str) -> pd.Series:
 
 def _draft_column(df: pd.DataFrame) -> pd.Series:
     """The separate draft model's path (``method.draft.path``) of the methods that have one, as the
-    run identity counts it (runner.identity): vanilla_sd and hf_assisted; None for every other."""
+    run identity counts it (runner.identity): vanilla_sd and hf_assisted (methods.SEPARATE_DRAFT_METHODS,
+    not imported: this module stays free of torch); None for every other."""
     out = pd.Series([None] * len(df), index=df.index, dtype=object)
     if "cfg.method.draft.path" not in df:
         return out

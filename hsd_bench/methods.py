@@ -182,6 +182,9 @@ def _hispec(spec: MethodSpec, depth: int) -> list[ViewSpec]:
 register_method("hf_generate")(_autoregressive)
 register_method("hf_early_exit")(_layerskip)
 register_method("hf_assisted")(_vanilla_sd)
+# the methods whose method.draft.path names a separate draft model (the run identity hashes it:
+# validate.model_paths; collect.py's draft column, which avoids importing torch, lists the same two)
+SEPARATE_DRAFT_METHODS = ("vanilla_sd", "hf_assisted")
 
 
 @register_method("hierarchy")
@@ -271,7 +274,7 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
     for view in views:
         if view.model not in models:
             model, codec = load_other(view.model)
-            _check_compatible(view.model, model, codec, target, target_codec)
+            check_draft_compatible(view.model, model.vocab_size, codec, target.vocab_size, target_codec)
             models[view.model], codecs[view.model] = model, codec
     exits: dict[str, list[int]] = {}
     for i, view in enumerate(views):
@@ -294,10 +297,6 @@ def build_engine(spec: MethodSpec, target, load_other: Callable[[str], Any], tar
     engine = Engine(levels, eos_token_ids=eos, level_split=spec.level_split)
     engine.lookahead = spec.lookahead
     return engine
-
-
-def _check_compatible(path: str, model, codec, target, target_codec) -> None:
-    check_draft_compatible(path, model.vocab_size, codec, target.vocab_size, target_codec)
 
 
 def vocabulary_mismatch(path: str, vocab_size: int, target_vocab_size: int, key: str | None = None) -> ValueError:

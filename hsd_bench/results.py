@@ -186,6 +186,14 @@ class RunDir:
             _atomic_write(self.done_path, "")
 
 
+def check_results_dir_named(root: Any, key: str = "results_dir") -> None:
+    """``root`` names a directory: an empty one is Path(""), the current directory, so run directories
+    would land wherever run.py was started. Writes nothing (run.py's validation calls it too)."""
+    if not isinstance(root, (str, Path)) or not str(root).strip():
+        raise ResultsDirError(f"{key}={str(root) if isinstance(root, Path) else root!r} is empty; valid: a directory "
+                              f"(created if missing), e.g. {key}=runs")
+
+
 def check_results_dir(root: Path | str, key: str = "results_dir") -> None:
     """Fail now, naming ``key``, if run directories cannot be created under ``root``.
 
@@ -194,8 +202,7 @@ def check_results_dir(root: Path | str, key: str = "results_dir") -> None:
     """
     import tempfile
 
-    if not str(root).strip():  # Path("") is the current directory: runs would land wherever run.py started
-        raise ResultsDirError(f"{key}={str(root)!r} is empty; valid: a directory (created if missing), e.g. {key}=runs")
+    check_results_dir_named(root, key)
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,17 @@ from hsd_bench.config import NATIVE_MODEL_OPTIONS, ModelConf
 from hsd_bench.engine import level_split_for
 from hsd_bench.measure import timing_repeats_for
 from hsd_bench.hf_reference import REFERENCE_METHODS
-from hsd_bench.methods import TARGET, UNKNOWN_DEPTH, ar_chunk_for, method_views, vocabulary_mismatch
+from hsd_bench.methods import (
+    SEPARATE_DRAFT_METHODS, TARGET, UNKNOWN_DEPTH, ar_chunk_for, method_views, vocabulary_mismatch,
+)
 from hsd_bench.models.loading import (
-    BACKENDS, DTYPES, RANDOM_ARCHS, RANDOM_VOCAB_SIZE, REPO_ROOT, WEIGHT_FILES, resolve_local_path,
+    BACKENDS, DTYPES, RANDOM_ARCHS, RANDOM_VOCAB_SIZE, REPO_ROOT, check_weight_files, resolve_local_path,
 )
 from hsd_bench.models.native.model import ATTENTION_KERNELS, MATMUL_KERNELS, PREFILL_MODES
+from hsd_bench.results import check_results_dir_named
 from hsd_bench.sampling import DecodingConfig
 from hsd_bench.tasks.base import available_tasks
+from hsd_bench.tasks.jsonl import path_from_cfg
 from hsd_bench.wandb_logging import wandb_mode
 
 DEVICE_FORMS = "cpu, cuda, cuda:<index>, mps, auto"
@@ -35,8 +39,7 @@ def model_paths(cfg: dict) -> dict[str, str]:
     """``{config key: path}`` of every model a run loads (the target, a draft, hierarchy levels)."""
     paths = {"model.path": cfg["model"]["path"]}
     method = cfg["method"]
-    # the methods with a separate draft model: vanilla_sd, and transformers' assisted generation
-    if method.get("name") in ("vanilla_sd", "hf_assisted") and (method.get("draft") or {}).get("path"):
+    if method.get("name") in SEPARATE_DRAFT_METHODS and (method.get("draft") or {}).get("path"):
         paths["method.draft.path"] = method["draft"]["path"]
     if method.get("name") == "hierarchy":
         for i, level in enumerate(method.get("levels") or []):
@@ -57,11 +60,7 @@ def read_model_config(key: str, directory: Path) -> dict:
         raise ValueError(f"{key}: {path} is not valid JSON ({err}); valid: a Hugging Face config.json") from None
     if not isinstance(config, dict):
         raise ValueError(f"{key}: {path} holds a JSON {type(config).__name__}, not an object")
-    if not any((directory / name).is_file() for name in WEIGHT_FILES):
-        raise ValueError(
-            f"{key}={str(directory)!r} has a config.json but no weight files ({' / '.join(WEIGHT_FILES)}); "
-            f"valid: a checkpoint directory with its weights (as save_pretrained() writes it)"
-        )
+    check_weight_files(key, directory)
     return config
 
 
@@ -166,10 +165,7 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
         check_device_available(model.get("device", "cpu"))
     _int_at_least("model.num_layers", model.get("num_layers"), 1, "the architecture's default")
     _int_at_least("model.max_context", model.get("max_context"), 2, "the model's own")
-    if not isinstance(cfg.get("results_dir"), str) or not cfg["results_dir"].strip():
-        # Path("") is the current directory: run directories would land wherever run.py was started
-        raise ValueError(f"results_dir={cfg.get('results_dir')!r} is empty; valid: a directory (created if missing), "
-                         f"e.g. results_dir=runs")
+    check_results_dir_named(cfg.get("results_dir"))
     decoding = DecodingConfig(**cfg["decoding"])
     if decoding.batch_size > 1 and cfg["method"].get("name") in REFERENCE_METHODS:
         raise ValueError(f"decoding.batch_size={decoding.batch_size}: method={cfg['method']['name']} (transformers' "
@@ -213,12 +209,8 @@ def validate_run_config(cfg: dict, hardware: bool = True) -> None:
 
 def _check_dataset_paths(dataset: dict) -> None:
     """An empty dataset path (an unset shell variable) is refused: null means the default source."""
-    defaults = {"path": "the dataset's default source (HumanEval's bundled copy, else the Hub)",
-                "fewshot_path": "dataset.fewshot_source"}
-    for key, default in defaults.items():
-        value = dataset.get(key)
-        if isinstance(value, str) and not value.strip():
-            raise ValueError(f"dataset.{key}={value!r} is empty; valid: a JSONL file path, or null for {default}")
+    for key in ("path", "fewshot_path"):
+        path_from_cfg(dataset, key)
     ids = dataset.get("ids")
     if ids is not None and len(ids) == 0:
         raise ValueError("dataset.ids=[] selects no samples; valid: a non-empty list of sample ids, "

@@ -145,7 +145,7 @@ def same_vocabulary(a, b) -> bool | None:
     """Whether two tokenizers map the same token strings to the same ids (``None``: one is missing).
 
     A separate draft must share the target's ids; the engine's own check
-    (``methods._check_compatible``) only sees vocabulary *sizes* here because
+    (``methods.check_draft_compatible``) only sees vocabulary *sizes* here because
     the benchmark passes no codecs (a codec would switch EOS back on).
     """
     if a is None or b is None:

@@ -77,6 +77,17 @@ def resolve_local_path(path: str) -> Path | None:
     return None
 
 
+def check_weight_files(key: str, directory: Path, shown: str | None = None) -> None:
+    """A local checkpoint directory must hold its weights (:data:`WEIGHT_FILES`): one with only a
+    config.json failed late, inside from_pretrained(), with a message about the config."""
+    if not any((directory / name).is_file() for name in WEIGHT_FILES):
+        raise ValueError(
+            f"{key}={shown if shown is not None else str(directory)!r} has a config.json but no weight files "
+            f"({' / '.join(WEIGHT_FILES)}); valid: a checkpoint directory with its weights (as save_pretrained() "
+            f"writes it)"
+        )
+
+
 def build_random_model(arch: str, num_layers: int | None = None, seed: int = 0, vocab_size: int = RANDOM_VOCAB_SIZE):
     """A tiny randomly initialised transformers model (no files, no Hub)."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -131,11 +142,8 @@ def load_hf_model(spec: ModelSpec):
         raise ValueError(
             f"{key}={spec.path!r} is a {config.model_type!r} model; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    if local and not any((local / name).is_file() for name in WEIGHT_FILES):  # validate.py says it earlier
-        raise ValueError(
-            f"{key}={spec.path!r} has a config.json but no weight files ({' / '.join(WEIGHT_FILES)}); "
-            f"valid: a checkpoint directory with its weights (as save_pretrained() writes it)"
-        )
+    if local:  # validate.py says it earlier, for a run
+        check_weight_files(key, local, spec.path)
     with _quiet_transformers():
         try:
             model, info = AutoModelForCausalLM.from_pretrained(

@@ -81,12 +81,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# what null means for each dataset file key: the source used without a file
+_PATH_DEFAULTS = {"path": "the dataset's default source (HumanEval's bundled copy, else the Hub)",
+                  "fewshot_path": "dataset.fewshot_source"}
+
+
 def path_from_cfg(cfg: Any, key: str = "path") -> str | None:
     """``dataset.<key>``, a file path: None when null; an empty string (an unset shell variable,
-    ``dataset.path=$DATA``) is an error, not "use the default source"."""
+    ``dataset.path=$DATA``) is an error, not "use the default source" (run.py's validation calls it
+    before loading anything, each task again when it loads)."""
     value = cfg_get(cfg, key)
     if isinstance(value, str) and not value.strip():
-        raise DatasetError(f"dataset.{key}={value!r} is empty; valid: a JSONL file path, or null for the default")
+        raise DatasetError(f"dataset.{key}={value!r} is empty; valid: a JSONL file path, or null for "
+                           f"{_PATH_DEFAULTS.get(key, 'the default')}")
     return value
 
 
