@@ -132,13 +132,6 @@ def _separate(t: pd.DataFrame, x: str | None, by: list[str]) -> list[str]:
                          "table (or tell them apart by a column) instead of averaging them")
 
 
-def _series_colors(series: list[tuple]) -> dict:
-    """One colour per series of a figure, in the order given: the same in every panel, whichever
-    series a panel draws (so the shared legend's colours hold everywhere)."""
-    colors = STYLE["axes.prop_cycle"].by_key()["color"]
-    return {k: colors[i % len(colors)] for i, k in enumerate(series)}
-
-
 # a metric's bootstrap interval over samples, where collect.py's table has it
 INTERVALS = {"speedup_vs_ar": ("speedup_lo", "speedup_hi"), "mean_accepted_len": ("tau_lo", "tau_hi")}
 
@@ -158,7 +151,7 @@ def _lines(ax, df: pd.DataFrame, x: str, y: str, by: list[str]) -> bool:
     df = df.dropna(subset=[x])
     groups = [(k if isinstance(k, tuple) else (k,), g) for k, g in df.groupby(by, dropna=False, sort=True)] \
         if by else [((), df)]
-    color = _series_colors([k for k, _ in groups])
+    color = _palette([k for k, _ in groups], ordered=True)  # groupby's order: the first panel's colours as before
     for keys, g in groups:
         pts = g.set_index(x).sort_index()[cols].dropna(subset=[y])
         if pts.empty:
@@ -369,10 +362,12 @@ def _legend_outside(axes, title: str | None = None) -> None:
                         borderaxespad=0.0, title=title, title_fontsize=7.5)
 
 
-def _palette(values) -> dict:
-    """One colour per value, the same in every panel of a figure (values in sorted order)."""
+def _palette(values, ordered: bool = False) -> dict:
+    """One colour per value, the same in every panel of a figure, whichever values a panel draws (so
+    a shared legend's colours hold everywhere): values in sorted order, or as given (``ordered``)."""
     colors = STYLE["axes.prop_cycle"].by_key()["color"]
-    return {v: colors[i % len(colors)] for i, v in enumerate(sorted(set(values), key=str))}
+    values = list(dict.fromkeys(values)) if ordered else sorted(set(values), key=str)
+    return {v: colors[i % len(colors)] for i, v in enumerate(values)}
 
 
 def _with_ci(ax, x, y, lo=None, hi=None, **kw) -> None:
